@@ -1,0 +1,115 @@
+//! Authentication: the pure verifier from `polarbackup-auth`, fed by the store, plus the
+//! stateful checks it cannot do (nonce replay, STS tokens).
+
+use crate::AppState;
+use polarbackup_auth::{AuthError, KeyLookup, KeyMaterial, KeyRecord};
+use polarbackup_model::AccountId;
+use polarbackup_store::StoreError;
+use polarbackup_wire::{ApiError, Params};
+use std::cell::RefCell;
+use tracing::error;
+
+/// Who is calling, once the signature checks out.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: AccountId,
+    pub access_key_id: String,
+}
+
+/// Adapts the store to the verifier's lookup, remembering a store failure so that it becomes
+/// an InternalError rather than a misleading "key not found".
+struct StoreKeys<'a> {
+    state: &'a AppState,
+    failure: RefCell<Option<StoreError>>,
+    account: RefCell<Option<AccountId>>,
+}
+
+impl KeyLookup for StoreKeys<'_> {
+    fn lookup(&self, access_key_id: &str) -> Option<KeyRecord> {
+        match self.state.store.key(access_key_id) {
+            Ok(Some(key)) => {
+                *self.account.borrow_mut() = Some(key.account.clone());
+                Some(KeyRecord {
+                    material: KeyMaterial::Secret(key.secret),
+                    active: key.active,
+                })
+            }
+            Ok(None) => None,
+            Err(e) => {
+                *self.failure.borrow_mut() = Some(e);
+                None
+            }
+        }
+    }
+}
+
+pub fn authenticate(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    params: &Params,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Caller, ApiError> {
+    let req = polarbackup_auth::Request {
+        method,
+        path,
+        query: &params.query,
+        form: &params.form,
+        headers,
+        body,
+    };
+    let keys = StoreKeys {
+        state,
+        failure: RefCell::new(None),
+        account: RefCell::new(None),
+    };
+    let now = state.clock.now();
+    let verified = polarbackup_auth::verify(&req, now, &keys);
+    if let Some(e) = keys.failure.take() {
+        error!(error = %e, "key lookup failed");
+        return Err(ApiError::Internal);
+    }
+    let verified = verified.map_err(auth_error)?;
+    if verified.security_token.is_some() {
+        // No STS tokens are issued yet, so any token is one we cannot have made.
+        return Err(ApiError::SecurityTokenMalformed);
+    }
+    // A nonce must stay remembered for as long as its timestamp would still be accepted.
+    let expires_at = verified
+        .timestamp
+        .checked_add(polarbackup_auth::MAX_CLOCK_SKEW)
+        .unwrap_or(verified.timestamp);
+    let fresh = state
+        .store
+        .use_nonce(&verified.access_key_id, &verified.nonce, expires_at, now)
+        .map_err(|e| {
+            error!(error = %e, "nonce store failed");
+            ApiError::Internal
+        })?;
+    if !fresh {
+        return Err(ApiError::SignatureNonceUsed);
+    }
+    let account = keys.account.take().ok_or(ApiError::Internal)?;
+    Ok(Caller {
+        account,
+        access_key_id: verified.access_key_id,
+    })
+}
+
+fn auth_error(e: AuthError) -> ApiError {
+    match e {
+        AuthError::MissingParameter(name) => ApiError::MissingParameter(name),
+        AuthError::IncompleteSignature(detail) => ApiError::IncompleteSignature(detail),
+        AuthError::InvalidSignatureMethod => ApiError::InvalidSignatureMethod,
+        AuthError::InvalidSignatureVersion => ApiError::InvalidSignatureVersion,
+        AuthError::TimestampFormat => ApiError::TimestampFormat,
+        AuthError::TimestampExpired => ApiError::TimestampExpired,
+        AuthError::KeyNotFound => ApiError::AccessKeyNotFound,
+        AuthError::KeyInactive => ApiError::AccessKeyInactive,
+        AuthError::SignatureMismatch { string_to_sign } => {
+            ApiError::SignatureDoesNotMatch { string_to_sign }
+        }
+        AuthError::ContentHashMismatch => ApiError::ContentHashMismatch,
+    }
+}

@@ -1,0 +1,170 @@
+//! One RPC call from bytes to response: read, authenticate, dispatch, render.
+
+use crate::{authn, handlers, AppState};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use polarbackup_wire::{render, Action, ApiError, Format, Params, API_VERSION};
+use std::time::Instant;
+use tracing::{debug, error, info, warn};
+
+/// A request as the synchronous part of the pipeline sees it.
+struct Call {
+    method: String,
+    path: String,
+    params: Params,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+}
+
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(Err(e)) => {
+            warn!(error = %e, "health check: store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response(),
+    }
+}
+
+pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    // Until Format is known, errors are JSON, which every SDK parses.
+    let mut format = Format::Json;
+    let outcome = match read(&state, req).await {
+        Ok(call) => {
+            format = Format::parse(call.params.get("Format")).unwrap_or_default();
+            let st = state.clone();
+            let rid = request_id.clone();
+            tokio::task::spawn_blocking(move || process(&st, &call, &rid))
+                .await
+                .unwrap_or_else(|e| {
+                    error!(request_id = %request_id, error = %e, "request handler panicked");
+                    Err(ApiError::Internal)
+                })
+        }
+        Err(e) => Err(e),
+    };
+    let rendered = match &outcome {
+        Ok((action, body)) => render::success(action.name(), &request_id, body.clone(), format),
+        Err(e) => render::error(e, &request_id, &state.config.host_id, format),
+    };
+    let code = outcome.as_ref().err().map(|e| e.describe().1);
+    info!(
+        request_id = %request_id,
+        action = outcome.as_ref().ok().map(|(a, _)| a.name()),
+        status = rendered.status,
+        code = code.as_deref(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    let mut resp = Response::new(Body::from(rendered.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(rendered.content_type));
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-acs-request-id", v);
+    }
+    resp
+}
+
+/// Reads method, path, headers and a bounded body; decodes query and form parameters.
+async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
+    let (parts, body) = req.into_parts();
+    if parts.method != Method::GET && parts.method != Method::POST {
+        return Err(ApiError::UnsupportedHttpMethod);
+    }
+    let limit = state.config.body_limit;
+    let too_large = ApiError::BodyTooLarge { limit };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large);
+    }
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large),
+        Err(_) => return Err(ApiError::MalformedBody("the body could not be read")),
+    };
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let params = Params::decode(parts.uri.query().unwrap_or(""), is_form.then_some(&body[..]));
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    Ok(Call {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        params,
+        headers,
+        body,
+    })
+}
+
+/// Everything after the bytes are in: which action, who is calling, and the answer.
+fn process(
+    state: &AppState,
+    call: &Call,
+    request_id: &str,
+) -> Result<(Action, serde_json::Map<String, serde_json::Value>), ApiError> {
+    Format::parse(call.params.get("Format"))?;
+    let header = |name: &str| {
+        call.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    // V1 carries Action/Version as parameters; V3 only in headers.
+    let action = call
+        .params
+        .get("Action")
+        .or_else(|| header("x-acs-action"))
+        .filter(|a| !a.is_empty())
+        .ok_or(ApiError::MissingParameter("Action"))?;
+    if call.path != "/" {
+        return Err(ApiError::InvalidAction);
+    }
+    let action = Action::parse(action)?;
+    let version = call
+        .params
+        .get("Version")
+        .or_else(|| header("x-acs-version"))
+        .filter(|v| !v.is_empty())
+        .ok_or(ApiError::MissingParameter("Version"))?;
+    if version != API_VERSION {
+        return Err(ApiError::InvalidVersion);
+    }
+    let caller = authn::authenticate(state, call.method.as_str(), &call.path, &call.params, &call.headers, &call.body)
+        .inspect_err(|e| log_refusal(request_id, e))?;
+    debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
+    let body = handlers::dispatch(state, action, &caller, &call.params).map_err(|e| {
+        if e == ApiError::Internal {
+            error!(request_id, "internal error while handling {}", action.name());
+        }
+        e
+    })?;
+    Ok((action, body))
+}
+
+fn log_refusal(request_id: &str, e: &ApiError) {
+    // The reason, never the material: no secrets, no signatures.
+    warn!(request_id, reason = %e, "authentication refused");
+}

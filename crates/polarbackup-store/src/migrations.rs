@@ -1,0 +1,78 @@
+//! Versioned schema migrations, applied in order on open. The version lives in `PRAGMA user_version`.
+
+use crate::{Result, StoreError};
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `i` to `i + 1`. Never edit a released entry: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: tenants, clusters, jobs, nonces.
+    r#"
+    CREATE TABLE accounts (
+        id          TEXT PRIMARY KEY,
+        name        TEXT,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE access_keys (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        secret      TEXT NOT NULL,
+        active      INTEGER NOT NULL CHECK (active IN (0, 1)),
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE clusters (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        region      TEXT NOT NULL,
+        engine      TEXT NOT NULL,
+        host        TEXT NOT NULL,
+        port        INTEGER NOT NULL,
+        user_name   TEXT NOT NULL,
+        password    TEXT,
+        database    TEXT,
+        description TEXT,
+        created_at  INTEGER NOT NULL
+    );
+    -- AUTOINCREMENT: ids are never reused, even after the newest job is deleted.
+    CREATE TABLE backup_jobs (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        cluster_id      TEXT NOT NULL REFERENCES clusters(id),
+        mode            TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        process         INTEGER NOT NULL CHECK (process BETWEEN 0 AND 100),
+        start_time      INTEGER NOT NULL,
+        ended_at        INTEGER,
+        failure_reason  TEXT
+    );
+    CREATE INDEX backup_jobs_by_cluster ON backup_jobs (cluster_id, start_time DESC);
+    -- Job ids look like the cloud's (eight digits and up).
+    INSERT INTO sqlite_sequence (name, seq) VALUES ('backup_jobs', 10000000);
+    CREATE TABLE nonces (
+        key_id      TEXT NOT NULL,
+        nonce       TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        PRIMARY KEY (key_id, nonce)
+    ) WITHOUT ROWID;
+    CREATE INDEX nonces_by_expiry ON nonces (expires_at);
+    "#,
+];
+
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to [`LATEST`]; refuses a database written by a newer binary.
+pub fn apply(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported: LATEST,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

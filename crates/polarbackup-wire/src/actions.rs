@@ -1,0 +1,47 @@
+//! The actions this service answers, and the RAM action each one is authorized as.
+
+use crate::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    DescribeBackupTasks,
+}
+
+impl Action {
+    pub const ALL: [Action; 1] = [Action::DescribeBackupTasks];
+
+    /// Action names are case-sensitive, as on the real gateway.
+    pub fn parse(name: &str) -> Result<Self, ApiError> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or(ApiError::InvalidAction)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DescribeBackupTasks => "DescribeBackupTasks",
+        }
+    }
+
+    /// The RAM action checked before the call runs.
+    pub fn ram_action(self) -> String {
+        format!("polardb:{}", self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(Action::parse("DescribeBackupTasks"), Ok(Action::DescribeBackupTasks));
+        assert_eq!(Action::parse("describebackuptasks"), Err(ApiError::InvalidAction));
+        assert_eq!(Action::parse(""), Err(ApiError::InvalidAction));
+        assert_eq!(
+            Action::DescribeBackupTasks.ram_action(),
+            "polardb:DescribeBackupTasks"
+        );
+    }
+}

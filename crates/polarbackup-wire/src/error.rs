@@ -1,0 +1,217 @@
+//! Every error a client can see, and the one table mapping each to (HTTP status, Code, Message).
+
+use thiserror::Error;
+
+/// Errors as PolarDB reports them. The HTTP layer adds RequestId, HostId and Recommend.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ApiError {
+    // Gateway: request shape.
+    #[error("missing parameter {0}")]
+    MissingParameter(&'static str),
+    #[error("unknown action")]
+    InvalidAction,
+    #[error("unsupported version")]
+    InvalidVersion,
+    #[error("unsupported Format")]
+    InvalidFormat,
+    #[error("unsupported HTTP method")]
+    UnsupportedHttpMethod,
+    #[error("request body too large")]
+    BodyTooLarge { limit: usize },
+    #[error("malformed request body: {0}")]
+    MalformedBody(&'static str),
+
+    // Gateway: authentication.
+    #[error("unknown access key")]
+    AccessKeyNotFound,
+    #[error("disabled access key")]
+    AccessKeyInactive,
+    #[error("signature mismatch")]
+    SignatureDoesNotMatch { string_to_sign: String },
+    #[error("content hash mismatch")]
+    ContentHashMismatch,
+    #[error("incomplete signature: {0}")]
+    IncompleteSignature(String),
+    #[error("bad signature method")]
+    InvalidSignatureMethod,
+    #[error("bad signature version")]
+    InvalidSignatureVersion,
+    #[error("nonce reused")]
+    SignatureNonceUsed,
+    #[error("timestamp expired")]
+    TimestampExpired,
+    #[error("timestamp malformed")]
+    TimestampFormat,
+    #[error("security token malformed")]
+    SecurityTokenMalformed,
+
+    // PolarDB.
+    /// The cluster is unknown or not the caller's; the two are indistinguishable on purpose.
+    #[error("cluster not found")]
+    DbClusterNotFound { status: u16 },
+    #[error("bad BackupMode")]
+    BackupModeMalformed,
+
+    // Server side.
+    #[error("internal error")]
+    Internal,
+    #[error("service unavailable")]
+    ServiceUnavailable,
+}
+
+impl ApiError {
+    /// HTTP status, error Code and Message, exactly as PolarDB and its gateway send them.
+    pub fn describe(&self) -> (u16, String, String) {
+        use ApiError::*;
+        let (status, code, message): (u16, &str, String) = match self {
+            MissingParameter(name) => {
+                return (
+                    400,
+                    format!("Missing{name}"),
+                    format!("{name} is mandatory for this action."),
+                )
+            }
+            InvalidAction => (
+                404,
+                "InvalidAction.NotFound",
+                "Specified api is not found, please check your url and method.".into(),
+            ),
+            InvalidVersion => (
+                400,
+                "InvalidVersion",
+                "Specified parameter Version is not valid.".into(),
+            ),
+            InvalidFormat => (
+                400,
+                "InvalidParameter.Format",
+                "Specified parameter format is not valid.".into(),
+            ),
+            UnsupportedHttpMethod => (
+                400,
+                "UnsupportedHTTPMethod",
+                "This http method not supported.".into(),
+            ),
+            BodyTooLarge { limit } => (
+                413,
+                "InvalidParameter.TooLarge",
+                format!("The request body exceeds the limit of {limit} bytes."),
+            ),
+            MalformedBody(why) => (
+                400,
+                "InvalidParameter",
+                format!("The request body is not valid: {why}."),
+            ),
+            AccessKeyNotFound => (
+                404,
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found.".into(),
+            ),
+            AccessKeyInactive => (
+                400,
+                "InvalidAccessKeyId.Inactive",
+                "Specified access key is disabled.".into(),
+            ),
+            SignatureDoesNotMatch { string_to_sign } => (
+                400,
+                "SignatureDoesNotMatch",
+                format!(
+                    "Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"
+                ),
+            ),
+            ContentHashMismatch => (
+                400,
+                "SignatureDoesNotMatch",
+                "Specified signature is not matched with our calculation: x-acs-content-sha256 does not match the request body.".into(),
+            ),
+            IncompleteSignature(detail) => (
+                400,
+                "IncompleteSignature",
+                format!("The request signature does not conform to Aliyun standards. {detail}"),
+            ),
+            InvalidSignatureMethod => (
+                400,
+                "InvalidSignatureMethod",
+                "Specified signature method is not valid.".into(),
+            ),
+            InvalidSignatureVersion => (
+                400,
+                "InvalidSignatureVersion",
+                "Specified signature version is not valid.".into(),
+            ),
+            SignatureNonceUsed => (
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.".into(),
+            ),
+            TimestampExpired => (
+                400,
+                "InvalidTimeStamp.Expired",
+                "Specified time stamp or date value is expired.".into(),
+            ),
+            TimestampFormat => (
+                400,
+                "InvalidTimeStamp.Format",
+                "Specified time stamp or date value is not well formatted.".into(),
+            ),
+            SecurityTokenMalformed => (
+                400,
+                "InvalidSecurityToken.Malformed",
+                "Specified SecurityToken is malformed.".into(),
+            ),
+            DbClusterNotFound { status } => (
+                *status,
+                "InvalidDBClusterId.NotFound",
+                "The DBClusterId provided does not exist in our records.".into(),
+            ),
+            BackupModeMalformed => (
+                400,
+                "InvalidBackupMode.Malformed",
+                "The specified parameter BackupMode is not valid.".into(),
+            ),
+            Internal => (
+                500,
+                "InternalError",
+                "The request processing has failed due to some unknown error, exception or failure.".into(),
+            ),
+            ServiceUnavailable => (
+                503,
+                "ServiceUnavailable",
+                "The request has failed due to a temporary failure of the server.".into(),
+            ),
+        };
+        (status, code.to_owned(), message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_codes() {
+        assert_eq!(
+            ApiError::MissingParameter("DBClusterId").describe(),
+            (
+                400,
+                "MissingDBClusterId".into(),
+                "DBClusterId is mandatory for this action.".into()
+            )
+        );
+        assert_eq!(
+            ApiError::DbClusterNotFound { status: 400 }.describe(),
+            (
+                400,
+                "InvalidDBClusterId.NotFound".into(),
+                "The DBClusterId provided does not exist in our records.".into()
+            )
+        );
+        assert_eq!(ApiError::AccessKeyNotFound.describe().0, 404);
+        assert_eq!(ApiError::InvalidAction.describe().0, 404);
+        let (_, code, msg) = ApiError::SignatureDoesNotMatch {
+            string_to_sign: "GET&%2F&A%3D1".into(),
+        }
+        .describe();
+        assert_eq!(code, "SignatureDoesNotMatch");
+        assert!(msg.ends_with("server string to sign is:GET&%2F&A%3D1"));
+    }
+}

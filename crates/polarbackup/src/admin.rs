@@ -1,0 +1,93 @@
+//! `polarbackup admin`: tenant and cluster management straight on the store. Each command
+//! prints one JSON object on stdout.
+
+use crate::cli::{AccountCommand, AdminCommand, ClusterCommand, ClusterCreateArgs, DataDirArg, Engine, KeyCommand};
+use crate::config;
+use anyhow::{bail, Context, Result};
+use polarbackup_model::{AccessKeyId, AccountId};
+use polarbackup_store::{NewCluster, SqliteStore, Store};
+use serde_json::{json, Value};
+
+const PASSWORD_ENV: &str = "POLARBACKUP_CLUSTER_PASSWORD";
+
+pub fn run(cmd: AdminCommand) -> Result<()> {
+    let out = match cmd {
+        AdminCommand::Account(AccountCommand::Create { name, data }) => {
+            let store = open(&data)?;
+            let account = store.create_account(name.as_deref(), jiff::Timestamp::now())?;
+            json!({ "AccountId": account.id.as_str() })
+        }
+        AdminCommand::Key(KeyCommand::Create { account, data }) => {
+            let account = AccountId::parse(&account).context("--account")?;
+            let store = open(&data)?;
+            if store.account(&account)?.is_none() {
+                bail!("account {account} does not exist");
+            }
+            let key = store.create_key(&account, jiff::Timestamp::now())?;
+            json!({ "AccessKeyId": key.id.as_str(), "AccessKeySecret": key.secret })
+        }
+        AdminCommand::Key(KeyCommand::Disable { key, data }) => set_active(&key, &data, false)?,
+        AdminCommand::Key(KeyCommand::Enable { key, data }) => set_active(&key, &data, true)?,
+        AdminCommand::Cluster(ClusterCommand::Create(args)) => create_cluster(args)?,
+    };
+    println!("{out}");
+    Ok(())
+}
+
+fn open(data: &DataDirArg) -> Result<SqliteStore> {
+    let dir = config::data_dir(data.data_dir.as_deref());
+    SqliteStore::open(&dir).with_context(|| format!("opening the metadata store in {}", dir.display()))
+}
+
+fn set_active(key: &str, data: &DataDirArg, active: bool) -> Result<Value> {
+    let id = AccessKeyId::parse(key).context("--key")?;
+    let store = open(data)?;
+    store
+        .set_key_active(&id, active)
+        .with_context(|| format!("access key {id}"))?;
+    Ok(json!({ "AccessKeyId": id.as_str(), "Status": if active { "Active" } else { "Inactive" } }))
+}
+
+fn create_cluster(args: ClusterCreateArgs) -> Result<Value> {
+    let account = AccountId::parse(&args.account).context("--account")?;
+    if args.region.is_empty() || !args.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        bail!("--region must be a region id such as cn-hangzhou");
+    }
+    if args.host.is_empty() || args.user.is_empty() {
+        bail!("--host and --user must not be empty");
+    }
+    if args.port == 0 {
+        bail!("--port must be between 1 and 65535");
+    }
+    let password = match (&args.password_file, std::env::var(PASSWORD_ENV)) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --password-file {}", path.display()))?;
+            Some(text.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        (None, Ok(p)) if !p.is_empty() => Some(p),
+        _ => None,
+    };
+    let store = open(&args.data)?;
+    if store.account(&account)?.is_none() {
+        bail!("account {account} does not exist");
+    }
+    let engine = match args.engine {
+        Engine::Postgresql => "postgresql",
+    };
+    let cluster = store.create_cluster(
+        &NewCluster {
+            account,
+            region: args.region,
+            engine: engine.into(),
+            host: args.host,
+            port: args.port,
+            user: args.user,
+            password,
+            database: args.database,
+            description: args.description,
+        },
+        jiff::Timestamp::now(),
+    )?;
+    Ok(json!({ "DBClusterId": cluster.id.as_str() }))
+}

@@ -1,0 +1,139 @@
+//! Command-line grammar. Secrets are never accepted as arguments: only files or environment.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "polarbackup", version, about = "Database backups behind the PolarDB OpenAPI")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Manage accounts, access keys and clusters (works while the server runs).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "POLARBACKUP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the metadata store [default: ./polarbackup-data].
+    #[arg(long, env = "POLARBACKUP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file; flags and environment override it.
+    #[arg(long, env = "POLARBACKUP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Days that Finished and Failed jobs stay listed [default: 7].
+    #[arg(long, env = "POLARBACKUP_JOB_HISTORY_DAYS")]
+    pub job_history_days: Option<u32>,
+    /// Log format [default: text].
+    #[arg(long, env = "POLARBACKUP_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// Directory of the metadata store [default: ./polarbackup-data].
+    #[arg(long, env = "POLARBACKUP_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Accounts (tenants).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Access keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Database clusters to back up.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; prints {"AccountId": ...}.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an access key; the secret is printed only now.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Disable a key: requests signed with it are refused.
+    Disable {
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Enable a disabled key again.
+    Enable {
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    Postgresql,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Register a database cluster; prints {"DBClusterId": ...}.
+    Create(ClusterCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterCreateArgs {
+    #[arg(long)]
+    pub account: String,
+    #[arg(long)]
+    pub region: String,
+    #[arg(long, value_enum)]
+    pub engine: Engine,
+    #[arg(long)]
+    pub host: String,
+    #[arg(long)]
+    pub port: u16,
+    #[arg(long)]
+    pub user: String,
+    /// File holding the database password (or set POLARBACKUP_CLUSTER_PASSWORD).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    #[arg(long)]
+    pub database: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}

@@ -1,0 +1,24 @@
+//! The `polarbackup` binary: `serve` runs the service, `admin` manages tenants and clusters.
+
+mod admin;
+mod cli;
+mod config;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Admin(cmd) => admin::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("polarbackup: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `polarbackup serve`: open the store, bind, answer until SIGINT/SIGTERM, then drain.
+
+use crate::cli::{LogFormat, ServeArgs};
+use crate::config::ServeConfig;
+use anyhow::{Context, Result};
+use jiff::SignedDuration;
+use polarbackup_api::{router, ApiConfig, AppState};
+use polarbackup_model::{AccessKeyId, Clock, SystemClock};
+use polarbackup_store::{AccessKey, SqliteStore, Store};
+use std::io::Write;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let cfg = ServeConfig::load(&args)?;
+    init_logging(cfg.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(cfg))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POLARBACKUP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(cfg: ServeConfig) -> Result<()> {
+    let store = SqliteStore::open(&cfg.data_dir)
+        .with_context(|| format!("opening the metadata store in {}", cfg.data_dir.display()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    ensure_root_key(&store, clock.as_ref())?;
+    let state = AppState {
+        store: Arc::new(store),
+        clock,
+        config: Arc::new(ApiConfig {
+            host_id: cfg.host_id.clone(),
+            job_history: SignedDuration::from_hours(i64::from(cfg.job_history_days) * 24),
+            ..ApiConfig::default()
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, data_dir = %cfg.data_dir.display(), "listening");
+    // One machine-readable line on stdout, so scripts can use port 0.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::json!({ "Listening": addr.to_string() }))?;
+    out.flush()?;
+    drop(out);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    info!("shutting down: finishing in-flight requests");
+}
+
+/// For local test endpoints: a root account whose key comes from the environment.
+fn ensure_root_key(store: &SqliteStore, clock: &dyn Clock) -> Result<()> {
+    let (Ok(id), Ok(secret)) = (
+        std::env::var("POLARBACKUP_ROOT_ACCESS_KEY_ID"),
+        std::env::var("POLARBACKUP_ROOT_ACCESS_KEY_SECRET"),
+    ) else {
+        return Ok(());
+    };
+    let id = AccessKeyId::parse(&id).context("POLARBACKUP_ROOT_ACCESS_KEY_ID is not a valid key id")?;
+    if secret.is_empty() {
+        anyhow::bail!("POLARBACKUP_ROOT_ACCESS_KEY_SECRET is empty");
+    }
+    if let Some(existing) = store.key(id.as_str())? {
+        if existing.secret != secret {
+            warn!(key = %id, "root key exists with another secret; keeping the stored one");
+        }
+        return Ok(());
+    }
+    let now = clock.now();
+    let account = store.create_account(Some("root"), now)?;
+    store.import_key(&AccessKey {
+        id: id.clone(),
+        account: account.id.clone(),
+        secret,
+        active: true,
+        created_at: now,
+    })?;
+    info!(key = %id, account = %account.id, "created the root account from the environment");
+    Ok(())
+}
