@@ -67,7 +67,10 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
     *resp.status_mut() =
         StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(rendered.content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(rendered.content_type),
+    );
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-acs-request-id", v);
     }
@@ -90,7 +93,14 @@ async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large);
     }
-    let body = match Limited::new(body, limit).collect().await {
+    // A client that stops sending mid-body must not hold a worker forever.
+    let collected = tokio::time::timeout(
+        state.config.body_timeout,
+        Limited::new(body, limit).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout)?;
+    let body = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large),
         Err(_) => return Err(ApiError::MalformedBody("the body could not be read")),
@@ -104,11 +114,19 @@ async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
                 .to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    let params = Params::decode(parts.uri.query().unwrap_or(""), is_form.then_some(&body[..]));
+    let params = Params::decode(
+        parts.uri.query().unwrap_or(""),
+        is_form.then_some(&body[..]),
+    );
     let headers = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     Ok(Call {
         method: parts.method.as_str().to_owned(),
@@ -152,12 +170,23 @@ fn process(
     if version != API_VERSION {
         return Err(ApiError::InvalidVersion);
     }
-    let caller = authn::authenticate(state, call.method.as_str(), &call.path, &call.params, &call.headers, &call.body)
-        .inspect_err(|e| log_refusal(request_id, e))?;
+    let caller = authn::authenticate(
+        state,
+        call.method.as_str(),
+        &call.path,
+        &call.params,
+        &call.headers,
+        &call.body,
+    )
+    .inspect_err(|e| log_refusal(request_id, e))?;
     debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
     let body = handlers::dispatch(state, action, &caller, &call.params).map_err(|e| {
         if e == ApiError::Internal {
-            error!(request_id, "internal error while handling {}", action.name());
+            error!(
+                request_id,
+                "internal error while handling {}",
+                action.name()
+            );
         }
         e
     })?;

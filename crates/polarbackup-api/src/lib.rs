@@ -20,6 +20,8 @@ pub struct ApiConfig {
     pub job_history: SignedDuration,
     /// Largest request body accepted.
     pub body_limit: usize,
+    /// How long a client may take to send its body.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -28,6 +30,7 @@ impl Default for ApiConfig {
             host_id: "polardb.aliyuncs.com".into(),
             job_history: SignedDuration::from_hours(7 * 24),
             body_limit: 1024 * 1024,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

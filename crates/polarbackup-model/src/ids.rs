@@ -17,9 +17,8 @@ impl AccountId {
     pub const LEN: usize = 16;
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let ok = s.len() == Self::LEN
-            && s.bytes().all(|b| b.is_ascii_digit())
-            && !s.starts_with('0');
+        let ok =
+            s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
         ok.then(|| Self(s.to_owned()))
             .ok_or(IdError::Invalid { kind: "AccountId" })
     }
@@ -50,8 +49,9 @@ impl DbClusterId {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         });
-        ok.then(|| Self(s.to_owned()))
-            .ok_or(IdError::Invalid { kind: "DBClusterId" })
+        ok.then(|| Self(s.to_owned())).ok_or(IdError::Invalid {
+            kind: "DBClusterId",
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -74,8 +74,9 @@ impl AccessKeyId {
     /// (for example the root key from the environment) keep working.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
-        ok.then(|| Self(s.to_owned()))
-            .ok_or(IdError::Invalid { kind: "AccessKeyId" })
+        ok.then(|| Self(s.to_owned())).ok_or(IdError::Invalid {
+            kind: "AccessKeyId",
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -104,7 +105,9 @@ impl BackupJobId {
             .then(|| s.parse().ok())
             .flatten()
             .map(Self)
-            .ok_or(IdError::Invalid { kind: "BackupJobId" })
+            .ok_or(IdError::Invalid {
+                kind: "BackupJobId",
+            })
     }
 }
 
@@ -138,7 +141,16 @@ mod tests {
     #[test]
     fn job_ids() {
         assert_eq!(BackupJobId::parse("11111111"), Ok(BackupJobId(11111111)));
-        for bad in ["", "0", "012", "-1", "+1", "1a", "99999999999999999999", " 1"] {
+        for bad in [
+            "",
+            "0",
+            "012",
+            "-1",
+            "+1",
+            "1a",
+            "99999999999999999999",
+            " 1",
+        ] {
             assert!(BackupJobId::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(BackupJobId(42).to_string(), "42");

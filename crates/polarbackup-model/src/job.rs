@@ -141,10 +141,7 @@ impl fmt::Display for JobStatus {
 impl FromStr for JobStatus {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or(())
+        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or(())
     }
 }
 
@@ -230,7 +227,11 @@ impl BackupJob {
     }
 
     /// Ends the job in `Failed`, keeping its last progress value.
-    pub fn fail(&mut self, reason: impl Into<String>, now: Timestamp) -> Result<(), TransitionError> {
+    pub fn fail(
+        &mut self,
+        reason: impl Into<String>,
+        now: Timestamp,
+    ) -> Result<(), TransitionError> {
         if !self.status.may_become(JobStatus::Failed) {
             return Err(TransitionError::Illegal {
                 from: self.status,
@@ -312,7 +313,10 @@ mod tests {
         j.advance(Uploading, 99, T).expect("upload");
         assert_eq!(j.process, 90);
         let err = j.advance(Uploading, 50, T);
-        assert_eq!(err, Err(TransitionError::ProcessDecreased { from: 90, to: 50 }));
+        assert_eq!(
+            err,
+            Err(TransitionError::ProcessDecreased { from: 90, to: 50 })
+        );
         assert_eq!(j.process, 90);
     }
 
@@ -325,7 +329,10 @@ mod tests {
         assert_eq!(j.failure_reason.as_deref(), Some("connection refused"));
         assert!(j.fail("again", T).is_err());
         assert!(j.advance(Preparing, 3, T).is_err());
-        assert!(job().advance(Failed, 0, T).is_err(), "Failed only through fail()");
+        assert!(
+            job().advance(Failed, 0, T).is_err(),
+            "Failed only through fail()"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod records;
 mod sqlite;
 
 pub use error::StoreError;
-pub use records::{Account, AccessKey, Cluster, JobFilter, NewCluster};
+pub use records::{AccessKey, Account, Cluster, JobFilter, NewCluster};
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
@@ -49,5 +49,11 @@ pub trait Store: Send + Sync {
 
     /// Records a signature nonce for a key. Returns false when it was already used and has not
     /// expired. Expired nonces are purged as a side effect.
-    fn use_nonce(&self, key: &str, nonce: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool>;
+    fn use_nonce(
+        &self,
+        key: &str,
+        nonce: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
 }

@@ -1,7 +1,7 @@
 //! Versioned schema migrations, applied in order on open. The version lives in `PRAGMA user_version`.
 
 use crate::{Result, StoreError};
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 /// Each entry moves the schema from version `i` to `i + 1`. Never edit a released entry: add one.
 const MIGRATIONS: &[&str] = &[
@@ -59,20 +59,27 @@ const MIGRATIONS: &[&str] = &[
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
-/// Brings the schema up to [`LATEST`]; refuses a database written by a newer binary.
+/// Brings the schema up to [`LATEST`]; refuses a database written by a newer binary. Each step
+/// reads the version inside its own write transaction, so two processes opening a fresh data
+/// directory at once cannot both apply the same migration.
 pub fn apply(conn: &mut Connection) -> Result<()> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if current > LATEST {
-        return Err(StoreError::TooNew {
-            found: current,
-            supported: LATEST,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current > LATEST {
+            return Err(StoreError::TooNew {
+                found: current,
+                supported: LATEST,
+            });
+        }
+        let Some(sql) = usize::try_from(current)
+            .ok()
+            .and_then(|i| MIGRATIONS.get(i))
+        else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.pragma_update(None, "user_version", current + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }

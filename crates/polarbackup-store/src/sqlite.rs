@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use polarbackup_model::{
     AccessKeyId, AccountId, BackupJob, BackupJobId, DbClusterId, JobMode, JobStatus, TaskAction,
 };
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -134,7 +136,9 @@ fn job_from(row: &Row<'_>) -> rusqlite::Result<BackupJob> {
         id: BackupJobId(u64::try_from(id).map_err(|_| corrupt("job id", &id.to_string()))?),
         cluster_id: DbClusterId::parse(&cluster).map_err(|_| corrupt("cluster id", &cluster))?,
         mode: mode.parse().map_err(|_| corrupt("job mode", &mode))?,
-        action: action.parse().map_err(|_| corrupt("task action", &action))?,
+        action: action
+            .parse()
+            .map_err(|_| corrupt("task action", &action))?,
         status: status.parse().map_err(|_| corrupt("job status", &status))?,
         process: row.get("process")?,
         start_time: ts(row.get("start_time")?)?,
@@ -161,11 +165,8 @@ impl Store for SqliteStore {
                     params![id, name, secs(now)],
                 )?;
                 if inserted == 1 {
-                    let account = c.query_row(
-                        "SELECT * FROM accounts WHERE id = ?1",
-                        [&id],
-                        account_from,
-                    )?;
+                    let account =
+                        c.query_row("SELECT * FROM accounts WHERE id = ?1", [&id], account_from)?;
                     return Ok(account);
                 }
             }
@@ -204,7 +205,7 @@ impl Store for SqliteStore {
 
     fn import_key(&self, key: &AccessKey) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let account_exists = tx
                 .query_row(
                     "SELECT 1 FROM accounts WHERE id = ?1",
@@ -237,8 +238,10 @@ impl Store for SqliteStore {
 
     fn key(&self, id: &str) -> Result<Option<AccessKey>> {
         self.with(|c| {
-            Ok(c.query_row("SELECT * FROM access_keys WHERE id = ?1", [id], key_from)
-                .optional()?)
+            Ok(
+                c.query_row("SELECT * FROM access_keys WHERE id = ?1", [id], key_from)
+                    .optional()?,
+            )
         })
     }
 
@@ -331,7 +334,7 @@ impl Store for SqliteStore {
 
     fn update_job(&self, job: &BackupJob) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let stored = tx
                 .query_row(
                     &format!("SELECT {JOB_COLUMNS} FROM backup_jobs WHERE id = ?1"),
@@ -395,9 +398,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn use_nonce(&self, key: &str, nonce: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool> {
+    fn use_nonce(
+        &self,
+        key: &str,
+        nonce: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM nonces WHERE expires_at < ?1", [secs(now)])?;
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)",

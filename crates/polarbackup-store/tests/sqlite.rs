@@ -43,7 +43,8 @@ fn data_dir_and_file_are_private() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     let store = SqliteStore::open(&data).expect("open");
-    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(store.path()), 0o600);
     store.ping().expect("ping");
@@ -55,18 +56,30 @@ fn keys_round_trip_and_toggle() {
     let store = SqliteStore::open(dir.path()).expect("open");
     let account = store.create_account(None, t(0)).expect("account");
     let key = store.create_key(&account.id, t(1)).expect("key");
-    assert!(!format!("{key:?}").contains(&key.secret), "Debug must redact");
+    assert!(
+        !format!("{key:?}").contains(&key.secret),
+        "Debug must redact"
+    );
     let loaded = store.key(key.id.as_str()).expect("load").expect("exists");
     assert_eq!(loaded, key);
     store.set_key_active(&key.id, false).expect("disable");
-    assert!(!store.key(key.id.as_str()).expect("load").expect("exists").active);
+    assert!(
+        !store
+            .key(key.id.as_str())
+            .expect("load")
+            .expect("exists")
+            .active
+    );
     assert!(store.key("LTAInope").expect("load").is_none());
     let missing = AccessKeyId::parse("LTAInope").expect("id");
     assert!(matches!(
         store.set_key_active(&missing, true),
         Err(StoreError::NotFound { .. })
     ));
-    assert!(matches!(store.import_key(&key), Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.import_key(&key),
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 #[test]
@@ -108,26 +121,47 @@ fn listing_filters_orders_and_hides_history() {
         .expect("job");
 
     let ids = |f: &JobFilter| -> Vec<BackupJobId> {
-        store.list_jobs(&c, f).expect("list").iter().map(|j| j.id).collect()
+        store
+            .list_jobs(&c, f)
+            .expect("list")
+            .iter()
+            .map(|j| j.id)
+            .collect()
     };
     assert_eq!(ids(&all(t(0))), vec![newest.id, auto.id, old.id]);
-    let manual = JobFilter { mode: Some(JobMode::Manual), ..all(t(0)) };
+    let manual = JobFilter {
+        mode: Some(JobMode::Manual),
+        ..all(t(0))
+    };
     assert_eq!(ids(&manual), vec![newest.id, old.id]);
-    let one = JobFilter { job_id: Some(auto.id), ..all(t(0)) };
+    let one = JobFilter {
+        job_id: Some(auto.id),
+        ..all(t(0))
+    };
     assert_eq!(ids(&one), vec![auto.id]);
-    let none = JobFilter { job_id: Some(BackupJobId(1)), ..all(t(0)) };
+    let none = JobFilter {
+        job_id: Some(BackupJobId(1)),
+        ..all(t(0))
+    };
     assert!(ids(&none).is_empty());
 
     old.fail("boom", t(50)).expect("fail");
     store.update_job(&old).expect("update");
-    assert_eq!(ids(&all(t(50))).len(), 3, "ended exactly at the edge is still shown");
+    assert_eq!(
+        ids(&all(t(50))).len(),
+        3,
+        "ended exactly at the edge is still shown"
+    );
     assert_eq!(ids(&all(t(51))), vec![newest.id, auto.id]);
     let reloaded = &store.list_jobs(&c, &one_of(old.id)).expect("list")[0];
     assert_eq!(reloaded, &old);
 }
 
 fn one_of(id: BackupJobId) -> JobFilter {
-    JobFilter { job_id: Some(id), ..all(t(0)) }
+    JobFilter {
+        job_id: Some(id),
+        ..all(t(0))
+    }
 }
 
 #[test]
@@ -168,7 +202,9 @@ fn nonces_are_single_use_until_they_expire() {
     let store = SqliteStore::open(dir.path()).expect("reopen");
     assert!(!store.use_nonce("k", "n1", exp, t(2)).expect("persisted"));
     let later = exp + SignedDuration::from_secs(1);
-    assert!(store.use_nonce("k", "n1", later + SignedDuration::from_mins(30), later).expect("purged"));
+    assert!(store
+        .use_nonce("k", "n1", later + SignedDuration::from_mins(30), later)
+        .expect("purged"));
 }
 
 #[test]
@@ -184,4 +220,37 @@ fn a_newer_schema_is_refused() {
         SqliteStore::open(dir.path()),
         Err(StoreError::TooNew { found: 999, .. })
     ));
+}
+
+#[test]
+fn concurrent_opens_and_writers_share_one_database() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().to_owned();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let store = SqliteStore::open(&path).expect("open");
+                let c = cluster(&store);
+                for i in 0..20 {
+                    let mut job = store
+                        .insert_job(&c, JobMode::Manual, TaskAction::NormalBackupTask, t(i))
+                        .expect("insert");
+                    job.advance(JobStatus::Preparing, 2, t(i)).expect("prep");
+                    store.update_job(&job).expect("update");
+                    let nonce = format!("{c}-{i}");
+                    assert!(store.use_nonce("k", &nonce, t(1000), t(i)).expect("nonce"));
+                }
+                c
+            })
+        })
+        .collect();
+    let clusters: Vec<DbClusterId> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let store = SqliteStore::open(&path).expect("open");
+    for c in clusters {
+        assert_eq!(store.list_jobs(&c, &all(t(0))).expect("list").len(), 20);
+    }
 }

@@ -36,8 +36,14 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(Action::parse("DescribeBackupTasks"), Ok(Action::DescribeBackupTasks));
-        assert_eq!(Action::parse("describebackuptasks"), Err(ApiError::InvalidAction));
+        assert_eq!(
+            Action::parse("DescribeBackupTasks"),
+            Ok(Action::DescribeBackupTasks)
+        );
+        assert_eq!(
+            Action::parse("describebackuptasks"),
+            Err(ApiError::InvalidAction)
+        );
         assert_eq!(Action::parse(""), Err(ApiError::InvalidAction));
         assert_eq!(
             Action::DescribeBackupTasks.ram_action(),

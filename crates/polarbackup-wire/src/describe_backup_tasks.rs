@@ -26,7 +26,10 @@ impl Request {
         let cluster_id = p.required("DBClusterId")?.to_owned();
         let mode = p
             .get("BackupMode")
-            .map(|m| m.parse::<JobMode>().map_err(|()| ApiError::BackupModeMalformed))
+            .map(|m| {
+                m.parse::<JobMode>()
+                    .map_err(|()| ApiError::BackupModeMalformed)
+            })
             .transpose()?;
         let job = match p.get("BackupJobId") {
             None | Some("") => JobSelector::All,
@@ -75,13 +78,26 @@ mod tests {
     #[test]
     fn validation() {
         assert_eq!(parse(""), Err(ApiError::MissingParameter("DBClusterId")));
-        assert_eq!(parse("DBClusterId="), Err(ApiError::MissingParameter("DBClusterId")));
-        assert_eq!(parse("DBClusterId=pc-x&BackupMode=manual"), Err(ApiError::BackupModeMalformed));
-        assert_eq!(parse("DBClusterId=pc-x&BackupMode="), Err(ApiError::BackupModeMalformed));
-        let r = parse("DBClusterId=pc-x&BackupMode=Manual&BackupJobId=42&OwnerId=1&RegionId=cn").expect("ok");
+        assert_eq!(
+            parse("DBClusterId="),
+            Err(ApiError::MissingParameter("DBClusterId"))
+        );
+        assert_eq!(
+            parse("DBClusterId=pc-x&BackupMode=manual"),
+            Err(ApiError::BackupModeMalformed)
+        );
+        assert_eq!(
+            parse("DBClusterId=pc-x&BackupMode="),
+            Err(ApiError::BackupModeMalformed)
+        );
+        let r = parse("DBClusterId=pc-x&BackupMode=Manual&BackupJobId=42&OwnerId=1&RegionId=cn")
+            .expect("ok");
         assert_eq!(r.mode, Some(JobMode::Manual));
         assert_eq!(r.job, JobSelector::One(BackupJobId(42)));
-        assert_eq!(parse("DBClusterId=pc-x&BackupJobId=abc").expect("ok").job, JobSelector::Nothing);
+        assert_eq!(
+            parse("DBClusterId=pc-x&BackupJobId=abc").expect("ok").job,
+            JobSelector::Nothing
+        );
         assert_eq!(parse("DBClusterId=pc-x").expect("ok").job, JobSelector::All);
     }
 
@@ -99,6 +115,9 @@ mod tests {
             body,
             json!({"Items":{"BackupJob":[{"StartTime":"2020-08-08T07:24:01Z","Process":"0","BackupJobId":"11111111","JobMode":"Automated","BackupProgressStatus":"NoStart","TaskAction":"NormalBackupTask"}]}})
         );
-        assert_eq!(Value::Object(response(&[])), json!({"Items":{"BackupJob":[]}}));
+        assert_eq!(
+            Value::Object(response(&[])),
+            json!({"Items":{"BackupJob":[]}})
+        );
     }
 }

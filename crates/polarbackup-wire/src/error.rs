@@ -18,6 +18,8 @@ pub enum ApiError {
     UnsupportedHttpMethod,
     #[error("request body too large")]
     BodyTooLarge { limit: usize },
+    #[error("request body not received in time")]
+    RequestTimeout,
     #[error("malformed request body: {0}")]
     MalformedBody(&'static str),
 
@@ -95,6 +97,11 @@ impl ApiError {
                 413,
                 "InvalidParameter.TooLarge",
                 format!("The request body exceeds the limit of {limit} bytes."),
+            ),
+            RequestTimeout => (
+                408,
+                "RequestTimeout",
+                "The request body was not received in time.".into(),
             ),
             MalformedBody(why) => (
                 400,

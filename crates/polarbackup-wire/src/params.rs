@@ -74,7 +74,10 @@ mod tests {
 
     #[test]
     fn hostile_bytes_do_not_panic() {
-        let p = Params::decode("%FF%FE=%C3&&=&%%%=%zz&a=b=c", Some(&[0xff, b'=', 0x00, b'&']));
+        let p = Params::decode(
+            "%FF%FE=%C3&&=&%%%=%zz&a=b=c",
+            Some(&[0xff, b'=', 0x00, b'&']),
+        );
         assert_eq!(p.get("a"), Some("b=c"));
         assert!(p.get("\u{fffd}\u{fffd}").is_some());
     }

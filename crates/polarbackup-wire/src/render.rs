@@ -41,7 +41,12 @@ pub struct Rendered {
 }
 
 /// A success body for `action`: `body` must be an object; RequestId goes first.
-pub fn success(action: &str, request_id: &str, body: Map<String, Value>, format: Format) -> Rendered {
+pub fn success(
+    action: &str,
+    request_id: &str,
+    body: Map<String, Value>,
+    format: Format,
+) -> Rendered {
     let mut full = Map::new();
     full.insert("RequestId".into(), Value::String(request_id.into()));
     full.extend(body);
@@ -125,7 +130,12 @@ mod tests {
     #[test]
     fn xml_shape_repeats_array_elements() {
         let body = json!({"Items": {"BackupJob": [{"Process": "0"}, {"Process": "5<"}]}});
-        let r = success("DescribeBackupTasks", "RID", body.as_object().cloned().unwrap_or_default(), Format::Xml);
+        let r = success(
+            "DescribeBackupTasks",
+            "RID",
+            body.as_object().cloned().unwrap_or_default(),
+            Format::Xml,
+        );
         assert_eq!(r.content_type, "text/xml;charset=utf-8");
         assert_eq!(
             r.body,
@@ -135,7 +145,12 @@ mod tests {
 
     #[test]
     fn json_error_has_five_string_fields() {
-        let r = error(&ApiError::BackupModeMalformed, "RID", "polardb.aliyuncs.com", Format::Json);
+        let r = error(
+            &ApiError::BackupModeMalformed,
+            "RID",
+            "polardb.aliyuncs.com",
+            Format::Json,
+        );
         let v: Value = serde_json::from_str(&r.body).expect("json");
         let o = v.as_object().expect("object");
         assert_eq!(o.len(), 5);

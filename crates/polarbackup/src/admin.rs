@@ -1,7 +1,9 @@
 //! `polarbackup admin`: tenant and cluster management straight on the store. Each command
 //! prints one JSON object on stdout.
 
-use crate::cli::{AccountCommand, AdminCommand, ClusterCommand, ClusterCreateArgs, DataDirArg, Engine, KeyCommand};
+use crate::cli::{
+    AccountCommand, AdminCommand, ClusterCommand, ClusterCreateArgs, DataDirArg, Engine, KeyCommand,
+};
 use crate::config;
 use anyhow::{bail, Context, Result};
 use polarbackup_model::{AccessKeyId, AccountId};
@@ -36,7 +38,8 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
 
 fn open(data: &DataDirArg) -> Result<SqliteStore> {
     let dir = config::data_dir(data.data_dir.as_deref());
-    SqliteStore::open(&dir).with_context(|| format!("opening the metadata store in {}", dir.display()))
+    SqliteStore::open(&dir)
+        .with_context(|| format!("opening the metadata store in {}", dir.display()))
 }
 
 fn set_active(key: &str, data: &DataDirArg, active: bool) -> Result<Value> {
@@ -50,7 +53,12 @@ fn set_active(key: &str, data: &DataDirArg, active: bool) -> Result<Value> {
 
 fn create_cluster(args: ClusterCreateArgs) -> Result<Value> {
     let account = AccountId::parse(&args.account).context("--account")?;
-    if args.region.is_empty() || !args.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if args.region.is_empty()
+        || !args
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         bail!("--region must be a region id such as cn-hangzhou");
     }
     if args.host.is_empty() || args.user.is_empty() {

@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "polarbackup", version, about = "Database backups behind the PolarDB OpenAPI")]
+#[command(
+    name = "polarbackup",
+    version,
+    about = "Database backups behind the PolarDB OpenAPI"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

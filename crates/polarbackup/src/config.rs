@@ -54,8 +54,13 @@ impl ServeConfig {
                 .job_history_days
                 .or(file.job_history_days)
                 .unwrap_or(DEFAULT_JOB_HISTORY_DAYS),
-            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
-            host_id: file.host_id.unwrap_or_else(|| "polardb.aliyuncs.com".into()),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            host_id: file
+                .host_id
+                .unwrap_or_else(|| "polardb.aliyuncs.com".into()),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -110,8 +115,11 @@ mod tests {
     fn flags_beat_file_beats_defaults() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\njob_history_days = 3\ndata_dir = \"/tmp/x\"\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\njob_history_days = 3\ndata_dir = \"/tmp/x\"\n",
+        )
+        .expect("write");
         let mut a = args();
         a.config = Some(path.clone());
         let c = ServeConfig::load(&a).expect("load");
@@ -128,7 +136,12 @@ mod tests {
     fn bad_files_are_refused() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("c.toml");
-        for bad in ["lisen = \"x\"", "job_history_days = 99999", "listen = 5", "job_history_days = -1"] {
+        for bad in [
+            "lisen = \"x\"",
+            "job_history_days = 99999",
+            "listen = 5",
+            "job_history_days = -1",
+        ] {
             std::fs::write(&path, bad).expect("write");
             let mut a = args();
             a.config = Some(path.clone());

@@ -55,7 +55,11 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
     info!(%addr, data_dir = %cfg.data_dir.display(), "listening");
     // One machine-readable line on stdout, so scripts can use port 0.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", serde_json::json!({ "Listening": addr.to_string() }))?;
+    writeln!(
+        out,
+        "{}",
+        serde_json::json!({ "Listening": addr.to_string() })
+    )?;
     out.flush()?;
     drop(out);
     axum::serve(listener, router(state))
@@ -91,7 +95,8 @@ fn ensure_root_key(store: &SqliteStore, clock: &dyn Clock) -> Result<()> {
     ) else {
         return Ok(());
     };
-    let id = AccessKeyId::parse(&id).context("POLARBACKUP_ROOT_ACCESS_KEY_ID is not a valid key id")?;
+    let id =
+        AccessKeyId::parse(&id).context("POLARBACKUP_ROOT_ACCESS_KEY_ID is not a valid key id")?;
     if secret.is_empty() {
         anyhow::bail!("POLARBACKUP_ROOT_ACCESS_KEY_SECRET is empty");
     }

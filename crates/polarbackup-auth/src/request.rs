@@ -1,0 +1,29 @@
+//! The already-parsed view of an HTTP request that verification needs.
+
+/// What the HTTP layer hands over. Everything is borrowed; nothing is re-parsed here.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `GET` / `POST` as received (V1 signs it verbatim).
+    pub method: &'a str,
+    /// The request path, normally `/` (V3 CanonicalURI).
+    pub path: &'a str,
+    /// Query parameters, percent-decoded (`+` as space), in received order.
+    pub query: &'a [(String, String)],
+    /// Parameters of an `application/x-www-form-urlencoded` body, decoded; empty if none.
+    pub form: &'a [(String, String)],
+    /// Headers with names in any case and values as received; names may repeat.
+    pub headers: &'a [(String, String)],
+    /// The raw (de-chunked) body.
+    pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// All values of header `name` (ASCII case-insensitive), in received order.
+    pub(crate) fn header_values(&self, name: &str) -> Vec<&'a str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}

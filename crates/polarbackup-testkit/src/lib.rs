@@ -1,0 +1,17 @@
+//! Test-only kit for black-box tests of the `polarbackup` binary: start it, administer it, call it through the official SDKs.
+//!
+//! * [`Server`] spawns `polarbackup serve --listen 127.0.0.1:0`, waits for its
+//!   `{"Listening":"127.0.0.1:PORT"}` line and stops it with SIGTERM (or kills it on drop).
+//! * [`admin`] and [`Tenant`] run `polarbackup admin …` against a data directory.
+//! * [`sdk`] and [`sdk_batch`] run `tests/sdk/driver.py`, which calls the server with the
+//!   official Alibaba Cloud Python SDKs or with its own raw signer, and return its JSON result.
+//! * [`checks`] holds small format predicates shared by the tests.
+//!
+//! This crate depends on no server crate: everything goes through the process boundary.
+
+pub mod checks;
+mod driver;
+mod server;
+
+pub use driver::{driver_path, python, request, sdk, sdk_batch, workspace_root};
+pub use server::{admin, admin_output, free_port, Server, Tenant};

@@ -1,0 +1,300 @@
+//! Helpers shared by the integration tests: the binary, a per-file shared server, job seeding, result assertions.
+#![allow(dead_code)]
+
+use jiff::{SignedDuration, Timestamp};
+use polarbackup_model::{BackupJob, DbClusterId, JobMode, JobStatus, TaskAction};
+use polarbackup_store::{SqliteStore, Store};
+use polarbackup_testkit::{checks, Server, Tenant};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// Every client the driver knows that signs with an official SDK.
+pub const SDK_CLIENTS: [&str; 7] = [
+    "v3",
+    "v3-sm3",
+    "v1-new",
+    "old-typed-post",
+    "old-common-get",
+    "old-common-post",
+    "old-common-post-form",
+];
+
+/// The `polarbackup` binary under test.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_polarbackup"))
+}
+
+/// One server for the whole test binary, started on first use (tests use distinct tenants).
+pub fn shared() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::start(bin(), None, &[]))
+}
+
+/// A fresh account + key + cluster on the shared server.
+pub fn tenant() -> Tenant {
+    shared().tenant()
+}
+
+pub fn minutes(n: i64) -> SignedDuration {
+    SignedDuration::from_mins(n)
+}
+
+pub fn hours(n: i64) -> SignedDuration {
+    SignedDuration::from_hours(n)
+}
+
+pub fn days(n: i64) -> SignedDuration {
+    SignedDuration::from_hours(24 * n)
+}
+
+/// Now, truncated to the second (what StartTime can show).
+pub fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).expect("valid timestamp")
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ`.
+pub fn api_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A job to put in the store, as a worker would have left it.
+#[derive(Debug, Clone, Copy)]
+pub struct Seed {
+    pub mode: JobMode,
+    pub action: TaskAction,
+    pub status: JobStatus,
+    pub start: Timestamp,
+    /// When it finished or failed (terminal statuses only); defaults to `start` + 1 minute.
+    pub end: Option<Timestamp>,
+}
+
+impl Seed {
+    pub fn new(status: JobStatus, start: Timestamp) -> Seed {
+        Seed {
+            mode: JobMode::Manual,
+            action: TaskAction::NormalBackupTask,
+            status,
+            start,
+            end: None,
+        }
+    }
+
+    pub fn mode(mut self, mode: JobMode) -> Seed {
+        self.mode = mode;
+        self
+    }
+
+    pub fn action(mut self, action: TaskAction) -> Seed {
+        self.action = action;
+        self
+    }
+
+    pub fn ended(mut self, end: Timestamp) -> Seed {
+        self.end = Some(end);
+        self
+    }
+}
+
+/// The Process value each seeded status ends with.
+pub fn seeded_process(status: JobStatus) -> u8 {
+    match status {
+        JobStatus::NoStart => 0,
+        JobStatus::Preparing => 3,
+        JobStatus::Waiting => 5,
+        JobStatus::Uploading => 42,
+        JobStatus::Checking => 95,
+        JobStatus::Finished => 100,
+        JobStatus::Failed => 42,
+    }
+}
+
+/// Inserts jobs for `cluster` through the store (the server keeps running; SQLite is in WAL
+/// mode), walking each through the legal transitions to its status. Returns them in order.
+pub fn seed(data_dir: &Path, cluster: &str, seeds: &[Seed]) -> Vec<BackupJob> {
+    let store = SqliteStore::open(data_dir).expect("open the store");
+    let cluster = DbClusterId::parse(cluster).expect("valid cluster id");
+    seeds
+        .iter()
+        .map(|s| {
+            let mut job = store
+                .insert_job(&cluster, s.mode, s.action, s.start)
+                .expect("insert job");
+            let end = s.end.unwrap_or(s.start + minutes(1));
+            let mut step = |to: JobStatus, process: u8, at: Timestamp| {
+                job.advance(to, process, at).expect("legal transition");
+                store.update_job(&job).expect("update job");
+            };
+            use JobStatus::*;
+            let path: &[(JobStatus, u8)] = match s.status {
+                NoStart => &[],
+                Preparing => &[(Preparing, 3)],
+                Waiting => &[(Preparing, 3), (Waiting, 5)],
+                Uploading | Failed => &[(Preparing, 3), (Uploading, 42)],
+                Checking => &[(Preparing, 3), (Uploading, 60), (Checking, 95)],
+                Finished => &[
+                    (Preparing, 3),
+                    (Uploading, 60),
+                    (Checking, 95),
+                    (Finished, 100),
+                ],
+            };
+            for &(to, process) in path {
+                let at = if to.is_terminal() { end } else { s.start };
+                step(to, process, at);
+            }
+            if s.status == Failed {
+                job.fail("seeded failure", end).expect("fail the job");
+                store.update_job(&job).expect("update job");
+            }
+            job
+        })
+        .collect()
+}
+
+/// Seeds on the shared server.
+pub fn seed_shared(cluster: &str, seeds: &[Seed]) -> Vec<BackupJob> {
+    seed(&shared().data_dir, cluster, seeds)
+}
+
+/// The body as the server sent it: the new SDK's untyped map when there is one (the typed
+/// model drops unknown fields), else the parsed body.
+pub fn wire_body(res: &Value) -> &Value {
+    match res.get("raw_body") {
+        Some(v) if v.is_object() => v,
+        _ => &res["body"],
+    }
+}
+
+/// Asserts a successful DescribeBackupTasks answer and returns its jobs, checking the
+/// envelope on the way: RequestId, no Code, the Items wrapper, every job field a string.
+pub fn ok_jobs(res: &Value) -> Vec<Value> {
+    assert_eq!(res["ok"], true, "expected success, got {res:#}");
+    assert_eq!(res["status"], 200, "{res:#}");
+    let body = wire_body(res);
+    assert!(body.is_object(), "body is not a JSON object: {res:#}");
+    let rid = body["RequestId"].as_str().unwrap_or_default();
+    assert!(checks::is_request_id(rid), "bad RequestId {rid:?}: {res:#}");
+    assert!(
+        body.get("Code").is_none(),
+        "a success body has Code: {res:#}"
+    );
+    if let Some(h) = res["headers"].as_object().filter(|h| !h.is_empty()) {
+        assert_eq!(
+            h.get("x-acs-request-id").and_then(Value::as_str),
+            Some(rid),
+            "x-acs-request-id differs from the body's RequestId: {res:#}"
+        );
+        let ctype = h.get("content-type").and_then(Value::as_str).unwrap_or("");
+        assert_eq!(ctype, "application/json;charset=utf-8", "{res:#}");
+    }
+    let jobs = body["Items"]["BackupJob"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Items.BackupJob array: {res:#}"))
+        .clone();
+    for job in &jobs {
+        assert_job_shape(job);
+    }
+    jobs
+}
+
+/// Exactly the six documented fields, all strings, in their documented formats.
+pub fn assert_job_shape(job: &Value) {
+    let obj = job.as_object().unwrap_or_else(|| panic!("job is {job}"));
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "BackupJobId",
+            "BackupProgressStatus",
+            "JobMode",
+            "Process",
+            "StartTime",
+            "TaskAction"
+        ],
+        "{job}"
+    );
+    for (k, v) in obj {
+        assert!(v.is_string(), "{k} is not a string in {job}");
+    }
+    let s = |k: &str| job[k].as_str().unwrap_or_default().to_string();
+    assert!(checks::is_digits(&s("BackupJobId")), "{job}");
+    assert!(checks::is_utc_seconds(&s("StartTime")), "{job}");
+    let process: u8 = s("Process").parse().unwrap_or(255);
+    assert!(process <= 100, "{job}");
+    assert!(
+        ["Automated", "Manual"].contains(&s("JobMode").as_str()),
+        "{job}"
+    );
+    assert!(
+        ["NormalBackupTask", "TempBackupTask"].contains(&s("TaskAction").as_str()),
+        "{job}"
+    );
+    assert!(
+        [
+            "NoStart",
+            "Preparing",
+            "Waiting",
+            "Uploading",
+            "Checking",
+            "Finished",
+            "Failed"
+        ]
+        .contains(&s("BackupProgressStatus").as_str()),
+        "{job}"
+    );
+}
+
+/// The job as DescribeBackupTasks must show it.
+pub fn expected(job: &BackupJob) -> Value {
+    serde_json::json!({
+        "BackupJobId": job.id.0.to_string(),
+        "BackupProgressStatus": job.status.as_str(),
+        "JobMode": job.mode.as_str(),
+        "Process": job.process.to_string(),
+        "StartTime": api_time(job.start_time),
+        "TaskAction": job.action.as_str(),
+    })
+}
+
+/// The job ids of a job list, in order.
+pub fn ids(jobs: &[Value]) -> Vec<String> {
+    jobs.iter()
+        .map(|j| j["BackupJobId"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+pub fn job_ids(jobs: &[BackupJob]) -> Vec<String> {
+    jobs.iter().map(|j| j.id.0.to_string()).collect()
+}
+
+/// Asserts a refusal as the SDK parsed it: HTTP status and error Code.
+pub fn assert_error(res: &Value, status: u16, code: &str) {
+    assert_eq!(
+        res["ok"], false,
+        "expected {status} {code}, got success: {res:#}"
+    );
+    assert_eq!(res["status"], status, "expected {status} {code}: {res:#}");
+    assert_eq!(res["code"], code, "expected {status} {code}: {res:#}");
+}
+
+/// Asserts the server's JSON error envelope: five string fields, RequestId in the header too.
+pub fn assert_error_envelope(res: &Value) {
+    let body = wire_body(res);
+    for field in ["RequestId", "HostId", "Code", "Message", "Recommend"] {
+        assert!(
+            body[field].is_string(),
+            "error field {field} is not a string: {res:#}"
+        );
+    }
+    let rid = body["RequestId"].as_str().unwrap_or_default();
+    assert!(checks::is_request_id(rid), "bad RequestId: {res:#}");
+    if let Some(h) = res["headers"].as_object().filter(|h| !h.is_empty()) {
+        assert_eq!(
+            h.get("x-acs-request-id").and_then(Value::as_str),
+            Some(rid),
+            "{res:#}"
+        );
+    }
+}

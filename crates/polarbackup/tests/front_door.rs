@@ -1,0 +1,378 @@
+//! The RPC front door: methods, query and form parameters, body framing and limits, Action/Version dispatch, envelopes, health, shutdown.
+
+mod common;
+
+use common::*;
+use polarbackup_model::{JobMode, JobStatus};
+use polarbackup_testkit::{checks, request, sdk, sdk_batch, Server, Tenant};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn ask(client: &str, tenant: &Tenant, params: Value) -> Value {
+    request(client, shared(), tenant, params)
+}
+
+fn with(mut req: Value, options: Value) -> Value {
+    for (k, v) in options.as_object().unwrap() {
+        req[k] = v.clone();
+    }
+    req
+}
+
+/// A plain HTTP/1.1 request with Connection: close; returns (status, headers, body).
+fn http(addr: &str, raw_request: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(raw_request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+#[test]
+fn get_and_post_with_query_form_and_chunked_bodies_all_read_every_parameter() {
+    let t = tenant();
+    let base = now() - minutes(20);
+    let jobs = seed_shared(
+        &t.cluster_id,
+        &[
+            Seed::new(JobStatus::Finished, base).mode(JobMode::Automated),
+            Seed::new(JobStatus::Uploading, base + minutes(1)).mode(JobMode::Manual),
+        ],
+    );
+    let want = vec![expected(&jobs[1])];
+    let params = json!({"DBClusterId": t.cluster_id, "BackupMode": "Manual"});
+    let raw = || ask("raw", &t, params.clone());
+    let variants = vec![
+        ("v1 GET query", with(raw(), json!({"method": "GET"}))),
+        ("v1 POST query", raw()),
+        ("v1 POST form", with(raw(), json!({"placement": "form"}))),
+        (
+            "v1 POST form chunked",
+            with(raw(), json!({"placement": "form", "chunked": true})),
+        ),
+        (
+            "v1 POST everything in the form (pop-core)",
+            with(raw(), json!({"placement": "all-form"})),
+        ),
+        (
+            "v1 POST everything in a chunked form",
+            with(raw(), json!({"placement": "all-form", "chunked": true})),
+        ),
+        ("v3 POST query", with(raw(), json!({"sig": "v3"}))),
+        (
+            "v3 GET query",
+            with(raw(), json!({"sig": "v3", "method": "GET"})),
+        ),
+        (
+            "v3 POST form",
+            with(raw(), json!({"sig": "v3", "placement": "form"})),
+        ),
+        (
+            "v3 POST form chunked",
+            with(
+                raw(),
+                json!({"sig": "v3", "placement": "form", "chunked": true}),
+            ),
+        ),
+        (
+            "v3-sm3 POST form chunked",
+            with(
+                raw(),
+                json!({"sig": "v3-sm3", "placement": "form", "chunked": true}),
+            ),
+        ),
+        (
+            "old SDK POST form",
+            ask("old-common-post-form", &t, params.clone()),
+        ),
+        ("old SDK GET", ask("old-common-get", &t, params.clone())),
+        (
+            "old SDK typed GET",
+            with(
+                ask("old-typed-post", &t, params.clone()),
+                json!({"method": "GET"}),
+            ),
+        ),
+    ];
+    let (names, reqs): (Vec<&str>, Vec<Value>) = variants.into_iter().unzip();
+    for (name, res) in names.iter().zip(sdk_batch(reqs)) {
+        assert_eq!(ok_jobs(&res), want, "{name}: {res:#}");
+    }
+}
+
+#[test]
+fn plus_decodes_to_space_in_query_and_form() {
+    let t = tenant();
+    let params = json!({"DBClusterId": t.cluster_id, "OwnerAccount": "a b  c"});
+    let results = sdk_batch(vec![
+        with(ask("raw", &t, params.clone()), json!({"plus_spaces": true})),
+        with(
+            ask("raw", &t, params.clone()),
+            json!({"plus_spaces": true, "placement": "form"}),
+        ),
+        with(
+            ask("raw", &t, params.clone()),
+            json!({"plus_spaces": true, "placement": "all-form", "chunked": true}),
+        ),
+        with(
+            ask("raw", &t, params.clone()),
+            json!({"plus_spaces": true, "sig": "v3"}),
+        ),
+    ]);
+    for res in results {
+        // The signature covers "a b  c": it only verifies if '+' was read as a space.
+        ok_jobs(&res);
+    }
+}
+
+#[test]
+fn unusual_characters_survive_canonicalisation_for_every_client() {
+    let t = tenant();
+    let params = json!({
+        "DBClusterId": t.cluster_id,
+        "OwnerAccount": "a b*c~d/e+f=g&h!'()ü%20;:@,$[]",
+    });
+    let mut clients: Vec<&str> = SDK_CLIENTS.to_vec();
+    clients.push("raw");
+    let mut reqs: Vec<Value> = clients.iter().map(|c| ask(c, &t, params.clone())).collect();
+    reqs.push(with(ask("raw", &t, params.clone()), json!({"sig": "v3"})));
+    reqs.push(with(
+        ask("raw", &t, params.clone()),
+        json!({"placement": "form", "chunked": true}),
+    ));
+    for res in sdk_batch(reqs) {
+        ok_jobs(&res);
+    }
+}
+
+#[test]
+fn an_unknown_action_is_404() {
+    let t = tenant();
+    let p = json!({"DBClusterId": t.cluster_id});
+    let results = sdk_batch(vec![
+        with(ask("v3", &t, p.clone()), json!({"action": "NoSuchAction"})),
+        with(
+            ask("v1-new", &t, p.clone()),
+            json!({"action": "NoSuchAction"}),
+        ),
+        with(
+            ask("old-common-get", &t, p.clone()),
+            json!({"action": "NoSuchAction"}),
+        ),
+        with(ask("raw", &t, p.clone()), json!({"action": "NoSuchAction"})),
+        with(
+            ask("raw", &t, p.clone()),
+            json!({"action": "describebackuptasks"}),
+        ),
+        with(
+            ask("raw", &t, p.clone()),
+            json!({"sig": "v3", "action": "NoSuchAction"}),
+        ),
+    ]);
+    for res in results {
+        assert_error(&res, 404, "InvalidAction.NotFound");
+        assert_error_envelope(&res);
+    }
+}
+
+#[test]
+fn a_version_other_than_2017_08_01_is_refused() {
+    let t = tenant();
+    let p = json!({"DBClusterId": t.cluster_id});
+    let results = sdk_batch(vec![
+        with(ask("v3", &t, p.clone()), json!({"version": "2017-08-02"})),
+        with(
+            ask("v1-new", &t, p.clone()),
+            json!({"version": "2014-05-26"}),
+        ),
+        with(
+            ask("old-common-get", &t, p.clone()),
+            json!({"version": "2017-08-01x"}),
+        ),
+        with(ask("raw", &t, p.clone()), json!({"version": "2017-8-1"})),
+        with(
+            ask("raw", &t, p.clone()),
+            json!({"sig": "v3", "version": "2018-01-01"}),
+        ),
+    ]);
+    for res in results {
+        assert_error(&res, 400, "InvalidVersion");
+        assert_error_envelope(&res);
+    }
+}
+
+#[test]
+fn a_body_over_one_mebibyte_is_refused_with_a_4xx() {
+    let t = tenant();
+    let p = json!({"DBClusterId": t.cluster_id});
+    let big = 1024 * 1024 + 4096;
+    let results = sdk_batch(vec![
+        with(
+            ask("raw", &t, p.clone()),
+            json!({"placement": "form", "oversize": big}),
+        ),
+        with(
+            ask("raw", &t, p.clone()),
+            json!({"placement": "form", "oversize": big, "chunked": true}),
+        ),
+        with(
+            ask("raw", &t, p.clone()),
+            json!({"sig": "v3", "placement": "form", "oversize": big}),
+        ),
+        // Just under the limit is fine.
+        with(
+            ask("raw", &t, p.clone()),
+            json!({"placement": "form", "oversize": 1000 * 1000}),
+        ),
+    ]);
+    for res in &results[..3] {
+        let status = res["status"].as_u64().unwrap_or(0);
+        assert!((400..500).contains(&status), "{res:#}");
+        if wire_body(res).is_object() {
+            assert_error_envelope(res);
+        }
+    }
+    ok_jobs(&results[3]);
+}
+
+#[test]
+fn json_is_the_default_and_every_response_carries_its_request_id_header() {
+    let t = tenant();
+    let p = json!({"DBClusterId": t.cluster_id});
+    let results = sdk_batch(vec![
+        with(ask("raw", &t, p.clone()), json!({"omit": ["Format"]})),
+        with(ask("raw", &t, p.clone()), json!({"format": "json"})),
+        with(ask("raw", &t, p.clone()), json!({"sig": "v3"})),
+        with(ask("raw", &t, json!({})), json!({"omit": ["Format"]})),
+        with(ask("raw", &t, p.clone()), json!({"action": "Nope"})),
+    ]);
+    for res in &results[..3] {
+        ok_jobs(res);
+    }
+    for res in &results[3..] {
+        assert_eq!(
+            res["headers"]["content-type"],
+            "application/json;charset=utf-8"
+        );
+        assert_error_envelope(res);
+    }
+    let mut rids: Vec<&str> = results
+        .iter()
+        .map(|r| r["headers"]["x-acs-request-id"].as_str().unwrap())
+        .collect();
+    assert!(rids.iter().all(|r| checks::is_request_id(r)));
+    rids.sort_unstable();
+    rids.dedup();
+    assert_eq!(rids.len(), results.len(), "RequestIds repeat");
+}
+
+#[test]
+fn healthz_answers_200() {
+    let (status, _, _) = http(
+        &shared().endpoint(),
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn the_data_directory_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&shared().data_dir).expect("data dir exists");
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn sigterm_stops_the_server_with_exit_zero() {
+    let mut server = Server::start(bin(), None, &[]);
+    let t = server.tenant();
+    let res = sdk(request(
+        "v3",
+        &server,
+        &t,
+        json!({"DBClusterId": t.cluster_id}),
+    ));
+    ok_jobs(&res);
+    let status = server.stop();
+    assert!(status.success(), "exit status {status:?}\n{}", server.log());
+}
+
+#[test]
+fn serve_refuses_a_config_file_with_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "job_histroy_days = 3\n").unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve kept running with a bad config file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(!status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+        "no message on stderr"
+    );
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let mut server = Server::start(bin(), None, &[]);
+    let body = "Action=DescribeBackupTasks&Version=2017-08-01&DBClusterId=pc-aaaaaaaaaaaaaaa";
+    let (first, rest) = body.split_at(20);
+    let mut conn = TcpStream::connect(server.endpoint()).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    // The server is now inside the request, waiting for the rest of the body.
+    std::thread::sleep(Duration::from_millis(300));
+    let client = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        conn.write_all(rest.as_bytes()).unwrap();
+        let mut out = String::new();
+        conn.read_to_string(&mut out).unwrap();
+        out
+    });
+    let status = server.stop();
+    let response = client.join().expect("client thread");
+    assert!(status.success(), "exit status {status:?}\n{}", server.log());
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        response.contains("\"Code\":\"MissingAccessKeyId\""),
+        "{response}"
+    );
+}
