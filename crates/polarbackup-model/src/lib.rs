@@ -1,9 +1,11 @@
 //! Domain types shared by every polarbackup crate: identifiers, backup jobs, clocks. No IO.
 
+pub mod backup_set;
 pub mod clock;
 pub mod ids;
 pub mod job;
 
+pub use backup_set::{BackupSet, BackupSetStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{AccessKeyId, AccountId, BackupJobId, DbClusterId, IdError};
 pub use job::{BackupJob, JobMode, JobStatus, TaskAction, TransitionError};

@@ -7,11 +7,16 @@ mod records;
 mod sqlite;
 
 pub use error::StoreError;
-pub use records::{AccessKey, Account, Cluster, JobFilter, NewCluster};
+pub use records::{
+    AccessKey, Account, ClaimedJob, Cluster, CreateJobOutcome, DeleteRefusal, JobFilter,
+    ManualJobRequest, NewCluster, SetFilter, SetPage,
+};
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
-use polarbackup_model::{AccessKeyId, AccountId, BackupJob, DbClusterId, JobMode, TaskAction};
+use polarbackup_model::{
+    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction,
+};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -42,10 +47,45 @@ pub trait Store: Send + Sync {
         action: TaskAction,
         now: Timestamp,
     ) -> Result<BackupJob>;
+    /// CreateBackup: honours the ClientToken and the per-cluster manual limit atomically.
+    fn create_manual_job(
+        &self,
+        req: &ManualJobRequest,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<CreateJobOutcome>;
     /// Persists a job after a state-machine step. Refuses to move a stored job backwards.
     fn update_job(&self, job: &BackupJob) -> Result<()>;
+    /// Persists an ended job (Finished or Failed) together with the backup set it produced.
+    fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>) -> Result<()>;
     /// Jobs of one cluster, newest first.
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>>;
+    /// Takes the lease on the oldest queued job whose cluster is not busy.
+    fn claim_job(
+        &self,
+        worker: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<ClaimedJob>>;
+    /// Extends a lease; false when the worker no longer holds it.
+    fn renew_lease(&self, job: BackupJobId, worker: &str, lease_until: Timestamp) -> Result<bool>;
+    /// Started jobs whose lease ran out: their worker died.
+    fn abandoned_jobs(&self, now: Timestamp) -> Result<Vec<BackupJob>>;
+
+    /// One page of a cluster's backup sets, newest first.
+    fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage>;
+    /// Validates every id, then hides them all; nothing changes if any id is refused.
+    fn begin_delete_sets(
+        &self,
+        cluster: &DbClusterId,
+        ids: &[BackupJobId],
+    ) -> Result<std::result::Result<Vec<BackupSet>, DeleteRefusal>>;
+    /// Sets hidden for deletion whose removal has not been confirmed.
+    fn pending_deletions(&self) -> Result<Vec<BackupSet>>;
+    /// Drops a hidden set once its data is gone.
+    fn forget_set(&self, id: BackupJobId) -> Result<()>;
+    /// Ids whose repository data must be kept (sets, and jobs still running).
+    fn known_backup_ids(&self) -> Result<Vec<BackupJobId>>;
 
     /// Records a signature nonce for a key. Returns false when it was already used and has not
     /// expired. Expired nonces are purged as a side effect.

@@ -55,6 +55,38 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX nonces_by_expiry ON nonces (expires_at);
     "#,
+    // 2: leases, comments, idempotency tokens, backup sets.
+    r#"
+    ALTER TABLE backup_jobs ADD COLUMN comment TEXT;
+    ALTER TABLE backup_jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE backup_jobs ADD COLUMN lease_expires INTEGER;
+    CREATE INDEX backup_jobs_queued ON backup_jobs (status, id);
+    CREATE TABLE client_tokens (
+        account_id  TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        token       TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        job_id      INTEGER NOT NULL REFERENCES backup_jobs(id),
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, action, token)
+    ) WITHOUT ROWID;
+    -- A set shares its id with the job that made it. deleting = 1 hides it while its data is
+    -- being removed, so a crash mid-delete never shows a set whose data is gone.
+    CREATE TABLE backup_sets (
+        id              INTEGER PRIMARY KEY REFERENCES backup_jobs(id),
+        cluster_id      TEXT NOT NULL REFERENCES clusters(id),
+        mode            TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        start_time      INTEGER NOT NULL,
+        end_time        INTEGER NOT NULL,
+        consistent_time INTEGER,
+        size            INTEGER NOT NULL,
+        stored_size     INTEGER NOT NULL,
+        comment         TEXT,
+        deleting        INTEGER NOT NULL DEFAULT 0 CHECK (deleting IN (0, 1))
+    );
+    CREATE INDEX backup_sets_by_cluster ON backup_sets (cluster_id, start_time DESC);
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

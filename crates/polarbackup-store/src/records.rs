@@ -1,7 +1,10 @@
 //! Plain records the store hands out, with secrets redacted from Debug output.
 
 use jiff::Timestamp;
-use polarbackup_model::{AccessKeyId, AccountId, BackupJobId, DbClusterId, JobMode};
+use polarbackup_model::{
+    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, DbClusterId,
+    JobMode,
+};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,4 +78,62 @@ pub struct JobFilter {
     pub mode: Option<JobMode>,
     /// Jobs that ended before this instant are history and not listed.
     pub ended_since: Timestamp,
+}
+
+/// CreateBackup as the store sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualJobRequest {
+    pub cluster: DbClusterId,
+    pub account: AccountId,
+    pub client_token: Option<String>,
+    /// What the token must keep meaning: a digest of the call's parameters.
+    pub fingerprint: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateJobOutcome {
+    Created(BackupJob),
+    /// The same ClientToken with the same parameters: the job it created before.
+    Existing(BackupJob),
+    /// The same ClientToken with different parameters.
+    TokenMismatch,
+    /// The cluster already has the maximum number of manual backups.
+    LimitReached,
+}
+
+/// A job a worker now holds the lease on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    pub job: BackupJob,
+    pub comment: Option<String>,
+}
+
+/// Which backup sets DescribeBackups wants; start and end bound the set's start time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetFilter {
+    pub id: Option<BackupJobId>,
+    pub status: Option<BackupSetStatus>,
+    pub mode: Option<JobMode>,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub page_size: u32,
+    /// From 1.
+    pub page_number: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetPage {
+    pub sets: Vec<BackupSet>,
+    /// All matching sets, on every page.
+    pub total: u64,
+}
+
+/// Why DeleteBackup refuses; nothing is deleted when any id is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteRefusal {
+    /// Unknown, not this cluster's, not finished, or already being deleted.
+    NotFound(BackupJobId),
+    /// Automated sets belong to the retention policy.
+    Automated(BackupJobId),
 }

@@ -1,12 +1,20 @@
 //! The embedded SQLite implementation of [`Store`], in `<data-dir>/metadata.sqlite`.
 
-use crate::records::{AccessKey, Account, Cluster, JobFilter, NewCluster};
+mod jobs;
+mod rows;
+mod sets;
+
+use crate::records::{
+    AccessKey, Account, ClaimedJob, Cluster, CreateJobOutcome, DeleteRefusal, JobFilter,
+    ManualJobRequest, NewCluster, SetFilter, SetPage,
+};
 use crate::{ids, migrations, Result, Store, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
-    AccessKeyId, AccountId, BackupJob, BackupJobId, DbClusterId, JobMode, JobStatus, TaskAction,
+    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction,
 };
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rows::{account_from, cluster_from, key_from, secs};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -65,90 +73,6 @@ impl SqliteStore {
         f(&mut conn)
     }
 }
-
-fn secs(t: Timestamp) -> i64 {
-    t.as_second()
-}
-
-fn ts(s: i64) -> rusqlite::Result<Timestamp> {
-    Timestamp::from_second(s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
-    })
-}
-
-fn corrupt(what: &str, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("bad {what}: {value:?}").into(),
-    )
-}
-
-fn account_from(row: &Row<'_>) -> rusqlite::Result<Account> {
-    let id: String = row.get("id")?;
-    Ok(Account {
-        id: AccountId::parse(&id).map_err(|_| corrupt("account id", &id))?,
-        name: row.get("name")?,
-        created_at: ts(row.get("created_at")?)?,
-    })
-}
-
-fn key_from(row: &Row<'_>) -> rusqlite::Result<AccessKey> {
-    let id: String = row.get("id")?;
-    let account: String = row.get("account_id")?;
-    Ok(AccessKey {
-        id: AccessKeyId::parse(&id).map_err(|_| corrupt("key id", &id))?,
-        account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
-        secret: row.get("secret")?,
-        active: row.get("active")?,
-        created_at: ts(row.get("created_at")?)?,
-    })
-}
-
-fn cluster_from(row: &Row<'_>) -> rusqlite::Result<Cluster> {
-    let id: String = row.get("id")?;
-    let account: String = row.get("account_id")?;
-    Ok(Cluster {
-        id: DbClusterId::parse(&id).map_err(|_| corrupt("cluster id", &id))?,
-        spec: NewCluster {
-            account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
-            region: row.get("region")?,
-            engine: row.get("engine")?,
-            host: row.get("host")?,
-            port: row.get("port")?,
-            user: row.get("user_name")?,
-            password: row.get("password")?,
-            database: row.get("database")?,
-            description: row.get("description")?,
-        },
-        created_at: ts(row.get("created_at")?)?,
-    })
-}
-
-fn job_from(row: &Row<'_>) -> rusqlite::Result<BackupJob> {
-    let id: i64 = row.get("id")?;
-    let cluster: String = row.get("cluster_id")?;
-    let mode: String = row.get("mode")?;
-    let action: String = row.get("action")?;
-    let status: String = row.get("status")?;
-    let ended_at: Option<i64> = row.get("ended_at")?;
-    Ok(BackupJob {
-        id: BackupJobId(u64::try_from(id).map_err(|_| corrupt("job id", &id.to_string()))?),
-        cluster_id: DbClusterId::parse(&cluster).map_err(|_| corrupt("cluster id", &cluster))?,
-        mode: mode.parse().map_err(|_| corrupt("job mode", &mode))?,
-        action: action
-            .parse()
-            .map_err(|_| corrupt("task action", &action))?,
-        status: status.parse().map_err(|_| corrupt("job status", &status))?,
-        process: row.get("process")?,
-        start_time: ts(row.get("start_time")?)?,
-        ended_at: ended_at.map(ts).transpose()?,
-        failure_reason: row.get("failure_reason")?,
-    })
-}
-
-const JOB_COLUMNS: &str =
-    "id, cluster_id, mode, action, status, process, start_time, ended_at, failure_reason";
 
 impl Store for SqliteStore {
     fn ping(&self) -> Result<()> {
@@ -313,89 +237,69 @@ impl Store for SqliteStore {
         action: TaskAction,
         now: Timestamp,
     ) -> Result<BackupJob> {
-        self.with(|c| {
-            let job = c.query_row(
-                &format!(
-                    "INSERT INTO backup_jobs (cluster_id, mode, action, status, process, start_time)
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5) RETURNING {JOB_COLUMNS}"
-                ),
-                params![
-                    cluster.as_str(),
-                    mode.as_str(),
-                    action.as_str(),
-                    JobStatus::NoStart.as_str(),
-                    secs(now)
-                ],
-                job_from,
-            )?;
-            Ok(job)
-        })
+        self.with(|c| jobs::insert(c, cluster, mode, action, None, now))
+    }
+
+    fn create_manual_job(
+        &self,
+        req: &ManualJobRequest,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<CreateJobOutcome> {
+        self.with(|c| jobs::create_manual(c, req, now, limit))
     }
 
     fn update_job(&self, job: &BackupJob) -> Result<()> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let stored = tx
-                .query_row(
-                    &format!("SELECT {JOB_COLUMNS} FROM backup_jobs WHERE id = ?1"),
-                    [job.id.0 as i64],
-                    job_from,
-                )
-                .optional()?
-                .ok_or(StoreError::NotFound { what: "backup job" })?;
-            // The state machine runs in memory; this guards against two writers racing.
-            let illegal = if stored.status.is_terminal() && stored != *job {
-                Some("the job has already ended")
-            } else if job.status < stored.status && job.status != JobStatus::Failed {
-                Some("the status would go backwards")
-            } else if job.process < stored.process {
-                Some("Process would decrease")
-            } else {
-                None
-            };
-            if let Some(reason) = illegal {
-                return Err(StoreError::IllegalJobUpdate {
-                    id: job.id.0,
-                    reason: reason.to_owned(),
-                });
-            }
-            tx.execute(
-                "UPDATE backup_jobs SET status = ?2, process = ?3, ended_at = ?4, failure_reason = ?5
-                 WHERE id = ?1",
-                params![
-                    job.id.0 as i64,
-                    job.status.as_str(),
-                    job.process,
-                    job.ended_at.map(secs),
-                    job.failure_reason
-                ],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
+        self.with(|c| jobs::update(c, job))
+    }
+
+    fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
+        self.with(|c| jobs::end(c, job, set))
     }
 
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM backup_jobs
-                 WHERE cluster_id = ?1
-                   AND (?2 IS NULL OR id = ?2)
-                   AND (?3 IS NULL OR mode = ?3)
-                   AND (ended_at IS NULL OR ended_at >= ?4)
-                 ORDER BY start_time DESC, id DESC"
-            ))?;
-            let rows = stmt.query_map(
-                params![
-                    cluster.as_str(),
-                    filter.job_id.map(|id| id.0 as i64),
-                    filter.mode.map(JobMode::as_str),
-                    secs(filter.ended_since)
-                ],
-                job_from,
-            )?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+        self.with(|c| jobs::list(c, cluster, filter))
+    }
+
+    fn claim_job(
+        &self,
+        worker: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<ClaimedJob>> {
+        self.with(|c| jobs::claim(c, worker, lease_until, now))
+    }
+
+    fn renew_lease(&self, job: BackupJobId, worker: &str, lease_until: Timestamp) -> Result<bool> {
+        self.with(|c| jobs::renew(c, job, worker, lease_until))
+    }
+
+    fn abandoned_jobs(&self, now: Timestamp) -> Result<Vec<BackupJob>> {
+        self.with(|c| jobs::abandoned(c, now))
+    }
+
+    fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage> {
+        self.with(|c| sets::list(c, cluster, filter))
+    }
+
+    fn begin_delete_sets(
+        &self,
+        cluster: &DbClusterId,
+        ids: &[BackupJobId],
+    ) -> Result<std::result::Result<Vec<BackupSet>, DeleteRefusal>> {
+        self.with(|c| sets::begin_delete(c, cluster, ids))
+    }
+
+    fn pending_deletions(&self) -> Result<Vec<BackupSet>> {
+        self.with(|c| sets::pending_deletions(c))
+    }
+
+    fn forget_set(&self, id: BackupJobId) -> Result<()> {
+        self.with(|c| sets::forget(c, id))
+    }
+
+    fn known_backup_ids(&self) -> Result<Vec<BackupJobId>> {
+        self.with(|c| sets::known_ids(c))
     }
 
     fn use_nonce(

@@ -1,0 +1,277 @@
+//! Backup jobs in SQLite: creation (with idempotency tokens and the manual limit), leases,
+//! progress, and the atomic hand-over from a finished job to its backup set.
+
+use super::rows::{db_id, db_size, job_from, secs, JOB_COLUMNS};
+use crate::records::{ClaimedJob, CreateJobOutcome, JobFilter, ManualJobRequest};
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use polarbackup_model::{
+    BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, JobStatus, TaskAction,
+};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+const NON_TERMINAL: &str = "('NoStart','Preparing','Waiting','Uploading','Checking')";
+
+pub fn insert(
+    c: &Connection,
+    cluster: &DbClusterId,
+    mode: JobMode,
+    action: TaskAction,
+    comment: Option<&str>,
+    now: Timestamp,
+) -> Result<BackupJob> {
+    Ok(c.query_row(
+        &format!(
+            "INSERT INTO backup_jobs (cluster_id, mode, action, status, process, start_time, comment)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6) RETURNING {JOB_COLUMNS}"
+        ),
+        params![
+            cluster.as_str(),
+            mode.as_str(),
+            action.as_str(),
+            JobStatus::NoStart.as_str(),
+            secs(now),
+            comment
+        ],
+        job_from,
+    )?)
+}
+
+fn load(c: &Connection, id: BackupJobId) -> Result<BackupJob> {
+    c.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM backup_jobs WHERE id = ?1"),
+        [db_id(id)],
+        job_from,
+    )
+    .optional()?
+    .ok_or(StoreError::NotFound { what: "backup job" })
+}
+
+/// ClientToken, the manual-backup limit and the insert happen in one write transaction, so
+/// two concurrent CreateBackup calls cannot both slip under the limit.
+pub fn create_manual(
+    c: &mut Connection,
+    req: &ManualJobRequest,
+    now: Timestamp,
+    limit: u32,
+) -> Result<CreateJobOutcome> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(token) = &req.client_token {
+        let seen: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT fingerprint, job_id FROM client_tokens
+                 WHERE account_id = ?1 AND action = 'CreateBackup' AND token = ?2",
+                params![req.account.as_str(), token],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((fingerprint, job_id)) = seen {
+            if fingerprint != req.fingerprint {
+                return Ok(CreateJobOutcome::TokenMismatch);
+            }
+            let job = load(&tx, BackupJobId(u64::try_from(job_id).unwrap_or(0)))?;
+            return Ok(CreateJobOutcome::Existing(job));
+        }
+    }
+    let in_use: u32 = tx.query_row(
+        &format!(
+            "SELECT (SELECT count(*) FROM backup_sets
+                     WHERE cluster_id = ?1 AND mode = 'Manual' AND status = 'Success' AND deleting = 0)
+                  + (SELECT count(*) FROM backup_jobs
+                     WHERE cluster_id = ?1 AND mode = 'Manual' AND status IN {NON_TERMINAL})"
+        ),
+        [req.cluster.as_str()],
+        |r| r.get(0),
+    )?;
+    if in_use >= limit {
+        return Ok(CreateJobOutcome::LimitReached);
+    }
+    let job = insert(
+        &tx,
+        &req.cluster,
+        JobMode::Manual,
+        TaskAction::NormalBackupTask,
+        req.comment.as_deref(),
+        now,
+    )?;
+    if let Some(token) = &req.client_token {
+        tx.execute(
+            "INSERT INTO client_tokens (account_id, action, token, fingerprint, job_id, created_at)
+             VALUES (?1, 'CreateBackup', ?2, ?3, ?4, ?5)",
+            params![
+                req.account.as_str(),
+                token,
+                req.fingerprint,
+                db_id(job.id),
+                secs(now)
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(CreateJobOutcome::Created(job))
+}
+
+/// Refuses any write that would move a stored job backwards or change an ended one.
+fn check_forward(stored: &BackupJob, job: &BackupJob) -> Result<()> {
+    let illegal = if stored.status.is_terminal() && stored != job {
+        Some("the job has already ended")
+    } else if job.status < stored.status && job.status != JobStatus::Failed {
+        Some("the status would go backwards")
+    } else if job.process < stored.process {
+        Some("Process would decrease")
+    } else {
+        None
+    };
+    match illegal {
+        Some(reason) => Err(StoreError::IllegalJobUpdate {
+            id: job.id.0,
+            reason: reason.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn write_state(c: &Connection, job: &BackupJob) -> Result<()> {
+    c.execute(
+        "UPDATE backup_jobs SET status = ?2, process = ?3, ended_at = ?4, failure_reason = ?5,
+             lease_owner = CASE WHEN ?4 IS NULL THEN lease_owner END,
+             lease_expires = CASE WHEN ?4 IS NULL THEN lease_expires END
+         WHERE id = ?1",
+        params![
+            db_id(job.id),
+            job.status.as_str(),
+            job.process,
+            job.ended_at.map(secs),
+            job.failure_reason
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn update(c: &mut Connection, job: &BackupJob) -> Result<()> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    check_forward(&load(&tx, job.id)?, job)?;
+    write_state(&tx, job)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Ends a job and records its backup set (if any) in one transaction: a set is never listed
+/// without its job having ended, and a job never ends without its set.
+pub fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
+    if !job.status.is_terminal() {
+        return Err(StoreError::IllegalJobUpdate {
+            id: job.id.0,
+            reason: "only an ended job can record its backup set".into(),
+        });
+    }
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    check_forward(&load(&tx, job.id)?, job)?;
+    write_state(&tx, job)?;
+    if let Some(s) = set {
+        tx.execute(
+            "INSERT INTO backup_sets (id, cluster_id, mode, status, start_time, end_time,
+                 consistent_time, size, stored_size, comment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                db_id(s.id),
+                s.cluster_id.as_str(),
+                s.mode.as_str(),
+                s.status.as_str(),
+                secs(s.start_time),
+                secs(s.end_time),
+                s.consistent_time.map(secs),
+                db_size(s.size),
+                db_size(s.stored_size),
+                s.comment
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn list(c: &Connection, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM backup_jobs
+         WHERE cluster_id = ?1
+           AND (?2 IS NULL OR id = ?2)
+           AND (?3 IS NULL OR mode = ?3)
+           AND (ended_at IS NULL OR ended_at >= ?4)
+         ORDER BY start_time DESC, id DESC"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            cluster.as_str(),
+            filter.job_id.map(db_id),
+            filter.mode.map(JobMode::as_str),
+            secs(filter.ended_since)
+        ],
+        job_from,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Claims the oldest queued job whose cluster has no other job under a live lease.
+pub fn claim(
+    c: &mut Connection,
+    worker: &str,
+    lease_until: Timestamp,
+    now: Timestamp,
+) -> Result<Option<ClaimedJob>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let next: Option<(i64, Option<String>)> = tx
+        .query_row(
+            &format!(
+                "SELECT j.id, j.comment FROM backup_jobs j
+                 WHERE j.status = 'NoStart' AND (j.lease_expires IS NULL OR j.lease_expires < ?1)
+                   AND NOT EXISTS (
+                     SELECT 1 FROM backup_jobs o
+                     WHERE o.cluster_id = j.cluster_id AND o.id <> j.id
+                       AND o.status IN {NON_TERMINAL} AND o.lease_expires >= ?1)
+                 ORDER BY j.id LIMIT 1"
+            ),
+            [secs(now)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((id, comment)) = next else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE backup_jobs SET lease_owner = ?2, lease_expires = ?3 WHERE id = ?1",
+        params![id, worker, secs(lease_until)],
+    )?;
+    let job = load(&tx, BackupJobId(u64::try_from(id).unwrap_or(0)))?;
+    tx.commit()?;
+    Ok(Some(ClaimedJob { job, comment }))
+}
+
+/// Extends a lease; false when the job is no longer this worker's (or has ended).
+pub fn renew(
+    c: &Connection,
+    id: BackupJobId,
+    worker: &str,
+    lease_until: Timestamp,
+) -> Result<bool> {
+    let n = c.execute(
+        &format!(
+            "UPDATE backup_jobs SET lease_expires = ?3
+             WHERE id = ?1 AND lease_owner = ?2 AND status IN {NON_TERMINAL}"
+        ),
+        params![db_id(id), worker, secs(lease_until)],
+    )?;
+    Ok(n == 1)
+}
+
+/// Jobs a worker started and then stopped heart-beating for: a crash, a kill, a lost store.
+pub fn abandoned(c: &Connection, now: Timestamp) -> Result<Vec<BackupJob>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {JOB_COLUMNS} FROM backup_jobs
+         WHERE status IN {NON_TERMINAL} AND status <> 'NoStart'
+           AND (lease_expires IS NULL OR lease_expires < ?1)
+         ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([secs(now)], job_from)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

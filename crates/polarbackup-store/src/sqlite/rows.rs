@@ -1,0 +1,127 @@
+//! Mapping between SQLite rows and model records; timestamps are stored as Unix seconds.
+
+use crate::records::{AccessKey, Account, Cluster, NewCluster};
+use jiff::Timestamp;
+use polarbackup_model::{AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId};
+use rusqlite::Row;
+
+pub fn secs(t: Timestamp) -> i64 {
+    t.as_second()
+}
+
+pub fn ts(s: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_second(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+pub fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("bad {what}: {value:?}").into(),
+    )
+}
+
+pub fn account_from(row: &Row<'_>) -> rusqlite::Result<Account> {
+    let id: String = row.get("id")?;
+    Ok(Account {
+        id: AccountId::parse(&id).map_err(|_| corrupt("account id", &id))?,
+        name: row.get("name")?,
+        created_at: ts(row.get("created_at")?)?,
+    })
+}
+
+pub fn key_from(row: &Row<'_>) -> rusqlite::Result<AccessKey> {
+    let id: String = row.get("id")?;
+    let account: String = row.get("account_id")?;
+    Ok(AccessKey {
+        id: AccessKeyId::parse(&id).map_err(|_| corrupt("key id", &id))?,
+        account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
+        secret: row.get("secret")?,
+        active: row.get("active")?,
+        created_at: ts(row.get("created_at")?)?,
+    })
+}
+
+pub fn cluster_from(row: &Row<'_>) -> rusqlite::Result<Cluster> {
+    let id: String = row.get("id")?;
+    let account: String = row.get("account_id")?;
+    Ok(Cluster {
+        id: DbClusterId::parse(&id).map_err(|_| corrupt("cluster id", &id))?,
+        spec: NewCluster {
+            account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
+            region: row.get("region")?,
+            engine: row.get("engine")?,
+            host: row.get("host")?,
+            port: row.get("port")?,
+            user: row.get("user_name")?,
+            password: row.get("password")?,
+            database: row.get("database")?,
+            description: row.get("description")?,
+        },
+        created_at: ts(row.get("created_at")?)?,
+    })
+}
+
+pub fn job_from(row: &Row<'_>) -> rusqlite::Result<BackupJob> {
+    let id: i64 = row.get("id")?;
+    let cluster: String = row.get("cluster_id")?;
+    let mode: String = row.get("mode")?;
+    let action: String = row.get("action")?;
+    let status: String = row.get("status")?;
+    let ended_at: Option<i64> = row.get("ended_at")?;
+    Ok(BackupJob {
+        id: BackupJobId(u64::try_from(id).map_err(|_| corrupt("job id", &id.to_string()))?),
+        cluster_id: DbClusterId::parse(&cluster).map_err(|_| corrupt("cluster id", &cluster))?,
+        mode: mode.parse().map_err(|_| corrupt("job mode", &mode))?,
+        action: action
+            .parse()
+            .map_err(|_| corrupt("task action", &action))?,
+        status: status.parse().map_err(|_| corrupt("job status", &status))?,
+        process: row.get("process")?,
+        start_time: ts(row.get("start_time")?)?,
+        ended_at: ended_at.map(ts).transpose()?,
+        failure_reason: row.get("failure_reason")?,
+    })
+}
+
+pub const JOB_COLUMNS: &str = "id, cluster_id, mode, action, status, process, start_time, \
+     ended_at, failure_reason";
+
+pub const SET_COLUMNS: &str = "id, cluster_id, mode, status, start_time, end_time, \
+     consistent_time, size, stored_size, comment";
+
+pub fn set_from(row: &Row<'_>) -> rusqlite::Result<BackupSet> {
+    let id: i64 = row.get("id")?;
+    let cluster: String = row.get("cluster_id")?;
+    let mode: String = row.get("mode")?;
+    let status: String = row.get("status")?;
+    let consistent: Option<i64> = row.get("consistent_time")?;
+    let size: i64 = row.get("size")?;
+    let stored: i64 = row.get("stored_size")?;
+    Ok(BackupSet {
+        id: BackupJobId(u64::try_from(id).map_err(|_| corrupt("set id", &id.to_string()))?),
+        cluster_id: DbClusterId::parse(&cluster).map_err(|_| corrupt("cluster id", &cluster))?,
+        mode: mode.parse().map_err(|_| corrupt("backup mode", &mode))?,
+        status: status
+            .parse()
+            .map_err(|_| corrupt("backup status", &status))?,
+        start_time: ts(row.get("start_time")?)?,
+        end_time: ts(row.get("end_time")?)?,
+        consistent_time: consistent.map(ts).transpose()?,
+        size: u64::try_from(size).map_err(|_| corrupt("size", &size.to_string()))?,
+        stored_size: u64::try_from(stored).map_err(|_| corrupt("size", &stored.to_string()))?,
+        comment: row.get("comment")?,
+    })
+}
+
+/// Job ids are u64 in the model and i64 in SQLite; ids beyond i64 cannot exist in the table.
+pub fn db_id(id: BackupJobId) -> i64 {
+    i64::try_from(id.0).unwrap_or(-1)
+}
+
+/// Sizes beyond i64 cannot happen on real disks; saturate rather than wrap.
+pub fn db_size(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

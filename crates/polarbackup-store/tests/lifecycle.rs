@@ -1,0 +1,363 @@
+//! The store's job lifecycle contract: CreateBackup bookkeeping, leases, backup sets, deletion.
+
+use jiff::Timestamp;
+use polarbackup_model::{
+    AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, DbClusterId, JobMode, JobStatus,
+};
+use polarbackup_store::{
+    CreateJobOutcome, DeleteRefusal, ManualJobRequest, NewCluster, SetFilter, SqliteStore, Store,
+};
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).expect("valid time")
+}
+
+fn setup() -> (tempfile::TempDir, SqliteStore, AccountId, DbClusterId) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let account = store.create_account(None, t(0)).expect("account").id;
+    let cluster = new_cluster(&store, &account);
+    (dir, store, account, cluster)
+}
+
+fn new_cluster(store: &SqliteStore, account: &AccountId) -> DbClusterId {
+    store
+        .create_cluster(
+            &NewCluster {
+                account: account.clone(),
+                region: "cn-hangzhou".into(),
+                engine: "postgresql".into(),
+                host: "127.0.0.1".into(),
+                port: 5432,
+                user: "postgres".into(),
+                password: None,
+                database: None,
+                description: None,
+            },
+            t(0),
+        )
+        .expect("cluster")
+        .id
+}
+
+fn manual(
+    account: &AccountId,
+    cluster: &DbClusterId,
+    token: Option<&str>,
+    fp: &str,
+) -> ManualJobRequest {
+    ManualJobRequest {
+        cluster: cluster.clone(),
+        account: account.clone(),
+        client_token: token.map(str::to_owned),
+        fingerprint: fp.into(),
+        comment: Some("c".into()),
+    }
+}
+
+fn created(o: CreateJobOutcome) -> BackupJob {
+    match o {
+        CreateJobOutcome::Created(j) => j,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+/// Drives a claimed job to Finished and records a successful set.
+fn finish(store: &SqliteStore, mut job: BackupJob, at: i64) -> BackupSet {
+    for (s, p) in [
+        (JobStatus::Preparing, 1),
+        (JobStatus::Uploading, 50),
+        (JobStatus::Checking, 95),
+        (JobStatus::Finished, 100),
+    ] {
+        job.advance(s, p, t(at)).expect("advance");
+    }
+    let set = BackupSet {
+        id: job.id,
+        cluster_id: job.cluster_id.clone(),
+        mode: job.mode,
+        status: BackupSetStatus::Success,
+        start_time: job.start_time,
+        end_time: t(at),
+        consistent_time: Some(t(at)),
+        size: 1000,
+        stored_size: 100,
+        comment: None,
+    };
+    store.end_job(&job, Some(&set)).expect("end");
+    set
+}
+
+fn page(start: i64, end: i64, size: u32, number: u32) -> SetFilter {
+    SetFilter {
+        id: None,
+        status: None,
+        mode: None,
+        start: t(start),
+        end: t(end),
+        page_size: size,
+        page_number: number,
+    }
+}
+
+#[test]
+fn client_tokens_are_idempotent_and_bound_to_their_parameters() {
+    let (_d, store, account, cluster) = setup();
+    let job = created(
+        store
+            .create_manual_job(&manual(&account, &cluster, Some("tok"), "a"), t(1), 3)
+            .expect("create"),
+    );
+    assert_eq!(
+        store
+            .create_manual_job(&manual(&account, &cluster, Some("tok"), "a"), t(2), 3)
+            .expect("again"),
+        CreateJobOutcome::Existing(job.clone())
+    );
+    assert_eq!(
+        store
+            .create_manual_job(&manual(&account, &cluster, Some("tok"), "b"), t(3), 3)
+            .expect("mismatch"),
+        CreateJobOutcome::TokenMismatch
+    );
+    let other_account = store.create_account(None, t(0)).expect("account").id;
+    let other_cluster = new_cluster(&store, &other_account);
+    let other = created(
+        store
+            .create_manual_job(
+                &manual(&other_account, &other_cluster, Some("tok"), "a"),
+                t(4),
+                3,
+            )
+            .expect("tokens are per account"),
+    );
+    assert_ne!(other.id, job.id);
+}
+
+#[test]
+fn at_most_three_manual_backups_exist_at_once() {
+    let (_d, store, account, cluster) = setup();
+    let req = manual(&account, &cluster, None, "a");
+    let jobs: Vec<_> = (0..3)
+        .map(|i| created(store.create_manual_job(&req, t(i), 3).expect("create")))
+        .collect();
+    assert_eq!(
+        store.create_manual_job(&req, t(5), 3).expect("fourth"),
+        CreateJobOutcome::LimitReached
+    );
+    // A failed job frees its slot; a finished one keeps it until deleted.
+    let mut failed = jobs[0].clone();
+    failed.fail("boom", t(6)).expect("fail");
+    store.end_job(&failed, None).expect("end");
+    let fourth = created(store.create_manual_job(&req, t(7), 3).expect("slot freed"));
+    let set = finish(&store, jobs[1].clone(), 8);
+    assert_eq!(
+        store.create_manual_job(&req, t(9), 3).expect("still full"),
+        CreateJobOutcome::LimitReached
+    );
+    let hidden = store
+        .begin_delete_sets(&cluster, &[set.id])
+        .expect("delete")
+        .expect("allowed");
+    assert_eq!(hidden, vec![set]);
+    created(
+        store
+            .create_manual_job(&req, t(10), 3)
+            .expect("slot freed by delete"),
+    );
+    assert!(fourth.id > jobs[2].id);
+}
+
+#[test]
+fn one_lease_per_cluster_and_abandoned_jobs_are_found() {
+    let (_d, store, account, cluster) = setup();
+    let other = new_cluster(&store, &account);
+    let req = manual(&account, &cluster, None, "a");
+    let a = created(store.create_manual_job(&req, t(1), 3).expect("a"));
+    let b = created(store.create_manual_job(&req, t(2), 3).expect("b"));
+    let c = created(
+        store
+            .create_manual_job(&manual(&account, &other, None, "a"), t(3), 3)
+            .expect("c"),
+    );
+
+    let lease = t(130);
+    let first = store
+        .claim_job("w1", lease, t(100))
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(first.job.id, a.id);
+    assert_eq!(first.comment.as_deref(), Some("c"));
+    let second = store
+        .claim_job("w2", lease, t(100))
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(second.job.id, c.id, "b waits: its cluster is busy");
+    assert!(store
+        .claim_job("w3", lease, t(100))
+        .expect("claim")
+        .is_none());
+
+    let mut running = first.job.clone();
+    running
+        .advance(JobStatus::Preparing, 2, t(101))
+        .expect("prep");
+    store.update_job(&running).expect("update");
+    assert!(store.renew_lease(a.id, "w1", t(160)).expect("renew"));
+    assert!(!store.renew_lease(a.id, "w2", t(160)).expect("not w2's"));
+    assert!(store.abandoned_jobs(t(150)).expect("abandoned").is_empty());
+    // w1 dies: its lease runs out.
+    let lost = store.abandoned_jobs(t(161)).expect("abandoned");
+    assert_eq!(lost.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a.id]);
+    running.fail("interrupted", t(162)).expect("fail");
+    store.end_job(&running, None).expect("end");
+    assert!(!store
+        .renew_lease(a.id, "w1", t(200))
+        .expect("ended jobs have no lease"));
+    let third = store
+        .claim_job("w3", t(300), t(170))
+        .expect("claim")
+        .expect("b now");
+    assert_eq!(third.job.id, b.id);
+}
+
+#[test]
+fn sets_are_listed_filtered_and_paged_newest_first() {
+    let (_d, store, account, cluster) = setup();
+    let req = manual(&account, &cluster, None, "a");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let job = created(
+            store
+                .create_manual_job(&req, t(i * 100), 3)
+                .expect("create"),
+        );
+        ids.push(finish(&store, job, i * 100 + 50).id);
+    }
+    let auto = store
+        .insert_job(
+            &cluster,
+            JobMode::Automated,
+            polarbackup_model::TaskAction::NormalBackupTask,
+            t(400),
+        )
+        .expect("auto");
+    let auto_set = finish(&store, auto, 450);
+
+    let all = store
+        .list_backup_sets(&cluster, &page(0, 1000, 30, 1))
+        .expect("list");
+    assert_eq!(all.total, 4);
+    assert_eq!(
+        all.sets.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![auto_set.id, ids[2], ids[1], ids[0]]
+    );
+    let p2 = store
+        .list_backup_sets(&cluster, &page(0, 1000, 3, 2))
+        .expect("page 2");
+    assert_eq!((p2.total, p2.sets.len()), (4, 1));
+    let past = store
+        .list_backup_sets(&cluster, &page(0, 1000, 3, 9))
+        .expect("past the end");
+    assert_eq!((past.total, past.sets.len()), (4, 0));
+    let window = store
+        .list_backup_sets(&cluster, &page(100, 200, 30, 1))
+        .expect("window");
+    assert_eq!(
+        window.sets.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    let mut f = page(0, 1000, 30, 1);
+    f.mode = Some(JobMode::Automated);
+    assert_eq!(store.list_backup_sets(&cluster, &f).expect("mode").total, 1);
+    f.mode = None;
+    f.status = Some(BackupSetStatus::Failed);
+    assert_eq!(
+        store.list_backup_sets(&cluster, &f).expect("status").total,
+        0
+    );
+    f.status = None;
+    f.id = Some(ids[1]);
+    assert_eq!(
+        store.list_backup_sets(&cluster, &f).expect("id").sets[0].id,
+        ids[1]
+    );
+
+    // Deletion: all ids are checked before any is hidden.
+    assert_eq!(
+        store
+            .begin_delete_sets(&cluster, &[ids[0], auto_set.id])
+            .expect("delete"),
+        Err(DeleteRefusal::Automated(auto_set.id))
+    );
+    assert_eq!(
+        store
+            .begin_delete_sets(&cluster, &[ids[0], BackupJobId(1)])
+            .expect("delete"),
+        Err(DeleteRefusal::NotFound(BackupJobId(1)))
+    );
+    let other = new_cluster(&store, &account);
+    assert_eq!(
+        store.begin_delete_sets(&other, &[ids[0]]).expect("delete"),
+        Err(DeleteRefusal::NotFound(ids[0]))
+    );
+    assert_eq!(
+        store
+            .list_backup_sets(&cluster, &page(0, 1000, 30, 1))
+            .expect("list")
+            .total,
+        4
+    );
+    let hidden = store
+        .begin_delete_sets(&cluster, &[ids[0], ids[1]])
+        .expect("delete")
+        .expect("ok");
+    assert_eq!(hidden.len(), 2);
+    assert_eq!(
+        store
+            .list_backup_sets(&cluster, &page(0, 1000, 30, 1))
+            .expect("list")
+            .total,
+        2
+    );
+    assert_eq!(store.pending_deletions().expect("pending").len(), 2);
+    assert!(
+        store.known_backup_ids().expect("known").contains(&ids[0]),
+        "kept until forgotten"
+    );
+    store.forget_set(ids[0]).expect("forget");
+    assert_eq!(store.pending_deletions().expect("pending").len(), 1);
+    assert!(!store.known_backup_ids().expect("known").contains(&ids[0]));
+    assert_eq!(
+        store
+            .begin_delete_sets(&cluster, &[ids[1]])
+            .expect("delete"),
+        Err(DeleteRefusal::NotFound(ids[1])),
+        "already being deleted"
+    );
+}
+
+#[test]
+fn ending_needs_a_terminal_job_and_never_moves_back() {
+    let (_d, store, account, cluster) = setup();
+    let job = created(
+        store
+            .create_manual_job(&manual(&account, &cluster, None, "a"), t(1), 3)
+            .expect("create"),
+    );
+    assert!(store.end_job(&job, None).is_err(), "NoStart is not an end");
+    let set = finish(&store, job.clone(), 10);
+    let mut late = job;
+    late.fail("late", t(20)).expect("in memory");
+    assert!(
+        store.end_job(&late, None).is_err(),
+        "a finished job stays finished"
+    );
+    assert_eq!(
+        store
+            .list_backup_sets(&set.cluster_id, &page(0, 100, 30, 1))
+            .expect("list")
+            .sets,
+        vec![set]
+    );
+}
