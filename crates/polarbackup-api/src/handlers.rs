@@ -3,20 +3,23 @@
 use crate::authn::Caller;
 use crate::AppState;
 use polarbackup_model::DbClusterId;
-use polarbackup_store::{Cluster, JobFilter};
+use polarbackup_store::{
+    Cluster, CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, SetFilter,
+};
 use polarbackup_wire::describe_backup_tasks::{self as dbt, JobSelector};
-use polarbackup_wire::{Action, ApiError, Params};
+use polarbackup_wire::describe_backups::{self as dbs, BackupSelector};
+use polarbackup_wire::{create_backup, delete_backup, Action, ApiError, Params};
 use serde_json::{Map, Value};
-use tracing::error;
+use tracing::{error, info};
 
-pub fn dispatch(
-    state: &AppState,
-    action: Action,
-    caller: &Caller,
-    params: &Params,
-) -> Result<Map<String, Value>, ApiError> {
+type Body = Result<Map<String, Value>, ApiError>;
+
+pub fn dispatch(state: &AppState, action: Action, caller: &Caller, params: &Params) -> Body {
     match action {
         Action::DescribeBackupTasks => describe_backup_tasks(state, caller, params),
+        Action::CreateBackup => create_backup(state, caller, params),
+        Action::DescribeBackups => describe_backups(state, caller, params),
+        Action::DeleteBackup => delete_backup(state, caller, params),
     }
 }
 
@@ -42,11 +45,7 @@ fn owned_cluster(
     }
 }
 
-fn describe_backup_tasks(
-    state: &AppState,
-    caller: &Caller,
-    params: &Params,
-) -> Result<Map<String, Value>, ApiError> {
+fn describe_backup_tasks(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let req = dbt::Request::parse(params)?;
     let cluster = owned_cluster(state, caller, &req.cluster_id, dbt::CLUSTER_NOT_FOUND)?;
     let job_id = match req.job {
@@ -59,16 +58,97 @@ fn describe_backup_tasks(
         .now()
         .checked_sub(state.config.job_history)
         .unwrap_or(jiff::Timestamp::MIN);
+    let filter = JobFilter {
+        job_id,
+        mode: req.mode,
+        ended_since,
+    };
     let jobs = state
         .store
-        .list_jobs(
-            &cluster.id,
-            &JobFilter {
-                job_id,
-                mode: req.mode,
-                ended_since,
-            },
-        )
+        .list_jobs(&cluster.id, &filter)
         .map_err(internal)?;
     Ok(dbt::response(&jobs))
+}
+
+fn create_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
+    let req = create_backup::Request::parse(params)?;
+    let cluster = owned_cluster(
+        state,
+        caller,
+        &req.cluster_id,
+        create_backup::CLUSTER_NOT_FOUND,
+    )?;
+    let manual = ManualJobRequest {
+        cluster: cluster.id.clone(),
+        account: caller.account.clone(),
+        client_token: req.client_token.clone(),
+        fingerprint: req.fingerprint(),
+        comment: req.comment.clone(),
+    };
+    let outcome = state
+        .store
+        .create_manual_job(
+            &manual,
+            state.clock.now(),
+            create_backup::MANUAL_BACKUP_LIMIT,
+        )
+        .map_err(internal)?;
+    match outcome {
+        CreateJobOutcome::Created(job) => {
+            info!(job = %job.id, cluster = %cluster.id, "backup job queued");
+            state.work_available.notify_one();
+            Ok(create_backup::response(job.id))
+        }
+        CreateJobOutcome::Existing(job) => Ok(create_backup::response(job.id)),
+        CreateJobOutcome::TokenMismatch => Err(ApiError::IdempotentParameterMismatch),
+        CreateJobOutcome::LimitReached => Err(ApiError::BackupTimesExceeded),
+    }
+}
+
+fn describe_backups(state: &AppState, caller: &Caller, params: &Params) -> Body {
+    let req = dbs::Request::parse(params)?;
+    let cluster = owned_cluster(state, caller, &req.cluster_id, dbs::CLUSTER_NOT_FOUND)?;
+    let id = match req.backup {
+        BackupSelector::Nothing => return Ok(dbs::response(&[], 0, req.page_number)),
+        BackupSelector::All => None,
+        BackupSelector::One(id) => Some(id),
+    };
+    let filter = SetFilter {
+        id,
+        status: req.status,
+        mode: req.mode,
+        start: req.start,
+        end: req.end,
+        page_size: req.page_size,
+        page_number: req.page_number,
+    };
+    let page = state
+        .store
+        .list_backup_sets(&cluster.id, &filter)
+        .map_err(internal)?;
+    Ok(dbs::response(&page.sets, page.total, req.page_number))
+}
+
+/// Hides the sets at once; a worker removes their data and then their rows.
+fn delete_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
+    let req = delete_backup::Request::parse(params)?;
+    let cluster = owned_cluster(
+        state,
+        caller,
+        &req.cluster_id,
+        delete_backup::CLUSTER_NOT_FOUND,
+    )?;
+    match state
+        .store
+        .begin_delete_sets(&cluster.id, &req.backup_ids)
+        .map_err(internal)?
+    {
+        Ok(sets) => {
+            info!(cluster = %cluster.id, count = sets.len(), "backup sets marked for deletion");
+            state.work_available.notify_one();
+            Ok(Map::new())
+        }
+        Err(DeleteRefusal::NotFound(_)) => Err(ApiError::BackupSetNotFound),
+        Err(DeleteRefusal::Automated(_)) => Err(ApiError::AutomatedBackupNotDeletable),
+    }
 }

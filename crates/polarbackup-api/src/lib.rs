@@ -41,6 +41,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ApiConfig>,
+    /// Wakes the workers when a job is queued or a set is marked for deletion. The API never
+    /// runs a backup itself: it records the work and returns.
+    pub work_available: Arc<tokio::sync::Notify>,
 }
 
 /// The whole HTTP surface: `/healthz` and the RPC endpoint on every other path.

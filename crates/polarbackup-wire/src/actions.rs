@@ -5,10 +5,18 @@ use crate::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     DescribeBackupTasks,
+    CreateBackup,
+    DescribeBackups,
+    DeleteBackup,
 }
 
 impl Action {
-    pub const ALL: [Action; 1] = [Action::DescribeBackupTasks];
+    pub const ALL: [Action; 4] = [
+        Action::DescribeBackupTasks,
+        Action::CreateBackup,
+        Action::DescribeBackups,
+        Action::DeleteBackup,
+    ];
 
     /// Action names are case-sensitive, as on the real gateway.
     pub fn parse(name: &str) -> Result<Self, ApiError> {
@@ -21,6 +29,9 @@ impl Action {
     pub fn name(self) -> &'static str {
         match self {
             Self::DescribeBackupTasks => "DescribeBackupTasks",
+            Self::CreateBackup => "CreateBackup",
+            Self::DescribeBackups => "DescribeBackups",
+            Self::DeleteBackup => "DeleteBackup",
         }
     }
 

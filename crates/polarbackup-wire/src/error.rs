@@ -53,6 +53,17 @@ pub enum ApiError {
     DbClusterNotFound { status: u16 },
     #[error("bad BackupMode")]
     BackupModeMalformed,
+    /// `Invalid<Param>.Malformed`: a parameter outside its documented domain.
+    #[error("bad {0}")]
+    Malformed(&'static str),
+    #[error("manual backup limit reached")]
+    BackupTimesExceeded,
+    #[error("ClientToken reused with other parameters")]
+    IdempotentParameterMismatch,
+    #[error("unknown backup set")]
+    BackupSetNotFound,
+    #[error("automated backup sets cannot be deleted")]
+    AutomatedBackupNotDeletable,
 
     // Server side.
     #[error("internal error")]
@@ -169,6 +180,33 @@ impl ApiError {
                 *status,
                 "InvalidDBClusterId.NotFound",
                 "The DBClusterId provided does not exist in our records.".into(),
+            ),
+            Malformed(name) => {
+                return (
+                    400,
+                    format!("Invalid{name}.Malformed"),
+                    format!("The specified parameter {name} is not valid."),
+                )
+            }
+            BackupTimesExceeded => (
+                403,
+                "BackupTimesExceeded",
+                "Exceeding the daily backup times of this DB cluster.".into(),
+            ),
+            IdempotentParameterMismatch => (
+                400,
+                "IdempotentParameterMismatch",
+                "The request uses the same client token as a previous, but non-identical request.".into(),
+            ),
+            BackupSetNotFound => (
+                400,
+                "InvalidBackupSetID.NotFound",
+                "The specified backup set does not exist.".into(),
+            ),
+            AutomatedBackupNotDeletable => (
+                403,
+                "OperationDenied.AutomatedBackup",
+                "Automated backups are removed by the backup retention policy and cannot be deleted manually.".into(),
             ),
             BackupModeMalformed => (
                 400,

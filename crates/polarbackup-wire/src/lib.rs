@@ -2,7 +2,10 @@
 //! read and validated, how responses and errors are shaped and rendered.
 
 pub mod actions;
+pub mod create_backup;
+pub mod delete_backup;
 pub mod describe_backup_tasks;
+pub mod describe_backups;
 pub mod error;
 pub mod params;
 pub mod render;
@@ -15,6 +18,17 @@ pub use render::{Format, Rendered};
 /// The only API version this service speaks.
 pub const API_VERSION: &str = "2017-08-01";
 
+/// Query-range inputs: `YYYY-MM-DDThh:mmZ` as documented, and `YYYY-MM-DDThh:mm:ssZ` as some
+/// clients send. UTC only.
+pub fn parse_time_input(s: &str) -> Option<jiff::Timestamp> {
+    let minute = jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%MZ", s);
+    let second = || jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%SZ", s);
+    let dt = minute.or_else(|_| second()).ok()?;
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
 /// Output timestamps: `YYYY-MM-DDThh:mm:ssZ`, UTC.
 pub fn format_time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -26,5 +40,22 @@ mod tests {
     fn times_are_utc_seconds_with_z() {
         let t = jiff::Timestamp::from_second(1_596_871_441).expect("time");
         assert_eq!(super::format_time(t), "2020-08-08T07:24:01Z");
+    }
+
+    #[test]
+    fn time_inputs() {
+        let t = |s| super::parse_time_input(s).map(|t| t.as_second());
+        assert_eq!(t("2020-08-08T07:24Z"), Some(1_596_871_440));
+        assert_eq!(t("2020-08-08T07:24:01Z"), Some(1_596_871_441));
+        for bad in [
+            "2020-08-08T07:24",
+            "2020-08-08 07:24Z",
+            "2020-13-08T07:24Z",
+            "",
+            "2020-08-08T07:24+08:00",
+            "2020-08-08T07:24Zjunk",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
     }
 }

@@ -47,6 +47,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
             job_history: SignedDuration::from_hours(i64::from(cfg.job_history_days) * 24),
             ..ApiConfig::default()
         }),
+        work_available: Arc::new(tokio::sync::Notify::new()),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -1,0 +1,12 @@
+//! Background work: a pool of workers that claim backup jobs from the store under a lease,
+//! run them through an [`Executor`] (the backup engine), report progress, and recover from
+//! crashes and deletions on every start.
+
+mod executor;
+mod progress;
+mod worker;
+
+pub use executor::{BoxFuture, Completed, Executor, JobContext};
+pub use progress::Progress;
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{start, WorkerConfig};

@@ -1,0 +1,260 @@
+//! The worker pool's bookkeeping around a scripted engine: phases, failure clean-up, crash
+//! recovery, deletions and orphan removal, on a real SQLite store.
+
+use jiff::{SignedDuration, Timestamp};
+use polarbackup_jobs::{
+    start, BoxFuture, CancellationToken, Completed, Executor, JobContext, WorkerConfig,
+};
+use polarbackup_model::{
+    AccountId, BackupJobId, BackupSetStatus, DbClusterId, JobStatus, SystemClock,
+};
+use polarbackup_store::{
+    CreateJobOutcome, ManualJobRequest, NewCluster, SetFilter, SqliteStore, Store,
+};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Stands in for the engine: "stores" ids in memory, fails when the comment says so, and
+/// records every phase it reported.
+#[derive(Default)]
+struct Scripted {
+    stored: Mutex<BTreeSet<BackupJobId>>,
+    discarded: Mutex<Vec<BackupJobId>>,
+}
+
+impl Executor for Scripted {
+    fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, String>> {
+        Box::pin(async move {
+            self.stored.lock().unwrap().insert(ctx.job_id);
+            ctx.progress.phase(JobStatus::Preparing, 1).await?;
+            ctx.progress.phase(JobStatus::Waiting, 5).await?;
+            ctx.progress.phase(JobStatus::Uploading, 5).await?;
+            ctx.progress.fraction(1, 2).await?;
+            if ctx.comment.as_deref() == Some("fail") {
+                return Err("connection reset by peer".into());
+            }
+            if ctx.comment.as_deref() == Some("hang") {
+                ctx.cancel.cancelled().await;
+                return Err("cancelled".into());
+            }
+            ctx.progress.phase(JobStatus::Checking, 90).await?;
+            Ok(Completed {
+                size: 42,
+                stored_size: 7,
+                consistent_time: Some(ctx.progress.now()),
+            })
+        })
+    }
+
+    fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.stored.lock().unwrap().remove(&id);
+            self.discarded.lock().unwrap().push(id);
+            Ok(())
+        })
+    }
+
+    fn stored_ids(&self) -> BoxFuture<'_, Result<Vec<BackupJobId>, String>> {
+        Box::pin(async move { Ok(self.stored.lock().unwrap().iter().copied().collect()) })
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    account: AccountId,
+    cluster: DbClusterId,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let now = Timestamp::now();
+    let account = store.create_account(None, now).unwrap().id;
+    let cluster = store
+        .create_cluster(
+            &NewCluster {
+                account: account.clone(),
+                region: "cn-hangzhou".into(),
+                engine: "postgresql".into(),
+                host: "127.0.0.1".into(),
+                port: 1,
+                user: "u".into(),
+                password: None,
+                database: None,
+                description: None,
+            },
+            now,
+        )
+        .unwrap()
+        .id;
+    Fixture {
+        _dir: dir,
+        store,
+        account,
+        cluster,
+    }
+}
+
+impl Fixture {
+    fn queue(&self, comment: &str) -> BackupJobId {
+        let req = ManualJobRequest {
+            cluster: self.cluster.clone(),
+            account: self.account.clone(),
+            client_token: None,
+            fingerprint: String::new(),
+            comment: Some(comment.into()),
+        };
+        match self
+            .store
+            .create_manual_job(&req, Timestamp::now(), 10)
+            .unwrap()
+        {
+            CreateJobOutcome::Created(j) => j.id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn job_status(&self, id: BackupJobId) -> (JobStatus, u8, Option<String>) {
+        let f = polarbackup_store::JobFilter {
+            job_id: Some(id),
+            mode: None,
+            ended_since: Timestamp::MIN,
+        };
+        let j = self.store.list_jobs(&self.cluster, &f).unwrap().remove(0);
+        (j.status, j.process, j.failure_reason)
+    }
+
+    fn sets(&self) -> Vec<(BackupJobId, BackupSetStatus, u64)> {
+        let f = SetFilter {
+            id: None,
+            status: None,
+            mode: None,
+            start: Timestamp::MIN,
+            end: Timestamp::MAX,
+            page_size: 100,
+            page_number: 1,
+        };
+        let page = self.store.list_backup_sets(&self.cluster, &f).unwrap();
+        page.sets.iter().map(|s| (s.id, s.status, s.size)).collect()
+    }
+
+    fn pool(
+        &self,
+        exec: Arc<Scripted>,
+        lease_secs: i64,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>, Arc<Notify>) {
+        let shutdown = CancellationToken::new();
+        let wake = Arc::new(Notify::new());
+        let handle = start(
+            self.store.clone(),
+            Arc::new(SystemClock),
+            exec,
+            WorkerConfig {
+                concurrency: 2,
+                lease: SignedDuration::from_secs(lease_secs),
+                poll: Duration::from_millis(50),
+            },
+            wake.clone(),
+            shutdown.clone(),
+        );
+        (shutdown, handle, wake)
+    }
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_finish_with_a_set_or_fail_with_their_data_removed() {
+    let fx = fixture();
+    let exec = Arc::new(Scripted::default());
+    let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
+    let ok = fx.queue("ok");
+    wake.notify_one();
+    wait_for("finished", || fx.job_status(ok).0 == JobStatus::Finished).await;
+    assert_eq!(fx.job_status(ok), (JobStatus::Finished, 100, None));
+    assert_eq!(fx.sets(), vec![(ok, BackupSetStatus::Success, 42)]);
+
+    let bad = fx.queue("fail");
+    wake.notify_one();
+    wait_for("failed", || fx.job_status(bad).0 == JobStatus::Failed).await;
+    let (_, process, reason) = fx.job_status(bad);
+    assert_eq!(
+        process, 47,
+        "Failed keeps the last progress (halfway through Uploading)"
+    );
+    assert_eq!(reason.as_deref(), Some("connection reset by peer"));
+    assert!(exec.discarded.lock().unwrap().contains(&bad));
+    assert!(!exec.stored.lock().unwrap().contains(&bad));
+    assert_eq!(fx.sets()[0], (bad, BackupSetStatus::Failed, 0));
+
+    // Shutdown cancels a running backup; it ends Failed, not silently dropped.
+    let hung = fx.queue("hang");
+    wake.notify_one();
+    wait_for("uploading", || {
+        fx.job_status(hung).0 == JobStatus::Uploading
+    })
+    .await;
+    shutdown.cancel();
+    handle.await.unwrap();
+    assert_eq!(fx.job_status(hung).0, JobStatus::Failed);
+    assert!(exec.discarded.lock().unwrap().contains(&hung));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_job_is_recovered_and_deletions_and_orphans_are_finished() {
+    let fx = fixture();
+    // A worker that died: it claimed a job, got to Uploading, and stopped heart-beating.
+    let dead = fx.queue("ok");
+    let now = Timestamp::now();
+    let claimed = fx
+        .store
+        .claim_job("dead-worker", now + SignedDuration::from_secs(1), now)
+        .unwrap()
+        .unwrap();
+    let mut job = claimed.job;
+    job.advance(JobStatus::Preparing, 2, now).unwrap();
+    job.advance(JobStatus::Uploading, 30, now).unwrap();
+    fx.store.update_job(&job).unwrap();
+    let exec = Arc::new(Scripted::default());
+    exec.stored.lock().unwrap().insert(dead);
+    // Data nobody owns, and a set whose deletion was interrupted.
+    exec.stored.lock().unwrap().insert(BackupJobId(999));
+
+    let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
+    wait_for("recovered", || fx.job_status(dead).0 == JobStatus::Failed).await;
+    let (_, process, reason) = fx.job_status(dead);
+    assert_eq!(process, 30);
+    assert!(reason.unwrap().starts_with("interrupted"));
+    wait_for("orphan removed", || {
+        !exec.stored.lock().unwrap().contains(&BackupJobId(999))
+    })
+    .await;
+
+    let done = fx.queue("ok");
+    wake.notify_one();
+    wait_for("finished", || fx.job_status(done).0 == JobStatus::Finished).await;
+    fx.store
+        .begin_delete_sets(&fx.cluster, &[done])
+        .unwrap()
+        .unwrap();
+    wake.notify_one();
+    wait_for("deleted", || {
+        fx.store.pending_deletions().unwrap().is_empty()
+    })
+    .await;
+    assert!(!exec.stored.lock().unwrap().contains(&done));
+    assert!(fx.sets().iter().all(|(id, _, _)| *id != done));
+    shutdown.cancel();
+    handle.await.unwrap();
+}

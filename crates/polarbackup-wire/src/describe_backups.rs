@@ -1,0 +1,194 @@
+//! DescribeBackups: request validation, paging and the response shape (API.md §3.3).
+
+use crate::{format_time, parse_time_input, ApiError, Params};
+use jiff::Timestamp;
+use polarbackup_model::{BackupJobId, BackupSet, BackupSetStatus, JobMode};
+use serde_json::{json, Map, Value};
+
+pub const CLUSTER_NOT_FOUND: ApiError = ApiError::DbClusterNotFound { status: 404 };
+pub const PAGE_SIZES: [u32; 3] = [30, 50, 100];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub cluster_id: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub backup: BackupSelector,
+    pub status: Option<BackupSetStatus>,
+    pub mode: Option<JobMode>,
+    pub page_size: u32,
+    pub page_number: u32,
+}
+
+/// What `BackupId` asked for; an id that cannot exist matches nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupSelector {
+    All,
+    One(BackupJobId),
+    Nothing,
+}
+
+impl Request {
+    pub fn parse(p: &Params) -> Result<Self, ApiError> {
+        let cluster_id = p.required("DBClusterId")?.to_owned();
+        let start =
+            parse_time_input(p.required("StartTime")?).ok_or(ApiError::Malformed("StartTime"))?;
+        let end = parse_time_input(p.required("EndTime")?).ok_or(ApiError::Malformed("EndTime"))?;
+        if end <= start {
+            return Err(ApiError::Malformed("EndTime"));
+        }
+        let status = p
+            .get("BackupStatus")
+            .map(|s| s.parse().map_err(|()| ApiError::Malformed("BackupStatus")))
+            .transpose()?;
+        let mode = p
+            .get("BackupMode")
+            .map(|m| m.parse().map_err(|()| ApiError::BackupModeMalformed))
+            .transpose()?;
+        let page_size = match p.get("PageSize") {
+            None => 30,
+            Some(s) => s
+                .parse()
+                .ok()
+                .filter(|n| PAGE_SIZES.contains(n))
+                .ok_or(ApiError::Malformed("PageSize"))?,
+        };
+        let page_number = match p.get("PageNumber") {
+            None => 1,
+            Some(s) => s
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1 && s.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or(ApiError::Malformed("PageNumber"))?,
+        };
+        let backup = match p.get("BackupId") {
+            None | Some("") => BackupSelector::All,
+            Some(id) => BackupJobId::parse(id).map_or(BackupSelector::Nothing, BackupSelector::One),
+        };
+        Ok(Self {
+            cluster_id,
+            start,
+            end,
+            backup,
+            status,
+            mode,
+            page_size,
+            page_number,
+        })
+    }
+}
+
+fn backup(s: &BackupSet) -> Value {
+    let mut o = json!({
+        "BackupId": s.id.to_string(),
+        "DBClusterId": s.cluster_id.as_str(),
+        "BackupStatus": s.status.as_str(),
+        "BackupMode": s.mode.as_str(),
+        "BackupMethod": "Snapshot",
+        "BackupType": "FullBackup",
+        "BackupsLevel": "Level-1",
+        "BackupStartTime": format_time(s.start_time),
+        "BackupEndTime": format_time(s.end_time),
+        "BackupSetSize": s.size.to_string(),
+        "ConsistentTime": s.consistent_time.map(|t| t.as_second().to_string()).unwrap_or_default(),
+        "IsAvail": if s.is_available() { "1" } else { "0" },
+    });
+    if let (Some(c), Some(map)) = (&s.comment, o.as_object_mut()) {
+        map.insert("Comment".into(), Value::String(c.clone()));
+    }
+    o
+}
+
+/// Counts are strings, as documented.
+pub fn response(sets: &[BackupSet], total: u64, page_number: u32) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("TotalRecordCount".into(), Value::String(total.to_string()));
+    body.insert("PageNumber".into(), Value::String(page_number.to_string()));
+    body.insert(
+        "PageRecordCount".into(),
+        Value::String(sets.len().to_string()),
+    );
+    body.insert(
+        "Items".into(),
+        json!({ "Backup": sets.iter().map(backup).collect::<Vec<_>>() }),
+    );
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polarbackup_model::DbClusterId;
+
+    const BASE: &str = "DBClusterId=pc-a&StartTime=2020-11-14T00:00Z&EndTime=2020-11-16T00:00Z";
+
+    fn parse(extra: &str) -> Result<Request, ApiError> {
+        Request::parse(&Params::decode(&format!("{BASE}{extra}"), None))
+    }
+
+    #[test]
+    fn validation() {
+        let r = parse("").expect("ok");
+        assert_eq!(
+            (r.page_size, r.page_number, r.backup),
+            (30, 1, BackupSelector::All)
+        );
+        assert_eq!(
+            Request::parse(&Params::decode(
+                "DBClusterId=pc-a&EndTime=2020-11-16T00:00Z",
+                None
+            )),
+            Err(ApiError::MissingParameter("StartTime"))
+        );
+        let cases = [
+            ("&PageSize=20", ApiError::Malformed("PageSize")),
+            ("&PageSize=abc", ApiError::Malformed("PageSize")),
+            ("&PageNumber=0", ApiError::Malformed("PageNumber")),
+            ("&PageNumber=+1", ApiError::Malformed("PageNumber")),
+            ("&BackupStatus=success", ApiError::Malformed("BackupStatus")),
+            ("&BackupMode=auto", ApiError::BackupModeMalformed),
+        ];
+        for (extra, err) in cases {
+            assert_eq!(parse(extra), Err(err), "{extra}");
+        }
+        let inverted = "DBClusterId=pc-a&StartTime=2020-11-16T00:00Z&EndTime=2020-11-14T00:00Z";
+        assert_eq!(
+            Request::parse(&Params::decode(inverted, None)),
+            Err(ApiError::Malformed("EndTime"))
+        );
+        let bad_start = "DBClusterId=pc-a&StartTime=yesterday&EndTime=2020-11-14T00:00Z";
+        assert_eq!(
+            Request::parse(&Params::decode(bad_start, None)),
+            Err(ApiError::Malformed("StartTime"))
+        );
+        let r = parse("&PageSize=100&PageNumber=3&BackupId=x&BackupStatus=Failed").expect("ok");
+        assert_eq!((r.page_size, r.page_number), (100, 3));
+        assert_eq!(r.backup, BackupSelector::Nothing);
+        assert_eq!(r.status, Some(BackupSetStatus::Failed));
+    }
+
+    #[test]
+    fn response_types_are_strings() {
+        let set = BackupSet {
+            id: BackupJobId(61),
+            cluster_id: DbClusterId::parse("pc-abcdefghij12345").expect("id"),
+            mode: JobMode::Manual,
+            status: BackupSetStatus::Success,
+            start_time: Timestamp::from_second(1_605_425_405).expect("t"),
+            end_time: Timestamp::from_second(1_605_425_420).expect("t"),
+            consistent_time: Some(Timestamp::from_second(1_605_425_407).expect("t")),
+            size: 4_639_948_800,
+            stored_size: 1,
+            comment: Some("nightly".into()),
+        };
+        let body = Value::Object(response(&[set], 7, 2));
+        assert_eq!(
+            body,
+            json!({"TotalRecordCount":"7","PageNumber":"2","PageRecordCount":"1","Items":{"Backup":[{
+                "BackupId":"61","DBClusterId":"pc-abcdefghij12345","BackupStatus":"Success","BackupMode":"Manual",
+                "BackupMethod":"Snapshot","BackupType":"FullBackup","BackupsLevel":"Level-1",
+                "BackupStartTime":"2020-11-15T07:30:05Z","BackupEndTime":"2020-11-15T07:30:20Z",
+                "BackupSetSize":"4639948800","ConsistentTime":"1605425407","IsAvail":"1","Comment":"nightly"}]}})
+        );
+    }
+}
