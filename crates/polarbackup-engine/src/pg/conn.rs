@@ -1,0 +1,345 @@
+//! `ReplicationConn`: connecting as a physical walsender client and running replication commands.
+
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::auth::authenticate;
+use super::config::{ConnectConfig, PgHost};
+use super::error::PgError;
+use super::frame::{server_error, Backend, Framed};
+use super::lsn::Lsn;
+use super::query::{parse_num, ResultSet, ResultSetBuilder};
+use super::stream::PgStream;
+use super::tls;
+
+/// The answer to IDENTIFY_SYSTEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemInfo {
+    pub system_id: String,
+    pub timeline: u32,
+    pub xlog_pos: Lsn,
+    pub dbname: Option<String>,
+}
+
+/// A replication slot as READ_REPLICATION_SLOT reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub slot_type: String,
+    pub restart_lsn: Option<Lsn>,
+    pub restart_tli: Option<u32>,
+}
+
+/// A connection in physical-replication mode (`replication=true`): it accepts replication
+/// commands through the simple query protocol, but no SQL.
+pub struct ReplicationConn<S = PgStream> {
+    pub(crate) framed: Framed<S>,
+    /// Set while a command's answer is unread (a stream dropped half-way, or an I/O error):
+    /// the protocol position is then unknown and the connection refuses further commands.
+    pub(crate) busy: bool,
+}
+
+impl ReplicationConn<PgStream> {
+    /// Opens a socket, negotiates TLS as `cfg.tls` says, starts up as a walsender client and authenticates.
+    pub async fn connect(cfg: &ConnectConfig) -> Result<ReplicationConn<PgStream>, PgError> {
+        let stream = match &cfg.host {
+            PgHost::Unix(dir) => {
+                let path = dir.join(format!(".s.PGSQL.{}", cfg.port));
+                PgStream::Unix(UnixStream::connect(&path).await?)
+            }
+            PgHost::Tcp(host) => {
+                let tcp = TcpStream::connect((host.as_str(), cfg.port)).await?;
+                // Standby status updates are tiny; don't let Nagle hold them back.
+                tcp.set_nodelay(true)?;
+                tls::negotiate(tcp, host, cfg.tls, cfg.tls_ca_file.as_deref()).await?
+            }
+        };
+        let is_tls = stream.is_tls();
+        ReplicationConn::startup(stream, cfg, is_tls).await
+    }
+
+    /// True when the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.framed.get_ref().is_tls()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
+    /// Starts up over an already-open transport (no SSLRequest): for custom transports and tests.
+    pub async fn connect_stream(
+        stream: S,
+        cfg: &ConnectConfig,
+    ) -> Result<ReplicationConn<S>, PgError> {
+        ReplicationConn::startup(stream, cfg, false).await
+    }
+
+    async fn startup(
+        stream: S,
+        cfg: &ConnectConfig,
+        tls: bool,
+    ) -> Result<ReplicationConn<S>, PgError> {
+        let mut framed = Framed::new(stream);
+        let mut params = vec![
+            ("user", cfg.user.as_str()),
+            ("replication", "true"),
+            ("application_name", cfg.application_name.as_str()),
+            ("client_encoding", "UTF8"),
+        ];
+        if let Some(db) = &cfg.database {
+            params.push(("database", db.as_str()));
+        }
+        frontend::startup_message(params, framed.wbuf())?;
+        framed.flush().await?;
+        authenticate(&mut framed, &cfg.user, cfg.password.as_deref(), tls).await?;
+        // After AuthenticationOk: BackendKeyData and parameters, then ReadyForQuery, or a late
+        // FATAL such as 53300 when max_wal_senders is exhausted.
+        loop {
+            match framed.read().await? {
+                Backend::Msg(Message::ReadyForQuery(_)) => break,
+                Backend::Msg(Message::BackendKeyData(_)) => {}
+                Backend::Msg(Message::ErrorResponse(b)) => {
+                    return Err(server_error(b.fields()).error)
+                }
+                _ => return Err(PgError::protocol("unexpected message after authentication")),
+            }
+        }
+        Ok(ReplicationConn {
+            framed,
+            busy: false,
+        })
+    }
+
+    /// A parameter the server reported at startup, e.g. `server_version`.
+    pub fn server_parameter(&self, name: &str) -> Option<&str> {
+        self.framed.param(name)
+    }
+
+    /// The server's major version (15 for "15.18 (Debian ...)"), from `server_version`.
+    pub fn server_major_version(&self) -> Option<u32> {
+        let v = self.server_parameter("server_version")?;
+        let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    }
+
+    pub(crate) fn ensure_idle(&self) -> Result<(), PgError> {
+        if self.busy {
+            return Err(PgError::protocol(
+                "the connection is in the middle of an earlier command (stream dropped or failed); reconnect",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends `sql` as a simple query and sends it off; marks the connection busy until its answer is read.
+    pub(crate) async fn send_query(&mut self, sql: &str) -> Result<(), PgError> {
+        self.ensure_idle()?;
+        if sql.contains('\0') {
+            return Err(PgError::InvalidInput("query contains a NUL byte".into()));
+        }
+        self.busy = true;
+        frontend::query(sql, self.framed.wbuf())?;
+        self.framed.flush().await
+    }
+
+    /// Runs a replication command (IDENTIFY_SYSTEM, SHOW, READ_REPLICATION_SLOT, ...) and returns
+    /// its result sets. A server ERROR leaves the connection usable; commands that start a COPY do not belong here.
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<ResultSet>, PgError> {
+        self.send_query(sql).await?;
+        let mut sets = Vec::new();
+        let mut current: Option<ResultSetBuilder> = None;
+        let mut error = None;
+        loop {
+            let m = match self.framed.read().await? {
+                Backend::Msg(m) => m,
+                Backend::CopyBoth => {
+                    return Err(PgError::protocol("simple_query got CopyBothResponse"))
+                }
+            };
+            match m {
+                Message::RowDescription(d) => current = Some(ResultSetBuilder::new(&d)?),
+                Message::DataRow(r) => current
+                    .as_mut()
+                    .ok_or_else(|| PgError::protocol("DataRow without RowDescription"))?
+                    .push(&r)?,
+                Message::CommandComplete(c) => {
+                    let tag = c.tag()?.to_string();
+                    sets.push(match current.take() {
+                        Some(b) => b.finish(tag),
+                        None => ResultSet {
+                            tag,
+                            ..ResultSet::default()
+                        },
+                    });
+                }
+                Message::EmptyQueryResponse => {}
+                Message::ErrorResponse(b) => {
+                    let se = server_error(b.fields());
+                    if se.fatal {
+                        return Err(se.error);
+                    }
+                    error = Some(se.error);
+                }
+                Message::ReadyForQuery(_) => {
+                    self.busy = false;
+                    return match error {
+                        Some(e) => Err(e),
+                        None => Ok(sets),
+                    };
+                }
+                Message::CopyOutResponse(_) | Message::CopyInResponse(_) => {
+                    return Err(PgError::protocol(
+                        "simple_query cannot run a command that starts a COPY",
+                    ))
+                }
+                _ => {
+                    return Err(PgError::protocol(
+                        "unexpected message in a simple query's answer",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Runs a command expected to answer exactly one row.
+    async fn single_row(&mut self, sql: &str, what: &str) -> Result<ResultSet, PgError> {
+        let mut sets = self.simple_query(sql).await?;
+        match sets.pop() {
+            Some(rs) if sets.is_empty() && rs.rows.len() == 1 => Ok(rs),
+            _ => Err(PgError::protocol(format!("{what}: expected one row"))),
+        }
+    }
+
+    /// IDENTIFY_SYSTEM: system identifier, current timeline and WAL flush position.
+    pub async fn identify_system(&mut self) -> Result<SystemInfo, PgError> {
+        const W: &str = "IDENTIFY_SYSTEM";
+        let rs = self.single_row(W, W).await?;
+        Ok(SystemInfo {
+            system_id: rs.require(0, "systemid", W)?.to_string(),
+            timeline: parse_num(rs.require(0, "timeline", W)?, W)?,
+            xlog_pos: parse_lsn(rs.require(0, "xlogpos", W)?, W)?,
+            dbname: rs.get(0, "dbname").map(str::to_string),
+        })
+    }
+
+    /// `SHOW name` (allowed on a walsender since PG10).
+    pub async fn show(&mut self, name: &str) -> Result<String, PgError> {
+        validate_name(name, "setting name", |c| {
+            c.is_ascii_alphanumeric() || c == '_' || c == '.'
+        })?;
+        let rs = self.single_row(&format!("SHOW {name}"), "SHOW").await?;
+        Ok(rs.rows[0].first().cloned().flatten().unwrap_or_default())
+    }
+
+    /// The WAL segment size in bytes, from `SHOW wal_segment_size` ("16MB").
+    pub async fn wal_segment_size(&mut self) -> Result<u64, PgError> {
+        let v = self.show("wal_segment_size").await?;
+        parse_size(&v)
+            .ok_or_else(|| PgError::protocol(format!("cannot read wal_segment_size {v:?}")))
+    }
+
+    /// Creates a physical slot that reserves WAL from now on and disappears with this connection,
+    /// and returns the position it retains WAL from. (CREATE_REPLICATION_SLOT answers 0/0 for
+    /// physical slots, so the position comes from READ_REPLICATION_SLOT.)
+    pub async fn create_temporary_physical_slot(&mut self, name: &str) -> Result<Lsn, PgError> {
+        validate_slot_name(name)?;
+        self.simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {name} TEMPORARY PHYSICAL RESERVE_WAL"
+        ))
+        .await?;
+        self.read_replication_slot(name)
+            .await?
+            .and_then(|s| s.restart_lsn)
+            .ok_or_else(|| {
+                PgError::protocol(format!("slot {name} has no restart_lsn after creation"))
+            })
+    }
+
+    /// READ_REPLICATION_SLOT (PG15+): `None` when no such slot exists.
+    pub async fn read_replication_slot(&mut self, name: &str) -> Result<Option<SlotInfo>, PgError> {
+        const W: &str = "READ_REPLICATION_SLOT";
+        validate_slot_name(name)?;
+        let rs = self.single_row(&format!("{W} {name}"), W).await?;
+        let Some(slot_type) = rs.get(0, "slot_type") else {
+            return Ok(None);
+        };
+        Ok(Some(SlotInfo {
+            slot_type: slot_type.to_string(),
+            restart_lsn: rs
+                .get(0, "restart_lsn")
+                .map(|v| parse_lsn(v, W))
+                .transpose()?,
+            restart_tli: rs
+                .get(0, "restart_tli")
+                .map(|v| parse_num(v, W))
+                .transpose()?,
+        }))
+    }
+
+    /// Says goodbye (Terminate) and closes the socket.
+    pub async fn close(mut self) -> Result<(), PgError> {
+        frontend::terminate(self.framed.wbuf());
+        self.framed.flush().await?;
+        tokio::io::AsyncWriteExt::shutdown(self.framed.get_mut()).await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn parse_lsn(s: &str, what: &str) -> Result<Lsn, PgError> {
+    s.parse()
+        .map_err(|_| PgError::protocol(format!("{what}: {s:?} is not an LSN")))
+}
+
+fn validate_name(name: &str, what: &str, ok: impl Fn(char) -> bool) -> Result<(), PgError> {
+    if name.is_empty() || name.len() > 63 || !name.chars().all(ok) {
+        return Err(PgError::InvalidInput(format!("invalid {what} {name:?}")));
+    }
+    Ok(())
+}
+
+/// The server's own rule (ReplicationSlotValidateName): 1–63 of `[a-z0-9_]`. Checking here also
+/// keeps the name from smuggling anything into the command text.
+pub(crate) fn validate_slot_name(name: &str) -> Result<(), PgError> {
+    validate_name(name, "replication slot name", |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+    })
+}
+
+/// Parses a memory GUC as SHOW prints it: "16MB", "1GB", "512kB", "8192" (bytes for a bare number).
+fn parse_size(v: &str) -> Option<u64> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "kB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("16MB"), Some(16 << 20));
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("512kB"), Some(512 << 10));
+        assert_eq!(parse_size("8192"), Some(8192));
+        assert_eq!(parse_size("16XB"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn validates_slot_names() {
+        assert!(validate_slot_name("polarbackup_12").is_ok());
+        for bad in ["", "Upper", "a b", "x;DROP", &"a".repeat(64)] {
+            assert!(validate_slot_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Protocol tests against scripted servers over `tokio::io::duplex`: synthetic byte streams in,
+//! events (or errors) out.
+
+mod base_backup;
+mod startup;
+mod wal_stream;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::task::JoinHandle;
+
+use super::frame::testutil::*;
+use super::frame::Framed;
+use super::*;
+
+/// A connection already past startup, and a server task that plays `script`, optionally closes
+/// its side, then collects everything the client sends until the client goes away.
+pub(super) fn scripted(
+    script: Vec<u8>,
+    close: bool,
+) -> (ReplicationConn<DuplexStream>, JoinHandle<Vec<u8>>) {
+    let (client, mut server) = tokio::io::duplex(1 << 20);
+    let task = tokio::spawn(async move {
+        server.write_all(&script).await.unwrap();
+        if close {
+            server.shutdown().await.unwrap();
+        }
+        let mut got = Vec::new();
+        let _ = server.read_to_end(&mut got).await;
+        got
+    });
+    (
+        ReplicationConn {
+            framed: Framed::new(client),
+            busy: false,
+        },
+        task,
+    )
+}
+
+pub(super) fn cd(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![kind];
+    p.extend_from_slice(body);
+    copy_data(&p)
+}
+
+pub(super) fn archive(name: &str, location: &str) -> Vec<u8> {
+    cd(b'n', format!("{name}\0{location}\0").as_bytes())
+}
+
+pub(super) fn progress(n: u64) -> Vec<u8> {
+    cd(b'p', &n.to_be_bytes())
+}
+
+pub(super) fn b(s: &str) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// The engine runs these on tokio's multi-threaded runtime: every future must be `Send`.
+#[allow(dead_code)]
+fn futures_are_send(
+    mut c: ReplicationConn,
+    ws: WalStream,
+    cfg: &ConnectConfig,
+    opts: &BaseBackupOptions,
+    w: &mut WalSegmentWriter,
+) {
+    fn send<T: Send>(_: &T) {}
+    send(&ReplicationConn::connect(cfg));
+    send(&c.identify_system());
+    send(&c.simple_query("x"));
+    send(&c.create_temporary_physical_slot("s"));
+    send(&w.write(Lsn(0), b""));
+    send(&async move {
+        let mut ws = ws;
+        ws.next().await?;
+        ws.finish().await
+    });
+    send(&async {
+        let mut bb = c.base_backup(opts).await?;
+        bb.next().await
+    });
+    send(&c.start_physical_replication(None, Lsn(0), 1));
+}

@@ -1,0 +1,279 @@
+//! START_REPLICATION streams: XLogData, keepalives, status updates, ends and errors.
+
+use super::*;
+use bytes::{BufMut, BytesMut};
+
+fn xlog_data(start: u64, wal_end: u64, data: &[u8]) -> Vec<u8> {
+    let mut p = BytesMut::new();
+    p.put_u64(start);
+    p.put_u64(wal_end);
+    p.put_u64(0);
+    p.put_slice(data);
+    cd(b'w', &p)
+}
+
+fn keepalive(wal_end: u64, reply: bool) -> Vec<u8> {
+    let mut p = BytesMut::new();
+    p.put_u64(wal_end);
+    p.put_u64(0);
+    p.put_u8(u8::from(reply));
+    cd(b'k', &p)
+}
+
+/// Finds the standby status updates ('d' + 'r' ...) among what the client sent:
+/// (written, flushed) positions.
+fn status_updates(sent: &[u8]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut p = sent;
+    while p.len() >= 5 {
+        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        let (m, rest) = p.split_at(1 + len);
+        if m[0] == b'd' && m[5] == b'r' {
+            let n = |i: usize| u64::from_be_bytes(m[i..i + 8].try_into().unwrap());
+            out.push((n(6), n(14)));
+        }
+        p = rest;
+    }
+    out
+}
+
+#[tokio::test]
+async fn wal_stream_data_keepalive_and_server_end() {
+    let mut s = copy_both();
+    s.extend(xlog_data(0x100_0000, 0x100_0010, b"0123456789"));
+    s.extend(keepalive(0x100_0020, true));
+    s.extend(xlog_data(0x100_000A, 0x100_0020, b"abcdef"));
+    s.extend(copy_done());
+    s.extend(command_complete("START_STREAMING"));
+    s.extend(ready());
+    let (conn, server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(Some("slot_1"), Lsn(0x100_0000), 1)
+        .await
+        .unwrap();
+    let ev = ws.next().await.unwrap().unwrap();
+    assert_eq!(
+        ev,
+        WalEvent::Data {
+            start: Lsn(0x100_0000),
+            data: b("0123456789")
+        }
+    );
+    ws.confirm_flushed(Lsn(0x100_0004));
+    let ev = ws.next().await.unwrap().unwrap();
+    assert_eq!(
+        ev,
+        WalEvent::Data {
+            start: Lsn(0x100_000A),
+            data: b("abcdef")
+        }
+    );
+    assert_eq!(ws.received_up_to(), Lsn(0x100_0010));
+    assert_eq!(ws.server_wal_end(), Lsn(0x100_0020));
+    assert_eq!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::EndOfStream {
+            next_timeline: None
+        })
+    );
+    assert_eq!(ws.next().await.unwrap(), None);
+    let conn = ws.finish().await.unwrap();
+    drop(conn);
+    let sent = server.await.unwrap();
+    assert!(String::from_utf8_lossy(&sent)
+        .contains("START_REPLICATION SLOT slot_1 PHYSICAL 0/1000000 TIMELINE 1"));
+    // The keepalive asked for a reply: it reports what was received then, and the confirmed flush.
+    assert_eq!(status_updates(&sent), vec![(0x100_000A, 0x100_0004)]);
+}
+
+#[tokio::test]
+async fn wal_stream_timeline_switch() {
+    let mut s = copy_both();
+    s.extend(xlog_data(0, 0, b"x"));
+    s.extend(copy_done());
+    s.extend(result_set(
+        &["next_tli", "next_tli_startpos"],
+        &[&[Some("2"), Some("0/3000000")]],
+    ));
+    s.extend(command_complete("START_STREAMING"));
+    s.extend(ready());
+    let (conn, _server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0), 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::Data { .. })
+    ));
+    assert_eq!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::EndOfStream {
+            next_timeline: Some((2, Lsn(0x300_0000)))
+        })
+    );
+    let conn = ws.finish().await.unwrap();
+    assert!(!conn.busy);
+    conn.ensure_idle().unwrap();
+}
+
+#[tokio::test]
+async fn wal_stream_server_shutdown_is_an_end_not_an_error() {
+    // A shutting-down walsender: CopyDone, CommandComplete, then it closes (no ReadyForQuery).
+    let s = [
+        copy_both(),
+        xlog_data(0, 0, b"x"),
+        copy_done(),
+        command_complete("COPY 0"),
+    ]
+    .concat();
+    let (conn, _server) = scripted(s, true);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0), 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::Data { .. })
+    ));
+    assert_eq!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::EndOfStream {
+            next_timeline: None
+        })
+    );
+    assert_eq!(ws.next().await.unwrap(), None);
+    assert!(ws.finish().await.is_err(), "no connection to hand back");
+
+    // Without the CommandComplete, the same EOF is an error.
+    let s = [copy_both(), copy_done()].concat();
+    let (conn, _server) = scripted(s, true);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0), 1)
+        .await
+        .unwrap();
+    assert!(matches!(ws.next().await, Err(PgError::Io(_))));
+}
+
+#[tokio::test]
+async fn wal_stream_errors() {
+    // A gap between XLogData messages.
+    let mut s = copy_both();
+    s.extend(xlog_data(0, 0, b"abc"));
+    s.extend(xlog_data(10, 0, b"def"));
+    let (conn, _server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0), 1)
+        .await
+        .unwrap();
+    ws.next().await.unwrap();
+    assert!(matches!(ws.next().await, Err(PgError::Protocol(_))));
+    assert!(ws.next().await.is_err());
+
+    // A server error mid-stream, then EOF.
+    let mut s = copy_both();
+    s.extend(error(
+        "FATAL",
+        "57P01",
+        "terminating connection due to administrator command",
+    ));
+    let (conn, _server) = scripted(s, true);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0), 1)
+        .await
+        .unwrap();
+    assert_eq!(ws.next().await.unwrap_err().sqlstate(), Some("57P01"));
+
+    // EOF mid-stream is never a clean end.
+    let mut s = copy_both();
+    let x = xlog_data(0, 0, b"abcdef");
+    s.extend(&x[..x.len() - 2]);
+    let (conn, _server) = scripted(s, true);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0), 1)
+        .await
+        .unwrap();
+    assert!(matches!(ws.next().await, Err(PgError::Io(_))));
+
+    // Truncated XLogData header and keepalive.
+    for bad in [cd(b'w', &[0; 20]), cd(b'k', &[0; 16]), cd(b'q', b"")] {
+        let (conn, _server) = scripted([copy_both(), bad].concat(), true);
+        let mut ws = conn
+            .start_physical_replication(None, Lsn(0), 1)
+            .await
+            .unwrap();
+        assert!(matches!(ws.next().await, Err(PgError::Protocol(_))));
+    }
+
+    // START_REPLICATION refused: the server's error surfaces.
+    let mut s = error(
+        "ERROR",
+        "58P01",
+        "requested WAL segment has already been removed",
+    );
+    s.extend(ready());
+    let (conn, _server) = scripted(s, false);
+    let Err(e) = conn.start_physical_replication(None, Lsn(0), 1).await else {
+        panic!("expected an error");
+    };
+    assert_eq!(e.sqlstate(), Some("58P01"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn wal_stream_sends_periodic_status_and_finishes() {
+    let (client, mut server) = tokio::io::duplex(1 << 16);
+    let conn = ReplicationConn {
+        framed: Framed::new(client),
+        busy: false,
+    };
+    let server = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        let n = server.read(&mut buf).await.unwrap();
+        assert_eq!(buf[0], b'Q', "{:?}", &buf[..n]);
+        server
+            .write_all(&[copy_both(), xlog_data(0x10, 0, b"wal")].concat())
+            .await
+            .unwrap();
+        // With no keepalive asking, the client must still report within its interval.
+        let mut got = Vec::new();
+        while status_updates(&got).is_empty() {
+            let n = server.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        // Then the client's CopyDone; the server ends the command.
+        while !got.contains(&b'c') {
+            let n = server.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        server
+            .write_all(
+                &[
+                    xlog_data(0x13, 0, b"late"),
+                    copy_done(),
+                    command_complete("START_STREAMING"),
+                    ready(),
+                ]
+                .concat(),
+            )
+            .await
+            .unwrap();
+        (got, server)
+    });
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0x10), 1)
+        .await
+        .unwrap();
+    ws.set_status_interval(std::time::Duration::from_secs(5));
+    assert!(matches!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::Data { .. })
+    ));
+    // Time is paused: this waits until the status timer fires, then the server sees the update.
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(6), ws.next()).await;
+    assert!(waited.is_err(), "no event, only a status update");
+    let conn = ws.finish().await.unwrap();
+    assert!(!conn.busy);
+    let (got, _server) = server.await.unwrap();
+    assert_eq!(status_updates(&got), vec![(0x13, 0)]);
+}

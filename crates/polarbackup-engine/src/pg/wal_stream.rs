@@ -1,0 +1,357 @@
+//! Physical WAL streaming (START_REPLICATION ... PHYSICAL): XLogData in, standby status updates out.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use super::conn::{parse_lsn, validate_slot_name, ReplicationConn};
+use super::error::PgError;
+use super::frame::{server_error, take_u64, Backend};
+use super::lsn::Lsn;
+use super::query::{parse_num, ResultSetBuilder};
+use super::stream::PgStream;
+
+/// How often to report progress unprompted; the server's wal_sender_timeout defaults to 60 s.
+const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Seconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01 UTC.
+const PG_EPOCH_OFFSET_SECS: u64 = 946_684_800;
+
+/// What the WAL stream delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalEvent {
+    /// WAL bytes starting at `start` (contiguous with the previous `Data`).
+    Data { start: Lsn, data: Bytes },
+    /// The server ended streaming: the timeline ended (`next_timeline` = its successor and where
+    /// it starts) or the server is shutting down (`None`). `next` returns `None` afterwards.
+    EndOfStream { next_timeline: Option<(u32, Lsn)> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Streaming,
+    /// Server sent CopyDone; reading the optional next-timeline result set up to ReadyForQuery.
+    Ending,
+    Done,
+    Failed,
+}
+
+/// A START_REPLICATION stream. Owns the connection; `finish` hands it back.
+pub struct WalStream<S = PgStream> {
+    conn: ReplicationConn<S>,
+    phase: Phase,
+    /// End of the last XLogData: everything before it has been received.
+    received: Lsn,
+    /// What the caller confirmed durable; reported as the flush position (0 = unknown), which
+    /// lets the server release WAL held by the slot.
+    flushed: Lsn,
+    server_wal_end: Lsn,
+    status_interval: Duration,
+    next_status: Instant,
+    sent_copy_done: bool,
+    rs: Option<ResultSetBuilder>,
+    next_timeline: Option<(u32, Lsn)>,
+    /// Set once the server has sent CommandComplete after its CopyDone; EOF is then a shutdown.
+    completed: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
+    /// START_REPLICATION [SLOT slot] PHYSICAL start TIMELINE timeline. Physical streaming sends
+    /// exactly from `start`; a `WalSegmentWriter` wants it at a segment boundary.
+    pub async fn start_physical_replication(
+        mut self,
+        slot: Option<&str>,
+        start: Lsn,
+        timeline: u32,
+    ) -> Result<WalStream<S>, PgError> {
+        let slot_clause = match slot {
+            Some(s) => {
+                validate_slot_name(s)?;
+                format!("SLOT {s} ")
+            }
+            None => String::new(),
+        };
+        self.send_query(&format!(
+            "START_REPLICATION {slot_clause}PHYSICAL {start} TIMELINE {timeline}"
+        ))
+        .await?;
+        loop {
+            match self.framed.read().await? {
+                Backend::CopyBoth => break,
+                // The connection goes with the error: the caller reconnects to retry.
+                Backend::Msg(Message::ErrorResponse(b)) => {
+                    return Err(server_error(b.fields()).error)
+                }
+                // A timeline that ends exactly at `start` answers with its successor and no COPY.
+                Backend::Msg(
+                    Message::RowDescription(_) | Message::DataRow(_) | Message::CommandComplete(_),
+                ) => {}
+                Backend::Msg(Message::ReadyForQuery(_)) => {
+                    return Err(PgError::protocol(format!(
+                        "START_REPLICATION: timeline {timeline} ends at or before {start}; nothing to stream"
+                    )));
+                }
+                _ => return Err(PgError::protocol("START_REPLICATION: unexpected answer")),
+            }
+        }
+        Ok(WalStream {
+            conn: self,
+            phase: Phase::Streaming,
+            received: start,
+            flushed: Lsn::INVALID,
+            server_wal_end: Lsn::INVALID,
+            status_interval: DEFAULT_STATUS_INTERVAL,
+            next_status: Instant::now() + DEFAULT_STATUS_INTERVAL,
+            sent_copy_done: false,
+            rs: None,
+            next_timeline: None,
+            completed: false,
+        })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
+    /// The end of the WAL received so far.
+    pub fn received_up_to(&self) -> Lsn {
+        self.received
+    }
+
+    /// The server's WAL end as last reported (keepalive or XLogData).
+    pub fn server_wal_end(&self) -> Lsn {
+        self.server_wal_end
+    }
+
+    /// Records that WAL up to `lsn` is durably stored; the next status update reports it.
+    pub fn confirm_flushed(&mut self, lsn: Lsn) {
+        self.flushed = self.flushed.max(lsn.min(self.received));
+    }
+
+    /// How often to send a status update when the server does not ask for one.
+    pub fn set_status_interval(&mut self, interval: Duration) {
+        self.status_interval = interval;
+        self.next_status = Instant::now() + interval;
+    }
+
+    /// The next WAL chunk. Keepalives are answered here, so keep calling it: a stream left
+    /// unpolled longer than the server's wal_sender_timeout gets disconnected. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<WalEvent>, PgError> {
+        let r = self.next_inner().await;
+        if r.is_err() {
+            self.phase = Phase::Failed;
+        }
+        r
+    }
+
+    async fn next_inner(&mut self) -> Result<Option<WalEvent>, PgError> {
+        loop {
+            match self.phase {
+                Phase::Done => return Ok(None),
+                Phase::Failed => {
+                    return Err(PgError::protocol("the WAL stream has already failed"))
+                }
+                _ => {}
+            }
+            // Checked here too: while data keeps arriving the select! below is never reached.
+            if self.phase == Phase::Streaming && Instant::now() >= self.next_status {
+                self.queue_status();
+            }
+            // Sends queued replies, and finishes any a cancelled call left half-sent.
+            self.conn.framed.flush().await?;
+            if let Some(m) = self.conn.framed.try_parse()? {
+                if let Some(ev) = self.step(m)? {
+                    return Ok(Some(ev));
+                }
+                continue;
+            }
+            if self.phase == Phase::Streaming {
+                tokio::select! {
+                    r = self.conn.framed.fill() => r?,
+                    _ = tokio::time::sleep_until(self.next_status) => self.queue_status(),
+                }
+            } else {
+                match self.conn.framed.fill().await {
+                    // A shutting-down walsender closes right after CommandComplete, without ReadyForQuery.
+                    Err(PgError::Io(e))
+                        if self.completed && e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                    {
+                        self.phase = Phase::Done;
+                        return Ok(Some(WalEvent::EndOfStream {
+                            next_timeline: self.next_timeline,
+                        }));
+                    }
+                    r => r?,
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, m: Backend) -> Result<Option<WalEvent>, PgError> {
+        let Backend::Msg(m) = m else {
+            return Err(PgError::protocol("second CopyBothResponse"));
+        };
+        match (m, self.phase) {
+            (Message::CopyData(d), Phase::Streaming) => self.on_copy_data(d.into_bytes()),
+            // Data the server sent before it saw our CopyDone (during `finish`) is dropped there.
+            (Message::CopyDone, Phase::Streaming) => {
+                self.phase = Phase::Ending;
+                if !self.sent_copy_done {
+                    frontend::copy_done(self.conn.framed.wbuf());
+                    self.sent_copy_done = true;
+                }
+                Ok(None)
+            }
+            (Message::RowDescription(d), Phase::Ending) => {
+                self.rs = Some(ResultSetBuilder::new(&d)?);
+                Ok(None)
+            }
+            (Message::DataRow(r), Phase::Ending) => {
+                let rs = self
+                    .rs
+                    .as_mut()
+                    .ok_or_else(|| PgError::protocol("DataRow without RowDescription"))?;
+                rs.push(&r)?;
+                Ok(None)
+            }
+            (Message::CommandComplete(c), Phase::Ending) => {
+                if let Some(rs) = self
+                    .rs
+                    .take()
+                    .map(|b| b.finish(c.tag().unwrap_or_default().to_string()))
+                {
+                    const W: &str = "end of timeline";
+                    if let Some(row) = rs.rows.first() {
+                        let tli = row
+                            .first()
+                            .cloned()
+                            .flatten()
+                            .ok_or_else(|| PgError::protocol(W))?;
+                        let pos = row
+                            .get(1)
+                            .cloned()
+                            .flatten()
+                            .ok_or_else(|| PgError::protocol(W))?;
+                        self.next_timeline = Some((parse_num(&tli, W)?, parse_lsn(&pos, W)?));
+                    }
+                } else {
+                    self.completed = true;
+                }
+                Ok(None)
+            }
+            (Message::ReadyForQuery(_), Phase::Ending) => {
+                self.phase = Phase::Done;
+                self.conn.busy = false;
+                Ok(Some(WalEvent::EndOfStream {
+                    next_timeline: self.next_timeline,
+                }))
+            }
+            (Message::ErrorResponse(b), _) => Err(server_error(b.fields()).error),
+            (_, phase) => Err(PgError::protocol(format!(
+                "WAL stream: unexpected message in phase {phase:?}"
+            ))),
+        }
+    }
+
+    fn on_copy_data(&mut self, mut data: Bytes) -> Result<Option<WalEvent>, PgError> {
+        if data.is_empty() {
+            return Err(PgError::protocol("WAL stream: empty CopyData"));
+        }
+        match data.get_u8() {
+            b'w' => {
+                let mut hdr: &[u8] = &data;
+                let start = Lsn(take_u64(&mut hdr)?);
+                let wal_end = Lsn(take_u64(&mut hdr)?);
+                let _send_time = take_u64(&mut hdr)?;
+                data.advance(24);
+                if start != self.received {
+                    return Err(PgError::protocol(format!(
+                        "WAL stream: XLogData at {start}, expected {}",
+                        self.received
+                    )));
+                }
+                self.received = start + data.len() as u64;
+                self.server_wal_end = self.server_wal_end.max(wal_end);
+                Ok(Some(WalEvent::Data { start, data }))
+            }
+            b'k' => {
+                let mut p: &[u8] = &data;
+                let wal_end = Lsn(take_u64(&mut p)?);
+                let _send_time = take_u64(&mut p)?;
+                let reply = *p
+                    .first()
+                    .ok_or_else(|| PgError::protocol("truncated keepalive"))?;
+                self.server_wal_end = self.server_wal_end.max(wal_end);
+                if reply != 0 {
+                    self.queue_status();
+                }
+                Ok(None)
+            }
+            other => Err(PgError::protocol(format!(
+                "WAL stream: unknown CopyData kind '{}'",
+                other.escape_ascii()
+            ))),
+        }
+    }
+
+    /// Buffers a standby status update ('r'); the next loop turn sends it.
+    fn queue_status(&mut self) {
+        let msg = status_update(self.received, self.flushed);
+        // CopyData::new only fails for payloads over i32::MAX.
+        if let Ok(cd) = frontend::CopyData::new(&msg[..]) {
+            cd.write(self.conn.framed.wbuf());
+        }
+        self.next_status = Instant::now() + self.status_interval;
+    }
+
+    /// Ends streaming: CopyDone, then reads up to ReadyForQuery and returns the connection.
+    pub async fn finish(mut self) -> Result<ReplicationConn<S>, PgError> {
+        match self.phase {
+            Phase::Done if !self.conn.busy => return Ok(self.conn),
+            Phase::Done => return Err(PgError::protocol("the server closed the stream")),
+            Phase::Failed => return Err(PgError::protocol("the WAL stream has failed")),
+            _ => {}
+        }
+        if !self.sent_copy_done {
+            frontend::copy_done(self.conn.framed.wbuf());
+            self.sent_copy_done = true;
+        }
+        self.conn.framed.flush().await?;
+        loop {
+            match self.conn.framed.read().await? {
+                Backend::Msg(Message::CopyData(_)) if self.phase == Phase::Streaming => {}
+                m => {
+                    self.step(m)?;
+                }
+            }
+            self.conn.framed.flush().await?;
+            if self.phase == Phase::Done {
+                return Ok(self.conn);
+            }
+        }
+    }
+}
+
+/// The Standby Status Update payload: write, flush and apply positions, clock, and no request
+/// for a reply. Apply is reported as unknown (0): this client never replays WAL.
+fn status_update(written: Lsn, flushed: Lsn) -> BytesMut {
+    let mut b = BytesMut::with_capacity(34);
+    b.put_u8(b'r');
+    b.put_u64(written.0);
+    b.put_u64(flushed.0);
+    b.put_u64(0);
+    b.put_i64(pg_now_micros());
+    b.put_u8(0);
+    b
+}
+
+/// Microseconds since 2000-01-01 UTC, the server's TimestampTz.
+fn pg_now_micros() -> i64 {
+    let since_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let micros = since_unix.as_micros() as i64;
+    micros - (PG_EPOCH_OFFSET_SECS as i64) * 1_000_000
+}

@@ -1,0 +1,388 @@
+//! A throwaway PostgreSQL cluster for integration tests: initdb into a tempdir, a free loopback
+//! port, trust/md5/SCRAM users, optional TLS, stopped on Drop. Shared by the tests of one binary
+//! while any of them holds it.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+
+use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
+
+pub const MD5_USER: (&str, &str) = ("md5user", "md5-secret");
+pub const SCRAM_USER: (&str, &str) = ("scramuser", "scram-secret");
+pub const NO_REPL_USER: &str = "norepl";
+pub const SUPERUSER: &str = "postgres";
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+    /// CA certificate (PEM) the server's certificate chains to; `None` when openssl is missing.
+    pub ca_file: Option<PathBuf>,
+    /// The extra tablespace's directory.
+    pub tablespace_dir: PathBuf,
+}
+
+static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+
+impl Cluster {
+    /// The running shared cluster, or a new one.
+    pub fn shared() -> Arc<Cluster> {
+        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.upgrade() {
+            return c;
+        }
+        let c = Arc::new(Cluster::start());
+        *slot = Arc::downgrade(&c);
+        c
+    }
+
+    fn start() -> Cluster {
+        let bin = pg_bin_dir();
+        let dir = tempfile::Builder::new().prefix("pbeng").tempdir().unwrap();
+        let data = dir.path().join("data");
+        let tablespace_dir = dir.path().join("ts1");
+        std::fs::create_dir(&tablespace_dir).unwrap();
+        chown_to_postgres(dir.path());
+        chown_to_postgres(&tablespace_dir);
+
+        run_as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                s(&data),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let ca_file = make_certs(dir.path());
+        let mut conf = format!(
+            "listen_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '{}'\n\
+             wal_level = replica\nmax_wal_senders = 10\n\
+             fsync = off\nshared_buffers = 16MB\nlog_min_messages = warning\n",
+            dir.path().display()
+        );
+        if ca_file.is_some() {
+            conf += &format!(
+                "ssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
+                dir.path().display()
+            );
+        }
+        append(&data.join("postgresql.conf"), &conf);
+        // First match wins: password users over TCP, everyone else trusted.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            format!(
+                "local all all trust\nlocal replication all trust\n\
+                 host replication {md5} 127.0.0.1/32 md5\n\
+                 host replication {scram} 127.0.0.1/32 scram-sha-256\n\
+                 host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n",
+                md5 = MD5_USER.0,
+                scram = SCRAM_USER.0
+            ),
+        )
+        .unwrap();
+
+        // A port from the kernel can be taken again before postgres binds it: retry a few times.
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let out = as_postgres(
+                &bin.join("pg_ctl"),
+                &[
+                    "-D",
+                    s(&data),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    s(&dir.path().join("server.log")),
+                    "-o",
+                    &format!("-p {port}"),
+                    "start",
+                ],
+            );
+            if out.status.success() {
+                let c = Cluster {
+                    dir,
+                    bin,
+                    port,
+                    ca_file,
+                    tablespace_dir,
+                };
+                c.setup();
+                return c;
+            }
+            last_err = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+        }
+        panic!("postgres did not start: {last_err}");
+    }
+
+    fn setup(&self) {
+        self.psql(&format!(
+            "SET password_encryption = 'md5';\n\
+             CREATE ROLE {} LOGIN REPLICATION PASSWORD '{}';\n\
+             SET password_encryption = 'scram-sha-256';\n\
+             CREATE ROLE {} LOGIN REPLICATION PASSWORD '{}';\n\
+             CREATE ROLE {} LOGIN;\n\
+             CREATE TABLESPACE ts1 LOCATION '{}';\n\
+             CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 40000) g;\n\
+             CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g FROM generate_series(1, 1000) g;",
+            MD5_USER.0,
+            MD5_USER.1,
+            SCRAM_USER.0,
+            SCRAM_USER.1,
+            NO_REPL_USER,
+            self.tablespace_dir.display()
+        ));
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    /// Runs SQL as the superuser over the Unix socket and returns psql's unaligned output.
+    /// The script goes through stdin, so each statement commits on its own (as CREATE TABLESPACE needs).
+    pub fn psql(&self, sql: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+                "-f",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A TCP config without TLS.
+    pub fn tcp(&self, user: &str, password: Option<&str>) -> ConnectConfig {
+        let mut c = ConnectConfig::new(PgHost::Tcp("127.0.0.1".into()), self.port, user);
+        c.password = password.map(str::to_string);
+        c.tls = TlsMode::Disable;
+        c.application_name = "polarbackup-engine-test".into();
+        c
+    }
+
+    /// A Unix-socket config for the superuser.
+    pub fn unix(&self) -> ConnectConfig {
+        let mut c = ConnectConfig::new(
+            PgHost::Unix(self.dir.path().to_path_buf()),
+            self.port,
+            SUPERUSER,
+        );
+        c.tls = TlsMode::Disable;
+        c
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", s(&data), "-m", "immediate", "-w", "stop"],
+        );
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// POLARBACKUP_PG_BIN, else the newest /usr/lib/postgresql/<major>/bin with initdb, else PATH.
+fn pg_bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("POLARBACKUP_PG_BIN") {
+        return d.into();
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return bin;
+    }
+    let out = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .unwrap();
+    let path = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !path.trim().is_empty(),
+        "PostgreSQL (initdb) not found; run scripts/install-deps.sh"
+    );
+    PathBuf::from(path.trim()).parent().unwrap().to_path_buf()
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// PostgreSQL refuses to run as root: as root, server-side work runs as the `postgres` user.
+fn as_postgres(bin: &Path, args: &[&str]) -> Output {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.args(args).output().unwrap()
+}
+
+fn run_as_postgres(bin: &Path, args: &[&str]) {
+    let out = as_postgres(bin, args);
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn chown_to_postgres(path: &Path) {
+    if is_root() {
+        let st = Command::new("chown")
+            .args(["postgres:postgres", s(path)])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it. `None` without openssl.
+fn make_certs(dir: &Path) -> Option<PathBuf> {
+    let ok = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let made = ok(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=polarbackup-test-ca",
+        ],
+    ]
+    .concat())
+        && ok(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat())
+        && ok(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+    if !made {
+        eprintln!("openssl unavailable: TLS integration tests will be skipped");
+        return None;
+    }
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    chown_to_postgres(&key);
+    chown_to_postgres(&dir.join("server.crt"));
+    Some(dir.join("ca.crt"))
+}

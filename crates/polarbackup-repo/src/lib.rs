@@ -1,0 +1,26 @@
+//! polarbackup's backup repository: chunked, zstd-compressed, checksummed backups on opendal storage.
+//!
+//! Layout under the repository root (see `layout`):
+//! `backups/<id>/manifest.json` (ours, written last and atomically),
+//! `backups/<id>/<archive>/<seq:08>.zst` (chunks of a tar stream) and
+//! `backups/<id>/files/<name>` (small side files such as PostgreSQL's `backup_manifest`).
+//! A backup exists exactly when its manifest does; everything else is orphan data for cleanup.
+
+mod codec;
+mod config;
+mod error;
+mod layout;
+mod manifest;
+mod ordered;
+mod reader;
+mod repo;
+mod writer;
+
+pub use config::{RepoConfig, MAX_CHUNK_SIZE};
+pub use error::RepoError;
+pub use manifest::{
+    ArchiveEntry, ChunkEntry, Compression, FileEntry, Manifest, Totals, FORMAT_VERSION,
+};
+pub use reader::ArchiveReader;
+pub use repo::{Repo, VerifyReport};
+pub use writer::BackupWriter;

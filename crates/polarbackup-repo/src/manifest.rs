@@ -1,0 +1,231 @@
+//! Our per-backup manifest (`manifest.json`): what was stored, with checksums, and its loading rules.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Expected;
+use crate::config::MAX_CHUNK_SIZE;
+use crate::layout;
+use crate::RepoError;
+
+/// The manifest format this crate writes; older ones keep loading, newer ones are refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The committed description of one backup. Everything in it is checked on load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub backup_id: String,
+    pub created_at: jiff::Timestamp,
+    /// Raw bytes per chunk when written; every chunk holds at most this many.
+    pub chunk_size: u64,
+    pub compression: Compression,
+    /// Always "sha256" in format 1.
+    pub checksum: String,
+    pub archives: Vec<ArchiveEntry>,
+    pub files: Vec<FileEntry>,
+    pub totals: Totals,
+    /// The engine's metadata (LSNs, timeline, system id, PostgreSQL version, times), opaque here.
+    pub meta: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compression {
+    /// Always "zstd" in format 1.
+    pub algorithm: String,
+    pub level: i32,
+}
+
+/// One tar stream (`base.tar`, `<oid>.tar`, `pg_wal.tar`) split into chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveEntry {
+    pub name: String,
+    pub tablespace_location: Option<String>,
+    pub raw_size: u64,
+    /// sha256 of the whole raw stream, i.e. of all chunks' raw bytes in order.
+    pub raw_sha256: String,
+    pub chunks: Vec<ChunkEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    /// Path relative to the backup directory, `<archive>/<seq:08>.zst`.
+    pub object: String,
+    pub raw_size: u64,
+    pub stored_size: u64,
+    pub raw_sha256: String,
+    pub stored_sha256: String,
+}
+
+/// A small side file such as PostgreSQL's `backup_manifest`, stored as one zstd object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    /// Path relative to the backup directory, `files/<name>`.
+    pub object: String,
+    pub raw_size: u64,
+    pub stored_size: u64,
+    pub raw_sha256: String,
+    pub stored_sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+impl ChunkEntry {
+    pub(crate) fn expected(&self) -> Expected<'_> {
+        Expected {
+            raw_size: self.raw_size,
+            stored_size: self.stored_size,
+            raw_sha256: &self.raw_sha256,
+            stored_sha256: &self.stored_sha256,
+        }
+    }
+}
+
+impl FileEntry {
+    /// The object part of the entry, to read it like a chunk.
+    pub(crate) fn as_chunk(&self) -> ChunkEntry {
+        ChunkEntry {
+            object: self.object.clone(),
+            raw_size: self.raw_size,
+            stored_size: self.stored_size,
+            raw_sha256: self.raw_sha256.clone(),
+            stored_sha256: self.stored_sha256.clone(),
+        }
+    }
+}
+
+impl Manifest {
+    /// Parses and validates a manifest read from `object` (a path used in errors).
+    /// The version is read first so a newer format is reported as such, not as garbage.
+    pub fn from_json(data: &[u8], object: &str) -> Result<Manifest, RepoError> {
+        let value: serde_json::Value = serde_json::from_slice(data)
+            .map_err(|e| RepoError::corrupt(object, format!("manifest is not JSON: {e}")))?;
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| RepoError::corrupt(object, "manifest has no numeric format_version"))?;
+        if version == 0 || version > u64::from(FORMAT_VERSION) {
+            return Err(RepoError::UnsupportedFormat(
+                u32::try_from(version).unwrap_or(u32::MAX),
+            ));
+        }
+        let manifest: Manifest = serde_json::from_value(value)
+            .map_err(|e| RepoError::corrupt(object, format!("manifest does not parse: {e}")))?;
+        manifest
+            .check()
+            .map_err(|reason| RepoError::corrupt(object, reason))?;
+        Ok(manifest)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
+        out.push(b'\n');
+        out
+    }
+
+    pub fn archive(&self, name: &str) -> Option<&ArchiveEntry> {
+        self.archives.iter().find(|a| a.name == name)
+    }
+
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// Internal consistency: names, layout, sizes, sums. Object contents are `verify`'s job.
+    /// Object paths are recomputed rather than trusted, so a manifest cannot point outside
+    /// its backup directory.
+    fn check(&self) -> Result<(), String> {
+        let err = |e: RepoError| e.to_string();
+        layout::check_name("backup id", &self.backup_id).map_err(err)?;
+        if self.compression.algorithm != "zstd" || self.checksum != "sha256" {
+            return Err(format!(
+                "unknown compression {:?} or checksum {:?}",
+                self.compression.algorithm, self.checksum
+            ));
+        }
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE as u64 {
+            return Err(format!("chunk_size {} is out of range", self.chunk_size));
+        }
+        let max_stored = zstd::zstd_safe::compress_bound(self.chunk_size as usize) as u64;
+        let (mut raw_total, mut stored_total) = (0u64, 0u64);
+        let mut names = std::collections::HashSet::new();
+        for a in &self.archives {
+            layout::check_name("archive", &a.name).map_err(err)?;
+            if !names.insert(a.name.as_str()) {
+                return Err(format!("archive {} is listed twice", a.name));
+            }
+            check_hash(&a.raw_sha256)?;
+            let mut sum = 0u64;
+            for (seq, c) in a.chunks.iter().enumerate() {
+                if c.object != layout::chunk_object(&a.name, seq) {
+                    return Err(format!(
+                        "chunk {seq} of {} has object {:?}",
+                        a.name, c.object
+                    ));
+                }
+                if c.raw_size == 0
+                    || c.raw_size > self.chunk_size
+                    || c.stored_size == 0
+                    || c.stored_size > max_stored
+                {
+                    return Err(format!("chunk {} has impossible sizes", c.object));
+                }
+                check_hash(&c.raw_sha256)?;
+                check_hash(&c.stored_sha256)?;
+                sum = sum.saturating_add(c.raw_size);
+                stored_total = stored_total.saturating_add(c.stored_size);
+            }
+            if sum != a.raw_size {
+                return Err(format!(
+                    "archive {} chunks add up to {sum}, not {}",
+                    a.name, a.raw_size
+                ));
+            }
+            raw_total = raw_total.saturating_add(sum);
+        }
+        let mut names = std::collections::HashSet::new();
+        for f in &self.files {
+            layout::check_name("file", &f.name).map_err(err)?;
+            if !names.insert(f.name.as_str()) {
+                return Err(format!("file {} is listed twice", f.name));
+            }
+            if f.object != layout::file_object(&f.name) {
+                return Err(format!("file {} has object {:?}", f.name, f.object));
+            }
+            // Side files are small; cap them like chunks so reading one stays bounded.
+            if f.raw_size > MAX_CHUNK_SIZE as u64
+                || f.stored_size == 0
+                || f.stored_size > zstd::zstd_safe::compress_bound(MAX_CHUNK_SIZE) as u64
+            {
+                return Err(format!("file {} has impossible sizes", f.name));
+            }
+            check_hash(&f.raw_sha256)?;
+            check_hash(&f.stored_sha256)?;
+            raw_total = raw_total.saturating_add(f.raw_size);
+            stored_total = stored_total.saturating_add(f.stored_size);
+        }
+        let sums = Totals {
+            raw_bytes: raw_total,
+            stored_bytes: stored_total,
+        };
+        if sums != self.totals {
+            return Err(format!(
+                "totals {:?} do not match the entries {sums:?}",
+                self.totals
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_hash(h: &str) -> Result<(), String> {
+    if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(format!("{h:?} is not a lowercase hex sha256"))
+    }
+}

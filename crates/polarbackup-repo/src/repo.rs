@@ -1,0 +1,276 @@
+//! `Repo`: opening a repository and the per-backup operations (read, verify, delete, list).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use opendal::{ErrorKind, Operator};
+use serde::Serialize;
+
+use crate::codec;
+use crate::layout::{self, BACKUPS_DIR};
+use crate::manifest::{ChunkEntry, FileEntry, Manifest};
+use crate::reader::ArchiveReader;
+use crate::writer::BackupWriter;
+use crate::{RepoConfig, RepoError};
+
+/// Called with a chunk's sequence number on the compression thread; a seam for tests that
+/// need to delay chunks, `None` otherwise.
+pub(crate) type ChunkHook = Option<Arc<dyn Fn(usize) + Send + Sync>>;
+
+/// A backup repository. Cheap to clone; clones share the storage handle.
+#[derive(Clone)]
+pub struct Repo {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) op: Operator,
+    pub(crate) cfg: RepoConfig,
+    pub(crate) chunk_hook: ChunkHook,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repo")
+            .field("storage", &self.inner.op.info())
+            .field("cfg", &self.inner.cfg)
+            .finish()
+    }
+}
+
+/// What `verify` checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub backup_id: String,
+    pub archives: usize,
+    pub chunks: u64,
+    pub files: usize,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+impl Repo {
+    /// A repository in the local directory `root` (created if missing).
+    pub fn open_fs(root: &Path, cfg: RepoConfig) -> Result<Repo, RepoError> {
+        cfg.validate()?;
+        let root = root.to_str().ok_or_else(|| {
+            RepoError::InvalidConfig(format!("repository path {root:?} is not UTF-8"))
+        })?;
+        let op = Operator::new(opendal::services::Fs::default().root(root))
+            .map_err(|e| RepoError::storage(root, e))?;
+        Ok(Repo::from_operator(op, cfg))
+    }
+
+    fn from_operator(op: Operator, cfg: RepoConfig) -> Repo {
+        Repo {
+            inner: Arc::new(Inner {
+                op,
+                cfg,
+                chunk_hook: None,
+            }),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_chunk_hook(&self, hook: Arc<dyn Fn(usize) + Send + Sync>) -> Repo {
+        Repo {
+            inner: Arc::new(Inner {
+                op: self.inner.op.clone(),
+                cfg: self.inner.cfg.clone(),
+                chunk_hook: Some(hook),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.inner.cfg
+    }
+
+    /// Starts writing a new backup. Refuses an id that already has objects, committed or not.
+    /// Two writers for one id at the same time are the caller's job to prevent (job leases).
+    pub async fn begin(&self, backup_id: &str) -> Result<BackupWriter, RepoError> {
+        layout::check_name("backup id", backup_id)?;
+        if self.has_objects(backup_id).await? {
+            return Err(RepoError::Exists(format!("backup {backup_id}")));
+        }
+        Ok(BackupWriter::new(self.clone(), backup_id.to_owned()))
+    }
+
+    /// The committed manifest, or `None` if there is none (never committed, or being deleted).
+    pub async fn manifest(&self, backup_id: &str) -> Result<Option<Manifest>, RepoError> {
+        layout::check_name("backup id", backup_id)?;
+        let path = layout::manifest_path(backup_id);
+        let data = match self.inner.op.read(&path).await {
+            Ok(data) => data.to_bytes(),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(RepoError::storage(&path, e)),
+        };
+        let manifest = Manifest::from_json(&data, &path)?;
+        if manifest.backup_id != backup_id {
+            return Err(RepoError::corrupt(
+                &path,
+                format!("manifest belongs to backup {:?}", manifest.backup_id),
+            ));
+        }
+        Ok(Some(manifest))
+    }
+
+    async fn committed(&self, backup_id: &str) -> Result<Manifest, RepoError> {
+        self.manifest(backup_id)
+            .await?
+            .ok_or_else(|| RepoError::NotFound(format!("backup {backup_id}")))
+    }
+
+    /// Re-reads every object of a committed backup and checks every recorded size and hash,
+    /// including each archive's whole-stream hash. `progress(done, total)` counts stored bytes.
+    pub async fn verify(
+        &self,
+        backup_id: &str,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<VerifyReport, RepoError> {
+        let manifest = self.committed(backup_id).await?;
+        let total = manifest.totals.stored_bytes;
+        let mut done = 0u64;
+        let mut chunks = 0u64;
+        progress(0, total);
+        for archive in &manifest.archives {
+            let mut reader = ArchiveReader::new(self, backup_id, archive.clone());
+            while let Some(chunk) = reader.next_verified().await? {
+                done += chunk.stored_size;
+                chunks += 1;
+                progress(done, total);
+            }
+        }
+        for file in &manifest.files {
+            fetch_file(&self.inner.op, backup_id, file).await?;
+            done += file.stored_size;
+            progress(done, total);
+        }
+        Ok(VerifyReport {
+            backup_id: backup_id.to_owned(),
+            archives: manifest.archives.len(),
+            chunks,
+            files: manifest.files.len(),
+            raw_bytes: manifest.totals.raw_bytes,
+            stored_bytes: total,
+        })
+    }
+
+    /// Streams one archive's raw bytes, verified, with read-ahead and parallel decompression.
+    pub async fn open_archive(
+        &self,
+        backup_id: &str,
+        archive: &str,
+    ) -> Result<ArchiveReader, RepoError> {
+        let manifest = self.committed(backup_id).await?;
+        let entry = manifest.archive(archive).ok_or_else(|| {
+            RepoError::NotFound(format!("archive {archive} in backup {backup_id}"))
+        })?;
+        Ok(ArchiveReader::new(self, backup_id, entry.clone()))
+    }
+
+    /// One side file's raw bytes, verified.
+    pub async fn read_file(&self, backup_id: &str, name: &str) -> Result<Vec<u8>, RepoError> {
+        let manifest = self.committed(backup_id).await?;
+        let entry = manifest
+            .file(name)
+            .ok_or_else(|| RepoError::NotFound(format!("file {name} in backup {backup_id}")))?;
+        fetch_file(&self.inner.op, backup_id, entry).await
+    }
+
+    /// Removes a backup: the manifest first, so a crash midway leaves an unusable set that
+    /// `list_backup_ids` still reports for cleanup, then everything else. Idempotent.
+    pub async fn delete(&self, backup_id: &str) -> Result<(), RepoError> {
+        layout::check_name("backup id", backup_id)?;
+        let manifest = layout::manifest_path(backup_id);
+        self.inner
+            .op
+            .delete(&manifest)
+            .await
+            .map_err(|e| RepoError::storage(&manifest, e))?;
+        remove_backup_dir(&self.inner.op, backup_id).await
+    }
+
+    /// Every backup id with a directory in the repository, committed or not, sorted.
+    pub async fn list_backup_ids(&self) -> Result<Vec<String>, RepoError> {
+        let entries = match self.inner.op.list(BACKUPS_DIR).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(RepoError::storage(BACKUPS_DIR, e)),
+        };
+        let mut ids: Vec<String> = entries
+            .iter()
+            .filter(|e| e.metadata().is_dir())
+            .filter_map(|e| e.path().strip_prefix(BACKUPS_DIR)?.strip_suffix('/'))
+            // Skips the listed prefix itself and anything we could not have written.
+            .filter(|id| layout::check_name("backup id", id).is_ok())
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn has_objects(&self, backup_id: &str) -> Result<bool, RepoError> {
+        let dir = layout::backup_dir(backup_id);
+        match self.inner.op.list(&dir).await {
+            Ok(entries) => Ok(entries.iter().any(|e| e.path() != dir)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(RepoError::storage(&dir, e)),
+        }
+    }
+}
+
+pub(crate) async fn remove_backup_dir(op: &Operator, backup_id: &str) -> Result<(), RepoError> {
+    let dir = layout::backup_dir(backup_id);
+    op.delete_with(&dir)
+        .recursive(true)
+        .await
+        .map_err(|e| RepoError::storage(&dir, e))
+}
+
+/// Reads one object, then checks and decompresses it on the blocking pool. The size is
+/// checked first so an oversized (or truncated) object is never read into memory whole.
+pub(crate) async fn fetch_object(
+    op: &Operator,
+    path: String,
+    want: ChunkEntry,
+) -> Result<Vec<u8>, RepoError> {
+    let missing_or = |e: opendal::Error, path: &str| match e.kind() {
+        ErrorKind::NotFound => RepoError::corrupt(path, "object is missing"),
+        ErrorKind::RangeNotSatisfied => RepoError::corrupt(path, "object is shorter than recorded"),
+        _ => RepoError::storage(path, e),
+    };
+    let size = op
+        .stat(&path)
+        .await
+        .map_err(|e| missing_or(e, &path))?
+        .content_length();
+    if size != want.stored_size {
+        return Err(RepoError::corrupt(
+            &path,
+            format!(
+                "object has {size} bytes, manifest says {}",
+                want.stored_size
+            ),
+        ));
+    }
+    let stored = op
+        .read_with(&path)
+        .range(0..want.stored_size)
+        .await
+        .map_err(|e| missing_or(e, &path))?
+        .to_bytes();
+    tokio::task::spawn_blocking(move || codec::open(&path, &stored, &want.expected()))
+        .await
+        .map_err(RepoError::join)?
+}
+
+async fn fetch_file(
+    op: &Operator,
+    backup_id: &str,
+    file: &FileEntry,
+) -> Result<Vec<u8>, RepoError> {
+    let path = layout::object_path(backup_id, &file.object);
+    fetch_object(op, path, file.as_chunk()).await
+}
