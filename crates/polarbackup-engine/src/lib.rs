@@ -1,3 +1,17 @@
-//! polarbackup's backup engine. `pg` is the PostgreSQL replication-protocol client it builds on.
+//! polarbackup's backup engine for PostgreSQL: streamed base backups into the repository,
+//! verification, and restore. `pg` is the replication-protocol client it builds on.
 
+mod backup;
+mod error;
 pub mod pg;
+mod prereq;
+mod progress;
+mod restore;
+mod source;
+mod wal;
+
+pub use backup::{backup, BackupRequest, BackupSummary};
+pub use error::EngineError;
+pub use progress::{Phase, ProgressSink};
+pub use restore::{restore, RestoreRequest, RestoreSummary};
+pub use source::Source;

@@ -182,11 +182,11 @@ impl Pool {
             progress: Progress::new(job, self.store.clone(), self.clock.clone()),
             cancel: cancel.clone(),
         };
-        let heartbeat = self.clone().heartbeat(id, cancel.clone());
-        let outcome = tokio::select! {
-            r = self.executor.backup(&ctx) => r,
-            () = heartbeat => Err("the job's lease was lost".into()),
-        };
+        // A lost lease cancels the token; the executor then stops and cleans up by itself,
+        // rather than being dropped mid-write.
+        let heartbeat = tokio::spawn(self.clone().heartbeat(id, cancel.clone()));
+        let outcome = self.executor.backup(&ctx).await;
+        heartbeat.abort();
         let job = ctx.progress.job();
         match outcome {
             Ok(done) => self.finish(job, done, ctx.comment).await,

@@ -74,6 +74,8 @@ pub trait Store: Send + Sync {
 
     /// One page of a cluster's backup sets, newest first.
     fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage>;
+    /// A listed (not deleting) backup set by id, whatever its cluster.
+    fn backup_set(&self, id: BackupJobId) -> Result<Option<BackupSet>>;
     /// Validates every id, then hides them all; nothing changes if any id is refused.
     fn begin_delete_sets(
         &self,

@@ -22,6 +22,20 @@ pub enum Command {
     /// Manage accounts, access keys and clusters (works while the server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Restore a backup set into an empty directory, as a PostgreSQL data directory.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup set id (DescribeBackups' BackupId).
+    #[arg(long)]
+    pub backup_id: String,
+    /// Where to write the data directory; must be absent or empty.
+    #[arg(long)]
+    pub target_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArg,
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +55,9 @@ pub struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, env = "POLARBACKUP_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Backups that may run at once, at most one per cluster [default: 2].
+    #[arg(long, env = "POLARBACKUP_WORKERS")]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

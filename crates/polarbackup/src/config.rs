@@ -10,6 +10,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./polarbackup-data";
 pub const DEFAULT_JOB_HISTORY_DAYS: u32 = 7;
 const MAX_JOB_HISTORY_DAYS: u32 = 3650;
+pub const DEFAULT_WORKERS: usize = 2;
+const MAX_WORKERS: usize = 64;
 
 /// The keys a config file may hold; unknown keys are an error, so typos do not pass silently.
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +22,7 @@ struct FileConfig {
     job_history_days: Option<u32>,
     log_format: Option<LogFormat>,
     host_id: Option<String>,
+    workers: Option<usize>,
 }
 
 /// Everything `serve` needs, after layering and validation.
@@ -30,6 +33,7 @@ pub struct ServeConfig {
     pub job_history_days: u32,
     pub log_format: LogFormat,
     pub host_id: String,
+    pub workers: usize,
 }
 
 impl ServeConfig {
@@ -61,6 +65,7 @@ impl ServeConfig {
             host_id: file
                 .host_id
                 .unwrap_or_else(|| "polardb.aliyuncs.com".into()),
+            workers: args.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -69,6 +74,9 @@ impl ServeConfig {
     fn validate(&self) -> Result<()> {
         if self.job_history_days > MAX_JOB_HISTORY_DAYS {
             bail!("job_history_days must be at most {MAX_JOB_HISTORY_DAYS}");
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            bail!("workers must be between 1 and {MAX_WORKERS}");
         }
         if self.host_id.is_empty() || !self.host_id.is_ascii() {
             bail!("host_id must be non-empty ASCII");
@@ -81,6 +89,16 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The backup repository inside a data directory.
+pub fn repo_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("repo")
+}
+
+/// Private scratch space inside a data directory.
+pub fn scratch_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tmp")
 }
 
 /// The data directory for commands that take only `--data-dir`.
@@ -100,6 +118,7 @@ mod tests {
             config: None,
             job_history_days: None,
             log_format: None,
+            workers: None,
         }
     }
 

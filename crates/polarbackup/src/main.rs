@@ -3,6 +3,8 @@
 mod admin;
 mod cli;
 mod config;
+mod executor;
+mod restore;
 mod serve;
 
 use clap::Parser;
@@ -13,6 +15,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Admin(cmd) => admin::run(cmd),
+        cli::Command::Restore(args) => restore::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

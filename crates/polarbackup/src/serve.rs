@@ -1,11 +1,14 @@
 //! `polarbackup serve`: open the store, bind, answer until SIGINT/SIGTERM, then drain.
 
 use crate::cli::{LogFormat, ServeArgs};
-use crate::config::ServeConfig;
+use crate::config::{self, ServeConfig};
+use crate::executor::PgExecutor;
 use anyhow::{Context, Result};
 use jiff::SignedDuration;
 use polarbackup_api::{router, ApiConfig, AppState};
+use polarbackup_jobs::{CancellationToken, WorkerConfig};
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
+use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::{AccessKey, SqliteStore, Store};
 use std::io::Write;
 use std::sync::Arc;
@@ -39,15 +42,35 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         .with_context(|| format!("opening the metadata store in {}", cfg.data_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     ensure_root_key(&store, clock.as_ref())?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let repo = Repo::open_fs(&config::repo_dir(&cfg.data_dir), RepoConfig::default())
+        .context("opening the backup repository")?;
+    let scratch = config::scratch_dir(&cfg.data_dir);
+    // Leftovers of a previous run are never needed: WAL is re-streamed by a new backup.
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).context("creating the scratch directory")?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let shutdown = CancellationToken::new();
+    let workers = polarbackup_jobs::start(
+        store.clone(),
+        clock.clone(),
+        Arc::new(PgExecutor { repo, scratch }),
+        WorkerConfig {
+            concurrency: cfg.workers,
+            ..WorkerConfig::default()
+        },
+        wake.clone(),
+        shutdown.clone(),
+    );
     let state = AppState {
-        store: Arc::new(store),
+        store,
         clock,
         config: Arc::new(ApiConfig {
             host_id: cfg.host_id.clone(),
             job_history: SignedDuration::from_hours(i64::from(cfg.job_history_days) * 24),
             ..ApiConfig::default()
         }),
-        work_available: Arc::new(tokio::sync::Notify::new()),
+        work_available: wake,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -67,6 +90,11 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;
+    // Running backups are cancelled and end as Failed, their partial data removed.
+    shutdown.cancel();
+    if let Err(e) = workers.await {
+        warn!(error = %e, "the worker pool ended abnormally");
+    }
     info!("stopped");
     Ok(())
 }

@@ -282,6 +282,10 @@ impl Store for SqliteStore {
         self.with(|c| sets::list(c, cluster, filter))
     }
 
+    fn backup_set(&self, id: BackupJobId) -> Result<Option<BackupSet>> {
+        self.with(|c| sets::get(c, id))
+    }
+
     fn begin_delete_sets(
         &self,
         cluster: &DbClusterId,

@@ -91,6 +91,15 @@ pub fn begin_delete(
     Ok(Ok(sets))
 }
 
+pub fn get(c: &Connection, id: BackupJobId) -> Result<Option<BackupSet>> {
+    Ok(c.query_row(
+        &format!("SELECT {SET_COLUMNS} FROM backup_sets WHERE id = ?1 AND deleting = 0"),
+        [db_id(id)],
+        set_from,
+    )
+    .optional()?)
+}
+
 pub fn pending_deletions(c: &Connection) -> Result<Vec<BackupSet>> {
     let mut stmt = c.prepare(&format!(
         "SELECT {SET_COLUMNS} FROM backup_sets WHERE deleting = 1 ORDER BY id"

@@ -1,0 +1,295 @@
+//! One PostgreSQL backup, end to end: prerequisites, BASE_BACKUP into the repository, the WAL
+//! through a temporary slot, PostgreSQL's own manifest, commit, and verification.
+
+use crate::pg::{BackupEvent, BaseBackupOptions, Lsn, ReplicationConn};
+use crate::progress::{Phase, ProgressSink, Throttle};
+use crate::{prereq, wal, EngineError, Source};
+use jiff::Timestamp;
+use polarbackup_repo::{BackupWriter, Repo};
+use serde_json::json;
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Everything one backup needs.
+pub struct BackupRequest<'a> {
+    /// The repository id of the set (the job id).
+    pub backup_id: &'a str,
+    pub source: &'a Source,
+    pub repo: &'a Repo,
+    /// A private directory for the WAL segments on their way into the repository.
+    pub scratch: &'a Path,
+    pub progress: &'a dyn ProgressSink,
+    pub cancel: &'a CancellationToken,
+}
+
+/// A stored, verified backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSummary {
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    pub start_lsn: Lsn,
+    pub end_lsn: Lsn,
+    pub timeline: u32,
+    /// When the database reached the state the backup restores to.
+    pub consistent_time: Timestamp,
+}
+
+/// What the stream phase learned, for the manifest and the summary.
+struct Streamed {
+    start_lsn: Lsn,
+    end_lsn: Lsn,
+    timeline: u32,
+    consistent_time: Timestamp,
+    tablespaces: Vec<serde_json::Value>,
+}
+
+/// Takes, stores and verifies one backup. On any failure nothing of it stays in the
+/// repository (best effort: the caller should still `Repo::delete` the id).
+pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError> {
+    req.progress.report(Phase::Preparing).await;
+    let facts = cancellable(req.cancel, prereq::check(req.source)).await?;
+    let cfg = req.source.replication_config();
+    let connect_err = |e| EngineError::from_pg(e, true);
+    let mut data_conn = cancellable(req.cancel, async {
+        ReplicationConn::connect(&cfg).await.map_err(connect_err)
+    })
+    .await?;
+    let system = data_conn.identify_system().await.map_err(connect_err)?;
+    let seg_size = data_conn.wal_segment_size().await.map_err(connect_err)?;
+    let mut wal_conn = ReplicationConn::connect(&cfg).await.map_err(connect_err)?;
+    let slot = format!("polarbackup_{}", req.backup_id);
+    // Created before BASE_BACKUP starts, so the WAL from its start point is kept for us.
+    wal_conn
+        .create_temporary_physical_slot(&slot)
+        .await
+        .map_err(connect_err)?;
+
+    let mut writer = req.repo.begin(req.backup_id).await?;
+    let result = async {
+        let streamed = stream_data(&req, &mut data_conn, &mut writer).await?;
+        let scratch = req.scratch.join(format!("wal-{}", req.backup_id));
+        tokio::fs::create_dir_all(&scratch).await?;
+        let wal = async {
+            let files = wal::collect(
+                wal_conn,
+                &slot,
+                streamed.start_lsn,
+                streamed.end_lsn,
+                streamed.timeline,
+                seg_size,
+                &scratch,
+                req.cancel,
+            )
+            .await?;
+            writer.start_archive("pg_wal.tar", None).await?;
+            wal::store_tar(&mut writer, &files).await?;
+            writer.finish_archive().await?;
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        wal?;
+        Ok::<_, EngineError>(streamed)
+    }
+    .await;
+    let streamed = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    };
+    let meta = json!({
+        "engine": "postgresql",
+        "server_version": facts.version,
+        "server_version_num": facts.version_num,
+        "system_identifier": system.system_id,
+        "timeline": streamed.timeline,
+        "start_lsn": streamed.start_lsn.to_string(),
+        "end_lsn": streamed.end_lsn.to_string(),
+        "wal_segment_size": seg_size,
+        "consistent_time": streamed.consistent_time.to_string(),
+        "tablespaces": streamed.tablespaces,
+    });
+    // A failed commit removes what it wrote.
+    let manifest = writer.commit(meta).await?;
+    let total = manifest.totals.stored_bytes;
+    req.progress
+        .report(Phase::Checking { done: 0, total })
+        .await;
+    verify(&req, total).await?;
+    info!(
+        backup = req.backup_id,
+        raw = manifest.totals.raw_bytes,
+        stored = total,
+        "backup verified"
+    );
+    Ok(BackupSummary {
+        raw_bytes: manifest.totals.raw_bytes,
+        stored_bytes: total,
+        start_lsn: streamed.start_lsn,
+        end_lsn: streamed.end_lsn,
+        timeline: streamed.timeline,
+        consistent_time: streamed.consistent_time,
+    })
+}
+
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    fut: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    tokio::select! {
+        () = cancel.cancelled() => Err(EngineError::Cancelled),
+        r = fut => r,
+    }
+}
+
+/// Receives BASE_BACKUP and writes each archive and the manifest into the repository.
+async fn stream_data(
+    req: &BackupRequest<'_>,
+    conn: &mut ReplicationConn,
+    writer: &mut BackupWriter,
+) -> Result<Streamed, EngineError> {
+    let opts = BaseBackupOptions {
+        label: format!("polarbackup {}", req.backup_id),
+        progress: true,
+        fast_checkpoint: true,
+        manifest: true,
+        manifest_checksums: Some("CRC32C".into()),
+        wal: false,
+        wait: false,
+        verify_checksums: true,
+        ..BaseBackupOptions::default()
+    };
+    let stream_err = |e| EngineError::from_pg(e, false);
+    req.progress.report(Phase::Waiting).await;
+    let mut stream = conn.base_backup(&opts).await.map_err(stream_err)?;
+    let mut start = None;
+    let mut total = 0u64;
+    let mut done = 0u64;
+    let mut in_archive = false;
+    let mut manifest = Vec::new();
+    let mut tablespaces = Vec::new();
+    let mut throttle = Throttle::new();
+    loop {
+        let event = tokio::select! {
+            () = req.cancel.cancelled() => return Err(EngineError::Cancelled),
+            e = stream.next() => e.map_err(stream_err)?,
+        };
+        let Some(event) = event else {
+            return Err(EngineError::Stream(
+                "BASE_BACKUP ended without an end point".into(),
+            ));
+        };
+        match event {
+            BackupEvent::Started {
+                start_lsn,
+                timeline,
+            } => {
+                start = Some((start_lsn, timeline));
+                req.progress
+                    .report(Phase::Uploading { done: 0, total: 1 })
+                    .await;
+            }
+            BackupEvent::Tablespaces(list) => {
+                total = list
+                    .iter()
+                    .map(|t| t.size_kb.unwrap_or(0).saturating_mul(1024))
+                    .sum();
+                tablespaces = list
+                    .iter()
+                    .map(|t| json!({"oid": t.oid, "location": t.location}))
+                    .collect();
+            }
+            BackupEvent::ArchiveStart {
+                name,
+                tablespace_location,
+            } => {
+                if in_archive {
+                    writer.finish_archive().await?;
+                }
+                writer
+                    .start_archive(&name, tablespace_location.as_deref())
+                    .await?;
+                in_archive = true;
+            }
+            BackupEvent::Data(bytes) => {
+                writer.write(&bytes).await?;
+                done += bytes.len() as u64;
+                if throttle.due(done, total) {
+                    req.progress.report(Phase::Uploading { done, total }).await;
+                }
+            }
+            BackupEvent::Progress(_) => {}
+            BackupEvent::ManifestStart => {
+                if in_archive {
+                    writer.finish_archive().await?;
+                    in_archive = false;
+                }
+            }
+            BackupEvent::ManifestData(bytes) => manifest.extend_from_slice(&bytes),
+            BackupEvent::Finished { end_lsn, timeline } => {
+                let (start_lsn, _) = start.ok_or_else(|| {
+                    EngineError::Stream("BASE_BACKUP did not report its start".into())
+                })?;
+                // Drain to ReadyForQuery so the server has really completed the backup.
+                while stream.next().await.map_err(stream_err)?.is_some() {}
+                if in_archive {
+                    writer.finish_archive().await?;
+                }
+                if manifest.is_empty() {
+                    return Err(EngineError::Stream(
+                        "the server sent no backup_manifest".into(),
+                    ));
+                }
+                writer.put_file("backup_manifest", &manifest).await?;
+                return Ok(Streamed {
+                    start_lsn,
+                    end_lsn,
+                    timeline,
+                    consistent_time: Timestamp::now(),
+                    tablespaces,
+                });
+            }
+        }
+    }
+}
+
+async fn verify(req: &BackupRequest<'_>, total: u64) -> Result<(), EngineError> {
+    // verify() reports through a synchronous callback; hand the numbers to the async sink
+    // through a channel that keeps only the latest value.
+    let (tx, mut rx) = tokio::sync::watch::channel((0u64, total));
+    let repo = req.repo.clone();
+    let id = req.backup_id.to_owned();
+    let mut task = tokio::spawn(async move {
+        let mut cb = move |done: u64, total: u64| {
+            let _ = tx.send((done, total));
+        };
+        repo.verify(&id, &mut cb).await
+    });
+    let mut throttle = Throttle::new();
+    loop {
+        tokio::select! {
+            () = req.cancel.cancelled() => {
+                task.abort();
+                return Err(EngineError::Cancelled);
+            }
+            r = &mut task => {
+                return match r {
+                    Ok(Ok(_report)) => Ok(()),
+                    Ok(Err(e)) => Err(EngineError::Repo(e)),
+                    Err(e) => Err(EngineError::Stream(format!("verification task failed: {e}"))),
+                };
+            }
+            changed = rx.changed() => {
+                if changed.is_ok() {
+                    let (done, total) = *rx.borrow_and_update();
+                    if throttle.due(done, total) {
+                        req.progress.report(Phase::Checking { done, total }).await;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The engine's one error type. Messages become job failure reasons: clear, and never secret.
+
+use crate::pg::PgError;
+use polarbackup_repo::RepoError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The database could not be reached or refused the connection.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// The role may not do what a backup needs.
+    #[error("permission denied: {0}")]
+    Permission(String),
+    /// The server is not set up for backups (wal_level, free walsenders, version).
+    #[error("prerequisite not met: {0}")]
+    Prerequisite(String),
+    /// The replication conversation failed mid-way (including a dropped connection).
+    #[error("the database connection failed during the backup: {0}")]
+    Stream(String),
+    #[error("backup repository: {0}")]
+    Repo(#[from] RepoError),
+    #[error("local I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the backup was cancelled")]
+    Cancelled,
+    #[error("restore: {0}")]
+    Restore(String),
+}
+
+impl EngineError {
+    /// Classifies a replication-client error by when it happened.
+    pub fn from_pg(e: PgError, connecting: bool) -> EngineError {
+        if e.is_permission_denied() {
+            return EngineError::Permission(e.to_string());
+        }
+        if e.is_auth_failed() || matches!(e, PgError::Auth(_) | PgError::Tls(_)) {
+            return EngineError::Connect(e.to_string());
+        }
+        if e.is_too_many_connections() {
+            return EngineError::Prerequisite(format!("no free connection or walsender: {e}"));
+        }
+        if connecting {
+            EngineError::Connect(e.to_string())
+        } else {
+            EngineError::Stream(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Checks, over an ordinary SQL connection, that the server can serve a streamed base backup.
+
+use crate::{EngineError, Source};
+use tracing::debug;
+
+/// What the checks learned about the server.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub version_num: i32,
+    pub version: String,
+}
+
+const MIN_VERSION: i32 = 150_000;
+
+pub async fn check(source: &Source) -> Result<ServerFacts, EngineError> {
+    let (client, connection) = source
+        .sql_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| classify(&e))?;
+    let driver = tokio::spawn(connection);
+    let result = run_checks(&client).await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
+fn classify(e: &tokio_postgres::Error) -> EngineError {
+    match e.code().map(|c| c.code()) {
+        Some("28000" | "42501") => EngineError::Permission(e.to_string()),
+        Some("53300") => EngineError::Prerequisite(format!("too many connections: {e}")),
+        _ => EngineError::Connect(source_text(e)),
+    }
+}
+
+/// tokio-postgres hides the interesting part (connection refused, bad password) in the source.
+fn source_text(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(s) => format!("{e}: {s}"),
+        None => e.to_string(),
+    }
+}
+
+async fn run_checks(client: &tokio_postgres::Client) -> Result<ServerFacts, EngineError> {
+    let q = |e: tokio_postgres::Error| EngineError::Connect(source_text(&e));
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int,
+                    current_setting('server_version'),
+                    current_setting('wal_level'),
+                    current_setting('max_wal_senders')::int,
+                    (SELECT count(*)::int FROM pg_stat_replication),
+                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),
+                    current_user::text",
+            &[],
+        )
+        .await
+        .map_err(q)?;
+    let version_num: i32 = row.get(0);
+    let version: String = row.get(1);
+    let wal_level: String = row.get(2);
+    let max_senders: i32 = row.get(3);
+    let used_senders: i32 = row.get(4);
+    let may_replicate: Option<bool> = row.get(5);
+    let user: String = row.get(6);
+    debug!(version_num, %wal_level, max_senders, used_senders, "server facts");
+    if version_num < MIN_VERSION {
+        return Err(EngineError::Prerequisite(format!(
+            "PostgreSQL {version} is not supported; version 15 or later is required"
+        )));
+    }
+    if may_replicate != Some(true) {
+        return Err(EngineError::Permission(format!(
+            "role \"{user}\" has neither the REPLICATION attribute nor superuser"
+        )));
+    }
+    if wal_level == "minimal" {
+        return Err(EngineError::Prerequisite(
+            "wal_level is minimal; set it to replica or logical".into(),
+        ));
+    }
+    // One walsender streams the data files, a second one the WAL.
+    if max_senders - used_senders < 2 {
+        return Err(EngineError::Prerequisite(format!(
+            "max_wal_senders is {max_senders} with {used_senders} in use; a backup needs 2 free"
+        )));
+    }
+    Ok(ServerFacts {
+        version_num,
+        version,
+    })
+}

@@ -1,0 +1,115 @@
+//! The jobs' executor: PostgreSQL backups by the engine, into the repository.
+
+use polarbackup_engine::{backup, BackupRequest, Phase, ProgressSink, Source};
+use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, Progress};
+use polarbackup_model::{BackupJobId, JobStatus};
+use polarbackup_repo::Repo;
+use std::path::PathBuf;
+use tracing::warn;
+
+pub struct PgExecutor {
+    pub repo: Repo,
+    /// Private working space (WAL on its way into the repository).
+    pub scratch: PathBuf,
+}
+
+/// Maps engine phases onto the job's lifecycle.
+struct JobSink<'a>(&'a Progress);
+
+impl JobSink<'_> {
+    async fn enter(&self, status: JobStatus, process: u8) {
+        if self.0.job().status != status {
+            if let Err(e) = self.0.phase(status, process).await {
+                warn!(error = %e, "progress not recorded");
+            }
+        }
+    }
+
+    async fn fraction(&self, status: JobStatus, done: u64, total: u64) {
+        self.enter(status, status.process_range().0).await;
+        if let Err(e) = self.0.fraction(done, total).await {
+            warn!(error = %e, "progress not recorded");
+        }
+    }
+}
+
+impl ProgressSink for JobSink<'_> {
+    fn report(
+        &self,
+        phase: Phase,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            match phase {
+                Phase::Preparing => self.enter(JobStatus::Preparing, 1).await,
+                Phase::Waiting => self.enter(JobStatus::Waiting, 5).await,
+                Phase::Uploading { done, total } => {
+                    self.fraction(JobStatus::Uploading, done, total).await;
+                }
+                Phase::Checking { done, total } => {
+                    self.fraction(JobStatus::Checking, done, total).await;
+                }
+            }
+        })
+    }
+}
+
+impl Executor for PgExecutor {
+    fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, String>> {
+        Box::pin(async move {
+            let spec = &ctx.cluster.spec;
+            let source = Source {
+                host: spec.host.clone(),
+                port: spec.port,
+                user: spec.user.clone(),
+                password: spec.password.clone(),
+                database: spec.database.clone(),
+            };
+            let id = ctx.job_id.to_string();
+            let sink = JobSink(&ctx.progress);
+            let summary = backup(BackupRequest {
+                backup_id: &id,
+                source: &source,
+                repo: &self.repo,
+                scratch: &self.scratch,
+                progress: &sink,
+                cancel: &ctx.cancel,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(Completed {
+                size: summary.raw_bytes,
+                stored_size: summary.stored_bytes,
+                consistent_time: Some(summary.consistent_time),
+            })
+        })
+    }
+
+    fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.repo
+                .delete(&id.to_string())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn stored_ids(&self) -> BoxFuture<'_, Result<Vec<BackupJobId>, String>> {
+        Box::pin(async move {
+            let ids = self
+                .repo
+                .list_backup_ids()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ids
+                .iter()
+                .filter_map(|s| {
+                    let parsed = BackupJobId::parse(s).ok();
+                    if parsed.is_none() {
+                        warn!(id = %s, "repository holds a backup id polarbackup did not make");
+                    }
+                    parsed
+                })
+                .collect())
+        })
+    }
+}
