@@ -118,7 +118,11 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
     req.progress
         .report(Phase::Checking { done: 0, total })
         .await;
-    verify(&req, total).await?;
+    if let Err(e) = verify(&req, total).await {
+        // A set that failed verification must not survive as a committed manifest.
+        let _ = req.repo.delete(req.backup_id).await;
+        return Err(e);
+    }
     info!(
         backup = req.backup_id,
         raw = manifest.totals.raw_bytes,

@@ -15,6 +15,9 @@ pub struct RestoreRequest<'a> {
     pub backup_id: &'a str,
     /// Must be absent or empty; created with mode 0700 as PostgreSQL requires.
     pub target: &'a Path,
+    /// Where tablespaces go instead of their original location (old path, new path), as
+    /// pg_basebackup's --tablespace-mapping.
+    pub tablespace_mapping: &'a [(String, PathBuf)],
     /// Called with (bytes written, total bytes) a few times a second.
     pub progress: &'a (dyn Fn(u64, u64) + Send + Sync),
 }
@@ -29,16 +32,29 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
     let manifest = req.repo.manifest(req.backup_id).await?.ok_or_else(|| {
         EngineError::Restore(format!("backup {} is not in the repository", req.backup_id))
     })?;
-    prepare_empty_dir(req.target)?;
-    let total: u64 = manifest.archives.iter().map(|a| a.raw_size).sum();
-    let done = Arc::new(AtomicU64::new(0));
+    // Every destination is checked before anything is written.
+    let mut plan = Vec::with_capacity(manifest.archives.len());
     for archive in &manifest.archives {
         let dest = destination(
             req.target,
             &archive.name,
             archive.tablespace_location.as_deref(),
+            req.tablespace_mapping,
         )?;
-        let reader = req.repo.open_archive(req.backup_id, &archive.name).await?;
+        if dest != req.target.join("pg_wal") {
+            check_empty(&dest)?;
+        }
+        plan.push((archive.name.clone(), dest));
+    }
+    for (_, dest) in &plan {
+        if dest != &req.target.join("pg_wal") {
+            create_private_dir(dest)?;
+        }
+    }
+    let total: u64 = manifest.archives.iter().map(|a| a.raw_size).sum();
+    let done = Arc::new(AtomicU64::new(0));
+    for (name, dest) in plan {
+        let reader = req.repo.open_archive(req.backup_id, &name).await?;
         let counted = done.clone();
         let mut task = tokio::task::spawn_blocking(move || unpack(reader, &dest, &counted));
         let result = loop {
@@ -51,6 +67,7 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
         };
         result.map_err(|e| EngineError::Restore(format!("extraction task failed: {e}")))??;
     }
+    remap_tablespace_links(req.target, req.tablespace_mapping)?;
     let backup_manifest = req.repo.read_file(req.backup_id, "backup_manifest").await?;
     tokio::fs::write(req.target.join("backup_manifest"), backup_manifest).await?;
     (req.progress)(total, total);
@@ -61,42 +78,66 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
 }
 
 /// Refuses anything but a missing or empty directory: a restore never mixes with old files.
-fn prepare_empty_dir(dir: &Path) -> Result<(), EngineError> {
+fn check_empty(dir: &Path) -> Result<(), EngineError> {
     match std::fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(EngineError::Restore(format!(
-                    "the target directory {} is not empty",
-                    dir.display()
-                )));
-            }
-            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-            Ok(())
-        }
+        Ok(mut entries) => match entries.next() {
+            Some(_) => Err(EngineError::Restore(format!(
+                "the target directory {} is not empty",
+                dir.display()
+            ))),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
-/// base.tar → the data directory, pg_wal.tar → its pg_wal, a tablespace → its original place
-/// (which the symlink in pg_tblspc points to).
-fn destination(target: &Path, name: &str, location: Option<&str>) -> Result<PathBuf, EngineError> {
+/// PostgreSQL refuses a data directory others can read.
+fn create_private_dir(dir: &Path) -> Result<(), EngineError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
+}
+
+/// base.tar → the data directory, pg_wal.tar → its pg_wal, a tablespace → its original
+/// place or its mapping (where the symlink in pg_tblspc will point).
+fn destination(
+    target: &Path,
+    name: &str,
+    location: Option<&str>,
+    mapping: &[(String, PathBuf)],
+) -> Result<PathBuf, EngineError> {
     match (name, location) {
         ("base.tar", _) => Ok(target.to_path_buf()),
         ("pg_wal.tar", _) => Ok(target.join("pg_wal")),
-        (_, Some(loc)) => {
-            let dir = PathBuf::from(loc);
-            prepare_empty_dir(&dir)?;
-            Ok(dir)
-        }
+        (_, Some(loc)) => Ok(mapping
+            .iter()
+            .find(|(old, _)| old == loc)
+            .map_or_else(|| PathBuf::from(loc), |(_, new)| new.clone())),
         (other, None) => Err(EngineError::Restore(format!("unexpected archive {other}"))),
     }
+}
+
+/// Points pg_tblspc's symlinks at the mapped locations.
+fn remap_tablespace_links(target: &Path, mapping: &[(String, PathBuf)]) -> Result<(), EngineError> {
+    let dir = target.join("pg_tblspc");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let link = entry?.path();
+        let Ok(points_to) = std::fs::read_link(&link) else {
+            continue;
+        };
+        if let Some((_, new)) = mapping.iter().find(|(old, _)| Path::new(old) == points_to) {
+            std::fs::remove_file(&link)?;
+            std::os::unix::fs::symlink(new, &link)?;
+        }
+    }
+    Ok(())
 }
 
 struct Counting<R> {

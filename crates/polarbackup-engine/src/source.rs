@@ -35,11 +35,9 @@ impl Source {
         };
         let mut cfg = ConnectConfig::new(host, self.port, self.user.clone());
         cfg.password = self.password.clone();
-        cfg.tls = if self.host.starts_with('/') {
-            TlsMode::Disable
-        } else {
-            TlsMode::Prefer
-        };
+        // The SQL side (tokio-postgres) connects without TLS, so the replication side does
+        // too; per-cluster TLS settings are future work (the replication client supports it).
+        cfg.tls = TlsMode::Disable;
         cfg.application_name = "polarbackup".into();
         cfg
     }

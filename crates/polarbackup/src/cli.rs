@@ -34,6 +34,9 @@ pub struct RestoreArgs {
     /// Where to write the data directory; must be absent or empty.
     #[arg(long)]
     pub target_dir: PathBuf,
+    /// Put the tablespace from OLDDIR into NEWDIR instead (repeatable).
+    #[arg(long, value_name = "OLDDIR=NEWDIR")]
+    pub tablespace_mapping: Vec<String>,
     #[command(flatten)]
     pub data: DataDirArg,
 }

@@ -28,6 +28,16 @@ pub fn run(args: RestoreArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let mapping = args
+        .tablespace_mapping
+        .iter()
+        .map(|m| match m.split_once('=') {
+            Some((old, new)) if !old.is_empty() && !new.is_empty() => {
+                Ok((old.to_owned(), std::path::PathBuf::from(new)))
+            }
+            _ => bail!("--tablespace-mapping takes OLDDIR=NEWDIR, got {m:?}"),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let reporter = Reporter::new();
     let progress = |done: u64, total: u64| reporter.update(done, total);
     let started = Instant::now();
@@ -35,6 +45,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
         repo: &repo,
         backup_id: &id.to_string(),
         target: &args.target_dir,
+        tablespace_mapping: &mapping,
         progress: &progress,
     }));
     reporter.finish();

@@ -1,0 +1,247 @@
+//! The engine end to end against a real PostgreSQL: backup into a real repository, the
+//! Checking phase catching corruption, permission failures, and restore.
+
+mod common;
+
+use common::{Cluster, NO_REPL_USER, SUPERUSER};
+use polarbackup_engine::{
+    backup, restore, BackupRequest, EngineError, Phase, ProgressSink, RestoreRequest, Source,
+};
+use polarbackup_repo::{Repo, RepoConfig};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// Records phases; optionally damages one stored object when Checking begins, the way a
+/// flipped bit on disk would.
+struct Sink {
+    phases: Mutex<Vec<Phase>>,
+    corrupt_under: Option<PathBuf>,
+    corrupted: std::sync::atomic::AtomicBool,
+}
+
+impl ProgressSink for Sink {
+    fn report(&self, phase: Phase) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let checking = matches!(phase, Phase::Checking { .. });
+            let first = checking
+                && !self
+                    .corrupted
+                    .swap(true, std::sync::atomic::Ordering::SeqCst);
+            if let (Some(dir), true) = (&self.corrupt_under, first) {
+                let victim = first_chunk(dir);
+                let mut bytes = std::fs::read(&victim).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x40;
+                std::fs::write(&victim, bytes).unwrap();
+            }
+            self.phases.lock().unwrap().push(phase);
+        })
+    }
+}
+
+fn first_chunk(dir: &Path) -> PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "zst") {
+                return p;
+            }
+        }
+    }
+    panic!("no chunk under {}", dir.display());
+}
+
+fn source(cluster: &Cluster, user: &str) -> Source {
+    Source {
+        host: cluster.socket_dir().display().to_string(),
+        port: cluster.port,
+        user: user.into(),
+        password: None,
+        database: None,
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    repo: Repo,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::open_fs(&dir.path().join("repo"), RepoConfig::default()).unwrap();
+    Env { dir, repo }
+}
+
+async fn run(
+    env: &Env,
+    src: &Source,
+    id: &str,
+    sink: &Sink,
+) -> Result<polarbackup_engine::BackupSummary, EngineError> {
+    backup(BackupRequest {
+        backup_id: id,
+        source: src,
+        repo: &env.repo,
+        scratch: env.dir.path(),
+        progress: sink,
+        cancel: &CancellationToken::new(),
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_reports_every_phase_and_restores_a_verifiable_directory() {
+    let cluster = Cluster::shared();
+    let env = env();
+    let sink = Sink {
+        phases: Mutex::new(Vec::new()),
+        corrupt_under: None,
+        corrupted: Default::default(),
+    };
+    let summary = run(&env, &source(&cluster, SUPERUSER), "1001", &sink)
+        .await
+        .unwrap();
+    assert!(summary.end_lsn > summary.start_lsn);
+    assert!(summary.raw_bytes > 1_000_000 && summary.stored_bytes < summary.raw_bytes);
+    let phases = sink.phases.lock().unwrap().clone();
+    assert_eq!(phases[0], Phase::Preparing);
+    assert_eq!(phases[1], Phase::Waiting);
+    assert!(phases
+        .iter()
+        .any(|p| matches!(p, Phase::Uploading { done, total } if *done > 0 && done < total)));
+    assert!(matches!(phases.last(), Some(Phase::Checking { .. })));
+    let manifest = env.repo.manifest("1001").await.unwrap().unwrap();
+    let names: Vec<&str> = manifest.archives.iter().map(|a| a.name.as_str()).collect();
+    assert!(
+        names.contains(&"base.tar") && names.contains(&"pg_wal.tar") && names.len() == 3,
+        "{names:?}"
+    );
+
+    // The tablespace's original location is the live cluster's: refused, and nothing written.
+    let target = env.dir.path().join("restored");
+    let progress = |_: u64, _: u64| {};
+    let err = restore(RestoreRequest {
+        repo: &env.repo,
+        backup_id: "1001",
+        target: &target,
+        tablespace_mapping: &[],
+        progress: &progress,
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert!(
+        !target.exists(),
+        "nothing is written before every destination is checked"
+    );
+
+    // With a mapping, the restored directory verifies with pg_verifybackup.
+    let ts = env.dir.path().join("ts-restored");
+    let mapping = [(cluster.tablespace_dir.display().to_string(), ts.clone())];
+    let summary = restore(RestoreRequest {
+        repo: &env.repo,
+        backup_id: "1001",
+        target: &target,
+        tablespace_mapping: &mapping,
+        progress: &progress,
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.archives, 3);
+    let link = std::fs::read_dir(target.join("pg_tblspc"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::read_link(link).unwrap(), ts);
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(env.dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(cluster.bin("pg_verifybackup"))
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_verifybackup: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checking_catches_a_corrupted_object_and_nothing_is_left() {
+    let cluster = Cluster::shared();
+    let env = env();
+    let sink = Sink {
+        phases: Mutex::new(Vec::new()),
+        corrupt_under: Some(env.dir.path().join("repo")),
+        corrupted: Default::default(),
+    };
+    let err = run(&env, &source(&cluster, SUPERUSER), "1002", &sink)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Repo(_)), "{err}");
+    assert!(
+        err.to_string().contains(".zst"),
+        "the reason names the object: {err}"
+    );
+    assert!(
+        env.repo.list_backup_ids().await.unwrap().is_empty(),
+        "nothing is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_replication_is_refused_before_anything_is_stored() {
+    let cluster = Cluster::shared();
+    let env = env();
+    let sink = Sink {
+        phases: Mutex::new(Vec::new()),
+        corrupt_under: None,
+        corrupted: Default::default(),
+    };
+    let err = run(&env, &source(&cluster, NO_REPL_USER), "1003", &sink)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Permission(_)), "{err}");
+    assert!(err.to_string().contains("REPLICATION"), "{err}");
+    assert!(env.repo.list_backup_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_a_connection_failure() {
+    let env = env();
+    let sink = Sink {
+        phases: Mutex::new(Vec::new()),
+        corrupt_under: None,
+        corrupted: Default::default(),
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let src = Source {
+        host: "127.0.0.1".into(),
+        port,
+        user: "postgres".into(),
+        password: None,
+        database: None,
+    };
+    let err = run(&env, &src, "1004", &sink).await.unwrap_err();
+    assert!(matches!(err, EngineError::Connect(_)), "{err}");
+    assert!(env.repo.list_backup_ids().await.unwrap().is_empty());
+}
