@@ -1,70 +1,50 @@
-"""Quickstart client: calls DescribeBackupTasks on a local polarbackup with the official SDKs."""
+"""Quickstart client: one manual backup through the official SDK, its phases, then the set."""
 
 import json
 import os
 import sys
+import time
 
 from alibabacloud_polardb20170801 import models
 from alibabacloud_polardb20170801.client import Client
 from alibabacloud_tea_openapi import models as openapi
-from aliyunsdkcore.acs_exception.exceptions import ServerException
-from aliyunsdkcore.client import AcsClient
-from aliyunsdkpolardb.request.v20170801.DescribeBackupTasksRequest import (
-    DescribeBackupTasksRequest,
-)
 
-endpoint = os.environ["POLARBACKUP_ENDPOINT"]
-key = os.environ["POLARBACKUP_ACCESS_KEY_ID"]
-secret = os.environ["POLARBACKUP_ACCESS_KEY_SECRET"]
 cluster = os.environ["POLARBACKUP_CLUSTER"]
+client = Client(openapi.Config(
+    access_key_id=os.environ["POLARBACKUP_ACCESS_KEY_ID"],
+    access_key_secret=os.environ["POLARBACKUP_ACCESS_KEY_SECRET"],
+    endpoint=os.environ["POLARBACKUP_ENDPOINT"], protocol="http"))
 
 
-def new_sdk(algorithm=None):
-    cfg = openapi.Config(access_key_id=key, access_key_secret=secret,
-                         endpoint=endpoint, protocol="http")
-    if algorithm:
-        cfg.signature_algorithm = algorithm
-    return Client(cfg)
+def say(*args):
+    print(*args, file=sys.stderr, flush=True)
 
 
-ok = True
-print("==> alibabacloud-polardb20170801 (ACS3-HMAC-SHA256): DescribeBackupTasks")
-resp = new_sdk().describe_backup_tasks(
-    models.DescribeBackupTasksRequest(dbcluster_id=cluster))
-print(json.dumps(resp.body.to_map(), indent=2))
-ok &= resp.status_code == 200 and resp.body.items is not None
+say("==> CreateBackup (alibabacloud-polardb20170801, ACS3-HMAC-SHA256)")
+job_id = client.create_backup(models.CreateBackupRequest(
+    dbcluster_id=cluster, comment="quickstart")).body.backup_job_id
+say(f"    BackupJobId {job_id}; DescribeBackupTasks as the job moves:")
+last = None
+started = time.monotonic()
+while True:
+    jobs = client.describe_backup_tasks(models.DescribeBackupTasksRequest(
+        dbcluster_id=cluster, backup_job_id=job_id)).body.items.backup_job
+    job = jobs[0]
+    state = (job.backup_progress_status, job.process)
+    if state != last:
+        say(f"    {time.monotonic() - started:6.2f}s  {json.dumps(job.to_map())}")
+        last = state
+    if job.backup_progress_status in ("Finished", "Failed"):
+        break
+    time.sleep(0.1)
+if job.backup_progress_status != "Finished":
+    say("quickstart: the backup failed; see the server log")
+    sys.exit(1)
 
-print("==> aliyun-python-sdk-core (HMAC-SHA1): DescribeBackupTasks BackupMode=Manual")
-old = AcsClient(key, secret, "cn-hangzhou")
-req = DescribeBackupTasksRequest()
-req.set_DBClusterId(cluster)
-req.set_BackupMode("Manual")
-req.set_endpoint(endpoint)
-req.set_protocol_type("http")
-body = json.loads(old.do_action_with_exception(req))
-print(json.dumps(body, indent=2))
-ok &= "Items" in body
-
-print("==> the documented error for a bad BackupMode")
-try:
-    new_sdk("v2").describe_backup_tasks(
-        models.DescribeBackupTasksRequest(dbcluster_id=cluster, backup_mode="Weekly"))
-    ok = False
-except Exception as e:  # the SDK's ClientException
-    print(f"    {e.code} (HTTP {e.status_code}): {e.message}")
-    ok &= e.code == "InvalidBackupMode.Malformed"
-
-print("==> an unknown cluster")
-try:
-    req = DescribeBackupTasksRequest()
-    req.set_DBClusterId("pc-000000000000000")
-    req.set_endpoint(endpoint)
-    req.set_protocol_type("http")
-    old.do_action_with_exception(req)
-    ok = False
-except ServerException as e:
-    print(f"    {e.get_error_code()} (HTTP {e.get_http_status()}): {e.get_error_msg()}")
-    ok &= e.get_error_code() == "InvalidDBClusterId.NotFound"
-
-print("quickstart: OK" if ok else "quickstart: FAILED")
-sys.exit(0 if ok else 1)
+say("==> DescribeBackups")
+now = time.gmtime()
+sets = client.describe_backups(models.DescribeBackupsRequest(
+    dbcluster_id=cluster, start_time="2000-01-01T00:00Z",
+    end_time=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(time.time() + 3600))))
+say(json.dumps(sets.body.to_map(), indent=2))
+print(job_id)
