@@ -11,11 +11,19 @@ pub struct ServerFacts {
 }
 
 const MIN_VERSION: i32 = 150_000;
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn check(source: &Source) -> Result<ServerFacts, EngineError> {
+    let transport = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        crate::pg::open_transport(&source.replication_config()),
+    )
+    .await
+    .map_err(|_| EngineError::Connect(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+    .map_err(|e| EngineError::from_pg(e, true))?;
     let (client, connection) = source
         .sql_config()
-        .connect(tokio_postgres::NoTls)
+        .connect_raw(transport, tokio_postgres::NoTls)
         .await
         .map_err(|e| classify(&e))?;
     let driver = tokio::spawn(connection);

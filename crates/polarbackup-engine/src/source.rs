@@ -12,6 +12,10 @@ pub struct Source {
     pub user: String,
     pub password: Option<String>,
     pub database: Option<String>,
+    /// TLS to the database, for both the replication and the SQL connections.
+    pub tls: TlsMode,
+    /// CA certificates (PEM) to verify the server with, for `TlsMode::Require`.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Source {
@@ -22,6 +26,7 @@ impl std::fmt::Debug for Source {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -35,17 +40,22 @@ impl Source {
         };
         let mut cfg = ConnectConfig::new(host, self.port, self.user.clone());
         cfg.password = self.password.clone();
-        // The SQL side (tokio-postgres) connects without TLS, so the replication side does
-        // too; per-cluster TLS settings are future work (the replication client supports it).
-        cfg.tls = TlsMode::Disable;
+        // Unix sockets never use TLS (the server refuses it there).
+        cfg.tls = if self.host.starts_with('/') {
+            TlsMode::Disable
+        } else {
+            self.tls
+        };
+        cfg.tls_ca_file = self.tls_ca_file.clone();
         cfg.application_name = "polarbackup".into();
         cfg
     }
 
+    /// For tokio-postgres' `connect_raw` over a transport from `pg::open_transport`, which has
+    /// already negotiated TLS by the same rules as the replication connections.
     pub fn sql_config(&self) -> tokio_postgres::Config {
         let mut cfg = tokio_postgres::Config::new();
-        cfg.host(&self.host)
-            .port(self.port)
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Disable)
             .user(&self.user)
             .dbname(self.database.as_deref().unwrap_or("postgres"))
             .application_name("polarbackup")

@@ -64,6 +64,8 @@ fn source(cluster: &Cluster, user: &str) -> Source {
         user: user.into(),
         password: None,
         database: None,
+        tls: polarbackup_engine::pg::TlsMode::Disable,
+        tls_ca_file: None,
     }
 }
 
@@ -240,8 +242,41 @@ async fn a_closed_port_is_a_connection_failure() {
         user: "postgres".into(),
         password: None,
         database: None,
+        tls: polarbackup_engine::pg::TlsMode::Disable,
+        tls_ca_file: None,
     };
     let err = run(&env, &src, "1004", &sink).await.unwrap_err();
     assert!(matches!(err, EngineError::Connect(_)), "{err}");
     assert!(env.repo.list_backup_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backs_up_over_verified_tls_with_scram() {
+    let cluster = Cluster::shared();
+    let Some(ca) = cluster.ca_file.clone() else {
+        eprintln!("skipped: openssl was not available to make the server's certificate");
+        return;
+    };
+    let env = env();
+    let sink = Sink {
+        phases: Mutex::new(Vec::new()),
+        corrupt_under: None,
+        corrupted: Default::default(),
+    };
+    let src = Source {
+        host: "127.0.0.1".into(),
+        port: cluster.port,
+        user: common::SCRAM_USER.0.into(),
+        password: Some(common::SCRAM_USER.1.into()),
+        database: None,
+        tls: polarbackup_engine::pg::TlsMode::Require,
+        tls_ca_file: Some(ca),
+    };
+    let summary = run(&env, &src, "1005", &sink).await.unwrap();
+    assert!(summary.raw_bytes > 0);
+    // Verification fails against the system roots: the certificate is the fixture's own.
+    let mut untrusted = src.clone();
+    untrusted.tls_ca_file = None;
+    let err = run(&env, &untrusted, "1006", &sink).await.unwrap_err();
+    assert!(matches!(err, EngineError::Connect(_)), "{err}");
 }

@@ -85,6 +85,8 @@ fn fixture() -> Fixture {
                 password: None,
                 database: None,
                 description: None,
+                tls_mode: "prefer".into(),
+                tls_ca_file: None,
             },
             now,
         )

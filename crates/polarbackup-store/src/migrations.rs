@@ -87,6 +87,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX backup_sets_by_cluster ON backup_sets (cluster_id, start_time DESC);
     "#,
+    // 3: TLS to the database, with libpq's sslmode names.
+    r#"
+    ALTER TABLE clusters ADD COLUMN tls_mode TEXT NOT NULL DEFAULT 'prefer';
+    ALTER TABLE clusters ADD COLUMN tls_ca_file TEXT;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

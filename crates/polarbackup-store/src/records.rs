@@ -46,6 +46,9 @@ pub struct NewCluster {
     pub password: Option<String>,
     pub database: Option<String>,
     pub description: Option<String>,
+    /// libpq's sslmode: `disable`, `prefer`, `require` or `verify-full`.
+    pub tls_mode: String,
+    pub tls_ca_file: Option<String>,
 }
 
 impl fmt::Debug for NewCluster {
@@ -60,6 +63,8 @@ impl fmt::Debug for NewCluster {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
             .field("description", &self.description)
+            .field("tls_mode", &self.tls_mode)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }

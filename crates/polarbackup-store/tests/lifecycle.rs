@@ -33,6 +33,8 @@ fn new_cluster(store: &SqliteStore, account: &AccountId) -> DbClusterId {
                 password: None,
                 database: None,
                 description: None,
+                tls_mode: "prefer".into(),
+                tls_ca_file: None,
             },
             t(0),
         )

@@ -23,6 +23,8 @@ fn cluster(store: &SqliteStore) -> DbClusterId {
                 password: Some("pw".into()),
                 database: None,
                 description: None,
+                tls_mode: "prefer".into(),
+                tls_ca_file: None,
             },
             t(0),
         )

@@ -64,6 +64,12 @@ fn create_cluster(args: ClusterCreateArgs) -> Result<Value> {
     if args.host.is_empty() || args.user.is_empty() {
         bail!("--host and --user must not be empty");
     }
+    if let Some(ca) = &args.tls_ca_file {
+        if args.tls != crate::cli::TlsArg::VerifyFull {
+            bail!("--tls-ca-file goes with --tls verify-full");
+        }
+        std::fs::metadata(ca).with_context(|| format!("--tls-ca-file {}", ca.display()))?;
+    }
     if args.port == 0 {
         bail!("--port must be between 1 and 65535");
     }
@@ -94,6 +100,8 @@ fn create_cluster(args: ClusterCreateArgs) -> Result<Value> {
             password,
             database: args.database,
             description: args.description,
+            tls_mode: args.tls.as_str().into(),
+            tls_ca_file: args.tls_ca_file.map(|p| p.display().to_string()),
         },
         jiff::Timestamp::now(),
     )?;

@@ -158,6 +158,32 @@ pub struct ClusterCreateArgs {
     pub database: Option<String>,
     #[arg(long)]
     pub description: Option<String>,
+    /// TLS to the database, as libpq's sslmode: disable, prefer (encrypt if offered, no
+    /// certificate check), require (encrypt, no check), verify-full (check chain and host name).
+    #[arg(long, value_enum, default_value_t = TlsArg::Prefer)]
+    pub tls: TlsArg,
+    /// CA certificates (PEM) for --tls verify-full [default: the system's].
+    #[arg(long)]
+    pub tls_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataDirArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsArg {
+    Disable,
+    Prefer,
+    Require,
+    VerifyFull,
+}
+
+impl TlsArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyFull => "verify-full",
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The jobs' executor: PostgreSQL backups by the engine, into the repository.
 
+use polarbackup_engine::pg::TlsMode;
 use polarbackup_engine::{backup, BackupRequest, Phase, ProgressSink, Source};
 use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, Progress};
 use polarbackup_model::{BackupJobId, JobStatus};
@@ -53,6 +54,17 @@ impl ProgressSink for JobSink<'_> {
     }
 }
 
+/// The stored sslmode name → the client's mode (libpq's meanings).
+fn tls_mode(name: &str) -> Result<TlsMode, String> {
+    Ok(match name {
+        "disable" => TlsMode::Disable,
+        "prefer" => TlsMode::PreferNoVerify,
+        "require" => TlsMode::RequireNoVerify,
+        "verify-full" => TlsMode::Require,
+        other => return Err(format!("the cluster has an unknown TLS mode {other:?}")),
+    })
+}
+
 impl Executor for PgExecutor {
     fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, String>> {
         Box::pin(async move {
@@ -63,6 +75,8 @@ impl Executor for PgExecutor {
                 user: spec.user.clone(),
                 password: spec.password.clone(),
                 database: spec.database.clone(),
+                tls: tls_mode(&spec.tls_mode)?,
+                tls_ca_file: spec.tls_ca_file.as_ref().map(PathBuf::from),
             };
             let id = ctx.job_id.to_string();
             let sink = JobSink(&ctx.progress);

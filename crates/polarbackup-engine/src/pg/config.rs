@@ -20,6 +20,9 @@ pub enum TlsMode {
     Disable,
     /// TLS when the server offers it, plaintext when it says it has none.
     Prefer,
+    /// libpq's `sslmode=prefer`: like `Prefer`, but any certificate is accepted. Encrypts
+    /// against passive eavesdropping only; what a server with a self-signed certificate needs.
+    PreferNoVerify,
     Require,
     /// Encrypt, but accept any certificate: open to an active man in the middle.
     RequireNoVerify,

@@ -40,21 +40,27 @@ pub struct ReplicationConn<S = PgStream> {
     pub(crate) busy: bool,
 }
 
+/// Opens the socket and negotiates TLS as `cfg.tls` says, without starting up: ordinary SQL
+/// clients (tokio-postgres' `connect_raw`) can start up over it with the same TLS rules.
+pub async fn open_transport(cfg: &ConnectConfig) -> Result<PgStream, PgError> {
+    Ok(match &cfg.host {
+        PgHost::Unix(dir) => {
+            let path = dir.join(format!(".s.PGSQL.{}", cfg.port));
+            PgStream::Unix(UnixStream::connect(&path).await?)
+        }
+        PgHost::Tcp(host) => {
+            let tcp = TcpStream::connect((host.as_str(), cfg.port)).await?;
+            // Standby status updates are tiny; don't let Nagle hold them back.
+            tcp.set_nodelay(true)?;
+            tls::negotiate(tcp, host, cfg.tls, cfg.tls_ca_file.as_deref()).await?
+        }
+    })
+}
+
 impl ReplicationConn<PgStream> {
     /// Opens a socket, negotiates TLS as `cfg.tls` says, starts up as a walsender client and authenticates.
     pub async fn connect(cfg: &ConnectConfig) -> Result<ReplicationConn<PgStream>, PgError> {
-        let stream = match &cfg.host {
-            PgHost::Unix(dir) => {
-                let path = dir.join(format!(".s.PGSQL.{}", cfg.port));
-                PgStream::Unix(UnixStream::connect(&path).await?)
-            }
-            PgHost::Tcp(host) => {
-                let tcp = TcpStream::connect((host.as_str(), cfg.port)).await?;
-                // Standby status updates are tiny; don't let Nagle hold them back.
-                tcp.set_nodelay(true)?;
-                tls::negotiate(tcp, host, cfg.tls, cfg.tls_ca_file.as_deref()).await?
-            }
-        };
+        let stream = open_transport(cfg).await?;
         let is_tls = stream.is_tls();
         ReplicationConn::startup(stream, cfg, is_tls).await
     }

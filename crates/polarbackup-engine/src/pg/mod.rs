@@ -19,7 +19,7 @@ mod wal_writer;
 
 pub use base_backup::{BackupEvent, BaseBackupOptions, BaseBackupStream, TablespaceInfo};
 pub use config::{ConnectConfig, PgHost, TlsMode};
-pub use conn::{ReplicationConn, SlotInfo, SystemInfo};
+pub use conn::{open_transport, ReplicationConn, SlotInfo, SystemInfo};
 pub use error::PgError;
 pub use lsn::{wal_file_name, Lsn, ParseLsnError};
 pub use query::ResultSet;

@@ -36,7 +36,9 @@ pub(crate) async fn negotiate(
     // unauthenticated plaintext (CVE-2021-23222), and rustls rejects it as a bad handshake.
     match tcp.read_u8().await? {
         b'S' => {}
-        b'N' if mode == TlsMode::Prefer => return Ok(PgStream::Tcp(tcp)),
+        b'N' if matches!(mode, TlsMode::Prefer | TlsMode::PreferNoVerify) => {
+            return Ok(PgStream::Tcp(tcp))
+        }
         b'N' => {
             return Err(PgError::Tls(
                 "the server does not accept TLS connections".into(),
@@ -73,7 +75,7 @@ pub(crate) fn client_config(
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?;
-    if mode == TlsMode::RequireNoVerify {
+    if matches!(mode, TlsMode::RequireNoVerify | TlsMode::PreferNoVerify) {
         let verifier = Arc::new(NoVerify(provider()));
         return Ok(builder
             .dangerous()
@@ -192,6 +194,10 @@ mod tests {
     #[tokio::test]
     async fn prefer_falls_back_when_server_has_no_tls() {
         let s = answer_ssl_request(b'N', TlsMode::Prefer).await.unwrap();
+        assert!(!s.is_tls());
+        let s = answer_ssl_request(b'N', TlsMode::PreferNoVerify)
+            .await
+            .unwrap();
         assert!(!s.is_tls());
     }
 

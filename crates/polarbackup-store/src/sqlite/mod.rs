@@ -191,8 +191,9 @@ impl Store for SqliteStore {
                 let id = ids::cluster_id();
                 let inserted = c.execute(
                     "INSERT OR IGNORE INTO clusters (id, account_id, region, engine, host, port,
-                         user_name, password, database, description, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                         user_name, password, database, description, created_at, tls_mode,
+                         tls_ca_file)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         id,
                         spec.account.as_str(),
@@ -204,7 +205,9 @@ impl Store for SqliteStore {
                         spec.password,
                         spec.database,
                         spec.description,
-                        secs(now)
+                        secs(now),
+                        spec.tls_mode,
+                        spec.tls_ca_file
                     ],
                 )?;
                 if inserted == 1 {

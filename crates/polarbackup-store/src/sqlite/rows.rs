@@ -59,6 +59,8 @@ pub fn cluster_from(row: &Row<'_>) -> rusqlite::Result<Cluster> {
             password: row.get("password")?,
             database: row.get("database")?,
             description: row.get("description")?,
+            tls_mode: row.get("tls_mode")?,
+            tls_ca_file: row.get("tls_ca_file")?,
         },
         created_at: ts(row.get("created_at")?)?,
     })
