@@ -8,8 +8,8 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use records::{
-    AccessKey, Account, ClaimedJob, Cluster, CreateJobOutcome, DeleteRefusal, JobFilter,
-    ManualJobRequest, NewCluster, SetFilter, SetPage,
+    AccessKey, Account, Attachment, ClaimedJob, Cluster, CreateJobOutcome, DeleteRefusal,
+    JobFilter, ManualJobRequest, NewCluster, PolicyKind, RamUser, SetFilter, SetPage, StoredPolicy,
 };
 pub use sqlite::SqliteStore;
 
@@ -31,6 +31,8 @@ pub trait Store: Send + Sync {
 
     /// Creates a key with a fresh random id and secret.
     fn create_key(&self, account: &AccountId, now: Timestamp) -> Result<AccessKey>;
+    /// Creates a key for a RAM user, in the user's account.
+    fn create_user_key(&self, user: &RamUser, now: Timestamp) -> Result<AccessKey>;
     /// Creates a key with the given id and secret (the root key from the environment).
     fn import_key(&self, key: &AccessKey) -> Result<()>;
     fn key(&self, id: &str) -> Result<Option<AccessKey>>;
@@ -88,6 +90,20 @@ pub trait Store: Send + Sync {
     fn forget_set(&self, id: BackupJobId) -> Result<()>;
     /// Ids whose repository data must be kept (sets, and jobs still running).
     fn known_backup_ids(&self) -> Result<Vec<BackupJobId>>;
+
+    /// A RAM user; names are unique within an account.
+    fn create_user(&self, account: &AccountId, name: &str, now: Timestamp) -> Result<RamUser>;
+    fn user(&self, id: &str) -> Result<Option<RamUser>>;
+    /// Stores a custom policy (validated by the caller); names are unique within an account.
+    fn create_policy(&self, policy: &StoredPolicy) -> Result<()>;
+    fn list_policies(&self, account: &AccountId) -> Result<Vec<StoredPolicy>>;
+    /// Attaches a policy by name; false when it was attached already. A custom policy must
+    /// exist in the user's account.
+    fn attach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool>;
+    /// False when it was not attached.
+    fn detach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool>;
+    /// The policies that govern a user's calls.
+    fn attachments(&self, user: &RamUser) -> Result<Vec<Attachment>>;
 
     /// Records a signature nonce for a key. Returns false when it was already used and has not
     /// expired. Expired nonces are purged as a side effect.

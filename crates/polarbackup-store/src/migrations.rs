@@ -92,6 +92,31 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE clusters ADD COLUMN tls_mode TEXT NOT NULL DEFAULT 'prefer';
     ALTER TABLE clusters ADD COLUMN tls_ca_file TEXT;
     "#,
+    // 4: RAM users, their keys, custom policies and attachments.
+    r#"
+    CREATE TABLE ram_users (
+        id          TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        name        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        UNIQUE (account_id, name)
+    );
+    -- NULL: the account's own (root) key, which RAM policies do not restrict.
+    ALTER TABLE access_keys ADD COLUMN user_id TEXT REFERENCES ram_users(id);
+    CREATE TABLE ram_policies (
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        name        TEXT NOT NULL,
+        document    TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE ram_attachments (
+        user_id     TEXT NOT NULL REFERENCES ram_users(id),
+        policy_type TEXT NOT NULL CHECK (policy_type IN ('System', 'Custom')),
+        policy_name TEXT NOT NULL,
+        PRIMARY KEY (user_id, policy_type, policy_name)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -18,6 +18,8 @@ pub struct Account {
 pub struct AccessKey {
     pub id: AccessKeyId,
     pub account: AccountId,
+    /// The RAM user the key belongs to; `None` for the account's own key.
+    pub user: Option<String>,
     pub secret: String,
     pub active: bool,
     pub created_at: Timestamp,
@@ -28,6 +30,7 @@ impl fmt::Debug for AccessKey {
         f.debug_struct("AccessKey")
             .field("id", &self.id)
             .field("account", &self.account)
+            .field("user", &self.user)
             .field("secret", &"<redacted>")
             .field("active", &self.active)
             .finish()
@@ -141,4 +144,46 @@ pub enum DeleteRefusal {
     NotFound(BackupJobId),
     /// Automated sets belong to the retention policy.
     Automated(BackupJobId),
+}
+
+/// A RAM user: an identity inside an account whose calls policies govern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamUser {
+    pub id: String,
+    pub account: AccountId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// A custom policy as stored: the document is kept verbatim, validated by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub account: AccountId,
+    pub name: String,
+    pub document: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    System,
+    Custom,
+}
+
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "System",
+            Self::Custom => "Custom",
+        }
+    }
+}
+
+/// A policy attached to a user, with its document for custom ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub kind: PolicyKind,
+    pub name: String,
+    /// `None` for system policies, which are built into the binary.
+    pub document: Option<String>,
 }

@@ -140,6 +140,7 @@ fn ensure_root_key(store: &SqliteStore, clock: &dyn Clock) -> Result<()> {
     store.import_key(&AccessKey {
         id: id.clone(),
         account: account.id.clone(),
+        user: None,
         secret,
         active: true,
         created_at: now,

@@ -1,12 +1,13 @@
 //! The embedded SQLite implementation of [`Store`], in `<data-dir>/metadata.sqlite`.
 
 mod jobs;
+mod ram;
 mod rows;
 mod sets;
 
 use crate::records::{
-    AccessKey, Account, ClaimedJob, Cluster, CreateJobOutcome, DeleteRefusal, JobFilter,
-    ManualJobRequest, NewCluster, SetFilter, SetPage,
+    AccessKey, Account, Attachment, ClaimedJob, Cluster, CreateJobOutcome, DeleteRefusal,
+    JobFilter, ManualJobRequest, NewCluster, PolicyKind, RamUser, SetFilter, SetPage, StoredPolicy,
 };
 use crate::{ids, migrations, Result, Store, StoreError};
 use jiff::Timestamp;
@@ -66,6 +67,30 @@ impl SqliteStore {
         &self.path
     }
 
+    fn new_key(
+        &self,
+        account: &AccountId,
+        user: Option<&str>,
+        now: Timestamp,
+    ) -> Result<AccessKey> {
+        for _ in 0..8 {
+            let key = AccessKey {
+                id: AccessKeyId::parse(&ids::access_key_id())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                account: account.clone(),
+                user: user.map(str::to_owned),
+                secret: ids::access_key_secret(),
+                active: true,
+                created_at: now,
+            };
+            match self.import_key(&key) {
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other.map(|()| key),
+            }
+        }
+        Err(StoreError::Conflict("access key id"))
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned lock is safe to reuse.
@@ -110,21 +135,11 @@ impl Store for SqliteStore {
     }
 
     fn create_key(&self, account: &AccountId, now: Timestamp) -> Result<AccessKey> {
-        for _ in 0..8 {
-            let key = AccessKey {
-                id: AccessKeyId::parse(&ids::access_key_id())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                account: account.clone(),
-                secret: ids::access_key_secret(),
-                active: true,
-                created_at: now,
-            };
-            match self.import_key(&key) {
-                Err(StoreError::Conflict(_)) => continue,
-                other => return other.map(|()| key),
-            }
-        }
-        Err(StoreError::Conflict("access key id"))
+        self.new_key(account, None, now)
+    }
+
+    fn create_user_key(&self, user: &RamUser, now: Timestamp) -> Result<AccessKey> {
+        self.new_key(&user.account, Some(&user.id), now)
     }
 
     fn import_key(&self, key: &AccessKey) -> Result<()> {
@@ -142,14 +157,17 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound { what: "account" });
             }
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO access_keys (id, account_id, secret, active, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO access_keys (id, account_id, secret, active, created_at,
+                     user_id)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE ?6 IS NULL OR EXISTS (SELECT 1 FROM ram_users WHERE id = ?6 AND account_id = ?2)",
                 params![
                     key.id.as_str(),
                     key.account.as_str(),
                     key.secret,
                     key.active,
-                    secs(key.created_at)
+                    secs(key.created_at),
+                    key.user
                 ],
             )?;
             if inserted == 0 {
@@ -307,6 +325,34 @@ impl Store for SqliteStore {
 
     fn known_backup_ids(&self) -> Result<Vec<BackupJobId>> {
         self.with(|c| sets::known_ids(c))
+    }
+
+    fn create_user(&self, account: &AccountId, name: &str, now: Timestamp) -> Result<RamUser> {
+        self.with(|c| ram::create_user(c, account, name, now))
+    }
+
+    fn user(&self, id: &str) -> Result<Option<RamUser>> {
+        self.with(|c| ram::user(c, id))
+    }
+
+    fn create_policy(&self, policy: &StoredPolicy) -> Result<()> {
+        self.with(|c| ram::create_policy(c, policy))
+    }
+
+    fn list_policies(&self, account: &AccountId) -> Result<Vec<StoredPolicy>> {
+        self.with(|c| ram::list_policies(c, account))
+    }
+
+    fn attach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool> {
+        self.with(|c| ram::attach(c, user, kind, name))
+    }
+
+    fn detach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool> {
+        self.with(|c| ram::detach(c, user, kind, name))
+    }
+
+    fn attachments(&self, user: &RamUser) -> Result<Vec<Attachment>> {
+        self.with(|c| ram::attachments(c, user))
     }
 
     fn use_nonce(

@@ -38,6 +38,7 @@ pub fn key_from(row: &Row<'_>) -> rusqlite::Result<AccessKey> {
     Ok(AccessKey {
         id: AccessKeyId::parse(&id).map_err(|_| corrupt("key id", &id))?,
         account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
+        user: row.get("user_id")?,
         secret: row.get("secret")?,
         active: row.get("active")?,
         created_at: ts(row.get("created_at")?)?,
