@@ -9,6 +9,7 @@ mod compare;
 mod encode;
 mod error;
 mod keys;
+pub mod ram;
 mod request;
 mod time;
 mod v1;
