@@ -4,7 +4,7 @@
 use crate::AppState;
 use polarbackup_auth::{AuthError, KeyLookup, KeyMaterial, KeyRecord};
 use polarbackup_model::AccountId;
-use polarbackup_store::StoreError;
+use polarbackup_store::{AccessKey, RamUser, StoreError};
 use polarbackup_wire::{ApiError, Params};
 use std::cell::RefCell;
 use tracing::error;
@@ -14,6 +14,10 @@ use tracing::error;
 pub struct Caller {
     pub account: AccountId,
     pub access_key_id: String,
+    /// The RAM user behind the key; `None` for the account's own keys.
+    pub user: Option<RamUser>,
+    pub source_ip: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
 }
 
 /// Adapts the store to the verifier's lookup, remembering a store failure so that it becomes
@@ -21,18 +25,19 @@ pub struct Caller {
 struct StoreKeys<'a> {
     state: &'a AppState,
     failure: RefCell<Option<StoreError>>,
-    account: RefCell<Option<AccountId>>,
+    found: RefCell<Option<AccessKey>>,
 }
 
 impl KeyLookup for StoreKeys<'_> {
     fn lookup(&self, access_key_id: &str) -> Option<KeyRecord> {
         match self.state.store.key(access_key_id) {
             Ok(Some(key)) => {
-                *self.account.borrow_mut() = Some(key.account.clone());
-                Some(KeyRecord {
-                    material: KeyMaterial::Secret(key.secret),
+                let record = KeyRecord {
+                    material: KeyMaterial::Secret(key.secret.clone()),
                     active: key.active,
-                })
+                };
+                *self.found.borrow_mut() = Some(key);
+                Some(record)
             }
             Ok(None) => None,
             Err(e) => {
@@ -43,8 +48,10 @@ impl KeyLookup for StoreKeys<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn authenticate(
     state: &AppState,
+    source_ip: Option<std::net::IpAddr>,
     method: &str,
     path: &str,
     params: &Params,
@@ -62,7 +69,7 @@ pub fn authenticate(
     let keys = StoreKeys {
         state,
         failure: RefCell::new(None),
-        account: RefCell::new(None),
+        found: RefCell::new(None),
     };
     let now = state.clock.now();
     let verified = polarbackup_auth::verify(&req, now, &keys);
@@ -90,10 +97,31 @@ pub fn authenticate(
     if !fresh {
         return Err(ApiError::SignatureNonceUsed);
     }
-    let account = keys.account.take().ok_or(ApiError::Internal)?;
+    let key = keys.found.take().ok_or(ApiError::Internal)?;
+    let user = match &key.user {
+        None => None,
+        Some(id) => Some(
+            state
+                .store
+                .user(id)
+                .map_err(|e| {
+                    error!(error = %e, "loading the key's user failed");
+                    ApiError::Internal
+                })?
+                // A key whose user is gone must not act as the account.
+                .ok_or(ApiError::AccessKeyNotFound)?,
+        ),
+    };
+    let user_agent = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+        .map(|(_, v)| v.clone());
     Ok(Caller {
-        account,
+        account: key.account,
         access_key_id: verified.access_key_id,
+        user,
+        source_ip,
+        user_agent,
     })
 }
 

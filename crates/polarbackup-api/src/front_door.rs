@@ -1,6 +1,6 @@
 //! One RPC call from bytes to response: read, authenticate, dispatch, render.
 
-use crate::{authn, handlers, AppState};
+use crate::{authn, authz, handlers, AppState};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -12,6 +12,7 @@ use tracing::{debug, error, info, warn};
 
 /// A request as the synchronous part of the pipeline sees it.
 struct Call {
+    peer: Option<std::net::IpAddr>,
     method: String,
     path: String,
     params: Params,
@@ -80,6 +81,10 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
 /// Reads method, path, headers and a bounded body; decodes query and form parameters.
 async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
     let (parts, body) = req.into_parts();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     if parts.method != Method::GET && parts.method != Method::POST {
         return Err(ApiError::UnsupportedHttpMethod);
     }
@@ -129,6 +134,7 @@ async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
         })
         .collect();
     Ok(Call {
+        peer,
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         params,
@@ -172,6 +178,7 @@ fn process(
     }
     let caller = authn::authenticate(
         state,
+        call.peer,
         call.method.as_str(),
         &call.path,
         &call.params,
@@ -180,6 +187,7 @@ fn process(
     )
     .inspect_err(|e| log_refusal(request_id, e))?;
     debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
+    authz::authorize(state, &caller, action, &call.params, request_id)?;
     let body = handlers::dispatch(state, action, &caller, &call.params).map_err(|e| {
         if e == ApiError::Internal {
             error!(

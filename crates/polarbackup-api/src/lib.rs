@@ -1,6 +1,7 @@
 //! The only crate that knows HTTP: routes, request reading, authentication, dispatch, rendering.
 
 mod authn;
+mod authz;
 mod front_door;
 mod handlers;
 
@@ -10,6 +11,41 @@ use jiff::SignedDuration;
 use polarbackup_model::Clock;
 use polarbackup_store::Store;
 use std::sync::Arc;
+
+pub use authz::RamMode;
+
+/// RAM enforcement settings.
+#[derive(Clone)]
+pub struct RamConfig {
+    pub mode: RamMode,
+    /// Authenticates `EncodedDiagnosticMessage`s; only `admin ram decode-diagnostic` reads it.
+    pub diagnostic_key: DiagnosticKey,
+}
+
+/// A secret that never shows in Debug output or logs.
+#[derive(Clone)]
+pub struct DiagnosticKey(pub Vec<u8>);
+
+impl DiagnosticKey {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DiagnosticKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiagnosticKey(<redacted>)")
+    }
+}
+
+impl std::fmt::Debug for RamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RamConfig")
+            .field("mode", &self.mode)
+            .field("diagnostic_key", &self.diagnostic_key)
+            .finish()
+    }
+}
 
 /// Settings of the front door.
 #[derive(Debug, Clone)]
@@ -22,6 +58,7 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// How long a client may take to send its body.
     pub body_timeout: std::time::Duration,
+    pub ram: RamConfig,
 }
 
 impl Default for ApiConfig {
@@ -31,6 +68,10 @@ impl Default for ApiConfig {
             job_history: SignedDuration::from_hours(7 * 24),
             body_limit: 1024 * 1024,
             body_timeout: std::time::Duration::from_secs(30),
+            ram: RamConfig {
+                mode: RamMode::Strict,
+                diagnostic_key: DiagnosticKey(Vec::new()),
+            },
         }
     }
 }

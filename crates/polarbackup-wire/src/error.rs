@@ -65,11 +65,40 @@ pub enum ApiError {
     #[error("automated backup sets cannot be deleted")]
     AutomatedBackupNotDeletable,
 
+    // Authorization.
+    #[error("denied by RAM")]
+    ForbiddenRam(Box<AccessDenied>),
+
     // Server side.
     #[error("internal error")]
     Internal,
     #[error("service unavailable")]
     ServiceUnavailable,
+}
+
+/// `AccessDeniedDetail` of a RAM denial (RAM.md A.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessDenied {
+    pub auth_action: String,
+    pub principal_owner_id: String,
+    pub principal_display_name: String,
+    /// `ImplicitDeny` or `ExplicitDeny`.
+    pub no_permission_type: String,
+    pub encoded_diagnostic_message: String,
+}
+
+impl AccessDenied {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "AuthAction": self.auth_action,
+            "AuthPrincipalType": "SubUser",
+            "AuthPrincipalOwnerId": self.principal_owner_id,
+            "AuthPrincipalDisplayName": self.principal_display_name,
+            "PolicyType": "AccountLevelIdentityBasedPolicy",
+            "NoPermissionType": self.no_permission_type,
+            "EncodedDiagnosticMessage": self.encoded_diagnostic_message,
+        })
+    }
 }
 
 impl ApiError {
@@ -212,6 +241,11 @@ impl ApiError {
                 400,
                 "InvalidBackupMode.Malformed",
                 "The specified parameter BackupMode is not valid.".into(),
+            ),
+            ForbiddenRam(_) => (
+                403,
+                "Forbidden.RAM",
+                "User not authorized to operate on the specified resource, or this API doesn't support RAM.".into(),
             ),
             Internal => (
                 500,

@@ -11,7 +11,7 @@ pub mod params;
 pub mod render;
 
 pub use actions::Action;
-pub use error::ApiError;
+pub use error::{AccessDenied, ApiError};
 pub use params::Params;
 pub use render::{Format, Rendered};
 

@@ -74,6 +74,9 @@ pub fn error(err: &ApiError, request_id: &str, host_id: &str, format: Format) ->
     ] {
         map.insert(k.into(), Value::String(v));
     }
+    if let ApiError::ForbiddenRam(detail) = err {
+        map.insert("AccessDeniedDetail".into(), detail.to_json());
+    }
     Rendered {
         status,
         content_type: format.content_type(),
@@ -157,6 +160,27 @@ mod tests {
         assert!(o.values().all(Value::is_string));
         assert_eq!(o["Code"], "InvalidBackupMode.Malformed");
         assert_eq!(r.status, 400);
+    }
+
+    #[test]
+    fn ram_denials_carry_access_denied_detail() {
+        let err = ApiError::ForbiddenRam(Box::new(crate::error::AccessDenied {
+            auth_action: "polardb:CreateBackup".into(),
+            principal_owner_id: "1234567890123456".into(),
+            principal_display_name: "2234567890123456".into(),
+            no_permission_type: "ImplicitDeny".into(),
+            encoded_diagnostic_message: "PBD1.x.y".into(),
+        }));
+        let r = error(&err, "RID", "h", Format::Json);
+        assert_eq!(r.status, 403);
+        let v: Value = serde_json::from_str(&r.body).expect("json");
+        assert_eq!(v["Code"], "Forbidden.RAM");
+        assert_eq!(v["AccessDeniedDetail"]["AuthPrincipalType"], "SubUser");
+        assert_eq!(
+            v["AccessDeniedDetail"]["PolicyType"],
+            "AccountLevelIdentityBasedPolicy"
+        );
+        assert_eq!(v["AccessDeniedDetail"]["NoPermissionType"], "ImplicitDeny");
     }
 
     #[test]

@@ -19,24 +19,41 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
             let account = store.create_account(name.as_deref(), jiff::Timestamp::now())?;
             json!({ "AccountId": account.id.as_str() })
         }
-        AdminCommand::Key(KeyCommand::Create { account, data }) => {
-            let account = AccountId::parse(&account).context("--account")?;
+        AdminCommand::Key(KeyCommand::Create {
+            account,
+            user,
+            data,
+        }) => {
             let store = open(&data)?;
-            if store.account(&account)?.is_none() {
-                bail!("account {account} does not exist");
-            }
-            let key = store.create_key(&account, jiff::Timestamp::now())?;
+            let now = jiff::Timestamp::now();
+            let key = match (account, user) {
+                (Some(account), _) => {
+                    let account = AccountId::parse(&account).context("--account")?;
+                    if store.account(&account)?.is_none() {
+                        bail!("account {account} does not exist");
+                    }
+                    store.create_key(&account, now)?
+                }
+                (None, Some(user)) => {
+                    let user = crate::admin_ram::find_user(&store, &user)?;
+                    store.create_user_key(&user, now)?
+                }
+                (None, None) => bail!("give --account or --user"),
+            };
             json!({ "AccessKeyId": key.id.as_str(), "AccessKeySecret": key.secret })
         }
         AdminCommand::Key(KeyCommand::Disable { key, data }) => set_active(&key, &data, false)?,
         AdminCommand::Key(KeyCommand::Enable { key, data }) => set_active(&key, &data, true)?,
         AdminCommand::Cluster(ClusterCommand::Create(args)) => create_cluster(args)?,
+        AdminCommand::User(cmd) => crate::admin_ram::user(cmd)?,
+        AdminCommand::Policy(cmd) => crate::admin_ram::policy(cmd)?,
+        AdminCommand::Ram(cmd) => crate::admin_ram::ram(cmd)?,
     };
     println!("{out}");
     Ok(())
 }
 
-fn open(data: &DataDirArg) -> Result<SqliteStore> {
+pub fn open(data: &DataDirArg) -> Result<SqliteStore> {
     let dir = config::data_dir(data.data_dir.as_deref());
     SqliteStore::open(&dir)
         .with_context(|| format!("opening the metadata store in {}", dir.display()))

@@ -61,6 +61,20 @@ pub struct ServeArgs {
     /// Backups that may run at once, at most one per cluster [default: 2].
     #[arg(long, env = "POLARBACKUP_WORKERS")]
     pub workers: Option<usize>,
+    /// RAM enforcement for RAM users' calls [default: strict].
+    #[arg(long, env = "POLARBACKUP_RAM_MODE")]
+    pub ram_mode: Option<RamModeArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RamModeArg {
+    /// Denied calls get 403 Forbidden.RAM.
+    Strict,
+    /// Decisions are logged; every call is allowed.
+    Soft,
+    /// No evaluation; every call is allowed.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -88,6 +102,95 @@ pub enum AdminCommand {
     /// Database clusters to back up.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// RAM users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// RAM policies: custom ones, and attaching system or custom ones to users.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// RAM tools: simulate a decision, decode a denial's diagnostic message.
+    #[command(subcommand)]
+    Ram(RamCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a RAM user; prints {"UserId": ..., "UserName": ...}.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Create a custom policy from a JSON document (validated).
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        document_file: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Attach a system policy (by name) or one of the account's custom policies to a user.
+    Attach {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        policy: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Detach a policy from a user.
+    Detach {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        policy: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// List the account's custom policies and the system policies.
+    List {
+        #[arg(long)]
+        account: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RamCommand {
+    /// Evaluate a call as a user would make it; prints the decision and the deciding statements.
+    Simulate {
+        #[arg(long)]
+        user: String,
+        /// e.g. polardb:CreateBackup
+        #[arg(long)]
+        action: String,
+        /// e.g. acs:polardb:cn-hangzhou:ACCOUNT:dbcluster/pc-...
+        #[arg(long)]
+        resource: String,
+        /// Request context, e.g. acs:SourceIp=10.0.0.1 (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        context: Vec<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Explain a denial's EncodedDiagnosticMessage (checked against this server's key).
+    DecodeDiagnostic {
+        #[arg(long)]
+        message: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,10 +206,13 @@ pub enum AccountCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Create an access key; the secret is printed only now.
+    /// Create an access key for an account (unrestricted) or a RAM user; the secret is printed
+    /// only now.
     Create {
+        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        account: Option<String>,
         #[arg(long)]
-        account: String,
+        user: Option<String>,
         #[command(flatten)]
         data: DataDirArg,
     },

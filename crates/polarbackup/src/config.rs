@@ -1,6 +1,6 @@
 //! Typed, layered configuration: defaults < TOML file < environment < flags.
 
-use crate::cli::{LogFormat, ServeArgs};
+use crate::cli::{LogFormat, RamModeArg, ServeArgs};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -23,6 +23,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     host_id: Option<String>,
     workers: Option<usize>,
+    ram_mode: Option<RamModeArg>,
 }
 
 /// Everything `serve` needs, after layering and validation.
@@ -34,6 +35,7 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     pub host_id: String,
     pub workers: usize,
+    pub ram_mode: RamModeArg,
 }
 
 impl ServeConfig {
@@ -66,6 +68,10 @@ impl ServeConfig {
                 .host_id
                 .unwrap_or_else(|| "polardb.aliyuncs.com".into()),
             workers: args.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
+            ram_mode: args
+                .ram_mode
+                .or(file.ram_mode)
+                .unwrap_or(RamModeArg::Strict),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -96,6 +102,33 @@ pub fn repo_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("repo")
 }
 
+/// The key that authenticates RAM diagnostic messages, created on first use (mode 0600).
+pub fn diagnostic_key(data_dir: &Path) -> Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("diagnostic.key");
+    match std::fs::read(&path) {
+        Ok(k) if k.len() >= 32 => return Ok(k),
+        Ok(_) => bail!(
+            "{} is too short; delete it to make a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let key: [u8; 32] = rand::random();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(&key)?;
+    f.sync_all()?;
+    Ok(key.to_vec())
+}
+
 /// Private scratch space inside a data directory.
 pub fn scratch_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("tmp")
@@ -119,6 +152,7 @@ mod tests {
             job_history_days: None,
             log_format: None,
             workers: None,
+            ram_mode: None,
         }
     }
 

@@ -1,11 +1,12 @@
 //! `polarbackup serve`: open the store, bind, answer until SIGINT/SIGTERM, then drain.
 
+use crate::cli::RamModeArg;
 use crate::cli::{LogFormat, ServeArgs};
 use crate::config::{self, ServeConfig};
 use crate::executor::PgExecutor;
 use anyhow::{Context, Result};
 use jiff::SignedDuration;
-use polarbackup_api::{router, ApiConfig, AppState};
+use polarbackup_api::{router, ApiConfig, AppState, DiagnosticKey, RamConfig, RamMode};
 use polarbackup_jobs::{CancellationToken, WorkerConfig};
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
 use polarbackup_repo::{Repo, RepoConfig};
@@ -68,6 +69,14 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         config: Arc::new(ApiConfig {
             host_id: cfg.host_id.clone(),
             job_history: SignedDuration::from_hours(i64::from(cfg.job_history_days) * 24),
+            ram: RamConfig {
+                mode: match cfg.ram_mode {
+                    RamModeArg::Strict => RamMode::Strict,
+                    RamModeArg::Soft => RamMode::Soft,
+                    RamModeArg::Off => RamMode::Off,
+                },
+                diagnostic_key: DiagnosticKey(config::diagnostic_key(&cfg.data_dir)?),
+            },
             ..ApiConfig::default()
         }),
         work_available: wake,
@@ -86,7 +95,11 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
     )?;
     out.flush()?;
     drop(out);
-    axum::serve(listener, router(state))
+    if cfg.ram_mode == RamModeArg::Off {
+        warn!("RAM is off: RAM users' calls are not checked against their policies");
+    }
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;

@@ -1,0 +1,124 @@
+//! Authorization: every call of a RAM user is evaluated against its policies before any work.
+//! The account's own keys bypass evaluation, as in the cloud.
+
+use crate::authn::Caller;
+use crate::AppState;
+use polarbackup_auth::ram::{
+    encode_diagnostic, evaluate, system_policy, AttachedPolicy, Context, DecisionEffect, Policy,
+    PolicyType, RamRequest,
+};
+use polarbackup_store::PolicyKind;
+use polarbackup_wire::{AccessDenied, Action, ApiError, Params};
+use std::sync::Arc;
+use tracing::{error, info, warn};
+
+/// How RAM decisions are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RamMode {
+    /// Denials are refused with 403 Forbidden.RAM.
+    Strict,
+    /// Decisions are evaluated and logged, but every call is allowed (for migrating policies).
+    Soft,
+    /// No evaluation at all.
+    Off,
+}
+
+/// The resource a call is authorized on, built from the request alone: `DBClusterId` (whether
+/// or not that cluster exists) and `RegionId` when the client sends one (`*` otherwise). Nothing
+/// in it, or in a denial, depends on what the store holds, so a denied caller learns nothing.
+pub fn resource_arn(caller: &Caller, params: &Params) -> String {
+    let non_empty = |name| params.get(name).filter(|s: &&str| !s.is_empty());
+    let region = non_empty("RegionId").unwrap_or("*");
+    let id = non_empty("DBClusterId").unwrap_or("*");
+    format!("acs:polardb:{region}:{}:dbcluster/{id}", caller.account)
+}
+
+/// The policies governing a user: system ones by name, custom ones parsed from the store.
+fn user_policies(state: &AppState, caller: &Caller) -> Result<Vec<AttachedPolicy>, ApiError> {
+    let Some(user) = &caller.user else {
+        return Ok(Vec::new());
+    };
+    let attachments = state.store.attachments(user).map_err(|e| {
+        error!(error = %e, "loading attachments failed");
+        ApiError::Internal
+    })?;
+    let mut out = Vec::with_capacity(attachments.len());
+    for a in attachments {
+        match (a.kind, a.document) {
+            (PolicyKind::System, _) => match system_policy(&a.name) {
+                Some(p) => out.push(p),
+                None => warn!(policy = %a.name, "attached system policy is unknown; ignored"),
+            },
+            (PolicyKind::Custom, Some(doc)) => match Policy::parse(&doc) {
+                Ok(p) => out.push(AttachedPolicy {
+                    name: a.name,
+                    policy_type: PolicyType::Custom,
+                    policy: Arc::new(p),
+                }),
+                // Validated when created; if it no longer parses, it grants nothing.
+                Err(e) => {
+                    error!(policy = %a.name, error = %e, "stored policy does not parse; ignored")
+                }
+            },
+            (PolicyKind::Custom, None) => {}
+        }
+    }
+    Ok(out)
+}
+
+pub fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    params: &Params,
+    request_id: &str,
+) -> Result<(), ApiError> {
+    let Some(user) = &caller.user else {
+        return Ok(());
+    };
+    let mode = state.config.ram.mode;
+    if mode == RamMode::Off {
+        return Ok(());
+    }
+    let ram_action = action.ram_action();
+    let resource = resource_arn(caller, params);
+    let mut context = Context::new()
+        .with_current_time(state.clock.now())
+        .with_secure_transport(false)
+        .with_access_id(&caller.access_key_id);
+    if let Some(ip) = caller.source_ip {
+        context = context.with_source_ip(ip);
+    }
+    if let Some(ua) = &caller.user_agent {
+        context = context.with_user_agent(ua);
+    }
+    let request = RamRequest {
+        action: &ram_action,
+        resource: &resource,
+        context: &context,
+    };
+    let decision = evaluate(&request, &user_policies(state, caller)?);
+    if decision.effect == DecisionEffect::Allow {
+        return Ok(());
+    }
+    let kind = match decision.effect {
+        DecisionEffect::ExplicitDeny => "ExplicitDeny",
+        _ => "ImplicitDeny",
+    };
+    if mode == RamMode::Soft {
+        info!(request_id, user = %user.id, action = %ram_action, %resource, decision = kind, "RAM would deny (soft mode: allowed)");
+        return Ok(());
+    }
+    info!(request_id, user = %user.id, action = %ram_action, %resource, decision = kind, "RAM denied");
+    Err(ApiError::ForbiddenRam(Box::new(AccessDenied {
+        auth_action: ram_action.clone(),
+        principal_owner_id: caller.account.to_string(),
+        principal_display_name: user.id.clone(),
+        no_permission_type: kind.into(),
+        encoded_diagnostic_message: encode_diagnostic(
+            &decision,
+            &request,
+            state.config.ram.diagnostic_key.as_bytes(),
+        ),
+    })))
+}
