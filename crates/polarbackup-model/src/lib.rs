@@ -4,6 +4,7 @@ pub mod backup_set;
 pub mod clock;
 pub mod ids;
 pub mod job;
+pub mod policy;
 
 pub use backup_set::{BackupSet, BackupSetStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
