@@ -4,6 +4,7 @@
 
 mod executor;
 mod progress;
+pub mod scheduler;
 mod worker;
 
 pub use executor::{BoxFuture, Completed, Executor, JobContext};

@@ -22,6 +22,8 @@ pub struct WorkerConfig {
     pub lease: SignedDuration,
     /// How often to look for work when nobody wakes the pool.
     pub poll: Duration,
+    /// Queue automated backups by policy and expire old sets.
+    pub scheduler: bool,
 }
 
 impl Default for WorkerConfig {
@@ -30,6 +32,7 @@ impl Default for WorkerConfig {
             concurrency: 2,
             lease: SignedDuration::from_secs(30),
             poll: Duration::from_secs(2),
+            scheduler: true,
         }
     }
 }
@@ -119,6 +122,11 @@ impl Pool {
     /// Fails jobs whose worker died, finishes interrupted deletions and, once per start,
     /// removes stored data that no job or set owns.
     async fn housekeeping(&self, sweep_orphans: bool, running: usize) -> Result<(), String> {
+        if self.config.scheduler {
+            let store = self.store.clone();
+            let clock = self.clock.clone();
+            blocking(move || crate::scheduler::tick(store.as_ref(), clock.as_ref())).await?;
+        }
         let store = self.store.clone();
         let now = self.clock.now();
         for mut job in blocking(move || store.abandoned_jobs(now)).await? {

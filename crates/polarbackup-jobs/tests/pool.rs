@@ -158,6 +158,7 @@ impl Fixture {
                 concurrency: 2,
                 lease: SignedDuration::from_secs(lease_secs),
                 poll: Duration::from_millis(50),
+                scheduler: false,
             },
             wake.clone(),
             shutdown.clone(),

@@ -14,6 +14,7 @@ pub use records::{
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
+use polarbackup_model::policy::BackupPolicy;
 use polarbackup_model::{
     AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction,
 };
@@ -104,6 +105,24 @@ pub trait Store: Send + Sync {
     fn detach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool>;
     /// The policies that govern a user's calls.
     fn attachments(&self, user: &RamUser) -> Result<Vec<Attachment>>;
+
+    /// A cluster's backup policy (the default if never set) and its last scheduled slot.
+    fn backup_policy(&self, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)>;
+    fn set_backup_policy(&self, cluster: &DbClusterId, policy: &BackupPolicy) -> Result<()>;
+    /// Every cluster's policy and last slot.
+    fn schedules(&self) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>>;
+    /// Queues the automated job of `slot` exactly once: `None` if that slot (or a later one)
+    /// was already scheduled, by this process or another.
+    fn schedule_automated_job(
+        &self,
+        cluster: &DbClusterId,
+        slot: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<BackupJob>>;
+    /// The listed sets of a cluster.
+    fn cluster_sets(&self, cluster: &DbClusterId) -> Result<Vec<BackupSet>>;
+    /// Hides expired automated sets; their data is removed like a deletion's.
+    fn expire_sets(&self, ids: &[BackupJobId]) -> Result<()>;
 
     /// Records a signature nonce for a key. Returns false when it was already used and has not
     /// expired. Expired nonces are purged as a side effect.

@@ -117,6 +117,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, policy_type, policy_name)
     ) WITHOUT ROWID;
     "#,
+    // 5: backup policies and the scheduler's high-water mark. `last_slot` is compared and set
+    // in the same transaction that queues an automated job, so each slot runs exactly once
+    // even with several servers on one database.
+    r#"
+    CREATE TABLE backup_policies (
+        cluster_id  TEXT PRIMARY KEY REFERENCES clusters(id),
+        policy      TEXT NOT NULL,
+        last_slot   INTEGER
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -54,6 +54,9 @@ impl Server {
             .arg(&data_dir)
             .args(extra_args)
             .env("RUST_BACKTRACE", "1")
+            // Test clusters are not real databases: no automated backups unless a test asks
+            // for them with `--scheduler on` (a flag beats the environment).
+            .env("POLARBACKUP_SCHEDULER", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -142,6 +145,31 @@ impl Server {
                 None => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        self.stop_watchdog();
+        let mut child = self.child.take().expect("the server was already stopped");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Runs `polarbackup restore --backup-id ID --target-dir DIR --data-dir DATA EXTRA…` on
+    /// this server's data directory and returns its output, whatever the exit status.
+    pub fn restore(&self, backup_id: &str, target: &Path, extra_args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("restore")
+            .arg("--backup-id")
+            .arg(backup_id)
+            .arg("--target-dir")
+            .arg(target)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} restore: {e}", self.bin.display()))
     }
 
     /// Creates an account, a key and a cluster in this server's data directory.
@@ -281,6 +309,13 @@ impl Tenant {
 
     /// Creates one more cluster for this tenant's account and returns its id.
     pub fn add_cluster(&self, bin: &Path, data_dir: &Path) -> String {
+        self.add_cluster_at(bin, data_dir, 5432, "postgres")
+    }
+
+    /// Creates a cluster for this tenant's account that backs up PostgreSQL on
+    /// `127.0.0.1:port` as `user` (no password), and returns its id.
+    pub fn add_cluster_at(&self, bin: &Path, data_dir: &Path, port: u16, user: &str) -> String {
+        let port = port.to_string();
         let cluster = admin(
             bin,
             data_dir,
@@ -296,9 +331,9 @@ impl Tenant {
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "5432",
+                &port,
                 "--user",
-                "postgres",
+                user,
             ],
         );
         str_field(&cluster, "DBClusterId")

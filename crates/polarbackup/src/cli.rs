@@ -61,9 +61,20 @@ pub struct ServeArgs {
     /// Backups that may run at once, at most one per cluster [default: 2].
     #[arg(long, env = "POLARBACKUP_WORKERS")]
     pub workers: Option<usize>,
+    /// Take automated backups by each cluster's policy [default: on]. `off` suits a local test
+    /// endpoint whose clusters are not real.
+    #[arg(long, env = "POLARBACKUP_SCHEDULER")]
+    pub scheduler: Option<OnOff>,
     /// RAM enforcement for RAM users' calls [default: strict].
     #[arg(long, env = "POLARBACKUP_RAM_MODE")]
     pub ram_mode: Option<RamModeArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -1,6 +1,6 @@
 //! Typed, layered configuration: defaults < TOML file < environment < flags.
 
-use crate::cli::{LogFormat, RamModeArg, ServeArgs};
+use crate::cli::{LogFormat, OnOff, RamModeArg, ServeArgs};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -24,6 +24,7 @@ struct FileConfig {
     host_id: Option<String>,
     workers: Option<usize>,
     ram_mode: Option<RamModeArg>,
+    scheduler: Option<OnOff>,
 }
 
 /// Everything `serve` needs, after layering and validation.
@@ -36,6 +37,7 @@ pub struct ServeConfig {
     pub host_id: String,
     pub workers: usize,
     pub ram_mode: RamModeArg,
+    pub scheduler: bool,
 }
 
 impl ServeConfig {
@@ -72,6 +74,7 @@ impl ServeConfig {
                 .ram_mode
                 .or(file.ram_mode)
                 .unwrap_or(RamModeArg::Strict),
+            scheduler: args.scheduler.or(file.scheduler).unwrap_or(OnOff::On) == OnOff::On,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -153,6 +156,7 @@ mod tests {
             log_format: None,
             workers: None,
             ram_mode: None,
+            scheduler: None,
         }
     }
 

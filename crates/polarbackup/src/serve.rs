@@ -58,6 +58,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         Arc::new(PgExecutor { repo, scratch }),
         WorkerConfig {
             concurrency: cfg.workers,
+            scheduler: cfg.scheduler,
             ..WorkerConfig::default()
         },
         wake.clone(),

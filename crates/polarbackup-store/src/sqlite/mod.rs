@@ -1,6 +1,7 @@
 //! The embedded SQLite implementation of [`Store`], in `<data-dir>/metadata.sqlite`.
 
 mod jobs;
+mod policies;
 mod ram;
 mod rows;
 mod sets;
@@ -11,6 +12,7 @@ use crate::records::{
 };
 use crate::{ids, migrations, Result, Store, StoreError};
 use jiff::Timestamp;
+use polarbackup_model::policy::BackupPolicy;
 use polarbackup_model::{
     AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction,
 };
@@ -53,7 +55,20 @@ impl SqliteStore {
         // The file holds key secrets and database passwords: owner only.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching to WAL needs a moment of exclusive access and does not wait on the busy
+        // handler, so processes opening a fresh directory together retry briefly.
+        let mut attempt = 0;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 100 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::apply(&mut conn)?;
@@ -229,6 +244,13 @@ impl Store for SqliteStore {
                     ],
                 )?;
                 if inserted == 1 {
+                    // The schedule starts now: no slot before the cluster existed is due.
+                    let json = serde_json::to_string(&BackupPolicy::default())
+                        .map_err(|e| StoreError::Corrupt(format!("backup policy: {e}")))?;
+                    c.execute(
+                        "INSERT INTO backup_policies (cluster_id, policy, last_slot) VALUES (?1, ?2, ?3)",
+                        params![id, json, secs(now)],
+                    )?;
                     return Ok(c.query_row(
                         "SELECT * FROM clusters WHERE id = ?1",
                         [&id],
@@ -353,6 +375,35 @@ impl Store for SqliteStore {
 
     fn attachments(&self, user: &RamUser) -> Result<Vec<Attachment>> {
         self.with(|c| ram::attachments(c, user))
+    }
+
+    fn backup_policy(&self, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)> {
+        self.with(|c| policies::get(c, cluster))
+    }
+
+    fn set_backup_policy(&self, cluster: &DbClusterId, policy: &BackupPolicy) -> Result<()> {
+        self.with(|c| policies::set(c, cluster, policy))
+    }
+
+    fn schedules(&self) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>> {
+        self.with(|c| policies::all(c))
+    }
+
+    fn schedule_automated_job(
+        &self,
+        cluster: &DbClusterId,
+        slot: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<BackupJob>> {
+        self.with(|c| policies::schedule(c, cluster, slot, now))
+    }
+
+    fn cluster_sets(&self, cluster: &DbClusterId) -> Result<Vec<BackupSet>> {
+        self.with(|c| policies::sets_of(c, cluster))
+    }
+
+    fn expire_sets(&self, ids: &[BackupJobId]) -> Result<()> {
+        self.with(|c| policies::expire(c, ids))
     }
 
     fn use_nonce(

@@ -1,0 +1,193 @@
+//! The scheduler over weeks of simulated time: exact slots, exactly once across two
+//! processes, one catch-up after downtime, retention that keeps the newest set.
+
+use jiff::{SignedDuration, Timestamp};
+use polarbackup_jobs::scheduler::tick;
+use polarbackup_model::policy::{BackupPolicy, PolicyChange};
+use polarbackup_model::{BackupSet, BackupSetStatus, DbClusterId, JobMode, JobStatus, ManualClock};
+use polarbackup_store::{JobFilter, NewCluster, SqliteStore, Store};
+
+/// Monday 2026-01-05 00:00:00 UTC.
+fn monday() -> Timestamp {
+    "2026-01-05T00:00:00Z".parse().expect("time")
+}
+
+fn setup(dir: &std::path::Path, policy: &[(&str, &str)]) -> (SqliteStore, DbClusterId) {
+    let store = SqliteStore::open(dir).expect("open");
+    let account = store.create_account(None, monday()).expect("account").id;
+    let cluster = store
+        .create_cluster(
+            &NewCluster {
+                account,
+                region: "cn-hangzhou".into(),
+                engine: "postgresql".into(),
+                host: "127.0.0.1".into(),
+                port: 1,
+                user: "u".into(),
+                password: None,
+                database: None,
+                description: None,
+                tls_mode: "disable".into(),
+                tls_ca_file: None,
+            },
+            monday(),
+        )
+        .expect("cluster")
+        .id;
+    let change = PolicyChange::parse(|k| policy.iter().find(|(n, _)| *n == k).map(|(_, v)| *v))
+        .expect("valid policy");
+    let mut p = BackupPolicy::default();
+    p.apply(change);
+    store.set_backup_policy(&cluster, &p).expect("policy");
+    (store, cluster)
+}
+
+fn automated(store: &SqliteStore, cluster: &DbClusterId) -> Vec<Timestamp> {
+    let f = JobFilter {
+        job_id: None,
+        mode: Some(JobMode::Automated),
+        ended_since: Timestamp::MIN,
+    };
+    let mut t: Vec<_> = store
+        .list_jobs(cluster, &f)
+        .expect("list")
+        .iter()
+        .map(|j| j.start_time)
+        .collect();
+    t.sort();
+    t
+}
+
+const MWF_0200: &[(&str, &str)] = &[
+    ("PreferredBackupPeriod", "Monday,Wednesday,Friday"),
+    ("PreferredBackupTime", "02:00Z-03:00Z"),
+];
+
+#[test]
+fn three_weeks_of_monday_wednesday_friday_windows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (store, cluster) = setup(dir.path(), MWF_0200);
+    let clock = ManualClock::new(monday());
+    for _ in 0..(21 * 24 * 4) {
+        tick(&store, &clock).expect("tick");
+        clock.advance(SignedDuration::from_mins(15));
+    }
+    let got = automated(&store, &cluster);
+    assert_eq!(got.len(), 9, "{got:?}");
+    for t in &got {
+        let z = t.to_zoned(jiff::tz::TimeZone::UTC);
+        assert!(
+            matches!(
+                z.weekday(),
+                jiff::civil::Weekday::Monday
+                    | jiff::civil::Weekday::Wednesday
+                    | jiff::civil::Weekday::Friday
+            ),
+            "{t}"
+        );
+        assert_eq!(z.hour(), 2, "queued inside the window: {t}");
+    }
+}
+
+#[test]
+fn two_processes_queue_each_slot_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a, cluster) = setup(dir.path(), MWF_0200);
+    let b = SqliteStore::open(dir.path()).expect("second process");
+    let clock = ManualClock::new(monday());
+    for _ in 0..(14 * 24 * 4) {
+        let (ra, rb) = std::thread::scope(|s| {
+            let ha = s.spawn(|| tick(&a, &clock).expect("tick a"));
+            let hb = s.spawn(|| tick(&b, &clock).expect("tick b"));
+            (ha.join().expect("a"), hb.join().expect("b"))
+        });
+        assert!(ra.queued + rb.queued <= 1);
+        clock.advance(SignedDuration::from_mins(15));
+    }
+    assert_eq!(automated(&a, &cluster).len(), 6);
+}
+
+#[test]
+fn a_downtime_over_many_windows_gives_one_catch_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (store, cluster) = setup(dir.path(), &[("PreferredBackupTime", "02:00Z-03:00Z")]);
+    let clock = ManualClock::new(monday());
+    for _ in 0..(3 * 24 * 4) {
+        tick(&store, &clock).expect("tick");
+        clock.advance(SignedDuration::from_mins(15));
+    }
+    assert_eq!(automated(&store, &cluster).len(), 3, "one a day");
+    // Down for ten days, back at 12:00 on a day whose window has passed.
+    clock.advance(SignedDuration::from_hours(10 * 24 + 12));
+    let report = tick(&store, &clock).expect("tick");
+    assert_eq!(report.queued, 1, "one catch-up, not a burst");
+    for _ in 0..8 {
+        clock.advance(SignedDuration::from_mins(15));
+        assert_eq!(tick(&store, &clock).expect("tick").queued, 0);
+    }
+    assert_eq!(automated(&store, &cluster).len(), 4);
+}
+
+#[test]
+fn retention_expires_old_automated_sets_but_keeps_the_newest_and_manual_ones() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (store, cluster) = setup(dir.path(), &[("DataLevel1BackupRetentionPeriod", "3")]);
+    let clock = ManualClock::new(monday());
+    let finish = |mode: JobMode, at: Timestamp| {
+        let mut job = store
+            .insert_job(
+                &cluster,
+                mode,
+                polarbackup_model::TaskAction::NormalBackupTask,
+                at,
+            )
+            .expect("job");
+        for (s, p) in [
+            (JobStatus::Preparing, 1),
+            (JobStatus::Uploading, 50),
+            (JobStatus::Checking, 95),
+            (JobStatus::Finished, 100),
+        ] {
+            job.advance(s, p, at).expect("advance");
+        }
+        let set = BackupSet {
+            id: job.id,
+            cluster_id: cluster.clone(),
+            mode,
+            status: BackupSetStatus::Success,
+            start_time: at,
+            end_time: at,
+            consistent_time: Some(at),
+            size: 1,
+            stored_size: 1,
+            comment: None,
+        };
+        store.end_job(&job, Some(&set)).expect("end");
+        job.id
+    };
+    let day = |d: i64| monday() + SignedDuration::from_hours(24 * d);
+    let old_auto = finish(JobMode::Automated, day(0));
+    let old_manual = finish(JobMode::Manual, day(0));
+    clock.set(day(10));
+    let report = tick(&store, &clock).expect("tick");
+    assert_eq!(
+        report.expired, 0,
+        "the newest successful automated set is never expired"
+    );
+    let newer = finish(JobMode::Automated, day(9));
+    let report = tick(&store, &clock).expect("tick");
+    assert_eq!(report.expired, 1);
+    let listed: Vec<_> = store
+        .cluster_sets(&cluster)
+        .expect("sets")
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(!listed.contains(&old_auto));
+    assert!(listed.contains(&old_manual) && listed.contains(&newer));
+    assert_eq!(
+        store.pending_deletions().expect("pending")[0].id,
+        old_auto,
+        "data removal is queued"
+    );
+}

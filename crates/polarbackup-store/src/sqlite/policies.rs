@@ -1,0 +1,120 @@
+//! Backup policies, exactly-once scheduling of automated jobs, and expiry of old sets.
+
+use super::jobs;
+use super::rows::{db_id, secs, set_from, ts, SET_COLUMNS};
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use polarbackup_model::policy::BackupPolicy;
+use polarbackup_model::{BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// A cluster's policy (the default when none was ever stored) and its last scheduled slot.
+pub fn get(c: &Connection, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)> {
+    let row: Option<(String, Option<i64>)> = c
+        .query_row(
+            "SELECT policy, last_slot FROM backup_policies WHERE cluster_id = ?1",
+            [cluster.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok((BackupPolicy::default(), None)),
+        Some((json, last)) => {
+            let policy = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("backup policy of {cluster}: {e}")))?;
+            Ok((policy, last.map(ts).transpose()?))
+        }
+    }
+}
+
+pub fn set(c: &Connection, cluster: &DbClusterId, policy: &BackupPolicy) -> Result<()> {
+    let json = serde_json::to_string(policy)
+        .map_err(|e| StoreError::Corrupt(format!("backup policy: {e}")))?;
+    c.execute(
+        "INSERT INTO backup_policies (cluster_id, policy) VALUES (?1, ?2)
+         ON CONFLICT (cluster_id) DO UPDATE SET policy = excluded.policy",
+        params![cluster.as_str(), json],
+    )?;
+    Ok(())
+}
+
+/// Every cluster with its policy and last slot, for the scheduler.
+pub fn all(c: &Connection) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>> {
+    let ids: Vec<String> = c
+        .prepare("SELECT id FROM clusters ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let cluster = DbClusterId::parse(&id)
+            .map_err(|_| StoreError::Corrupt(format!("cluster id {id:?}")))?;
+        let (policy, last) = get(c, &cluster)?;
+        out.push((cluster, policy, last));
+    }
+    Ok(out)
+}
+
+/// Queues the automated job for `slot` unless that slot (or a later one) was already taken:
+/// the compare and the insert share one write transaction.
+pub fn schedule(
+    c: &mut Connection,
+    cluster: &DbClusterId,
+    slot: Timestamp,
+    now: Timestamp,
+) -> Result<Option<BackupJob>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let last: Option<Option<i64>> = tx
+        .query_row(
+            "SELECT last_slot FROM backup_policies WHERE cluster_id = ?1",
+            [cluster.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if last.flatten().is_some_and(|l| l >= secs(slot)) {
+        return Ok(None);
+    }
+    if last.is_none() {
+        let json = serde_json::to_string(&BackupPolicy::default())
+            .map_err(|e| StoreError::Corrupt(format!("backup policy: {e}")))?;
+        tx.execute(
+            "INSERT INTO backup_policies (cluster_id, policy) VALUES (?1, ?2)",
+            params![cluster.as_str(), json],
+        )?;
+    }
+    tx.execute(
+        "UPDATE backup_policies SET last_slot = ?2 WHERE cluster_id = ?1",
+        params![cluster.as_str(), secs(slot)],
+    )?;
+    let job = jobs::insert(
+        &tx,
+        cluster,
+        JobMode::Automated,
+        TaskAction::NormalBackupTask,
+        None,
+        now,
+    )?;
+    tx.commit()?;
+    Ok(Some(job))
+}
+
+/// All listed sets of a cluster, for retention.
+pub fn sets_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<BackupSet>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {SET_COLUMNS} FROM backup_sets WHERE cluster_id = ?1 AND deleting = 0"
+    ))?;
+    let rows = stmt.query_map([cluster.as_str()], set_from)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Hides expired sets; the workers remove their data and then their rows.
+pub fn expire(c: &mut Connection, ids: &[BackupJobId]) -> Result<()> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for id in ids {
+        tx.execute(
+            "UPDATE backup_sets SET deleting = 1 WHERE id = ?1 AND mode = 'Automated'",
+            [db_id(*id)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
