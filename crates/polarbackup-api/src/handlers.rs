@@ -8,7 +8,7 @@ use polarbackup_store::{
 };
 use polarbackup_wire::describe_backup_tasks::{self as dbt, JobSelector};
 use polarbackup_wire::describe_backups::{self as dbs, BackupSelector};
-use polarbackup_wire::{create_backup, delete_backup, Action, ApiError, Params};
+use polarbackup_wire::{backup_policy, create_backup, delete_backup, Action, ApiError, Params};
 use serde_json::{Map, Value};
 use tracing::{error, info};
 
@@ -20,6 +20,8 @@ pub fn dispatch(state: &AppState, action: Action, caller: &Caller, params: &Para
         Action::CreateBackup => create_backup(state, caller, params),
         Action::DescribeBackups => describe_backups(state, caller, params),
         Action::DeleteBackup => delete_backup(state, caller, params),
+        Action::DescribeBackupPolicy => describe_backup_policy(state, caller, params),
+        Action::ModifyBackupPolicy => modify_backup_policy(state, caller, params),
     }
 }
 
@@ -151,4 +153,27 @@ fn delete_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
         Err(DeleteRefusal::NotFound(_)) => Err(ApiError::BackupSetNotFound),
         Err(DeleteRefusal::Automated(_)) => Err(ApiError::AutomatedBackupNotDeletable),
     }
+}
+
+fn describe_backup_policy(state: &AppState, caller: &Caller, params: &Params) -> Body {
+    let id = params.required("DBClusterId")?;
+    let cluster = owned_cluster(state, caller, id, backup_policy::CLUSTER_NOT_FOUND)?;
+    let (policy, _) = state.store.backup_policy(&cluster.id).map_err(internal)?;
+    Ok(backup_policy::describe(&policy, state.clock.now()))
+}
+
+/// A partial update: only the fields sent change. The scheduler reads the new policy on its
+/// next pass.
+fn modify_backup_policy(state: &AppState, caller: &Caller, params: &Params) -> Body {
+    let (id, change) = backup_policy::parse_change(params)?;
+    let cluster = owned_cluster(state, caller, &id, backup_policy::CLUSTER_NOT_FOUND)?;
+    let (mut policy, _) = state.store.backup_policy(&cluster.id).map_err(internal)?;
+    policy.apply(change);
+    state
+        .store
+        .set_backup_policy(&cluster.id, &policy)
+        .map_err(internal)?;
+    info!(cluster = %cluster.id, "backup policy changed");
+    state.work_available.notify_one();
+    Ok(Map::new())
 }

@@ -8,14 +8,18 @@ pub enum Action {
     CreateBackup,
     DescribeBackups,
     DeleteBackup,
+    DescribeBackupPolicy,
+    ModifyBackupPolicy,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 6] = [
         Action::DescribeBackupTasks,
         Action::CreateBackup,
         Action::DescribeBackups,
         Action::DeleteBackup,
+        Action::DescribeBackupPolicy,
+        Action::ModifyBackupPolicy,
     ];
 
     /// Action names are case-sensitive, as on the real gateway.
@@ -32,6 +36,8 @@ impl Action {
             Self::CreateBackup => "CreateBackup",
             Self::DescribeBackups => "DescribeBackups",
             Self::DeleteBackup => "DeleteBackup",
+            Self::DescribeBackupPolicy => "DescribeBackupPolicy",
+            Self::ModifyBackupPolicy => "ModifyBackupPolicy",
         }
     }
 

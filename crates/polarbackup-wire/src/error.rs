@@ -64,6 +64,9 @@ pub enum ApiError {
     BackupSetNotFound,
     #[error("automated backup sets cannot be deleted")]
     AutomatedBackupNotDeletable,
+    /// A policy field for a feature this service does not have (level-2, cross-region, ...).
+    #[error("unsupported backup policy field {0}")]
+    IncorrectBackupPolicy(&'static str),
 
     // Authorization.
     #[error("denied by RAM")]
@@ -237,6 +240,13 @@ impl ApiError {
                 "OperationDenied.AutomatedBackup",
                 "Automated backups are removed by the backup retention policy and cannot be deleted manually.".into(),
             ),
+            IncorrectBackupPolicy(field) => {
+                return (
+                    403,
+                    "IncorrectBackupPolicy".into(),
+                    format!("{field} configures a feature polarbackup does not provide (level-2, cross-region or advanced backups); only its off value is accepted."),
+                )
+            }
             BackupModeMalformed => (
                 400,
                 "InvalidBackupMode.Malformed",

@@ -2,6 +2,7 @@
 //! read and validated, how responses and errors are shaped and rendered.
 
 pub mod actions;
+pub mod backup_policy;
 pub mod create_backup;
 pub mod delete_backup;
 pub mod describe_backup_tasks;
