@@ -14,7 +14,10 @@ Request fields
              raw                            the signer in this file (shares no code with the server)
   endpoint   "127.0.0.1:PORT"
   key, secret
-  action     default "DescribeBackupTasks"; version default "2017-08-01"
+  action     default "DescribeBackupTasks"; version default "2017-08-01". The typed clients
+             (v3, v3-sm3, v1-new: the SDK's request model and method; old-typed-post, old-xml:
+             the old SDK's request class) know DescribeBackupTasks, CreateBackup,
+             DescribeBackups and DeleteBackup; other actions go through the generic call
   params     business parameters (strings)
   format     old clients and raw: "JSON" (default for old) or "XML" (old-xml forces XML)
   method     old-common-*: GET/POST override; raw: GET or POST (default POST)
@@ -41,6 +44,20 @@ Raw-only options
   extra_headers       headers added to the request (after signing)
   no_action_header    V3: do not send x-acs-action (and do not sign it)
 
+Polling (one long-lived process, so no interpreter start-up between calls)
+  poll        {"job": ID, "until": [statuses], "min_process": N, "timeout": S, "interval": S,
+               "create": PARAMS}
+              repeats the request (a DescribeBackupTasks call) every `interval` seconds
+              (default 0: no pause) until job ID shows a status in `until` (default Finished,
+              Failed) with Process >= `min_process` (default 0), or `timeout` (default 60)
+              seconds pass. With `create`, first calls CreateBackup with PARAMS through the same
+              client and follows the job it returns (so no call is missed at the start).
+              Result: ok, job, created (the CreateBackup result), calls, elapsed, timed_out,
+              last (the last call's result) and observations: each change of the job's
+              (status, process), in order, as {status, process, at, last_at, seen} (seconds
+              since the first call; how many calls saw it). A job absent from the list shows
+              as status null.
+
 Result fields
   ok, status, code, message, request_id   as the SDK parsed them (old SDK: get_error_code(),
                                          get_http_status(), get_error_msg(), get_request_id();
@@ -51,6 +68,8 @@ Result fields
   xml         when the body is XML: {"root": tag, "value": tree}, where an element with children
               is an object mapping each child tag to the list of its values, and a leaf is its text
   exception, sdk_message, data          the SDK's exception class, its own message, new SDK .data
+  access_denied_detail                  new SDK errors: the exception's .access_denied_detail (the
+                                         AccessDeniedDetail of a RAM denial, as the SDK parsed it)
   string_to_sign                        V1/V3 string to sign (raw, old SDK)
   nonce, timestamp                      what raw sent
 
@@ -67,6 +86,7 @@ import json
 import os
 import socket
 import sys
+import time
 import traceback
 import urllib.parse
 import uuid
@@ -75,6 +95,15 @@ import xml.etree.ElementTree as ET
 DEFAULT_ACTION = "DescribeBackupTasks"
 DEFAULT_VERSION = "2017-08-01"
 TIMEOUT = 20
+
+# Actions with a typed request model and client method in the new SDK, and a request class
+# in the old SDK (aliyunsdkpolardb.request.v20170801.<Action>Request).
+TYPED_ACTIONS = {
+    "DescribeBackupTasks": ("DescribeBackupTasksRequest", "describe_backup_tasks"),
+    "CreateBackup": ("CreateBackupRequest", "create_backup"),
+    "DescribeBackups": ("DescribeBackupsRequest", "describe_backups"),
+    "DeleteBackup": ("DeleteBackupRequest", "delete_backup"),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,12 +181,23 @@ def result(ok, status, code=None, message=None, request_id=None, body=None, head
 # new SDK: alibabacloud-polardb20170801 on alibabacloud_tea_openapi
 
 
-def new_sdk_call(req):
-    from alibabacloud_polardb20170801 import models as polardb_models
+_NEW_CLIENTS = {}
+
+
+def new_sdk_client(req):
+    """A new client, or for polls (`_reuse`) one per (kind, endpoint, key, region) and process."""
     from alibabacloud_polardb20170801.client import Client
-    from alibabacloud_tea_openapi import exceptions as tea_exceptions
     from alibabacloud_tea_openapi import utils_models as open_api_models
-    from darabonba.runtime import RuntimeOptions
+
+    cache_key = (
+        req["client"],
+        req["endpoint"],
+        req["key"],
+        req["secret"],
+        req.get("region", "cn-hangzhou"),
+    )
+    if req.get("_reuse") and cache_key in _NEW_CLIENTS:
+        return _NEW_CLIENTS[cache_key]
 
     class CapturingClient(Client):
         """Keeps the raw map call_api returned, before the typed model re-serialises it."""
@@ -183,13 +223,26 @@ def new_sdk_call(req):
     if algorithm:
         config.signature_algorithm = algorithm
     client = CapturingClient(config)
+    _NEW_CLIENTS[cache_key] = client
+    return client
+
+
+def new_sdk_call(req):
+    from alibabacloud_polardb20170801 import models as polardb_models
+    from alibabacloud_tea_openapi import exceptions as tea_exceptions
+    from alibabacloud_tea_openapi import utils_models as open_api_models
+    from darabonba.runtime import RuntimeOptions
+
+    client = new_sdk_client(req)
+    client.last_raw = None
     action = req.get("action", DEFAULT_ACTION)
     version = req.get("version", DEFAULT_VERSION)
     params = {k: str(v) for k, v in (req.get("params") or {}).items()}
     try:
-        if action == DEFAULT_ACTION and version == DEFAULT_VERSION and not req.get("generic"):
-            typed = polardb_models.DescribeBackupTasksRequest().from_map(params)
-            resp = client.describe_backup_tasks(typed)
+        if action in TYPED_ACTIONS and version == DEFAULT_VERSION and not req.get("generic"):
+            model_name, method_name = TYPED_ACTIONS[action]
+            typed = getattr(polardb_models, model_name)().from_map(params)
+            resp = getattr(client, method_name)(typed)
             m = resp.to_map()
             raw = client.last_raw or {}
             return result(
@@ -240,6 +293,8 @@ def new_sdk_call(req):
             exception=type(e).__name__,
             sdk_message=e.message,
             data=data,
+            # ClientException (4xx) carries the body's AccessDeniedDetail, parsed by the SDK.
+            access_denied_detail=getattr(e, "access_denied_detail", None),
         )
 
 
@@ -250,10 +305,9 @@ def new_sdk_call(req):
 def old_sdk_call(req):
     from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
     from aliyunsdkcore.client import AcsClient
+    import importlib
+
     from aliyunsdkcore.request import CommonRequest
-    from aliyunsdkpolardb.request.v20170801.DescribeBackupTasksRequest import (
-        DescribeBackupTasksRequest,
-    )
 
     host, port = split_endpoint(req["endpoint"])
     client = AcsClient(
@@ -272,9 +326,12 @@ def old_sdk_call(req):
     fmt = req.get("format", "JSON")
 
     if kind in ("old-typed-post", "old-xml"):
-        if action != DEFAULT_ACTION or version != DEFAULT_VERSION:
-            raise ValueError("the typed old request only knows DescribeBackupTasks 2017-08-01")
-        request = DescribeBackupTasksRequest()
+        if action not in TYPED_ACTIONS or version != DEFAULT_VERSION:
+            raise ValueError("no typed old request for %s %s" % (action, version))
+        module = importlib.import_module(
+            "aliyunsdkpolardb.request.v20170801.%sRequest" % action
+        )
+        request = getattr(module, action + "Request")()
         for k, v in params.items():
             request.add_query_param(k, v)
         if kind == "old-xml":
@@ -694,7 +751,94 @@ def selftest(vectors_dir):
 # ---------------------------------------------------------------------------------------------
 
 
+def poll(req):
+    """Repeats the request (a DescribeBackupTasks listing) and records each change of one job's
+    (BackupProgressStatus, Process), until the job reaches a status in `until` with Process >=
+    `min_process`, or `timeout` seconds pass. See the module docstring for the fields."""
+    spec = req["poll"]
+    created = None
+    if spec.get("create") is not None:
+        create = dict(req, action="CreateBackup", params=spec["create"])
+        create.pop("poll")
+        created = run_one(create)
+        body = created.get("body") if isinstance(created.get("body"), dict) else {}
+        if not created.get("ok") or not body.get("BackupJobId"):
+            return result(
+                False,
+                created.get("status"),
+                code=created.get("code"),
+                message=created.get("message"),
+                created=created,
+                observations=[],
+                calls=0,
+                timed_out=False,
+            )
+        job = str(body["BackupJobId"])
+    else:
+        job = str(spec["job"])
+    interval = float(spec.get("interval", 0))
+    until = spec.get("until") or ["Finished", "Failed"]
+    min_process = int(spec.get("min_process", 0))
+    timeout = float(spec.get("timeout", 60))
+    one = {k: v for k, v in req.items() if k != "poll"}
+    one["_reuse"] = True
+    started = time.monotonic()
+    observations = []
+    calls = 0
+    while True:
+        last = run_one(one)
+        calls += 1
+        elapsed = time.monotonic() - started
+        if not last.get("ok"):
+            return result(
+                False,
+                last.get("status"),
+                code=last.get("code"),
+                message=last.get("message"),
+                observations=observations,
+                calls=calls,
+                last=last,
+                timed_out=False,
+            )
+        body = last.get("raw_body")
+        if not isinstance(body, dict):
+            body = last.get("body") if isinstance(last.get("body"), dict) else {}
+        jobs = ((body.get("Items") or {}).get("BackupJob")) or []
+        mine = [j for j in jobs if str(j.get("BackupJobId")) == job]
+        status = mine[0].get("BackupProgressStatus") if mine else None
+        process = mine[0].get("Process") if mine else None
+        if not observations or (observations[-1]["status"], observations[-1]["process"]) != (
+            status,
+            process,
+        ):
+            observations.append(
+                {"status": status, "process": process, "at": round(elapsed, 3), "seen": 0}
+            )
+        observations[-1]["seen"] += 1
+        observations[-1]["last_at"] = round(elapsed, 3)
+        try:
+            reached = status in until and int(process or 0) >= min_process
+        except ValueError:
+            reached = False
+        if reached or elapsed > timeout:
+            return result(
+                True,
+                last.get("status"),
+                job=job,
+                created=created,
+                observations=observations,
+                calls=calls,
+                last=last,
+                timed_out=not reached,
+                elapsed=round(elapsed, 3),
+            )
+        if interval > 0:
+            time.sleep(interval)
+
+
 def run_one(req):
+    if req.get("poll"):
+        return poll(req)
     kind = req.get("client")
     try:
         if kind in ("v3", "v3-sm3", "v1-new"):

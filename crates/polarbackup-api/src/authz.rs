@@ -23,13 +23,24 @@ pub enum RamMode {
     Off,
 }
 
-/// The resource a call is authorized on, built from the request alone: `DBClusterId` (whether
-/// or not that cluster exists) and `RegionId` when the client sends one (`*` otherwise). Nothing
-/// in it, or in a denial, depends on what the store holds, so a denied caller learns nothing.
-pub fn resource_arn(caller: &Caller, params: &Params) -> String {
-    let non_empty = |name| params.get(name).filter(|s: &&str| !s.is_empty());
-    let region = non_empty("RegionId").unwrap_or("*");
-    let id = non_empty("DBClusterId").unwrap_or("*");
+/// The region a request addresses: its `RegionId`, or the server's own region for SDKs that
+/// send none (the cloud infers it from the endpoint). Clusters of other regions are not found.
+pub fn request_region<'a>(state: &'a AppState, params: &'a Params) -> &'a str {
+    params
+        .get("RegionId")
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&state.config.region)
+}
+
+/// The resource a call is authorized on, built from the request alone: its region and its
+/// `DBClusterId` (whether or not that cluster exists). Nothing in it, or in a denial, depends on
+/// what the store holds, so a denied caller learns nothing.
+pub fn resource_arn(state: &AppState, caller: &Caller, params: &Params) -> String {
+    let region = request_region(state, params);
+    let id = params
+        .get("DBClusterId")
+        .filter(|s| !s.is_empty())
+        .unwrap_or("*");
     format!("acs:polardb:{region}:{}:dbcluster/{id}", caller.account)
 }
 
@@ -81,7 +92,7 @@ pub fn authorize(
         return Ok(());
     }
     let ram_action = action.ram_action();
-    let resource = resource_arn(caller, params);
+    let resource = resource_arn(state, caller, params);
     let mut context = Context::new()
         .with_current_time(state.clock.now())
         .with_secure_transport(false)

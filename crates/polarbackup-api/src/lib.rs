@@ -52,6 +52,8 @@ impl std::fmt::Debug for RamConfig {
 pub struct ApiConfig {
     /// `HostId` in error bodies.
     pub host_id: String,
+    /// The region of requests that carry no `RegionId`.
+    pub region: String,
     /// How long Finished and Failed jobs stay listed by DescribeBackupTasks.
     pub job_history: SignedDuration,
     /// Largest request body accepted.
@@ -65,6 +67,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             host_id: "polardb.aliyuncs.com".into(),
+            region: "cn-hangzhou".into(),
             job_history: SignedDuration::from_hours(7 * 24),
             body_limit: 1024 * 1024,
             body_timeout: std::time::Duration::from_secs(30),

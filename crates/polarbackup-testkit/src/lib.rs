@@ -6,12 +6,20 @@
 //! * [`sdk`] and [`sdk_batch`] run `tests/sdk/driver.py`, which calls the server with the
 //!   official Alibaba Cloud Python SDKs or with its own raw signer, and return its JSON result.
 //! * [`checks`] holds small format predicates shared by the tests.
+//! * [`pg`] makes throwaway PostgreSQL servers (initdb on a free port) and checks restores;
+//!   [`ThrottledProxy`] slows a connection to one down, so a backup lasts long enough to watch.
+//! * [`ram`] makes RAM users ([`RamUser`]) and custom policies, and runs `admin ram …`.
 //!
 //! This crate depends on no server crate: everything goes through the process boundary.
 
 pub mod checks;
 mod driver;
+pub mod pg;
+mod proxy;
+pub mod ram;
 mod server;
 
 pub use driver::{driver_path, python, request, sdk, sdk_batch, workspace_root};
+pub use proxy::ThrottledProxy;
+pub use ram::RamUser;
 pub use server::{admin, admin_output, free_port, Server, Tenant};

@@ -70,12 +70,7 @@ fn set_active(key: &str, data: &DataDirArg, active: bool) -> Result<Value> {
 
 fn create_cluster(args: ClusterCreateArgs) -> Result<Value> {
     let account = AccountId::parse(&args.account).context("--account")?;
-    if args.region.is_empty()
-        || !args
-            .region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !config::valid_region(&args.region) {
         bail!("--region must be a region id such as cn-hangzhou");
     }
     if args.host.is_empty() || args.user.is_empty() {

@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// endpoint whose clusters are not real.
     #[arg(long, env = "POLARBACKUP_SCHEDULER")]
     pub scheduler: Option<OnOff>,
+    /// The region of requests without RegionId (the new SDKs send none) [default: cn-hangzhou].
+    #[arg(long, env = "POLARBACKUP_REGION")]
+    pub region: Option<String>,
     /// RAM enforcement for RAM users' calls [default: strict].
     #[arg(long, env = "POLARBACKUP_RAM_MODE")]
     pub ram_mode: Option<RamModeArg>,

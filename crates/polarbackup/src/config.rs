@@ -11,6 +11,7 @@ pub const DEFAULT_DATA_DIR: &str = "./polarbackup-data";
 pub const DEFAULT_JOB_HISTORY_DAYS: u32 = 7;
 const MAX_JOB_HISTORY_DAYS: u32 = 3650;
 pub const DEFAULT_WORKERS: usize = 2;
+pub const DEFAULT_REGION: &str = "cn-hangzhou";
 const MAX_WORKERS: usize = 64;
 
 /// The keys a config file may hold; unknown keys are an error, so typos do not pass silently.
@@ -25,6 +26,7 @@ struct FileConfig {
     workers: Option<usize>,
     ram_mode: Option<RamModeArg>,
     scheduler: Option<OnOff>,
+    region: Option<String>,
 }
 
 /// Everything `serve` needs, after layering and validation.
@@ -38,6 +40,7 @@ pub struct ServeConfig {
     pub workers: usize,
     pub ram_mode: RamModeArg,
     pub scheduler: bool,
+    pub region: String,
 }
 
 impl ServeConfig {
@@ -75,6 +78,11 @@ impl ServeConfig {
                 .or(file.ram_mode)
                 .unwrap_or(RamModeArg::Strict),
             scheduler: args.scheduler.or(file.scheduler).unwrap_or(OnOff::On) == OnOff::On,
+            region: args
+                .region
+                .clone()
+                .or(file.region)
+                .unwrap_or_else(|| DEFAULT_REGION.into()),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -87,6 +95,9 @@ impl ServeConfig {
         if !(1..=MAX_WORKERS).contains(&self.workers) {
             bail!("workers must be between 1 and {MAX_WORKERS}");
         }
+        if !valid_region(&self.region) {
+            bail!("region must be a region id such as cn-hangzhou");
+        }
         if self.host_id.is_empty() || !self.host_id.is_ascii() {
             bail!("host_id must be non-empty ASCII");
         }
@@ -98,6 +109,14 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// Region ids: lower-case letters, digits and '-'.
+pub fn valid_region(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 64
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The backup repository inside a data directory.
@@ -157,6 +176,7 @@ mod tests {
             workers: None,
             ram_mode: None,
             scheduler: None,
+            region: None,
         }
     }
 

@@ -69,6 +69,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         clock,
         config: Arc::new(ApiConfig {
             host_id: cfg.host_id.clone(),
+            region: cfg.region.clone(),
             job_history: SignedDuration::from_hours(i64::from(cfg.job_history_days) * 24),
             ram: RamConfig {
                 mode: match cfg.ram_mode {
