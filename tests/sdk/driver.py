@@ -103,6 +103,8 @@ TYPED_ACTIONS = {
     "CreateBackup": ("CreateBackupRequest", "create_backup"),
     "DescribeBackups": ("DescribeBackupsRequest", "describe_backups"),
     "DeleteBackup": ("DeleteBackupRequest", "delete_backup"),
+    "DescribeBackupPolicy": ("DescribeBackupPolicyRequest", "describe_backup_policy"),
+    "ModifyBackupPolicy": ("ModifyBackupPolicyRequest", "modify_backup_policy"),
 }
 
 

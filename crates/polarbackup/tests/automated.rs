@@ -1,0 +1,277 @@
+//! Automated backups with a real PostgreSQL: a policy whose window is open now makes the
+//! scheduler queue an Automated job, which runs to Finished and lists as BackupMode Automated;
+//! the policy round-trips through the official SDK and every Malformed field is refused.
+
+mod common;
+
+use common::{bin, wire_body};
+use jiff::{SignedDuration, Timestamp};
+use polarbackup_model::AccountId;
+use polarbackup_store::{NewCluster, SqliteStore, Store};
+use polarbackup_testkit::pg::PgCluster;
+use polarbackup_testkit::{request, sdk, Server, Tenant};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn call(server: &Server, t: &Tenant, client: &str, action: &str, params: Value) -> Value {
+    let mut req = request(client, server, t, params);
+    req["action"] = json!(action);
+    sdk(req)
+}
+
+/// Registers `port` as a cluster created two hours ago, so the window open now is a slot the
+/// scheduler owes it.
+fn cluster_created_earlier(server: &Server, t: &Tenant, port: u16) -> String {
+    let store = SqliteStore::open(&server.data_dir).expect("open the server's store");
+    let created = Timestamp::now() - SignedDuration::from_hours(2);
+    store
+        .create_cluster(
+            &NewCluster {
+                account: AccountId::parse(&t.account_id).expect("account id"),
+                region: "cn-hangzhou".into(),
+                engine: "postgresql".into(),
+                host: "127.0.0.1".into(),
+                port,
+                user: "postgres".into(),
+                password: None,
+                database: None,
+                description: None,
+                tls_mode: "disable".into(),
+                tls_ca_file: None,
+            },
+            created,
+        )
+        .expect("cluster")
+        .id
+        .to_string()
+}
+
+fn current_window() -> String {
+    let hour = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).hour();
+    format!("{:02}:00Z-{:02}:00Z", hour, (hour + 1) % 24)
+}
+
+#[test]
+fn an_automated_backup_due_now_runs_to_finished() {
+    let pg = PgCluster::init();
+    pg.pgbench_init("postgres", 1);
+    let server = Server::start(bin(), None, &["--scheduler", "on"]);
+    let mut t = server.tenant();
+    t.cluster_id = cluster_created_earlier(&server, &t, pg.port);
+
+    let window = current_window();
+    let res = call(
+        &server,
+        &t,
+        "v3",
+        "ModifyBackupPolicy",
+        json!({"DBClusterId": t.cluster_id, "PreferredBackupTime": window}),
+    );
+    assert_eq!(res["ok"], true, "{res:#}");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let res = call(
+            &server,
+            &t,
+            "v3",
+            "DescribeBackupTasks",
+            json!({"DBClusterId": t.cluster_id, "BackupMode": "Automated"}),
+        );
+        let jobs = wire_body(&res)["Items"]["BackupJob"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(j) = jobs.first() {
+            if j["BackupProgressStatus"] == "Finished" || j["BackupProgressStatus"] == "Failed" {
+                assert_eq!(jobs.len(), 1, "one job per slot: {jobs:#?}");
+                break j.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no automated backup finished\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        job["BackupProgressStatus"],
+        "Finished",
+        "{job:#}\n{}",
+        server.log()
+    );
+    assert_eq!(job["JobMode"], "Automated");
+    assert_eq!(job["TaskAction"], "NormalBackupTask");
+    let res = call(
+        &server,
+        &t,
+        "v3",
+        "DescribeBackups",
+        json!({"DBClusterId": t.cluster_id, "StartTime": "2000-01-01T00:00Z", "EndTime": "2099-01-01T00:00Z"}),
+    );
+    let sets = wire_body(&res)["Items"]["Backup"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sets.len(), 1, "{res:#}");
+    assert_eq!(sets[0]["BackupMode"], "Automated");
+    assert_eq!(sets[0]["BackupStatus"], "Success");
+    assert_eq!(sets[0]["IsAvail"], "1");
+    assert_eq!(sets[0]["BackupId"], job["BackupJobId"]);
+    // Automated sets belong to retention: DeleteBackup refuses them.
+    let res = call(
+        &server,
+        &t,
+        "v3",
+        "DeleteBackup",
+        json!({"DBClusterId": t.cluster_id, "BackupId": job["BackupJobId"]}),
+    );
+    assert_eq!(
+        (res["status"].as_u64(), res["code"].as_str()),
+        (Some(403), Some("OperationDenied.AutomatedBackup")),
+        "{res:#}"
+    );
+}
+
+#[test]
+fn the_backup_policy_round_trips_and_each_malformed_field_is_refused() {
+    let server = Server::start(bin(), None, &[]);
+    let t = server.tenant();
+    for client in ["v3", "old-typed-post"] {
+        let res = call(
+            &server,
+            &t,
+            client,
+            "DescribeBackupPolicy",
+            json!({"DBClusterId": t.cluster_id}),
+        );
+        assert_eq!(res["ok"], true, "{client}: {res:#}");
+        let body = wire_body(&res);
+        for field in [
+            "PreferredBackupPeriod",
+            "PreferredBackupTime",
+            "PreferredNextBackupTime",
+            "BackupFrequency",
+            "DataLevel1BackupRetentionPeriod",
+            "BackupRetentionPolicyOnClusterDeletion",
+        ] {
+            assert!(body[field].is_string(), "{client}: {field} in {body:#}");
+        }
+    }
+    let change = json!({"DBClusterId": t.cluster_id, "PreferredBackupPeriod": "Monday,Thursday", "PreferredBackupTime": "15:00Z-16:00Z", "DataLevel1BackupRetentionPeriod": "10", "BackupRetentionPolicyOnClusterDeletion": "LATEST"});
+    let res = call(&server, &t, "v3", "ModifyBackupPolicy", change);
+    assert_eq!(res["ok"], true, "{res:#}");
+    let res = call(
+        &server,
+        &t,
+        "old-typed-post",
+        "DescribeBackupPolicy",
+        json!({"DBClusterId": t.cluster_id}),
+    );
+    let body = wire_body(&res);
+    assert_eq!(body["PreferredBackupPeriod"], "Monday,Thursday");
+    assert_eq!(body["DataLevel1BackupPeriod"], "Monday,Thursday");
+    assert_eq!(body["PreferredBackupTime"], "15:00Z-16:00Z");
+    assert_eq!(body["DataLevel1BackupRetentionPeriod"], "10");
+    assert_eq!(body["BackupRetentionPolicyOnClusterDeletion"], "LATEST");
+    assert!(
+        body["PreferredNextBackupTime"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("T15:00Z")),
+        "{body:#}"
+    );
+
+    let cases = [
+        (
+            "PreferredBackupPeriod",
+            "Monday",
+            "InvalidPreferredBackupPeriod.Malformed",
+        ),
+        (
+            "PreferredBackupPeriod",
+            "monday,tuesday",
+            "InvalidPreferredBackupPeriod.Malformed",
+        ),
+        (
+            "PreferredBackupTime",
+            "15:30Z-16:30Z",
+            "InvalidPreferredBackupTime.Malformed",
+        ),
+        (
+            "PreferredBackupTime",
+            "15:00Z-17:00Z",
+            "InvalidPreferredBackupTime.Malformed",
+        ),
+        (
+            "BackupFrequency",
+            "5/24H",
+            "InvalidBackupFrequency.Malformed",
+        ),
+        (
+            "DataLevel1BackupRetentionPeriod",
+            "2",
+            "InvalidDataLevel1BackupRetentionPeriod.Malformed",
+        ),
+        (
+            "DataLevel1BackupRetentionPeriod",
+            "15",
+            "InvalidDataLevel1BackupRetentionPeriod.Malformed",
+        ),
+        (
+            "DataLevel1BackupTime",
+            "1:00Z-2:00Z",
+            "InvalidDataLevel1BackupTime.Malformed",
+        ),
+        (
+            "DataLevel1BackupPeriod",
+            "Sunday",
+            "InvalidDataLevel1BackupPeriod.Malformed",
+        ),
+        (
+            "DataLevel1BackupFrequency",
+            "daily",
+            "InvalidDataLevel1BackupFrequency.Malformed",
+        ),
+        (
+            "BackupRetentionPolicyOnClusterDeletion",
+            "SOME",
+            "InvalidBackupRetentionPolicyOnClusterDeletion.Malformed",
+        ),
+    ];
+    for (field, value, code) in cases {
+        let mut params = json!({"DBClusterId": t.cluster_id});
+        params[field] = json!(value);
+        let res = call(&server, &t, "v3", "ModifyBackupPolicy", params);
+        assert_eq!(
+            (res["status"].as_u64(), res["code"].as_str()),
+            (Some(400), Some(code)),
+            "{field}={value}: {res:#}"
+        );
+    }
+    // Features not built are refused, not ignored.
+    let res = call(
+        &server,
+        &t,
+        "v3",
+        "ModifyBackupPolicy",
+        json!({"DBClusterId": t.cluster_id, "DataLevel2BackupRetentionPeriod": "30"}),
+    );
+    assert_eq!(
+        (res["status"].as_u64(), res["code"].as_str()),
+        (Some(403), Some("IncorrectBackupPolicy")),
+        "{res:#}"
+    );
+    let res = call(
+        &server,
+        &t,
+        "v3",
+        "DescribeBackupPolicy",
+        json!({"DBClusterId": "pc-000000000000000"}),
+    );
+    assert_eq!(
+        (res["status"].as_u64(), res["code"].as_str()),
+        (Some(404), Some("InvalidDBClusterId.NotFound")),
+        "{res:#}"
+    );
+}
