@@ -1,7 +1,7 @@
 //! DescribeBackupTasks: request validation and the response shape (API.md §3.1).
 
 use crate::{format_time, ApiError, Params};
-use polarbackup_model::{BackupJob, BackupJobId, JobMode};
+use polarbackup_model::{BackupJob, JobMode};
 use serde_json::{json, Map, Value};
 
 /// A validated request. The cluster id is kept as sent: an id of the wrong shape is simply a
@@ -13,13 +13,7 @@ pub struct Request {
     pub mode: Option<JobMode>,
 }
 
-/// What `BackupJobId` asked for. An id that cannot exist matches nothing (an empty list).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobSelector {
-    All,
-    One(BackupJobId),
-    Nothing,
-}
+pub use crate::params::IdSelector as JobSelector;
 
 impl Request {
     pub fn parse(p: &Params) -> Result<Self, ApiError> {
@@ -31,10 +25,7 @@ impl Request {
                     .map_err(|()| ApiError::BackupModeMalformed)
             })
             .transpose()?;
-        let job = match p.get("BackupJobId") {
-            None | Some("") => JobSelector::All,
-            Some(id) => BackupJobId::parse(id).map_or(JobSelector::Nothing, JobSelector::One),
-        };
+        let job = p.id_filter("BackupJobId");
         Ok(Self {
             cluster_id,
             job,
@@ -69,7 +60,7 @@ pub fn response(jobs: &[BackupJob]) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polarbackup_model::{DbClusterId, TaskAction};
+    use polarbackup_model::{BackupJobId, DbClusterId, TaskAction};
 
     fn parse(q: &str) -> Result<Request, ApiError> {
         Request::parse(&Params::decode(q, None))

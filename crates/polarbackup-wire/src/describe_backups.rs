@@ -2,7 +2,7 @@
 
 use crate::{format_time, parse_time_input, ApiError, Params};
 use jiff::Timestamp;
-use polarbackup_model::{BackupJobId, BackupSet, BackupSetStatus, JobMode};
+use polarbackup_model::{BackupSet, BackupSetStatus, JobMode};
 use serde_json::{json, Map, Value};
 
 pub const CLUSTER_NOT_FOUND: ApiError = ApiError::DbClusterNotFound { status: 404 };
@@ -20,13 +20,7 @@ pub struct Request {
     pub page_number: u32,
 }
 
-/// What `BackupId` asked for; an id that cannot exist matches nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackupSelector {
-    All,
-    One(BackupJobId),
-    Nothing,
-}
+pub use crate::params::IdSelector as BackupSelector;
 
 impl Request {
     pub fn parse(p: &Params) -> Result<Self, ApiError> {
@@ -61,10 +55,7 @@ impl Request {
                 .filter(|n| *n >= 1 && s.bytes().all(|b| b.is_ascii_digit()))
                 .ok_or(ApiError::Malformed("PageNumber"))?,
         };
-        let backup = match p.get("BackupId") {
-            None | Some("") => BackupSelector::All,
-            Some(id) => BackupJobId::parse(id).map_or(BackupSelector::Nothing, BackupSelector::One),
-        };
+        let backup = p.id_filter("BackupId");
         Ok(Self {
             cluster_id,
             start,
@@ -118,7 +109,7 @@ pub fn response(sets: &[BackupSet], total: u64, page_number: u32) -> Map<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polarbackup_model::DbClusterId;
+    use polarbackup_model::{BackupJobId, DbClusterId};
 
     const BASE: &str = "DBClusterId=pc-a&StartTime=2020-11-14T00:00Z&EndTime=2020-11-16T00:00Z";
 

@@ -1,5 +1,15 @@
 //! Request parameters: the query string plus an `x-www-form-urlencoded` body, decoded.
 
+use polarbackup_model::BackupJobId;
+
+/// What an id filter asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdSelector {
+    All,
+    One(BackupJobId),
+    Nothing,
+}
+
 /// All decoded `(name, value)` pairs of one request, query first, then body. Lookups take the
 /// first occurrence, so a body cannot override a signed query parameter's meaning.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +40,15 @@ impl Params {
             .chain(&self.form)
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// An optional id filter (`BackupJobId`, `BackupId`): an id that cannot exist matches
+    /// nothing, which is an empty list rather than an error.
+    pub fn id_filter(&self, name: &str) -> IdSelector {
+        match self.get(name) {
+            None | Some("") => IdSelector::All,
+            Some(id) => BackupJobId::parse(id).map_or(IdSelector::Nothing, IdSelector::One),
+        }
     }
 
     /// A required parameter: absent or empty is `Missing<name>`.
