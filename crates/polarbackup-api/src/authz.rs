@@ -7,6 +7,7 @@ use polarbackup_auth::ram::{
     encode_diagnostic, evaluate, system_policy, AttachedPolicy, Context, DecisionEffect, Policy,
     PolicyType, RamRequest,
 };
+use polarbackup_model::DbClusterId;
 use polarbackup_store::PolicyKind;
 use polarbackup_wire::{AccessDenied, Action, ApiError, Params};
 use std::sync::Arc;
@@ -23,25 +24,35 @@ pub enum RamMode {
     Off,
 }
 
-/// The region a request addresses: its `RegionId`, or the server's own region for SDKs that
-/// send none (the cloud infers it from the endpoint). Clusters of other regions are not found.
-pub fn request_region<'a>(state: &'a AppState, params: &'a Params) -> &'a str {
-    params
-        .get("RegionId")
-        .filter(|s| !s.is_empty())
-        .unwrap_or(&state.config.region)
-}
-
-/// The resource a call is authorized on, built from the request alone: its region and its
-/// `DBClusterId` (whether or not that cluster exists). Nothing in it, or in a denial, depends on
-/// what the store holds, so a denied caller learns nothing.
-pub fn resource_arn(state: &AppState, caller: &Caller, params: &Params) -> String {
-    let region = request_region(state, params);
+/// The resource a call is authorized on: `acs:polardb:<region>:<account>:dbcluster/<id>` with
+/// the request's `DBClusterId` whether or not that cluster exists. The region is the cluster's
+/// own when the caller's account has it (so a region-scoped policy cannot be sidestepped), and
+/// the server's region otherwise; `RegionId` is ignored, as PolarDB's central endpoint does.
+/// With every cluster in the server's region, nothing in a denial depends on existence.
+pub fn resource_arn(
+    state: &AppState,
+    caller: &Caller,
+    params: &Params,
+) -> Result<String, ApiError> {
     let id = params
         .get("DBClusterId")
         .filter(|s| !s.is_empty())
         .unwrap_or("*");
-    format!("acs:polardb:{region}:{}:dbcluster/{id}", caller.account)
+    let region = match DbClusterId::parse(id) {
+        Ok(cid) => match state.store.cluster(&cid) {
+            Ok(Some(c)) if c.spec.account == caller.account => c.spec.region,
+            Ok(_) => state.config.region.clone(),
+            Err(e) => {
+                error!(error = %e, "cluster lookup for authorization failed");
+                return Err(ApiError::Internal);
+            }
+        },
+        Err(_) => state.config.region.clone(),
+    };
+    Ok(format!(
+        "acs:polardb:{region}:{}:dbcluster/{id}",
+        caller.account
+    ))
 }
 
 /// The policies governing a user: system ones by name, custom ones parsed from the store.
@@ -92,7 +103,7 @@ pub fn authorize(
         return Ok(());
     }
     let ram_action = action.ram_action();
-    let resource = resource_arn(state, caller, params);
+    let resource = resource_arn(state, caller, params)?;
     let mut context = Context::new()
         .with_current_time(state.clock.now())
         .with_secure_transport(false)

@@ -30,35 +30,26 @@ fn internal(e: polarbackup_store::StoreError) -> ApiError {
     ApiError::Internal
 }
 
-/// The caller's own cluster in the request's region, or `not_found`: a malformed id, an
-/// unknown one, another account's and another region's all get the same answer, so nothing
-/// leaks about other tenants.
+/// The caller's own cluster, or `not_found`: a malformed id, an unknown one and another
+/// account's all get the same answer, so nothing leaks about other tenants.
 fn owned_cluster(
     state: &AppState,
     caller: &Caller,
-    params: &Params,
     id: &str,
     not_found: ApiError,
 ) -> Result<Cluster, ApiError> {
     let Ok(id) = DbClusterId::parse(id) else {
         return Err(not_found);
     };
-    let region = crate::authz::request_region(state, params);
     match state.store.cluster(&id).map_err(internal)? {
-        Some(c) if c.spec.account == caller.account && c.spec.region == region => Ok(c),
+        Some(c) if c.spec.account == caller.account => Ok(c),
         _ => Err(not_found),
     }
 }
 
 fn describe_backup_tasks(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let req = dbt::Request::parse(params)?;
-    let cluster = owned_cluster(
-        state,
-        caller,
-        params,
-        &req.cluster_id,
-        dbt::CLUSTER_NOT_FOUND,
-    )?;
+    let cluster = owned_cluster(state, caller, &req.cluster_id, dbt::CLUSTER_NOT_FOUND)?;
     let job_id = match req.job {
         JobSelector::Nothing => return Ok(dbt::response(&[])),
         JobSelector::All => None,
@@ -86,7 +77,6 @@ fn create_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let cluster = owned_cluster(
         state,
         caller,
-        params,
         &req.cluster_id,
         create_backup::CLUSTER_NOT_FOUND,
     )?;
@@ -119,13 +109,7 @@ fn create_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
 
 fn describe_backups(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let req = dbs::Request::parse(params)?;
-    let cluster = owned_cluster(
-        state,
-        caller,
-        params,
-        &req.cluster_id,
-        dbs::CLUSTER_NOT_FOUND,
-    )?;
+    let cluster = owned_cluster(state, caller, &req.cluster_id, dbs::CLUSTER_NOT_FOUND)?;
     let id = match req.backup {
         BackupSelector::Nothing => return Ok(dbs::response(&[], 0, req.page_number)),
         BackupSelector::All => None,
@@ -153,7 +137,6 @@ fn delete_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let cluster = owned_cluster(
         state,
         caller,
-        params,
         &req.cluster_id,
         delete_backup::CLUSTER_NOT_FOUND,
     )?;
@@ -174,7 +157,7 @@ fn delete_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
 
 fn describe_backup_policy(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let id = params.required("DBClusterId")?;
-    let cluster = owned_cluster(state, caller, params, id, backup_policy::CLUSTER_NOT_FOUND)?;
+    let cluster = owned_cluster(state, caller, id, backup_policy::CLUSTER_NOT_FOUND)?;
     let (policy, _) = state.store.backup_policy(&cluster.id).map_err(internal)?;
     Ok(backup_policy::describe(&policy, state.clock.now()))
 }
@@ -183,7 +166,7 @@ fn describe_backup_policy(state: &AppState, caller: &Caller, params: &Params) ->
 /// next pass.
 fn modify_backup_policy(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let (id, change) = backup_policy::parse_change(params)?;
-    let cluster = owned_cluster(state, caller, params, &id, backup_policy::CLUSTER_NOT_FOUND)?;
+    let cluster = owned_cluster(state, caller, &id, backup_policy::CLUSTER_NOT_FOUND)?;
     let (mut policy, _) = state.store.backup_policy(&cluster.id).map_err(internal)?;
     policy.apply(change);
     state

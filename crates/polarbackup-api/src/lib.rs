@@ -52,7 +52,7 @@ impl std::fmt::Debug for RamConfig {
 pub struct ApiConfig {
     /// `HostId` in error bodies.
     pub host_id: String,
-    /// The region of requests that carry no `RegionId`.
+    /// The region assumed in RAM resource names for clusters the caller does not have.
     pub region: String,
     /// How long Finished and Failed jobs stay listed by DescribeBackupTasks.
     pub job_history: SignedDuration,

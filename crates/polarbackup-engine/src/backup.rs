@@ -58,12 +58,18 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
     let system = data_conn.identify_system().await.map_err(connect_err)?;
     let seg_size = data_conn.wal_segment_size().await.map_err(connect_err)?;
     let mut wal_conn = ReplicationConn::connect(&cfg).await.map_err(connect_err)?;
-    let slot = format!("polarbackup_{}", req.backup_id);
+    // Job ids are unique per data directory only; several polarbackup servers may back up
+    // one database, so the slot name also carries a random part (PostgreSQL's limit is 63).
+    let slot = format!(
+        "polarbackup_{}_{:08x}",
+        req.backup_id,
+        rand::random::<u32>()
+    );
     // Created before BASE_BACKUP starts, so the WAL from its start point is kept for us.
     wal_conn
         .create_temporary_physical_slot(&slot)
         .await
-        .map_err(connect_err)?;
+        .map_err(|e| EngineError::from_pg(e, false))?;
 
     let mut writer = req.repo.begin(req.backup_id).await?;
     let result = async {

@@ -58,14 +58,15 @@ pub struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, env = "POLARBACKUP_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Backups that may run at once, at most one per cluster [default: 2].
+    /// Backups that may run at once, at most one per cluster; 0 serves the API only (no
+    /// backups run, nothing is scheduled) [default: 2].
     #[arg(long, env = "POLARBACKUP_WORKERS")]
     pub workers: Option<usize>,
     /// Take automated backups by each cluster's policy [default: on]. `off` suits a local test
     /// endpoint whose clusters are not real.
     #[arg(long, env = "POLARBACKUP_SCHEDULER")]
     pub scheduler: Option<OnOff>,
-    /// The region of requests without RegionId (the new SDKs send none) [default: cn-hangzhou].
+    /// The region in RAM resource names of clusters a caller does not have [default: cn-hangzhou].
     #[arg(long, env = "POLARBACKUP_REGION")]
     pub region: Option<String>,
     /// RAM enforcement for RAM users' calls [default: strict].

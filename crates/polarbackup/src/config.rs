@@ -92,8 +92,8 @@ impl ServeConfig {
         if self.job_history_days > MAX_JOB_HISTORY_DAYS {
             bail!("job_history_days must be at most {MAX_JOB_HISTORY_DAYS}");
         }
-        if !(1..=MAX_WORKERS).contains(&self.workers) {
-            bail!("workers must be between 1 and {MAX_WORKERS}");
+        if self.workers > MAX_WORKERS {
+            bail!("workers must be between 0 (API only) and {MAX_WORKERS}");
         }
         if !valid_region(&self.region) {
             bail!("region must be a region id such as cn-hangzhou");

@@ -52,18 +52,23 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
     std::fs::create_dir_all(&scratch).context("creating the scratch directory")?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
-    let workers = polarbackup_jobs::start(
-        store.clone(),
-        clock.clone(),
-        Arc::new(PgExecutor { repo, scratch }),
-        WorkerConfig {
-            concurrency: cfg.workers,
-            scheduler: cfg.scheduler,
-            ..WorkerConfig::default()
-        },
-        wake.clone(),
-        shutdown.clone(),
-    );
+    let workers = (cfg.workers > 0).then(|| {
+        polarbackup_jobs::start(
+            store.clone(),
+            clock.clone(),
+            Arc::new(PgExecutor { repo, scratch }),
+            WorkerConfig {
+                concurrency: cfg.workers,
+                scheduler: cfg.scheduler,
+                ..WorkerConfig::default()
+            },
+            wake.clone(),
+            shutdown.clone(),
+        )
+    });
+    if workers.is_none() {
+        warn!("--workers 0: serving the API only; queued backups will not run here");
+    }
     let state = AppState {
         store,
         clock,
@@ -107,7 +112,10 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         .context("serving")?;
     // Running backups are cancelled and end as Failed, their partial data removed.
     shutdown.cancel();
-    if let Err(e) = workers.await {
+    if let Some(Err(e)) = match workers {
+        Some(w) => Some(w.await),
+        None => None,
+    } {
         warn!(error = %e, "the worker pool ended abnormally");
     }
     info!("stopped");

@@ -350,7 +350,7 @@ fn finished_and_failed_jobs_leave_the_list_after_the_default_seven_days() {
 
 #[test]
 fn job_history_days_sets_the_window() {
-    let mut server = Server::start(bin(), None, &["--job-history-days", "1"]);
+    let mut server = Server::start(bin(), None, &["--job-history-days", "1", "--workers", "0"]);
     let t = server.tenant();
     let n = now();
     let jobs = seed(
@@ -505,7 +505,7 @@ fn the_config_file_sets_the_window_and_the_flag_beats_it() {
     std::fs::write(&config, "job_history_days = 1\n").unwrap();
     let config = config.to_str().unwrap();
     let data = dir.path().join("data");
-    let mut from_file = Server::start(bin(), Some(&data), &["--config", config]);
+    let mut from_file = Server::start(bin(), Some(&data), &["--config", config, "--workers", "0"]);
     let t = from_file.tenant();
     let n = now();
     let jobs = seed(
@@ -525,7 +525,14 @@ fn the_config_file_sets_the_window_and_the_flag_beats_it() {
     let flag = Server::start(
         bin(),
         Some(&data),
-        &["--config", config, "--job-history-days", "3"],
+        &[
+            "--config",
+            config,
+            "--job-history-days",
+            "3",
+            "--workers",
+            "0",
+        ],
     );
     let res = sdk(request(
         "raw",

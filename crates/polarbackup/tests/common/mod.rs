@@ -26,10 +26,14 @@ pub fn bin() -> &'static Path {
 }
 
 /// One server for the whole test binary, started on first use (tests use distinct tenants).
+/// It serves the API only (`--workers 0`): jobs seeded into its store stay as seeded.
 pub fn shared() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| Server::start(bin(), None, &[]))
+    SERVER.get_or_init(|| Server::start(bin(), None, API_ONLY))
 }
+
+/// Arguments for a server whose seeded jobs must not be picked up by workers.
+pub const API_ONLY: &[&str] = &["--workers", "0"];
 
 /// A fresh account + key + cluster on the shared server.
 pub fn tenant() -> Tenant {
