@@ -20,6 +20,18 @@ pub(crate) struct Expected<'a> {
     pub stored_sha256: &'a str,
 }
 
+/// An archive's whole-stream hash: SHA-256 over its chunks' raw SHA-256 digests (hex, one per
+/// line), in order. Each chunk's digest is checked against its decompressed bytes, so this
+/// covers the whole stream and its order without hashing every byte a second time.
+pub(crate) fn chain_hasher() -> Sha256 {
+    Sha256::new()
+}
+
+pub(crate) fn chain_update(h: &mut Sha256, chunk_raw_sha256: &str) {
+    h.update(chunk_raw_sha256.as_bytes());
+    h.update(b"\n");
+}
+
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }

@@ -41,7 +41,8 @@ pub struct ArchiveEntry {
     pub name: String,
     pub tablespace_location: Option<String>,
     pub raw_size: u64,
-    /// sha256 of the whole raw stream, i.e. of all chunks' raw bytes in order.
+    /// SHA-256 over the chunks' `raw_sha256` hex digests, one per line, in order: with each
+    /// chunk checked against its own digest, this pins the whole stream and its order.
     pub raw_sha256: String,
     pub chunks: Vec<ChunkEntry>,
 }

@@ -29,6 +29,7 @@ pub struct ArchiveReader {
     window: Ordered<Verified>,
     hasher: Sha256,
     seen: u64,
+    chunks_seen: usize,
     state: State,
     /// The part of the current chunk not yet handed out through `AsyncRead`.
     pending: Bytes,
@@ -56,6 +57,7 @@ impl ArchiveReader {
             window: Ordered::new(repo.inner.cfg.parallelism),
             hasher: Sha256::new(),
             seen: 0,
+            chunks_seen: 0,
             state: State::Reading,
             pending: Bytes::new(),
         }
@@ -111,7 +113,16 @@ impl ArchiveReader {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => self.check_end().map(|()| None),
             Poll::Ready(Some(Ok(chunk))) => {
-                self.hasher.update(&chunk.data);
+                // The chunk's bytes matched its own digest; chain that digest in order.
+                match self.entry.chunks.get(self.chunks_seen) {
+                    Some(c) => crate::codec::chain_update(&mut self.hasher, &c.raw_sha256),
+                    None => {
+                        return Poll::Ready(Err(RepoError::Internal(
+                            "more chunks than the manifest lists".into(),
+                        )))
+                    }
+                }
+                self.chunks_seen += 1;
                 self.seen += chunk.data.len() as u64;
                 self.fill();
                 Ok(Some(chunk))

@@ -1,7 +1,7 @@
 //! `BackupWriter`: chunks, compresses and stores archives in parallel, then commits the manifest.
 
 use opendal::Operator;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use crate::codec;
 use crate::config::MAX_CHUNK_SIZE;
@@ -40,7 +40,6 @@ struct OpenArchive {
     tablespace_location: Option<String>,
     buf: Vec<u8>,
     next_seq: usize,
-    hasher: Sha256,
     raw_size: u64,
     chunks: Vec<ChunkEntry>,
 }
@@ -110,7 +109,6 @@ impl BackupWriter {
             tablespace_location: tablespace_location.map(str::to_owned),
             buf: Vec::with_capacity(self.repo.inner.cfg.chunk_size),
             next_seq: 0,
-            hasher: Sha256::new(),
             raw_size: 0,
             chunks: Vec::new(),
         });
@@ -135,8 +133,6 @@ impl BackupWriter {
             let n = (chunk_size - open.buf.len()).min(data.len());
             let (head, rest) = data.split_at(n);
             open.buf.extend_from_slice(head);
-            // The whole-stream hash is inherently sequential; sha2 uses SHA-NI where present.
-            open.hasher.update(head);
             open.raw_size += n as u64;
             let full = open.buf.len() == chunk_size;
             self.raw_bytes += n as u64;
@@ -201,11 +197,15 @@ impl BackupWriter {
             .open
             .take()
             .ok_or_else(|| RepoError::Internal("open archive vanished".into()))?;
+        let mut chain = crate::codec::chain_hasher();
+        for c in &open.chunks {
+            crate::codec::chain_update(&mut chain, &c.raw_sha256);
+        }
         self.archives.push(ArchiveEntry {
             name: open.name,
             tablespace_location: open.tablespace_location,
             raw_size: open.raw_size,
-            raw_sha256: hex::encode(open.hasher.finalize()),
+            raw_sha256: hex::encode(chain.finalize()),
             chunks: open.chunks,
         });
         self.broken = false;
