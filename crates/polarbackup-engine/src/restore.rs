@@ -53,6 +53,11 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
     }
     let total: u64 = manifest.archives.iter().map(|a| a.raw_size).sum();
     let done = Arc::new(AtomicU64::new(0));
+    let dests: Vec<PathBuf> = plan
+        .iter()
+        .map(|(_, d)| d.clone())
+        .filter(|d| d != &req.target.join("pg_wal"))
+        .collect();
     for (name, dest) in plan {
         let reader = req.repo.open_archive(req.backup_id, &name).await?;
         let counted = done.clone();
@@ -70,6 +75,11 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
     remap_tablespace_links(req.target, req.tablespace_mapping)?;
     let backup_manifest = req.repo.read_file(req.backup_id, "backup_manifest").await?;
     tokio::fs::write(req.target.join("backup_manifest"), backup_manifest).await?;
+    // Like pg_basebackup and pgBackRest: the restored files are on disk before we say done.
+    let roots = dests.clone();
+    tokio::task::spawn_blocking(move || roots.iter().try_for_each(|r| sync_tree(r)))
+        .await
+        .map_err(|e| EngineError::Restore(format!("sync task failed: {e}")))??;
     (req.progress)(total, total);
     Ok(RestoreSummary {
         bytes: total,
@@ -136,6 +146,24 @@ fn remap_tablespace_links(target: &Path, mapping: &[(String, PathBuf)]) -> Resul
             std::fs::remove_file(&link)?;
             std::os::unix::fs::symlink(new, &link)?;
         }
+    }
+    Ok(())
+}
+
+/// fsyncs every file and directory under `root` (symlinks are not followed).
+fn sync_tree(root: &Path) -> Result<(), EngineError> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                std::fs::File::open(entry.path())?.sync_all()?;
+            }
+        }
+        std::fs::File::open(&dir)?.sync_all()?;
     }
     Ok(())
 }
