@@ -32,10 +32,11 @@ pub enum RamMode {
 pub fn resource_arn(
     state: &AppState,
     caller: &Caller,
+    action: Action,
     params: &Params,
 ) -> Result<String, ApiError> {
     let id = params
-        .get("DBClusterId")
+        .get(action.resource_param())
         .filter(|s| !s.is_empty())
         .unwrap_or("*");
     let region = match DbClusterId::parse(id) {
@@ -103,7 +104,7 @@ pub fn authorize(
         return Ok(());
     }
     let ram_action = action.ram_action();
-    let resource = resource_arn(state, caller, params)?;
+    let resource = resource_arn(state, caller, action, params)?;
     let mut context = Context::new()
         .with_current_time(state.clock.now())
         .with_secure_transport(false)
@@ -128,10 +129,10 @@ pub fn authorize(
         _ => "ImplicitDeny",
     };
     if mode == RamMode::Soft {
-        info!(request_id, user = %user.id, action = %ram_action, %resource, decision = kind, "RAM would deny (soft mode: allowed)");
+        info!(request_id, user = %user.id, action = %ram_action, level = action.access_level(), %resource, decision = kind, "RAM would deny (soft mode: allowed)");
         return Ok(());
     }
-    info!(request_id, user = %user.id, action = %ram_action, %resource, decision = kind, "RAM denied");
+    info!(request_id, user = %user.id, action = %ram_action, level = action.access_level(), %resource, decision = kind, "RAM denied");
     Err(ApiError::ForbiddenRam(Box::new(AccessDenied {
         auth_action: ram_action.clone(),
         principal_owner_id: caller.account.to_string(),

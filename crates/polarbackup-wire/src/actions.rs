@@ -41,6 +41,21 @@ impl Action {
         }
     }
 
+    /// The access level the RAM documentation gives the action.
+    pub fn access_level(self) -> &'static str {
+        match self {
+            Self::DescribeBackupTasks | Self::DescribeBackups | Self::DescribeBackupPolicy => "get",
+            Self::CreateBackup => "create",
+            Self::DeleteBackup => "delete",
+            Self::ModifyBackupPolicy => "update",
+        }
+    }
+
+    /// The request parameter naming the `dbcluster` resource the action is authorized on.
+    pub fn resource_param(self) -> &'static str {
+        "DBClusterId"
+    }
+
     /// The RAM action checked before the call runs.
     pub fn ram_action(self) -> String {
         format!("polardb:{}", self.name())
@@ -66,5 +81,8 @@ mod tests {
             Action::DescribeBackupTasks.ram_action(),
             "polardb:DescribeBackupTasks"
         );
+        assert_eq!(Action::DescribeBackupTasks.access_level(), "get");
+        assert_eq!(Action::CreateBackup.access_level(), "create");
+        assert_eq!(Action::ModifyBackupPolicy.access_level(), "update");
     }
 }
