@@ -4,12 +4,14 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
+// The PostgreSQL plumbing shared with the binary's tests.
+use polarbackup_testkit::free_port;
+use polarbackup_testkit::pg::{as_postgres, chown_to_postgres, pg_bin_dir};
 
 pub const MD5_USER: (&str, &str) = ("md5user", "md5-secret");
 pub const SCRAM_USER: (&str, &str) = ("scramuser", "scram-secret");
@@ -46,8 +48,8 @@ impl Cluster {
         let data = dir.path().join("data");
         let tablespace_dir = dir.path().join("ts1");
         std::fs::create_dir(&tablespace_dir).unwrap();
-        chown_to_postgres(dir.path());
-        chown_to_postgres(&tablespace_dir);
+        chown_to_postgres(dir.path(), false);
+        chown_to_postgres(&tablespace_dir, false);
 
         run_as_postgres(
             &bin.join("initdb"),
@@ -233,54 +235,6 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
-/// POLARBACKUP_PG_BIN, else the newest /usr/lib/postgresql/<major>/bin with initdb, else PATH.
-fn pg_bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("POLARBACKUP_PG_BIN") {
-        return d.into();
-    }
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    found.sort();
-    if let Some((_, bin)) = found.pop() {
-        return bin;
-    }
-    let out = Command::new("sh")
-        .args(["-c", "command -v initdb"])
-        .output()
-        .unwrap();
-    let path = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        !path.trim().is_empty(),
-        "PostgreSQL (initdb) not found; run scripts/install-deps.sh"
-    );
-    PathBuf::from(path.trim()).parent().unwrap().to_path_buf()
-}
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// PostgreSQL refuses to run as root: as root, server-side work runs as the `postgres` user.
-fn as_postgres(bin: &Path, args: &[&str]) -> Output {
-    let mut cmd = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    };
-    cmd.args(args).output().unwrap()
-}
-
 fn run_as_postgres(bin: &Path, args: &[&str]) {
     let out = as_postgres(bin, args);
     assert!(
@@ -289,24 +243,6 @@ fn run_as_postgres(bin: &Path, args: &[&str]) {
         bin.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn chown_to_postgres(path: &Path) {
-    if is_root() {
-        let st = Command::new("chown")
-            .args(["postgres:postgres", s(path)])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it. `None` without openssl.
@@ -382,7 +318,7 @@ fn make_certs(dir: &Path) -> Option<PathBuf> {
     }
     let key = dir.join("server.key");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    chown_to_postgres(&key);
-    chown_to_postgres(&dir.join("server.crt"));
+    chown_to_postgres(&key, false);
+    chown_to_postgres(&dir.join("server.crt"), false);
     Some(dir.join("ca.crt"))
 }
