@@ -1,9 +1,10 @@
 //! One PostgreSQL backup, end to end: prerequisites, BASE_BACKUP into the repository, the WAL
 //! through a temporary slot, PostgreSQL's own manifest, commit, and verification.
 
+use crate::pg::ConnectConfig;
 use crate::pg::{BackupEvent, BaseBackupOptions, Lsn, ReplicationConn};
 use crate::progress::{Phase, ProgressSink, Throttle};
-use crate::{prereq, wal, EngineError, Source};
+use crate::{prereq, wal, EngineError};
 use jiff::Timestamp;
 use polarbackup_repo::{BackupWriter, Repo};
 use serde_json::json;
@@ -15,7 +16,8 @@ use tracing::info;
 pub struct BackupRequest<'a> {
     /// The repository id of the set (the job id).
     pub backup_id: &'a str,
-    pub source: &'a Source,
+    /// Where to connect; both the replication and the SQL connections use it.
+    pub source: &'a ConnectConfig,
     pub repo: &'a Repo,
     /// A private directory for the WAL segments on their way into the repository.
     pub scratch: &'a Path,
@@ -49,15 +51,15 @@ struct Streamed {
 pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError> {
     req.progress.report(Phase::Preparing).await;
     let facts = cancellable(req.cancel, prereq::check(req.source)).await?;
-    let cfg = req.source.replication_config();
+    let cfg = req.source;
     let connect_err = |e| EngineError::from_pg(e, true);
     let mut data_conn = cancellable(req.cancel, async {
-        ReplicationConn::connect(&cfg).await.map_err(connect_err)
+        ReplicationConn::connect(cfg).await.map_err(connect_err)
     })
     .await?;
     let system = data_conn.identify_system().await.map_err(connect_err)?;
     let seg_size = data_conn.wal_segment_size().await.map_err(connect_err)?;
-    let mut wal_conn = ReplicationConn::connect(&cfg).await.map_err(connect_err)?;
+    let mut wal_conn = ReplicationConn::connect(cfg).await.map_err(connect_err)?;
     // Job ids are unique per data directory only; several polarbackup servers may back up
     // one database, so the slot name also carries a random part (PostgreSQL's limit is 63).
     let slot = format!(

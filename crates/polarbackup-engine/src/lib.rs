@@ -7,11 +7,9 @@ pub mod pg;
 mod prereq;
 mod progress;
 mod restore;
-mod source;
 mod wal;
 
 pub use backup::{backup, BackupRequest, BackupSummary};
 pub use error::EngineError;
 pub use progress::{Phase, ProgressSink};
 pub use restore::{restore, RestoreRequest, RestoreSummary};
-pub use source::Source;

@@ -1,6 +1,7 @@
 //! Checks, over an ordinary SQL connection, that the server can serve a streamed base backup.
 
-use crate::{EngineError, Source};
+use crate::pg::ConnectConfig;
+use crate::EngineError;
 use tracing::debug;
 
 /// What the checks learned about the server.
@@ -13,16 +14,14 @@ pub struct ServerFacts {
 const MIN_VERSION: i32 = 150_000;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub async fn check(source: &Source) -> Result<ServerFacts, EngineError> {
-    let transport = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        crate::pg::open_transport(&source.replication_config()),
-    )
-    .await
-    .map_err(|_| EngineError::Connect(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
-    .map_err(|e| EngineError::from_pg(e, true))?;
-    let (client, connection) = source
-        .sql_config()
+pub async fn check(source: &ConnectConfig) -> Result<ServerFacts, EngineError> {
+    let transport = tokio::time::timeout(CONNECT_TIMEOUT, crate::pg::open_transport(source))
+        .await
+        .map_err(|_| {
+            EngineError::Connect(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
+        })?
+        .map_err(|e| EngineError::from_pg(e, true))?;
+    let (client, connection) = sql_config(source)
         .connect_raw(transport, tokio_postgres::NoTls)
         .await
         .map_err(|e| classify(&e))?;
@@ -31,6 +30,20 @@ pub async fn check(source: &Source) -> Result<ServerFacts, EngineError> {
     drop(client);
     let _ = driver.await;
     result
+}
+
+/// For `connect_raw` over a transport from `pg::open_transport`, which has already negotiated
+/// TLS by the same rules as the replication connections.
+fn sql_config(cfg: &ConnectConfig) -> tokio_postgres::Config {
+    let mut sql = tokio_postgres::Config::new();
+    sql.ssl_mode(tokio_postgres::config::SslMode::Disable)
+        .user(&cfg.user)
+        .dbname(cfg.database.as_deref().unwrap_or("postgres"))
+        .application_name(&cfg.application_name);
+    if let Some(p) = &cfg.password {
+        sql.password(p);
+    }
+    sql
 }
 
 fn classify(e: &tokio_postgres::Error) -> EngineError {

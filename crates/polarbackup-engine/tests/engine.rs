@@ -4,8 +4,9 @@
 mod common;
 
 use common::{Cluster, NO_REPL_USER, SUPERUSER};
+use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{
-    backup, restore, BackupRequest, EngineError, Phase, ProgressSink, RestoreRequest, Source,
+    backup, restore, BackupRequest, EngineError, Phase, ProgressSink, RestoreRequest,
 };
 use polarbackup_repo::{Repo, RepoConfig};
 use std::future::Future;
@@ -57,16 +58,10 @@ fn first_chunk(dir: &Path) -> PathBuf {
     panic!("no chunk under {}", dir.display());
 }
 
-fn source(cluster: &Cluster, user: &str) -> Source {
-    Source {
-        host: cluster.socket_dir().display().to_string(),
-        port: cluster.port,
-        user: user.into(),
-        password: None,
-        database: None,
-        tls: polarbackup_engine::pg::TlsMode::Disable,
-        tls_ca_file: None,
-    }
+fn source(cluster: &Cluster, user: &str) -> ConnectConfig {
+    let mut cfg = cluster.unix();
+    cfg.user = user.into();
+    cfg
 }
 
 struct Env {
@@ -82,7 +77,7 @@ fn env() -> Env {
 
 async fn run(
     env: &Env,
-    src: &Source,
+    src: &ConnectConfig,
     id: &str,
     sink: &Sink,
 ) -> Result<polarbackup_engine::BackupSummary, EngineError> {
@@ -236,15 +231,8 @@ async fn a_closed_port_is_a_connection_failure() {
         .local_addr()
         .unwrap()
         .port();
-    let src = Source {
-        host: "127.0.0.1".into(),
-        port,
-        user: "postgres".into(),
-        password: None,
-        database: None,
-        tls: polarbackup_engine::pg::TlsMode::Disable,
-        tls_ca_file: None,
-    };
+    let mut src = ConnectConfig::new(PgHost::Tcp("127.0.0.1".into()), port, "postgres");
+    src.tls = TlsMode::Disable;
     let err = run(&env, &src, "1004", &sink).await.unwrap_err();
     assert!(matches!(err, EngineError::Connect(_)), "{err}");
     assert!(env.repo.list_backup_ids().await.unwrap().is_empty());
@@ -263,15 +251,9 @@ async fn backs_up_over_verified_tls_with_scram() {
         corrupt_under: None,
         corrupted: Default::default(),
     };
-    let src = Source {
-        host: "127.0.0.1".into(),
-        port: cluster.port,
-        user: common::SCRAM_USER.0.into(),
-        password: Some(common::SCRAM_USER.1.into()),
-        database: None,
-        tls: polarbackup_engine::pg::TlsMode::Require,
-        tls_ca_file: Some(ca),
-    };
+    let mut src = cluster.tcp(common::SCRAM_USER.0, Some(common::SCRAM_USER.1));
+    src.tls = TlsMode::Require;
+    src.tls_ca_file = Some(ca);
     let summary = run(&env, &src, "1005", &sink).await.unwrap();
     assert!(summary.raw_bytes > 0);
     // Verification fails against the system roots: the certificate is the fixture's own.

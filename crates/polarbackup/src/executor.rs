@@ -1,7 +1,7 @@
 //! The jobs' executor: PostgreSQL backups by the engine, into the repository.
 
-use polarbackup_engine::pg::TlsMode;
-use polarbackup_engine::{backup, BackupRequest, Phase, ProgressSink, Source};
+use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
+use polarbackup_engine::{backup, BackupRequest, Phase, ProgressSink};
 use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, Progress};
 use polarbackup_model::{BackupJobId, JobStatus};
 use polarbackup_repo::Repo;
@@ -69,15 +69,12 @@ impl Executor for PgExecutor {
     fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, String>> {
         Box::pin(async move {
             let spec = &ctx.cluster.spec;
-            let source = Source {
-                host: spec.host.clone(),
-                port: spec.port,
-                user: spec.user.clone(),
-                password: spec.password.clone(),
-                database: spec.database.clone(),
-                tls: tls_mode(&spec.tls_mode)?,
-                tls_ca_file: spec.tls_ca_file.as_ref().map(PathBuf::from),
-            };
+            let mut source =
+                ConnectConfig::new(PgHost::parse(&spec.host), spec.port, spec.user.clone());
+            source.password = spec.password.clone();
+            source.database = spec.database.clone();
+            source.tls = tls_mode(&spec.tls_mode)?;
+            source.tls_ca_file = spec.tls_ca_file.as_ref().map(PathBuf::from);
             let id = ctx.job_id.to_string();
             let sink = JobSink(&ctx.progress);
             let summary = backup(BackupRequest {

@@ -12,6 +12,17 @@ pub enum PgHost {
     Unix(PathBuf),
 }
 
+impl PgHost {
+    /// libpq's rule: a host starting with `/` is a Unix socket directory.
+    pub fn parse(host: &str) -> PgHost {
+        if host.starts_with('/') {
+            PgHost::Unix(PathBuf::from(host))
+        } else {
+            PgHost::Tcp(host.to_owned())
+        }
+    }
+}
+
 /// Whether to encrypt. Unlike libpq's `prefer`/`require`, both TLS modes verify the certificate
 /// chain and host name; only `RequireNoVerify` skips that, and it has to be chosen explicitly.
 /// TLS does not apply to Unix sockets (the server refuses it there), as in libpq.
