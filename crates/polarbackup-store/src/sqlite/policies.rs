@@ -8,15 +8,11 @@ use polarbackup_model::policy::BackupPolicy;
 use polarbackup_model::{BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-/// A cluster's policy (the default when none was ever stored) and its last scheduled slot.
-pub fn get(c: &Connection, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)> {
-    let row: Option<(String, Option<i64>)> = c
-        .query_row(
-            "SELECT policy, last_slot FROM backup_policies WHERE cluster_id = ?1",
-            [cluster.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+/// A stored policy row (or none) as a policy and a last slot.
+fn decode(
+    cluster: &DbClusterId,
+    row: Option<(String, Option<i64>)>,
+) -> Result<(BackupPolicy, Option<Timestamp>)> {
     match row {
         None => Ok((BackupPolicy::default(), None)),
         Some((json, last)) => {
@@ -25,6 +21,18 @@ pub fn get(c: &Connection, cluster: &DbClusterId) -> Result<(BackupPolicy, Optio
             Ok((policy, last.map(ts).transpose()?))
         }
     }
+}
+
+/// A cluster's policy (the default when none was ever stored) and its last scheduled slot.
+pub fn get(c: &Connection, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)> {
+    let row = c
+        .query_row(
+            "SELECT policy, last_slot FROM backup_policies WHERE cluster_id = ?1",
+            [cluster.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    decode(cluster, row)
 }
 
 pub fn set(c: &Connection, cluster: &DbClusterId, policy: &BackupPolicy) -> Result<()> {
@@ -38,20 +46,28 @@ pub fn set(c: &Connection, cluster: &DbClusterId, policy: &BackupPolicy) -> Resu
     Ok(())
 }
 
-/// Every cluster with its policy and last slot, for the scheduler.
+/// Every cluster with its policy and last slot, for the scheduler, in one query: it runs on
+/// every worker pass.
 pub fn all(c: &Connection) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>> {
-    let ids: Vec<String> = c
-        .prepare("SELECT id FROM clusters ORDER BY id")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let cluster = DbClusterId::parse(&id)
-            .map_err(|_| StoreError::Corrupt(format!("cluster id {id:?}")))?;
-        let (policy, last) = get(c, &cluster)?;
-        out.push((cluster, policy, last));
-    }
-    Ok(out)
+    let mut stmt = c.prepare_cached(
+        "SELECT c.id, p.policy, p.last_slot FROM clusters c
+         LEFT JOIN backup_policies p ON p.cluster_id = c.id ORDER BY c.id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            let policy: Option<String> = r.get(1)?;
+            let last: Option<i64> = r.get(2)?;
+            Ok((r.get::<_, String>(0)?, policy.map(|p| (p, last))))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(id, row)| {
+            let cluster = DbClusterId::parse(&id)
+                .map_err(|_| StoreError::Corrupt(format!("cluster id {id:?}")))?;
+            let (policy, last) = decode(&cluster, row)?;
+            Ok((cluster, policy, last))
+        })
+        .collect()
 }
 
 /// Queues the automated job for `slot` unless that slot (or a later one) was already taken:
