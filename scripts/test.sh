@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --old-postgres
 
 echo "==> cargo fmt --all -- --check"
 cargo fmt --all -- --check

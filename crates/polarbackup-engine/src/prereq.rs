@@ -11,7 +11,7 @@ pub struct ServerFacts {
     pub version: String,
 }
 
-const MIN_VERSION: i32 = 150_000;
+const MIN_VERSION: i32 = 130_000;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn check(source: &ConnectConfig) -> Result<ServerFacts, EngineError> {
@@ -87,7 +87,7 @@ async fn run_checks(client: &tokio_postgres::Client) -> Result<ServerFacts, Engi
     debug!(version_num, %wal_level, max_senders, used_senders, "server facts");
     if version_num < MIN_VERSION {
         return Err(EngineError::Prerequisite(format!(
-            "PostgreSQL {version} is not supported; version 15 or later is required"
+            "PostgreSQL {version} is not supported; version 13 or later is required"
         )));
     }
     if may_replicate != Some(true) {

@@ -1,7 +1,9 @@
 //! Throwaway PostgreSQL servers for black-box tests: `initdb` into a temporary directory (as the
 //! `postgres` user when the tests run as root), a free loopback port, trust authentication for
 //! everyone including replication, stopped with `-m immediate` on drop. Also starts PostgreSQL
-//! on a restored data directory, and runs `pg_verifybackup` and `psql`.
+//! on a restored data directory, and runs `pg_verifybackup` and `psql`. Older majors (13, 14)
+//! run from the server binaries `scripts/install-deps.sh` unpacks (see [`server_bin_dir`]);
+//! the client programs always come from the newest installed PostgreSQL.
 //!
 //! Modelled on the engine crate's fixture (`crates/polarbackup-engine/tests/common/mod.rs`), but
 //! with no dependency on any server crate.
@@ -22,6 +24,7 @@ pub struct PgCluster {
     /// Socket directory and server log (and, for fresh clusters, the data directory).
     root: TempDir,
     data: PathBuf,
+    /// The server's programs (initdb, pg_ctl, postgres).
     bin: PathBuf,
     /// The TCP port on 127.0.0.1.
     pub port: u16,
@@ -33,7 +36,15 @@ impl PgCluster {
     /// `initdb`, then start on a free port with `wal_level = replica`, room for a few
     /// concurrent backups (each takes two WAL senders), `fsync = off` and small buffers.
     pub fn init() -> PgCluster {
-        let bin = pg_bin_dir();
+        PgCluster::init_with(pg_bin_dir())
+    }
+
+    /// [`PgCluster::init`] with the server of another major version (13, 14, …).
+    pub fn init_major(major: u32) -> PgCluster {
+        PgCluster::init_with(server_bin_dir(major))
+    }
+
+    fn init_with(bin: PathBuf) -> PgCluster {
         let root = tempfile::Builder::new()
             .prefix("pbpg")
             .tempdir()
@@ -86,6 +97,15 @@ impl PgCluster {
     /// private socket directory, whatever its `postgresql.conf` says. The directory must
     /// already belong to the `postgres` user (see [`chown_to_postgres`]).
     pub fn start_on(data: &Path) -> PgCluster {
+        PgCluster::start_on_with(data, pg_bin_dir())
+    }
+
+    /// [`PgCluster::start_on`] with the server of another major version.
+    pub fn start_on_major(data: &Path, major: u32) -> PgCluster {
+        PgCluster::start_on_with(data, server_bin_dir(major))
+    }
+
+    fn start_on_with(data: &Path, bin: PathBuf) -> PgCluster {
         let root = tempfile::Builder::new()
             .prefix("pbpgr")
             .tempdir()
@@ -94,7 +114,7 @@ impl PgCluster {
         let mut c = PgCluster {
             root,
             data: data.to_path_buf(),
-            bin: pg_bin_dir(),
+            bin,
             port: 0,
             running: AtomicBool::new(false),
             watchdog: None,
@@ -172,9 +192,22 @@ impl PgCluster {
         dir
     }
 
-    /// A PostgreSQL program (`psql`, `pgbench`, `pg_verifybackup`, …).
+    /// A PostgreSQL client program (`psql`, `pgbench`, `pg_verifybackup`, …), from the newest
+    /// installed version: they all talk to older servers.
     pub fn bin(&self, name: &str) -> PathBuf {
-        self.bin.join(name)
+        pg_bin_dir().join(name)
+    }
+
+    /// The server's major version, as `postgres --version` reports it.
+    pub fn major(&self) -> u32 {
+        let out = Command::new(self.bin.join("postgres"))
+            .arg("--version")
+            .output()
+            .expect("run postgres --version");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .find_map(|w| w.split('.').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no version in {text:?}"))
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -189,7 +222,7 @@ impl PgCluster {
     /// (so CREATE TABLESPACE and CREATE DATABASE work), stopping at the first error. Returns
     /// psql's unaligned, tuples-only output.
     pub fn psql_db(&self, db: &str, sql: &str) -> String {
-        let mut child = Command::new(self.bin.join("psql"))
+        let mut child = Command::new(self.bin("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.root.path())
             .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
@@ -222,7 +255,7 @@ impl PgCluster {
 
     /// `pgbench -i -s SCALE` into `db` (about 15 MB per unit of scale).
     pub fn pgbench_init(&self, db: &str, scale: u32) {
-        let out = Command::new(self.bin.join("pgbench"))
+        let out = Command::new(self.bin("pgbench"))
             .args(["-i", "-q", "-s", &scale.to_string(), "-h"])
             .arg(self.root.path())
             .args(["-p", &self.port.to_string(), "-U", SUPERUSER, db])
@@ -306,6 +339,39 @@ rm -rf "$4"
 /// the WAL in `DIR/pg_wal` with `pg_waldump`. Run it before PostgreSQL starts on `DIR`.
 pub fn verify_backup(dir: &Path) -> Output {
     as_postgres(&pg_bin_dir().join("pg_verifybackup"), &[s(dir)])
+}
+
+/// [`verify_backup`] for a backup of an older major version: `pg_waldump` reads only its own
+/// version's WAL, so the WAL is left out (`--no-parse-wal`) and every data file is still
+/// checked. PostgreSQL replaying that WAL on start is the test of the WAL.
+pub fn verify_backup_files_only(dir: &Path) -> Output {
+    as_postgres(
+        &pg_bin_dir().join("pg_verifybackup"),
+        &["--no-parse-wal", s(dir)],
+    )
+}
+
+/// Where `scripts/install-deps.sh` unpacks the server binaries of majors Debian does not ship.
+pub fn pg_cache_dir() -> PathBuf {
+    std::env::var_os("POLARBACKUP_PG_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/polarbackup/pg"))
+}
+
+/// The server programs of `major`: Debian's `/usr/lib/postgresql/<major>/bin` when installed,
+/// else `<pg_cache_dir>/<major>/bin`.
+pub fn server_bin_dir(major: u32) -> PathBuf {
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    if debian.join("initdb").exists() {
+        return debian;
+    }
+    let cached = pg_cache_dir().join(major.to_string()).join("bin");
+    assert!(
+        cached.join("initdb").exists(),
+        "PostgreSQL {major} not found in /usr/lib/postgresql or {}; run scripts/install-deps.sh",
+        cached.display()
+    );
+    cached
 }
 
 /// `POLARBACKUP_PG_BIN`, else the newest `/usr/lib/postgresql/<major>/bin` with `initdb`, else

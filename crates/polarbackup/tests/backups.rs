@@ -522,34 +522,7 @@ fn a_backup_restores_to_the_same_data_and_pg_verifybackup_accepts_it() {
     assert!(repo_dir(server, &job).is_dir());
 
     // Restore into a fresh directory owned by postgres, the tablespace mapped elsewhere.
-    let scratch = tempfile::Builder::new()
-        .prefix("pbrestore")
-        .tempdir()
-        .unwrap();
-    pg::chown_to_postgres(scratch.path(), false);
-    let target = scratch.path().join("data");
-    let ts = scratch.path().join("ts1");
-    pg::private_dir(&target);
-    let mapping = format!("{}={}", src.tablespace.display(), ts.display());
-    let out = server.restore(&job, &target, &["--tablespace-mapping", &mapping]);
-    assert!(
-        out.status.success(),
-        "restore failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&out.stdout).expect("restore prints JSON");
-    assert_eq!(printed["BackupId"], job.as_str(), "{printed}");
-    // A second restore into the now non-empty directory is refused.
-    let again = server.restore(&job, &target, &["--tablespace-mapping", &mapping]);
-    assert!(!again.status.success());
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("not empty"),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-
-    pg::chown_to_postgres(scratch.path(), true);
+    let (_scratch, target, ts) = restore_mapped(server, &job, &src.tablespace);
     let verify = pg::verify_backup(&target);
     assert!(
         verify.status.success(),
@@ -571,6 +544,44 @@ fn a_backup_restores_to_the_same_data_and_pg_verifybackup_accepts_it() {
     let location = restored
         .psql("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1';");
     assert_eq!(location, ts.display().to_string());
+}
+
+/// Restores `job` into a fresh directory owned by postgres with `tablespace` mapped beside it,
+/// and checks that a second restore into the now non-empty directory is refused. Returns the
+/// scratch directory (keep it alive), the data directory and the tablespace's new place.
+fn restore_mapped(
+    server: &Server,
+    job: &str,
+    tablespace: &Path,
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let scratch = tempfile::Builder::new()
+        .prefix("pbrestore")
+        .tempdir()
+        .unwrap();
+    pg::chown_to_postgres(scratch.path(), false);
+    let target = scratch.path().join("data");
+    let ts = scratch.path().join("ts1");
+    pg::private_dir(&target);
+    let mapping = format!("{}={}", tablespace.display(), ts.display());
+    let out = server.restore(job, &target, &["--tablespace-mapping", &mapping]);
+    assert!(
+        out.status.success(),
+        "restore failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("restore prints JSON");
+    assert_eq!(printed["BackupId"], job, "{printed}");
+    // A second restore into the now non-empty directory is refused.
+    let again = server.restore(job, &target, &["--tablespace-mapping", &mapping]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    pg::chown_to_postgres(scratch.path(), true);
+    (scratch, target, ts)
 }
 
 fn now_secs() -> i64 {
@@ -1228,4 +1239,71 @@ fn two_servers_back_up_one_postgres_at_the_same_time() {
         ["Finished", "Finished"],
         "jobs {j1} and {j2} on two servers; the second failed with {reason:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL 13 and 14: the older BASE_BACKUP syntax, one CopyOut per tablespace, no
+// READ_REPLICATION_SLOT. Their servers come from scripts/install-deps.sh.
+
+#[test]
+fn postgresql_13_backs_up_and_restores() {
+    back_up_and_restore_major(13);
+}
+
+#[test]
+fn postgresql_14_backs_up_and_restores() {
+    back_up_and_restore_major(14);
+}
+
+fn back_up_and_restore_major(major: u32) {
+    let src = PgCluster::init_major(major);
+    assert_eq!(src.major(), major);
+    let tablespace = src.scratch_dir("ts1");
+    src.psql(&format!(
+        "CREATE TABLESPACE ts1 LOCATION '{}';\nCREATE DATABASE app;",
+        tablespace.display()
+    ));
+    src.pgbench_init("postgres", 1);
+    src.psql_db(
+        "app",
+        "CREATE TABLE in_ts (id int PRIMARY KEY USING INDEX TABLESPACE ts1, note text) TABLESPACE ts1;\n\
+         INSERT INTO in_ts SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 20000) g;\n\
+         CREATE TABLE docs (id int PRIMARY KEY, body text);\n\
+         INSERT INTO docs SELECT g, string_agg(md5((g * 1000 + i)::text), '') \
+           FROM generate_series(1, 100) g, generate_series(1, 200) i GROUP BY g;",
+    );
+    let (server, t) = server_for(src.port);
+    let job = create_backup(&server, &t);
+    let seen = watch(&server, &t, &job, ENDED, 0, 120);
+    assert_eq!(
+        seen.last().map(|o| o.0.as_str()),
+        Some("Finished"),
+        "PostgreSQL {major}: {seen:?}\n{}",
+        server.log()
+    );
+    let (_, sets) = backup_page(&describe_backups(&server, &t, json!({})));
+    assert_eq!(set_ids(&sets), [job.clone()]);
+
+    let (_scratch, target, ts) = restore_mapped(&server, &job, &tablespace);
+    let verify = pg::verify_backup_files_only(&target);
+    assert!(
+        verify.status.success(),
+        "pg_verifybackup refused the restored PostgreSQL {major} directory:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // PostgreSQL replays the WAL from pg_wal on start: the test of the WAL part.
+    let restored = PgCluster::start_on_major(&target, major);
+    for db in ["postgres", "app"] {
+        let want = src.table_digests(db);
+        assert!(want.len() >= 2, "{db}: {want:?}");
+        assert_eq!(restored.table_digests(db), want, "database {db} differs");
+    }
+    assert_eq!(
+        restored.psql("SELECT current_setting('server_version_num')::int / 10000;"),
+        major.to_string()
+    );
+    let location = restored
+        .psql("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1';");
+    assert_eq!(location, ts.display().to_string());
 }

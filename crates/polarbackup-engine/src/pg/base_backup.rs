@@ -1,7 +1,11 @@
-//! BASE_BACKUP (PG15+ form): the command text, and a stream of events decoded from its answer.
+//! BASE_BACKUP: the command text, and a stream of events decoded from its answer. PostgreSQL 15+
+//! gets the parenthesised options and answers in one CopyOut of typed messages; 13 and 14 get
+//! the older keyword syntax and answer with one CopyOut per tablespace, then one for the
+//! manifest, which the stream turns into the same events.
 
 use bytes::{Buf, Bytes};
 use postgres_protocol::message::backend::Message;
+use std::collections::VecDeque;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::{parse_lsn, ReplicationConn};
@@ -90,6 +94,37 @@ impl BaseBackupOptions {
         }
         Ok(format!("BASE_BACKUP ({})", opts.join(", ")))
     }
+
+    /// The command text in the keyword syntax of PostgreSQL 13 and 14, which has no server-side
+    /// compression. Options at their default are left out (14 knows no `WAIT` keyword, only `NOWAIT`).
+    pub fn legacy_command(&self) -> Result<String, PgError> {
+        if self.compression.is_some() || self.compression_detail.is_some() {
+            return Err(PgError::InvalidInput(
+                "server-side compression needs PostgreSQL 15 or later".into(),
+            ));
+        }
+        let mut opts = vec![format!("LABEL {}", quote_literal(&self.label)?)];
+        let flags = [
+            (self.progress, "PROGRESS"),
+            (self.fast_checkpoint, "FAST"),
+            (self.wal, "WAL"),
+            (!self.wait, "NOWAIT"),
+            (self.tablespace_map, "TABLESPACE_MAP"),
+            (!self.verify_checksums, "NOVERIFY_CHECKSUMS"),
+        ];
+        opts.extend(flags.iter().filter(|f| f.0).map(|f| f.1.to_string()));
+        opts.push(format!(
+            "MANIFEST '{}'",
+            if self.manifest { "yes" } else { "no" }
+        ));
+        if let Some(c) = &self.manifest_checksums {
+            opts.push(format!("MANIFEST_CHECKSUMS {}", quote_literal(c)?));
+        }
+        if let Some(r) = self.max_rate {
+            opts.push(format!("MAX_RATE {r}"));
+        }
+        Ok(format!("BASE_BACKUP {}", opts.join(" ")))
+    }
 }
 
 /// A string constant for the replication grammar: quotes doubled, backslashes literal (as in its scanner).
@@ -125,7 +160,8 @@ pub enum BackupEvent {
     /// A chunk of the current archive.
     Data(Bytes),
     /// Bytes done so far in the whole backup, all archives together (uncompressed, even with
-    /// server compression). Sent about once a second and at each archive's end.
+    /// server compression). Sent about once a second and at each archive's end; never by
+    /// PostgreSQL 13 and 14, where the client counts the bytes itself.
     Progress(u64),
     /// The backup_manifest follows as `ManifestData` chunks.
     ManifestStart,
@@ -155,26 +191,51 @@ pub struct BaseBackupStream<'a, S = PgStream> {
     conn: &'a mut ReplicationConn<S>,
     phase: Phase,
     rs: Option<ResultSetBuilder>,
+    /// Set for PostgreSQL 13 and 14.
+    legacy: Option<Legacy>,
 }
 
+/// What a pre-15 answer still owes: one CopyOut per tablespace, in the order of the tablespace
+/// result set, then one for the manifest if it was asked for.
+#[derive(Debug, Default)]
+struct Legacy {
+    archives: VecDeque<(String, Option<String>)>,
+    manifest: bool,
+}
+
+/// Two zero blocks end a tar archive. Servers before 15 leave them out (pg_basebackup adds them);
+/// the stream adds them too, so every archive is a complete tar whichever the server.
+const TAR_TRAILER: [u8; 1024] = [0; 1024];
+
 impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
-    /// Sends BASE_BACKUP; the events come from the returned stream. Requires PostgreSQL 15+.
+    /// Sends BASE_BACKUP in the syntax the server's version takes (an unknown version is taken
+    /// to be 15 or later); the events come from the returned stream. Requires PostgreSQL 13+.
     pub async fn base_backup(
         &mut self,
         opts: &BaseBackupOptions,
     ) -> Result<BaseBackupStream<'_, S>, PgError> {
-        if let Some(v) = self.server_major_version().filter(|&v| v < 15) {
-            return Err(PgError::InvalidInput(format!(
-                "BASE_BACKUP with options in parentheses needs PostgreSQL 15 or later; the server is {v}"
-            )));
-        }
-        let cmd = opts.command()?;
+        let (cmd, legacy) = match self.server_major_version() {
+            Some(v) if v < 13 => {
+                return Err(PgError::InvalidInput(format!(
+                    "BASE_BACKUP with a manifest needs PostgreSQL 13 or later; the server is {v}"
+                )))
+            }
+            Some(13 | 14) => (
+                opts.legacy_command()?,
+                Some(Legacy {
+                    manifest: opts.manifest,
+                    ..Legacy::default()
+                }),
+            ),
+            _ => (opts.command()?, None),
+        };
         tracing::debug!(%cmd, "starting base backup");
         self.send_query(&cmd).await?;
         Ok(BaseBackupStream {
             conn: self,
             phase: Phase::StartResult,
             rs: None,
+            legacy,
         })
     }
 }
@@ -234,20 +295,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BaseBackupStream<'_, S> {
                     "BASE_BACKUP: CommandComplete out of place",
                 )),
             },
-            (Message::CopyOutResponse(_), Phase::AwaitCopy) => {
-                self.phase = Phase::Copy {
-                    archive: false,
-                    manifest: false,
-                };
-                Ok(None)
-            }
+            (Message::CopyOutResponse(_), Phase::AwaitCopy) => match self.legacy.as_mut() {
+                Some(legacy) => Ok(Some(legacy_copy_start(legacy, &mut self.phase)?)),
+                None => {
+                    self.phase = Phase::Copy {
+                        archive: false,
+                        manifest: false,
+                    };
+                    Ok(None)
+                }
+            },
             (Message::CopyData(d), Phase::Copy { archive, manifest }) => {
-                self.on_copy_data(d.into_bytes(), archive, manifest)
+                let data = d.into_bytes();
+                match (&self.legacy, archive) {
+                    // Before 15 the CopyData carries raw bytes, no message type.
+                    (Some(_), _) if data.is_empty() => Ok(None),
+                    (Some(_), true) => Ok(Some(BackupEvent::Data(data))),
+                    (Some(_), false) => Ok(Some(BackupEvent::ManifestData(data))),
+                    (None, _) => self.on_copy_data(data, archive, manifest),
+                }
             }
-            (Message::CopyDone, Phase::Copy { .. }) => {
-                self.phase = Phase::EndResult;
-                Ok(None)
-            }
+            (Message::CopyDone, Phase::Copy { archive, .. }) => match &self.legacy {
+                Some(legacy) => {
+                    self.phase = if legacy.archives.is_empty() && !legacy.manifest {
+                        Phase::EndResult
+                    } else {
+                        Phase::AwaitCopy
+                    };
+                    Ok(archive.then(|| BackupEvent::Data(Bytes::from_static(&TAR_TRAILER))))
+                }
+                None => {
+                    self.phase = Phase::EndResult;
+                    Ok(None)
+                }
+            },
             (Message::ReadyForQuery(_), Phase::AwaitReady { end_lsn, timeline }) => {
                 self.phase = Phase::Done;
                 self.conn.busy = false;
@@ -298,6 +379,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BaseBackupStream<'_, S> {
                         location: col(1),
                         size_kb: col(2).map(|v| parse_num(&v, W)).transpose()?,
                     });
+                }
+                if let Some(legacy) = self.legacy.as_mut() {
+                    legacy.archives = spcs
+                        .iter()
+                        .map(|t| match t.oid {
+                            Some(oid) => (format!("{oid}.tar"), t.location.clone()),
+                            None => ("base.tar".to_string(), None),
+                        })
+                        .collect();
                 }
                 self.phase = Phase::AwaitCopy;
                 Ok(Some(BackupEvent::Tablespaces(spcs)))
@@ -356,4 +446,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BaseBackupStream<'_, S> {
         };
         Ok(Some(ev))
     }
+}
+
+/// A pre-15 CopyOut begins: the next tablespace's archive, or else the manifest.
+fn legacy_copy_start(legacy: &mut Legacy, phase: &mut Phase) -> Result<BackupEvent, PgError> {
+    if let Some((name, tablespace_location)) = legacy.archives.pop_front() {
+        *phase = Phase::Copy {
+            archive: true,
+            manifest: false,
+        };
+        return Ok(BackupEvent::ArchiveStart {
+            name,
+            tablespace_location,
+        });
+    }
+    if std::mem::take(&mut legacy.manifest) {
+        *phase = Phase::Copy {
+            archive: false,
+            manifest: true,
+        };
+        return Ok(BackupEvent::ManifestStart);
+    }
+    Err(PgError::protocol(
+        "BASE_BACKUP: more archives than tablespaces",
+    ))
 }

@@ -245,17 +245,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
     }
 
     /// Creates a physical slot that reserves WAL from now on and disappears with this connection,
-    /// and returns the position it retains WAL from. (CREATE_REPLICATION_SLOT answers 0/0 for
-    /// physical slots, so the position comes from READ_REPLICATION_SLOT.)
-    pub async fn create_temporary_physical_slot(&mut self, name: &str) -> Result<Lsn, PgError> {
+    /// and returns the position it retains WAL from. CREATE_REPLICATION_SLOT answers 0/0 for
+    /// physical slots, so the position comes from READ_REPLICATION_SLOT, which servers before 15
+    /// lack: they give `None` (the slot reserves WAL all the same).
+    pub async fn create_temporary_physical_slot(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<Lsn>, PgError> {
         validate_slot_name(name)?;
         self.simple_query(&format!(
             "CREATE_REPLICATION_SLOT {name} TEMPORARY PHYSICAL RESERVE_WAL"
         ))
         .await?;
+        if self.server_major_version().is_some_and(|v| v < 15) {
+            return Ok(None);
+        }
         self.read_replication_slot(name)
             .await?
             .and_then(|s| s.restart_lsn)
+            .map(Some)
             .ok_or_else(|| {
                 PgError::protocol(format!("slot {name} has no restart_lsn after creation"))
             })

@@ -78,6 +78,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         self.params.get(name).map(String::as_str)
     }
 
+    /// Plays a ParameterStatus, for scripted servers that skip startup.
+    #[cfg(test)]
+    pub fn set_param(&mut self, name: &str, value: &str) {
+        self.params.insert(name.to_string(), value.to_string());
+    }
+
     /// Decodes one message if the read buffer holds a whole one. Never blocks.
     pub fn try_parse(&mut self) -> Result<Option<Backend>, PgError> {
         let Some(header) = backend::Header::parse(&self.rbuf)? else {

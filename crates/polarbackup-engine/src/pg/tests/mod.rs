@@ -2,6 +2,7 @@
 //! events (or errors) out.
 
 mod base_backup;
+mod base_backup_legacy;
 mod startup;
 mod wal_stream;
 
@@ -35,6 +36,17 @@ pub(super) fn scripted(
         },
         task,
     )
+}
+
+/// [`scripted`], as a server that reported `server_version` at startup.
+pub(super) fn scripted_version(
+    script: Vec<u8>,
+    close: bool,
+    version: &str,
+) -> (ReplicationConn<DuplexStream>, JoinHandle<Vec<u8>>) {
+    let (mut conn, task) = scripted(script, close);
+    conn.framed.set_param("server_version", version);
+    (conn, task)
 }
 
 pub(super) fn cd(kind: u8, body: &[u8]) -> Vec<u8> {
