@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// backups run, nothing is scheduled) [default: 2].
     #[arg(long, env = "POLARBACKUP_WORKERS")]
     pub workers: Option<usize>,
+    /// Seconds a worker's claim on a job lasts without a heartbeat (renewed every third of
+    /// it). After a crash, another server recovers the job once it runs out [default: 30].
+    #[arg(long, env = "POLARBACKUP_LEASE_SECS")]
+    pub lease_secs: Option<u32>,
     /// Take automated backups by each cluster's policy [default: on]. `off` suits a local test
     /// endpoint whose clusters are not real.
     #[arg(long, env = "POLARBACKUP_SCHEDULER")]

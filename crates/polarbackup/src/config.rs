@@ -11,6 +11,9 @@ pub const DEFAULT_DATA_DIR: &str = "./polarbackup-data";
 pub const DEFAULT_JOB_HISTORY_DAYS: u32 = 7;
 const MAX_JOB_HISTORY_DAYS: u32 = 3650;
 pub const DEFAULT_WORKERS: usize = 2;
+pub const DEFAULT_LEASE_SECS: u32 = 30;
+/// Shorter leases would have heartbeats compete with the backups for the store.
+const LEASE_SECS: std::ops::RangeInclusive<u32> = 3..=3600;
 pub const DEFAULT_REGION: &str = "cn-hangzhou";
 const MAX_WORKERS: usize = 64;
 
@@ -24,6 +27,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     host_id: Option<String>,
     workers: Option<usize>,
+    lease_secs: Option<u32>,
     ram_mode: Option<RamModeArg>,
     scheduler: Option<OnOff>,
     region: Option<String>,
@@ -38,6 +42,7 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     pub host_id: String,
     pub workers: usize,
+    pub lease_secs: u32,
     pub ram_mode: RamModeArg,
     pub scheduler: bool,
     pub region: String,
@@ -73,6 +78,10 @@ impl ServeConfig {
                 .host_id
                 .unwrap_or_else(|| "polardb.aliyuncs.com".into()),
             workers: args.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
+            lease_secs: args
+                .lease_secs
+                .or(file.lease_secs)
+                .unwrap_or(DEFAULT_LEASE_SECS),
             ram_mode: args
                 .ram_mode
                 .or(file.ram_mode)
@@ -94,6 +103,13 @@ impl ServeConfig {
         }
         if self.workers > MAX_WORKERS {
             bail!("workers must be between 0 (API only) and {MAX_WORKERS}");
+        }
+        if !LEASE_SECS.contains(&self.lease_secs) {
+            bail!(
+                "lease_secs must be between {} and {}",
+                LEASE_SECS.start(),
+                LEASE_SECS.end()
+            );
         }
         if !valid_region(&self.region) {
             bail!("region must be a region id such as cn-hangzhou");
@@ -174,6 +190,7 @@ mod tests {
             job_history_days: None,
             log_format: None,
             workers: None,
+            lease_secs: None,
             ram_mode: None,
             scheduler: None,
             region: None,
@@ -186,6 +203,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.job_history_days, 7);
+        assert_eq!(c.lease_secs, 30);
     }
 
     #[test]
@@ -207,6 +225,8 @@ mod tests {
         let c = ServeConfig::load(&a).expect("load");
         assert_eq!((c.listen.port(), c.job_history_days), (9001, 1));
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        a.lease_secs = Some(5);
+        assert_eq!(ServeConfig::load(&a).expect("load").lease_secs, 5);
     }
 
     #[test]
@@ -218,6 +238,8 @@ mod tests {
             "job_history_days = 99999",
             "listen = 5",
             "job_history_days = -1",
+            "lease_secs = 2",
+            "lease_secs = 3601",
         ] {
             std::fs::write(&path, bad).expect("write");
             let mut a = args();

@@ -59,6 +59,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
             Arc::new(PgExecutor { repo, scratch }),
             WorkerConfig {
                 concurrency: cfg.workers,
+                lease: jiff::SignedDuration::from_secs(cfg.lease_secs.into()),
                 scheduler: cfg.scheduler,
                 ..WorkerConfig::default()
             },
