@@ -12,6 +12,7 @@ use polarbackup_store::{
     CreateJobOutcome, ManualJobRequest, NewCluster, SetFilter, SqliteStore, Store,
 };
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -22,6 +23,8 @@ use tokio::sync::Notify;
 struct Scripted {
     stored: Mutex<BTreeSet<BackupJobId>>,
     discarded: Mutex<Vec<BackupJobId>>,
+    /// Jobs commented "hold" stay in Uploading until this is set.
+    release: AtomicBool,
 }
 
 impl Executor for Scripted {
@@ -34,6 +37,11 @@ impl Executor for Scripted {
             ctx.progress.fraction(1, 2).await?;
             if ctx.comment.as_deref() == Some("fail") {
                 return Err("connection reset by peer".into());
+            }
+            if ctx.comment.as_deref() == Some("hold") {
+                while !self.release.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
             if ctx.comment.as_deref() == Some("hang") {
                 ctx.cancel.cancelled().await;
@@ -71,9 +79,18 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let now = Timestamp::now();
-    let account = store.create_account(None, now).unwrap().id;
-    let cluster = store
+    let account = store.create_account(None, Timestamp::now()).unwrap().id;
+    let cluster = add_cluster(&store, &account);
+    Fixture {
+        _dir: dir,
+        store,
+        account,
+        cluster,
+    }
+}
+
+fn add_cluster(store: &SqliteStore, account: &AccountId) -> DbClusterId {
+    store
         .create_cluster(
             &NewCluster {
                 account: account.clone(),
@@ -88,22 +105,20 @@ fn fixture() -> Fixture {
                 tls_mode: "prefer".into(),
                 tls_ca_file: None,
             },
-            now,
+            Timestamp::now(),
         )
         .unwrap()
-        .id;
-    Fixture {
-        _dir: dir,
-        store,
-        account,
-        cluster,
-    }
+        .id
 }
 
 impl Fixture {
     fn queue(&self, comment: &str) -> BackupJobId {
+        self.queue_on(&self.cluster, comment)
+    }
+
+    fn queue_on(&self, cluster: &DbClusterId, comment: &str) -> BackupJobId {
         let req = ManualJobRequest {
-            cluster: self.cluster.clone(),
+            cluster: cluster.clone(),
             account: self.account.clone(),
             client_token: None,
             fingerprint: String::new(),
@@ -120,12 +135,20 @@ impl Fixture {
     }
 
     fn job_status(&self, id: BackupJobId) -> (JobStatus, u8, Option<String>) {
+        self.job_status_on(&self.cluster, id)
+    }
+
+    fn job_status_on(
+        &self,
+        cluster: &DbClusterId,
+        id: BackupJobId,
+    ) -> (JobStatus, u8, Option<String>) {
         let f = polarbackup_store::JobFilter {
             job_id: Some(id),
             mode: None,
             ended_since: Timestamp::MIN,
         };
-        let j = self.store.list_jobs(&self.cluster, &f).unwrap().remove(0);
+        let j = self.store.list_jobs(cluster, &f).unwrap().remove(0);
         (j.status, j.process, j.failure_reason)
     }
 
@@ -148,6 +171,15 @@ impl Fixture {
         exec: Arc<Scripted>,
         lease_secs: i64,
     ) -> (CancellationToken, tokio::task::JoinHandle<()>, Arc<Notify>) {
+        self.pool_of(exec, lease_secs, 2)
+    }
+
+    fn pool_of(
+        &self,
+        exec: Arc<Scripted>,
+        lease_secs: i64,
+        concurrency: usize,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>, Arc<Notify>) {
         let shutdown = CancellationToken::new();
         let wake = Arc::new(Notify::new());
         let handle = start(
@@ -155,7 +187,7 @@ impl Fixture {
             Arc::new(SystemClock),
             exec,
             WorkerConfig {
-                concurrency: 2,
+                concurrency,
                 lease: SignedDuration::from_secs(lease_secs),
                 poll: Duration::from_millis(50),
                 scheduler: false,
@@ -258,6 +290,64 @@ async fn a_dead_workers_job_is_recovered_and_deletions_and_orphans_are_finished(
     .await;
     assert!(!exec.stored.lock().unwrap().contains(&done));
     assert!(fx.sets().iter().all(|(id, _, _)| *id != done));
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_limit_and_one_backup_per_cluster_queue_jobs_as_no_start() {
+    let fx = fixture();
+    let (c2, c3) = (
+        add_cluster(&fx.store, &fx.account),
+        add_cluster(&fx.store, &fx.account),
+    );
+    let jobs = [
+        (fx.cluster.clone(), fx.queue("hold")),
+        // A second job on the first cluster waits for the first, whatever the free workers.
+        (fx.cluster.clone(), fx.queue("hold")),
+        (c2.clone(), fx.queue_on(&c2, "hold")),
+        (c3.clone(), fx.queue_on(&c3, "hold")),
+    ];
+    let exec = Arc::new(Scripted::default());
+    let (shutdown, handle, wake) = fx.pool_of(exec.clone(), 30, 2);
+    wake.notify_one();
+    let statuses = || -> Vec<JobStatus> {
+        jobs.iter()
+            .map(|(c, id)| fx.job_status_on(c, *id).0)
+            .collect()
+    };
+    wait_for("two running", || {
+        statuses()
+            .iter()
+            .filter(|s| **s == JobStatus::Uploading)
+            .count()
+            == 2
+    })
+    .await;
+    // Several passes of the pool later, still two: the others wait, untouched.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = statuses();
+    assert_eq!(
+        now.iter().filter(|s| **s == JobStatus::Uploading).count(),
+        2,
+        "{now:?}"
+    );
+    assert_eq!(
+        now.iter().filter(|s| **s == JobStatus::NoStart).count(),
+        2,
+        "{now:?}"
+    );
+    assert_eq!(now[0], JobStatus::Uploading, "the oldest job runs first");
+    assert_eq!(
+        now[1],
+        JobStatus::NoStart,
+        "one backup per cluster: {now:?}"
+    );
+    exec.release.store(true, Ordering::SeqCst);
+    wait_for("all finished", || {
+        statuses().iter().all(|s| *s == JobStatus::Finished)
+    })
+    .await;
     shutdown.cancel();
     handle.await.unwrap();
 }
