@@ -17,7 +17,8 @@ Request fields
   action     default "DescribeBackupTasks"; version default "2017-08-01". The typed clients
              (v3, v3-sm3, v1-new: the SDK's request model and method; old-typed-post, old-xml:
              the old SDK's request class) know DescribeBackupTasks, CreateBackup,
-             DescribeBackups and DeleteBackup; other actions go through the generic call
+             DescribeBackups, DeleteBackup, DescribeBackupPolicy, ModifyBackupPolicy and
+             DescribeDetachedBackups; other actions go through the generic call
   params     business parameters (strings)
   format     old clients and raw: "JSON" (default for old) or "XML" (old-xml forces XML)
   method     old-common-*: GET/POST override; raw: GET or POST (default POST)
@@ -105,6 +106,7 @@ TYPED_ACTIONS = {
     "DeleteBackup": ("DeleteBackupRequest", "delete_backup"),
     "DescribeBackupPolicy": ("DescribeBackupPolicyRequest", "describe_backup_policy"),
     "ModifyBackupPolicy": ("ModifyBackupPolicyRequest", "modify_backup_policy"),
+    "DescribeDetachedBackups": ("DescribeDetachedBackupsRequest", "describe_detached_backups"),
 }
 
 

@@ -1,8 +1,13 @@
 //! Action handlers: validate parameters, check the caller may see the resource, answer.
+//!
+//! A deleted cluster is answered exactly as an unknown one, except by DescribeDetachedBackups
+//! and DeleteBackup while it retains sets (`released`); a cluster being deleted answers reads
+//! and refuses changes with `OperationDenied.DBClusterStatus`.
 
 use crate::authn::Caller;
+use crate::released;
 use crate::AppState;
-use polarbackup_model::DbClusterId;
+use polarbackup_model::{ClusterStatus, DbClusterId};
 use polarbackup_store::{
     Cluster, CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, SetFilter,
 };
@@ -22,17 +27,20 @@ pub fn dispatch(state: &AppState, action: Action, caller: &Caller, params: &Para
         Action::DeleteBackup => delete_backup(state, caller, params),
         Action::DescribeBackupPolicy => describe_backup_policy(state, caller, params),
         Action::ModifyBackupPolicy => modify_backup_policy(state, caller, params),
+        Action::DescribeDetachedBackups => {
+            released::describe_detached_backups(state, caller, params)
+        }
     }
 }
 
-fn internal(e: polarbackup_store::StoreError) -> ApiError {
+pub(crate) fn internal(e: polarbackup_store::StoreError) -> ApiError {
     error!(error = %e, "store failure");
     ApiError::Internal
 }
 
-/// The caller's own cluster, or `not_found`: a malformed id, an unknown one and another
-/// account's all get the same answer, so nothing leaks about other tenants.
-fn owned_cluster(
+/// The caller's own cluster in any state, or `not_found`: a malformed id, an unknown one and
+/// another account's all get the same answer, so nothing leaks about other tenants.
+pub(crate) fn owned_cluster_any_state(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -44,6 +52,29 @@ fn owned_cluster(
     match state.store.cluster(&id).map_err(internal)? {
         Some(c) if c.spec.account == caller.account => Ok(c),
         _ => Err(not_found),
+    }
+}
+
+/// The caller's live (Running or Deleting) cluster, or `not_found`.
+fn owned_cluster(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    not_found: ApiError,
+) -> Result<Cluster, ApiError> {
+    let cluster = owned_cluster_any_state(state, caller, id, not_found.clone())?;
+    if cluster.status == ClusterStatus::Deleted {
+        return Err(not_found);
+    }
+    Ok(cluster)
+}
+
+/// A change refused for a cluster that is not Running: `Deleting` is a status the caller may
+/// see; `Deleted` (reached meanwhile) is answered as an unknown cluster.
+fn not_running(status: ClusterStatus, not_found: ApiError) -> ApiError {
+    match status {
+        ClusterStatus::Deleted => not_found,
+        _ => ApiError::ClusterStatus,
     }
 }
 
@@ -104,18 +135,20 @@ fn create_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
         CreateJobOutcome::Existing(job) => Ok(create_backup::response(job.id)),
         CreateJobOutcome::TokenMismatch => Err(ApiError::IdempotentParameterMismatch),
         CreateJobOutcome::LimitReached => Err(ApiError::BackupTimesExceeded),
+        CreateJobOutcome::ClusterNotRunning(status) => {
+            Err(not_running(status, create_backup::CLUSTER_NOT_FOUND))
+        }
     }
 }
 
-fn describe_backups(state: &AppState, caller: &Caller, params: &Params) -> Body {
-    let req = dbs::Request::parse(params)?;
-    let cluster = owned_cluster(state, caller, &req.cluster_id, dbs::CLUSTER_NOT_FOUND)?;
+/// The store's filter for a DescribeBackups-shaped request; `None` when no set can match.
+pub(crate) fn set_filter(req: &dbs::Request) -> Option<SetFilter> {
     let id = match req.backup {
-        BackupSelector::Nothing => return Ok(dbs::response(&[], 0, req.page_number)),
+        BackupSelector::Nothing => return None,
         BackupSelector::All => None,
         BackupSelector::One(id) => Some(id),
     };
-    let filter = SetFilter {
+    Some(SetFilter {
         id,
         status: req.status,
         mode: req.mode,
@@ -123,6 +156,14 @@ fn describe_backups(state: &AppState, caller: &Caller, params: &Params) -> Body 
         end: req.end,
         page_size: req.page_size,
         page_number: req.page_number,
+    })
+}
+
+fn describe_backups(state: &AppState, caller: &Caller, params: &Params) -> Body {
+    let req = dbs::Request::parse(params)?;
+    let cluster = owned_cluster(state, caller, &req.cluster_id, dbs::CLUSTER_NOT_FOUND)?;
+    let Some(filter) = set_filter(&req) else {
+        return Ok(dbs::response(&[], 0, req.page_number));
     };
     let page = state
         .store
@@ -131,15 +172,15 @@ fn describe_backups(state: &AppState, caller: &Caller, params: &Params) -> Body 
     Ok(dbs::response(&page.sets, page.total, req.page_number))
 }
 
-/// Hides the sets at once; a worker removes their data and then their rows.
+/// Hides the sets at once; a worker removes their data and then their rows. A released
+/// cluster's retained sets are deleted the same way.
 fn delete_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let req = delete_backup::Request::parse(params)?;
-    let cluster = owned_cluster(
-        state,
-        caller,
-        &req.cluster_id,
-        delete_backup::CLUSTER_NOT_FOUND,
-    )?;
+    let not_found = delete_backup::CLUSTER_NOT_FOUND;
+    let cluster = owned_cluster_any_state(state, caller, &req.cluster_id, not_found.clone())?;
+    if cluster.status == ClusterStatus::Deleted {
+        released::require_retained_sets(state, &cluster, not_found.clone())?;
+    }
     match state
         .store
         .begin_delete_sets(&cluster.id, &req.backup_ids)
@@ -152,6 +193,7 @@ fn delete_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
         }
         Err(DeleteRefusal::NotFound(_)) => Err(ApiError::BackupSetNotFound),
         Err(DeleteRefusal::Automated(_)) => Err(ApiError::AutomatedBackupNotDeletable),
+        Err(DeleteRefusal::ClusterNotRunning(status)) => Err(not_running(status, not_found)),
     }
 }
 
@@ -172,7 +214,8 @@ fn modify_backup_policy(state: &AppState, caller: &Caller, params: &Params) -> B
     state
         .store
         .set_backup_policy(&cluster.id, &policy)
-        .map_err(internal)?;
+        .map_err(internal)?
+        .map_err(|status| not_running(status, backup_policy::CLUSTER_NOT_FOUND))?;
     info!(cluster = %cluster.id, "backup policy changed");
     state.work_available.notify_one();
     Ok(Map::new())

@@ -4,6 +4,7 @@ mod authn;
 mod authz;
 mod front_door;
 mod handlers;
+mod released;
 
 use axum::routing::get;
 use axum::Router;

@@ -13,7 +13,8 @@ pub struct TickReport {
     pub expired: usize,
 }
 
-/// One pass over every cluster. Safe to run from several processes at once: the store
+/// One pass over every Running cluster (one being deleted or deleted is neither scheduled nor
+/// expired; detached sets never expire). Safe to run from several processes at once: the store
 /// queues a slot only if no one has queued it (or a later one) before.
 pub fn tick(store: &dyn Store, clock: &dyn Clock) -> Result<TickReport, StoreError> {
     let now = clock.now();

@@ -1,10 +1,11 @@
 //! The worker pool: recovery, claiming under a lease, heartbeats, ending jobs, deletions.
 
+use crate::blocking;
 use crate::executor::{Completed, Executor, JobContext};
 use crate::progress::Progress;
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{BackupJob, BackupJobId, BackupSet, BackupSetStatus, Clock, JobStatus};
-use polarbackup_store::{ClaimedJob, Store, StoreError};
+use polarbackup_store::{ClaimedJob, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,15 +67,6 @@ pub fn start(
     tokio::spawn(async move { pool.run(wake, shutdown).await })
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("store task failed: {e}")),
-    }
-}
-
 impl Pool {
     async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
         info!(worker = %self.id, concurrency = self.config.concurrency, "workers started");
@@ -119,8 +111,9 @@ impl Pool {
         blocking(move || store.claim_job(&id, until, now)).await
     }
 
-    /// Fails jobs whose worker died, finishes interrupted deletions and, once per start,
-    /// removes stored data that no job or set owns.
+    /// Fails jobs whose worker died (ending a cluster deletion's final backup this way aborts
+    /// that deletion), finishes interrupted deletions and, once per start, removes stored data
+    /// that no job or set owns.
     async fn housekeeping(&self, sweep_orphans: bool, running: usize) -> Result<(), String> {
         if self.config.scheduler {
             let store = self.store.clone();
@@ -138,13 +131,7 @@ impl Pool {
                 self.end(job, Some(set)).await?;
             }
         }
-        let store = self.store.clone();
-        for set in blocking(move || store.pending_deletions()).await? {
-            self.discard(set.id).await?;
-            let store = self.store.clone();
-            blocking(move || store.forget_set(set.id)).await?;
-            info!(backup = %set.id, "backup set deleted");
-        }
+        crate::remove_marked_sets(self.store.clone(), self.executor.as_ref(), None).await?;
         if sweep_orphans && running == 0 {
             let store = self.store.clone();
             let known: HashSet<BackupJobId> = blocking(move || store.known_backup_ids())

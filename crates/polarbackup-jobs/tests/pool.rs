@@ -5,11 +5,12 @@ use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::{
     start, BoxFuture, CancellationToken, Completed, Executor, JobContext, WorkerConfig,
 };
+use polarbackup_model::policy::RetentionOnClusterDeletion as Retention;
 use polarbackup_model::{
-    AccountId, BackupJobId, BackupSetStatus, DbClusterId, JobStatus, SystemClock,
+    AccountId, BackupJobId, BackupSetStatus, ClusterStatus, DbClusterId, JobStatus, SystemClock,
 };
 use polarbackup_store::{
-    CreateJobOutcome, ManualJobRequest, NewCluster, SetFilter, SqliteStore, Store,
+    ClusterDeletion, CreateJobOutcome, ManualJobRequest, NewCluster, SetFilter, SqliteStore, Store,
 };
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,16 +154,10 @@ impl Fixture {
     }
 
     fn sets(&self) -> Vec<(BackupJobId, BackupSetStatus, u64)> {
-        let f = SetFilter {
-            id: None,
-            status: None,
-            mode: None,
-            start: Timestamp::MIN,
-            end: Timestamp::MAX,
-            page_size: 100,
-            page_number: 1,
-        };
-        let page = self.store.list_backup_sets(&self.cluster, &f).unwrap();
+        let page = self
+            .store
+            .list_backup_sets(&self.cluster, &all_sets())
+            .unwrap();
         page.sets.iter().map(|s| (s.id, s.status, s.size)).collect()
     }
 
@@ -196,6 +191,18 @@ impl Fixture {
             shutdown.clone(),
         );
         (shutdown, handle, wake)
+    }
+}
+
+fn all_sets() -> SetFilter {
+    SetFilter {
+        id: None,
+        status: None,
+        mode: None,
+        start: Timestamp::MIN,
+        end: Timestamp::MAX,
+        page_size: 100,
+        page_number: 1,
     }
 }
 
@@ -348,6 +355,86 @@ async fn the_concurrency_limit_and_one_backup_per_cluster_queue_jobs_as_no_start
         statuses().iter().all(|s| *s == JobStatus::Finished)
     })
     .await;
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+impl Fixture {
+    fn cluster_status(&self) -> ClusterStatus {
+        self.store.cluster(&self.cluster).unwrap().unwrap().status
+    }
+
+    /// Starts a LATEST deletion and returns its final backup.
+    fn delete_keeping_latest(&self) -> BackupJobId {
+        match self
+            .store
+            .begin_cluster_deletion(&self.cluster, Some(Retention::Latest), Timestamp::now())
+            .unwrap()
+        {
+            Ok(ClusterDeletion::Pending { job, .. }) => job.id,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latest_deletion_runs_its_final_backup_then_removes_the_other_sets() {
+    let fx = fixture();
+    let exec = Arc::new(Scripted::default());
+    let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
+    let old = fx.queue("ok");
+    wake.notify_one();
+    wait_for("finished", || fx.job_status(old).0 == JobStatus::Finished).await;
+    let last = fx.delete_keeping_latest();
+    assert_eq!(fx.cluster_status(), ClusterStatus::Deleting);
+    wake.notify_one();
+    wait_for("released", || fx.cluster_status() == ClusterStatus::Deleted).await;
+    wake.notify_one();
+    wait_for("the older set's data removed", || {
+        !exec.stored.lock().unwrap().contains(&old)
+    })
+    .await;
+    assert_eq!(fx.job_status(last).0, JobStatus::Finished);
+    assert!(exec.stored.lock().unwrap().contains(&last));
+    let kept = fx
+        .store
+        .list_detached_sets(&fx.cluster, &all_sets())
+        .unwrap();
+    assert_eq!(kept.sets.iter().map(|s| s.id).collect::<Vec<_>>(), [last]);
+    wait_for("row forgotten", || {
+        fx.store.pending_deletions().unwrap().is_empty()
+    })
+    .await;
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_backup_interrupted_by_a_crash_aborts_the_deletion() {
+    let fx = fixture();
+    let last = fx.delete_keeping_latest();
+    let now = Timestamp::now();
+    let mut job = fx
+        .store
+        .claim_job("dead-worker", now + SignedDuration::from_secs(1), now)
+        .unwrap()
+        .unwrap()
+        .job;
+    assert_eq!(job.id, last);
+    job.advance(JobStatus::Preparing, 2, now).unwrap();
+    fx.store.update_job(&job).unwrap();
+    let exec = Arc::new(Scripted::default());
+    exec.stored.lock().unwrap().insert(last);
+    let (shutdown, handle, _) = fx.pool(exec.clone(), 30);
+    wait_for("deletion aborted", || {
+        fx.cluster_status() == ClusterStatus::Running
+    })
+    .await;
+    let (status, _, reason) = fx.job_status(last);
+    assert_eq!(status, JobStatus::Failed);
+    assert!(reason.unwrap().starts_with("interrupted"));
+    assert!(!exec.stored.lock().unwrap().contains(&last));
+    assert!(fx.store.pending_deletions().unwrap().is_empty());
     shutdown.cancel();
     handle.await.unwrap();
 }

@@ -3,9 +3,11 @@
 
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::scheduler::tick;
-use polarbackup_model::policy::{BackupPolicy, PolicyChange};
-use polarbackup_model::{BackupSet, BackupSetStatus, DbClusterId, JobMode, JobStatus, ManualClock};
-use polarbackup_store::{JobFilter, NewCluster, SqliteStore, Store};
+use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
+use polarbackup_model::{
+    BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, ManualClock,
+};
+use polarbackup_store::{DeletionRefusal, JobFilter, NewCluster, SqliteStore, Store};
 
 /// Monday 2026-01-05 00:00:00 UTC.
 fn monday() -> Timestamp {
@@ -38,7 +40,10 @@ fn setup(dir: &std::path::Path, policy: &[(&str, &str)]) -> (SqliteStore, DbClus
         .expect("valid policy");
     let mut p = BackupPolicy::default();
     p.apply(change);
-    store.set_backup_policy(&cluster, &p).expect("policy");
+    store
+        .set_backup_policy(&cluster, &p)
+        .expect("policy")
+        .expect("a running cluster");
     (store, cluster)
 }
 
@@ -190,4 +195,39 @@ fn retention_expires_old_automated_sets_but_keeps_the_newest_and_manual_ones() {
         old_auto,
         "data removal is queued"
     );
+}
+
+#[test]
+fn a_released_cluster_gets_no_more_automated_backups() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (store, cluster) = setup(dir.path(), &[("PreferredBackupTime", "02:00Z-03:00Z")]);
+    let clock = ManualClock::new(monday());
+    for _ in 0..(24 * 4) {
+        tick(&store, &clock).expect("tick");
+        clock.advance(SignedDuration::from_mins(15));
+    }
+    assert_eq!(automated(&store, &cluster).len(), 1);
+    // The queued job holds the deletion off until it ends.
+    let all = JobFilter {
+        job_id: None,
+        mode: None,
+        ended_since: Timestamp::MIN,
+    };
+    let mut queued = store.list_jobs(&cluster, &all).expect("jobs").remove(0);
+    let retention = Some(RetentionOnClusterDeletion::All);
+    assert!(matches!(
+        store.begin_cluster_deletion(&cluster, retention, clock.now()),
+        Ok(Err(DeletionRefusal::ActiveJob(_)))
+    ));
+    queued.fail("no worker", clock.now()).expect("fail");
+    store.end_job(&queued, None).expect("end");
+    store
+        .begin_cluster_deletion(&cluster, retention, clock.now())
+        .expect("begin")
+        .expect("nothing runs now");
+    for _ in 0..(7 * 24 * 4) {
+        assert_eq!(tick(&store, &clock).expect("tick"), Default::default());
+        clock.advance(SignedDuration::from_mins(15));
+    }
+    assert_eq!(automated(&store, &cluster).len(), 1);
 }

@@ -8,15 +8,17 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use records::{
-    AccessKey, Account, Attachment, ClaimedJob, Cluster, CreateJobOutcome, DeleteRefusal,
-    JobFilter, ManualJobRequest, NewCluster, PolicyKind, RamUser, SetFilter, SetPage, StoredPolicy,
+    AccessKey, Account, Attachment, ClaimedJob, Cluster, ClusterDeletion, CreateJobOutcome,
+    DeleteRefusal, DeletionRefusal, JobFilter, ManualJobRequest, NewCluster, PolicyKind, RamUser,
+    SetFilter, SetPage, StoredPolicy,
 };
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
-use polarbackup_model::policy::BackupPolicy;
+use polarbackup_model::policy::{BackupPolicy, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction,
+    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, ClusterStatus, DbClusterId, JobMode,
+    TaskAction,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -40,7 +42,19 @@ pub trait Store: Send + Sync {
     fn set_key_active(&self, id: &AccessKeyId, active: bool) -> Result<()>;
 
     fn create_cluster(&self, cluster: &NewCluster, now: Timestamp) -> Result<Cluster>;
+    /// A cluster in any lifecycle state (a deleted one is a tombstone).
     fn cluster(&self, id: &DbClusterId) -> Result<Option<Cluster>>;
+    /// Starts deleting a Running cluster with `retention`, or with its policy's
+    /// `BackupRetentionPolicyOnClusterDeletion` when `None`. One write transaction checks that
+    /// no job is queued or running and switches the status: `ALL`/`NONE` end `Deleted` at once
+    /// (sets detached or hidden for deletion), `LATEST` goes `Deleting` with a queued
+    /// `TempBackupTask` whose end ([`Store::end_job`]) settles the deletion.
+    fn begin_cluster_deletion(
+        &self,
+        cluster: &DbClusterId,
+        retention: Option<RetentionOnClusterDeletion>,
+        now: Timestamp,
+    ) -> Result<std::result::Result<ClusterDeletion, DeletionRefusal>>;
 
     /// Records a new job in `NoStart`, with an id larger than every id handed out before.
     fn insert_job(
@@ -50,7 +64,8 @@ pub trait Store: Send + Sync {
         action: TaskAction,
         now: Timestamp,
     ) -> Result<BackupJob>;
-    /// CreateBackup: honours the ClientToken and the per-cluster manual limit atomically.
+    /// CreateBackup: honours the cluster's status, the ClientToken and the per-cluster manual
+    /// limit atomically.
     fn create_manual_job(
         &self,
         req: &ManualJobRequest,
@@ -59,11 +74,15 @@ pub trait Store: Send + Sync {
     ) -> Result<CreateJobOutcome>;
     /// Persists a job after a state-machine step. Refuses to move a stored job backwards.
     fn update_job(&self, job: &BackupJob) -> Result<()>;
-    /// Persists an ended job (Finished or Failed) together with the backup set it produced.
+    /// Persists an ended job (Finished or Failed) together with the backup set it produced. The
+    /// final backup of a `LATEST` deletion also settles it: Finished releases the cluster
+    /// (`Deleted`, its set detached, every other set hidden for deletion), Failed puts it back
+    /// to `Running` with nothing deleted.
     fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>) -> Result<()>;
     /// Jobs of one cluster, newest first.
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>>;
-    /// Takes the lease on the oldest queued job whose cluster is not busy.
+    /// Takes the lease on the oldest queued job whose cluster is not busy (a cluster being
+    /// deleted included: its final backup must run).
     fn claim_job(
         &self,
         worker: &str,
@@ -75,11 +94,16 @@ pub trait Store: Send + Sync {
     /// Started jobs whose lease ran out: their worker died.
     fn abandoned_jobs(&self, now: Timestamp) -> Result<Vec<BackupJob>>;
 
-    /// One page of a cluster's backup sets, newest first.
+    /// One page of a cluster's backup sets (not detached), newest first.
     fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage>;
-    /// A listed (not deleting) backup set by id, whatever its cluster.
+    /// One page of a released cluster's retained (detached) sets, newest first.
+    fn list_detached_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage>;
+    /// How many retained sets a released cluster still has: none means it is gone for good.
+    fn detached_set_count(&self, cluster: &DbClusterId) -> Result<u64>;
+    /// A listed (not deleting) backup set by id, whatever its cluster (detached ones too).
     fn backup_set(&self, id: BackupJobId) -> Result<Option<BackupSet>>;
-    /// Validates every id, then hides them all; nothing changes if any id is refused.
+    /// Validates every id, then hides them all; nothing changes if any id is refused. Takes a
+    /// Running cluster's manual sets or a released cluster's detached sets.
     fn begin_delete_sets(
         &self,
         cluster: &DbClusterId,
@@ -108,20 +132,27 @@ pub trait Store: Send + Sync {
 
     /// A cluster's backup policy (the default if never set) and its last scheduled slot.
     fn backup_policy(&self, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)>;
-    fn set_backup_policy(&self, cluster: &DbClusterId, policy: &BackupPolicy) -> Result<()>;
-    /// Every cluster's policy and last slot.
+    /// Changes a Running cluster's policy; `Err(status)` (nothing changed) for one that is
+    /// being deleted or deleted.
+    fn set_backup_policy(
+        &self,
+        cluster: &DbClusterId,
+        policy: &BackupPolicy,
+    ) -> Result<std::result::Result<(), ClusterStatus>>;
+    /// Every Running cluster's policy and last slot.
     fn schedules(&self) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>>;
     /// Queues the automated job of `slot` exactly once: `None` if that slot (or a later one)
-    /// was already scheduled, by this process or another.
+    /// was already scheduled, by this process or another, or the cluster is not Running.
     fn schedule_automated_job(
         &self,
         cluster: &DbClusterId,
         slot: Timestamp,
         now: Timestamp,
     ) -> Result<Option<BackupJob>>;
-    /// The listed sets of a cluster.
+    /// The listed sets of a cluster (not detached).
     fn cluster_sets(&self, cluster: &DbClusterId) -> Result<Vec<BackupSet>>;
-    /// Hides expired automated sets; their data is removed like a deletion's.
+    /// Hides expired automated sets (never detached ones); their data is removed like a
+    /// deletion's.
     fn expire_sets(&self, ids: &[BackupJobId]) -> Result<()>;
 
     /// Records a signature nonce for a key. Returns false when it was already used and has not

@@ -127,6 +127,20 @@ const MIGRATIONS: &[&str] = &[
         last_slot   INTEGER
     ) WITHOUT ROWID;
     "#,
+    // 6: cluster deletion. A deleted cluster's row stays as a tombstone (status 'Deleted') so
+    // its retained sets keep their owner. `deletion_job` is the final TempBackupTask of a
+    // LATEST deletion, whose end decides the outcome in the same transaction. Detached sets
+    // belong to a released cluster and never expire.
+    r#"
+    ALTER TABLE clusters ADD COLUMN status TEXT NOT NULL DEFAULT 'Running'
+        CHECK (status IN ('Running', 'Deleting', 'Deleted'));
+    ALTER TABLE clusters ADD COLUMN deleted_at INTEGER;
+    ALTER TABLE clusters ADD COLUMN deletion_retention TEXT
+        CHECK (deletion_retention IN ('ALL', 'LATEST', 'NONE'));
+    ALTER TABLE clusters ADD COLUMN deletion_job INTEGER REFERENCES backup_jobs(id);
+    ALTER TABLE backup_sets ADD COLUMN detached INTEGER NOT NULL DEFAULT 0
+        CHECK (detached IN (0, 1));
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

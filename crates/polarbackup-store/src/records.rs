@@ -1,9 +1,10 @@
 //! Plain records the store hands out, with secrets redacted from Debug output.
 
 use jiff::Timestamp;
+use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
-    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, DbClusterId,
-    JobMode,
+    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, ClusterStatus,
+    DbClusterId, JobMode,
 };
 use std::fmt;
 
@@ -77,6 +78,41 @@ pub struct Cluster {
     pub id: DbClusterId,
     pub spec: NewCluster,
     pub created_at: Timestamp,
+    pub status: ClusterStatus,
+    /// When it became `Deleted`.
+    pub deleted_at: Option<Timestamp>,
+    /// The retention its deletion applies (set once deletion begins).
+    pub deletion_retention: Option<RetentionOnClusterDeletion>,
+    /// The final `TempBackupTask` of a `LATEST` deletion.
+    pub deletion_job: Option<BackupJobId>,
+}
+
+/// What [`crate::Store::begin_cluster_deletion`] did, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterDeletion {
+    /// `ALL` or `NONE`: the cluster is `Deleted`. `kept` are detached (never expire);
+    /// `deleted` are hidden and wait for their data to be removed (`pending_deletions`).
+    Deleted {
+        retention: RetentionOnClusterDeletion,
+        kept: Vec<BackupSet>,
+        deleted: Vec<BackupSet>,
+    },
+    /// `LATEST`: the cluster is `Deleting` until `job` (a queued `TempBackupTask`) ends. If it
+    /// finishes, its set is kept and `doomed` are deleted; if it fails, the cluster is
+    /// `Running` again and nothing is deleted.
+    Pending {
+        job: BackupJob,
+        doomed: Vec<BackupSet>,
+    },
+}
+
+/// Why a cluster deletion did not start; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeletionRefusal {
+    /// The cluster is being deleted or is deleted already.
+    NotRunning(ClusterStatus),
+    /// A backup job of the cluster is queued or running.
+    ActiveJob(BackupJob),
 }
 
 /// Which jobs DescribeBackupTasks wants.
@@ -108,6 +144,8 @@ pub enum CreateJobOutcome {
     TokenMismatch,
     /// The cluster already has the maximum number of manual backups.
     LimitReached,
+    /// The cluster is being deleted or is deleted.
+    ClusterNotRunning(ClusterStatus),
 }
 
 /// A job a worker now holds the lease on.
@@ -137,13 +175,16 @@ pub struct SetPage {
     pub total: u64,
 }
 
-/// Why DeleteBackup refuses; nothing is deleted when any id is refused.
+/// Why DeleteBackup refuses; nothing is deleted when any id is refused. A released cluster's
+/// detached sets are deletable whatever their mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteRefusal {
     /// Unknown, not this cluster's, not finished, or already being deleted.
     NotFound(BackupJobId),
-    /// Automated sets belong to the retention policy.
+    /// Automated sets belong to the retention policy (while the cluster runs).
     Automated(BackupJobId),
+    /// The cluster is being deleted.
+    ClusterNotRunning(ClusterStatus),
 }
 
 /// A RAM user: an identity inside an account whose calls policies govern.

@@ -1,35 +1,16 @@
 //! The store contract, run against the embedded SQLite backend.
 
+mod common;
+
+use common::{new_cluster, t};
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{AccessKeyId, BackupJobId, DbClusterId, JobMode, JobStatus, TaskAction};
-use polarbackup_store::{JobFilter, NewCluster, SqliteStore, Store, StoreError};
+use polarbackup_store::{JobFilter, SqliteStore, Store, StoreError};
 use std::os::unix::fs::PermissionsExt;
-
-fn t(s: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + s).expect("valid time")
-}
 
 fn cluster(store: &SqliteStore) -> DbClusterId {
     let account = store.create_account(Some("a"), t(0)).expect("account");
-    store
-        .create_cluster(
-            &NewCluster {
-                account: account.id,
-                region: "cn-hangzhou".into(),
-                engine: "postgresql".into(),
-                host: "127.0.0.1".into(),
-                port: 5432,
-                user: "postgres".into(),
-                password: Some("pw".into()),
-                database: None,
-                description: None,
-                tls_mode: "prefer".into(),
-                tls_ca_file: None,
-            },
-            t(0),
-        )
-        .expect("cluster")
-        .id
+    new_cluster(store, &account.id)
 }
 
 fn all(ended_since: Timestamp) -> JobFilter {

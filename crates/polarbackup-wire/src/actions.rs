@@ -10,16 +10,18 @@ pub enum Action {
     DeleteBackup,
     DescribeBackupPolicy,
     ModifyBackupPolicy,
+    DescribeDetachedBackups,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::DescribeBackupTasks,
         Action::CreateBackup,
         Action::DescribeBackups,
         Action::DeleteBackup,
         Action::DescribeBackupPolicy,
         Action::ModifyBackupPolicy,
+        Action::DescribeDetachedBackups,
     ];
 
     /// Action names are case-sensitive, as on the real gateway.
@@ -38,13 +40,17 @@ impl Action {
             Self::DeleteBackup => "DeleteBackup",
             Self::DescribeBackupPolicy => "DescribeBackupPolicy",
             Self::ModifyBackupPolicy => "ModifyBackupPolicy",
+            Self::DescribeDetachedBackups => "DescribeDetachedBackups",
         }
     }
 
     /// The access level the RAM documentation gives the action.
     pub fn access_level(self) -> &'static str {
         match self {
-            Self::DescribeBackupTasks | Self::DescribeBackups | Self::DescribeBackupPolicy => "get",
+            Self::DescribeBackupTasks
+            | Self::DescribeBackups
+            | Self::DescribeBackupPolicy
+            | Self::DescribeDetachedBackups => "get",
             Self::CreateBackup => "create",
             Self::DeleteBackup => "delete",
             Self::ModifyBackupPolicy => "update",
@@ -84,5 +90,11 @@ mod tests {
         assert_eq!(Action::DescribeBackupTasks.access_level(), "get");
         assert_eq!(Action::CreateBackup.access_level(), "create");
         assert_eq!(Action::ModifyBackupPolicy.access_level(), "update");
+        let detached = Action::parse("DescribeDetachedBackups").expect("known");
+        assert_eq!(detached.ram_action(), "polardb:DescribeDetachedBackups");
+        assert_eq!(
+            (detached.access_level(), detached.resource_param()),
+            ("get", "DBClusterId")
+        );
     }
 }

@@ -69,41 +69,59 @@ impl Request {
     }
 }
 
-fn backup(s: &BackupSet) -> Value {
-    let mut o = json!({
-        "BackupId": s.id.to_string(),
-        "DBClusterId": s.cluster_id.as_str(),
-        "BackupStatus": s.status.as_str(),
-        "BackupMode": s.mode.as_str(),
-        "BackupMethod": "Snapshot",
-        "BackupType": "FullBackup",
-        "BackupsLevel": "Level-1",
-        "BackupStartTime": format_time(s.start_time),
-        "BackupEndTime": format_time(s.end_time),
-        "BackupSetSize": s.size.to_string(),
-        "ConsistentTime": s.consistent_time.map(|t| t.as_second().to_string()).unwrap_or_default(),
-        "IsAvail": if s.is_available() { "1" } else { "0" },
-    });
-    if let (Some(c), Some(map)) = (&s.comment, o.as_object_mut()) {
-        map.insert("Comment".into(), Value::String(c.clone()));
-    }
-    o
+/// The fields DescribeBackups and DescribeDetachedBackups share (every scalar a string).
+pub(crate) fn common_fields(s: &BackupSet) -> Map<String, Value> {
+    let fields = [
+        ("BackupId", s.id.to_string()),
+        ("DBClusterId", s.cluster_id.as_str().to_owned()),
+        ("BackupStatus", s.status.as_str().to_owned()),
+        ("BackupMode", s.mode.as_str().to_owned()),
+        ("BackupMethod", "Snapshot".to_owned()),
+        ("BackupType", "FullBackup".to_owned()),
+        ("BackupsLevel", "Level-1".to_owned()),
+        ("BackupStartTime", format_time(s.start_time)),
+        ("BackupEndTime", format_time(s.end_time)),
+        ("BackupSetSize", s.size.to_string()),
+        (
+            "ConsistentTime",
+            s.consistent_time
+                .map(|t| t.as_second().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "IsAvail",
+            if s.is_available() { "1" } else { "0" }.to_owned(),
+        ),
+    ];
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect()
 }
 
-/// Counts are strings, as documented.
-pub fn response(sets: &[BackupSet], total: u64, page_number: u32) -> Map<String, Value> {
+fn backup(s: &BackupSet) -> Value {
+    let mut o = common_fields(s);
+    if let Some(c) = &s.comment {
+        o.insert("Comment".into(), Value::String(c.clone()));
+    }
+    Value::Object(o)
+}
+
+/// One page of `Items.Backup`; counts are strings, as documented.
+pub(crate) fn page(items: Vec<Value>, total: u64, page_number: u32) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("TotalRecordCount".into(), Value::String(total.to_string()));
     body.insert("PageNumber".into(), Value::String(page_number.to_string()));
     body.insert(
         "PageRecordCount".into(),
-        Value::String(sets.len().to_string()),
+        Value::String(items.len().to_string()),
     );
-    body.insert(
-        "Items".into(),
-        json!({ "Backup": sets.iter().map(backup).collect::<Vec<_>>() }),
-    );
+    body.insert("Items".into(), json!({ "Backup": items }));
     body
+}
+
+pub fn response(sets: &[BackupSet], total: u64, page_number: u32) -> Map<String, Value> {
+    page(sets.iter().map(backup).collect(), total, page_number)
 }
 
 #[cfg(test)]

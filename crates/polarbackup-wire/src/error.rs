@@ -64,6 +64,9 @@ pub enum ApiError {
     BackupSetNotFound,
     #[error("automated backup sets cannot be deleted")]
     AutomatedBackupNotDeletable,
+    /// The cluster is being deleted: only reads are answered.
+    #[error("the cluster is being deleted")]
+    ClusterStatus,
     /// A policy field for a feature this service does not have (level-2, cross-region, ...).
     #[error("unsupported backup policy field {0}")]
     IncorrectBackupPolicy(&'static str),
@@ -240,6 +243,11 @@ impl ApiError {
                 "OperationDenied.AutomatedBackup",
                 "Automated backups are removed by the backup retention policy and cannot be deleted manually.".into(),
             ),
+            ClusterStatus => (
+                403,
+                "OperationDenied.DBClusterStatus",
+                "The operation is not permitted due to status of cluster.".into(),
+            ),
             IncorrectBackupPolicy(field) => {
                 return (
                     403,
@@ -295,6 +303,11 @@ mod tests {
             )
         );
         assert_eq!(ApiError::AccessKeyNotFound.describe().0, 404);
+        let (status, code, _) = ApiError::ClusterStatus.describe();
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "OperationDenied.DBClusterStatus")
+        );
         assert_eq!(ApiError::InvalidAction.describe().0, 404);
         let (_, code, msg) = ApiError::SignatureDoesNotMatch {
             string_to_sign: "GET&%2F&A%3D1".into(),

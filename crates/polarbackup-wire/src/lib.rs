@@ -7,6 +7,7 @@ pub mod create_backup;
 pub mod delete_backup;
 pub mod describe_backup_tasks;
 pub mod describe_backups;
+pub mod describe_detached_backups;
 pub mod error;
 pub mod params;
 pub mod render;

@@ -45,6 +45,7 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Key(KeyCommand::Disable { key, data }) => set_active(&key, &data, false)?,
         AdminCommand::Key(KeyCommand::Enable { key, data }) => set_active(&key, &data, true)?,
         AdminCommand::Cluster(ClusterCommand::Create(args)) => create_cluster(args)?,
+        AdminCommand::Cluster(ClusterCommand::Delete(args)) => crate::admin_delete::run(args)?,
         AdminCommand::User(cmd) => crate::admin_ram::user(cmd)?,
         AdminCommand::Policy(cmd) => crate::admin_ram::policy(cmd)?,
         AdminCommand::Ram(cmd) => crate::admin_ram::ram(cmd)?,

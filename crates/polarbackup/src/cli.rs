@@ -260,6 +260,59 @@ pub enum Engine {
 pub enum ClusterCommand {
     /// Register a database cluster; prints {"DBClusterId": ...}.
     Create(ClusterCreateArgs),
+    /// Delete (release) a cluster, keeping backup sets as its retention says; prints
+    /// {"DBClusterId", "Retention", "Status", "KeptBackupIds", "DeletedBackupIds"}.
+    #[command(long_about = DELETE_ABOUT)]
+    Delete(ClusterDeleteArgs),
+}
+
+const DELETE_ABOUT: &str = "\
+Delete (release) a cluster. Refused while one of its backup jobs is queued or running.
+
+ALL keeps every finished backup set, detached: it never expires and DescribeDetachedBackups
+lists it. NONE deletes every set (this command removes their data). LATEST first takes a final
+backup (a TempBackupTask, shown by DescribeBackupTasks while the cluster is Deleting) and then
+keeps only that one; if the final backup fails, the cluster is Running again and nothing is
+deleted.
+
+The final backup is run by the workers of `polarbackup serve` on this data directory: with no
+server running, or one started with --workers 0, this command just waits (up to --timeout).
+
+Prints one JSON object: {\"DBClusterId\", \"Retention\", \"Status\", \"KeptBackupIds\",
+\"DeletedBackupIds\"} (and \"TempBackupJobId\" for LATEST).";
+
+#[derive(Debug, Args)]
+pub struct ClusterDeleteArgs {
+    /// The cluster's DBClusterId.
+    #[arg(long)]
+    pub cluster: String,
+    /// What happens to the cluster's backup sets [default: the cluster's
+    /// BackupRetentionPolicyOnClusterDeletion].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub retention: Option<RetentionArg>,
+    /// LATEST: return once the final backup is queued; the server finishes the deletion.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// LATEST: seconds to wait for the final backup before giving up waiting (the deletion
+    /// goes on in the server).
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+/// `BackupRetentionPolicyOnClusterDeletion`, as DeleteDBCluster takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RetentionArg {
+    /// Keep every finished set, detached (never expiring).
+    #[value(name = "ALL")]
+    All,
+    /// Take a final backup and keep only it.
+    #[value(name = "LATEST")]
+    Latest,
+    /// Delete every set.
+    #[value(name = "NONE")]
+    None,
 }
 
 #[derive(Debug, Args)]

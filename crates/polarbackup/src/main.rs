@@ -1,6 +1,7 @@
 //! The `polarbackup` binary: `serve` runs the service, `admin` manages tenants and clusters.
 
 mod admin;
+mod admin_delete;
 mod admin_ram;
 mod cli;
 mod config;

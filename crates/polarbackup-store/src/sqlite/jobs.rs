@@ -1,6 +1,7 @@
 //! Backup jobs in SQLite: creation (with idempotency tokens and the manual limit), leases,
 //! progress, and the atomic hand-over from a finished job to its backup set.
 
+use super::clusters;
 use super::rows::{db_id, db_size, job_from, secs, JOB_COLUMNS};
 use crate::records::{ClaimedJob, CreateJobOutcome, JobFilter, ManualJobRequest};
 use crate::{Result, StoreError};
@@ -10,7 +11,8 @@ use polarbackup_model::{
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-const NON_TERMINAL: &str = "('NoStart','Preparing','Waiting','Uploading','Checking')";
+/// Queued or running: the statuses a job can still leave.
+pub const NON_TERMINAL: &str = "('NoStart','Preparing','Waiting','Uploading','Checking')";
 
 pub fn insert(
     c: &Connection,
@@ -47,8 +49,9 @@ fn load(c: &Connection, id: BackupJobId) -> Result<BackupJob> {
     .ok_or(StoreError::NotFound { what: "backup job" })
 }
 
-/// ClientToken, the manual-backup limit and the insert happen in one write transaction, so
-/// two concurrent CreateBackup calls cannot both slip under the limit.
+/// The cluster's status, ClientToken, the manual-backup limit and the insert happen in one
+/// write transaction, so two concurrent CreateBackup calls cannot both slip under the limit
+/// and none can slip in once a deletion has begun.
 pub fn create_manual(
     c: &mut Connection,
     req: &ManualJobRequest,
@@ -56,6 +59,9 @@ pub fn create_manual(
     limit: u32,
 ) -> Result<CreateJobOutcome> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Err(status) = clusters::require_running(&tx, &req.cluster)? {
+        return Ok(CreateJobOutcome::ClusterNotRunning(status));
+    }
     if let Some(token) = &req.client_token {
         let seen: Option<(String, i64)> = tx
             .query_row(
@@ -157,7 +163,8 @@ pub fn update(c: &mut Connection, job: &BackupJob) -> Result<()> {
 }
 
 /// Ends a job and records its backup set (if any) in one transaction: a set is never listed
-/// without its job having ended, and a job never ends without its set.
+/// without its job having ended, and a job never ends without its set. The final backup of a
+/// cluster deletion settles the deletion in the same transaction.
 pub fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
     if !job.status.is_terminal() {
         return Err(StoreError::IllegalJobUpdate {
@@ -187,6 +194,7 @@ pub fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Resu
             ],
         )?;
     }
+    clusters::after_job_end(&tx, job, set)?;
     tx.commit()?;
     Ok(())
 }

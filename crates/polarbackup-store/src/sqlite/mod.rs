@@ -1,5 +1,6 @@
 //! The embedded SQLite implementation of [`Store`], in `<data-dir>/metadata.sqlite`.
 
+mod clusters;
 mod jobs;
 mod policies;
 mod ram;
@@ -7,14 +8,16 @@ mod rows;
 mod sets;
 
 use crate::records::{
-    AccessKey, Account, Attachment, ClaimedJob, Cluster, CreateJobOutcome, DeleteRefusal,
-    JobFilter, ManualJobRequest, NewCluster, PolicyKind, RamUser, SetFilter, SetPage, StoredPolicy,
+    AccessKey, Account, Attachment, ClaimedJob, Cluster, ClusterDeletion, CreateJobOutcome,
+    DeleteRefusal, DeletionRefusal, JobFilter, ManualJobRequest, NewCluster, PolicyKind, RamUser,
+    SetFilter, SetPage, StoredPolicy,
 };
 use crate::{ids, migrations, Result, Store, StoreError};
 use jiff::Timestamp;
-use polarbackup_model::policy::BackupPolicy;
+use polarbackup_model::policy::{BackupPolicy, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction,
+    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, ClusterStatus, DbClusterId, JobMode,
+    TaskAction,
 };
 use rows::{account_from, cluster_from, key_from, secs};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -273,6 +276,15 @@ impl Store for SqliteStore {
         })
     }
 
+    fn begin_cluster_deletion(
+        &self,
+        cluster: &DbClusterId,
+        retention: Option<RetentionOnClusterDeletion>,
+        now: Timestamp,
+    ) -> Result<std::result::Result<ClusterDeletion, DeletionRefusal>> {
+        self.with(|c| clusters::begin_deletion(c, cluster, retention, now))
+    }
+
     fn insert_job(
         &self,
         cluster: &DbClusterId,
@@ -322,7 +334,15 @@ impl Store for SqliteStore {
     }
 
     fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage> {
-        self.with(|c| sets::list(c, cluster, filter))
+        self.with(|c| sets::list(c, cluster, filter, false))
+    }
+
+    fn list_detached_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage> {
+        self.with(|c| sets::list(c, cluster, filter, true))
+    }
+
+    fn detached_set_count(&self, cluster: &DbClusterId) -> Result<u64> {
+        self.with(|c| sets::detached_count(c, cluster))
     }
 
     fn backup_set(&self, id: BackupJobId) -> Result<Option<BackupSet>> {
@@ -381,7 +401,11 @@ impl Store for SqliteStore {
         self.with(|c| policies::get(c, cluster))
     }
 
-    fn set_backup_policy(&self, cluster: &DbClusterId, policy: &BackupPolicy) -> Result<()> {
+    fn set_backup_policy(
+        &self,
+        cluster: &DbClusterId,
+        policy: &BackupPolicy,
+    ) -> Result<std::result::Result<(), ClusterStatus>> {
         self.with(|c| policies::set(c, cluster, policy))
     }
 

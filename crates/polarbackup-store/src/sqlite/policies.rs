@@ -1,11 +1,14 @@
-//! Backup policies, exactly-once scheduling of automated jobs, and expiry of old sets.
+//! Backup policies, exactly-once scheduling of automated jobs, and expiry of old sets. Only
+//! Running clusters are scheduled and expired; detached sets never expire.
 
-use super::jobs;
 use super::rows::{db_id, secs, set_from, ts, SET_COLUMNS};
+use super::{clusters, jobs};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::policy::BackupPolicy;
-use polarbackup_model::{BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, TaskAction};
+use polarbackup_model::{
+    BackupJob, BackupJobId, BackupSet, ClusterStatus, DbClusterId, JobMode, TaskAction,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// A stored policy row (or none) as a policy and a last slot.
@@ -35,23 +38,34 @@ pub fn get(c: &Connection, cluster: &DbClusterId) -> Result<(BackupPolicy, Optio
     decode(cluster, row)
 }
 
-pub fn set(c: &Connection, cluster: &DbClusterId, policy: &BackupPolicy) -> Result<()> {
+/// Stores the policy of a Running cluster; refuses (changing nothing) one being deleted.
+pub fn set(
+    c: &mut Connection,
+    cluster: &DbClusterId,
+    policy: &BackupPolicy,
+) -> Result<std::result::Result<(), ClusterStatus>> {
     let json = serde_json::to_string(policy)
         .map_err(|e| StoreError::Corrupt(format!("backup policy: {e}")))?;
-    c.execute(
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Err(status) = clusters::require_running(&tx, cluster)? {
+        return Ok(Err(status));
+    }
+    tx.execute(
         "INSERT INTO backup_policies (cluster_id, policy) VALUES (?1, ?2)
          ON CONFLICT (cluster_id) DO UPDATE SET policy = excluded.policy",
         params![cluster.as_str(), json],
     )?;
-    Ok(())
+    tx.commit()?;
+    Ok(Ok(()))
 }
 
-/// Every cluster with its policy and last slot, for the scheduler, in one query: it runs on
-/// every worker pass.
+/// Every Running cluster with its policy and last slot, for the scheduler, in one query: it
+/// runs on every worker pass.
 pub fn all(c: &Connection) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>> {
     let mut stmt = c.prepare_cached(
         "SELECT c.id, p.policy, p.last_slot FROM clusters c
-         LEFT JOIN backup_policies p ON p.cluster_id = c.id ORDER BY c.id",
+         LEFT JOIN backup_policies p ON p.cluster_id = c.id
+         WHERE c.status = 'Running' ORDER BY c.id",
     )?;
     let rows = stmt
         .query_map([], |r| {
@@ -70,8 +84,8 @@ pub fn all(c: &Connection) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Time
         .collect()
 }
 
-/// Queues the automated job for `slot` unless that slot (or a later one) was already taken:
-/// the compare and the insert share one write transaction.
+/// Queues the automated job for `slot` unless that slot (or a later one) was already taken or
+/// the cluster is no longer Running: the checks and the insert share one write transaction.
 pub fn schedule(
     c: &mut Connection,
     cluster: &DbClusterId,
@@ -79,6 +93,9 @@ pub fn schedule(
     now: Timestamp,
 ) -> Result<Option<BackupJob>> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if clusters::require_running(&tx, cluster)?.is_err() {
+        return Ok(None);
+    }
     let last: Option<Option<i64>> = tx
         .query_row(
             "SELECT last_slot FROM backup_policies WHERE cluster_id = ?1",
@@ -113,21 +130,24 @@ pub fn schedule(
     Ok(Some(job))
 }
 
-/// All listed sets of a cluster, for retention.
+/// All listed sets of a cluster that are not detached, for retention and deletion.
 pub fn sets_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<BackupSet>> {
     let mut stmt = c.prepare(&format!(
-        "SELECT {SET_COLUMNS} FROM backup_sets WHERE cluster_id = ?1 AND deleting = 0"
+        "SELECT {SET_COLUMNS} FROM backup_sets
+         WHERE cluster_id = ?1 AND deleting = 0 AND detached = 0 ORDER BY id"
     ))?;
     let rows = stmt.query_map([cluster.as_str()], set_from)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Hides expired sets; the workers remove their data and then their rows.
+/// Hides expired sets (never a detached one); the workers remove their data and then their
+/// rows.
 pub fn expire(c: &mut Connection, ids: &[BackupJobId]) -> Result<()> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for id in ids {
         tx.execute(
-            "UPDATE backup_sets SET deleting = 1 WHERE id = ?1 AND mode = 'Automated'",
+            "UPDATE backup_sets SET deleting = 1
+             WHERE id = ?1 AND mode = 'Automated' AND detached = 0",
             [db_id(*id)],
         )?;
     }

@@ -2,6 +2,7 @@
 
 use crate::records::{AccessKey, Account, Cluster, NewCluster};
 use jiff::Timestamp;
+use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId};
 use rusqlite::Row;
 
@@ -48,6 +49,10 @@ pub fn key_from(row: &Row<'_>) -> rusqlite::Result<AccessKey> {
 pub fn cluster_from(row: &Row<'_>) -> rusqlite::Result<Cluster> {
     let id: String = row.get("id")?;
     let account: String = row.get("account_id")?;
+    let status: String = row.get("status")?;
+    let deleted_at: Option<i64> = row.get("deleted_at")?;
+    let retention: Option<String> = row.get("deletion_retention")?;
+    let deletion_job: Option<i64> = row.get("deletion_job")?;
     Ok(Cluster {
         id: DbClusterId::parse(&id).map_err(|_| corrupt("cluster id", &id))?,
         spec: NewCluster {
@@ -64,7 +69,21 @@ pub fn cluster_from(row: &Row<'_>) -> rusqlite::Result<Cluster> {
             tls_ca_file: row.get("tls_ca_file")?,
         },
         created_at: ts(row.get("created_at")?)?,
+        status: status
+            .parse()
+            .map_err(|()| corrupt("cluster status", &status))?,
+        deleted_at: deleted_at.map(ts).transpose()?,
+        deletion_retention: retention
+            .map(|r| RetentionOnClusterDeletion::parse(&r).ok_or_else(|| corrupt("retention", &r)))
+            .transpose()?,
+        deletion_job: deletion_job.map(job_id).transpose()?,
     })
+}
+
+fn job_id(id: i64) -> rusqlite::Result<BackupJobId> {
+    u64::try_from(id)
+        .map(BackupJobId)
+        .map_err(|_| corrupt("job id", &id.to_string()))
 }
 
 pub fn job_from(row: &Row<'_>) -> rusqlite::Result<BackupJob> {
@@ -75,7 +94,7 @@ pub fn job_from(row: &Row<'_>) -> rusqlite::Result<BackupJob> {
     let status: String = row.get("status")?;
     let ended_at: Option<i64> = row.get("ended_at")?;
     Ok(BackupJob {
-        id: BackupJobId(u64::try_from(id).map_err(|_| corrupt("job id", &id.to_string()))?),
+        id: job_id(id)?,
         cluster_id: DbClusterId::parse(&cluster).map_err(|_| corrupt("cluster id", &cluster))?,
         mode: mode.parse().map_err(|_| corrupt("job mode", &mode))?,
         action: action
@@ -104,7 +123,7 @@ pub fn set_from(row: &Row<'_>) -> rusqlite::Result<BackupSet> {
     let size: i64 = row.get("size")?;
     let stored: i64 = row.get("stored_size")?;
     Ok(BackupSet {
-        id: BackupJobId(u64::try_from(id).map_err(|_| corrupt("set id", &id.to_string()))?),
+        id: job_id(id)?,
         cluster_id: DbClusterId::parse(&cluster).map_err(|_| corrupt("cluster id", &cluster))?,
         mode: mode.parse().map_err(|_| corrupt("backup mode", &mode))?,
         status: status

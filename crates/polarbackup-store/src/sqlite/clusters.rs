@@ -1,0 +1,207 @@
+//! Cluster lifecycle in SQLite: deletion with its backup retention (ALL, LATEST, NONE), and
+//! the end of a LATEST deletion's final backup, decided in the transaction that ends the job.
+
+use super::jobs::{self, NON_TERMINAL};
+use super::policies;
+use super::rows::{db_id, job_from, secs, JOB_COLUMNS};
+use crate::records::{ClusterDeletion, DeletionRefusal};
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use polarbackup_model::policy::RetentionOnClusterDeletion;
+use polarbackup_model::{
+    BackupJob, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode, JobStatus,
+    TaskAction,
+};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// A cluster's lifecycle state; `None` when no such cluster was ever registered.
+pub fn status(c: &Connection, cluster: &DbClusterId) -> Result<Option<ClusterStatus>> {
+    let s: Option<String> = c
+        .query_row(
+            "SELECT status FROM clusters WHERE id = ?1",
+            [cluster.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    s.map(|s| {
+        s.parse()
+            .map_err(|()| StoreError::Corrupt(format!("cluster status {s:?}")))
+    })
+    .transpose()
+}
+
+/// `Ok(())` for a Running cluster, `Err(status)` for one being deleted or deleted; a cluster
+/// that does not exist is an error.
+pub fn require_running(
+    c: &Connection,
+    cluster: &DbClusterId,
+) -> Result<std::result::Result<(), ClusterStatus>> {
+    match status(c, cluster)? {
+        Some(ClusterStatus::Running) => Ok(Ok(())),
+        Some(other) => Ok(Err(other)),
+        None => Err(StoreError::NotFound { what: "cluster" }),
+    }
+}
+
+fn set_status(
+    c: &Connection,
+    cluster: &DbClusterId,
+    status: ClusterStatus,
+    retention: Option<RetentionOnClusterDeletion>,
+    deleted_at: Option<Timestamp>,
+    job: Option<&BackupJob>,
+) -> Result<()> {
+    c.execute(
+        "UPDATE clusters SET status = ?2, deletion_retention = ?3, deleted_at = ?4,
+             deletion_job = ?5
+         WHERE id = ?1",
+        params![
+            cluster.as_str(),
+            status.as_str(),
+            retention.map(RetentionOnClusterDeletion::as_str),
+            deleted_at.map(secs),
+            job.map(|j| db_id(j.id))
+        ],
+    )?;
+    Ok(())
+}
+
+/// Hides every listed set of `cluster` that is not detached; their data is removed like a
+/// deletion's.
+fn hide_attached_sets(c: &Connection, cluster: &DbClusterId) -> Result<()> {
+    c.execute(
+        "UPDATE backup_sets SET deleting = 1
+         WHERE cluster_id = ?1 AND deleting = 0 AND detached = 0",
+        [cluster.as_str()],
+    )?;
+    Ok(())
+}
+
+fn detach(c: &Connection, set: &BackupSet) -> Result<()> {
+    c.execute(
+        "UPDATE backup_sets SET detached = 1 WHERE id = ?1",
+        [db_id(set.id)],
+    )?;
+    Ok(())
+}
+
+fn active_job(c: &Connection, cluster: &DbClusterId) -> Result<Option<BackupJob>> {
+    Ok(c.query_row(
+        &format!(
+            "SELECT {JOB_COLUMNS} FROM backup_jobs
+             WHERE cluster_id = ?1 AND status IN {NON_TERMINAL} ORDER BY id LIMIT 1"
+        ),
+        [cluster.as_str()],
+        job_from,
+    )
+    .optional()?)
+}
+
+/// The check (Running, no queued or running job) and the switch happen in one write
+/// transaction, and CreateBackup and the scheduler check the status in theirs: no job can
+/// slip in between. `retention` overrides the cluster's policy for this deletion.
+pub fn begin_deletion(
+    c: &mut Connection,
+    cluster: &DbClusterId,
+    retention: Option<RetentionOnClusterDeletion>,
+    now: Timestamp,
+) -> Result<std::result::Result<ClusterDeletion, DeletionRefusal>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Err(status) = require_running(&tx, cluster)? {
+        return Ok(Err(DeletionRefusal::NotRunning(status)));
+    }
+    if let Some(job) = active_job(&tx, cluster)? {
+        return Ok(Err(DeletionRefusal::ActiveJob(job)));
+    }
+    let retention = match retention {
+        Some(r) => r,
+        None => policies::get(&tx, cluster)?.0.on_cluster_deletion,
+    };
+    let sets = policies::sets_of(&tx, cluster)?;
+    let outcome = match retention {
+        RetentionOnClusterDeletion::Latest => {
+            let job = jobs::insert(
+                &tx,
+                cluster,
+                JobMode::Automated,
+                TaskAction::TempBackupTask,
+                None,
+                now,
+            )?;
+            set_status(
+                &tx,
+                cluster,
+                ClusterStatus::Deleting,
+                Some(retention),
+                None,
+                Some(&job),
+            )?;
+            ClusterDeletion::Pending { job, doomed: sets }
+        }
+        RetentionOnClusterDeletion::All | RetentionOnClusterDeletion::None => {
+            // ALL keeps every usable set; a failed set has no data worth keeping.
+            let (kept, deleted): (Vec<_>, Vec<_>) = sets.into_iter().partition(|s| {
+                retention == RetentionOnClusterDeletion::All && s.status == BackupSetStatus::Success
+            });
+            for s in &kept {
+                detach(&tx, s)?;
+            }
+            hide_attached_sets(&tx, cluster)?;
+            set_status(
+                &tx,
+                cluster,
+                ClusterStatus::Deleted,
+                Some(retention),
+                Some(now),
+                None,
+            )?;
+            ClusterDeletion::Deleted {
+                retention,
+                kept,
+                deleted,
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(Ok(outcome))
+}
+
+/// Called inside the transaction that ends `job`: if it is the final backup of a LATEST
+/// deletion, a finished one releases the cluster (its set detached, every other set hidden
+/// for deletion) and a failed one aborts the deletion (the cluster runs again, nothing is
+/// deleted). Crash recovery ends jobs through the same path, so a cluster never stays
+/// `Deleting` once its job has ended.
+pub fn after_job_end(c: &Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
+    let row: Option<(String, Option<i64>, Option<String>)> = c
+        .query_row(
+            "SELECT status, deletion_job, deletion_retention FROM clusters WHERE id = ?1",
+            [job.cluster_id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((status, Some(deletion_job), retention)) = row else {
+        return Ok(());
+    };
+    if status != ClusterStatus::Deleting.as_str() || deletion_job != db_id(job.id) {
+        return Ok(());
+    }
+    let retention = retention.and_then(|r| RetentionOnClusterDeletion::parse(&r));
+    let finished_set = set.filter(|s| {
+        job.status == JobStatus::Finished && s.id == job.id && s.status == BackupSetStatus::Success
+    });
+    match finished_set {
+        Some(s) => {
+            detach(c, s)?;
+            hide_attached_sets(c, &job.cluster_id)?;
+            set_status(
+                c,
+                &job.cluster_id,
+                ClusterStatus::Deleted,
+                retention,
+                job.ended_at,
+                Some(job),
+            )
+        }
+        None => set_status(c, &job.cluster_id, ClusterStatus::Running, None, None, None),
+    }
+}

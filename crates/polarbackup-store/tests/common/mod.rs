@@ -1,0 +1,125 @@
+//! Helpers shared by the store's contract tests: a fresh store with an account and a cluster,
+//! CreateBackup requests, and jobs driven to a finished set.
+#![allow(dead_code)]
+
+use jiff::Timestamp;
+use polarbackup_model::{AccountId, BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobStatus};
+use polarbackup_store::{
+    CreateJobOutcome, ManualJobRequest, NewCluster, SetFilter, SqliteStore, Store,
+};
+
+pub fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).expect("valid time")
+}
+
+pub fn setup() -> (tempfile::TempDir, SqliteStore, AccountId, DbClusterId) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let account = store.create_account(None, t(0)).expect("account").id;
+    let cluster = new_cluster(&store, &account);
+    (dir, store, account, cluster)
+}
+
+pub fn new_cluster(store: &SqliteStore, account: &AccountId) -> DbClusterId {
+    store
+        .create_cluster(
+            &NewCluster {
+                account: account.clone(),
+                region: "cn-hangzhou".into(),
+                engine: "postgresql".into(),
+                host: "127.0.0.1".into(),
+                port: 5432,
+                user: "postgres".into(),
+                password: None,
+                database: None,
+                description: None,
+                tls_mode: "prefer".into(),
+                tls_ca_file: None,
+            },
+            t(0),
+        )
+        .expect("cluster")
+        .id
+}
+
+pub fn manual(
+    account: &AccountId,
+    cluster: &DbClusterId,
+    token: Option<&str>,
+    fp: &str,
+) -> ManualJobRequest {
+    ManualJobRequest {
+        cluster: cluster.clone(),
+        account: account.clone(),
+        client_token: token.map(str::to_owned),
+        fingerprint: fp.into(),
+        comment: Some("c".into()),
+    }
+}
+
+pub fn created(o: CreateJobOutcome) -> BackupJob {
+    match o {
+        CreateJobOutcome::Created(j) => j,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+/// Drives a job from wherever it is to Finished and records a successful set.
+pub fn finish(store: &SqliteStore, mut job: BackupJob, at: i64) -> BackupSet {
+    for (s, p) in [
+        (JobStatus::Preparing, 1),
+        (JobStatus::Uploading, 50),
+        (JobStatus::Checking, 95),
+        (JobStatus::Finished, 100),
+    ] {
+        if job.status >= s {
+            continue;
+        }
+        job.advance(s, p.max(job.process), t(at)).expect("advance");
+    }
+    let set = finished_set(&job, at);
+    store.end_job(&job, Some(&set)).expect("end");
+    set
+}
+
+fn finished_set(job: &BackupJob, at: i64) -> BackupSet {
+    BackupSet {
+        id: job.id,
+        cluster_id: job.cluster_id.clone(),
+        mode: job.mode,
+        status: BackupSetStatus::Success,
+        start_time: job.start_time,
+        end_time: t(at),
+        consistent_time: Some(t(at)),
+        size: 1000,
+        stored_size: 100,
+        comment: None,
+    }
+}
+
+pub fn page(start: i64, end: i64, size: u32, number: u32) -> SetFilter {
+    SetFilter {
+        id: None,
+        status: None,
+        mode: None,
+        start: t(start),
+        end: t(end),
+        page_size: size,
+        page_number: number,
+    }
+}
+
+/// Ends a job Failed, with the failed set a worker records.
+pub fn fail(store: &SqliteStore, mut job: BackupJob, at: i64) -> BackupSet {
+    job.fail("boom", t(at)).expect("fail");
+    let set = BackupSet {
+        status: BackupSetStatus::Failed,
+        end_time: t(at),
+        consistent_time: None,
+        size: 0,
+        stored_size: 0,
+        ..finished_set(&job, at)
+    };
+    store.end_job(&job, Some(&set)).expect("end");
+    set
+}

@@ -1,0 +1,176 @@
+//! `polarbackup admin cluster delete`: releases a cluster with its backup retention (ALL,
+//! LATEST, NONE), waits for a LATEST deletion's final backup, and removes deleted sets' data
+//! itself, so a deletion completes without a server running (except LATEST's backup).
+
+use crate::cli::{ClusterDeleteArgs, RetentionArg};
+use crate::config;
+use crate::executor::PgExecutor;
+use anyhow::{bail, Context, Result};
+use polarbackup_model::policy::RetentionOnClusterDeletion;
+use polarbackup_model::{BackupJobId, BackupSet, ClusterStatus, DbClusterId};
+use polarbackup_repo::{Repo, RepoConfig};
+use polarbackup_store::{ClusterDeletion, DeletionRefusal, JobFilter, Store, StoreError};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(500);
+
+impl RetentionArg {
+    fn policy(self) -> RetentionOnClusterDeletion {
+        match self {
+            Self::All => RetentionOnClusterDeletion::All,
+            Self::Latest => RetentionOnClusterDeletion::Latest,
+            Self::None => RetentionOnClusterDeletion::None,
+        }
+    }
+}
+
+pub fn run(args: ClusterDeleteArgs) -> Result<Value> {
+    let id = DbClusterId::parse(&args.cluster).context("--cluster")?;
+    let store: Arc<dyn Store> = Arc::new(crate::admin::open(&args.data)?);
+    let outcome = match store.begin_cluster_deletion(
+        &id,
+        args.retention.map(RetentionArg::policy),
+        jiff::Timestamp::now(),
+    ) {
+        Err(StoreError::NotFound { .. }) => bail!("cluster {id} does not exist"),
+        other => other?,
+    };
+    let mut summary = json!({ "DBClusterId": id.as_str() });
+    let (retention, kept, deleted) = match outcome {
+        Err(DeletionRefusal::ActiveJob(job)) => bail!(
+            "cluster {id} has backup job {} in status {} (Process {}%): wait until it ends \
+             (DescribeBackupTasks) and try again",
+            job.id,
+            job.status,
+            job.process
+        ),
+        Err(DeletionRefusal::NotRunning(status)) => {
+            bail!("cluster {id} is {status} already")
+        }
+        Ok(ClusterDeletion::Deleted {
+            retention,
+            kept,
+            deleted,
+        }) => (retention, ids(&kept), ids(&deleted)),
+        Ok(ClusterDeletion::Pending { job, doomed }) => {
+            summary["TempBackupJobId"] = json!(job.id.to_string());
+            eprintln!(
+                "cluster {id} is Deleting: final backup queued as job {} (TempBackupTask), \
+                 run by the server's workers",
+                job.id
+            );
+            if args.no_wait {
+                summary["Retention"] = json!(RetentionOnClusterDeletion::Latest.as_str());
+                summary["Status"] = json!(ClusterStatus::Deleting.as_str());
+                return Ok(summary);
+            }
+            let timeout = Duration::from_secs(args.timeout);
+            wait_for_final_backup(store.as_ref(), &id, job.id, timeout)?;
+            (
+                RetentionOnClusterDeletion::Latest,
+                vec![job.id.to_string()],
+                ids(&doomed),
+            )
+        }
+    };
+    remove_deleted_data(store, &id, &args.data)?;
+    summary["Retention"] = json!(retention.as_str());
+    summary["Status"] = json!(ClusterStatus::Deleted.as_str());
+    summary["KeptBackupIds"] = json!(kept);
+    summary["DeletedBackupIds"] = json!(deleted);
+    Ok(summary)
+}
+
+fn ids(sets: &[BackupSet]) -> Vec<String> {
+    sets.iter().map(|s| s.id.to_string()).collect()
+}
+
+/// Polls the store until the final backup has settled the deletion, printing each change of
+/// the job's status and Process on stderr.
+fn wait_for_final_backup(
+    store: &dyn Store,
+    cluster: &DbClusterId,
+    job: BackupJobId,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let filter = JobFilter {
+        job_id: Some(job),
+        mode: None,
+        ended_since: jiff::Timestamp::MIN,
+    };
+    let mut shown = None;
+    loop {
+        let status = store
+            .cluster(cluster)?
+            .map(|c| c.status)
+            .context("the cluster disappeared from the store")?;
+        let j = store
+            .list_jobs(cluster, &filter)?
+            .into_iter()
+            .next()
+            .with_context(|| format!("backup job {job} disappeared from the store"))?;
+        if shown != Some((j.status, j.process)) {
+            eprintln!("final backup {job}: {} {}%", j.status, j.process);
+            shown = Some((j.status, j.process));
+        }
+        match status {
+            ClusterStatus::Deleted => return Ok(()),
+            ClusterStatus::Running => bail!(
+                "deletion of cluster {cluster} aborted: its final backup (job {job}) failed: {}; \
+                 the cluster is Running again and no backup set was deleted",
+                j.failure_reason.as_deref().unwrap_or("no reason recorded")
+            ),
+            ClusterStatus::Deleting => {}
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "gave up waiting after {} s: the final backup (job {job}) is {} at {}%; cluster \
+                 {cluster} stays Deleting and is released when the job finishes (is `polarbackup \
+                 serve` with workers running on this data directory?)",
+                timeout.as_secs(),
+                j.status,
+                j.process
+            );
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Removes the repository data of the cluster's sets hidden for deletion, then their rows. A
+/// running server may be doing the same: both are idempotent, so a failed attempt (the other
+/// process removed a file first) is retried.
+fn remove_deleted_data(
+    store: Arc<dyn Store>,
+    cluster: &DbClusterId,
+    data: &crate::cli::DataDirArg,
+) -> Result<()> {
+    let data_dir = config::data_dir(data.data_dir.as_deref());
+    let executor = PgExecutor {
+        repo: Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())
+            .context("opening the backup repository")?,
+        scratch: config::scratch_dir(&data_dir),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut attempt = 0;
+    loop {
+        let removal = polarbackup_jobs::remove_marked_sets(store.clone(), &executor, Some(cluster));
+        match runtime.block_on(removal) {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                eprintln!("removing deleted backup data failed ({e}); retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => bail!(
+                "cluster {cluster} is deleted, but removing its deleted backups' data failed: \
+                 {e}; `polarbackup serve` finishes it on its next pass"
+            ),
+        }
+    }
+}
