@@ -2,11 +2,9 @@
 
 mod common;
 
-use common::{assert_error, bin, wire_body};
+use common::{assert_error, bin, seed_sets, wire_body};
 use jiff::Timestamp;
-use polarbackup_model::{
-    BackupJobId, BackupSet, BackupSetStatus, DbClusterId, JobMode, JobStatus, TaskAction,
-};
+use polarbackup_model::{BackupJobId, BackupSetStatus, DbClusterId, JobMode, JobStatus};
 use polarbackup_store::{JobFilter, SqliteStore, Store};
 use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::{checks, request, sdk, sdk_batch, Server, Tenant, ThrottledProxy};
@@ -745,51 +743,6 @@ fn postgres_stopping_mid_upload_fails_the_job_and_removes_its_data() {
 
 // ---------------------------------------------------------------------------------------------
 // 4. ClientToken, the manual limit, DeleteBackup, unknown clusters
-
-/// Records finished sets directly in the store, as a worker would have left them.
-fn seed_sets(
-    data_dir: &Path,
-    cluster: &str,
-    seeds: &[(JobMode, BackupSetStatus, Timestamp)],
-) -> Vec<String> {
-    let store = SqliteStore::open(data_dir).expect("open the store");
-    let cluster = DbClusterId::parse(cluster).expect("cluster id");
-    seeds
-        .iter()
-        .map(|&(mode, status, start)| {
-            let end = start + jiff::SignedDuration::from_secs(20);
-            let mut job = store
-                .insert_job(&cluster, mode, TaskAction::NormalBackupTask, start)
-                .expect("insert a job");
-            job.advance(JobStatus::Preparing, 1, start)
-                .expect("advance");
-            job.advance(JobStatus::Uploading, 50, start)
-                .expect("advance");
-            match status {
-                BackupSetStatus::Success => {
-                    job.advance(JobStatus::Checking, 95, end).expect("advance");
-                    job.advance(JobStatus::Finished, 100, end).expect("advance");
-                }
-                BackupSetStatus::Failed => job.fail("seeded failure", end).expect("fail"),
-            }
-            let ok = status == BackupSetStatus::Success;
-            let set = BackupSet {
-                id: job.id,
-                cluster_id: cluster.clone(),
-                mode,
-                status,
-                start_time: start,
-                end_time: end,
-                consistent_time: ok.then_some(start + jiff::SignedDuration::from_secs(10)),
-                size: if ok { 1_000_000 + job.id.0 } else { 0 },
-                stored_size: if ok { 1000 } else { 0 },
-                comment: None,
-            };
-            store.end_job(&job, Some(&set)).expect("end the job");
-            job.id.to_string()
-        })
-        .collect()
-}
 
 fn utc(s: &str) -> Timestamp {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))

@@ -7,8 +7,7 @@ mod common;
 
 use common::{assert_error, bin, shared, wire_body};
 use jiff::{SignedDuration, Timestamp};
-use polarbackup_model::{BackupSet, BackupSetStatus, DbClusterId, JobMode, JobStatus, TaskAction};
-use polarbackup_store::{SqliteStore, Store};
+use polarbackup_model::{BackupSetStatus, JobMode};
 use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::{admin_output, free_port, request, sdk, sdk_batch, Server, Tenant};
 use serde_json::{json, Value};
@@ -145,45 +144,17 @@ fn repo_dir(data_dir: &Path, id: &str) -> PathBuf {
 /// Records sets in the store as workers leave them, with a stand-in for each successful
 /// set's data in the repository (the deletion path does not read it).
 fn seed_sets(data_dir: &Path, cluster: &str, seeds: &[(JobMode, BackupSetStatus)]) -> Vec<String> {
-    let store = SqliteStore::open(data_dir).expect("open the store");
-    let cluster = DbClusterId::parse(cluster).expect("cluster id");
     let start = Timestamp::now() - SignedDuration::from_hours(1);
-    seeds
-        .iter()
-        .map(|&(mode, status)| {
-            let mut job = store
-                .insert_job(&cluster, mode, TaskAction::NormalBackupTask, start)
-                .expect("job");
-            job.advance(JobStatus::Preparing, 1, start)
-                .expect("prepare");
-            let end = start + SignedDuration::from_secs(30);
-            if status == BackupSetStatus::Success {
-                job.advance(JobStatus::Uploading, 50, start)
-                    .expect("upload");
-                job.advance(JobStatus::Checking, 95, end).expect("check");
-                job.advance(JobStatus::Finished, 100, end).expect("finish");
-                let dir = repo_dir(data_dir, &job.id.to_string());
-                std::fs::create_dir_all(&dir).expect("repo dir");
-                std::fs::write(dir.join("manifest.json"), "{}").expect("stand-in manifest");
-            } else {
-                job.fail("seeded failure", end).expect("fail");
-            }
-            let set = BackupSet {
-                id: job.id,
-                cluster_id: cluster.clone(),
-                mode,
-                status,
-                start_time: start,
-                end_time: end,
-                consistent_time: Some(end),
-                size: 1000,
-                stored_size: 100,
-                comment: Some("seeded".into()),
-            };
-            store.end_job(&job, Some(&set)).expect("end");
-            job.id.to_string()
-        })
-        .collect()
+    let seeds: Vec<_> = seeds.iter().map(|&(m, s)| (m, s, start)).collect();
+    let ids = common::seed_sets(data_dir, cluster, &seeds);
+    for (id, (_, status, _)) in ids.iter().zip(&seeds) {
+        if *status == BackupSetStatus::Success {
+            let dir = repo_dir(data_dir, id);
+            std::fs::create_dir_all(&dir).expect("repo dir");
+            std::fs::write(dir.join("manifest.json"), "{}").expect("stand-in manifest");
+        }
+    }
+    ids
 }
 
 const SEEDS: &[(JobMode, BackupSetStatus)] = &[

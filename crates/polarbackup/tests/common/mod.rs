@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use jiff::{SignedDuration, Timestamp};
-use polarbackup_model::{BackupJob, DbClusterId, JobMode, JobStatus, TaskAction};
+use polarbackup_model::{
+    BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobMode, JobStatus, TaskAction,
+};
 use polarbackup_store::{SqliteStore, Store};
 use polarbackup_testkit::{checks, Server, Tenant};
 use serde_json::Value;
@@ -301,4 +303,50 @@ pub fn assert_error_envelope(res: &Value) {
             "{res:#}"
         );
     }
+}
+
+/// Records backup sets directly in the store, as a worker would have left them: for each
+/// (mode, status, start) a job that ran 20 s and its set. Returns the ids.
+pub fn seed_sets(
+    data_dir: &Path,
+    cluster: &str,
+    seeds: &[(JobMode, BackupSetStatus, Timestamp)],
+) -> Vec<String> {
+    let store = SqliteStore::open(data_dir).expect("open the store");
+    let cluster = DbClusterId::parse(cluster).expect("cluster id");
+    seeds
+        .iter()
+        .map(|&(mode, status, start)| {
+            let end = start + SignedDuration::from_secs(20);
+            let mut job = store
+                .insert_job(&cluster, mode, TaskAction::NormalBackupTask, start)
+                .expect("insert a job");
+            job.advance(JobStatus::Preparing, 1, start)
+                .expect("advance");
+            job.advance(JobStatus::Uploading, 50, start)
+                .expect("advance");
+            match status {
+                BackupSetStatus::Success => {
+                    job.advance(JobStatus::Checking, 95, end).expect("advance");
+                    job.advance(JobStatus::Finished, 100, end).expect("advance");
+                }
+                BackupSetStatus::Failed => job.fail("seeded failure", end).expect("fail"),
+            }
+            let ok = status == BackupSetStatus::Success;
+            let set = BackupSet {
+                id: job.id,
+                cluster_id: cluster.clone(),
+                mode,
+                status,
+                start_time: start,
+                end_time: end,
+                consistent_time: ok.then_some(start + SignedDuration::from_secs(10)),
+                size: if ok { 1_000_000 + job.id.0 } else { 0 },
+                stored_size: if ok { 1000 } else { 0 },
+                comment: None,
+            };
+            store.end_job(&job, Some(&set)).expect("end the job");
+            job.id.to_string()
+        })
+        .collect()
 }

@@ -4,18 +4,7 @@ use super::*;
 
 /// A PG15-shaped BASE_BACKUP answer: two tablespaces, progress, a manifest in three pieces.
 fn full_backup_script() -> Vec<u8> {
-    let mut s = Vec::new();
-    s.extend(result_set(
-        &["recptr", "tli"],
-        &[&[Some("0/2000028"), Some("1")]],
-    ));
-    s.extend(result_set(
-        &["spcoid", "spclocation", "size"],
-        &[
-            &[Some("16385"), Some("/srv/ts1"), Some("12")],
-            &[None, None, Some("30000")],
-        ],
-    ));
+    let mut s = two_tablespaces_head();
     s.extend(copy_out());
     s.extend(archive("16385.tar", "/srv/ts1"));
     s.extend(cd(b'd', b"ts-bytes"));
@@ -57,45 +46,32 @@ async fn base_backup_full_sequence() {
         assert!(stream.next().await.unwrap().is_none());
     }
     use BackupEvent::*;
-    let expected = vec![
-        Started {
-            start_lsn: "0/2000028".parse().unwrap(),
-            timeline: 1,
-        },
-        Tablespaces(vec![
-            TablespaceInfo {
-                oid: Some(16385),
-                location: Some("/srv/ts1".into()),
-                size_kb: Some(12),
+    let expected: Vec<BackupEvent> = two_tablespaces_events()
+        .into_iter()
+        .chain([
+            ArchiveStart {
+                name: "16385.tar".into(),
+                tablespace_location: Some("/srv/ts1".into()),
             },
-            TablespaceInfo {
-                oid: None,
-                location: None,
-                size_kb: Some(30000),
+            Data(b("ts-bytes")),
+            Progress(8),
+            ArchiveStart {
+                name: "base.tar".into(),
+                tablespace_location: None,
             },
-        ]),
-        ArchiveStart {
-            name: "16385.tar".into(),
-            tablespace_location: Some("/srv/ts1".into()),
-        },
-        Data(b("ts-bytes")),
-        Progress(8),
-        ArchiveStart {
-            name: "base.tar".into(),
-            tablespace_location: None,
-        },
-        Data(b("base-1")),
-        Data(b("base-2")),
-        Progress(12),
-        ManifestStart,
-        ManifestData(b("{\"PostgreSQL-Backup-")),
-        ManifestData(b("Manifest-Version\": 1,")),
-        ManifestData(b(" \"Files\": []}")),
-        Finished {
-            end_lsn: "0/2000100".parse().unwrap(),
-            timeline: 1,
-        },
-    ];
+            Data(b("base-1")),
+            Data(b("base-2")),
+            Progress(12),
+            ManifestStart,
+            ManifestData(b("{\"PostgreSQL-Backup-")),
+            ManifestData(b("Manifest-Version\": 1,")),
+            ManifestData(b(" \"Files\": []}")),
+            Finished {
+                end_lsn: "0/2000100".parse().unwrap(),
+                timeline: 1,
+            },
+        ])
+        .collect();
     assert_eq!(events, expected);
     assert!(!conn.busy, "connection is idle again");
     drop(conn);

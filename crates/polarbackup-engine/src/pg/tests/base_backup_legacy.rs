@@ -6,18 +6,7 @@ use super::*;
 /// A PG13-shaped answer: a tablespace, then the data directory (always last before 15), then
 /// the manifest split over three CopyData messages.
 fn legacy_script() -> Vec<u8> {
-    let mut s = Vec::new();
-    s.extend(result_set(
-        &["recptr", "tli"],
-        &[&[Some("0/2000028"), Some("1")]],
-    ));
-    s.extend(result_set(
-        &["spcoid", "spclocation", "size"],
-        &[
-            &[Some("16385"), Some("/srv/ts1"), Some("12")],
-            &[None, None, Some("30000")],
-        ],
-    ));
+    let mut s = two_tablespaces_head();
     s.extend(copy_out());
     s.extend(copy_data(b"ts-bytes"));
     s.extend(copy_done());
@@ -70,45 +59,32 @@ async fn legacy_answer_becomes_the_same_events() {
         let got = events(&mut conn).await.unwrap();
         use BackupEvent::*;
         let trailer = bytes::Bytes::from_static(&[0u8; 1024]);
-        let expected = vec![
-            Started {
-                start_lsn: "0/2000028".parse().unwrap(),
-                timeline: 1,
-            },
-            Tablespaces(vec![
-                TablespaceInfo {
-                    oid: Some(16385),
-                    location: Some("/srv/ts1".into()),
-                    size_kb: Some(12),
+        let expected: Vec<BackupEvent> = two_tablespaces_events()
+            .into_iter()
+            .chain([
+                ArchiveStart {
+                    name: "16385.tar".into(),
+                    tablespace_location: Some("/srv/ts1".into()),
                 },
-                TablespaceInfo {
-                    oid: None,
-                    location: None,
-                    size_kb: Some(30000),
+                Data(b("ts-bytes")),
+                Data(trailer.clone()),
+                ArchiveStart {
+                    name: "base.tar".into(),
+                    tablespace_location: None,
                 },
-            ]),
-            ArchiveStart {
-                name: "16385.tar".into(),
-                tablespace_location: Some("/srv/ts1".into()),
-            },
-            Data(b("ts-bytes")),
-            Data(trailer.clone()),
-            ArchiveStart {
-                name: "base.tar".into(),
-                tablespace_location: None,
-            },
-            Data(b("base-1")),
-            Data(b("base-2")),
-            Data(trailer),
-            ManifestStart,
-            ManifestData(b("{\"PostgreSQL-Backup-")),
-            ManifestData(b("Manifest-Version\": 1,")),
-            ManifestData(b(" \"Files\": []}")),
-            Finished {
-                end_lsn: "0/2000100".parse().unwrap(),
-                timeline: 1,
-            },
-        ];
+                Data(b("base-1")),
+                Data(b("base-2")),
+                Data(trailer),
+                ManifestStart,
+                ManifestData(b("{\"PostgreSQL-Backup-")),
+                ManifestData(b("Manifest-Version\": 1,")),
+                ManifestData(b(" \"Files\": []}")),
+                Finished {
+                    end_lsn: "0/2000100".parse().unwrap(),
+                    timeline: 1,
+                },
+            ])
+            .collect();
         assert_eq!(got, expected, "{version}");
         assert!(!conn.busy);
         drop(conn);

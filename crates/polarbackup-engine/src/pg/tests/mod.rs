@@ -63,6 +63,41 @@ pub(super) fn progress(n: u64) -> Vec<u8> {
     cd(b'p', &n.to_be_bytes())
 }
 
+/// BASE_BACKUP's first two result sets: the start point, then a tablespace and the data directory.
+pub(super) fn two_tablespaces_head() -> Vec<u8> {
+    let mut s = result_set(&["recptr", "tli"], &[&[Some("0/2000028"), Some("1")]]);
+    s.extend(result_set(
+        &["spcoid", "spclocation", "size"],
+        &[
+            &[Some("16385"), Some("/srv/ts1"), Some("12")],
+            &[None, None, Some("30000")],
+        ],
+    ));
+    s
+}
+
+/// The events [`two_tablespaces_head`] decodes to.
+pub(super) fn two_tablespaces_events() -> Vec<BackupEvent> {
+    vec![
+        BackupEvent::Started {
+            start_lsn: "0/2000028".parse().unwrap(),
+            timeline: 1,
+        },
+        BackupEvent::Tablespaces(vec![
+            TablespaceInfo {
+                oid: Some(16385),
+                location: Some("/srv/ts1".into()),
+                size_kb: Some(12),
+            },
+            TablespaceInfo {
+                oid: None,
+                location: None,
+                size_kb: Some(30000),
+            },
+        ]),
+    ]
+}
+
 pub(super) fn b(s: &str) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(s.as_bytes())
 }
