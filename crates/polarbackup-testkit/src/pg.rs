@@ -351,6 +351,19 @@ pub fn verify_backup_files_only(dir: &Path) -> Output {
     )
 }
 
+/// A fresh restore target: a temporary directory owned by `postgres` (keep it alive) and its
+/// `data` subdirectory, created 0700 as PostgreSQL wants.
+pub fn restore_target() -> (TempDir, PathBuf) {
+    let scratch = tempfile::Builder::new()
+        .prefix("pbrestore")
+        .tempdir()
+        .expect("create a temporary directory");
+    chown_to_postgres(scratch.path(), false);
+    let target = scratch.path().join("data");
+    private_dir(&target);
+    (scratch, target)
+}
+
 /// Where `scripts/install-deps.sh` unpacks the server binaries of majors Debian does not ship.
 pub fn pg_cache_dir() -> PathBuf {
     std::env::var_os("POLARBACKUP_PG_CACHE")

@@ -552,14 +552,8 @@ fn restore_mapped(
     job: &str,
     tablespace: &Path,
 ) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let scratch = tempfile::Builder::new()
-        .prefix("pbrestore")
-        .tempdir()
-        .unwrap();
-    pg::chown_to_postgres(scratch.path(), false);
-    let target = scratch.path().join("data");
+    let (scratch, target) = pg::restore_target();
     let ts = scratch.path().join("ts1");
-    pg::private_dir(&target);
     let mapping = format!("{}={}", tablespace.display(), ts.display());
     let out = server.restore(job, &target, &["--tablespace-mapping", &mapping]);
     assert!(

@@ -309,13 +309,7 @@ fn latest_leaves_exactly_the_final_backup_and_it_restores() {
     assert!(raw.contains("<StoreStatus>Enabled</StoreStatus>"), "{raw}");
 
     // The final backup restores to the data as it was at deletion.
-    let scratch = tempfile::Builder::new()
-        .prefix("pbrestore")
-        .tempdir()
-        .unwrap();
-    pg::chown_to_postgres(scratch.path(), false);
-    let target = scratch.path().join("data");
-    pg::private_dir(&target);
+    let (scratch, target) = pg::restore_target();
     let out = server.restore(&temp, &target, &[]);
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "restore failed: {stdout}{stderr}");

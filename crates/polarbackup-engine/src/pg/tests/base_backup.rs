@@ -192,12 +192,7 @@ async fn base_backup_rejects_malformed_streams() {
             .base_backup(&BaseBackupOptions::default())
             .await
             .unwrap();
-        let r = loop {
-            match stream.next().await {
-                Ok(Some(_)) => continue,
-                other => break other,
-            }
-        };
+        let r = end_of(&mut stream).await;
         assert!(matches!(r, Err(PgError::Protocol(_))), "{what}: {r:?}");
     }
 }

@@ -130,12 +130,7 @@ async fn legacy_extra_copy_out_is_refused() {
         .base_backup(&BaseBackupOptions::default())
         .await
         .unwrap();
-    let r = loop {
-        match stream.next().await {
-            Ok(Some(_)) => continue,
-            other => break other,
-        }
-    };
+    let r = end_of(&mut stream).await;
     assert!(matches!(r, Err(PgError::Protocol(_))), "{r:?}");
 }
 

@@ -98,6 +98,18 @@ pub(super) fn two_tablespaces_events() -> Vec<BackupEvent> {
     ]
 }
 
+/// Reads a BASE_BACKUP answer past every event and returns how it ended: `Ok(None)` or the error.
+pub(super) async fn end_of(
+    stream: &mut BaseBackupStream<'_, DuplexStream>,
+) -> Result<Option<BackupEvent>, PgError> {
+    loop {
+        match stream.next().await {
+            Ok(Some(_)) => continue,
+            other => return other,
+        }
+    }
+}
+
 pub(super) fn b(s: &str) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(s.as_bytes())
 }
