@@ -106,9 +106,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
     if cfg.ram_mode == RamModeArg::Off {
         warn!("RAM is off: RAM users' calls are not checked against their policies");
     }
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    crate::http::serve(listener, router(state), shutdown_signal())
         .await
         .context("serving")?;
     // Running backups are cancelled and end as Failed, their partial data removed.

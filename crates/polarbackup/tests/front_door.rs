@@ -376,3 +376,40 @@ fn sigterm_lets_an_in_flight_request_finish() {
         "{response}"
     );
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let server = shared();
+    let started = std::time::Instant::now();
+    let mut slow = TcpStream::connect(server.endpoint()).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // A header line every few seconds, never the blank line that ends the head: more than
+    // the 10 s deadline in all, though each line comes well within any idle timeout.
+    let mut ended = false;
+    for i in 0..8 {
+        std::thread::sleep(Duration::from_secs(2));
+        if write!(slow, "X-Slow-{i}: 1\r\n").is_err() {
+            ended = true;
+            break;
+        }
+    }
+    if !ended {
+        let mut out = Vec::new();
+        // EOF (or a reset) once the server gives up on the head.
+        let _ = slow.read_to_end(&mut out);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(25),
+        "the connection stayed open {waited:?}"
+    );
+    // Other clients were served all along.
+    let (status, _, _) = http(
+        &server.endpoint(),
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+}
