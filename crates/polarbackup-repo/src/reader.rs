@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use opendal::Operator;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::codec::{Chain, Checksum};
 use crate::layout;
 use crate::manifest::ArchiveEntry;
 use crate::ordered::Ordered;
@@ -27,7 +27,9 @@ pub struct ArchiveReader {
     entry: ArchiveEntry,
     next_spawn: usize,
     window: Ordered<Verified>,
-    hasher: Sha256,
+    checksum: Checksum,
+    /// `None` once finished.
+    chain: Option<Chain>,
     seen: u64,
     chunks_seen: usize,
     state: State,
@@ -48,14 +50,20 @@ enum State {
 }
 
 impl ArchiveReader {
-    pub(crate) fn new(repo: &Repo, backup_id: &str, entry: ArchiveEntry) -> Self {
+    pub(crate) fn new(
+        repo: &Repo,
+        backup_id: &str,
+        entry: ArchiveEntry,
+        checksum: Checksum,
+    ) -> Self {
         ArchiveReader {
             op: repo.inner.op.clone(),
             backup_id: backup_id.to_owned(),
             entry,
             next_spawn: 0,
             window: Ordered::new(repo.inner.cfg.parallelism),
-            hasher: Sha256::new(),
+            checksum,
+            chain: Some(checksum.chain()),
             seen: 0,
             chunks_seen: 0,
             state: State::Reading,
@@ -85,10 +93,10 @@ impl ArchiveReader {
         while !self.window.is_full() && self.next_spawn < self.entry.chunks.len() {
             let chunk = self.entry.chunks[self.next_spawn].clone();
             let path = layout::object_path(&self.backup_id, &chunk.object);
-            let op = self.op.clone();
+            let (op, checksum) = (self.op.clone(), self.checksum);
             self.window.spawn(async move {
                 let stored_size = chunk.stored_size;
-                let data = fetch_object(&op, path, chunk).await?;
+                let data = fetch_object(&op, path, chunk, checksum).await?;
                 Ok(Verified {
                     data: Bytes::from(data),
                     stored_size,
@@ -114,9 +122,9 @@ impl ArchiveReader {
             Poll::Ready(None) => self.check_end().map(|()| None),
             Poll::Ready(Some(Ok(chunk))) => {
                 // The chunk's bytes matched its own digest; chain that digest in order.
-                match self.entry.chunks.get(self.chunks_seen) {
-                    Some(c) => crate::codec::chain_update(&mut self.hasher, &c.raw_sha256),
-                    None => {
+                match (self.entry.chunks.get(self.chunks_seen), self.chain.as_mut()) {
+                    (Some(c), Some(chain)) => chain.update(&c.raw_hash),
+                    _ => {
                         return Poll::Ready(Err(RepoError::Internal(
                             "more chunks than the manifest lists".into(),
                         )))
@@ -151,11 +159,14 @@ impl ArchiveReader {
                 ),
             ));
         }
-        let hash = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        if hash != self.entry.raw_sha256 {
+        let hash = self.chain.take().map(Chain::finish);
+        if hash.as_deref() != Some(self.entry.raw_hash.as_str()) {
             return Err(RepoError::corrupt(
                 &object,
-                "archive sha256 does not match the manifest",
+                format!(
+                    "archive {} does not match the manifest",
+                    self.checksum.as_str()
+                ),
             ));
         }
         Ok(())

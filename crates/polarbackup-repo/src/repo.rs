@@ -6,7 +6,7 @@ use std::sync::Arc;
 use opendal::{ErrorKind, Operator};
 use serde::Serialize;
 
-use crate::codec;
+use crate::codec::{self, Checksum};
 use crate::layout::{self, BACKUPS_DIR};
 use crate::manifest::{ChunkEntry, FileEntry, Manifest};
 use crate::reader::ArchiveReader;
@@ -134,7 +134,8 @@ impl Repo {
         let mut chunks = 0u64;
         progress(0, total);
         for archive in &manifest.archives {
-            let mut reader = ArchiveReader::new(self, backup_id, archive.clone());
+            let mut reader =
+                ArchiveReader::new(self, backup_id, archive.clone(), manifest.checksum());
             while let Some(chunk) = reader.next_verified().await? {
                 done += chunk.stored_size;
                 chunks += 1;
@@ -142,7 +143,7 @@ impl Repo {
             }
         }
         for file in &manifest.files {
-            fetch_file(&self.inner.op, backup_id, file).await?;
+            fetch_file(&self.inner.op, backup_id, file, manifest.checksum()).await?;
             done += file.stored_size;
             progress(done, total);
         }
@@ -166,7 +167,12 @@ impl Repo {
         let entry = manifest.archive(archive).ok_or_else(|| {
             RepoError::NotFound(format!("archive {archive} in backup {backup_id}"))
         })?;
-        Ok(ArchiveReader::new(self, backup_id, entry.clone()))
+        Ok(ArchiveReader::new(
+            self,
+            backup_id,
+            entry.clone(),
+            manifest.checksum(),
+        ))
     }
 
     /// One side file's raw bytes, verified.
@@ -175,7 +181,7 @@ impl Repo {
         let entry = manifest
             .file(name)
             .ok_or_else(|| RepoError::NotFound(format!("file {name} in backup {backup_id}")))?;
-        fetch_file(&self.inner.op, backup_id, entry).await
+        fetch_file(&self.inner.op, backup_id, entry, manifest.checksum()).await
     }
 
     /// Removes a backup: the manifest first, so a crash midway leaves an unusable set that
@@ -235,6 +241,7 @@ pub(crate) async fn fetch_object(
     op: &Operator,
     path: String,
     want: ChunkEntry,
+    checksum: Checksum,
 ) -> Result<Vec<u8>, RepoError> {
     let missing_or = |e: opendal::Error, path: &str| match e.kind() {
         ErrorKind::NotFound => RepoError::corrupt(path, "object is missing"),
@@ -261,7 +268,7 @@ pub(crate) async fn fetch_object(
         .await
         .map_err(|e| missing_or(e, &path))?
         .to_bytes();
-    tokio::task::spawn_blocking(move || codec::open(&path, &stored, &want.expected()))
+    tokio::task::spawn_blocking(move || codec::open(&path, &stored, &want.expected(checksum)))
         .await
         .map_err(RepoError::join)?
 }
@@ -270,7 +277,8 @@ async fn fetch_file(
     op: &Operator,
     backup_id: &str,
     file: &FileEntry,
+    checksum: Checksum,
 ) -> Result<Vec<u8>, RepoError> {
     let path = layout::object_path(backup_id, &file.object);
-    fetch_object(op, path, file.as_chunk()).await
+    fetch_object(op, path, file.as_chunk(), checksum).await
 }

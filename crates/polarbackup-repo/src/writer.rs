@@ -1,9 +1,8 @@
 //! `BackupWriter`: chunks, compresses and stores archives in parallel, then commits the manifest.
 
 use opendal::Operator;
-use sha2::Digest;
 
-use crate::codec;
+use crate::codec::{self, Checksum};
 use crate::config::MAX_CHUNK_SIZE;
 use crate::layout;
 use crate::manifest::{
@@ -52,6 +51,7 @@ struct ChunkJob {
     seq: usize,
     raw: Vec<u8>,
     level: i32,
+    checksum: Checksum,
     hook: ChunkHook,
 }
 
@@ -155,8 +155,9 @@ impl BackupWriter {
             self.record(done?)?;
         }
         let cfg = &self.repo.inner.cfg;
-        let (level, op, hook) = (
+        let (level, checksum, op, hook) = (
             cfg.zstd_level,
+            cfg.checksum,
             self.repo.inner.op.clone(),
             self.repo.inner.chunk_hook.clone(),
         );
@@ -169,6 +170,7 @@ impl BackupWriter {
             seq: open.next_seq,
             raw: std::mem::replace(&mut open.buf, next_buf),
             level,
+            checksum,
             hook,
         };
         open.next_seq += 1;
@@ -197,15 +199,15 @@ impl BackupWriter {
             .open
             .take()
             .ok_or_else(|| RepoError::Internal("open archive vanished".into()))?;
-        let mut chain = crate::codec::chain_hasher();
+        let mut chain = self.repo.inner.cfg.checksum.chain();
         for c in &open.chunks {
-            crate::codec::chain_update(&mut chain, &c.raw_sha256);
+            chain.update(&c.raw_hash);
         }
         self.archives.push(ArchiveEntry {
             name: open.name,
             tablespace_location: open.tablespace_location,
             raw_size: open.raw_size,
-            raw_sha256: hex::encode(chain.finalize()),
+            raw_hash: chain.finish(),
             chunks: open.chunks,
         });
         self.broken = false;
@@ -227,8 +229,9 @@ impl BackupWriter {
         self.broken = true;
         let object = layout::file_object(name);
         let path = layout::object_path(&self.backup_id, &object);
-        let (raw, level) = (data.to_vec(), self.repo.inner.cfg.zstd_level);
-        let sealed = tokio::task::spawn_blocking(move || codec::seal(&raw, level))
+        let cfg = &self.repo.inner.cfg;
+        let (raw, level, checksum) = (data.to_vec(), cfg.zstd_level, cfg.checksum);
+        let sealed = tokio::task::spawn_blocking(move || codec::seal(&raw, level, checksum))
             .await
             .map_err(RepoError::join)??;
         let stored_size = sealed.stored.len() as u64;
@@ -243,8 +246,8 @@ impl BackupWriter {
             object,
             raw_size: sealed.raw_size,
             stored_size,
-            raw_sha256: sealed.raw_sha256,
-            stored_sha256: sealed.stored_sha256,
+            raw_hash: sealed.raw_hash,
+            stored_hash: sealed.stored_hash,
         });
         self.raw_bytes += sealed.raw_size;
         self.stored_bytes += stored_size;
@@ -296,7 +299,7 @@ impl BackupWriter {
                 algorithm: "zstd".into(),
                 level: cfg.zstd_level,
             },
-            checksum: "sha256".into(),
+            checksum: cfg.checksum.as_str().into(),
             archives,
             files,
             totals: Totals {
@@ -381,13 +384,14 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         seq,
         raw,
         level,
+        checksum,
         hook,
     } = job;
     let sealed = tokio::task::spawn_blocking(move || {
         if let Some(hook) = hook {
             hook(seq);
         }
-        codec::seal(&raw, level)
+        codec::seal(&raw, level, checksum)
     })
     .await
     .map_err(RepoError::join)??;
@@ -401,8 +405,8 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         object,
         raw_size: sealed.raw_size,
         stored_size,
-        raw_sha256: sealed.raw_sha256,
-        stored_sha256: sealed.stored_sha256,
+        raw_hash: sealed.raw_hash,
+        stored_hash: sealed.stored_hash,
     })
 }
 
@@ -423,6 +427,7 @@ mod tests {
             chunk_size: 1000,
             zstd_level: 1,
             parallelism: 3,
+            ..RepoConfig::default()
         };
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use polarbackup_repo::{Manifest, Repo, RepoError, FORMAT_VERSION};
+use polarbackup_repo::{Checksum, Manifest, Repo, RepoConfig, RepoError, FORMAT_VERSION};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_is_byte_identical_with_correct_totals() {
@@ -189,10 +189,60 @@ fn newer_or_missing_format_versions_are_refused() {
         "/tests/samples/manifest-v1.json"
     );
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    v["format_version"] = 2.into();
+    v["format_version"] = 3.into();
     let err = Manifest::from_json(v.to_string().as_bytes(), "m").unwrap_err();
-    assert!(matches!(err, RepoError::UnsupportedFormat(2)), "{err}");
+    assert!(matches!(err, RepoError::UnsupportedFormat(3)), "{err}");
+    // Format 1 knew only SHA-256.
+    v["format_version"] = 1.into();
+    v["checksum"] = "blake3".into();
+    let err = Manifest::from_json(v.to_string().as_bytes(), "m").unwrap_err();
+    assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
     v.as_object_mut().unwrap().remove("format_version");
     let err = Manifest::from_json(v.to_string().as_bytes(), "m").unwrap_err();
+    assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_backups_use_blake3_and_format_1_backups_still_verify_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::open_fs(dir.path(), cfg(1024, 2)).unwrap();
+    let (m, _) = three_chunk_backup(&repo, "new").await;
+    assert_eq!((m.format_version, m.checksum()), (2, Checksum::Blake3));
+    let json = std::fs::read_to_string(object_file(dir.path(), "new", "manifest.json")).unwrap();
+    assert!(
+        json.contains("\"raw_hash\"") && !json.contains("raw_sha256"),
+        "{json}"
+    );
+
+    // A backup as format 1 wrote it: SHA-256 under the old field names.
+    let old = Repo::open_fs(
+        dir.path(),
+        RepoConfig {
+            checksum: Checksum::Sha256,
+            ..cfg(1024, 2)
+        },
+    )
+    .unwrap();
+    let (_, data) = three_chunk_backup(&old, "old").await;
+    let path = object_file(dir.path(), "old", "manifest.json");
+    let v1 = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"raw_hash\"", "\"raw_sha256\"")
+        .replace("\"stored_hash\"", "\"stored_sha256\"")
+        .replace("\"format_version\": 2", "\"format_version\": 1");
+    std::fs::write(&path, &v1).unwrap();
+    let m = repo.manifest("old").await.unwrap().unwrap();
+    assert_eq!((m.format_version, m.checksum()), (1, Checksum::Sha256));
+    repo.verify("old", &mut |_, _| {}).await.unwrap();
+    assert_eq!(read_chunks(&repo, "old", "base.tar").await, data);
+
+    // The same digests claimed as BLAKE3 do not verify.
+    std::fs::write(
+        &path,
+        v1.replace("\"format_version\": 1", "\"format_version\": 2")
+            .replace("\"checksum\": \"sha256\"", "\"checksum\": \"blake3\""),
+    )
+    .unwrap();
+    let err = repo.verify("old", &mut |_, _| {}).await.unwrap_err();
     assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
 }

@@ -87,7 +87,7 @@ async fn swapped_chunks() {
     // check; the whole-archive hash still catches it.
     edit_manifest(dir.path(), |m| {
         let chunks = m["archives"][0]["chunks"].as_array_mut().unwrap();
-        for key in ["raw_sha256", "stored_sha256", "stored_size"] {
+        for key in ["raw_hash", "stored_hash", "stored_size"] {
             let first = chunks[0][key].clone();
             chunks[0][key] = chunks[1][key].clone();
             chunks[1][key] = first;
@@ -107,20 +107,19 @@ async fn tampered_manifest_hashes() {
     };
 
     edit_manifest(dir.path(), |m| {
-        m["archives"][0]["chunks"][2]["raw_sha256"] =
-            flip(&m["archives"][0]["chunks"][2]["raw_sha256"])
+        m["archives"][0]["chunks"][2]["raw_hash"] = flip(&m["archives"][0]["chunks"][2]["raw_hash"])
     });
     assert_corrupt(&repo, "base.tar/00000002.zst").await;
 
     std::fs::write(object_file(dir.path(), ID, "manifest.json"), &good).unwrap();
     edit_manifest(dir.path(), |m| {
-        m["archives"][0]["raw_sha256"] = flip(&m["archives"][0]["raw_sha256"])
+        m["archives"][0]["raw_hash"] = flip(&m["archives"][0]["raw_hash"])
     });
     assert_corrupt(&repo, "base.tar").await;
 
     std::fs::write(object_file(dir.path(), ID, "manifest.json"), &good).unwrap();
     edit_manifest(dir.path(), |m| {
-        m["files"][0]["stored_sha256"] = flip(&m["files"][0]["stored_sha256"])
+        m["files"][0]["stored_hash"] = flip(&m["files"][0]["stored_hash"])
     });
     assert_corrupt(&repo, "files/backup_manifest").await;
     assert!(matches!(
@@ -140,7 +139,7 @@ async fn inconsistent_or_hostile_manifests_do_not_load() {
         |m| m["archives"][0]["chunks"][0]["object"] = "../../etc/passwd".into(),
         |m| m["files"][0]["name"] = "../x".into(),
         |m| m["archives"][0]["chunks"][0]["raw_size"] = (1u64 << 40).into(),
-        |m| m["archives"][0]["chunks"][0]["raw_sha256"] = "xyz".into(),
+        |m| m["archives"][0]["chunks"][0]["raw_hash"] = "xyz".into(),
         |m| m["backup_id"] = "other".into(),
         |m| m["compression"]["algorithm"] = "lz4".into(),
         |m| m["chunk_size"] = "big".into(),

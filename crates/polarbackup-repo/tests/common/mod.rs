@@ -12,6 +12,7 @@ pub fn cfg(chunk_size: usize, parallelism: usize) -> RepoConfig {
         chunk_size,
         zstd_level: 1,
         parallelism,
+        ..RepoConfig::default()
     }
 }
 
