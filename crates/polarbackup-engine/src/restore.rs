@@ -58,10 +58,14 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
         .map(|(_, d)| d.clone())
         .filter(|d| d != &req.target.join("pg_wal"))
         .collect();
+    // Files are fsynced on other threads as soon as they are written, so the writeback of one
+    // overlaps the unpacking of the next instead of waiting for a pass at the end.
+    let syncer = Arc::new(Syncer::start(SYNC_THREADS));
     for (name, dest) in plan {
         let reader = req.repo.open_archive(req.backup_id, &name).await?;
         let counted = done.clone();
-        let mut task = tokio::task::spawn_blocking(move || unpack(reader, &dest, &counted));
+        let files = syncer.clone();
+        let mut task = tokio::task::spawn_blocking(move || unpack(reader, &dest, &counted, &files));
         let result = loop {
             tokio::select! {
                 r = &mut task => break r,
@@ -74,12 +78,19 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
     }
     remap_tablespace_links(req.target, req.tablespace_mapping)?;
     let backup_manifest = req.repo.read_file(req.backup_id, "backup_manifest").await?;
-    tokio::fs::write(req.target.join("backup_manifest"), backup_manifest).await?;
+    let manifest_path = req.target.join("backup_manifest");
+    tokio::fs::write(&manifest_path, backup_manifest).await?;
+    syncer.file(manifest_path);
     // Like pg_basebackup and pgBackRest: the restored files are on disk before we say done.
     let roots = dests.clone();
-    tokio::task::spawn_blocking(move || roots.iter().try_for_each(|r| sync_tree(r)))
-        .await
-        .map_err(|e| EngineError::Restore(format!("sync task failed: {e}")))??;
+    tokio::task::spawn_blocking(move || {
+        let files = Arc::try_unwrap(syncer)
+            .map_err(|_| EngineError::Restore("an extraction still holds the syncer".into()))?;
+        files.finish()?;
+        roots.iter().try_for_each(|r| sync_dirs(r))
+    })
+    .await
+    .map_err(|e| EngineError::Restore(format!("sync task failed: {e}")))??;
     (req.progress)(total, total);
     Ok(RestoreSummary {
         bytes: total,
@@ -150,22 +161,81 @@ fn remap_tablespace_links(target: &Path, mapping: &[(String, PathBuf)]) -> Resul
     Ok(())
 }
 
-/// fsyncs every file and directory under `root` (symlinks are not followed).
-fn sync_tree(root: &Path) -> Result<(), EngineError> {
+/// fsyncs every directory under `root` (symlinks are not followed), after its files: a file's
+/// name is durable only once its directory is.
+fn sync_dirs(root: &Path) -> Result<(), EngineError> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
+            if entry.file_type()?.is_dir() {
                 stack.push(entry.path());
-            } else if kind.is_file() {
-                std::fs::File::open(entry.path())?.sync_all()?;
             }
         }
         std::fs::File::open(&dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// How many threads fsync restored files while extraction goes on.
+const SYNC_THREADS: usize = 2;
+
+/// fsyncs files handed to it on a few threads; `finish` waits for all and reports the first error.
+struct Syncer {
+    tx: std::sync::mpsc::Sender<PathBuf>,
+    workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Syncer {
+    fn start(threads: usize) -> Syncer {
+        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let mut first_error = None;
+                    loop {
+                        let next = rx
+                            .lock()
+                            .map_err(|_| std::io::Error::other("poisoned"))?
+                            .recv();
+                        let Ok(path) = next else { break };
+                        // Keep draining after an error so the sender never blocks on us.
+                        if first_error.is_none() {
+                            if let Err(e) = std::fs::File::open(&path).and_then(|f| f.sync_all()) {
+                                first_error = Some(std::io::Error::new(
+                                    e.kind(),
+                                    format!("fsync {}: {e}", path.display()),
+                                ));
+                            }
+                        }
+                    }
+                    first_error.map_or(Ok(()), Err)
+                })
+            })
+            .collect();
+        Syncer { tx, workers }
+    }
+
+    fn file(&self, path: PathBuf) {
+        // The workers outlive every sender; a send can only fail after `finish`.
+        let _ = self.tx.send(path);
+    }
+
+    fn finish(self) -> Result<(), EngineError> {
+        drop(self.tx);
+        let mut result = Ok(());
+        for w in self.workers {
+            let r = w
+                .join()
+                .map_err(|_| EngineError::Restore("an fsync thread panicked".into()))?;
+            if let (Ok(()), Err(e)) = (&result, r) {
+                result = Err(EngineError::Io(e));
+            }
+        }
+        result
+    }
 }
 
 struct Counting<R> {
@@ -185,7 +255,11 @@ fn unpack(
     reader: polarbackup_repo::ArchiveReader,
     dest: &Path,
     done: &Arc<AtomicU64>,
+    syncer: &Syncer,
 ) -> Result<(), EngineError> {
+    let fail = |e: std::io::Error| {
+        EngineError::Restore(format!("extracting into {}: {e}", dest.display()))
+    };
     let counting = Counting {
         inner: SyncIoBridge::new(reader),
         done: done.clone(),
@@ -194,12 +268,58 @@ fn unpack(
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(false);
-    archive
-        .unpack(dest)
-        .map_err(|e| EngineError::Restore(format!("extracting into {}: {e}", dest.display())))?;
+    let dest = dest.canonicalize().map_err(fail)?;
+    // As tar's own `unpack`: directories last, deepest first, so their modes and times stick.
+    let mut directories = Vec::new();
+    for entry in archive.entries().map_err(fail)? {
+        let mut entry = entry.map_err(fail)?;
+        let kind = entry.header().entry_type();
+        if kind == tar::EntryType::Directory {
+            directories.push(entry);
+            continue;
+        }
+        let relative: PathBuf = entry
+            .path()
+            .map_err(fail)?
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .collect();
+        // unpack_in refuses paths that leave `dest`; only what it wrote is synced.
+        if entry.unpack_in(&dest).map_err(fail)? && kind.is_file() {
+            syncer.file(dest.join(relative));
+        }
+    }
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for mut dir in directories {
+        dir.unpack_in(&dest).map_err(fail)?;
+    }
     // Read to the end so the repository reader checks the whole-archive hash.
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| EngineError::Restore(format!("verifying the archive: {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_syncer_syncs_every_file_and_reports_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Syncer::start(2);
+        for i in 0..20 {
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, b"x").unwrap();
+            ok.file(path);
+        }
+        ok.finish().unwrap();
+
+        let failing = Syncer::start(2);
+        failing.file(dir.path().join("f1"));
+        failing.file(dir.path().join("missing"));
+        failing.file(dir.path().join("f2"));
+        let err = failing.finish().unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
+    }
 }
