@@ -29,6 +29,14 @@ if ! have_initdb; then
     apt-get install -y -qq postgresql >/dev/null
 fi
 
+# The engine's TLS tests make their certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+    log "installing openssl"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq openssl >/dev/null
+fi
+
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     log "installing python3 and pip"
     export DEBIAN_FRONTEND=noninteractive

@@ -241,10 +241,7 @@ async fn a_closed_port_is_a_connection_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backs_up_over_verified_tls_with_scram() {
     let cluster = Cluster::shared();
-    let Some(ca) = cluster.ca_file.clone() else {
-        eprintln!("skipped: openssl was not available to make the server's certificate");
-        return;
-    };
+    let ca = cluster.ca_file.clone();
     let env = env();
     let sink = Sink {
         phases: Mutex::new(Vec::new()),

@@ -22,8 +22,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
-    /// CA certificate (PEM) the server's certificate chains to; `None` when openssl is missing.
-    pub ca_file: Option<PathBuf>,
+    /// CA certificate (PEM) the server's certificate chains to.
+    pub ca_file: PathBuf,
     /// The extra tablespace's directory.
     pub tablespace_dir: PathBuf,
 }
@@ -73,12 +73,10 @@ impl Cluster {
              fsync = off\nshared_buffers = 16MB\nlog_min_messages = warning\n",
             dir.path().display()
         );
-        if ca_file.is_some() {
-            conf += &format!(
-                "ssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
-                dir.path().display()
-            );
-        }
+        conf += &format!(
+            "ssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
+            dir.path().display()
+        );
         append(&data.join("postgresql.conf"), &conf);
         // First match wins: password users over TCP, everyone else trusted.
         std::fs::write(
@@ -245,8 +243,9 @@ fn run_as_postgres(bin: &Path, args: &[&str]) {
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it. `None` without openssl.
-fn make_certs(dir: &Path) -> Option<PathBuf> {
+/// A CA and a server certificate for 127.0.0.1 signed by it (openssl comes with Debian's
+/// PostgreSQL packages; `scripts/install-deps.sh` makes sure of it).
+fn make_certs(dir: &Path) -> PathBuf {
     let ok = |args: &[&str]| {
         Command::new("openssl")
             .args(args)
@@ -312,13 +311,13 @@ fn make_certs(dir: &Path) -> Option<PathBuf> {
             "-extfile",
             "server.ext",
         ]);
-    if !made {
-        eprintln!("openssl unavailable: TLS integration tests will be skipped");
-        return None;
-    }
+    assert!(
+        made,
+        "openssl could not make the test certificates; run scripts/install-deps.sh"
+    );
     let key = dir.join("server.key");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     chown_to_postgres(&key, false);
     chown_to_postgres(&dir.join("server.crt"), false);
-    Some(dir.join("ca.crt"))
+    dir.join("ca.crt")
 }
