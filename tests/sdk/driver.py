@@ -8,7 +8,8 @@ array of results, in order) on stdout. Used by the Rust integration tests throug
            "params":{"DBClusterId":"pc-xxxxxxxxxxxxxxx"}}' | python3 tests/sdk/driver.py
 
 Request fields
-  client     v3 | v3-sm3 | v1-new          new SDK alibabacloud-polardb20170801 (tea-openapi)
+  client     v3 | v3-sm3 | v3-rsa | v1-new new SDK alibabacloud-polardb20170801 (tea-openapi);
+                                          v3-rsa signs ACS3-RSA-SHA256, `secret` is the private key PEM
              old-typed-post | old-common-get | old-common-post | old-common-post-form | old-xml
                                             old SDK aliyun-python-sdk-core + aliyun-python-sdk-polardb
              raw                            the signer in this file (shares no code with the server)
@@ -214,7 +215,12 @@ def new_sdk_client(req):
             return out
 
     client_kind = req["client"]
-    algorithm = {"v3": None, "v3-sm3": "ACS3-HMAC-SM3", "v1-new": "v2"}[client_kind]
+    algorithm = {
+        "v3": None,
+        "v3-sm3": "ACS3-HMAC-SM3",
+        "v3-rsa": "ACS3-RSA-SHA256",
+        "v1-new": "v2",
+    }[client_kind]
     config = open_api_models.Config(
         access_key_id=req["key"],
         access_key_secret=req["secret"],
@@ -845,7 +851,7 @@ def run_one(req):
         return poll(req)
     kind = req.get("client")
     try:
-        if kind in ("v3", "v3-sm3", "v1-new"):
+        if kind in ("v3", "v3-sm3", "v3-rsa", "v1-new"):
             return new_sdk_call(req)
         if kind and kind.startswith("old-"):
             return old_sdk_call(req)

@@ -4,7 +4,7 @@
 use crate::AppState;
 use polarbackup_auth::{AuthError, KeyLookup, KeyMaterial, KeyRecord};
 use polarbackup_model::AccountId;
-use polarbackup_store::{AccessKey, RamUser, StoreError};
+use polarbackup_store::{AccessKey, KeyKind, RamUser, StoreError};
 use polarbackup_wire::{ApiError, Params};
 use std::cell::RefCell;
 use tracing::error;
@@ -32,8 +32,12 @@ impl KeyLookup for StoreKeys<'_> {
     fn lookup(&self, access_key_id: &str) -> Option<KeyRecord> {
         match self.state.store.key(access_key_id) {
             Ok(Some(key)) => {
+                let material = match key.kind {
+                    KeyKind::Hmac => KeyMaterial::Secret(key.secret.clone()),
+                    KeyKind::Rsa => KeyMaterial::RsaPublicKeyPem(key.secret.clone()),
+                };
                 let record = KeyRecord {
-                    material: KeyMaterial::Secret(key.secret.clone()),
+                    material,
                     active: key.active,
                 };
                 *self.found.borrow_mut() = Some(key);

@@ -21,6 +21,11 @@ pub use keys::{KeyLookup, KeyMaterial, KeyRecord};
 pub use request::Request;
 pub use time::MAX_CLOCK_SKEW;
 
+/// Whether `pem` is an RSA public key the V3 verifier can use (SubjectPublicKeyInfo or PKCS#1).
+pub fn is_rsa_public_key_pem(pem: &str) -> bool {
+    v3::parse_public_key(pem).is_some()
+}
+
 /// Longest nonce accepted, in bytes; it bounds what a replay cache must store.
 const MAX_NONCE_LEN: usize = 128;
 

@@ -9,8 +9,8 @@ mod sqlite;
 pub use error::StoreError;
 pub use records::{
     AccessKey, Account, Attachment, ClaimedJob, Cluster, ClusterDeletion, CreateJobOutcome,
-    DeleteRefusal, DeletionRefusal, JobFilter, ManualJobRequest, NewCluster, PolicyKind, RamUser,
-    SetFilter, SetPage, StoredPolicy,
+    DeleteRefusal, DeletionRefusal, JobFilter, KeyKind, ManualJobRequest, NewCluster, PolicyKind,
+    RamUser, SetFilter, SetPage, StoredPolicy,
 };
 pub use sqlite::SqliteStore;
 
@@ -36,6 +36,15 @@ pub trait Store: Send + Sync {
     fn create_key(&self, account: &AccountId, now: Timestamp) -> Result<AccessKey>;
     /// Creates a key for a RAM user, in the user's account.
     fn create_user_key(&self, user: &RamUser, now: Timestamp) -> Result<AccessKey>;
+    /// Registers an RSA public key (PEM) for ACS3-RSA-SHA256, for the account or one of its
+    /// RAM users. The caller checks the PEM.
+    fn create_rsa_key(
+        &self,
+        account: &AccountId,
+        user: Option<&RamUser>,
+        public_key_pem: &str,
+        now: Timestamp,
+    ) -> Result<AccessKey>;
     /// Creates a key with the given id and secret (the root key from the environment).
     fn import_key(&self, key: &AccessKey) -> Result<()>;
     fn key(&self, id: &str) -> Result<Option<AccessKey>>;

@@ -141,6 +141,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE backup_sets ADD COLUMN detached INTEGER NOT NULL DEFAULT 0
         CHECK (detached IN (0, 1));
     "#,
+    // 7: RSA access keys (ACS3-RSA-SHA256). For them `secret` holds the public key's PEM:
+    // the private key never reaches the server.
+    r#"
+    ALTER TABLE access_keys ADD COLUMN kind TEXT NOT NULL DEFAULT 'hmac'
+        CHECK (kind IN ('hmac', 'rsa'));
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -21,9 +21,29 @@ pub struct AccessKey {
     pub account: AccountId,
     /// The RAM user the key belongs to; `None` for the account's own key.
     pub user: Option<String>,
+    pub kind: KeyKind,
+    /// The HMAC secret; for an RSA key, the public key (PEM).
     pub secret: String,
     pub active: bool,
     pub created_at: Timestamp,
+}
+
+/// How requests signed with a key are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// V1 and the V3 HMAC algorithms, with a shared secret.
+    Hmac,
+    /// ACS3-RSA-SHA256 only: the caller signs with its private key, the server keeps the public one.
+    Rsa,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Hmac => "hmac",
+            KeyKind::Rsa => "rsa",
+        }
+    }
 }
 
 impl fmt::Debug for AccessKey {
@@ -32,6 +52,7 @@ impl fmt::Debug for AccessKey {
             .field("id", &self.id)
             .field("account", &self.account)
             .field("user", &self.user)
+            .field("kind", &self.kind)
             .field("secret", &"<redacted>")
             .field("active", &self.active)
             .finish()

@@ -5,7 +5,7 @@ mod common;
 use common::{new_cluster, t};
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{AccessKeyId, BackupJobId, DbClusterId, JobMode, JobStatus, TaskAction};
-use polarbackup_store::{JobFilter, SqliteStore, Store, StoreError};
+use polarbackup_store::{JobFilter, KeyKind, SqliteStore, Store, StoreError};
 use std::os::unix::fs::PermissionsExt;
 
 fn cluster(store: &SqliteStore) -> DbClusterId {
@@ -63,6 +63,16 @@ fn keys_round_trip_and_toggle() {
         store.import_key(&key),
         Err(StoreError::Conflict(_))
     ));
+    assert_eq!(key.kind, KeyKind::Hmac);
+
+    // An RSA key keeps its public key where an HMAC key keeps its secret, and says so.
+    let pem = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----";
+    let rsa = store
+        .create_rsa_key(&account.id, None, pem, t(2))
+        .expect("rsa key");
+    let loaded = store.key(rsa.id.as_str()).expect("load").expect("exists");
+    assert_eq!((loaded.kind, loaded.secret.as_str()), (KeyKind::Rsa, pem));
+    assert_ne!(rsa.id, key.id);
 }
 
 #[test]

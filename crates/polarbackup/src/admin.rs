@@ -22,25 +22,42 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Key(KeyCommand::Create {
             account,
             user,
+            rsa_public_key_file,
             data,
         }) => {
             let store = open(&data)?;
             let now = jiff::Timestamp::now();
-            let key = match (account, user) {
+            let rsa = rsa_public_key_file
+                .map(|f| read_rsa_public_key(&f))
+                .transpose()?;
+            let (account, user) = match (account, user) {
                 (Some(account), _) => {
                     let account = AccountId::parse(&account).context("--account")?;
                     if store.account(&account)?.is_none() {
                         bail!("account {account} does not exist");
                     }
-                    store.create_key(&account, now)?
+                    (account, None)
                 }
                 (None, Some(user)) => {
                     let user = crate::admin_ram::find_user(&store, &user)?;
-                    store.create_user_key(&user, now)?
+                    (user.account.clone(), Some(user))
                 }
                 (None, None) => bail!("give --account or --user"),
             };
-            json!({ "AccessKeyId": key.id.as_str(), "AccessKeySecret": key.secret })
+            match (rsa, &user) {
+                (Some(pem), user) => {
+                    let key = store.create_rsa_key(&account, user.as_ref(), &pem, now)?;
+                    json!({ "AccessKeyId": key.id.as_str(), "SignatureAlgorithm": "ACS3-RSA-SHA256" })
+                }
+                (None, Some(user)) => {
+                    let key = store.create_user_key(user, now)?;
+                    json!({ "AccessKeyId": key.id.as_str(), "AccessKeySecret": key.secret })
+                }
+                (None, None) => {
+                    let key = store.create_key(&account, now)?;
+                    json!({ "AccessKeyId": key.id.as_str(), "AccessKeySecret": key.secret })
+                }
+            }
         }
         AdminCommand::Key(KeyCommand::Disable { key, data }) => set_active(&key, &data, false)?,
         AdminCommand::Key(KeyCommand::Enable { key, data }) => set_active(&key, &data, true)?,
@@ -52,6 +69,26 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
     };
     println!("{out}");
     Ok(())
+}
+
+/// Reads and checks an RSA public key file; the key is public, so it may come from a path.
+fn read_rsa_public_key(path: &std::path::Path) -> Result<String> {
+    const MAX_PEM: u64 = 64 * 1024;
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len > MAX_PEM {
+        bail!("{} is larger than {MAX_PEM} bytes", path.display());
+    }
+    let pem =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if !polarbackup_auth::is_rsa_public_key_pem(&pem) {
+        bail!(
+            "{} is not an RSA public key in PEM (BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY)",
+            path.display()
+        );
+    }
+    Ok(pem.trim().to_string())
 }
 
 pub fn open(data: &DataDirArg) -> Result<SqliteStore> {

@@ -232,6 +232,10 @@ pub enum KeyCommand {
         account: Option<String>,
         #[arg(long)]
         user: Option<String>,
+        /// Register an RSA public key (PEM file, SubjectPublicKeyInfo or PKCS#1) instead of
+        /// making a secret: requests must then be signed ACS3-RSA-SHA256 with its private key.
+        #[arg(long, value_name = "PEM_FILE")]
+        rsa_public_key_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         data: DataDirArg,
     },

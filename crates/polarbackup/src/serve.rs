@@ -163,6 +163,7 @@ fn ensure_root_key(store: &SqliteStore, clock: &dyn Clock) -> Result<()> {
         id: id.clone(),
         account: account.id.clone(),
         user: None,
+        kind: polarbackup_store::KeyKind::Hmac,
         secret,
         active: true,
         created_at: now,

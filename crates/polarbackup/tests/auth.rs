@@ -317,3 +317,110 @@ fn the_official_sdks_sign_acceptably_with_every_algorithm() {
         ok_jobs(&res);
     }
 }
+
+/// An RSA key pair made with openssl: (private key PEM, public key PEM file).
+fn rsa_key_pair(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl (scripts/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &p(&private),
+    ]);
+    run(&["pkey", "-in", &p(&private), "-pubout", "-out", &p(&public)]);
+    (std::fs::read_to_string(&private).unwrap(), public)
+}
+
+#[test]
+fn an_rsa_key_signs_acs3_rsa_sha256_through_the_official_sdk_and_nothing_else() {
+    let server = shared();
+    let t = tenant();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = rsa_key_pair(dir.path(), "a");
+    let (other_private, _) = rsa_key_pair(dir.path(), "b");
+    let created = server.admin(&[
+        "key",
+        "create",
+        "--account",
+        &t.account_id,
+        "--rsa-public-key-file",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        created["SignatureAlgorithm"], "ACS3-RSA-SHA256",
+        "{created}"
+    );
+    assert!(created.get("AccessKeySecret").is_none(), "{created}");
+    let rsa = Tenant {
+        key_id: created["AccessKeyId"].as_str().unwrap().to_string(),
+        secret: private,
+        ..t.clone()
+    };
+    let wrong_private = Tenant {
+        secret: other_private,
+        ..rsa.clone()
+    };
+    // The key id as an HMAC secret: whatever the server stores for an RSA key, it is no secret.
+    let pem_as_secret = Tenant {
+        secret: std::fs::read_to_string(&public).unwrap(),
+        ..rsa.clone()
+    };
+    let r = sdk_batch(vec![
+        ask("v3-rsa", &rsa, cluster(&t)),
+        ask("v3-rsa", &wrong_private, cluster(&t)),
+        ask("v3", &pem_as_secret, cluster(&t)),
+        ask("v1-new", &pem_as_secret, cluster(&t)),
+        // An HMAC key cannot be used as if it were RSA.
+        ask("v3-rsa", &t, cluster(&t)),
+    ]);
+    assert_eq!(r[0]["ok"], true, "{:#}", r[0]);
+    assert_eq!(r[0]["status"], 200, "{:#}", r[0]);
+    for (i, res) in r.iter().enumerate().skip(1).take(3) {
+        assert_error(res, 400, "SignatureDoesNotMatch");
+        assert_eq!(res["ok"], false, "case {i}: {res:#}");
+    }
+    // The SDK itself refuses to sign with an HMAC secret as a private key.
+    assert_eq!(r[4]["ok"], false, "{:#}", r[4]);
+
+    // A file that is not an RSA public key is refused at registration.
+    let bad = dir.path().join("bad.pub");
+    std::fs::write(
+        &bad,
+        "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let out = polarbackup_testkit::admin_output(
+        bin(),
+        &server.data_dir,
+        &[
+            "key",
+            "create",
+            "--account",
+            &t.account_id,
+            "--rsa-public-key-file",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an RSA public key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,8 +9,8 @@ mod sets;
 
 use crate::records::{
     AccessKey, Account, Attachment, ClaimedJob, Cluster, ClusterDeletion, CreateJobOutcome,
-    DeleteRefusal, DeletionRefusal, JobFilter, ManualJobRequest, NewCluster, PolicyKind, RamUser,
-    SetFilter, SetPage, StoredPolicy,
+    DeleteRefusal, DeletionRefusal, JobFilter, KeyKind, ManualJobRequest, NewCluster, PolicyKind,
+    RamUser, SetFilter, SetPage, StoredPolicy,
 };
 use crate::{ids, migrations, Result, Store, StoreError};
 use jiff::Timestamp;
@@ -89,6 +89,7 @@ impl SqliteStore {
         &self,
         account: &AccountId,
         user: Option<&str>,
+        rsa_public_key: Option<&str>,
         now: Timestamp,
     ) -> Result<AccessKey> {
         for _ in 0..8 {
@@ -97,7 +98,12 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 account: account.clone(),
                 user: user.map(str::to_owned),
-                secret: ids::access_key_secret(),
+                kind: if rsa_public_key.is_some() {
+                    KeyKind::Rsa
+                } else {
+                    KeyKind::Hmac
+                },
+                secret: rsa_public_key.map_or_else(ids::access_key_secret, str::to_owned),
                 active: true,
                 created_at: now,
             };
@@ -153,11 +159,26 @@ impl Store for SqliteStore {
     }
 
     fn create_key(&self, account: &AccountId, now: Timestamp) -> Result<AccessKey> {
-        self.new_key(account, None, now)
+        self.new_key(account, None, None, now)
     }
 
     fn create_user_key(&self, user: &RamUser, now: Timestamp) -> Result<AccessKey> {
-        self.new_key(&user.account, Some(&user.id), now)
+        self.new_key(&user.account, Some(&user.id), None, now)
+    }
+
+    fn create_rsa_key(
+        &self,
+        account: &AccountId,
+        user: Option<&RamUser>,
+        public_key_pem: &str,
+        now: Timestamp,
+    ) -> Result<AccessKey> {
+        self.new_key(
+            account,
+            user.map(|u| u.id.as_str()),
+            Some(public_key_pem),
+            now,
+        )
     }
 
     fn import_key(&self, key: &AccessKey) -> Result<()> {
@@ -176,8 +197,8 @@ impl Store for SqliteStore {
             }
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO access_keys (id, account_id, secret, active, created_at,
-                     user_id)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                     user_id, kind)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
                  WHERE ?6 IS NULL OR EXISTS (SELECT 1 FROM ram_users WHERE id = ?6 AND account_id = ?2)",
                 params![
                     key.id.as_str(),
@@ -185,7 +206,8 @@ impl Store for SqliteStore {
                     key.secret,
                     key.active,
                     secs(key.created_at),
-                    key.user
+                    key.user,
+                    key.kind.as_str()
                 ],
             )?;
             if inserted == 0 {

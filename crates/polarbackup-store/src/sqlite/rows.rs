@@ -1,6 +1,6 @@
 //! Mapping between SQLite rows and model records; timestamps are stored as Unix seconds.
 
-use crate::records::{AccessKey, Account, Cluster, NewCluster};
+use crate::records::{AccessKey, Account, Cluster, KeyKind, NewCluster};
 use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId};
@@ -40,6 +40,11 @@ pub fn key_from(row: &Row<'_>) -> rusqlite::Result<AccessKey> {
         id: AccessKeyId::parse(&id).map_err(|_| corrupt("key id", &id))?,
         account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
         user: row.get("user_id")?,
+        kind: match row.get::<_, String>("kind")?.as_str() {
+            "rsa" => KeyKind::Rsa,
+            "hmac" => KeyKind::Hmac,
+            other => return Err(corrupt("key kind", other)),
+        },
         secret: row.get("secret")?,
         active: row.get("active")?,
         created_at: ts(row.get("created_at")?)?,
