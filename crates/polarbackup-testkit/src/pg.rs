@@ -51,23 +51,7 @@ impl PgCluster {
             .expect("create a temporary directory");
         chown_to_postgres(root.path(), false);
         let data = root.path().join("data");
-        let out = as_postgres(
-            &bin.join("initdb"),
-            &[
-                "-D",
-                s(&data),
-                "-U",
-                SUPERUSER,
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale",
-                "C",
-            ],
-        );
-        assert_ok("initdb", &out);
+        initdb(&bin, &data);
         append(
             &data.join("postgresql.conf"),
             "listen_addresses = '127.0.0.1'\n\
@@ -333,6 +317,28 @@ rm -rf "$4"
         .stderr(Stdio::null())
         .spawn()
         .ok()
+}
+
+/// `initdb` of `bin` into `data` as `postgres`: superuser [`SUPERUSER`], trust, UTF8, C locale,
+/// no sync. The parent directory must belong to `postgres`.
+pub fn initdb(bin: &Path, data: &Path) {
+    let out = as_postgres(
+        &bin.join("initdb"),
+        &[
+            "-D",
+            s(data),
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C",
+        ],
+    );
+    assert_ok("initdb", &out);
 }
 
 /// `pg_verifybackup DIR` (as `postgres`): checks every file against the `backup_manifest` and

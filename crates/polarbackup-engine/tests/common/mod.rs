@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 // The PostgreSQL plumbing shared with the binary's tests.
 use polarbackup_testkit::free_port;
-use polarbackup_testkit::pg::{as_postgres, chown_to_postgres, pg_bin_dir};
+use polarbackup_testkit::pg::{as_postgres, chown_to_postgres, initdb, pg_bin_dir};
 
 pub const MD5_USER: (&str, &str) = ("md5user", "md5-secret");
 pub const SCRAM_USER: (&str, &str) = ("scramuser", "scram-secret");
@@ -51,20 +51,7 @@ impl Cluster {
         chown_to_postgres(dir.path(), false);
         chown_to_postgres(&tablespace_dir, false);
 
-        run_as_postgres(
-            &bin.join("initdb"),
-            &[
-                "-D",
-                s(&data),
-                "-U",
-                SUPERUSER,
-                "-A",
-                "trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
+        initdb(&bin, &data);
         let ca_file = make_certs(dir.path());
         let mut conf = format!(
             "listen_addresses = '127.0.0.1'\n\
@@ -231,16 +218,6 @@ fn append(path: &Path, text: &str) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     f.write_all(text.as_bytes()).unwrap();
-}
-
-fn run_as_postgres(bin: &Path, args: &[&str]) {
-    let out = as_postgres(bin, args);
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        bin.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it (openssl comes with Debian's
