@@ -1,6 +1,8 @@
 //! The worker pool's bookkeeping around a scripted engine: phases, failure clean-up, crash
 //! recovery, deletions and orphan removal, on a real SQLite store.
 
+mod common;
+
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::{
     start, BoxFuture, CancellationToken, Completed, Executor, JobContext, WorkerConfig,
@@ -10,7 +12,7 @@ use polarbackup_model::{
     AccountId, BackupJobId, BackupSetStatus, ClusterStatus, DbClusterId, JobStatus, SystemClock,
 };
 use polarbackup_store::{
-    ClusterDeletion, CreateJobOutcome, ManualJobRequest, NewCluster, SetFilter, SqliteStore, Store,
+    ClusterDeletion, CreateJobOutcome, ManualJobRequest, SetFilter, SqliteStore, Store,
 };
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,25 +93,7 @@ fn fixture() -> Fixture {
 }
 
 fn add_cluster(store: &SqliteStore, account: &AccountId) -> DbClusterId {
-    store
-        .create_cluster(
-            &NewCluster {
-                account: account.clone(),
-                region: "cn-hangzhou".into(),
-                engine: "postgresql".into(),
-                host: "127.0.0.1".into(),
-                port: 1,
-                user: "u".into(),
-                password: None,
-                database: None,
-                description: None,
-                tls_mode: "prefer".into(),
-                tls_ca_file: None,
-            },
-            Timestamp::now(),
-        )
-        .unwrap()
-        .id
+    common::add_cluster(store, account, Timestamp::now())
 }
 
 impl Fixture {

@@ -1,13 +1,15 @@
 //! The scheduler over weeks of simulated time: exact slots, exactly once across two
 //! processes, one catch-up after downtime, retention that keeps the newest set.
 
+mod common;
+
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::scheduler::tick;
 use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
     BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, ManualClock,
 };
-use polarbackup_store::{DeletionRefusal, JobFilter, NewCluster, SqliteStore, Store};
+use polarbackup_store::{DeletionRefusal, JobFilter, SqliteStore, Store};
 
 /// Monday 2026-01-05 00:00:00 UTC.
 fn monday() -> Timestamp {
@@ -17,25 +19,7 @@ fn monday() -> Timestamp {
 fn setup(dir: &std::path::Path, policy: &[(&str, &str)]) -> (SqliteStore, DbClusterId) {
     let store = SqliteStore::open(dir).expect("open");
     let account = store.create_account(None, monday()).expect("account").id;
-    let cluster = store
-        .create_cluster(
-            &NewCluster {
-                account,
-                region: "cn-hangzhou".into(),
-                engine: "postgresql".into(),
-                host: "127.0.0.1".into(),
-                port: 1,
-                user: "u".into(),
-                password: None,
-                database: None,
-                description: None,
-                tls_mode: "disable".into(),
-                tls_ca_file: None,
-            },
-            monday(),
-        )
-        .expect("cluster")
-        .id;
+    let cluster = common::add_cluster(&store, &account, monday());
     let change = PolicyChange::parse(|k| policy.iter().find(|(n, _)| *n == k).map(|(_, v)| *v))
         .expect("valid policy");
     let mut p = BackupPolicy::default();

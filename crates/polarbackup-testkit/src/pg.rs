@@ -396,6 +396,12 @@ pub fn server_bin_dir(major: u32) -> PathBuf {
 /// `POLARBACKUP_PG_BIN`, else the newest `/usr/lib/postgresql/<major>/bin` with `initdb`, else
 /// the directory of `initdb` on PATH.
 pub fn pg_bin_dir() -> PathBuf {
+    // Looked up once per test process: every psql and pgbench call asks for it.
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(find_pg_bin_dir).clone()
+}
+
+fn find_pg_bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("POLARBACKUP_PG_BIN") {
         return d.into();
     }

@@ -62,15 +62,8 @@ async fn base_backup_full_sequence() {
             Data(b("base-1")),
             Data(b("base-2")),
             Progress(12),
-            ManifestStart,
-            ManifestData(b("{\"PostgreSQL-Backup-")),
-            ManifestData(b("Manifest-Version\": 1,")),
-            ManifestData(b(" \"Files\": []}")),
-            Finished {
-                end_lsn: "0/2000100".parse().unwrap(),
-                timeline: 1,
-            },
         ])
+        .chain(manifest_and_end_events())
         .collect();
     assert_eq!(events, expected);
     assert!(!conn.busy, "connection is idle again");
@@ -199,20 +192,7 @@ async fn base_backup_rejects_malformed_streams() {
 
 #[test]
 fn base_backup_command_text() {
-    let opts = BaseBackupOptions {
-        label: "x".into(),
-        progress: true,
-        fast_checkpoint: true,
-        manifest: true,
-        manifest_checksums: Some("SHA256".into()),
-        wal: false,
-        wait: false,
-        max_rate: Some(1024),
-        tablespace_map: true,
-        verify_checksums: false,
-        compression: None,
-        compression_detail: None,
-    };
+    let opts = every_option();
     assert_eq!(
         opts.command().unwrap(),
         "BASE_BACKUP (LABEL 'x', PROGRESS true, CHECKPOINT 'fast', WAL false, WAIT false, \

@@ -75,15 +75,8 @@ async fn legacy_answer_becomes_the_same_events() {
                 Data(b("base-1")),
                 Data(b("base-2")),
                 Data(trailer),
-                ManifestStart,
-                ManifestData(b("{\"PostgreSQL-Backup-")),
-                ManifestData(b("Manifest-Version\": 1,")),
-                ManifestData(b(" \"Files\": []}")),
-                Finished {
-                    end_lsn: "0/2000100".parse().unwrap(),
-                    timeline: 1,
-                },
             ])
+            .chain(manifest_and_end_events())
             .collect();
         assert_eq!(got, expected, "{version}");
         assert!(!conn.busy);
@@ -155,18 +148,8 @@ async fn legacy_refuses_what_old_servers_cannot_do() {
 #[test]
 fn legacy_command_text() {
     let all = BaseBackupOptions {
-        label: "x".into(),
-        progress: true,
-        fast_checkpoint: true,
-        manifest: true,
-        manifest_checksums: Some("SHA256".into()),
         wal: true,
-        wait: false,
-        max_rate: Some(1024),
-        tablespace_map: true,
-        verify_checksums: false,
-        compression: None,
-        compression_detail: None,
+        ..every_option()
     };
     assert_eq!(
         all.legacy_command().unwrap(),

@@ -98,6 +98,38 @@ pub(super) fn two_tablespaces_events() -> Vec<BackupEvent> {
     ]
 }
 
+/// The events of the manifest both answer scripts send in three pieces, then the end.
+pub(super) fn manifest_and_end_events() -> Vec<BackupEvent> {
+    vec![
+        BackupEvent::ManifestStart,
+        BackupEvent::ManifestData(b("{\"PostgreSQL-Backup-")),
+        BackupEvent::ManifestData(b("Manifest-Version\": 1,")),
+        BackupEvent::ManifestData(b(" \"Files\": []}")),
+        BackupEvent::Finished {
+            end_lsn: "0/2000100".parse().unwrap(),
+            timeline: 1,
+        },
+    ]
+}
+
+/// Every option set away from its default (server compression aside), for the command texts.
+pub(super) fn every_option() -> BaseBackupOptions {
+    BaseBackupOptions {
+        label: "x".into(),
+        progress: true,
+        fast_checkpoint: true,
+        manifest: true,
+        manifest_checksums: Some("SHA256".into()),
+        wal: false,
+        wait: false,
+        max_rate: Some(1024),
+        tablespace_map: true,
+        verify_checksums: false,
+        compression: None,
+        compression_detail: None,
+    }
+}
+
 /// Reads a BASE_BACKUP answer past every event and returns how it ended: `Ok(None)` or the error.
 pub(super) async fn end_of(
     stream: &mut BaseBackupStream<'_, DuplexStream>,

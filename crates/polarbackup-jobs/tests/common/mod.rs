@@ -1,0 +1,28 @@
+//! Helpers shared by the jobs crate's tests.
+
+use jiff::Timestamp;
+use polarbackup_model::{AccountId, DbClusterId};
+use polarbackup_store::{NewCluster, SqliteStore, Store};
+
+/// Registers a cluster nothing connects to (the tests' executors are scripted).
+pub fn add_cluster(store: &SqliteStore, account: &AccountId, now: Timestamp) -> DbClusterId {
+    store
+        .create_cluster(
+            &NewCluster {
+                account: account.clone(),
+                region: "cn-hangzhou".into(),
+                engine: "postgresql".into(),
+                host: "127.0.0.1".into(),
+                port: 1,
+                user: "u".into(),
+                password: None,
+                database: None,
+                description: None,
+                tls_mode: "disable".into(),
+                tls_ca_file: None,
+            },
+            now,
+        )
+        .expect("cluster")
+        .id
+}
