@@ -3,8 +3,8 @@
 
 use crate::AppState;
 use polarbackup_auth::{AuthError, KeyLookup, KeyMaterial, KeyRecord};
-use polarbackup_model::AccountId;
-use polarbackup_store::{AccessKey, KeyKind, RamUser, StoreError};
+use polarbackup_model::{AccessKey, AccessKeyId, AccountId, KeyKind, RamUser};
+use polarbackup_store::StoreError;
 use polarbackup_wire::{ApiError, Params};
 use std::cell::RefCell;
 use tracing::error;
@@ -13,7 +13,7 @@ use tracing::error;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub account: AccountId,
-    pub access_key_id: String,
+    pub access_key_id: AccessKeyId,
     /// The RAM user behind the key; `None` for the account's own keys.
     pub user: Option<RamUser>,
     pub source_ip: Option<std::net::IpAddr>,
@@ -30,7 +30,9 @@ struct StoreKeys<'a> {
 
 impl KeyLookup for StoreKeys<'_> {
     fn lookup(&self, access_key_id: &str) -> Option<KeyRecord> {
-        match self.state.store.key(access_key_id) {
+        // An id no key could have is as unknown as one that is not stored.
+        let id = AccessKeyId::parse(access_key_id).ok()?;
+        match self.state.store.key(&id) {
             Ok(Some(key)) => {
                 let material = match key.kind {
                     KeyKind::Hmac => KeyMaterial::Secret(key.secret.clone()),
@@ -91,9 +93,10 @@ pub fn authenticate(
         .timestamp
         .checked_add(polarbackup_auth::MAX_CLOCK_SKEW)
         .unwrap_or(verified.timestamp);
+    let key = keys.found.take().ok_or(ApiError::Internal)?;
     let fresh = state
         .store
-        .use_nonce(&verified.access_key_id, &verified.nonce, expires_at, now)
+        .use_nonce(&key.id, &verified.nonce, expires_at, now)
         .map_err(|e| {
             error!(error = %e, "nonce store failed");
             ApiError::Internal
@@ -101,7 +104,6 @@ pub fn authenticate(
     if !fresh {
         return Err(ApiError::SignatureNonceUsed);
     }
-    let key = keys.found.take().ok_or(ApiError::Internal)?;
     let user = match &key.user {
         None => None,
         Some(id) => Some(
@@ -122,7 +124,7 @@ pub fn authenticate(
         .map(|(_, v)| v.clone());
     Ok(Caller {
         account: key.account,
-        access_key_id: verified.access_key_id,
+        access_key_id: key.id,
         user,
         source_ip,
         user_agent,

@@ -108,7 +108,7 @@ pub fn authorize(
     let mut context = Context::new()
         .with_current_time(state.clock.now())
         .with_secure_transport(false)
-        .with_access_id(&caller.access_key_id);
+        .with_access_id(caller.access_key_id.as_str());
     if let Some(ip) = caller.source_ip {
         context = context.with_source_ip(ip);
     }
@@ -136,7 +136,7 @@ pub fn authorize(
     Err(ApiError::ForbiddenRam(Box::new(AccessDenied {
         auth_action: ram_action.clone(),
         principal_owner_id: caller.account.to_string(),
-        principal_display_name: user.id.clone(),
+        principal_display_name: user.id.to_string(),
         no_permission_type: kind.into(),
         encoded_diagnostic_message: encode_diagnostic(
             &decision,

@@ -7,10 +7,8 @@
 use crate::authn::Caller;
 use crate::released;
 use crate::AppState;
-use polarbackup_model::{ClusterStatus, DbClusterId};
-use polarbackup_store::{
-    Cluster, CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, SetFilter,
-};
+use polarbackup_model::{Cluster, ClusterStatus, DbClusterId};
+use polarbackup_store::{CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, SetFilter};
 use polarbackup_wire::describe_backup_tasks::{self as dbt, JobSelector};
 use polarbackup_wire::describe_backups::{self as dbs, BackupSelector};
 use polarbackup_wire::{backup_policy, create_backup, delete_backup, Action, ApiError, Params};
@@ -204,16 +202,15 @@ fn describe_backup_policy(state: &AppState, caller: &Caller, params: &Params) ->
     Ok(backup_policy::describe(&policy, state.clock.now()))
 }
 
-/// A partial update: only the fields sent change. The scheduler reads the new policy on its
-/// next pass.
+/// A partial update: only the fields sent change, applied in one store transaction so that
+/// concurrent changes of different fields all survive. The scheduler reads the new policy on
+/// its next pass.
 fn modify_backup_policy(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let (id, change) = backup_policy::parse_change(params)?;
     let cluster = owned_cluster(state, caller, &id, backup_policy::CLUSTER_NOT_FOUND)?;
-    let (mut policy, _) = state.store.backup_policy(&cluster.id).map_err(internal)?;
-    policy.apply(change);
     state
         .store
-        .set_backup_policy(&cluster.id, &policy)
+        .modify_backup_policy(&cluster.id, &change)
         .map_err(internal)?
         .map_err(|status| not_running(status, backup_policy::CLUSTER_NOT_FOUND))?;
     info!(cluster = %cluster.id, "backup policy changed");

@@ -4,8 +4,7 @@
 use crate::authn::Caller;
 use crate::handlers::{internal, owned_cluster_any_state, set_filter};
 use crate::AppState;
-use polarbackup_model::ClusterStatus;
-use polarbackup_store::Cluster;
+use polarbackup_model::{Cluster, ClusterStatus};
 use polarbackup_wire::describe_detached_backups as ddb;
 use polarbackup_wire::{ApiError, Params};
 use serde_json::{Map, Value};

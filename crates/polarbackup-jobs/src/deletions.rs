@@ -4,7 +4,7 @@
 use crate::blocking;
 use crate::executor::Executor;
 use polarbackup_model::{BackupJobId, DbClusterId};
-use polarbackup_store::Store;
+use polarbackup_store::SetStore;
 use std::sync::Arc;
 use tracing::info;
 
@@ -12,7 +12,7 @@ use tracing::info;
 /// Idempotent, and safe to run from several processes at once: removing data twice is
 /// harmless, and a row is forgotten only once its data is gone.
 pub async fn remove_marked_sets(
-    store: Arc<dyn Store>,
+    store: Arc<dyn SetStore>,
     executor: &dyn Executor,
     cluster: Option<&DbClusterId>,
 ) -> Result<Vec<BackupJobId>, String> {

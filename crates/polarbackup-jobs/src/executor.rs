@@ -2,8 +2,7 @@
 
 use crate::progress::Progress;
 use jiff::Timestamp;
-use polarbackup_model::BackupJobId;
-use polarbackup_store::Cluster;
+use polarbackup_model::{BackupJobId, Cluster};
 use std::future::Future;
 use std::pin::Pin;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +13,6 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct JobContext {
     pub job_id: BackupJobId,
     pub cluster: Cluster,
-    pub comment: Option<String>,
     /// Phase and percentage reporting; every call is persisted (throttled) for pollers.
     pub progress: Progress,
     /// Fires when the lease is lost or the server shuts down: stop and return an error.

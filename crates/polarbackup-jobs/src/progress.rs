@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use polarbackup_model::{BackupJob, Clock, JobStatus};
-use polarbackup_store::Store;
+use polarbackup_store::JobStore;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -19,12 +19,12 @@ struct State {
 #[derive(Clone)]
 pub struct Progress {
     state: Arc<Mutex<State>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn JobStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl Progress {
-    pub fn new(job: BackupJob, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(job: BackupJob, store: Arc<dyn JobStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 job,

@@ -5,7 +5,7 @@ use crate::executor::{Completed, Executor, JobContext};
 use crate::progress::Progress;
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{BackupJob, BackupJobId, BackupSet, BackupSetStatus, Clock, JobStatus};
-use polarbackup_store::{ClaimedJob, Store};
+use polarbackup_store::Store;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +103,7 @@ impl Pool {
         while running.join_next().await.is_some() {}
     }
 
-    async fn claim(&self) -> Result<Option<ClaimedJob>, String> {
+    async fn claim(&self) -> Result<Option<BackupJob>, String> {
         let store = self.store.clone();
         let id = self.id.clone();
         let now = self.clock.now();
@@ -152,8 +152,7 @@ impl Pool {
         self.executor.discard(id).await
     }
 
-    async fn run_job(self: Arc<Self>, claimed: ClaimedJob, cancel: CancellationToken) {
-        let ClaimedJob { job, comment } = claimed;
+    async fn run_job(self: Arc<Self>, job: BackupJob, cancel: CancellationToken) {
         let id = job.id;
         let store = self.store.clone();
         let cluster_id = job.cluster_id.clone();
@@ -173,7 +172,6 @@ impl Pool {
         let ctx = JobContext {
             job_id: id,
             cluster,
-            comment,
             progress: Progress::new(job, self.store.clone(), self.clock.clone()),
             cancel: cancel.clone(),
         };
@@ -184,7 +182,7 @@ impl Pool {
         heartbeat.abort();
         let job = ctx.progress.job();
         match outcome {
-            Ok(done) => self.finish(job, done, ctx.comment).await,
+            Ok(done) => self.finish(job, done).await,
             Err(reason) => self.fail(job, reason).await,
         }
     }
@@ -214,7 +212,7 @@ impl Pool {
         }
     }
 
-    async fn finish(&self, mut job: BackupJob, done: Completed, comment: Option<String>) {
+    async fn finish(&self, mut job: BackupJob, done: Completed) {
         let now = self.clock.now();
         if let Err(e) = job.advance(JobStatus::Finished, 100, now) {
             let reason = format!("internal error: {e}");
@@ -230,7 +228,7 @@ impl Pool {
             consistent_time: done.consistent_time,
             size: done.size,
             stored_size: done.stored_size,
-            comment,
+            comment: job.comment.clone(),
         };
         let id = job.id;
         match self.end(job, Some(set)).await {

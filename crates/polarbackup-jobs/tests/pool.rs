@@ -11,8 +11,9 @@ use polarbackup_model::policy::RetentionOnClusterDeletion as Retention;
 use polarbackup_model::{
     AccountId, BackupJobId, BackupSetStatus, ClusterStatus, DbClusterId, JobStatus, SystemClock,
 };
+use polarbackup_store::prelude::*;
 use polarbackup_store::{
-    ClusterDeletion, CreateJobOutcome, ManualJobRequest, SetFilter, SqliteStore, Store,
+    ClusterDeletion, CreateJobOutcome, ManualJobRequest, SetFilter, SqliteStore,
 };
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,15 +39,15 @@ impl Executor for Scripted {
             ctx.progress.phase(JobStatus::Waiting, 5).await?;
             ctx.progress.phase(JobStatus::Uploading, 5).await?;
             ctx.progress.fraction(1, 2).await?;
-            if ctx.comment.as_deref() == Some("fail") {
+            if ctx.progress.job().comment.as_deref() == Some("fail") {
                 return Err("connection reset by peer".into());
             }
-            if ctx.comment.as_deref() == Some("hold") {
+            if ctx.progress.job().comment.as_deref() == Some("hold") {
                 while !self.release.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
-            if ctx.comment.as_deref() == Some("hang") {
+            if ctx.progress.job().comment.as_deref() == Some("hang") {
                 ctx.cancel.cancelled().await;
                 return Err("cancelled".into());
             }
@@ -243,12 +244,11 @@ async fn a_dead_workers_job_is_recovered_and_deletions_and_orphans_are_finished(
     // A worker that died: it claimed a job, got to Uploading, and stopped heart-beating.
     let dead = fx.queue("ok");
     let now = Timestamp::now();
-    let claimed = fx
+    let mut job = fx
         .store
         .claim_job("dead-worker", now + SignedDuration::from_secs(1), now)
         .unwrap()
         .unwrap();
-    let mut job = claimed.job;
     job.advance(JobStatus::Preparing, 2, now).unwrap();
     job.advance(JobStatus::Uploading, 30, now).unwrap();
     fx.store.update_job(&job).unwrap();
@@ -402,8 +402,7 @@ async fn a_final_backup_interrupted_by_a_crash_aborts_the_deletion() {
         .store
         .claim_job("dead-worker", now + SignedDuration::from_secs(1), now)
         .unwrap()
-        .unwrap()
-        .job;
+        .unwrap();
     assert_eq!(job.id, last);
     job.advance(JobStatus::Preparing, 2, now).unwrap();
     fx.store.update_job(&job).unwrap();

@@ -5,11 +5,12 @@ mod common;
 
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::scheduler::tick;
-use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
+use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
     BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, ManualClock,
 };
-use polarbackup_store::{DeletionRefusal, JobFilter, SqliteStore, Store};
+use polarbackup_store::prelude::*;
+use polarbackup_store::{DeletionRefusal, JobFilter, SqliteStore};
 
 /// Monday 2026-01-05 00:00:00 UTC.
 fn monday() -> Timestamp {
@@ -22,10 +23,8 @@ fn setup(dir: &std::path::Path, policy: &[(&str, &str)]) -> (SqliteStore, DbClus
     let cluster = common::add_cluster(&store, &account, monday());
     let change = PolicyChange::parse(|k| policy.iter().find(|(n, _)| *n == k).map(|(_, v)| *v))
         .expect("valid policy");
-    let mut p = BackupPolicy::default();
-    p.apply(change);
     store
-        .set_backup_policy(&cluster, &p)
+        .modify_backup_policy(&cluster, &change)
         .expect("policy")
         .expect("a running cluster");
     (store, cluster)

@@ -1,8 +1,100 @@
-//! A registered cluster's lifecycle: `Running`, then `Deleting` while a final backup runs, then
-//! `Deleted` (a tombstone that keeps the id of a released cluster and its retained sets).
+//! Registered clusters: where the engine connects ([`NewCluster`], [`TlsMode`]) and their
+//! lifecycle: `Running`, then `Deleting` while a final backup runs, then `Deleted` (a tombstone
+//! that keeps the id of a released cluster and its retained sets).
 
+use crate::ids::{AccountId, BackupJobId, DbClusterId};
+use crate::policy::RetentionOnClusterDeletion;
+use jiff::Timestamp;
 use std::fmt;
 use std::str::FromStr;
+
+/// How the engine secures its connections, with libpq's `sslmode` names and meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TlsMode {
+    Disable,
+    /// Encrypt when the server offers TLS; no certificate check.
+    #[default]
+    Prefer,
+    /// Encrypt; no certificate check.
+    Require,
+    /// Encrypt and check the chain and the host name.
+    VerifyFull,
+}
+
+impl TlsMode {
+    pub const ALL: [TlsMode; 4] = [Self::Disable, Self::Prefer, Self::Require, Self::VerifyFull];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TlsMode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s).ok_or(())
+    }
+}
+
+/// What `admin cluster create` registers: where the backup engine will connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewCluster {
+    pub account: AccountId,
+    pub region: String,
+    pub engine: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    pub description: Option<String>,
+    pub tls_mode: TlsMode,
+    pub tls_ca_file: Option<String>,
+}
+
+impl fmt::Debug for NewCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewCluster")
+            .field("account", &self.account)
+            .field("region", &self.region)
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("description", &self.description)
+            .field("tls_mode", &self.tls_mode)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+/// A registered cluster, in any lifecycle state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub id: DbClusterId,
+    pub spec: NewCluster,
+    pub created_at: Timestamp,
+    pub status: ClusterStatus,
+    /// When it became `Deleted`.
+    pub deleted_at: Option<Timestamp>,
+    /// The retention its deletion applies (set once deletion begins).
+    pub deletion_retention: Option<RetentionOnClusterDeletion>,
+    /// The final `TempBackupTask` of a `LATEST` deletion.
+    pub deletion_job: Option<BackupJobId>,
+}
 
 /// `DBClusterStatus`, restricted to the states polarbackup's clusters go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +135,16 @@ impl FromStr for ClusterStatus {
 
 #[cfg(test)]
 mod tests {
-    use super::ClusterStatus;
+    use super::{ClusterStatus, TlsMode};
+
+    #[test]
+    fn tls_modes_use_libpq_names() {
+        for m in TlsMode::ALL {
+            assert_eq!(m.as_str().parse::<TlsMode>(), Ok(m));
+        }
+        assert_eq!("verify-full".parse::<TlsMode>(), Ok(TlsMode::VerifyFull));
+        assert!("verify-ca".parse::<TlsMode>().is_err());
+    }
 
     #[test]
     fn statuses_round_trip() {

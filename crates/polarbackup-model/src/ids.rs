@@ -65,6 +65,28 @@ impl fmt::Display for DbClusterId {
     }
 }
 
+/// A RAM user id: 16 digits, first one non-zero, like the account ids RAM hands out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RamUserId(String);
+
+impl RamUserId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        AccountId::parse(s)
+            .map(|a| Self(a.0))
+            .map_err(|_| IdError::Invalid { kind: "RamUserId" })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RamUserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An AccessKeyId: `LTAI` and 20 letters or digits, like the real ones.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AccessKeyId(String);
@@ -136,6 +158,8 @@ mod tests {
         assert!(AccountId::parse("0234567890123456").is_err());
         assert!(AccountId::parse("123456789012345").is_err());
         assert!(AccountId::parse("12345678901234a6").is_err());
+        assert!(RamUserId::parse("1234567890123456").is_ok());
+        assert!(RamUserId::parse("u-1").is_err());
     }
 
     #[test]

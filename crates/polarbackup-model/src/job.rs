@@ -166,6 +166,8 @@ pub struct BackupJob {
     /// When the job reached `Finished` or `Failed`; drives the history window.
     pub ended_at: Option<Timestamp>,
     pub failure_reason: Option<String>,
+    /// CreateBackup's `Comment`, carried to the backup set.
+    pub comment: Option<String>,
 }
 
 impl BackupJob {
@@ -187,6 +189,7 @@ impl BackupJob {
             start_time: now,
             ended_at: None,
             failure_reason: None,
+            comment: None,
         }
     }
 

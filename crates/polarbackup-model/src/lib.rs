@@ -1,4 +1,4 @@
-//! Domain types shared by every polarbackup crate: identifiers, backup jobs, clusters' lifecycle,
+//! Domain types shared by every polarbackup crate: identifiers, tenants, clusters, backup jobs,
 //! clocks. No IO.
 
 pub mod backup_set;
@@ -7,9 +7,11 @@ pub mod cluster;
 pub mod ids;
 pub mod job;
 pub mod policy;
+pub mod tenant;
 
 pub use backup_set::{BackupSet, BackupSetStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use cluster::ClusterStatus;
-pub use ids::{AccessKeyId, AccountId, BackupJobId, DbClusterId, IdError};
+pub use cluster::{Cluster, ClusterStatus, NewCluster, TlsMode};
+pub use ids::{AccessKeyId, AccountId, BackupJobId, DbClusterId, IdError, RamUserId};
 pub use job::{BackupJob, JobMode, JobStatus, TaskAction, TransitionError};
+pub use tenant::{AccessKey, Account, KeyKind, RamUser};

@@ -1,4 +1,6 @@
-//! The metadata store: one trait, [`Store`], and its embedded SQLite implementation.
+//! The metadata store: small traits, one per aggregate (tenants and keys, RAM, clusters and
+//! their policies, jobs, backup sets, nonces), the [`Store`] that joins them, and its embedded
+//! SQLite implementation.
 
 mod error;
 mod ids;
@@ -8,27 +10,32 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use records::{
-    AccessKey, Account, Attachment, ClaimedJob, Cluster, ClusterDeletion, CreateJobOutcome,
-    DeleteRefusal, DeletionRefusal, JobFilter, KeyKind, ManualJobRequest, NewCluster, PolicyKind,
-    RamUser, SetFilter, SetPage, StoredPolicy,
+    Attachment, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, JobFilter,
+    ManualJobRequest, PolicyKind, SetFilter, SetPage, StoredPolicy,
 };
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
-use polarbackup_model::policy::{BackupPolicy, RetentionOnClusterDeletion};
+use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, ClusterStatus, DbClusterId, JobMode,
-    TaskAction,
+    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupSet, Cluster,
+    ClusterStatus, DbClusterId, JobMode, NewCluster, RamUser, RamUserId, TaskAction,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Everything the service persists about tenants and jobs. Implementations must be safe to
-/// share between the HTTP server, workers and admin commands running in other processes.
-pub trait Store: Send + Sync {
+/// Everything the service persists. Implementations must be safe to share between the HTTP
+/// server, workers and admin commands running in other processes; every method is atomic
+/// (one transaction), so no caller ever needs a read-then-write of its own.
+pub trait Store:
+    TenantStore + RamStore + ClusterStore + JobStore + SetStore + NonceStore + Send + Sync
+{
     /// Cheap round trip, for health checks.
     fn ping(&self) -> Result<()>;
+}
 
+/// Accounts and their access keys.
+pub trait TenantStore: Send + Sync {
     fn create_account(&self, name: Option<&str>, now: Timestamp) -> Result<Account>;
     fn account(&self, id: &AccountId) -> Result<Option<Account>>;
 
@@ -45,11 +52,43 @@ pub trait Store: Send + Sync {
         public_key_pem: &str,
         now: Timestamp,
     ) -> Result<AccessKey>;
-    /// Creates a key with the given id and secret (the root key from the environment).
+    /// Creates a key with the given id and secret (the root key from the environment);
+    /// `Conflict` if the id is taken.
     fn import_key(&self, key: &AccessKey) -> Result<()>;
-    fn key(&self, id: &str) -> Result<Option<AccessKey>>;
+    fn key(&self, id: &AccessKeyId) -> Result<Option<AccessKey>>;
+    /// Creates an account named `name` owning the HMAC key `id`, unless that key exists: one
+    /// transaction, so servers starting together on one store create it once. `None` when the
+    /// key existed (whatever its secret).
+    fn bootstrap_account_key(
+        &self,
+        name: &str,
+        id: &AccessKeyId,
+        secret: &str,
+        now: Timestamp,
+    ) -> Result<Option<Account>>;
     fn set_key_active(&self, id: &AccessKeyId, active: bool) -> Result<()>;
+}
 
+/// RAM users, custom policies and their attachments.
+pub trait RamStore: Send + Sync {
+    /// A RAM user; names are unique within an account.
+    fn create_user(&self, account: &AccountId, name: &str, now: Timestamp) -> Result<RamUser>;
+    fn user(&self, id: &RamUserId) -> Result<Option<RamUser>>;
+    /// Stores a custom policy (validated by the caller); names are unique within an account.
+    fn create_policy(&self, policy: &StoredPolicy) -> Result<()>;
+    fn list_policies(&self, account: &AccountId) -> Result<Vec<StoredPolicy>>;
+    /// Attaches a policy by name; false when it was attached already. A custom policy must
+    /// exist in the user's account.
+    fn attach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool>;
+    /// False when it was not attached.
+    fn detach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool>;
+    /// The policies that govern a user's calls.
+    fn attachments(&self, user: &RamUser) -> Result<Vec<Attachment>>;
+}
+
+/// Clusters, their lifecycle and their backup policies, and the scheduling of automated jobs.
+pub trait ClusterStore: Send + Sync {
+    /// Registers a cluster with the default backup policy, whose schedule starts at `now`.
     fn create_cluster(&self, cluster: &NewCluster, now: Timestamp) -> Result<Cluster>;
     /// A cluster in any lifecycle state (a deleted one is a tombstone).
     fn cluster(&self, id: &DbClusterId) -> Result<Option<Cluster>>;
@@ -57,7 +96,7 @@ pub trait Store: Send + Sync {
     /// `BackupRetentionPolicyOnClusterDeletion` when `None`. One write transaction checks that
     /// no job is queued or running and switches the status: `ALL`/`NONE` end `Deleted` at once
     /// (sets detached or hidden for deletion), `LATEST` goes `Deleting` with a queued
-    /// `TempBackupTask` whose end ([`Store::end_job`]) settles the deletion.
+    /// `TempBackupTask` whose end ([`JobStore::end_job`]) settles the deletion.
     fn begin_cluster_deletion(
         &self,
         cluster: &DbClusterId,
@@ -65,6 +104,30 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> Result<std::result::Result<ClusterDeletion, DeletionRefusal>>;
 
+    /// A cluster's backup policy (the default if never set) and its last scheduled slot.
+    fn backup_policy(&self, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)>;
+    /// Applies a partial change to a Running cluster's policy in one write transaction (so
+    /// concurrent changes of different fields all survive) and returns the new policy;
+    /// `Err(status)` (nothing changed) for one that is being deleted or deleted.
+    fn modify_backup_policy(
+        &self,
+        cluster: &DbClusterId,
+        change: &PolicyChange,
+    ) -> Result<std::result::Result<BackupPolicy, ClusterStatus>>;
+    /// Every Running cluster's policy and last slot.
+    fn schedules(&self) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>>;
+    /// Queues the automated job of `slot` exactly once: `None` if that slot (or a later one)
+    /// was already scheduled, by this process or another, or the cluster is not Running.
+    fn schedule_automated_job(
+        &self,
+        cluster: &DbClusterId,
+        slot: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<BackupJob>>;
+}
+
+/// Backup jobs: creation, leases, progress and their end.
+pub trait JobStore: Send + Sync {
     /// Records a new job in `NoStart`, with an id larger than every id handed out before.
     fn insert_job(
         &self,
@@ -97,12 +160,15 @@ pub trait Store: Send + Sync {
         worker: &str,
         lease_until: Timestamp,
         now: Timestamp,
-    ) -> Result<Option<ClaimedJob>>;
+    ) -> Result<Option<BackupJob>>;
     /// Extends a lease; false when the worker no longer holds it.
     fn renew_lease(&self, job: BackupJobId, worker: &str, lease_until: Timestamp) -> Result<bool>;
     /// Started jobs whose lease ran out: their worker died.
     fn abandoned_jobs(&self, now: Timestamp) -> Result<Vec<BackupJob>>;
+}
 
+/// Backup sets: listing, deletion (hide, remove data, forget) and expiry.
+pub trait SetStore: Send + Sync {
     /// One page of a cluster's backup sets (not detached), newest first.
     fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage>;
     /// One page of a released cluster's retained (detached) sets, newest first.
@@ -111,6 +177,8 @@ pub trait Store: Send + Sync {
     fn detached_set_count(&self, cluster: &DbClusterId) -> Result<u64>;
     /// A listed (not deleting) backup set by id, whatever its cluster (detached ones too).
     fn backup_set(&self, id: BackupJobId) -> Result<Option<BackupSet>>;
+    /// The listed sets of a cluster (not detached).
+    fn cluster_sets(&self, cluster: &DbClusterId) -> Result<Vec<BackupSet>>;
     /// Validates every id, then hides them all; nothing changes if any id is refused. Takes a
     /// Running cluster's manual sets or a released cluster's detached sets.
     fn begin_delete_sets(
@@ -118,59 +186,31 @@ pub trait Store: Send + Sync {
         cluster: &DbClusterId,
         ids: &[BackupJobId],
     ) -> Result<std::result::Result<Vec<BackupSet>, DeleteRefusal>>;
+    /// Hides expired automated sets (never detached ones); their data is removed like a
+    /// deletion's.
+    fn expire_sets(&self, ids: &[BackupJobId]) -> Result<()>;
     /// Sets hidden for deletion whose removal has not been confirmed.
     fn pending_deletions(&self) -> Result<Vec<BackupSet>>;
     /// Drops a hidden set once its data is gone.
     fn forget_set(&self, id: BackupJobId) -> Result<()>;
     /// Ids whose repository data must be kept (sets, and jobs still running).
     fn known_backup_ids(&self) -> Result<Vec<BackupJobId>>;
+}
 
-    /// A RAM user; names are unique within an account.
-    fn create_user(&self, account: &AccountId, name: &str, now: Timestamp) -> Result<RamUser>;
-    fn user(&self, id: &str) -> Result<Option<RamUser>>;
-    /// Stores a custom policy (validated by the caller); names are unique within an account.
-    fn create_policy(&self, policy: &StoredPolicy) -> Result<()>;
-    fn list_policies(&self, account: &AccountId) -> Result<Vec<StoredPolicy>>;
-    /// Attaches a policy by name; false when it was attached already. A custom policy must
-    /// exist in the user's account.
-    fn attach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool>;
-    /// False when it was not attached.
-    fn detach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool>;
-    /// The policies that govern a user's calls.
-    fn attachments(&self, user: &RamUser) -> Result<Vec<Attachment>>;
-
-    /// A cluster's backup policy (the default if never set) and its last scheduled slot.
-    fn backup_policy(&self, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)>;
-    /// Changes a Running cluster's policy; `Err(status)` (nothing changed) for one that is
-    /// being deleted or deleted.
-    fn set_backup_policy(
-        &self,
-        cluster: &DbClusterId,
-        policy: &BackupPolicy,
-    ) -> Result<std::result::Result<(), ClusterStatus>>;
-    /// Every Running cluster's policy and last slot.
-    fn schedules(&self) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>>;
-    /// Queues the automated job of `slot` exactly once: `None` if that slot (or a later one)
-    /// was already scheduled, by this process or another, or the cluster is not Running.
-    fn schedule_automated_job(
-        &self,
-        cluster: &DbClusterId,
-        slot: Timestamp,
-        now: Timestamp,
-    ) -> Result<Option<BackupJob>>;
-    /// The listed sets of a cluster (not detached).
-    fn cluster_sets(&self, cluster: &DbClusterId) -> Result<Vec<BackupSet>>;
-    /// Hides expired automated sets (never detached ones); their data is removed like a
-    /// deletion's.
-    fn expire_sets(&self, ids: &[BackupJobId]) -> Result<()>;
-
+/// Signature nonces, single-use per key across restarts and servers.
+pub trait NonceStore: Send + Sync {
     /// Records a signature nonce for a key. Returns false when it was already used and has not
     /// expired. Expired nonces are purged as a side effect.
     fn use_nonce(
         &self,
-        key: &str,
+        key: &AccessKeyId,
         nonce: &str,
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool>;
+}
+
+/// Every store trait, for code that calls a concrete store (admin commands, tests).
+pub mod prelude {
+    pub use crate::{ClusterStore, JobStore, NonceStore, RamStore, SetStore, Store, TenantStore};
 }

@@ -1,114 +1,14 @@
-//! Plain records the store hands out, with secrets redacted from Debug output.
+//! The store's own request and outcome records; the domain records (clusters, keys, users,
+//! jobs, sets) live in the model.
 
 use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
-    AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, ClusterStatus,
-    DbClusterId, JobMode,
+    AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId,
+    JobMode,
 };
-use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: AccountId,
-    pub name: Option<String>,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessKey {
-    pub id: AccessKeyId,
-    pub account: AccountId,
-    /// The RAM user the key belongs to; `None` for the account's own key.
-    pub user: Option<String>,
-    pub kind: KeyKind,
-    /// The HMAC secret; for an RSA key, the public key (PEM).
-    pub secret: String,
-    pub active: bool,
-    pub created_at: Timestamp,
-}
-
-/// How requests signed with a key are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// V1 and the V3 HMAC algorithms, with a shared secret.
-    Hmac,
-    /// ACS3-RSA-SHA256 only: the caller signs with its private key, the server keeps the public one.
-    Rsa,
-}
-
-impl KeyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Hmac => "hmac",
-            KeyKind::Rsa => "rsa",
-        }
-    }
-}
-
-impl fmt::Debug for AccessKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessKey")
-            .field("id", &self.id)
-            .field("account", &self.account)
-            .field("user", &self.user)
-            .field("kind", &self.kind)
-            .field("secret", &"<redacted>")
-            .field("active", &self.active)
-            .finish()
-    }
-}
-
-/// What `admin cluster create` registers: where the backup engine will connect.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NewCluster {
-    pub account: AccountId,
-    pub region: String,
-    pub engine: String,
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: Option<String>,
-    pub database: Option<String>,
-    pub description: Option<String>,
-    /// libpq's sslmode: `disable`, `prefer`, `require` or `verify-full`.
-    pub tls_mode: String,
-    pub tls_ca_file: Option<String>,
-}
-
-impl fmt::Debug for NewCluster {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewCluster")
-            .field("account", &self.account)
-            .field("region", &self.region)
-            .field("engine", &self.engine)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("database", &self.database)
-            .field("description", &self.description)
-            .field("tls_mode", &self.tls_mode)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cluster {
-    pub id: DbClusterId,
-    pub spec: NewCluster,
-    pub created_at: Timestamp,
-    pub status: ClusterStatus,
-    /// When it became `Deleted`.
-    pub deleted_at: Option<Timestamp>,
-    /// The retention its deletion applies (set once deletion begins).
-    pub deletion_retention: Option<RetentionOnClusterDeletion>,
-    /// The final `TempBackupTask` of a `LATEST` deletion.
-    pub deletion_job: Option<BackupJobId>,
-}
-
-/// What [`crate::Store::begin_cluster_deletion`] did, in one transaction.
+/// What [`crate::ClusterStore::begin_cluster_deletion`] did, in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterDeletion {
     /// `ALL` or `NONE`: the cluster is `Deleted`. `kept` are detached (never expire);
@@ -169,13 +69,6 @@ pub enum CreateJobOutcome {
     ClusterNotRunning(ClusterStatus),
 }
 
-/// A job a worker now holds the lease on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimedJob {
-    pub job: BackupJob,
-    pub comment: Option<String>,
-}
-
 /// Which backup sets DescribeBackups wants; start and end bound the set's start time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetFilter {
@@ -206,15 +99,6 @@ pub enum DeleteRefusal {
     Automated(BackupJobId),
     /// The cluster is being deleted.
     ClusterNotRunning(ClusterStatus),
-}
-
-/// A RAM user: an identity inside an account whose calls policies govern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RamUser {
-    pub id: String,
-    pub account: AccountId,
-    pub name: String,
-    pub created_at: Timestamp,
 }
 
 /// A custom policy as stored: the document is kept verbatim, validated by the caller.

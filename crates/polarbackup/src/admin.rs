@@ -6,8 +6,9 @@ use crate::cli::{
 };
 use crate::config;
 use anyhow::{bail, Context, Result};
-use polarbackup_model::{AccessKeyId, AccountId};
-use polarbackup_store::{NewCluster, SqliteStore, Store};
+use polarbackup_model::{AccessKeyId, AccountId, NewCluster};
+use polarbackup_store::prelude::*;
+use polarbackup_store::SqliteStore;
 use serde_json::{json, Value};
 
 const PASSWORD_ENV: &str = "POLARBACKUP_CLUSTER_PASSWORD";
@@ -150,7 +151,7 @@ fn create_cluster(args: ClusterCreateArgs) -> Result<Value> {
             password,
             database: args.database,
             description: args.description,
-            tls_mode: args.tls.as_str().into(),
+            tls_mode: args.tls.into(),
             tls_ca_file: args.tls_ca_file.map(|p| p.display().to_string()),
         },
         jiff::Timestamp::now(),

@@ -8,14 +8,16 @@ use polarbackup_auth::ram::{
     decode_diagnostic, evaluate, system_policies, system_policy, AttachedPolicy, Context, Policy,
     PolicyType, RamRequest,
 };
-use polarbackup_model::AccountId;
-use polarbackup_store::{PolicyKind, RamUser, SqliteStore, Store, StoredPolicy};
+use polarbackup_model::{AccountId, RamUser, RamUserId};
+use polarbackup_store::prelude::*;
+use polarbackup_store::{PolicyKind, SqliteStore, StoredPolicy};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub fn find_user(store: &SqliteStore, id: &str) -> Result<RamUser> {
+    let parsed = RamUserId::parse(id).with_context(|| format!("{id:?} is not a RAM user id"))?;
     store
-        .user(id)?
+        .user(&parsed)?
         .with_context(|| format!("RAM user {id} does not exist"))
 }
 
@@ -48,7 +50,7 @@ pub fn user(cmd: UserCommand) -> Result<Value> {
             let store = open(&data)?;
             let a = account(&store, &a)?;
             let user = store.create_user(&a, &name, jiff::Timestamp::now())?;
-            Ok(json!({ "UserId": user.id, "UserName": user.name }))
+            Ok(json!({ "UserId": user.id.as_str(), "UserName": user.name }))
         }
     }
 }
@@ -95,7 +97,7 @@ pub fn policy(cmd: PolicyCommand) -> Result<Value> {
                 .attach_policy(&user, kind, &policy)
                 .with_context(|| format!("policy {policy}"))?;
             Ok(
-                json!({ "UserId": user.id, "PolicyName": policy, "PolicyType": kind.as_str(), "Changed": attached }),
+                json!({ "UserId": user.id.as_str(), "PolicyName": policy, "PolicyType": kind.as_str(), "Changed": attached }),
             )
         }
         PolicyCommand::Detach { user, policy, data } => {
@@ -106,7 +108,9 @@ pub fn policy(cmd: PolicyCommand) -> Result<Value> {
             if !detached {
                 bail!("policy {policy} is not attached to user {}", user.id);
             }
-            Ok(json!({ "UserId": user.id, "PolicyName": policy, "PolicyType": kind.as_str() }))
+            Ok(
+                json!({ "UserId": user.id.as_str(), "PolicyName": policy, "PolicyType": kind.as_str() }),
+            )
         }
         PolicyCommand::List { account: a, data } => {
             let store = open(&data)?;
@@ -167,7 +171,7 @@ pub fn ram(cmd: RamCommand) -> Result<Value> {
             };
             let decision = evaluate(&request, &policies);
             Ok(json!({
-                "UserId": user.id,
+                "UserId": user.id.as_str(),
                 "Action": action,
                 "Resource": resource,
                 "Decision": serde_json::to_value(&decision)?,

@@ -1,6 +1,7 @@
 //! Command-line grammar. Secrets are never accepted as arguments: only files or environment.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use polarbackup_model::TlsMode;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -359,13 +360,13 @@ pub enum TlsArg {
     VerifyFull,
 }
 
-impl TlsArg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Disable => "disable",
-            Self::Prefer => "prefer",
-            Self::Require => "require",
-            Self::VerifyFull => "verify-full",
+impl From<TlsArg> for TlsMode {
+    fn from(arg: TlsArg) -> Self {
+        match arg {
+            TlsArg::Disable => TlsMode::Disable,
+            TlsArg::Prefer => TlsMode::Prefer,
+            TlsArg::Require => TlsMode::Require,
+            TlsArg::VerifyFull => TlsMode::VerifyFull,
         }
     }
 }

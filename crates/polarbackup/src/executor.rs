@@ -3,7 +3,7 @@
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{backup, BackupRequest, Phase, ProgressSink};
 use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, Progress};
-use polarbackup_model::{BackupJobId, JobStatus};
+use polarbackup_model::{BackupJobId, JobStatus, TlsMode as ClusterTls};
 use polarbackup_repo::Repo;
 use std::path::PathBuf;
 use tracing::warn;
@@ -54,15 +54,14 @@ impl ProgressSink for JobSink<'_> {
     }
 }
 
-/// The stored sslmode name → the client's mode (libpq's meanings).
-fn tls_mode(name: &str) -> Result<TlsMode, String> {
-    Ok(match name {
-        "disable" => TlsMode::Disable,
-        "prefer" => TlsMode::PreferNoVerify,
-        "require" => TlsMode::RequireNoVerify,
-        "verify-full" => TlsMode::Require,
-        other => return Err(format!("the cluster has an unknown TLS mode {other:?}")),
-    })
+/// The cluster's sslmode → the client's mode (libpq's meanings: only verify-full checks).
+fn tls_mode(mode: ClusterTls) -> TlsMode {
+    match mode {
+        ClusterTls::Disable => TlsMode::Disable,
+        ClusterTls::Prefer => TlsMode::PreferNoVerify,
+        ClusterTls::Require => TlsMode::RequireNoVerify,
+        ClusterTls::VerifyFull => TlsMode::Require,
+    }
 }
 
 impl Executor for PgExecutor {
@@ -73,7 +72,7 @@ impl Executor for PgExecutor {
                 ConnectConfig::new(PgHost::parse(&spec.host), spec.port, spec.user.clone());
             source.password = spec.password.clone();
             source.database = spec.database.clone();
-            source.tls = tls_mode(&spec.tls_mode)?;
+            source.tls = tls_mode(spec.tls_mode);
             source.tls_ca_file = spec.tls_ca_file.as_ref().map(PathBuf::from);
             let id = ctx.job_id.to_string();
             let sink = JobSink(&ctx.progress);

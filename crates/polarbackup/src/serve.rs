@@ -10,7 +10,8 @@ use polarbackup_api::{router, ApiConfig, AppState, DiagnosticKey, RamConfig, Ram
 use polarbackup_jobs::{CancellationToken, WorkerConfig};
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
 use polarbackup_repo::{Repo, RepoConfig};
-use polarbackup_store::{AccessKey, SqliteStore, Store};
+use polarbackup_store::prelude::*;
+use polarbackup_store::SqliteStore;
 use std::io::Write;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -151,23 +152,13 @@ fn ensure_root_key(store: &SqliteStore, clock: &dyn Clock) -> Result<()> {
     if secret.is_empty() {
         anyhow::bail!("POLARBACKUP_ROOT_ACCESS_KEY_SECRET is empty");
     }
-    if let Some(existing) = store.key(id.as_str())? {
-        if existing.secret != secret {
+    let now = clock.now();
+    let Some(account) = store.bootstrap_account_key("root", &id, &secret, now)? else {
+        if store.key(&id)?.is_some_and(|k| k.secret != secret) {
             warn!(key = %id, "root key exists with another secret; keeping the stored one");
         }
         return Ok(());
-    }
-    let now = clock.now();
-    let account = store.create_account(Some("root"), now)?;
-    store.import_key(&AccessKey {
-        id: id.clone(),
-        account: account.id.clone(),
-        user: None,
-        kind: polarbackup_store::KeyKind::Hmac,
-        secret,
-        active: true,
-        created_at: now,
-    })?;
+    };
     info!(key = %id, account = %account.id, "created the root account from the environment");
     Ok(())
 }

@@ -7,7 +7,9 @@ mod common;
 use common::{bin, wire_body};
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::AccountId;
-use polarbackup_store::{NewCluster, SqliteStore, Store};
+use polarbackup_model::{NewCluster, TlsMode};
+use polarbackup_store::prelude::*;
+use polarbackup_store::SqliteStore;
 use polarbackup_testkit::pg::PgCluster;
 use polarbackup_testkit::{request, sdk, Server, Tenant};
 use serde_json::{json, Value};
@@ -36,7 +38,7 @@ fn cluster_created_earlier(server: &Server, t: &Tenant, port: u16) -> String {
                 password: None,
                 database: None,
                 description: None,
-                tls_mode: "disable".into(),
+                tls_mode: TlsMode::Disable,
                 tls_ca_file: None,
             },
             created,

@@ -2,7 +2,9 @@
 
 use jiff::Timestamp;
 use polarbackup_model::{AccountId, DbClusterId};
-use polarbackup_store::{NewCluster, SqliteStore, Store};
+use polarbackup_model::{NewCluster, TlsMode};
+use polarbackup_store::prelude::*;
+use polarbackup_store::SqliteStore;
 
 /// Registers a cluster nothing connects to (the tests' executors are scripted).
 pub fn add_cluster(store: &SqliteStore, account: &AccountId, now: Timestamp) -> DbClusterId {
@@ -18,7 +20,7 @@ pub fn add_cluster(store: &SqliteStore, account: &AccountId, now: Timestamp) -> 
                 password: None,
                 database: None,
                 description: None,
-                tls_mode: "disable".into(),
+                tls_mode: TlsMode::Disable,
                 tls_ca_file: None,
             },
             now,

@@ -1,16 +1,18 @@
-//! Cluster lifecycle in SQLite: deletion with its backup retention (ALL, LATEST, NONE), and
-//! the end of a LATEST deletion's final backup, decided in the transaction that ends the job.
+//! Clusters in SQLite: registration, lifecycle, deletion with its backup retention (ALL,
+//! LATEST, NONE), and the end of a LATEST deletion's final backup, decided in the transaction
+//! that ends the job. [`ClusterStore`] for [`SqliteStore`] (its policy half is in `policies`).
 
 use super::jobs::{self, NON_TERMINAL};
-use super::policies;
-use super::rows::{db_id, job_from, secs, JOB_COLUMNS};
+use super::rows::{cluster_from, db_id, job_from, secs, JOB_COLUMNS};
+use super::{policies, sets};
+use super::{tenants, SqliteStore};
 use crate::records::{ClusterDeletion, DeletionRefusal};
-use crate::{Result, StoreError};
+use crate::{ids, ClusterStore, Result, StoreError};
 use jiff::Timestamp;
-use polarbackup_model::policy::RetentionOnClusterDeletion;
+use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    BackupJob, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode, JobStatus,
-    TaskAction,
+    BackupJob, BackupSet, BackupSetStatus, Cluster, ClusterStatus, DbClusterId, JobMode, JobStatus,
+    NewCluster, TaskAction,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -117,7 +119,7 @@ pub fn begin_deletion(
         Some(r) => r,
         None => policies::get(&tx, cluster)?.0.on_cluster_deletion,
     };
-    let sets = policies::sets_of(&tx, cluster)?;
+    let sets = sets::sets_of(&tx, cluster)?;
     let outcome = match retention {
         RetentionOnClusterDeletion::Latest => {
             let job = jobs::insert(
@@ -203,5 +205,93 @@ pub fn after_job_end(c: &Connection, job: &BackupJob, set: Option<&BackupSet>) -
             )
         }
         None => set_status(c, &job.cluster_id, ClusterStatus::Running, None, None, None),
+    }
+}
+
+/// The account check, the cluster row and its default policy are one transaction: a cluster
+/// never exists without its policy or its account.
+fn create(c: &Connection, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
+    tenants::require_account(c, &spec.account)?;
+    // Random ids can collide; a few tries make that vanishingly unlikely to surface.
+    for _ in 0..8 {
+        let id = ids::cluster_id();
+        let inserted = c.execute(
+            "INSERT OR IGNORE INTO clusters (id, account_id, region, engine, host, port,
+                 user_name, password, database, description, created_at, tls_mode,
+                 tls_ca_file)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                id,
+                spec.account.as_str(),
+                spec.region,
+                spec.engine,
+                spec.host,
+                spec.port,
+                spec.user,
+                spec.password,
+                spec.database,
+                spec.description,
+                secs(now),
+                spec.tls_mode.as_str(),
+                spec.tls_ca_file
+            ],
+        )?;
+        if inserted == 1 {
+            // The schedule starts now: no slot before the cluster existed is due.
+            policies::insert_default(c, &id, Some(now))?;
+            return Ok(c.query_row("SELECT * FROM clusters WHERE id = ?1", [&id], cluster_from)?);
+        }
+    }
+    Err(StoreError::Conflict("cluster id"))
+}
+
+impl ClusterStore for SqliteStore {
+    fn create_cluster(&self, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
+        self.write(|tx| create(tx, spec, now))
+    }
+
+    fn cluster(&self, id: &DbClusterId) -> Result<Option<Cluster>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT * FROM clusters WHERE id = ?1",
+                [id.as_str()],
+                cluster_from,
+            )
+            .optional()?)
+        })
+    }
+
+    fn begin_cluster_deletion(
+        &self,
+        cluster: &DbClusterId,
+        retention: Option<RetentionOnClusterDeletion>,
+        now: Timestamp,
+    ) -> Result<std::result::Result<ClusterDeletion, DeletionRefusal>> {
+        self.with(|c| begin_deletion(c, cluster, retention, now))
+    }
+
+    fn backup_policy(&self, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)> {
+        self.with(|c| policies::get(c, cluster))
+    }
+
+    fn modify_backup_policy(
+        &self,
+        cluster: &DbClusterId,
+        change: &PolicyChange,
+    ) -> Result<std::result::Result<BackupPolicy, ClusterStatus>> {
+        self.write(|tx| policies::modify(tx, cluster, change))
+    }
+
+    fn schedules(&self) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>> {
+        self.with(|c| policies::all(c))
+    }
+
+    fn schedule_automated_job(
+        &self,
+        cluster: &DbClusterId,
+        slot: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<BackupJob>> {
+        self.with(|c| policies::schedule(c, cluster, slot, now))
     }
 }

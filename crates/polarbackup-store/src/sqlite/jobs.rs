@@ -3,8 +3,9 @@
 
 use super::clusters;
 use super::rows::{db_id, db_size, job_from, secs, JOB_COLUMNS};
-use crate::records::{ClaimedJob, CreateJobOutcome, JobFilter, ManualJobRequest};
-use crate::{Result, StoreError};
+use super::SqliteStore;
+use crate::records::{CreateJobOutcome, JobFilter, ManualJobRequest};
+use crate::{JobStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
     BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, JobStatus, TaskAction,
@@ -52,7 +53,7 @@ fn load(c: &Connection, id: BackupJobId) -> Result<BackupJob> {
 /// The cluster's status, ClientToken, the manual-backup limit and the insert happen in one
 /// write transaction, so two concurrent CreateBackup calls cannot both slip under the limit
 /// and none can slip in once a deletion has begun.
-pub fn create_manual(
+fn create_manual(
     c: &mut Connection,
     req: &ManualJobRequest,
     now: Timestamp,
@@ -154,7 +155,7 @@ fn write_state(c: &Connection, job: &BackupJob) -> Result<()> {
     Ok(())
 }
 
-pub fn update(c: &mut Connection, job: &BackupJob) -> Result<()> {
+fn update(c: &mut Connection, job: &BackupJob) -> Result<()> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     check_forward(&load(&tx, job.id)?, job)?;
     write_state(&tx, job)?;
@@ -165,7 +166,7 @@ pub fn update(c: &mut Connection, job: &BackupJob) -> Result<()> {
 /// Ends a job and records its backup set (if any) in one transaction: a set is never listed
 /// without its job having ended, and a job never ends without its set. The final backup of a
 /// cluster deletion settles the deletion in the same transaction.
-pub fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
+fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
     if !job.status.is_terminal() {
         return Err(StoreError::IllegalJobUpdate {
             id: job.id.0,
@@ -199,7 +200,7 @@ pub fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Resu
     Ok(())
 }
 
-pub fn list(c: &Connection, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
+fn list(c: &Connection, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {JOB_COLUMNS} FROM backup_jobs
          WHERE cluster_id = ?1
@@ -221,17 +222,17 @@ pub fn list(c: &Connection, cluster: &DbClusterId, filter: &JobFilter) -> Result
 }
 
 /// Claims the oldest queued job whose cluster has no other job under a live lease.
-pub fn claim(
+fn claim(
     c: &mut Connection,
     worker: &str,
     lease_until: Timestamp,
     now: Timestamp,
-) -> Result<Option<ClaimedJob>> {
+) -> Result<Option<BackupJob>> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let next: Option<(i64, Option<String>)> = tx
+    let next: Option<i64> = tx
         .query_row(
             &format!(
-                "SELECT j.id, j.comment FROM backup_jobs j
+                "SELECT j.id FROM backup_jobs j
                  WHERE j.status = 'NoStart' AND (j.lease_expires IS NULL OR j.lease_expires < ?1)
                    AND NOT EXISTS (
                      SELECT 1 FROM backup_jobs o
@@ -240,10 +241,10 @@ pub fn claim(
                  ORDER BY j.id LIMIT 1"
             ),
             [secs(now)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )
         .optional()?;
-    let Some((id, comment)) = next else {
+    let Some(id) = next else {
         return Ok(None);
     };
     tx.execute(
@@ -252,16 +253,11 @@ pub fn claim(
     )?;
     let job = load(&tx, BackupJobId(u64::try_from(id).unwrap_or(0)))?;
     tx.commit()?;
-    Ok(Some(ClaimedJob { job, comment }))
+    Ok(Some(job))
 }
 
 /// Extends a lease; false when the job is no longer this worker's (or has ended).
-pub fn renew(
-    c: &Connection,
-    id: BackupJobId,
-    worker: &str,
-    lease_until: Timestamp,
-) -> Result<bool> {
+fn renew(c: &Connection, id: BackupJobId, worker: &str, lease_until: Timestamp) -> Result<bool> {
     let n = c.execute(
         &format!(
             "UPDATE backup_jobs SET lease_expires = ?3
@@ -273,7 +269,7 @@ pub fn renew(
 }
 
 /// Jobs a worker started and then stopped heart-beating for: a crash, a kill, a lost store.
-pub fn abandoned(c: &Connection, now: Timestamp) -> Result<Vec<BackupJob>> {
+fn abandoned(c: &Connection, now: Timestamp) -> Result<Vec<BackupJob>> {
     let mut stmt = c.prepare(&format!(
         "SELECT {JOB_COLUMNS} FROM backup_jobs
          WHERE status IN {NON_TERMINAL} AND status <> 'NoStart'
@@ -282,4 +278,54 @@ pub fn abandoned(c: &Connection, now: Timestamp) -> Result<Vec<BackupJob>> {
     ))?;
     let rows = stmt.query_map([secs(now)], job_from)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+impl JobStore for SqliteStore {
+    fn insert_job(
+        &self,
+        cluster: &DbClusterId,
+        mode: JobMode,
+        action: TaskAction,
+        now: Timestamp,
+    ) -> Result<BackupJob> {
+        self.with(|c| insert(c, cluster, mode, action, None, now))
+    }
+
+    fn create_manual_job(
+        &self,
+        req: &ManualJobRequest,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<CreateJobOutcome> {
+        self.with(|c| create_manual(c, req, now, limit))
+    }
+
+    fn update_job(&self, job: &BackupJob) -> Result<()> {
+        self.with(|c| update(c, job))
+    }
+
+    fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
+        self.with(|c| end(c, job, set))
+    }
+
+    fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
+        self.with(|c| list(c, cluster, filter))
+    }
+
+    fn claim_job(
+        &self,
+        worker: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<BackupJob>> {
+        self.with(|c| claim(c, worker, lease_until, now))
+    }
+
+    fn renew_lease(&self, job: BackupJobId, worker: &str, lease_until: Timestamp) -> Result<bool> {
+        self.with(|c| renew(c, job, worker, lease_until))
+    }
+
+    fn abandoned_jobs(&self, now: Timestamp) -> Result<Vec<BackupJob>> {
+        self.with(|c| abandoned(c, now))
+    }
 }

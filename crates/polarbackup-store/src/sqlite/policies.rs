@@ -1,14 +1,12 @@
-//! Backup policies, exactly-once scheduling of automated jobs, and expiry of old sets. Only
-//! Running clusters are scheduled and expired; detached sets never expire.
+//! Backup policies and exactly-once scheduling of automated jobs. Only Running clusters are
+//! scheduled or changed.
 
-use super::rows::{db_id, secs, set_from, ts, SET_COLUMNS};
+use super::rows::{secs, ts};
 use super::{clusters, jobs};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
-use polarbackup_model::policy::BackupPolicy;
-use polarbackup_model::{
-    BackupJob, BackupJobId, BackupSet, ClusterStatus, DbClusterId, JobMode, TaskAction,
-};
+use polarbackup_model::policy::{BackupPolicy, PolicyChange};
+use polarbackup_model::{BackupJob, ClusterStatus, DbClusterId, JobMode, TaskAction};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// A stored policy row (or none) as a policy and a last slot.
@@ -38,25 +36,42 @@ pub fn get(c: &Connection, cluster: &DbClusterId) -> Result<(BackupPolicy, Optio
     decode(cluster, row)
 }
 
-/// Stores the policy of a Running cluster; refuses (changing nothing) one being deleted.
-pub fn set(
-    c: &mut Connection,
+/// Inserts the default policy of a cluster that has none, with its schedule starting at
+/// `last_slot`.
+pub fn insert_default(c: &Connection, cluster: &str, last_slot: Option<Timestamp>) -> Result<()> {
+    c.execute(
+        "INSERT INTO backup_policies (cluster_id, policy, last_slot) VALUES (?1, ?2, ?3)",
+        params![
+            cluster,
+            encode(&BackupPolicy::default())?,
+            last_slot.map(secs)
+        ],
+    )?;
+    Ok(())
+}
+
+fn encode(policy: &BackupPolicy) -> Result<String> {
+    serde_json::to_string(policy).map_err(|e| StoreError::Corrupt(format!("backup policy: {e}")))
+}
+
+/// Reads, changes and writes a Running cluster's policy; the caller's write transaction makes
+/// the three one step. Refuses (changing nothing) a cluster being deleted.
+pub fn modify(
+    c: &Connection,
     cluster: &DbClusterId,
-    policy: &BackupPolicy,
-) -> Result<std::result::Result<(), ClusterStatus>> {
-    let json = serde_json::to_string(policy)
-        .map_err(|e| StoreError::Corrupt(format!("backup policy: {e}")))?;
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Err(status) = clusters::require_running(&tx, cluster)? {
+    change: &PolicyChange,
+) -> Result<std::result::Result<BackupPolicy, ClusterStatus>> {
+    if let Err(status) = clusters::require_running(c, cluster)? {
         return Ok(Err(status));
     }
-    tx.execute(
+    let (mut policy, _) = get(c, cluster)?;
+    policy.apply(*change);
+    c.execute(
         "INSERT INTO backup_policies (cluster_id, policy) VALUES (?1, ?2)
          ON CONFLICT (cluster_id) DO UPDATE SET policy = excluded.policy",
-        params![cluster.as_str(), json],
+        params![cluster.as_str(), encode(&policy)?],
     )?;
-    tx.commit()?;
-    Ok(Ok(()))
+    Ok(Ok(policy))
 }
 
 /// Every Running cluster with its policy and last slot, for the scheduler, in one query: it
@@ -107,12 +122,7 @@ pub fn schedule(
         return Ok(None);
     }
     if last.is_none() {
-        let json = serde_json::to_string(&BackupPolicy::default())
-            .map_err(|e| StoreError::Corrupt(format!("backup policy: {e}")))?;
-        tx.execute(
-            "INSERT INTO backup_policies (cluster_id, policy) VALUES (?1, ?2)",
-            params![cluster.as_str(), json],
-        )?;
+        insert_default(&tx, cluster.as_str(), None)?;
     }
     tx.execute(
         "UPDATE backup_policies SET last_slot = ?2 WHERE cluster_id = ?1",
@@ -128,29 +138,4 @@ pub fn schedule(
     )?;
     tx.commit()?;
     Ok(Some(job))
-}
-
-/// All listed sets of a cluster that are not detached, for retention and deletion.
-pub fn sets_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<BackupSet>> {
-    let mut stmt = c.prepare(&format!(
-        "SELECT {SET_COLUMNS} FROM backup_sets
-         WHERE cluster_id = ?1 AND deleting = 0 AND detached = 0 ORDER BY id"
-    ))?;
-    let rows = stmt.query_map([cluster.as_str()], set_from)?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-/// Hides expired sets (never a detached one); the workers remove their data and then their
-/// rows.
-pub fn expire(c: &mut Connection, ids: &[BackupJobId]) -> Result<()> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for id in ids {
-        tx.execute(
-            "UPDATE backup_sets SET deleting = 1
-             WHERE id = ?1 AND mode = 'Automated' AND detached = 0",
-            [db_id(*id)],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
 }

@@ -1,16 +1,19 @@
-//! RAM users, custom policies and their attachments in SQLite.
+//! RAM users, custom policies and their attachments in SQLite. Each check and the write it
+//! guards share one write transaction.
 
 use super::rows::{corrupt, secs, ts};
-use crate::records::{Attachment, PolicyKind, RamUser, StoredPolicy};
-use crate::{ids, Result, StoreError};
+use super::{tenants, SqliteStore};
+use crate::records::{Attachment, PolicyKind, StoredPolicy};
+use crate::{ids, RamStore, Result, StoreError};
 use jiff::Timestamp;
-use polarbackup_model::AccountId;
+use polarbackup_model::{AccountId, RamUser, RamUserId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 fn user_from(row: &Row<'_>) -> rusqlite::Result<RamUser> {
+    let id: String = row.get("id")?;
     let account: String = row.get("account_id")?;
     Ok(RamUser {
-        id: row.get("id")?,
+        id: RamUserId::parse(&id).map_err(|_| corrupt("user id", &id))?,
         account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
         name: row.get("name")?,
         created_at: ts(row.get("created_at")?)?,
@@ -27,23 +30,8 @@ fn policy_from(row: &Row<'_>) -> rusqlite::Result<StoredPolicy> {
     })
 }
 
-pub fn create_user(
-    c: &Connection,
-    account: &AccountId,
-    name: &str,
-    now: Timestamp,
-) -> Result<RamUser> {
-    let account_exists = c
-        .query_row(
-            "SELECT 1 FROM accounts WHERE id = ?1",
-            [account.as_str()],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if !account_exists {
-        return Err(StoreError::NotFound { what: "account" });
-    }
+fn create_user(c: &Connection, account: &AccountId, name: &str, now: Timestamp) -> Result<RamUser> {
+    tenants::require_account(c, account)?;
     let taken = c
         .query_row(
             "SELECT 1 FROM ram_users WHERE account_id = ?1 AND name = ?2",
@@ -68,14 +56,16 @@ pub fn create_user(
     Err(StoreError::Conflict("user id"))
 }
 
-pub fn user(c: &Connection, id: &str) -> Result<Option<RamUser>> {
-    Ok(
-        c.query_row("SELECT * FROM ram_users WHERE id = ?1", [id], user_from)
-            .optional()?,
+fn user(c: &Connection, id: &RamUserId) -> Result<Option<RamUser>> {
+    Ok(c.query_row(
+        "SELECT * FROM ram_users WHERE id = ?1",
+        [id.as_str()],
+        user_from,
     )
+    .optional()?)
 }
 
-pub fn create_policy(c: &Connection, p: &StoredPolicy) -> Result<()> {
+fn create_policy(c: &Connection, p: &StoredPolicy) -> Result<()> {
     let n = c.execute(
         "INSERT OR IGNORE INTO ram_policies (account_id, name, document, created_at)
          SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?1)",
@@ -99,13 +89,13 @@ pub fn create_policy(c: &Connection, p: &StoredPolicy) -> Result<()> {
     Ok(())
 }
 
-pub fn list_policies(c: &Connection, account: &AccountId) -> Result<Vec<StoredPolicy>> {
+fn list_policies(c: &Connection, account: &AccountId) -> Result<Vec<StoredPolicy>> {
     let mut stmt = c.prepare("SELECT * FROM ram_policies WHERE account_id = ?1 ORDER BY name")?;
     let rows = stmt.query_map([account.as_str()], policy_from)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub fn attach(c: &Connection, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool> {
+fn attach(c: &Connection, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool> {
     if kind == PolicyKind::Custom {
         let exists = c
             .query_row(
@@ -121,27 +111,27 @@ pub fn attach(c: &Connection, user: &RamUser, kind: PolicyKind, name: &str) -> R
     }
     let n = c.execute(
         "INSERT OR IGNORE INTO ram_attachments (user_id, policy_type, policy_name) VALUES (?1, ?2, ?3)",
-        params![user.id, kind.as_str(), name],
+        params![user.id.as_str(), kind.as_str(), name],
     )?;
     Ok(n == 1)
 }
 
-pub fn detach(c: &Connection, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool> {
+fn detach(c: &Connection, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool> {
     let n = c.execute(
         "DELETE FROM ram_attachments WHERE user_id = ?1 AND policy_type = ?2 AND policy_name = ?3",
-        params![user.id, kind.as_str(), name],
+        params![user.id.as_str(), kind.as_str(), name],
     )?;
     Ok(n == 1)
 }
 
-pub fn attachments(c: &Connection, user: &RamUser) -> Result<Vec<Attachment>> {
+fn attachments(c: &Connection, user: &RamUser) -> Result<Vec<Attachment>> {
     let mut stmt = c.prepare(
         "SELECT a.policy_type, a.policy_name, p.document FROM ram_attachments a
          LEFT JOIN ram_policies p
            ON a.policy_type = 'Custom' AND p.account_id = ?2 AND p.name = a.policy_name
          WHERE a.user_id = ?1 ORDER BY a.policy_type, a.policy_name",
     )?;
-    let rows = stmt.query_map(params![user.id, user.account.as_str()], |r| {
+    let rows = stmt.query_map(params![user.id.as_str(), user.account.as_str()], |r| {
         let kind: String = r.get(0)?;
         Ok(Attachment {
             kind: if kind == "System" {
@@ -154,4 +144,34 @@ pub fn attachments(c: &Connection, user: &RamUser) -> Result<Vec<Attachment>> {
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+impl RamStore for SqliteStore {
+    fn create_user(&self, account: &AccountId, name: &str, now: Timestamp) -> Result<RamUser> {
+        self.write(|tx| create_user(tx, account, name, now))
+    }
+
+    fn user(&self, id: &RamUserId) -> Result<Option<RamUser>> {
+        self.with(|c| user(c, id))
+    }
+
+    fn create_policy(&self, policy: &StoredPolicy) -> Result<()> {
+        self.write(|tx| create_policy(tx, policy))
+    }
+
+    fn list_policies(&self, account: &AccountId) -> Result<Vec<StoredPolicy>> {
+        self.with(|c| list_policies(c, account))
+    }
+
+    fn attach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool> {
+        self.write(|tx| attach(tx, user, kind, name))
+    }
+
+    fn detach_policy(&self, user: &RamUser, kind: PolicyKind, name: &str) -> Result<bool> {
+        self.with(|c| detach(c, user, kind, name))
+    }
+
+    fn attachments(&self, user: &RamUser) -> Result<Vec<Attachment>> {
+        self.with(|c| attachments(c, user))
+    }
 }

@@ -1,9 +1,11 @@
 //! Mapping between SQLite rows and model records; timestamps are stored as Unix seconds.
 
-use crate::records::{AccessKey, Account, Cluster, KeyKind, NewCluster};
 use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
-use polarbackup_model::{AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, DbClusterId};
+use polarbackup_model::{
+    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupSet, Cluster,
+    DbClusterId, NewCluster, RamUserId,
+};
 use rusqlite::Row;
 
 pub fn secs(t: Timestamp) -> i64 {
@@ -39,11 +41,13 @@ pub fn key_from(row: &Row<'_>) -> rusqlite::Result<AccessKey> {
     Ok(AccessKey {
         id: AccessKeyId::parse(&id).map_err(|_| corrupt("key id", &id))?,
         account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
-        user: row.get("user_id")?,
-        kind: match row.get::<_, String>("kind")?.as_str() {
-            "rsa" => KeyKind::Rsa,
-            "hmac" => KeyKind::Hmac,
-            other => return Err(corrupt("key kind", other)),
+        user: match row.get::<_, Option<String>>("user_id")? {
+            Some(u) => Some(RamUserId::parse(&u).map_err(|_| corrupt("user id", &u))?),
+            None => None,
+        },
+        kind: {
+            let kind: String = row.get("kind")?;
+            kind.parse().map_err(|()| corrupt("key kind", &kind))?
         },
         secret: row.get("secret")?,
         active: row.get("active")?,
@@ -70,7 +74,10 @@ pub fn cluster_from(row: &Row<'_>) -> rusqlite::Result<Cluster> {
             password: row.get("password")?,
             database: row.get("database")?,
             description: row.get("description")?,
-            tls_mode: row.get("tls_mode")?,
+            tls_mode: {
+                let mode: String = row.get("tls_mode")?;
+                mode.parse().map_err(|()| corrupt("TLS mode", &mode))?
+            },
             tls_ca_file: row.get("tls_ca_file")?,
         },
         created_at: ts(row.get("created_at")?)?,
@@ -110,11 +117,12 @@ pub fn job_from(row: &Row<'_>) -> rusqlite::Result<BackupJob> {
         start_time: ts(row.get("start_time")?)?,
         ended_at: ended_at.map(ts).transpose()?,
         failure_reason: row.get("failure_reason")?,
+        comment: row.get("comment")?,
     })
 }
 
 pub const JOB_COLUMNS: &str = "id, cluster_id, mode, action, status, process, start_time, \
-     ended_at, failure_reason";
+     ended_at, failure_reason, comment";
 
 pub const SET_COLUMNS: &str = "id, cluster_id, mode, status, start_time, end_time, \
      consistent_time, size, stored_size, comment";

@@ -1,22 +1,18 @@
 //! Backup sets in SQLite: listing with filters and pages (a live cluster's sets, or a released
-//! cluster's detached ones), and two-phase deletion.
+//! cluster's detached ones), two-phase deletion, and expiry. Detached sets never expire.
 
 use super::clusters;
 use super::rows::{db_id, secs, set_from, SET_COLUMNS};
+use super::SqliteStore;
 use crate::records::{DeleteRefusal, SetFilter, SetPage};
-use crate::{Result, StoreError};
+use crate::{Result, SetStore, StoreError};
 use polarbackup_model::{
     BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// One page of the sets of `cluster` that are (`detached`) or are not detached.
-pub fn list(
-    c: &Connection,
-    cluster: &DbClusterId,
-    f: &SetFilter,
-    detached: bool,
-) -> Result<SetPage> {
+fn list(c: &Connection, cluster: &DbClusterId, f: &SetFilter, detached: bool) -> Result<SetPage> {
     let where_clause = "WHERE cluster_id = ?1 AND deleting = 0 AND detached = ?2
            AND (?3 IS NULL OR id = ?3)
            AND (?4 IS NULL OR status = ?4)
@@ -52,7 +48,7 @@ pub fn list(
 }
 
 /// Detached sets a released cluster still has (not being deleted).
-pub fn detached_count(c: &Connection, cluster: &DbClusterId) -> Result<u64> {
+fn detached_count(c: &Connection, cluster: &DbClusterId) -> Result<u64> {
     Ok(c.query_row(
         "SELECT count(*) FROM backup_sets WHERE cluster_id = ?1 AND deleting = 0 AND detached = 1",
         [cluster.as_str()],
@@ -65,7 +61,7 @@ pub fn detached_count(c: &Connection, cluster: &DbClusterId) -> Result<u64> {
 /// start finishes deleting, never a listed set without data. A Running cluster's manual sets
 /// qualify; a released cluster's detached sets qualify whatever their mode (they no longer
 /// expire); nothing of a cluster being deleted does.
-pub fn begin_delete(
+fn begin_delete(
     c: &mut Connection,
     cluster: &DbClusterId,
     ids: &[BackupJobId],
@@ -110,7 +106,7 @@ pub fn begin_delete(
     Ok(Ok(sets))
 }
 
-pub fn get(c: &Connection, id: BackupJobId) -> Result<Option<BackupSet>> {
+fn get(c: &Connection, id: BackupJobId) -> Result<Option<BackupSet>> {
     Ok(c.query_row(
         &format!("SELECT {SET_COLUMNS} FROM backup_sets WHERE id = ?1 AND deleting = 0"),
         [db_id(id)],
@@ -119,7 +115,7 @@ pub fn get(c: &Connection, id: BackupJobId) -> Result<Option<BackupSet>> {
     .optional()?)
 }
 
-pub fn pending_deletions(c: &Connection) -> Result<Vec<BackupSet>> {
+fn pending_deletions(c: &Connection) -> Result<Vec<BackupSet>> {
     let mut stmt = c.prepare(&format!(
         "SELECT {SET_COLUMNS} FROM backup_sets WHERE deleting = 1 ORDER BY id"
     ))?;
@@ -127,7 +123,7 @@ pub fn pending_deletions(c: &Connection) -> Result<Vec<BackupSet>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub fn forget(c: &Connection, id: BackupJobId) -> Result<()> {
+fn forget(c: &Connection, id: BackupJobId) -> Result<()> {
     c.execute(
         "DELETE FROM backup_sets WHERE id = ?1 AND deleting = 1",
         [db_id(id)],
@@ -137,7 +133,7 @@ pub fn forget(c: &Connection, id: BackupJobId) -> Result<()> {
 
 /// Every set id still known (listed or being deleted): repository objects of any other id are
 /// orphans.
-pub fn known_ids(c: &Connection) -> Result<Vec<BackupJobId>> {
+fn known_ids(c: &Connection) -> Result<Vec<BackupJobId>> {
     let mut stmt = c.prepare(
         "SELECT id FROM backup_sets UNION SELECT id FROM backup_jobs
          WHERE status IN ('NoStart','Preparing','Waiting','Uploading','Checking')",
@@ -145,4 +141,75 @@ pub fn known_ids(c: &Connection) -> Result<Vec<BackupJobId>> {
     let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
     rows.map(|r| Ok(BackupJobId(u64::try_from(r?).unwrap_or(0))))
         .collect()
+}
+
+/// All listed sets of a cluster that are not detached, for retention and deletion.
+pub fn sets_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<BackupSet>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {SET_COLUMNS} FROM backup_sets
+         WHERE cluster_id = ?1 AND deleting = 0 AND detached = 0 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([cluster.as_str()], set_from)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Hides expired sets (never a detached one); the workers remove their data and then their
+/// rows.
+fn expire(c: &mut Connection, ids: &[BackupJobId]) -> Result<()> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for id in ids {
+        tx.execute(
+            "UPDATE backup_sets SET deleting = 1
+             WHERE id = ?1 AND mode = 'Automated' AND detached = 0",
+            [db_id(*id)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SetStore for SqliteStore {
+    fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage> {
+        self.with(|c| list(c, cluster, filter, false))
+    }
+
+    fn list_detached_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage> {
+        self.with(|c| list(c, cluster, filter, true))
+    }
+
+    fn detached_set_count(&self, cluster: &DbClusterId) -> Result<u64> {
+        self.with(|c| detached_count(c, cluster))
+    }
+
+    fn backup_set(&self, id: BackupJobId) -> Result<Option<BackupSet>> {
+        self.with(|c| get(c, id))
+    }
+
+    fn cluster_sets(&self, cluster: &DbClusterId) -> Result<Vec<BackupSet>> {
+        self.with(|c| sets_of(c, cluster))
+    }
+
+    fn begin_delete_sets(
+        &self,
+        cluster: &DbClusterId,
+        ids: &[BackupJobId],
+    ) -> Result<std::result::Result<Vec<BackupSet>, DeleteRefusal>> {
+        self.with(|c| begin_delete(c, cluster, ids))
+    }
+
+    fn expire_sets(&self, ids: &[BackupJobId]) -> Result<()> {
+        self.with(|c| expire(c, ids))
+    }
+
+    fn pending_deletions(&self) -> Result<Vec<BackupSet>> {
+        self.with(|c| pending_deletions(c))
+    }
+
+    fn forget_set(&self, id: BackupJobId) -> Result<()> {
+        self.with(|c| forget(c, id))
+    }
+
+    fn known_backup_ids(&self) -> Result<Vec<BackupJobId>> {
+        self.with(|c| known_ids(c))
+    }
 }

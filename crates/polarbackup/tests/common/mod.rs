@@ -5,7 +5,8 @@ use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{
     BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobMode, JobStatus, TaskAction,
 };
-use polarbackup_store::{SqliteStore, Store};
+use polarbackup_store::prelude::*;
+use polarbackup_store::SqliteStore;
 use polarbackup_testkit::{checks, Server, Tenant};
 use serde_json::Value;
 use std::path::Path;

@@ -1,39 +1,35 @@
 //! Cluster deletion in the store: refused while a job is queued or running, atomic against
 //! CreateBackup and the scheduler, and what NONE, ALL and LATEST (finished or failed) leave.
 
-mod common;
-
-use common::{created, fail, finish, manual, page, setup, t};
-use polarbackup_model::policy::{BackupPolicy, RetentionOnClusterDeletion as Retention};
+use crate::common::{created, fail, finish, manual, page, setup, t, Backend};
+use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion as Retention};
 use polarbackup_model::{
-    AccountId, BackupJob, BackupJobId, BackupSet, ClusterStatus, DbClusterId, JobMode, JobStatus,
-    TaskAction,
+    AccountId, BackupJob, BackupJobId, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode,
+    JobStatus, TaskAction,
 };
 use polarbackup_store::{
-    Cluster, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, SetFilter,
-    SqliteStore, Store,
+    ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, SetFilter, Store,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-fn row(store: &SqliteStore, cluster: &DbClusterId) -> Cluster {
+fn row(store: &dyn Store, cluster: &DbClusterId) -> Cluster {
     store
         .cluster(cluster)
         .expect("load")
         .expect("kept, as a tombstone once deleted")
 }
 
-fn status(store: &SqliteStore, cluster: &DbClusterId) -> ClusterStatus {
+fn status(store: &dyn Store, cluster: &DbClusterId) -> ClusterStatus {
     row(store, cluster).status
 }
 
 /// A worker takes the final backup of a LATEST deletion.
-fn claim_final_backup(store: &SqliteStore) -> BackupJob {
+fn claim_final_backup(store: &dyn Store) -> BackupJob {
     store
         .claim_job("w", t(200), t(61))
         .expect("claim")
         .expect("the final backup")
-        .job
 }
 
 fn all_time() -> SetFilter {
@@ -44,30 +40,30 @@ fn ids(sets: &[BackupSet]) -> Vec<BackupJobId> {
     sets.iter().map(|s| s.id).collect()
 }
 
-fn listed(store: &SqliteStore, cluster: &DbClusterId) -> Vec<BackupJobId> {
+fn listed(store: &dyn Store, cluster: &DbClusterId) -> Vec<BackupJobId> {
     ids(&store
         .list_backup_sets(cluster, &all_time())
         .expect("list")
         .sets)
 }
 
-fn detached(store: &SqliteStore, cluster: &DbClusterId) -> Vec<BackupJobId> {
+fn detached(store: &dyn Store, cluster: &DbClusterId) -> Vec<BackupJobId> {
     ids(&store
         .list_detached_sets(cluster, &all_time())
         .expect("list")
         .sets)
 }
 
-fn pending(store: &SqliteStore) -> Vec<BackupJobId> {
+fn pending(store: &dyn Store) -> Vec<BackupJobId> {
     ids(&store.pending_deletions().expect("pending"))
 }
 
-fn scheduled(store: &SqliteStore, cluster: &DbClusterId) -> bool {
+fn scheduled(store: &dyn Store, cluster: &DbClusterId) -> bool {
     let all = store.schedules().expect("schedules");
     all.iter().any(|(id, _, _)| id == cluster)
 }
 
-fn automated(store: &SqliteStore, cluster: &DbClusterId, at: i64) -> BackupJob {
+fn automated(store: &dyn Store, cluster: &DbClusterId, at: i64) -> BackupJob {
     store
         .insert_job(
             cluster,
@@ -80,7 +76,7 @@ fn automated(store: &SqliteStore, cluster: &DbClusterId, at: i64) -> BackupJob {
 
 /// A CreateBackup job, queued.
 fn queue_manual(
-    store: &SqliteStore,
+    store: &dyn Store,
     account: &AccountId,
     cluster: &DbClusterId,
     at: i64,
@@ -93,7 +89,7 @@ fn queue_manual(
 }
 
 /// A finished manual set, a finished automated set and a failed automated one, in that order.
-fn three_sets(store: &SqliteStore, account: &AccountId, cluster: &DbClusterId) -> [BackupSet; 3] {
+fn three_sets(store: &dyn Store, account: &AccountId, cluster: &DbClusterId) -> [BackupSet; 3] {
     let m = queue_manual(store, account, cluster, 1);
     let manual_set = finish(store, m, 10);
     let auto_set = finish(store, automated(store, cluster, 20), 30);
@@ -102,7 +98,7 @@ fn three_sets(store: &SqliteStore, account: &AccountId, cluster: &DbClusterId) -
 }
 
 fn pending_deletion(
-    store: &SqliteStore,
+    store: &dyn Store,
     cluster: &DbClusterId,
     at: i64,
 ) -> (BackupJob, Vec<BackupSet>) {
@@ -115,10 +111,9 @@ fn pending_deletion(
     }
 }
 
-#[test]
-fn a_queued_or_running_job_refuses_the_deletion_and_nothing_changes() {
-    let (_d, store, account, cluster) = setup();
-    let queued = queue_manual(&store, &account, &cluster, 1);
+pub fn a_queued_or_running_job_refuses_the_deletion_and_nothing_changes(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let queued = queue_manual(&*store, &account, &cluster, 1);
     assert_eq!(
         store
             .begin_cluster_deletion(&cluster, Some(Retention::None), t(2))
@@ -128,8 +123,7 @@ fn a_queued_or_running_job_refuses_the_deletion_and_nothing_changes() {
     let mut running = store
         .claim_job("w", t(100), t(3))
         .expect("claim")
-        .expect("the job")
-        .job;
+        .expect("the job");
     running
         .advance(JobStatus::Preparing, 2, t(4))
         .expect("prepare");
@@ -152,8 +146,8 @@ fn a_queued_or_running_job_refuses_the_deletion_and_nothing_changes() {
         ended_since: jiff::Timestamp::MIN,
     };
     assert_eq!(store.list_jobs(&cluster, &all_jobs).expect("jobs").len(), 1);
-    assert_eq!(status(&store, &cluster), ClusterStatus::Running);
-    let set = finish(&store, running, 10);
+    assert_eq!(status(&*store, &cluster), ClusterStatus::Running);
+    let set = finish(&*store, running, 10);
     let done = store
         .begin_cluster_deletion(&cluster, Some(Retention::None), t(11))
         .expect("begin");
@@ -173,12 +167,11 @@ fn a_queued_or_running_job_refuses_the_deletion_and_nothing_changes() {
     );
 }
 
-#[test]
-fn once_deleting_no_backup_policy_or_deletion_can_start() {
-    let (_d, store, account, cluster) = setup();
-    let m = queue_manual(&store, &account, &cluster, 1);
-    let set = finish(&store, m, 10);
-    let (job, doomed) = pending_deletion(&store, &cluster, 20);
+pub fn once_deleting_no_backup_policy_or_deletion_can_start(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let m = queue_manual(&*store, &account, &cluster, 1);
+    let set = finish(&*store, m, 10);
+    let (job, doomed) = pending_deletion(&*store, &cluster, 20);
     assert_eq!(
         (job.action, job.mode, job.status),
         (
@@ -188,7 +181,7 @@ fn once_deleting_no_backup_policy_or_deletion_can_start() {
         )
     );
     assert_eq!(doomed, vec![set.clone()]);
-    let c = row(&store, &cluster);
+    let c = row(&*store, &cluster);
     assert_eq!(
         (c.status, c.deletion_retention, c.deletion_job, c.deleted_at),
         (
@@ -212,10 +205,10 @@ fn once_deleting_no_backup_policy_or_deletion_can_start() {
             .expect("schedule"),
         None
     );
-    assert!(!scheduled(&store, &cluster), "the scheduler skips it");
+    assert!(!scheduled(&*store, &cluster), "the scheduler skips it");
     assert_eq!(
         store
-            .set_backup_policy(&cluster, &BackupPolicy::default())
+            .modify_backup_policy(&cluster, &PolicyChange::default())
             .expect("policy"),
         Err(deleting)
     );
@@ -232,14 +225,13 @@ fn once_deleting_no_backup_policy_or_deletion_can_start() {
         Err(DeletionRefusal::NotRunning(deleting))
     );
     // Reads still work, and the final backup is claimed like any job.
-    assert_eq!(listed(&store, &cluster), vec![set.id]);
-    assert_eq!(claim_final_backup(&store).id, job.id);
+    assert_eq!(listed(&*store, &cluster), vec![set.id]);
+    assert_eq!(claim_final_backup(&*store).id, job.id);
 }
 
-#[test]
-fn none_hides_every_set_for_deletion_and_releases_the_cluster() {
-    let (_d, store, account, cluster) = setup();
-    let sets = three_sets(&store, &account, &cluster);
+pub fn none_hides_every_set_for_deletion_and_releases_the_cluster(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let sets = three_sets(&*store, &account, &cluster);
     // No override: the policy's retention, NONE by default.
     let outcome = store
         .begin_cluster_deletion(&cluster, None, t(60))
@@ -252,15 +244,15 @@ fn none_hides_every_set_for_deletion_and_releases_the_cluster() {
             deleted: sets.to_vec(),
         })
     );
-    let c = row(&store, &cluster);
+    let c = row(&*store, &cluster);
     assert_eq!(
         (c.status, c.deleted_at, c.deletion_retention),
         (ClusterStatus::Deleted, Some(t(60)), Some(Retention::None))
     );
-    assert!(listed(&store, &cluster).is_empty());
-    assert!(detached(&store, &cluster).is_empty());
+    assert!(listed(&*store, &cluster).is_empty());
+    assert!(detached(&*store, &cluster).is_empty());
     assert_eq!(store.detached_set_count(&cluster).expect("count"), 0);
-    assert_eq!(pending(&store), ids(&sets), "data first, then rows");
+    assert_eq!(pending(&*store), ids(&sets), "data first, then rows");
     assert_eq!(
         store
             .create_manual_job(&manual(&account, &cluster, None, "b"), t(61), 3)
@@ -279,16 +271,15 @@ fn none_hides_every_set_for_deletion_and_releases_the_cluster() {
     assert!(store.known_backup_ids().expect("known").is_empty());
 }
 
-#[test]
-fn all_detaches_every_finished_set_and_detached_sets_never_expire() {
-    let (_d, store, account, cluster) = setup();
-    let [manual_set, auto_set, failed_set] = three_sets(&store, &account, &cluster);
-    let policy = BackupPolicy {
-        on_cluster_deletion: Retention::All,
-        ..BackupPolicy::default()
+pub fn all_detaches_every_finished_set_and_detached_sets_never_expire(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let [manual_set, auto_set, failed_set] = three_sets(&*store, &account, &cluster);
+    let change = PolicyChange {
+        on_cluster_deletion: Some(Retention::All),
+        ..PolicyChange::default()
     };
     store
-        .set_backup_policy(&cluster, &policy)
+        .modify_backup_policy(&cluster, &change)
         .expect("policy")
         .expect("running");
     let outcome = store
@@ -302,17 +293,20 @@ fn all_detaches_every_finished_set_and_detached_sets_never_expire() {
             deleted: vec![failed_set.clone()],
         })
     );
-    assert_eq!(status(&store, &cluster), ClusterStatus::Deleted);
+    assert_eq!(status(&*store, &cluster), ClusterStatus::Deleted);
     assert!(
-        listed(&store, &cluster).is_empty(),
+        listed(&*store, &cluster).is_empty(),
         "not a live set any more"
     );
-    assert_eq!(detached(&store, &cluster), vec![auto_set.id, manual_set.id]);
-    assert_eq!(pending(&store), vec![failed_set.id]);
-    assert!(!scheduled(&store, &cluster));
+    assert_eq!(
+        detached(&*store, &cluster),
+        vec![auto_set.id, manual_set.id]
+    );
+    assert_eq!(pending(&*store), vec![failed_set.id]);
+    assert!(!scheduled(&*store, &cluster));
     store.expire_sets(&[auto_set.id]).expect("expire");
     assert_eq!(store.detached_set_count(&cluster).expect("count"), 2);
-    assert_eq!(pending(&store), vec![failed_set.id]);
+    assert_eq!(pending(&*store), vec![failed_set.id]);
     // DeleteBackup takes detached sets, automated ones too; the last one ends the cluster's
     // visibility.
     assert_eq!(
@@ -329,27 +323,26 @@ fn all_detaches_every_finished_set_and_detached_sets_never_expire() {
         .expect("allowed");
     assert_eq!(store.detached_set_count(&cluster).expect("count"), 0);
     assert_eq!(
-        pending(&store),
+        pending(&*store),
         vec![manual_set.id, auto_set.id, failed_set.id]
     );
 }
 
-#[test]
-fn latest_keeps_only_the_final_backup_once_it_finishes() {
-    let (_d, store, account, cluster) = setup();
-    let sets = three_sets(&store, &account, &cluster);
-    let (job, doomed) = pending_deletion(&store, &cluster, 60);
+pub fn latest_keeps_only_the_final_backup_once_it_finishes(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let sets = three_sets(&*store, &account, &cluster);
+    let (job, doomed) = pending_deletion(&*store, &cluster, 60);
     assert_eq!(doomed, sets.to_vec());
-    let temp = finish(&store, claim_final_backup(&store), 100);
+    let temp = finish(&*store, claim_final_backup(&*store), 100);
     assert_eq!(temp.id, job.id);
-    let c = row(&store, &cluster);
+    let c = row(&*store, &cluster);
     assert_eq!(
         (c.status, c.deleted_at, c.deletion_job),
         (ClusterStatus::Deleted, Some(t(100)), Some(job.id))
     );
-    assert_eq!(detached(&store, &cluster), vec![temp.id]);
+    assert_eq!(detached(&*store, &cluster), vec![temp.id]);
     assert_eq!(store.detached_set_count(&cluster).expect("count"), 1);
-    assert_eq!(pending(&store), ids(&sets));
+    assert_eq!(pending(&*store), ids(&sets));
     assert_eq!(
         store.backup_set(temp.id).expect("set"),
         Some(temp),
@@ -357,24 +350,23 @@ fn latest_keeps_only_the_final_backup_once_it_finishes() {
     );
 }
 
-#[test]
-fn latest_is_aborted_by_a_failed_final_backup_and_deletes_nothing() {
-    let (_d, store, account, cluster) = setup();
-    let sets = three_sets(&store, &account, &cluster);
-    let (job, _) = pending_deletion(&store, &cluster, 60);
-    let failed_temp = fail(&store, claim_final_backup(&store), 100);
+pub fn latest_is_aborted_by_a_failed_final_backup_and_deletes_nothing(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let sets = three_sets(&*store, &account, &cluster);
+    let (job, _) = pending_deletion(&*store, &cluster, 60);
+    let failed_temp = fail(&*store, claim_final_backup(&*store), 100);
     assert_eq!(failed_temp.id, job.id);
-    let c = row(&store, &cluster);
+    let c = row(&*store, &cluster);
     assert_eq!(
         (c.status, c.deletion_retention, c.deletion_job),
         (ClusterStatus::Running, None, None)
     );
-    assert!(pending(&store).is_empty());
+    assert!(pending(&*store).is_empty());
     let mut want: Vec<_> = ids(&sets);
     want.push(job.id);
     want.reverse();
-    assert_eq!(listed(&store, &cluster), want);
-    assert!(scheduled(&store, &cluster));
+    assert_eq!(listed(&*store, &cluster), want);
+    assert!(scheduled(&*store, &cluster));
     assert!(store
         .schedule_automated_job(&cluster, t(300), t(300))
         .expect("schedule")
@@ -384,11 +376,10 @@ fn latest_is_aborted_by_a_failed_final_backup_and_deletes_nothing() {
 /// CreateBackup and the scheduler race a deletion from other connections (as other
 /// processes would): every job they get is ended soon after, so the deletion can go through
 /// eventually. A job created after the deletion would leave a listed set behind.
-#[test]
-fn jobs_racing_a_deletion_never_land_after_it() {
-    let (dir, store, account, cluster) = setup();
-    let creator = SqliteStore::open(dir.path()).expect("second connection");
-    let scheduler = SqliteStore::open(dir.path()).expect("third connection");
+pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let creator = b.open();
+    let scheduler = b.open();
     let req = manual(&account, &cluster, None, "a");
     let stop = AtomicBool::new(false);
     let made = AtomicUsize::new(0);
@@ -401,7 +392,7 @@ fn jobs_racing_a_deletion_never_land_after_it() {
                     .expect("create")
                 {
                     CreateJobOutcome::Created(job) => {
-                        fail(&creator, job, i);
+                        fail(&*creator, job, i);
                         made.fetch_add(1, Ordering::SeqCst);
                     }
                     CreateJobOutcome::ClusterNotRunning(s) => {
@@ -422,9 +413,9 @@ fn jobs_racing_a_deletion_never_land_after_it() {
                     .schedule_automated_job(&cluster, t(i), t(i))
                     .expect("schedule")
                 {
-                    fail(&scheduler, job, i);
+                    fail(&*scheduler, job, i);
                     made.fetch_add(1, Ordering::SeqCst);
-                } else if status(&scheduler, &cluster) == ClusterStatus::Deleted
+                } else if status(&*scheduler, &cluster) == ClusterStatus::Deleted
                     || stop.load(Ordering::SeqCst)
                 {
                     return;
@@ -454,10 +445,10 @@ fn jobs_racing_a_deletion_never_land_after_it() {
         deleted
     });
     assert!(deleted, "the deletion never found a moment without a job");
-    assert_eq!(status(&store, &cluster), ClusterStatus::Deleted);
+    assert_eq!(status(&*store, &cluster), ClusterStatus::Deleted);
     assert!(
-        listed(&store, &cluster).is_empty(),
+        listed(&*store, &cluster).is_empty(),
         "a job slipped in after the deletion"
     );
-    assert_eq!(pending(&store).len(), made.load(Ordering::SeqCst));
+    assert_eq!(pending(&*store).len(), made.load(Ordering::SeqCst));
 }

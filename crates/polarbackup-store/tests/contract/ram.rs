@@ -1,20 +1,19 @@
 //! RAM records: users, their keys, custom policies and attachments.
 
+use crate::common::Backend;
 use jiff::Timestamp;
-use polarbackup_store::{PolicyKind, SqliteStore, Store, StoreError, StoredPolicy};
+use polarbackup_store::{PolicyKind, StoreError, StoredPolicy};
 
 fn t() -> Timestamp {
     Timestamp::from_second(1_800_000_000).expect("time")
 }
 
-#[test]
-fn users_keys_policies_and_attachments() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = SqliteStore::open(dir.path()).expect("open");
+pub fn users_keys_policies_and_attachments(b: &dyn Backend) {
+    let store = b.open();
     let account = store.create_account(None, t()).expect("account").id;
     let other = store.create_account(None, t()).expect("account").id;
     let alice = store.create_user(&account, "alice", t()).expect("user");
-    assert_eq!(alice.id.len(), 16);
+    assert_eq!(alice.id.as_str().len(), 16);
     assert!(matches!(
         store.create_user(&account, "alice", t()),
         Err(StoreError::Conflict(_))
@@ -25,14 +24,10 @@ fn users_keys_policies_and_attachments() {
     assert_eq!(store.user(&alice.id).expect("load"), Some(alice.clone()));
 
     let key = store.create_user_key(&alice, t()).expect("key");
-    assert_eq!(key.user.as_deref(), Some(alice.id.as_str()));
+    assert_eq!(key.user.as_ref(), Some(&alice.id));
     assert_eq!(key.account, account);
     assert_eq!(
-        store
-            .key(key.id.as_str())
-            .expect("load")
-            .expect("exists")
-            .user,
+        store.key(&key.id).expect("load").expect("exists").user,
         key.user
     );
     let root = store.create_key(&account, t()).expect("root key");

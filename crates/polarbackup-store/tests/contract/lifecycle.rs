@@ -1,14 +1,11 @@
 //! The store's job lifecycle contract: CreateBackup bookkeeping, leases, backup sets, deletion.
 
-mod common;
-
-use common::{created, finish, manual, new_cluster, page, setup, t};
+use crate::common::{created, finish, manual, new_cluster, page, setup, t, Backend};
 use polarbackup_model::{BackupJobId, BackupSetStatus, JobMode, JobStatus};
-use polarbackup_store::{CreateJobOutcome, DeleteRefusal, Store};
+use polarbackup_store::{CreateJobOutcome, DeleteRefusal};
 
-#[test]
-fn client_tokens_are_idempotent_and_bound_to_their_parameters() {
-    let (_d, store, account, cluster) = setup();
+pub fn client_tokens_are_idempotent_and_bound_to_their_parameters(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
     let job = created(
         store
             .create_manual_job(&manual(&account, &cluster, Some("tok"), "a"), t(1), 3)
@@ -27,7 +24,7 @@ fn client_tokens_are_idempotent_and_bound_to_their_parameters() {
         CreateJobOutcome::TokenMismatch
     );
     let other_account = store.create_account(None, t(0)).expect("account").id;
-    let other_cluster = new_cluster(&store, &other_account);
+    let other_cluster = new_cluster(&*store, &other_account);
     let other = created(
         store
             .create_manual_job(
@@ -40,9 +37,8 @@ fn client_tokens_are_idempotent_and_bound_to_their_parameters() {
     assert_ne!(other.id, job.id);
 }
 
-#[test]
-fn at_most_three_manual_backups_exist_at_once() {
-    let (_d, store, account, cluster) = setup();
+pub fn at_most_three_manual_backups_exist_at_once(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
     let req = manual(&account, &cluster, None, "a");
     let jobs: Vec<_> = (0..3)
         .map(|i| created(store.create_manual_job(&req, t(i), 3).expect("create")))
@@ -56,7 +52,7 @@ fn at_most_three_manual_backups_exist_at_once() {
     failed.fail("boom", t(6)).expect("fail");
     store.end_job(&failed, None).expect("end");
     let fourth = created(store.create_manual_job(&req, t(7), 3).expect("slot freed"));
-    let set = finish(&store, jobs[1].clone(), 8);
+    let set = finish(&*store, jobs[1].clone(), 8);
     assert_eq!(
         store.create_manual_job(&req, t(9), 3).expect("still full"),
         CreateJobOutcome::LimitReached
@@ -74,10 +70,9 @@ fn at_most_three_manual_backups_exist_at_once() {
     assert!(fourth.id > jobs[2].id);
 }
 
-#[test]
-fn one_lease_per_cluster_and_abandoned_jobs_are_found() {
-    let (_d, store, account, cluster) = setup();
-    let other = new_cluster(&store, &account);
+pub fn one_lease_per_cluster_and_abandoned_jobs_are_found(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let other = new_cluster(&*store, &account);
     let req = manual(&account, &cluster, None, "a");
     let a = created(store.create_manual_job(&req, t(1), 3).expect("a"));
     let b = created(store.create_manual_job(&req, t(2), 3).expect("b"));
@@ -92,19 +87,19 @@ fn one_lease_per_cluster_and_abandoned_jobs_are_found() {
         .claim_job("w1", lease, t(100))
         .expect("claim")
         .expect("a job");
-    assert_eq!(first.job.id, a.id);
+    assert_eq!(first.id, a.id);
     assert_eq!(first.comment.as_deref(), Some("c"));
     let second = store
         .claim_job("w2", lease, t(100))
         .expect("claim")
         .expect("a job");
-    assert_eq!(second.job.id, c.id, "b waits: its cluster is busy");
+    assert_eq!(second.id, c.id, "b waits: its cluster is busy");
     assert!(store
         .claim_job("w3", lease, t(100))
         .expect("claim")
         .is_none());
 
-    let mut running = first.job.clone();
+    let mut running = first.clone();
     running
         .advance(JobStatus::Preparing, 2, t(101))
         .expect("prep");
@@ -124,12 +119,11 @@ fn one_lease_per_cluster_and_abandoned_jobs_are_found() {
         .claim_job("w3", t(300), t(170))
         .expect("claim")
         .expect("b now");
-    assert_eq!(third.job.id, b.id);
+    assert_eq!(third.id, b.id);
 }
 
-#[test]
-fn sets_are_listed_filtered_and_paged_newest_first() {
-    let (_d, store, account, cluster) = setup();
+pub fn sets_are_listed_filtered_and_paged_newest_first(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
     let req = manual(&account, &cluster, None, "a");
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -138,7 +132,7 @@ fn sets_are_listed_filtered_and_paged_newest_first() {
                 .create_manual_job(&req, t(i * 100), 3)
                 .expect("create"),
         );
-        ids.push(finish(&store, job, i * 100 + 50).id);
+        ids.push(finish(&*store, job, i * 100 + 50).id);
     }
     let auto = store
         .insert_job(
@@ -148,7 +142,7 @@ fn sets_are_listed_filtered_and_paged_newest_first() {
             t(400),
         )
         .expect("auto");
-    let auto_set = finish(&store, auto, 450);
+    let auto_set = finish(&*store, auto, 450);
 
     let all = store
         .list_backup_sets(&cluster, &page(0, 1000, 30, 1))
@@ -202,7 +196,7 @@ fn sets_are_listed_filtered_and_paged_newest_first() {
             .expect("delete"),
         Err(DeleteRefusal::NotFound(BackupJobId(1)))
     );
-    let other = new_cluster(&store, &account);
+    let other = new_cluster(&*store, &account);
     assert_eq!(
         store.begin_delete_sets(&other, &[ids[0]]).expect("delete"),
         Err(DeleteRefusal::NotFound(ids[0]))
@@ -243,16 +237,15 @@ fn sets_are_listed_filtered_and_paged_newest_first() {
     );
 }
 
-#[test]
-fn ending_needs_a_terminal_job_and_never_moves_back() {
-    let (_d, store, account, cluster) = setup();
+pub fn ending_needs_a_terminal_job_and_never_moves_back(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
     let job = created(
         store
             .create_manual_job(&manual(&account, &cluster, None, "a"), t(1), 3)
             .expect("create"),
     );
     assert!(store.end_job(&job, None).is_err(), "NoStart is not an end");
-    let set = finish(&store, job.clone(), 10);
+    let set = finish(&*store, job.clone(), 10);
     let mut late = job;
     late.fail("late", t(20)).expect("in memory");
     assert!(

@@ -1,26 +1,48 @@
-//! Helpers shared by the store's contract tests: a fresh store with an account and a cluster,
-//! CreateBackup requests, and jobs driven to a finished set.
+//! The contract's harness: a [`Backend`] hands out store handles on one database, plus helpers
+//! (an account and a cluster, CreateBackup requests, jobs driven to a finished set).
 #![allow(dead_code)]
 
 use jiff::Timestamp;
-use polarbackup_model::{AccountId, BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobStatus};
-use polarbackup_store::{
-    CreateJobOutcome, ManualJobRequest, NewCluster, SetFilter, SqliteStore, Store,
+use polarbackup_model::{
+    AccountId, BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobStatus, NewCluster, TlsMode,
 };
+use polarbackup_store::{CreateJobOutcome, ManualJobRequest, SetFilter, SqliteStore, Store};
+use std::sync::Arc;
+
+/// One database of one backend. Every `open` is a new handle on it, as another process (or
+/// another server sharing the store) would hold; the first one finds it empty.
+pub trait Backend: Sync {
+    fn open(&self) -> Arc<dyn Store>;
+}
+
+/// The embedded SQLite store in a temporary data directory.
+pub struct SqliteBackend(tempfile::TempDir);
+
+impl SqliteBackend {
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().expect("tmp"))
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn open(&self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(self.0.path()).expect("open"))
+    }
+}
 
 pub fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + s).expect("valid time")
 }
 
-pub fn setup() -> (tempfile::TempDir, SqliteStore, AccountId, DbClusterId) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = SqliteStore::open(dir.path()).expect("open");
+/// A fresh handle with one account and one cluster.
+pub fn setup(b: &dyn Backend) -> (Arc<dyn Store>, AccountId, DbClusterId) {
+    let store = b.open();
     let account = store.create_account(None, t(0)).expect("account").id;
-    let cluster = new_cluster(&store, &account);
-    (dir, store, account, cluster)
+    let cluster = new_cluster(&*store, &account);
+    (store, account, cluster)
 }
 
-pub fn new_cluster(store: &SqliteStore, account: &AccountId) -> DbClusterId {
+pub fn new_cluster(store: &dyn Store, account: &AccountId) -> DbClusterId {
     store
         .create_cluster(
             &NewCluster {
@@ -33,7 +55,7 @@ pub fn new_cluster(store: &SqliteStore, account: &AccountId) -> DbClusterId {
                 password: None,
                 database: None,
                 description: None,
-                tls_mode: "prefer".into(),
+                tls_mode: TlsMode::Prefer,
                 tls_ca_file: None,
             },
             t(0),
@@ -65,7 +87,7 @@ pub fn created(o: CreateJobOutcome) -> BackupJob {
 }
 
 /// Drives a job from wherever it is to Finished and records a successful set.
-pub fn finish(store: &SqliteStore, mut job: BackupJob, at: i64) -> BackupSet {
+pub fn finish(store: &dyn Store, mut job: BackupJob, at: i64) -> BackupSet {
     for (s, p) in [
         (JobStatus::Preparing, 1),
         (JobStatus::Uploading, 50),
@@ -110,7 +132,7 @@ pub fn page(start: i64, end: i64, size: u32, number: u32) -> SetFilter {
 }
 
 /// Ends a job Failed, with the failed set a worker records.
-pub fn fail(store: &SqliteStore, mut job: BackupJob, at: i64) -> BackupSet {
+pub fn fail(store: &dyn Store, mut job: BackupJob, at: i64) -> BackupSet {
     job.fail("boom", t(at)).expect("fail");
     let set = BackupSet {
         status: BackupSetStatus::Failed,

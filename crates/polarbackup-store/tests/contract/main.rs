@@ -1,0 +1,64 @@
+//! The store contract: every case runs on every backend, as `<backend>::<case>`. A new backend
+//! is a [`common::Backend`] and one `store_contract!` line at the end of this file.
+
+mod common;
+mod concurrency;
+mod deletion;
+mod lifecycle;
+mod policy;
+mod ram;
+mod records;
+
+/// `store_contract!(name, backend)`: a module `name` with one `#[test]` per case, each on a
+/// fresh database of `backend`.
+#[macro_export]
+macro_rules! store_contract {
+    ($name:ident, $backend:expr) => {
+        mod $name {
+            $crate::store_contract!(@cases $backend;
+                records::keys_round_trip_and_toggle,
+                records::job_ids_increase_across_reopen,
+                records::listing_filters_orders_and_hides_history,
+                records::updates_never_move_a_job_backwards,
+                records::nonces_are_single_use_until_they_expire,
+                records::concurrent_writers_share_one_database,
+                ram::users_keys_policies_and_attachments,
+                lifecycle::client_tokens_are_idempotent_and_bound_to_their_parameters,
+                lifecycle::at_most_three_manual_backups_exist_at_once,
+                lifecycle::one_lease_per_cluster_and_abandoned_jobs_are_found,
+                lifecycle::sets_are_listed_filtered_and_paged_newest_first,
+                lifecycle::ending_needs_a_terminal_job_and_never_moves_back,
+                policy::a_new_cluster_has_the_default_policy_and_a_schedule_from_now,
+                policy::a_change_applies_only_the_fields_it_carries,
+                policy::a_slot_is_scheduled_once_and_never_an_earlier_one,
+                policy::cluster_creation_is_all_or_nothing,
+                deletion::a_queued_or_running_job_refuses_the_deletion_and_nothing_changes,
+                deletion::once_deleting_no_backup_policy_or_deletion_can_start,
+                deletion::none_hides_every_set_for_deletion_and_releases_the_cluster,
+                deletion::all_detaches_every_finished_set_and_detached_sets_never_expire,
+                deletion::latest_keeps_only_the_final_backup_once_it_finishes,
+                deletion::latest_is_aborted_by_a_failed_final_backup_and_deletes_nothing,
+                deletion::jobs_racing_a_deletion_never_land_after_it,
+                concurrency::job_ids_increase_and_are_never_reused_across_handles,
+                concurrency::the_manual_limit_holds_under_concurrent_callers,
+                concurrency::a_client_token_creates_one_job_under_concurrent_callers,
+                concurrency::two_stores_schedule_each_slot_exactly_once,
+                concurrency::a_nonce_is_accepted_once_under_concurrent_callers,
+                concurrency::a_stale_writer_never_moves_a_job_backwards,
+                concurrency::concurrent_policy_changes_lose_no_field,
+                concurrency::a_policy_change_racing_a_deletion_lands_before_it_or_not_at_all,
+            );
+        }
+    };
+    (@cases $backend:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let backend = $backend;
+                $crate::$module::$case(&backend);
+            }
+        )*
+    };
+}
+
+store_contract!(sqlite, crate::common::SqliteBackend::new());

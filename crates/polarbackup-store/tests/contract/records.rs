@@ -1,0 +1,208 @@
+//! Keys, job ids, job listing and updates, and nonces: the records every backend keeps.
+
+use crate::common::{new_cluster, t, Backend};
+use jiff::{SignedDuration, Timestamp};
+use polarbackup_model::{
+    AccessKeyId, BackupJobId, DbClusterId, JobMode, JobStatus, KeyKind, TaskAction,
+};
+use polarbackup_store::{JobFilter, Store, StoreError};
+
+fn cluster(store: &dyn Store) -> DbClusterId {
+    let account = store.create_account(Some("a"), t(0)).expect("account");
+    new_cluster(store, &account.id)
+}
+
+fn all(ended_since: Timestamp) -> JobFilter {
+    JobFilter {
+        job_id: None,
+        mode: None,
+        ended_since,
+    }
+}
+
+pub fn keys_round_trip_and_toggle(b: &dyn Backend) {
+    let store = b.open();
+    let account = store.create_account(None, t(0)).expect("account");
+    let key = store.create_key(&account.id, t(1)).expect("key");
+    assert!(
+        !format!("{key:?}").contains(&key.secret),
+        "Debug must redact"
+    );
+    let loaded = store.key(&key.id).expect("load").expect("exists");
+    assert_eq!(loaded, key);
+    store.set_key_active(&key.id, false).expect("disable");
+    assert!(!store.key(&key.id).expect("load").expect("exists").active);
+    let missing = AccessKeyId::parse("LTAInope").expect("id");
+    assert!(store.key(&missing).expect("load").is_none());
+    assert!(matches!(
+        store.set_key_active(&missing, true),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.import_key(&key),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(key.kind, KeyKind::Hmac);
+
+    // An RSA key keeps its public key where an HMAC key keeps its secret, and says so.
+    let pem = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----";
+    let rsa = store
+        .create_rsa_key(&account.id, None, pem, t(2))
+        .expect("rsa key");
+    let loaded = store.key(&rsa.id).expect("load").expect("exists");
+    assert_eq!((loaded.kind, loaded.secret.as_str()), (KeyKind::Rsa, pem));
+    assert_ne!(rsa.id, key.id);
+}
+
+pub fn job_ids_increase_across_reopen(b: &dyn Backend) {
+    let (c, first) = {
+        let store = b.open();
+        let c = cluster(&*store);
+        let j = store
+            .insert_job(&c, JobMode::Manual, TaskAction::NormalBackupTask, t(1))
+            .expect("job");
+        (c, j.id)
+    };
+    assert!(first.0 > 10_000_000);
+    let store = b.open();
+    let second = store
+        .insert_job(&c, JobMode::Automated, TaskAction::NormalBackupTask, t(2))
+        .expect("job");
+    assert!(second.id > first);
+}
+
+pub fn listing_filters_orders_and_hides_history(b: &dyn Backend) {
+    let store = b.open();
+    let c = cluster(&*store);
+    let other = cluster(&*store);
+    let mut old = store
+        .insert_job(&c, JobMode::Manual, TaskAction::NormalBackupTask, t(10))
+        .expect("job");
+    let auto = store
+        .insert_job(&c, JobMode::Automated, TaskAction::NormalBackupTask, t(20))
+        .expect("job");
+    let newest = store
+        .insert_job(&c, JobMode::Manual, TaskAction::TempBackupTask, t(30))
+        .expect("job");
+    store
+        .insert_job(&other, JobMode::Manual, TaskAction::NormalBackupTask, t(40))
+        .expect("job");
+
+    let ids = |f: &JobFilter| -> Vec<BackupJobId> {
+        store
+            .list_jobs(&c, f)
+            .expect("list")
+            .iter()
+            .map(|j| j.id)
+            .collect()
+    };
+    assert_eq!(ids(&all(t(0))), vec![newest.id, auto.id, old.id]);
+    let manual = JobFilter {
+        mode: Some(JobMode::Manual),
+        ..all(t(0))
+    };
+    assert_eq!(ids(&manual), vec![newest.id, old.id]);
+    let one = JobFilter {
+        job_id: Some(auto.id),
+        ..all(t(0))
+    };
+    assert_eq!(ids(&one), vec![auto.id]);
+    let none = JobFilter {
+        job_id: Some(BackupJobId(1)),
+        ..all(t(0))
+    };
+    assert!(ids(&none).is_empty());
+
+    old.fail("boom", t(50)).expect("fail");
+    store.update_job(&old).expect("update");
+    assert_eq!(
+        ids(&all(t(50))).len(),
+        3,
+        "ended exactly at the edge is still shown"
+    );
+    assert_eq!(ids(&all(t(51))), vec![newest.id, auto.id]);
+    let reloaded = &store.list_jobs(&c, &one_of(old.id)).expect("list")[0];
+    assert_eq!(reloaded, &old);
+}
+
+fn one_of(id: BackupJobId) -> JobFilter {
+    JobFilter {
+        job_id: Some(id),
+        ..all(t(0))
+    }
+}
+
+pub fn updates_never_move_a_job_backwards(b: &dyn Backend) {
+    let store = b.open();
+    let c = cluster(&*store);
+    let mut job = store
+        .insert_job(&c, JobMode::Manual, TaskAction::NormalBackupTask, t(1))
+        .expect("job");
+    let stale = job.clone();
+    job.advance(JobStatus::Preparing, 3, t(2)).expect("prep");
+    store.update_job(&job).expect("update");
+    assert!(matches!(
+        store.update_job(&stale),
+        Err(StoreError::IllegalJobUpdate { .. })
+    ));
+    job.advance(JobStatus::Uploading, 40, t(3)).expect("upload");
+    job.advance(JobStatus::Checking, 95, t(4)).expect("check");
+    job.advance(JobStatus::Finished, 100, t(5)).expect("finish");
+    store.update_job(&job).expect("update");
+    let mut after = job.clone();
+    after.failure_reason = Some("late".into());
+    assert!(store.update_job(&after).is_err(), "an ended job is frozen");
+    let listed = store.list_jobs(&c, &one_of(job.id)).expect("list");
+    assert_eq!(listed, vec![job]);
+}
+
+pub fn nonces_are_single_use_until_they_expire(b: &dyn Backend) {
+    let store = b.open();
+    let k = AccessKeyId::parse("k").expect("id");
+    let k2 = AccessKeyId::parse("k2").expect("id");
+    let exp = t(0) + SignedDuration::from_mins(30);
+    assert!(store.use_nonce(&k, "n1", exp, t(0)).expect("nonce"));
+    assert!(!store.use_nonce(&k, "n1", exp, t(1)).expect("nonce"));
+    assert!(store.use_nonce(&k2, "n1", exp, t(1)).expect("other key"));
+    drop(store);
+    let store = b.open();
+    assert!(!store.use_nonce(&k, "n1", exp, t(2)).expect("persisted"));
+    let later = exp + SignedDuration::from_secs(1);
+    assert!(store
+        .use_nonce(&k, "n1", later + SignedDuration::from_mins(30), later)
+        .expect("purged"));
+}
+
+/// Four handles on one database (as four processes would have) write at once; nothing is lost.
+pub fn concurrent_writers_share_one_database(b: &dyn Backend) {
+    let k = AccessKeyId::parse("k").expect("id");
+    let clusters: Vec<DbClusterId> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let k = &k;
+                s.spawn(move || {
+                    let store = b.open();
+                    let c = cluster(&*store);
+                    for i in 0..20 {
+                        let mut job = store
+                            .insert_job(&c, JobMode::Manual, TaskAction::NormalBackupTask, t(i))
+                            .expect("insert");
+                        job.advance(JobStatus::Preparing, 2, t(i)).expect("prep");
+                        store.update_job(&job).expect("update");
+                        let nonce = format!("{c}-{i}");
+                        assert!(store.use_nonce(&k, &nonce, t(1000), t(i)).expect("nonce"));
+                    }
+                    c
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let store = b.open();
+    for c in clusters {
+        assert_eq!(store.list_jobs(&c, &all(t(0))).expect("list").len(), 20);
+    }
+}
