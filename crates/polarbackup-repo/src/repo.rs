@@ -311,3 +311,37 @@ async fn fetch_file(
     let path = layout::object_path(backup_id, &file.object);
     fetch_object(op, path, file.as_chunk(), checksum).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_refuses_a_storage_that_cannot_do_what_the_repository_needs() {
+        let op = Operator::new(opendal::services::Memory::default())
+            .unwrap()
+            .layer(opendal::layers::CapabilityOverrideLayer::new(|c| {
+                opendal::Capability {
+                    list: false,
+                    delete: false,
+                    ..c
+                }
+            }));
+        match Repo::new(op, RepoConfig::default()) {
+            Err(RepoError::InvalidConfig(msg)) => {
+                assert_eq!(msg, "the storage cannot list, delete")
+            }
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+        let op = Operator::new(opendal::services::Memory::default()).unwrap();
+        let bad = RepoConfig {
+            parallelism: 0,
+            ..RepoConfig::default()
+        };
+        assert!(matches!(
+            Repo::new(op.clone(), bad),
+            Err(RepoError::InvalidConfig(_))
+        ));
+        Repo::new(op, RepoConfig::default()).unwrap();
+    }
+}
