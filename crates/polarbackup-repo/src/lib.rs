@@ -5,6 +5,9 @@
 //! `backups/<id>/<archive>/<seq:08>.zst` (chunks of a tar stream) and
 //! `backups/<id>/files/<name>` (small side files such as PostgreSQL's `backup_manifest`).
 //! A backup exists exactly when its manifest does; everything else is orphan data for cleanup.
+//!
+//! `Repo::new` takes any opendal `Operator` (`Repo::open_fs` is the local directory); the
+//! contract suite in `tests/contract/` states what every backend must give.
 
 mod codec;
 mod config;

@@ -50,25 +50,44 @@ pub struct VerifyReport {
 }
 
 impl Repo {
-    /// A repository in the local directory `root` (created if missing).
-    pub fn open_fs(root: &Path, cfg: RepoConfig) -> Result<Repo, RepoError> {
+    /// A repository on any opendal storage. The operator must be able to read, write, stat,
+    /// list and delete; `rename` is used for the manifest where the storage has it.
+    pub fn new(op: Operator, cfg: RepoConfig) -> Result<Repo, RepoError> {
         cfg.validate()?;
-        let root = root.to_str().ok_or_else(|| {
-            RepoError::InvalidConfig(format!("repository path {root:?} is not UTF-8"))
-        })?;
-        let op = Operator::new(opendal::services::Fs::default().root(root))
-            .map_err(|e| RepoError::storage(root, e))?;
-        Ok(Repo::from_operator(op, cfg))
-    }
-
-    fn from_operator(op: Operator, cfg: RepoConfig) -> Repo {
-        Repo {
+        let cap = op.info().capability();
+        let missing: Vec<&str> = [
+            ("read", cap.read),
+            ("write", cap.write),
+            ("stat", cap.stat),
+            ("list", cap.list),
+            ("delete", cap.delete),
+        ]
+        .into_iter()
+        .filter_map(|(name, ok)| (!ok).then_some(name))
+        .collect();
+        if !missing.is_empty() {
+            return Err(RepoError::InvalidConfig(format!(
+                "the storage cannot {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(Repo {
             inner: Arc::new(Inner {
                 op,
                 cfg,
                 chunk_hook: None,
             }),
-        }
+        })
+    }
+
+    /// A repository in the local directory `root` (created if missing).
+    pub fn open_fs(root: &Path, cfg: RepoConfig) -> Result<Repo, RepoError> {
+        let root = root.to_str().ok_or_else(|| {
+            RepoError::InvalidConfig(format!("repository path {root:?} is not UTF-8"))
+        })?;
+        let op = Operator::new(opendal::services::Fs::default().root(root))
+            .map_err(|e| RepoError::storage(root, e))?;
+        Repo::new(op, cfg)
     }
 
     #[cfg(test)]
@@ -86,14 +105,24 @@ impl Repo {
         &self.inner.cfg
     }
 
-    /// Starts writing a new backup. Refuses an id that already has objects, committed or not.
-    /// Two writers for one id at the same time are the caller's job to prevent (job leases).
-    pub async fn begin(&self, backup_id: &str) -> Result<BackupWriter, RepoError> {
+    /// Starts writing a new backup; its manifest will say it was created at `created_at` (the
+    /// caller's clock, so this crate never reads the wall clock). Refuses an id that already
+    /// has objects, committed or not. Two writers for one id at the same time are the
+    /// caller's job to prevent (job leases).
+    pub async fn begin(
+        &self,
+        backup_id: &str,
+        created_at: jiff::Timestamp,
+    ) -> Result<BackupWriter, RepoError> {
         layout::check_name("backup id", backup_id)?;
         if self.has_objects(backup_id).await? {
             return Err(RepoError::Exists(format!("backup {backup_id}")));
         }
-        Ok(BackupWriter::new(self.clone(), backup_id.to_owned()))
+        Ok(BackupWriter::new(
+            self.clone(),
+            backup_id.to_owned(),
+            created_at,
+        ))
     }
 
     /// The committed manifest, or `None` if there is none (never committed, or being deleted).
@@ -281,4 +310,38 @@ async fn fetch_file(
 ) -> Result<Vec<u8>, RepoError> {
     let path = layout::object_path(backup_id, &file.object);
     fetch_object(op, path, file.as_chunk(), checksum).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_refuses_a_storage_that_cannot_do_what_the_repository_needs() {
+        let op = Operator::new(opendal::services::Memory::default())
+            .unwrap()
+            .layer(opendal::layers::CapabilityOverrideLayer::new(|c| {
+                opendal::Capability {
+                    list: false,
+                    delete: false,
+                    ..c
+                }
+            }));
+        match Repo::new(op, RepoConfig::default()) {
+            Err(RepoError::InvalidConfig(msg)) => {
+                assert_eq!(msg, "the storage cannot list, delete")
+            }
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+        let op = Operator::new(opendal::services::Memory::default()).unwrap();
+        let bad = RepoConfig {
+            parallelism: 0,
+            ..RepoConfig::default()
+        };
+        assert!(matches!(
+            Repo::new(op.clone(), bad),
+            Err(RepoError::InvalidConfig(_))
+        ));
+        Repo::new(op, RepoConfig::default()).unwrap();
+    }
 }

@@ -56,12 +56,12 @@ struct ChunkJob {
 }
 
 impl BackupWriter {
-    pub(crate) fn new(repo: Repo, backup_id: String) -> Self {
+    pub(crate) fn new(repo: Repo, backup_id: String, created_at: jiff::Timestamp) -> Self {
         let parallelism = repo.inner.cfg.parallelism;
         BackupWriter {
             repo,
             backup_id,
-            created_at: jiff::Timestamp::now(),
+            created_at,
             archives: Vec::new(),
             files: Vec::new(),
             open: None,
@@ -446,7 +446,7 @@ mod tests {
             .with_chunk_hook(hook);
         let data: Vec<u8> = (0..7500u32).map(|i| (i * 7 % 251) as u8).collect();
 
-        let mut w = repo.begin("b1").await.unwrap();
+        let mut w = repo.begin("b1", jiff::Timestamp::UNIX_EPOCH).await.unwrap();
         w.start_archive("base.tar", None).await.unwrap();
         w.write(&data).await.unwrap();
         w.finish_archive().await.unwrap();

@@ -1,8 +1,6 @@
 //! Helpers shared by the repository integration tests: configs, test data, a sample backup.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::path::{Path, PathBuf};
-
 use polarbackup_repo::{Manifest, Repo, RepoConfig};
 use rand::{RngCore, SeedableRng};
 use tokio::io::AsyncReadExt;
@@ -26,10 +24,8 @@ pub fn compressible(len: usize) -> Vec<u8> {
     (0..len).map(|i| b"polarbackup "[i % 12]).collect()
 }
 
-/// `root/backups/<id>/<object>` on disk.
-pub fn object_file(root: &Path, id: &str, object: &str) -> PathBuf {
-    root.join("backups").join(id).join(object)
-}
+/// The creation time the tests give their backups (the repository never reads a clock).
+pub const CREATED_AT: jiff::Timestamp = jiff::Timestamp::constant(1_700_000_000, 0);
 
 /// Writes `data` in uneven pieces so chunk boundaries fall inside writes.
 pub async fn write_archive(
@@ -53,7 +49,7 @@ pub async fn write_archive(
 /// A committed backup with one archive of three full random chunks of 1 KiB and one file.
 pub async fn three_chunk_backup(repo: &Repo, id: &str) -> (Manifest, Vec<u8>) {
     let data = random(3 * 1024, 7);
-    let mut w = repo.begin(id).await.unwrap();
+    let mut w = repo.begin(id, CREATED_AT).await.unwrap();
     write_archive(&mut w, "base.tar", None, &data).await;
     w.put_file(
         "backup_manifest",

@@ -1,4 +1,5 @@
-//! Abort, delete (manifest first, idempotent), listing for cleanup, and a real full disk.
+//! What only the local filesystem backend (`Repo::open_fs`) can show: a real full disk.
+//! Everything every backend must do is in the contract suite (`tests/contract/`).
 
 mod common;
 
@@ -7,70 +8,6 @@ use std::process::Command;
 
 use common::*;
 use polarbackup_repo::{Repo, RepoError};
-
-#[tokio::test]
-async fn abort_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::open_fs(dir.path(), cfg(1024, 2)).unwrap();
-    let mut w = repo.begin("b1").await.unwrap();
-    write_archive(&mut w, "base.tar", None, &random(10_000, 1)).await;
-    w.start_archive("pg_wal.tar", None).await.unwrap();
-    w.write(&random(5000, 2)).await.unwrap(); // chunks still in flight
-    w.put_file("backup_manifest", b"{}").await.unwrap();
-    assert!(w.stored_bytes() > 0);
-    assert_eq!(repo.list_backup_ids().await.unwrap(), ["b1"]);
-    w.abort().await.unwrap();
-
-    assert!(!dir.path().join("backups/b1").exists());
-    assert!(repo.list_backup_ids().await.unwrap().is_empty());
-    assert_eq!(repo.manifest("b1").await.unwrap(), None);
-    // The id is free again.
-    three_chunk_backup(&repo, "b1").await;
-}
-
-#[tokio::test]
-async fn delete_removes_the_manifest_first_and_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::open_fs(dir.path(), cfg(1024, 2)).unwrap();
-    three_chunk_backup(&repo, "b1").await;
-    three_chunk_backup(&repo, "b2").await;
-    assert_eq!(repo.list_backup_ids().await.unwrap(), ["b1", "b2"]);
-
-    // A crash right after delete's first step: the set is unusable but still listed.
-    std::fs::remove_file(object_file(dir.path(), "b1", "manifest.json")).unwrap();
-    assert_eq!(repo.manifest("b1").await.unwrap(), None);
-    assert!(matches!(
-        repo.verify("b1", &mut |_, _| {}).await,
-        Err(RepoError::NotFound(_))
-    ));
-    assert!(matches!(
-        repo.open_archive("b1", "base.tar").await,
-        Err(RepoError::NotFound(_))
-    ));
-    assert!(object_file(dir.path(), "b1", "base.tar/00000000.zst").exists());
-    assert_eq!(repo.list_backup_ids().await.unwrap(), ["b1", "b2"]);
-    assert!(matches!(repo.begin("b1").await, Err(RepoError::Exists(_))));
-
-    // Cleanup finishes the job; repeating it (or deleting an unknown id) is fine.
-    repo.delete("b1").await.unwrap();
-    repo.delete("b1").await.unwrap();
-    repo.delete("never-existed").await.unwrap();
-    assert!(!dir.path().join("backups/b1").exists());
-    assert_eq!(repo.list_backup_ids().await.unwrap(), ["b2"]);
-    repo.verify("b2", &mut |_, _| {}).await.unwrap();
-    repo.delete("b2").await.unwrap();
-    assert!(repo.list_backup_ids().await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn listing_an_empty_or_foreign_repository() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::open_fs(&dir.path().join("new"), cfg(1024, 2)).unwrap();
-    assert!(repo.list_backup_ids().await.unwrap().is_empty());
-    std::fs::create_dir_all(dir.path().join("new/backups/.hidden")).unwrap();
-    std::fs::write(dir.path().join("new/backups/stray-file"), b"x").unwrap();
-    assert!(repo.list_backup_ids().await.unwrap().is_empty());
-}
 
 /// A real ENOSPC on a 1 MiB tmpfs (needs CAP_SYS_ADMIN; otherwise this test says why and passes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +18,7 @@ async fn full_disk_is_an_error_and_abort_cleans_up() {
     };
     let repo = Repo::open_fs(&mount.path, cfg(64 * 1024, 2)).unwrap();
     let data = random(3 * 1024 * 1024, 9); // incompressible, 3x the space
-    let mut w = repo.begin("big").await.unwrap();
+    let mut w = repo.begin("big", CREATED_AT).await.unwrap();
     let result = async {
         w.start_archive("base.tar", None).await?;
         for piece in data.chunks(100_000) {
@@ -104,7 +41,7 @@ async fn full_disk_is_an_error_and_abort_cleans_up() {
 
     // A manifest that does not fit fails the commit, which then removes the backup.
     let filler = mount.path.join("filler");
-    let mut w = repo.begin("small").await.unwrap();
+    let mut w = repo.begin("small", CREATED_AT).await.unwrap();
     write_archive(&mut w, "base.tar", None, &random(1000, 3)).await;
     fill(&filler);
     let meta = serde_json::json!({ "padding": "x".repeat(64 * 1024) });
@@ -155,4 +92,21 @@ impl Drop for TmpfsMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.path).status();
     }
+}
+
+/// On disk the layout is the documented one, and the manifest's temporary name (renamed
+/// into place) is gone after the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifest_is_renamed_into_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("new");
+    let repo = Repo::open_fs(&root, cfg(1024, 2)).unwrap();
+    three_chunk_backup(&repo, "b1").await;
+    let mut names: Vec<_> = std::fs::read_dir(root.join("backups/b1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["base.tar", "files", "manifest.json"]);
+    assert!(root.join("backups/b1/base.tar/00000002.zst").is_file());
 }

@@ -1,0 +1,60 @@
+//! The repository contract: what every storage backend under `Repo` must give, checked
+//! through the `Operator` alone. Each case is an `async fn(MakeBackend)`; `repo_contract!`
+//! runs every case on one backend, in a module named after it (`fs::abort_leaves_nothing`).
+//! A new backend is a constructor in `backends.rs` and one `repo_contract!` line below.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod backends;
+mod failures;
+mod faults;
+mod lifecycle;
+mod roundtrip;
+mod support;
+mod verify;
+
+/// One `#[tokio::test]` per case, each calling `$module::$case($make)`.
+macro_rules! cases {
+    ($make:path; $($module:ident::$case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                crate::$module::$case($make).await
+            }
+        )*
+    };
+}
+
+/// Every contract case on the backend `backends::$backend`.
+macro_rules! repo_contract {
+    ($backend:ident) => {
+        mod $backend {
+            cases!(crate::backends::$backend;
+                roundtrip::round_trip_is_byte_identical_with_correct_totals,
+                roundtrip::an_empty_backup_commits_and_verifies,
+                roundtrip::unknown_and_invalid_ids_are_refused,
+                roundtrip::begin_refuses_an_id_with_objects,
+                roundtrip::writer_misuse_is_an_error,
+                roundtrip::new_backups_use_blake3_and_format_1_backups_still_read,
+                roundtrip::concurrent_writers_of_two_ids_stay_apart,
+                verify::verify_passes_and_reports_sizes,
+                verify::verify_catches_a_flipped_byte,
+                verify::verify_catches_short_and_long_objects,
+                verify::verify_catches_a_missing_object,
+                verify::verify_catches_swapped_chunks,
+                verify::verify_catches_tampered_manifest_hashes,
+                verify::inconsistent_or_hostile_manifests_do_not_load,
+                lifecycle::abort_leaves_nothing,
+                lifecycle::a_crash_before_the_manifest_leaves_an_incomplete_set,
+                lifecycle::delete_removes_the_manifest_first_and_is_idempotent,
+                lifecycle::listing_finds_every_set_and_nothing_else,
+                failures::a_failing_write_never_yields_a_manifest_of_missing_data,
+                failures::a_failing_read_never_passes_verify,
+            );
+        }
+    };
+}
+
+repo_contract!(fs);
+repo_contract!(memory);
