@@ -4,7 +4,9 @@ mod common;
 
 use common::{assert_error, bin, seed_sets, wire_body};
 use jiff::Timestamp;
-use polarbackup_model::{BackupJobId, BackupSetStatus, DbClusterId, JobMode, JobStatus};
+use polarbackup_model::{
+    BackupJobId, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, SystemClock,
+};
 use polarbackup_store::{JobFilter, SqliteStore, Store};
 use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::{checks, request, sdk, sdk_batch, Server, Tenant, ThrottledProxy};
@@ -577,7 +579,7 @@ fn restore_mapped(
 }
 
 fn now_secs() -> i64 {
-    Timestamp::now().as_second()
+    SystemClock.now().as_second()
 }
 
 // ---------------------------------------------------------------------------------------------
