@@ -1,4 +1,4 @@
-//! Verifies every captured SDK request in shared/vectors/requests, then tampers with each one.
+//! Verifies every captured SDK request in tests/fixtures/vectors/requests, then tampers with each one.
 
 use std::{fs, path::PathBuf};
 
@@ -8,7 +8,7 @@ use rsa::{pkcs1::EncodeRsaPublicKey, pkcs8::DecodePublicKey, RsaPublicKey};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/requests"
+    "/../../tests/fixtures/vectors/requests"
 );
 const MIN_VECTORS: usize = 90;
 

@@ -6,9 +6,11 @@ use crate::pg::{BackupEvent, BaseBackupOptions, Lsn, ReplicationConn};
 use crate::progress::{Phase, ProgressSink, Throttle};
 use crate::{prereq, wal, EngineError};
 use jiff::Timestamp;
+use polarbackup_model::Clock;
 use polarbackup_repo::{BackupWriter, Repo};
 use serde_json::json;
 use std::path::Path;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -23,6 +25,8 @@ pub struct BackupRequest<'a> {
     pub scratch: &'a Path,
     pub progress: &'a dyn ProgressSink,
     pub cancel: &'a CancellationToken,
+    /// The time source for the consistent time, WAL file times and replication status updates.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A stored, verified backup.
@@ -89,10 +93,11 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
                 seg_size,
                 &scratch,
                 req.cancel,
+                req.clock.clone(),
             )
             .await?;
             writer.start_archive("pg_wal.tar", None).await?;
-            wal::store_tar(&mut writer, &files).await?;
+            wal::store_tar(&mut writer, &files, req.clock.now()).await?;
             writer.finish_archive().await?;
             Ok::<_, EngineError>(())
         }
@@ -261,7 +266,7 @@ async fn stream_data(
                     start_lsn,
                     end_lsn,
                     timeline,
-                    consistent_time: Timestamp::now(),
+                    consistent_time: req.clock.now(),
                     tablespaces,
                 });
             }

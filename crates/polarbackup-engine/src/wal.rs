@@ -3,8 +3,11 @@
 
 use crate::pg::{Lsn, ReplicationConn, WalEvent, WalSegmentWriter};
 use crate::EngineError;
+use jiff::Timestamp;
+use polarbackup_model::Clock;
 use polarbackup_repo::BackupWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +18,7 @@ const BLOCK: usize = 512;
 
 /// Streams WAL from `start` until the segment holding `end` is complete, into `dir`.
 /// The slot was created before BASE_BACKUP, so every byte from `start` is still there.
+/// `clock` stamps the standby status updates.
 #[allow(clippy::too_many_arguments)]
 pub async fn collect(
     conn: ReplicationConn,
@@ -25,6 +29,7 @@ pub async fn collect(
     seg_size: u64,
     dir: &Path,
     cancel: &CancellationToken,
+    clock: Arc<dyn Clock>,
 ) -> Result<Vec<PathBuf>, EngineError> {
     let stream_err = |e| EngineError::from_pg(e, false);
     let mut writer = WalSegmentWriter::new(dir, timeline, seg_size).map_err(stream_err)?;
@@ -32,6 +37,7 @@ pub async fn collect(
         .start_physical_replication(Some(slot), start.segment_start(seg_size), timeline)
         .await
         .map_err(stream_err)?;
+    stream.set_clock(clock);
     let mut files = Vec::new();
     while writer.completed_up_to() < end {
         let event = tokio::select! {
@@ -62,8 +68,13 @@ pub async fn collect(
     Ok(files)
 }
 
-/// Writes the segment files as a ustar archive into the current repository archive.
-pub async fn store_tar(out: &mut BackupWriter, files: &[PathBuf]) -> Result<(), EngineError> {
+/// Writes the segment files as a ustar archive into the current repository archive, each
+/// stamped with `mtime`.
+pub async fn store_tar(
+    out: &mut BackupWriter,
+    files: &[PathBuf],
+    mtime: Timestamp,
+) -> Result<(), EngineError> {
     let mut buf = vec![0u8; 1 << 20];
     for path in files {
         let name = path
@@ -76,7 +87,7 @@ pub async fn store_tar(out: &mut BackupWriter, files: &[PathBuf]) -> Result<(), 
         header.set_path(name)?;
         header.set_size(size);
         header.set_mode(0o600);
-        header.set_mtime(jiff::Timestamp::now().as_second().max(0) as u64);
+        header.set_mtime(mtime.as_second().max(0) as u64);
         header.set_entry_type(tar::EntryType::Regular);
         header.set_cksum();
         out.write(header.as_bytes()).await?;

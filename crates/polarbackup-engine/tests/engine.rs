@@ -8,11 +8,12 @@ use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{
     backup, restore, BackupRequest, EngineError, Phase, ProgressSink, RestoreRequest,
 };
+use polarbackup_model::ManualClock;
 use polarbackup_repo::{Repo, RepoConfig};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 /// Records phases; optionally damages one stored object when Checking begins, the way a
@@ -75,6 +76,11 @@ fn env() -> Env {
     Env { dir, repo }
 }
 
+/// The engine's clock in these tests: a backup's consistent time comes from it.
+fn taken_at() -> jiff::Timestamp {
+    "2024-05-06T07:08:09Z".parse().unwrap()
+}
+
 async fn run(
     env: &Env,
     src: &ConnectConfig,
@@ -88,6 +94,7 @@ async fn run(
         scratch: env.dir.path(),
         progress: sink,
         cancel: &CancellationToken::new(),
+        clock: Arc::new(ManualClock::new(taken_at())),
     })
     .await
 }
@@ -105,6 +112,7 @@ async fn backup_reports_every_phase_and_restores_a_verifiable_directory() {
         .await
         .unwrap();
     assert!(summary.end_lsn > summary.start_lsn);
+    assert_eq!(summary.consistent_time, taken_at());
     assert!(summary.raw_bytes > 1_000_000 && summary.stored_bytes < summary.raw_bytes);
     let phases = sink.phases.lock().unwrap().clone();
     assert_eq!(phases[0], Phase::Preparing);

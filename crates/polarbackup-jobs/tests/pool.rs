@@ -9,7 +9,8 @@ use polarbackup_jobs::{
 };
 use polarbackup_model::policy::RetentionOnClusterDeletion as Retention;
 use polarbackup_model::{
-    AccountId, BackupJobId, BackupSetStatus, ClusterStatus, DbClusterId, JobStatus, SystemClock,
+    AccountId, BackupJobId, BackupSetStatus, Clock, ClusterStatus, DbClusterId, JobStatus,
+    SystemClock,
 };
 use polarbackup_store::prelude::*;
 use polarbackup_store::{
@@ -83,7 +84,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let account = store.create_account(None, Timestamp::now()).unwrap().id;
+    let account = store.create_account(None, SystemClock.now()).unwrap().id;
     let cluster = add_cluster(&store, &account);
     Fixture {
         _dir: dir,
@@ -94,7 +95,7 @@ fn fixture() -> Fixture {
 }
 
 fn add_cluster(store: &SqliteStore, account: &AccountId) -> DbClusterId {
-    common::add_cluster(store, account, Timestamp::now())
+    common::add_cluster(store, account, SystemClock.now())
 }
 
 impl Fixture {
@@ -112,7 +113,7 @@ impl Fixture {
         };
         match self
             .store
-            .create_manual_job(&req, Timestamp::now(), 10)
+            .create_manual_job(&req, SystemClock.now(), 10)
             .unwrap()
         {
             CreateJobOutcome::Created(j) => j.id,
@@ -243,7 +244,7 @@ async fn a_dead_workers_job_is_recovered_and_deletions_and_orphans_are_finished(
     let fx = fixture();
     // A worker that died: it claimed a job, got to Uploading, and stopped heart-beating.
     let dead = fx.queue("ok");
-    let now = Timestamp::now();
+    let now = SystemClock.now();
     let mut job = fx
         .store
         .claim_job("dead-worker", now + SignedDuration::from_secs(1), now)
@@ -352,7 +353,7 @@ impl Fixture {
     fn delete_keeping_latest(&self) -> BackupJobId {
         match self
             .store
-            .begin_cluster_deletion(&self.cluster, Some(Retention::Latest), Timestamp::now())
+            .begin_cluster_deletion(&self.cluster, Some(Retention::Latest), SystemClock.now())
             .unwrap()
         {
             Ok(ClusterDeletion::Pending { job, .. }) => job.id,
@@ -397,7 +398,7 @@ async fn a_latest_deletion_runs_its_final_backup_then_removes_the_other_sets() {
 async fn a_final_backup_interrupted_by_a_crash_aborts_the_deletion() {
     let fx = fixture();
     let last = fx.delete_keeping_latest();
-    let now = Timestamp::now();
+    let now = SystemClock.now();
     let mut job = fx
         .store
         .claim_job("dead-worker", now + SignedDuration::from_secs(1), now)

@@ -85,20 +85,23 @@ pub(crate) fn run_driver(input: &Value, args: &[&str]) -> Value {
 mod tests {
     use super::*;
 
-    /// The driver's raw signer reproduces the worked examples of PROTOCOL.md and, when the
-    /// captured requests are beside the workspace, the signature of every HMAC one of them.
+    /// `tests/fixtures/vectors/requests`: the captured official-SDK requests (see its README.md).
+    fn vectors_dir() -> PathBuf {
+        workspace_root()
+            .join("tests")
+            .join("fixtures")
+            .join("vectors")
+            .join("requests")
+    }
+
+    /// The driver's raw signer reproduces the worked examples of PROTOCOL.md and the signature
+    /// of every HMAC-signed captured request in the repository's fixtures.
     #[test]
     fn raw_signer_agrees_with_the_official_sdks() {
-        let candidates = [
-            workspace_root().join("../shared/vectors/requests"),
-            PathBuf::from("/work/shared/vectors/requests"),
-        ];
-        let vectors = candidates.iter().find(|p| p.is_dir());
+        let vectors = vectors_dir();
+        assert!(vectors.is_dir(), "{} is missing", vectors.display());
         let mut cmd = Command::new(python());
-        cmd.arg(driver_path()).arg("--selftest");
-        if let Some(v) = vectors {
-            cmd.arg(v);
-        }
+        cmd.arg(driver_path()).arg("--selftest").arg(&vectors);
         let out = cmd.output().expect("run driver selftest");
         assert!(
             out.status.success(),

@@ -6,7 +6,7 @@ use crate::cli::{
 };
 use crate::config;
 use anyhow::{bail, Context, Result};
-use polarbackup_model::{AccessKeyId, AccountId, NewCluster};
+use polarbackup_model::{AccessKeyId, AccountId, Clock, NewCluster, SystemClock};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
 use serde_json::{json, Value};
@@ -17,7 +17,7 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
     let out = match cmd {
         AdminCommand::Account(AccountCommand::Create { name, data }) => {
             let store = open(&data)?;
-            let account = store.create_account(name.as_deref(), jiff::Timestamp::now())?;
+            let account = store.create_account(name.as_deref(), SystemClock.now())?;
             json!({ "AccountId": account.id.as_str() })
         }
         AdminCommand::Key(KeyCommand::Create {
@@ -27,7 +27,7 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
             data,
         }) => {
             let store = open(&data)?;
-            let now = jiff::Timestamp::now();
+            let now = SystemClock.now();
             let rsa = rsa_public_key_file
                 .map(|f| read_rsa_public_key(&f))
                 .transpose()?;
@@ -154,7 +154,7 @@ fn create_cluster(args: ClusterCreateArgs) -> Result<Value> {
             tls_mode: args.tls.into(),
             tls_ca_file: args.tls_ca_file.map(|p| p.display().to_string()),
         },
-        jiff::Timestamp::now(),
+        SystemClock.now(),
     )?;
     Ok(json!({ "DBClusterId": cluster.id.as_str() }))
 }

@@ -7,7 +7,7 @@ use crate::config;
 use crate::executor::PgExecutor;
 use anyhow::{bail, Context, Result};
 use polarbackup_model::policy::RetentionOnClusterDeletion;
-use polarbackup_model::{BackupJobId, BackupSet, ClusterStatus, DbClusterId};
+use polarbackup_model::{BackupJobId, BackupSet, Clock, ClusterStatus, DbClusterId, SystemClock};
 use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::{ClusterDeletion, DeletionRefusal, JobFilter, Store, StoreError};
 use serde_json::{json, Value};
@@ -32,7 +32,7 @@ pub fn run(args: ClusterDeleteArgs) -> Result<Value> {
     let outcome = match store.begin_cluster_deletion(
         &id,
         args.retention.map(RetentionArg::policy),
-        jiff::Timestamp::now(),
+        SystemClock.now(),
     ) {
         Err(StoreError::NotFound { .. }) => bail!("cluster {id} does not exist"),
         other => other?,
@@ -152,6 +152,7 @@ fn remove_deleted_data(
         repo: Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())
             .context("opening the backup repository")?,
         scratch: config::scratch_dir(&data_dir),
+        clock: Arc::new(SystemClock),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -8,7 +8,7 @@ use polarbackup_auth::ram::{
     decode_diagnostic, evaluate, system_policies, system_policy, AttachedPolicy, Context, Policy,
     PolicyType, RamRequest,
 };
-use polarbackup_model::{AccountId, RamUser, RamUserId};
+use polarbackup_model::{AccountId, Clock, RamUser, RamUserId, SystemClock};
 use polarbackup_store::prelude::*;
 use polarbackup_store::{PolicyKind, SqliteStore, StoredPolicy};
 use serde_json::{json, Value};
@@ -49,7 +49,7 @@ pub fn user(cmd: UserCommand) -> Result<Value> {
             }
             let store = open(&data)?;
             let a = account(&store, &a)?;
-            let user = store.create_user(&a, &name, jiff::Timestamp::now())?;
+            let user = store.create_user(&a, &name, SystemClock.now())?;
             Ok(json!({ "UserId": user.id.as_str(), "UserName": user.name }))
         }
     }
@@ -85,7 +85,7 @@ pub fn policy(cmd: PolicyCommand) -> Result<Value> {
                 account: a,
                 name: name.clone(),
                 document,
-                created_at: jiff::Timestamp::now(),
+                created_at: SystemClock.now(),
             })?;
             Ok(json!({ "PolicyName": name, "PolicyType": "Custom" }))
         }

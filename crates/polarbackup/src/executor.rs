@@ -3,15 +3,18 @@
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{backup, BackupRequest, Phase, ProgressSink};
 use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, Progress};
-use polarbackup_model::{BackupJobId, JobStatus, TlsMode as ClusterTls};
+use polarbackup_model::{BackupJobId, Clock, JobStatus, TlsMode as ClusterTls};
 use polarbackup_repo::Repo;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tracing::warn;
 
 pub struct PgExecutor {
     pub repo: Repo,
     /// Private working space (WAL on its way into the repository).
     pub scratch: PathBuf,
+    /// The engine's time source (a backup's consistent time).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Maps engine phases onto the job's lifecycle.
@@ -83,6 +86,7 @@ impl Executor for PgExecutor {
                 scratch: &self.scratch,
                 progress: &sink,
                 cancel: &ctx.cancel,
+                clock: self.clock.clone(),
             })
             .await
             .map_err(|e| e.to_string())?;

@@ -57,7 +57,11 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
         polarbackup_jobs::start(
             store.clone(),
             clock.clone(),
-            Arc::new(PgExecutor { repo, scratch }),
+            Arc::new(PgExecutor {
+                repo,
+                scratch,
+                clock: clock.clone(),
+            }),
             WorkerConfig {
                 concurrency: cfg.workers,
                 lease: jiff::SignedDuration::from_secs(cfg.lease_secs.into()),

@@ -5,9 +5,8 @@
 mod common;
 
 use common::{bin, wire_body};
-use jiff::{SignedDuration, Timestamp};
-use polarbackup_model::AccountId;
-use polarbackup_model::{NewCluster, TlsMode};
+use jiff::SignedDuration;
+use polarbackup_model::{AccountId, Clock, NewCluster, SystemClock, TlsMode};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
 use polarbackup_testkit::pg::PgCluster;
@@ -25,7 +24,7 @@ fn call(server: &Server, t: &Tenant, client: &str, action: &str, params: Value) 
 /// scheduler owes it.
 fn cluster_created_earlier(server: &Server, t: &Tenant, port: u16) -> String {
     let store = SqliteStore::open(&server.data_dir).expect("open the server's store");
-    let created = Timestamp::now() - SignedDuration::from_hours(2);
+    let created = SystemClock.now() - SignedDuration::from_hours(2);
     store
         .create_cluster(
             &NewCluster {
@@ -49,7 +48,7 @@ fn cluster_created_earlier(server: &Server, t: &Tenant, port: u16) -> String {
 }
 
 fn current_window() -> String {
-    let hour = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).hour();
+    let hour = SystemClock.now().to_zoned(jiff::tz::TimeZone::UTC).hour();
     format!("{:02}:00Z-{:02}:00Z", hour, (hour + 1) % 24)
 }
 

@@ -4,7 +4,9 @@ mod common;
 
 use common::{assert_error, bin, seed_sets, wire_body};
 use jiff::Timestamp;
-use polarbackup_model::{BackupJobId, BackupSetStatus, DbClusterId, JobMode, JobStatus};
+use polarbackup_model::{
+    BackupJobId, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, SystemClock,
+};
 use polarbackup_store::prelude::*;
 use polarbackup_store::{JobFilter, SqliteStore};
 use polarbackup_testkit::pg::{self, PgCluster};
@@ -578,7 +580,7 @@ fn restore_mapped(
 }
 
 fn now_secs() -> i64 {
-    Timestamp::now().as_second()
+    SystemClock.now().as_second()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{assert_error, bin, shared, wire_body};
-use jiff::{SignedDuration, Timestamp};
-use polarbackup_model::{BackupSetStatus, JobMode};
+use jiff::SignedDuration;
+use polarbackup_model::{BackupSetStatus, Clock, JobMode, SystemClock};
 use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::{admin_output, free_port, request, sdk, sdk_batch, Server, Tenant};
 use serde_json::{json, Value};
@@ -144,7 +144,7 @@ fn repo_dir(data_dir: &Path, id: &str) -> PathBuf {
 /// Records sets in the store as workers leave them, with a stand-in for each successful
 /// set's data in the repository (the deletion path does not read it).
 fn seed_sets(data_dir: &Path, cluster: &str, seeds: &[(JobMode, BackupSetStatus)]) -> Vec<String> {
-    let start = Timestamp::now() - SignedDuration::from_hours(1);
+    let start = SystemClock.now() - SignedDuration::from_hours(1);
     let seeds: Vec<_> = seeds.iter().map(|&(m, s)| (m, s, start)).collect();
     let ids = common::seed_sets(data_dir, cluster, &seeds);
     for (id, (_, status, _)) in ids.iter().zip(&seeds) {

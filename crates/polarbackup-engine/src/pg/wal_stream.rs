@@ -1,8 +1,11 @@
 //! Physical WAL streaming (START_REPLICATION ... PHYSICAL): XLogData in, standby status updates out.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use jiff::Timestamp;
+use polarbackup_model::{Clock, SystemClock};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -19,7 +22,7 @@ use super::stream::PgStream;
 const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Seconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01 UTC.
-const PG_EPOCH_OFFSET_SECS: u64 = 946_684_800;
+const PG_EPOCH_OFFSET_SECS: i64 = 946_684_800;
 
 /// What the WAL stream delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,8 @@ pub struct WalStream<S = PgStream> {
     next_timeline: Option<(u32, Lsn)>,
     /// Set once the server has sent CommandComplete after its CopyDone; EOF is then a shutdown.
     completed: bool,
+    /// Stamps the status updates (the server shows it as the standby's reply time).
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
@@ -110,6 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
             rs: None,
             next_timeline: None,
             completed: false,
+            clock: Arc::new(SystemClock),
         })
     }
 }
@@ -134,6 +140,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
     pub fn set_status_interval(&mut self, interval: Duration) {
         self.status_interval = interval;
         self.next_status = Instant::now() + interval;
+    }
+
+    /// The clock the status updates report (the wall clock unless set).
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = clock;
     }
 
     /// The next WAL chunk. Keepalives are answered here, so keep calling it: a stream left
@@ -298,7 +309,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
 
     /// Buffers a standby status update ('r'); the next loop turn sends it.
     fn queue_status(&mut self) {
-        let msg = status_update(self.received, self.flushed);
+        let msg = status_update(self.received, self.flushed, self.clock.now());
         // CopyData::new only fails for payloads over i32::MAX.
         if let Ok(cd) = frontend::CopyData::new(&msg[..]) {
             cd.write(self.conn.framed.wbuf());
@@ -336,22 +347,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
 
 /// The Standby Status Update payload: write, flush and apply positions, clock, and no request
 /// for a reply. Apply is reported as unknown (0): this client never replays WAL.
-fn status_update(written: Lsn, flushed: Lsn) -> BytesMut {
+fn status_update(written: Lsn, flushed: Lsn, now: Timestamp) -> BytesMut {
     let mut b = BytesMut::with_capacity(34);
     b.put_u8(b'r');
     b.put_u64(written.0);
     b.put_u64(flushed.0);
     b.put_u64(0);
-    b.put_i64(pg_now_micros());
+    b.put_i64(pg_micros(now));
     b.put_u8(0);
     b
 }
 
-/// Microseconds since 2000-01-01 UTC, the server's TimestampTz.
-fn pg_now_micros() -> i64 {
-    let since_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let micros = since_unix.as_micros() as i64;
-    micros - (PG_EPOCH_OFFSET_SECS as i64) * 1_000_000
+/// `t` in microseconds since 2000-01-01 UTC, the server's TimestampTz.
+fn pg_micros(t: Timestamp) -> i64 {
+    t.as_microsecond() - PG_EPOCH_OFFSET_SECS * 1_000_000
 }

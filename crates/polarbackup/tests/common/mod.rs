@@ -3,7 +3,8 @@
 
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{
-    BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobMode, JobStatus, TaskAction,
+    BackupJob, BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, SystemClock,
+    TaskAction,
 };
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
@@ -57,7 +58,7 @@ pub fn days(n: i64) -> SignedDuration {
 
 /// Now, truncated to the second (what StartTime can show).
 pub fn now() -> Timestamp {
-    Timestamp::from_second(Timestamp::now().as_second()).expect("valid timestamp")
+    Timestamp::from_second(SystemClock.now().as_second()).expect("valid timestamp")
 }
 
 /// `YYYY-MM-DDThh:mm:ssZ`.

@@ -2,6 +2,8 @@
 
 use super::*;
 use bytes::{BufMut, BytesMut};
+use polarbackup_model::ManualClock;
+use std::sync::Arc;
 
 fn xlog_data(start: u64, wal_end: u64, data: &[u8]) -> Vec<u8> {
     let mut p = BytesMut::new();
@@ -23,18 +25,29 @@ fn keepalive(wal_end: u64, reply: bool) -> Vec<u8> {
 /// Finds the standby status updates ('d' + 'r' ...) among what the client sent:
 /// (written, flushed) positions.
 fn status_updates(sent: &[u8]) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
+    status_fields(sent).map(|f| (f[0], f[1])).collect()
+}
+
+/// The clocks (microseconds since 2000-01-01) of the standby status updates the client sent.
+fn status_clocks(sent: &[u8]) -> Vec<i64> {
+    status_fields(sent).map(|f| f[3] as i64).collect()
+}
+
+/// Each status update's written, flushed, applied and clock fields.
+fn status_fields(sent: &[u8]) -> impl Iterator<Item = [u64; 4]> + '_ {
     let mut p = sent;
-    while p.len() >= 5 {
-        let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
-        let (m, rest) = p.split_at(1 + len);
-        if m[0] == b'd' && m[5] == b'r' {
-            let n = |i: usize| u64::from_be_bytes(m[i..i + 8].try_into().unwrap());
-            out.push((n(6), n(14)));
+    std::iter::from_fn(move || {
+        while p.len() >= 5 {
+            let len = u32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+            let (m, rest) = p.split_at(1 + len);
+            p = rest;
+            if m[0] == b'd' && m[5] == b'r' {
+                let n = |i: usize| u64::from_be_bytes(m[i..i + 8].try_into().unwrap());
+                return Some([n(6), n(14), n(22), n(30)]);
+            }
         }
-        p = rest;
-    }
-    out
+        None
+    })
 }
 
 #[tokio::test]
@@ -51,6 +64,8 @@ async fn wal_stream_data_keepalive_and_server_end() {
         .start_physical_replication(Some("slot_1"), Lsn(0x100_0000), 1)
         .await
         .unwrap();
+    let pg_epoch_plus_1500ms = jiff::Timestamp::from_millisecond(946_684_801_500).unwrap();
+    ws.set_clock(Arc::new(ManualClock::new(pg_epoch_plus_1500ms)));
     let ev = ws.next().await.unwrap().unwrap();
     assert_eq!(
         ev,
@@ -84,6 +99,8 @@ async fn wal_stream_data_keepalive_and_server_end() {
         .contains("START_REPLICATION SLOT slot_1 PHYSICAL 0/1000000 TIMELINE 1"));
     // The keepalive asked for a reply: it reports what was received then, and the confirmed flush.
     assert_eq!(status_updates(&sent), vec![(0x100_000A, 0x100_0004)]);
+    // Its clock is the stream's clock, on PostgreSQL's epoch.
+    assert_eq!(status_clocks(&sent), vec![1_500_000]);
 }
 
 #[tokio::test]
