@@ -1,9 +1,11 @@
-//! The only crate that knows HTTP: routes, request reading, authentication, dispatch, rendering.
+//! The only crate that knows HTTP: the listener, routes, request reading, authentication,
+//! dispatch, rendering.
 
 mod authn;
 mod authz;
 mod front_door;
 mod handlers;
+pub mod http;
 mod released;
 
 use axum::routing::get;
@@ -14,6 +16,7 @@ use polarbackup_store::Store;
 use std::sync::Arc;
 
 pub use authz::RamMode;
+pub use http::HttpSettings;
 
 /// RAM enforcement settings.
 #[derive(Clone)]
@@ -48,7 +51,8 @@ impl std::fmt::Debug for RamConfig {
     }
 }
 
-/// Settings of the front door.
+/// Settings of the front door. The binary fills in its settings; the limits on reading a
+/// request body are fixed here.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// `HostId` in error bodies.
@@ -64,20 +68,11 @@ pub struct ApiConfig {
     pub ram: RamConfig,
 }
 
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            host_id: "polardb.aliyuncs.com".into(),
-            region: "cn-hangzhou".into(),
-            job_history: SignedDuration::from_hours(7 * 24),
-            body_limit: 1024 * 1024,
-            body_timeout: std::time::Duration::from_secs(30),
-            ram: RamConfig {
-                mode: RamMode::Strict,
-                diagnostic_key: DiagnosticKey(Vec::new()),
-            },
-        }
-    }
+impl ApiConfig {
+    /// The body limit `serve` uses: PolarDB's calls are small.
+    pub const BODY_LIMIT: usize = 1024 * 1024;
+    /// The body deadline `serve` uses.
+    pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 }
 
 /// What every request handler shares.

@@ -27,15 +27,9 @@ pub struct WorkerConfig {
     pub scheduler: bool,
 }
 
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            concurrency: 2,
-            lease: SignedDuration::from_secs(30),
-            poll: Duration::from_secs(2),
-            scheduler: true,
-        }
-    }
+impl WorkerConfig {
+    /// The `poll` that `serve` uses: a wake-up normally comes first.
+    pub const IDLE_POLL: Duration = Duration::from_secs(2);
 }
 
 struct Pool {

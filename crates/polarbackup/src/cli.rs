@@ -1,8 +1,8 @@
 //! Command-line grammar. Secrets are never accepted as arguments: only files or environment.
 
+use crate::settings::{spec, ServeArgs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use polarbackup_model::TlsMode;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -42,43 +42,6 @@ pub struct RestoreArgs {
     pub data: DataDirArg,
 }
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "POLARBACKUP_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Directory for the metadata store [default: ./polarbackup-data].
-    #[arg(long, env = "POLARBACKUP_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// TOML configuration file; flags and environment override it.
-    #[arg(long, env = "POLARBACKUP_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Days that Finished and Failed jobs stay listed [default: 7].
-    #[arg(long, env = "POLARBACKUP_JOB_HISTORY_DAYS")]
-    pub job_history_days: Option<u32>,
-    /// Log format [default: text].
-    #[arg(long, env = "POLARBACKUP_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// Backups that may run at once, at most one per cluster; 0 serves the API only (no
-    /// backups run, nothing is scheduled) [default: 2].
-    #[arg(long, env = "POLARBACKUP_WORKERS")]
-    pub workers: Option<usize>,
-    /// Seconds a worker's claim on a job lasts without a heartbeat (renewed every third of
-    /// it). After a crash, another server recovers the job once it runs out [default: 30].
-    #[arg(long, env = "POLARBACKUP_LEASE_SECS")]
-    pub lease_secs: Option<u32>,
-    /// Take automated backups by each cluster's policy [default: on]. `off` suits a local test
-    /// endpoint whose clusters are not real.
-    #[arg(long, env = "POLARBACKUP_SCHEDULER")]
-    pub scheduler: Option<OnOff>,
-    /// The region in RAM resource names of clusters a caller does not have [default: cn-hangzhou].
-    #[arg(long, env = "POLARBACKUP_REGION")]
-    pub region: Option<String>,
-    /// RAM enforcement for RAM users' calls [default: strict].
-    #[arg(long, env = "POLARBACKUP_RAM_MODE")]
-    pub ram_mode: Option<RamModeArg>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnOff {
@@ -106,8 +69,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct DataDirArg {
-    /// Directory of the metadata store [default: ./polarbackup-data].
-    #[arg(long, env = "POLARBACKUP_DATA_DIR", global = true)]
+    #[arg(
+        long,
+        env = spec::data_dir.env,
+        global = true,
+        help = spec::data_dir.help_with_default()
+    )]
     pub data_dir: Option<PathBuf>,
 }
 

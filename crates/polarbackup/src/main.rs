@@ -6,9 +6,9 @@ mod admin_ram;
 mod cli;
 mod config;
 mod executor;
-mod http;
 mod restore;
 mod serve;
+mod settings;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,13 +1,12 @@
 //! `polarbackup serve`: open the store, bind, answer until SIGINT/SIGTERM, then drain.
 
-use crate::cli::RamModeArg;
-use crate::cli::{LogFormat, ServeArgs};
-use crate::config::{self, ServeConfig};
+use crate::cli::LogFormat;
+use crate::config;
 use crate::executor::PgExecutor;
+use crate::settings::{ServeArgs, Settings};
 use anyhow::{Context, Result};
-use jiff::SignedDuration;
-use polarbackup_api::{router, ApiConfig, AppState, DiagnosticKey, RamConfig, RamMode};
-use polarbackup_jobs::{CancellationToken, WorkerConfig};
+use polarbackup_api::{AppState, DiagnosticKey, RamMode};
+use polarbackup_jobs::CancellationToken;
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
 use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::prelude::*;
@@ -17,13 +16,13 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    let cfg = ServeConfig::load(&args)?;
-    init_logging(cfg.log_format);
+    let settings = Settings::load(&args)?;
+    init_logging(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(cfg))
+    runtime.block_on(serve(settings))
 }
 
 fn init_logging(format: LogFormat) {
@@ -39,12 +38,15 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(cfg: ServeConfig) -> Result<()> {
+async fn serve(cfg: Settings) -> Result<()> {
     let store = SqliteStore::open(&cfg.data_dir)
         .with_context(|| format!("opening the metadata store in {}", cfg.data_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     ensure_root_key(&store, clock.as_ref())?;
     let store: Arc<dyn Store> = Arc::new(store);
+    // After the store, which creates the data directory private.
+    let diagnostic_key = DiagnosticKey(config::diagnostic_key(&cfg.data_dir)?);
+    let cfg = cfg.into_parts(diagnostic_key);
     let repo = Repo::open_fs(&config::repo_dir(&cfg.data_dir), RepoConfig::default())
         .context("opening the backup repository")?;
     let scratch = config::scratch_dir(&cfg.data_dir);
@@ -53,7 +55,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
     std::fs::create_dir_all(&scratch).context("creating the scratch directory")?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
-    let workers = (cfg.workers > 0).then(|| {
+    let workers = (cfg.workers.concurrency > 0).then(|| {
         polarbackup_jobs::start(
             store.clone(),
             clock.clone(),
@@ -62,12 +64,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
                 scratch,
                 clock: clock.clone(),
             }),
-            WorkerConfig {
-                concurrency: cfg.workers,
-                lease: jiff::SignedDuration::from_secs(cfg.lease_secs.into()),
-                scheduler: cfg.scheduler,
-                ..WorkerConfig::default()
-            },
+            cfg.workers.clone(),
             wake.clone(),
             shutdown.clone(),
         )
@@ -78,20 +75,7 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
     let state = AppState {
         store,
         clock,
-        config: Arc::new(ApiConfig {
-            host_id: cfg.host_id.clone(),
-            region: cfg.region.clone(),
-            job_history: SignedDuration::from_hours(i64::from(cfg.job_history_days) * 24),
-            ram: RamConfig {
-                mode: match cfg.ram_mode {
-                    RamModeArg::Strict => RamMode::Strict,
-                    RamModeArg::Soft => RamMode::Soft,
-                    RamModeArg::Off => RamMode::Off,
-                },
-                diagnostic_key: DiagnosticKey(config::diagnostic_key(&cfg.data_dir)?),
-            },
-            ..ApiConfig::default()
-        }),
+        config: Arc::new(cfg.api.clone()),
         work_available: wake,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -108,10 +92,10 @@ async fn serve(cfg: ServeConfig) -> Result<()> {
     )?;
     out.flush()?;
     drop(out);
-    if cfg.ram_mode == RamModeArg::Off {
+    if cfg.api.ram.mode == RamMode::Off {
         warn!("RAM is off: RAM users' calls are not checked against their policies");
     }
-    crate::http::serve(listener, router(state), shutdown_signal())
+    polarbackup_api::http::serve(listener, state, cfg.http, shutdown_signal())
         .await
         .context("serving")?;
     // Running backups are cancelled and end as Failed, their partial data removed.

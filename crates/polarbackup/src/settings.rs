@@ -1,0 +1,187 @@
+//! Every `serve` setting, declared once (name and file key, type, default, environment
+//! variable, help, check), and its one conversion into the api, HTTP and worker configs.
+
+mod declare;
+#[cfg(test)]
+mod tests;
+
+use crate::cli::{LogFormat, OnOff, RamModeArg};
+use anyhow::Result;
+use declare::{any, within};
+use jiff::SignedDuration;
+use polarbackup_api::{ApiConfig, DiagnosticKey, HttpSettings, RamConfig, RamMode};
+use polarbackup_jobs::WorkerConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+// The flag is `--` and the name with `-` for `_`; the file key is the name. `sample` (valid,
+// not the default) and `invalid` feed the tests that run over every setting.
+declare::settings! {
+    listen: SocketAddr {
+        default: "127.0.0.1:8080",
+        env: "POLARBACKUP_LISTEN",
+        help: "Address to listen on",
+        check: any,
+        sample: "127.0.0.1:9000",
+        invalid: "localhost:8080",
+    }
+    data_dir: PathBuf {
+        default: "./polarbackup-data",
+        env: "POLARBACKUP_DATA_DIR",
+        help: "Directory of the metadata store and the backup repository",
+        check: |p| non_empty_path(p),
+        sample: "/var/lib/polarbackup",
+        invalid: "",
+    }
+    job_history_days: u32 {
+        default: "7",
+        env: "POLARBACKUP_JOB_HISTORY_DAYS",
+        help: "Days that Finished and Failed jobs stay listed",
+        check: |days| within(days, 0..=3650),
+        sample: "3",
+        invalid: "3651",
+    }
+    log_format: LogFormat {
+        default: "text",
+        env: "POLARBACKUP_LOG_FORMAT",
+        help: "Log format",
+        check: any,
+        sample: "json",
+        invalid: "xml",
+    }
+    workers: usize {
+        default: "2",
+        env: "POLARBACKUP_WORKERS",
+        help: "Backups that may run at once, at most one per cluster; 0 serves the API only \
+               (no backups run, nothing is scheduled)",
+        check: |n| within(n, 0..=64),
+        sample: "5",
+        invalid: "65",
+    }
+    lease_secs: u32 {
+        default: "30",
+        env: "POLARBACKUP_LEASE_SECS",
+        help: "Seconds a worker's claim on a job lasts without a heartbeat (renewed every third \
+               of it). After a crash, another server recovers the job once it runs out",
+        // Shorter leases would have heartbeats compete with the backups for the store.
+        check: |secs| within(secs, 3..=3600),
+        sample: "5",
+        invalid: "2",
+    }
+    scheduler: OnOff {
+        default: "on",
+        env: "POLARBACKUP_SCHEDULER",
+        help: "Take automated backups by each cluster's policy; `off` suits a local test \
+               endpoint whose clusters are not real",
+        check: any,
+        sample: "off",
+        invalid: "maybe",
+    }
+    region: String {
+        default: "cn-hangzhou",
+        env: "POLARBACKUP_REGION",
+        help: "The region in RAM resource names of clusters a caller does not have",
+        check: |r| region_id(r),
+        sample: "cn-shanghai",
+        invalid: "CN_Hangzhou",
+    }
+    ram_mode: RamModeArg {
+        default: "strict",
+        env: "POLARBACKUP_RAM_MODE",
+        help: "RAM enforcement for RAM users' calls",
+        check: any,
+        sample: "soft",
+        invalid: "lenient",
+    }
+    host_id: String {
+        default: "polardb.aliyuncs.com",
+        env: "POLARBACKUP_HOST_ID",
+        help: "`HostId` in error bodies",
+        check: |h| host_name(h),
+        sample: "backup.example.com",
+        invalid: "polardb aliyuncs",
+    }
+    header_timeout_secs: u32 {
+        default: "10",
+        env: "POLARBACKUP_HEADER_TIMEOUT_SECS",
+        help: "Seconds a connection has to send a request's head (request line and headers) \
+               before it is closed; also how long an idle keep-alive connection stays open",
+        // Longer would let slow clients hold connections; 0 would refuse every request.
+        check: |secs| within(secs, 1..=300),
+        sample: "2",
+        invalid: "0",
+    }
+}
+
+fn non_empty_path(p: &Path) -> Result<(), String> {
+    if p.as_os_str().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(())
+}
+
+fn region_id(r: &str) -> Result<(), String> {
+    if !crate::config::valid_region(r) {
+        return Err("must be a region id: lower-case letters, digits and '-'".into());
+    }
+    Ok(())
+}
+
+/// `HostId` goes into every error body, JSON and XML alike.
+fn host_name(h: &str) -> Result<(), String> {
+    if h.is_empty() || !h.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be non-empty printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+/// `serve`'s settings in the shapes the crates it starts take.
+#[derive(Debug)]
+pub struct Parts {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub http: HttpSettings,
+    /// With `concurrency` 0 no worker pool runs.
+    pub workers: WorkerConfig,
+}
+
+impl Settings {
+    /// Flags, the process environment, the config file, the defaults.
+    pub fn load(args: &ServeArgs) -> Result<Self> {
+        Self::resolve(args, &|name| std::env::var_os(name))
+    }
+
+    pub fn into_parts(self, diagnostic_key: DiagnosticKey) -> Parts {
+        Parts {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            api: ApiConfig {
+                host_id: self.host_id,
+                region: self.region,
+                job_history: SignedDuration::from_hours(i64::from(self.job_history_days) * 24),
+                body_limit: ApiConfig::BODY_LIMIT,
+                body_timeout: ApiConfig::BODY_TIMEOUT,
+                ram: RamConfig {
+                    mode: match self.ram_mode {
+                        RamModeArg::Strict => RamMode::Strict,
+                        RamModeArg::Soft => RamMode::Soft,
+                        RamModeArg::Off => RamMode::Off,
+                    },
+                    diagnostic_key,
+                },
+            },
+            http: HttpSettings {
+                header_read_timeout: Duration::from_secs(self.header_timeout_secs.into()),
+                drain_timeout: polarbackup_api::http::DRAIN_TIMEOUT,
+            },
+            workers: WorkerConfig {
+                concurrency: self.workers,
+                lease: SignedDuration::from_secs(self.lease_secs.into()),
+                poll: WorkerConfig::IDLE_POLL,
+                scheduler: self.scheduler == OnOff::On,
+            },
+        }
+    }
+}
