@@ -1,8 +1,9 @@
 //! Removal of backup sets hidden for deletion (DeleteBackup, retention, cluster deletion):
 //! their data first, then their row, so a crash in between is finished by the next pass.
 
-use crate::blocking;
+use crate::error::JobError;
 use crate::executor::Executor;
+use crate::store_call::blocking;
 use polarbackup_model::{BackupJobId, DbClusterId};
 use polarbackup_store::SetStore;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ pub async fn remove_marked_sets(
     store: Arc<dyn SetStore>,
     executor: &dyn Executor,
     cluster: Option<&DbClusterId>,
-) -> Result<Vec<BackupJobId>, String> {
+) -> Result<Vec<BackupJobId>, JobError> {
     let s = store.clone();
     let mut removed = Vec::new();
     for set in blocking(move || s.pending_deletions()).await? {

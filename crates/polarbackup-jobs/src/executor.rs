@@ -1,5 +1,6 @@
 //! The seam between job bookkeeping and the engine that really backs a database up.
 
+use crate::error::JobError;
 use crate::progress::Progress;
 use jiff::Timestamp;
 use polarbackup_model::{BackupJobId, Cluster};
@@ -15,7 +16,8 @@ pub struct JobContext {
     pub cluster: Cluster,
     /// Phase and percentage reporting; every call is persisted (throttled) for pollers.
     pub progress: Progress,
-    /// Fires when the lease is lost or the server shuts down: stop and return an error.
+    /// Fires when the lease is lost or the server shuts down: stop, clean up, and return an
+    /// error ([`JobError::Cancelled`] when nothing else went wrong).
     pub cancel: CancellationToken,
 }
 
@@ -27,13 +29,13 @@ pub struct Completed {
     pub consistent_time: Option<Timestamp>,
 }
 
-/// Runs backups and owns their stored data. Errors are human-readable reasons that end up in
-/// the job's failure reason, so they must never contain secrets.
+/// Runs backups and owns their stored data. A [`JobError::Backup`] becomes the job's failure
+/// reason, so it must never contain a secret.
 pub trait Executor: Send + Sync + 'static {
     /// Takes, stores and verifies one backup. Returns only after verification succeeded.
-    fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, String>>;
+    fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, JobError>>;
     /// Removes everything stored under `id`. Idempotent.
-    fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), String>>;
+    fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), JobError>>;
     /// Every id that has anything stored, complete or not.
-    fn stored_ids(&self) -> BoxFuture<'_, Result<Vec<BackupJobId>, String>>;
+    fn stored_ids(&self) -> BoxFuture<'_, Result<Vec<BackupJobId>, JobError>>;
 }

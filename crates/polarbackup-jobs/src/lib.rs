@@ -3,23 +3,17 @@
 //! crashes and deletions on every start.
 
 mod deletions;
+mod error;
 mod executor;
+mod lease;
 mod progress;
 pub mod scheduler;
+mod store_call;
 mod worker;
 
 pub use deletions::remove_marked_sets;
+pub use error::JobError;
 pub use executor::{BoxFuture, Completed, Executor, JobContext};
 pub use progress::Progress;
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{start, WorkerConfig};
-
-/// Runs a store call on the blocking pool; errors become the reasons jobs and logs carry.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, polarbackup_store::StoreError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("store task failed: {e}")),
-    }
-}

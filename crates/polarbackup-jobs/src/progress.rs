@@ -1,6 +1,10 @@
 //! Progress reporting: phase changes are written at once, percentage updates at most every
-//! quarter second, and Process never goes backwards.
+//! quarter second, and Process never goes backwards. A store that fails is retried briefly,
+//! then skipped; a lost lease stops every further write.
 
+use crate::error::JobError;
+use crate::lease::Lease;
+use crate::store_call::{job_write, retrying, Backoff};
 use jiff::Timestamp;
 use polarbackup_model::{BackupJob, Clock, JobStatus};
 use polarbackup_store::JobStore;
@@ -19,19 +23,35 @@ struct State {
 #[derive(Clone)]
 pub struct Progress {
     state: Arc<Mutex<State>>,
+    /// One write at a time, each of the latest state: writes reach the store in order, so a
+    /// refused one means the stored job moved on without this worker, never a reordering.
+    writing: Arc<tokio::sync::Mutex<()>>,
     store: Arc<dyn JobStore>,
     clock: Arc<dyn Clock>,
+    lease: Lease,
 }
 
 impl Progress {
+    /// Progress of a job outside the worker pool: never cancelled, its lease never lost.
     pub fn new(job: BackupJob, store: Arc<dyn JobStore>, clock: Arc<dyn Clock>) -> Self {
+        Self::leased(job, store, clock, Lease::default())
+    }
+
+    pub(crate) fn leased(
+        job: BackupJob,
+        store: Arc<dyn JobStore>,
+        clock: Arc<dyn Clock>,
+        lease: Lease,
+    ) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 job,
                 last_write: None,
             })),
+            writing: Arc::default(),
             store,
             clock,
+            lease,
         }
     }
 
@@ -48,12 +68,14 @@ impl Progress {
     }
 
     /// Enters a phase (persisted immediately). `process` is clamped into the phase's band.
-    pub async fn phase(&self, status: JobStatus, process: u8) -> Result<(), String> {
+    /// A store that stays down is logged and skipped, since the next write carries the same
+    /// state; [`JobError::LeaseLost`] means stop: the job is someone else's now.
+    pub async fn phase(&self, status: JobStatus, process: u8) -> Result<(), JobError> {
         self.set(status, process, true).await
     }
 
     /// Reports the fraction done of the current phase, mapped onto its band of Process.
-    pub async fn fraction(&self, done: u64, total: u64) -> Result<(), String> {
+    pub async fn fraction(&self, done: u64, total: u64) -> Result<(), JobError> {
         let status = self.lock().job.status;
         let (lo, hi) = status.process_range();
         let f = if total == 0 {
@@ -65,8 +87,11 @@ impl Progress {
         self.set(status, process, false).await
     }
 
-    async fn set(&self, status: JobStatus, process: u8, force: bool) -> Result<(), String> {
-        let snapshot = {
+    async fn set(&self, status: JobStatus, process: u8, force: bool) -> Result<(), JobError> {
+        if self.lease.is_lost() {
+            return Err(JobError::LeaseLost);
+        }
+        {
             let mut st = self.lock();
             let now = self.clock.now();
             let before = st.job.clone();
@@ -78,7 +103,7 @@ impl Progress {
                 if p <= before.process {
                     return Ok(());
                 }
-                st.job.advance(status, p, now).map_err(|e| e.to_string())?;
+                st.job.advance(status, p, now).map_err(internal)?;
                 let due = st
                     .last_write
                     .is_none_or(|t| t.elapsed() >= MIN_WRITE_INTERVAL);
@@ -86,22 +111,35 @@ impl Progress {
                     return Ok(());
                 }
             } else {
-                st.job
-                    .advance(status, process, now)
-                    .map_err(|e| e.to_string())?;
+                st.job.advance(status, process, now).map_err(internal)?;
             }
             st.last_write = Some(Instant::now());
-            st.job.clone()
-        };
+        }
+        let _writing = self.writing.lock().await;
+        let snapshot = self.job();
         let store = self.store.clone();
-        let written = tokio::task::spawn_blocking(move || store.update_job(&snapshot)).await;
+        let written = retrying(Backoff::PROGRESS, self.lease.cancel(), move || {
+            store.update_job(&snapshot)
+        })
+        .await
+        .map_err(job_write);
         match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                warn!(error = %e, "could not record progress");
-                Err(format!("the metadata store failed: {e}"))
+            Ok(()) => Ok(()),
+            Err(JobError::LeaseLost) => {
+                warn!("the stored job moved on without this worker; stopping the backup");
+                self.lease.lose();
+                Err(JobError::LeaseLost)
             }
-            Err(e) => Err(format!("progress writer failed: {e}")),
+            Err(_) if self.lease.is_lost() => Err(JobError::LeaseLost),
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, "could not record progress; the next write carries it");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
+}
+
+fn internal(e: polarbackup_model::TransitionError) -> JobError {
+    JobError::Internal(e.to_string())
 }

@@ -1,8 +1,10 @@
 //! The worker pool: recovery, claiming under a lease, heartbeats, ending jobs, deletions.
 
-use crate::blocking;
+use crate::error::JobError;
 use crate::executor::{Completed, Executor, JobContext};
+use crate::lease::Lease;
 use crate::progress::Progress;
+use crate::store_call::{blocking, job_write, retrying, Backoff};
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{BackupJob, BackupJobId, BackupSet, BackupSetStatus, Clock, JobStatus};
 use polarbackup_store::Store;
@@ -42,7 +44,8 @@ struct Pool {
 }
 
 /// Starts the pool. It stops claiming when `shutdown` fires, cancels running backups (which
-/// end as Failed, their data removed), and returns when all of them have ended.
+/// end as Failed, their data removed; if the store fails that last write, crash recovery on
+/// the next start ends them), and returns when all of them have stopped.
 pub fn start(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -97,18 +100,18 @@ impl Pool {
         while running.join_next().await.is_some() {}
     }
 
-    async fn claim(&self) -> Result<Option<BackupJob>, String> {
+    async fn claim(&self) -> Result<Option<BackupJob>, JobError> {
         let store = self.store.clone();
         let id = self.id.clone();
         let now = self.clock.now();
-        let until = now.checked_add(self.config.lease).unwrap_or(now);
+        let until = self.lease_until();
         blocking(move || store.claim_job(&id, until, now)).await
     }
 
     /// Fails jobs whose worker died (ending a cluster deletion's final backup this way aborts
     /// that deletion), finishes interrupted deletions and, once per start, removes stored data
     /// that no job or set owns.
-    async fn housekeeping(&self, sweep_orphans: bool, running: usize) -> Result<(), String> {
+    async fn housekeeping(&self, sweep_orphans: bool, running: usize) -> Result<(), JobError> {
         if self.config.scheduler {
             let store = self.store.clone();
             let clock = self.clock.clone();
@@ -121,8 +124,10 @@ impl Pool {
             let reason = "interrupted: the server stopped while this backup was running";
             self.discard(job.id).await?;
             if job.fail(reason, now).is_ok() {
+                // Not this worker's lease: a failed write is simply tried again next pass.
                 let set = failed_set(&job, now);
-                self.end(job, Some(set)).await?;
+                let store = self.store.clone();
+                blocking(move || store.end_job(&job, Some(&set))).await?;
             }
         }
         crate::remove_marked_sets(self.store.clone(), self.executor.as_ref(), None).await?;
@@ -142,22 +147,28 @@ impl Pool {
         Ok(())
     }
 
-    async fn discard(&self, id: BackupJobId) -> Result<(), String> {
+    async fn discard(&self, id: BackupJobId) -> Result<(), JobError> {
         self.executor.discard(id).await
     }
 
     async fn run_job(self: Arc<Self>, job: BackupJob, cancel: CancellationToken) {
         let id = job.id;
+        let lease = Lease::new(cancel);
         let store = self.store.clone();
         let cluster_id = job.cluster_id.clone();
-        let cluster = match blocking(move || store.cluster(&cluster_id)).await {
+        let loaded = retrying(Backoff::PROGRESS, lease.cancel(), move || {
+            store.cluster(&cluster_id)
+        })
+        .await;
+        let cluster = match loaded {
             Ok(Some(c)) => c,
             Ok(None) => {
-                self.fail(job, "the cluster no longer exists".into()).await;
+                self.fail(job, "the cluster no longer exists".into(), &lease)
+                    .await;
                 return;
             }
             Err(e) => {
-                // The lease will run out and recovery will end the job.
+                // Still NoStart: once the lease runs out, a worker claims it again.
                 error!(job = %id, error = %e, "cannot load the job's cluster");
                 return;
             }
@@ -166,39 +177,42 @@ impl Pool {
         let ctx = JobContext {
             job_id: id,
             cluster,
-            progress: Progress::new(job, self.store.clone(), self.clock.clone()),
-            cancel: cancel.clone(),
+            progress: Progress::leased(job, self.store.clone(), self.clock.clone(), lease.clone()),
+            cancel: lease.cancel().clone(),
         };
         // A lost lease cancels the token; the executor then stops and cleans up by itself,
-        // rather than being dropped mid-write.
-        let heartbeat = tokio::spawn(self.clone().heartbeat(id, cancel.clone()));
+        // rather than being dropped mid-write. The heartbeat goes on until the job's end is
+        // recorded, so retrying that write does not let the lease run out.
+        let heartbeat = tokio::spawn(self.clone().heartbeat(id, lease.clone()));
         let outcome = self.executor.backup(&ctx).await;
-        heartbeat.abort();
         let job = ctx.progress.job();
         match outcome {
-            Ok(done) => self.finish(job, done).await,
-            Err(reason) => self.fail(job, reason).await,
+            // Whatever the executor says: the job's data and record are the new owner's now.
+            _ if lease.is_lost() => not_recorded(id, &JobError::LeaseLost),
+            Err(e @ JobError::LeaseLost) => not_recorded(id, &e),
+            Ok(done) => self.finish(job, done, &lease).await,
+            Err(e) => self.fail(job, e.to_string(), &lease).await,
         }
+        heartbeat.abort();
     }
 
     /// Renews the lease every third of its length; returns (and so cancels the backup) only
     /// when the lease is lost.
-    async fn heartbeat(self: Arc<Self>, id: BackupJobId, cancel: CancellationToken) {
+    async fn heartbeat(self: Arc<Self>, id: BackupJobId, lease: Lease) {
         let every = Duration::from_millis((self.config.lease.as_millis() / 3).max(100) as u64);
         loop {
             tokio::select! {
-                () = cancel.cancelled() => return std::future::pending().await,
+                () = lease.cancel().cancelled() => return std::future::pending().await,
                 () = tokio::time::sleep(every) => {}
             }
             let store = self.store.clone();
             let worker = self.id.clone();
-            let now = self.clock.now();
-            let until = now.checked_add(self.config.lease).unwrap_or(now);
+            let until = self.lease_until();
             match blocking(move || store.renew_lease(id, &worker, until)).await {
                 Ok(true) => {}
                 Ok(false) => {
                     warn!(job = %id, "lease lost; stopping the backup");
-                    cancel.cancel();
+                    lease.lose();
                     return;
                 }
                 Err(e) => warn!(job = %id, error = %e, "heartbeat failed; will retry"),
@@ -206,11 +220,33 @@ impl Pool {
         }
     }
 
-    async fn finish(&self, mut job: BackupJob, done: Completed) {
+    fn lease_until(&self) -> Timestamp {
+        let now = self.clock.now();
+        now.checked_add(self.config.lease).unwrap_or(now)
+    }
+
+    /// Renews the lease before the job's data or record is touched: if recovery or another
+    /// worker took the job meanwhile, both are theirs.
+    async fn hold(&self, id: BackupJobId, lease: &Lease) -> Result<(), JobError> {
+        let store = self.store.clone();
+        let worker = self.id.clone();
+        let until = self.lease_until();
+        let held = retrying(Backoff::END, lease.cancel(), move || {
+            store.renew_lease(id, &worker, until)
+        })
+        .await?;
+        if !held {
+            lease.lose();
+            return Err(JobError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, mut job: BackupJob, done: Completed, lease: &Lease) {
         let now = self.clock.now();
         if let Err(e) = job.advance(JobStatus::Finished, 100, now) {
-            let reason = format!("internal error: {e}");
-            return self.fail(job, reason).await;
+            let reason = JobError::Internal(e.to_string()).to_string();
+            return self.fail(job, reason, lease).await;
         }
         let set = BackupSet {
             id: job.id,
@@ -225,20 +261,25 @@ impl Pool {
             comment: job.comment.clone(),
         };
         let id = job.id;
-        match self.end(job, Some(set)).await {
+        let ended = match self.hold(id, lease).await {
+            Ok(()) => self.end(job, set, lease).await,
+            Err(e) => Err(e),
+        };
+        match ended {
             Ok(()) => {
                 info!(job = %id, size = done.size, stored = done.stored_size, "backup finished")
             }
-            Err(e) => {
-                error!(job = %id, error = %e, "could not record the finished backup; recovery will end it")
-            }
+            Err(e) => not_recorded(id, &e),
         }
     }
 
     /// Removes what the failed backup stored, then records the failure with its reason.
-    async fn fail(&self, mut job: BackupJob, reason: String) {
+    async fn fail(&self, mut job: BackupJob, reason: String, lease: &Lease) {
         let id = job.id;
         warn!(job = %id, reason = %reason, "backup failed");
+        if let Err(e) = self.hold(id, lease).await {
+            return not_recorded(id, &e);
+        }
         if let Err(e) = self.discard(id).await {
             error!(job = %id, error = %e, "could not remove a failed backup's data; the next start retries");
         }
@@ -247,14 +288,37 @@ impl Pool {
             return;
         }
         let set = failed_set(&job, now);
-        if let Err(e) = self.end(job, Some(set)).await {
-            error!(job = %id, error = %e, "could not record the failure; recovery will end the job");
+        if let Err(e) = self.end(job, set, lease).await {
+            not_recorded(id, &e);
         }
     }
 
-    async fn end(&self, job: BackupJob, set: Option<BackupSet>) -> Result<(), String> {
+    /// Records a claimed job's end with its set, retrying a failing store (at once giving up
+    /// on shutdown or a lost lease).
+    async fn end(&self, job: BackupJob, set: BackupSet, lease: &Lease) -> Result<(), JobError> {
         let store = self.store.clone();
-        blocking(move || store.end_job(&job, set.as_ref())).await
+        let ended = retrying(Backoff::END, lease.cancel(), move || {
+            store.end_job(&job, Some(&set))
+        })
+        .await
+        .map_err(job_write);
+        if let Err(JobError::LeaseLost) = ended {
+            lease.lose();
+        }
+        ended
+    }
+}
+
+/// Logs why a job's end went unrecorded; the job is never lost: its new owner, or crash
+/// recovery once the lease has run out, ends it.
+fn not_recorded(id: BackupJobId, e: &JobError) {
+    match e {
+        JobError::LeaseLost => {
+            warn!(job = %id, "the job was taken over by recovery or another worker; leaving it to them")
+        }
+        e => {
+            error!(job = %id, error = %e, "could not record the job's end; crash recovery will end it")
+        }
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::{
-    start, BoxFuture, CancellationToken, Completed, Executor, JobContext, WorkerConfig,
+    start, BoxFuture, CancellationToken, Completed, Executor, JobContext, JobError, WorkerConfig,
 };
 use polarbackup_model::policy::RetentionOnClusterDeletion as Retention;
 use polarbackup_model::{
@@ -33,7 +33,7 @@ struct Scripted {
 }
 
 impl Executor for Scripted {
-    fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, String>> {
+    fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, JobError>> {
         Box::pin(async move {
             self.stored.lock().unwrap().insert(ctx.job_id);
             ctx.progress.phase(JobStatus::Preparing, 1).await?;
@@ -41,7 +41,7 @@ impl Executor for Scripted {
             ctx.progress.phase(JobStatus::Uploading, 5).await?;
             ctx.progress.fraction(1, 2).await?;
             if ctx.progress.job().comment.as_deref() == Some("fail") {
-                return Err("connection reset by peer".into());
+                return Err(JobError::Backup("connection reset by peer".into()));
             }
             if ctx.progress.job().comment.as_deref() == Some("hold") {
                 while !self.release.load(Ordering::SeqCst) {
@@ -50,7 +50,7 @@ impl Executor for Scripted {
             }
             if ctx.progress.job().comment.as_deref() == Some("hang") {
                 ctx.cancel.cancelled().await;
-                return Err("cancelled".into());
+                return Err(JobError::Cancelled);
             }
             ctx.progress.phase(JobStatus::Checking, 90).await?;
             Ok(Completed {
@@ -61,7 +61,7 @@ impl Executor for Scripted {
         })
     }
 
-    fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), String>> {
+    fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), JobError>> {
         Box::pin(async move {
             self.stored.lock().unwrap().remove(&id);
             self.discarded.lock().unwrap().push(id);
@@ -69,7 +69,7 @@ impl Executor for Scripted {
         })
     }
 
-    fn stored_ids(&self) -> BoxFuture<'_, Result<Vec<BackupJobId>, String>> {
+    fn stored_ids(&self) -> BoxFuture<'_, Result<Vec<BackupJobId>, JobError>> {
         Box::pin(async move { Ok(self.stored.lock().unwrap().iter().copied().collect()) })
     }
 }
@@ -235,7 +235,12 @@ async fn jobs_finish_with_a_set_or_fail_with_their_data_removed() {
     .await;
     shutdown.cancel();
     handle.await.unwrap();
-    assert_eq!(fx.job_status(hung).0, JobStatus::Failed);
+    let (status, _, reason) = fx.job_status(hung);
+    assert_eq!(status, JobStatus::Failed);
+    assert_eq!(
+        reason.as_deref(),
+        Some("the backup was cancelled: the server is shutting down")
+    );
     assert!(exec.discarded.lock().unwrap().contains(&hung));
 }
 

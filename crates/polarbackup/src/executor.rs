@@ -1,8 +1,8 @@
 //! The jobs' executor: PostgreSQL backups by the engine, into the repository.
 
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
-use polarbackup_engine::{backup, BackupRequest, Phase, ProgressSink};
-use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, Progress};
+use polarbackup_engine::{backup, BackupRequest, EngineError, Phase, ProgressSink};
+use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, JobError, Progress};
 use polarbackup_model::{BackupJobId, Clock, JobStatus, TlsMode as ClusterTls};
 use polarbackup_repo::Repo;
 use std::path::PathBuf;
@@ -67,8 +67,20 @@ fn tls_mode(mode: ClusterTls) -> TlsMode {
     }
 }
 
+/// A cancelled backup stops as the worker asked; any other failure is the job's reason.
+fn job_error(e: EngineError) -> JobError {
+    match e {
+        EngineError::Cancelled => JobError::Cancelled,
+        e => JobError::Backup(e.to_string()),
+    }
+}
+
+fn repo_error(e: polarbackup_repo::RepoError) -> JobError {
+    JobError::Backup(e.to_string())
+}
+
 impl Executor for PgExecutor {
-    fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, String>> {
+    fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, JobError>> {
         Box::pin(async move {
             let spec = &ctx.cluster.spec;
             let mut source =
@@ -89,7 +101,7 @@ impl Executor for PgExecutor {
                 clock: self.clock.clone(),
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(job_error)?;
             Ok(Completed {
                 size: summary.raw_bytes,
                 stored_size: summary.stored_bytes,
@@ -98,22 +110,13 @@ impl Executor for PgExecutor {
         })
     }
 
-    fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            self.repo
-                .delete(&id.to_string())
-                .await
-                .map_err(|e| e.to_string())
-        })
+    fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), JobError>> {
+        Box::pin(async move { self.repo.delete(&id.to_string()).await.map_err(repo_error) })
     }
 
-    fn stored_ids(&self) -> BoxFuture<'_, Result<Vec<BackupJobId>, String>> {
+    fn stored_ids(&self) -> BoxFuture<'_, Result<Vec<BackupJobId>, JobError>> {
         Box::pin(async move {
-            let ids = self
-                .repo
-                .list_backup_ids()
-                .await
-                .map_err(|e| e.to_string())?;
+            let ids = self.repo.list_backup_ids().await.map_err(repo_error)?;
             Ok(ids
                 .iter()
                 .filter_map(|s| {

@@ -1,0 +1,36 @@
+//! A claimed job's lease as its worker sees it: one token stops the job's work, a flag tells a
+//! lost lease from a shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Default)]
+pub(crate) struct Lease {
+    cancel: CancellationToken,
+    lost: Arc<AtomicBool>,
+}
+
+impl Lease {
+    /// `cancel` fires on shutdown; losing the lease fires it too.
+    pub(crate) fn new(cancel: CancellationToken) -> Self {
+        Self {
+            cancel,
+            lost: Arc::default(),
+        }
+    }
+
+    pub(crate) fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Crash recovery or another worker took the job: stop, and write nothing more.
+    pub(crate) fn lose(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
