@@ -77,8 +77,7 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         .await
         .map_err(|e| EngineError::from_pg(e, false))?;
 
-    // The manifest's creation time; the engine has no injectable clock yet.
-    let mut writer = req.repo.begin(req.backup_id, Timestamp::now()).await?;
+    let mut writer = req.repo.begin(req.backup_id, req.clock.now()).await?;
     let result = async {
         let streamed = stream_data(&req, &mut data_conn, &mut writer).await?;
         let scratch = req.scratch.join(format!("wal-{}", req.backup_id));

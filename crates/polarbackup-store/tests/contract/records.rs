@@ -190,7 +190,7 @@ pub fn concurrent_writers_share_one_database(b: &dyn Backend) {
                         job.advance(JobStatus::Preparing, 2, t(i)).expect("prep");
                         store.update_job(&job).expect("update");
                         let nonce = format!("{c}-{i}");
-                        assert!(store.use_nonce(&k, &nonce, t(1000), t(i)).expect("nonce"));
+                        assert!(store.use_nonce(k, &nonce, t(1000), t(i)).expect("nonce"));
                     }
                     c
                 })
