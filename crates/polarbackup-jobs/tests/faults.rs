@@ -313,16 +313,6 @@ impl Fixture {
     }
 }
 
-async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_fails_for_a_while_fails_no_job() {
     let fx = fixture();
@@ -334,7 +324,7 @@ async fn a_store_that_fails_for_a_while_fails_no_job() {
     faults.end_job.store(3, Ordering::SeqCst);
     let first = fx.queue("ok");
     pool.wake.notify_one();
-    wait_for("finished", || fx.job(first).status.is_terminal()).await;
+    common::wait_for("finished", || fx.job(first).status.is_terminal()).await;
     assert_eq!(fx.job(first).status, JobStatus::Finished);
     assert_eq!(fx.set(first).unwrap().status, BackupSetStatus::Success);
     assert_eq!(faults.update_job.load(Ordering::SeqCst), 0);
@@ -345,7 +335,7 @@ async fn a_store_that_fails_for_a_while_fails_no_job() {
     faults.update_job.store(u32::MAX, Ordering::SeqCst);
     let second = fx.queue("ok");
     pool.wake.notify_one();
-    wait_for("finished", || fx.job(second).status.is_terminal()).await;
+    common::wait_for("finished", || fx.job(second).status.is_terminal()).await;
     let job = fx.job(second);
     assert_eq!((job.status, job.process), (JobStatus::Finished, 100));
     assert!(faults.update_job.load(Ordering::SeqCst) < u32::MAX);
@@ -361,7 +351,7 @@ async fn a_backup_error_fails_the_job_with_its_reason_through_a_flaky_store() {
     fx.store.faults.end_job.store(2, Ordering::SeqCst);
     let id = fx.queue("fail");
     let pool = fx.pool(exec.clone(), 30);
-    wait_for("failed", || fx.job(id).status.is_terminal()).await;
+    common::wait_for("failed", || fx.job(id).status.is_terminal()).await;
     let job = fx.job(id);
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(
@@ -380,7 +370,7 @@ async fn a_lost_lease_stops_the_backup_and_leaves_the_job_to_its_new_owner() {
     let exec = Arc::new(Scripted::default());
     let id = fx.queue("steal");
     let pool = fx.pool(exec.clone(), 1);
-    wait_for("started", || exec.started.load(Ordering::SeqCst)).await;
+    common::wait_for("started", || exec.started.load(Ordering::SeqCst)).await;
     // The heartbeat cannot reach the store until the lease has run out and another worker has
     // claimed the job.
     fx.store
@@ -399,7 +389,7 @@ async fn a_lost_lease_stops_the_backup_and_leaves_the_job_to_its_new_owner() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     fx.store.faults.renew_lease.store(0, Ordering::SeqCst);
-    wait_for("the backup to stop", || {
+    common::wait_for("the backup to stop", || {
         exec.late_report.lock().unwrap().is_some()
     })
     .await;
@@ -423,14 +413,14 @@ async fn a_job_ended_by_recovery_meanwhile_is_not_written_over() {
     let id = fx.queue("resume");
     // A long lease: the heartbeat does not notice before the next progress write does.
     let pool = fx.pool(exec.clone(), 30);
-    wait_for("uploading", || fx.job(id).status == JobStatus::Uploading).await;
+    common::wait_for("uploading", || fx.job(id).status == JobStatus::Uploading).await;
     // As another server's crash recovery would, once it believed this worker dead.
     let mut job = fx.job(id);
     let now = SystemClock.now();
     job.fail("interrupted: recovered elsewhere", now).unwrap();
     fx.store.inner.end_job(&job, None).unwrap();
     exec.resume.store(true, Ordering::SeqCst);
-    wait_for("the backup to stop", || {
+    common::wait_for("the backup to stop", || {
         exec.late_report.lock().unwrap().is_some()
     })
     .await;
@@ -455,7 +445,7 @@ async fn shutdown_never_waits_on_a_failing_store_and_the_next_start_ends_the_job
     let exec = Arc::new(Scripted::default());
     let id = fx.queue("hang");
     let pool = fx.pool(exec.clone(), 1);
-    wait_for("uploading", || fx.job(id).status == JobStatus::Uploading).await;
+    common::wait_for("uploading", || fx.job(id).status == JobStatus::Uploading).await;
     fx.store.faults.end_job.store(u32::MAX, Ordering::SeqCst);
     let stopping = Instant::now();
     pool.stop().await;
@@ -467,7 +457,7 @@ async fn shutdown_never_waits_on_a_failing_store_and_the_next_start_ends_the_job
     // The next server recovers it once the lease has run out.
     fx.store.faults.end_job.store(0, Ordering::SeqCst);
     let next = fx.pool(exec.clone(), 1);
-    wait_for("recovered", || fx.job(id).status == JobStatus::Failed).await;
+    common::wait_for("recovered", || fx.job(id).status == JobStatus::Failed).await;
     let reason = fx.job(id).failure_reason.unwrap();
     assert!(reason.starts_with("interrupted"), "{reason}");
     next.stop().await;

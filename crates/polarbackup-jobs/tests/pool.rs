@@ -192,16 +192,6 @@ fn all_sets() -> SetFilter {
     }
 }
 
-async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_finish_with_a_set_or_fail_with_their_data_removed() {
     let fx = fixture();
@@ -209,13 +199,13 @@ async fn jobs_finish_with_a_set_or_fail_with_their_data_removed() {
     let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
     let ok = fx.queue("ok");
     wake.notify_one();
-    wait_for("finished", || fx.job_status(ok).0 == JobStatus::Finished).await;
+    common::wait_for("finished", || fx.job_status(ok).0 == JobStatus::Finished).await;
     assert_eq!(fx.job_status(ok), (JobStatus::Finished, 100, None));
     assert_eq!(fx.sets(), vec![(ok, BackupSetStatus::Success, 42)]);
 
     let bad = fx.queue("fail");
     wake.notify_one();
-    wait_for("failed", || fx.job_status(bad).0 == JobStatus::Failed).await;
+    common::wait_for("failed", || fx.job_status(bad).0 == JobStatus::Failed).await;
     let (_, process, reason) = fx.job_status(bad);
     assert_eq!(
         process, 47,
@@ -229,7 +219,7 @@ async fn jobs_finish_with_a_set_or_fail_with_their_data_removed() {
     // Shutdown cancels a running backup; it ends Failed, not silently dropped.
     let hung = fx.queue("hang");
     wake.notify_one();
-    wait_for("uploading", || {
+    common::wait_for("uploading", || {
         fx.job_status(hung).0 == JobStatus::Uploading
     })
     .await;
@@ -264,24 +254,24 @@ async fn a_dead_workers_job_is_recovered_and_deletions_and_orphans_are_finished(
     exec.stored.lock().unwrap().insert(BackupJobId(999));
 
     let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
-    wait_for("recovered", || fx.job_status(dead).0 == JobStatus::Failed).await;
+    common::wait_for("recovered", || fx.job_status(dead).0 == JobStatus::Failed).await;
     let (_, process, reason) = fx.job_status(dead);
     assert_eq!(process, 30);
     assert!(reason.unwrap().starts_with("interrupted"));
-    wait_for("orphan removed", || {
+    common::wait_for("orphan removed", || {
         !exec.stored.lock().unwrap().contains(&BackupJobId(999))
     })
     .await;
 
     let done = fx.queue("ok");
     wake.notify_one();
-    wait_for("finished", || fx.job_status(done).0 == JobStatus::Finished).await;
+    common::wait_for("finished", || fx.job_status(done).0 == JobStatus::Finished).await;
     fx.store
         .begin_delete_sets(&fx.cluster, &[done])
         .unwrap()
         .unwrap();
     wake.notify_one();
-    wait_for("deleted", || {
+    common::wait_for("deleted", || {
         fx.store.pending_deletions().unwrap().is_empty()
     })
     .await;
@@ -313,7 +303,7 @@ async fn the_concurrency_limit_and_one_backup_per_cluster_queue_jobs_as_no_start
             .map(|(c, id)| fx.job_status_on(c, *id).0)
             .collect()
     };
-    wait_for("two running", || {
+    common::wait_for("two running", || {
         statuses()
             .iter()
             .filter(|s| **s == JobStatus::Uploading)
@@ -341,7 +331,7 @@ async fn the_concurrency_limit_and_one_backup_per_cluster_queue_jobs_as_no_start
         "one backup per cluster: {now:?}"
     );
     exec.release.store(true, Ordering::SeqCst);
-    wait_for("all finished", || {
+    common::wait_for("all finished", || {
         statuses().iter().all(|s| *s == JobStatus::Finished)
     })
     .await;
@@ -374,13 +364,13 @@ async fn a_latest_deletion_runs_its_final_backup_then_removes_the_other_sets() {
     let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
     let old = fx.queue("ok");
     wake.notify_one();
-    wait_for("finished", || fx.job_status(old).0 == JobStatus::Finished).await;
+    common::wait_for("finished", || fx.job_status(old).0 == JobStatus::Finished).await;
     let last = fx.delete_keeping_latest();
     assert_eq!(fx.cluster_status(), ClusterStatus::Deleting);
     wake.notify_one();
-    wait_for("released", || fx.cluster_status() == ClusterStatus::Deleted).await;
+    common::wait_for("released", || fx.cluster_status() == ClusterStatus::Deleted).await;
     wake.notify_one();
-    wait_for("the older set's data removed", || {
+    common::wait_for("the older set's data removed", || {
         !exec.stored.lock().unwrap().contains(&old)
     })
     .await;
@@ -391,7 +381,7 @@ async fn a_latest_deletion_runs_its_final_backup_then_removes_the_other_sets() {
         .list_detached_sets(&fx.cluster, &all_sets())
         .unwrap();
     assert_eq!(kept.sets.iter().map(|s| s.id).collect::<Vec<_>>(), [last]);
-    wait_for("row forgotten", || {
+    common::wait_for("row forgotten", || {
         fx.store.pending_deletions().unwrap().is_empty()
     })
     .await;
@@ -415,7 +405,7 @@ async fn a_final_backup_interrupted_by_a_crash_aborts_the_deletion() {
     let exec = Arc::new(Scripted::default());
     exec.stored.lock().unwrap().insert(last);
     let (shutdown, handle, _) = fx.pool(exec.clone(), 30);
-    wait_for("deletion aborted", || {
+    common::wait_for("deletion aborted", || {
         fx.cluster_status() == ClusterStatus::Running
     })
     .await;

@@ -28,3 +28,15 @@ pub fn add_cluster(store: &SqliteStore, account: &AccountId, now: Timestamp) -> 
         .expect("cluster")
         .id
 }
+
+/// Polls `f` every 25 ms for up to 10 s.
+#[allow(dead_code)] // the scheduler tests poll nothing
+pub async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
