@@ -3,7 +3,7 @@
 use crate::error::JobError;
 use crate::progress::Progress;
 use jiff::Timestamp;
-use polarbackup_model::{BackupJobId, Cluster};
+use polarbackup_model::{BackupJobId, Cluster, WalRange};
 use std::future::Future;
 use std::pin::Pin;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,8 @@ pub struct Completed {
     pub size: u64,
     pub stored_size: u64,
     pub consistent_time: Option<Timestamp>,
+    /// Where the backup sits in the WAL.
+    pub wal: WalRange,
 }
 
 /// Runs backups and owns their stored data. A [`JobError::Backup`] becomes the job's failure

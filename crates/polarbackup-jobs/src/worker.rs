@@ -259,6 +259,7 @@ impl Pool {
             size: done.size,
             stored_size: done.stored_size,
             comment: job.comment.clone(),
+            wal: Some(done.wal),
         };
         let id = job.id;
         let ended = match self.hold(id, lease).await {
@@ -335,5 +336,6 @@ fn failed_set(job: &BackupJob, now: Timestamp) -> BackupSet {
         size: 0,
         stored_size: 0,
         comment: None,
+        wal: None,
     }
 }

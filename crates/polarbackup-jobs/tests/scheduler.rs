@@ -149,6 +149,7 @@ fn retention_expires_old_automated_sets_but_keeps_the_newest_and_manual_ones() {
             size: 1,
             stored_size: 1,
             comment: None,
+            wal: None,
         };
         store.end_job(&job, Some(&set)).expect("end");
         job.id

@@ -2,6 +2,7 @@
 
 use crate::ids::{BackupJobId, DbClusterId};
 use crate::job::JobMode;
+use crate::lsn::Lsn;
 use jiff::Timestamp;
 use std::str::FromStr;
 
@@ -49,6 +50,18 @@ pub struct BackupSet {
     /// Bytes the set takes in the repository, after compression.
     pub stored_size: u64,
     pub comment: Option<String>,
+    /// Where the backup sits in the WAL: what a point-in-time restore replays from. `None` for
+    /// a failed set, and for sets recorded before it was kept.
+    pub wal: Option<WalRange>,
+}
+
+/// A full backup's place in the WAL: replay starts at `start` and the copy is consistent once
+/// `end` is reached, on `timeline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalRange {
+    pub timeline: u32,
+    pub start: Lsn,
+    pub end: Lsn,
 }
 
 impl BackupSet {

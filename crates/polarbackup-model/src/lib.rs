@@ -6,12 +6,14 @@ pub mod clock;
 pub mod cluster;
 pub mod ids;
 pub mod job;
+pub mod lsn;
 pub mod policy;
 pub mod tenant;
 
-pub use backup_set::{BackupSet, BackupSetStatus};
+pub use backup_set::{BackupSet, BackupSetStatus, WalRange};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{Cluster, ClusterStatus, NewCluster, TlsMode};
 pub use ids::{AccessKeyId, AccountId, BackupJobId, DbClusterId, IdError, RamUserId};
 pub use job::{BackupJob, JobMode, JobStatus, TaskAction, TransitionError};
+pub use lsn::Lsn;
 pub use tenant::{AccessKey, Account, KeyKind, RamUser};

@@ -147,6 +147,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE access_keys ADD COLUMN kind TEXT NOT NULL DEFAULT 'hmac'
         CHECK (kind IN ('hmac', 'rsa'));
     "#,
+    // 8: a set's place in the WAL (timeline, start and end LSN), all three or none: what a
+    // point-in-time restore replays from. Sets recorded before have none.
+    r#"
+    ALTER TABLE backup_sets ADD COLUMN wal_timeline INTEGER;
+    ALTER TABLE backup_sets ADD COLUMN wal_start INTEGER;
+    ALTER TABLE backup_sets ADD COLUMN wal_end INTEGER
+        CHECK ((wal_timeline IS NULL) = (wal_end IS NULL)
+               AND (wal_start IS NULL) = (wal_end IS NULL));
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -47,3 +47,70 @@ fn processes_opening_a_fresh_directory_together_all_succeed() {
         }
     });
 }
+
+/// Sets recorded before their WAL range was kept (schema 7) load with none.
+#[test]
+fn sets_from_before_the_wal_columns_load_without_a_range() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let account = store
+        .create_account(None, jiff::Timestamp::UNIX_EPOCH)
+        .expect("account");
+    let cluster = store
+        .create_cluster(
+            &polarbackup_model::NewCluster {
+                account: account.id,
+                region: "cn-hangzhou".into(),
+                engine: "postgresql".into(),
+                host: "127.0.0.1".into(),
+                port: 5432,
+                user: "postgres".into(),
+                password: None,
+                database: None,
+                description: None,
+                tls_mode: polarbackup_model::TlsMode::Prefer,
+                tls_ca_file: None,
+            },
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .expect("cluster");
+    let mut job = store
+        .insert_job(
+            &cluster.id,
+            polarbackup_model::JobMode::Manual,
+            polarbackup_model::TaskAction::NormalBackupTask,
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .expect("job");
+    let at = jiff::Timestamp::UNIX_EPOCH;
+    job.fail("old", at).expect("fail");
+    let set = polarbackup_model::BackupSet {
+        id: job.id,
+        cluster_id: cluster.id.clone(),
+        mode: job.mode,
+        status: polarbackup_model::BackupSetStatus::Success,
+        start_time: at,
+        end_time: at,
+        consistent_time: Some(at),
+        size: 1,
+        stored_size: 1,
+        comment: None,
+        wal: Some(polarbackup_model::WalRange {
+            timeline: 1,
+            start: polarbackup_model::Lsn(1),
+            end: polarbackup_model::Lsn(2),
+        }),
+    };
+    store.end_job(&job, Some(&set)).expect("end");
+    let conn = rusqlite::Connection::open(store.path()).expect("raw");
+    conn.execute(
+        "UPDATE backup_sets SET wal_timeline = NULL, wal_start = NULL, wal_end = NULL",
+        [],
+    )
+    .expect("as schema 7 left it");
+    let half = conn.execute("UPDATE backup_sets SET wal_end = 5", []);
+    assert!(half.is_err(), "a range is all three columns or none");
+    drop(conn);
+    let loaded = store.backup_set(set.id).expect("load").expect("listed");
+    assert_eq!(loaded.wal, None);
+}

@@ -189,6 +189,7 @@ mod tests {
             size: 4_639_948_800,
             stored_size: 1,
             comment: Some("nightly".into()),
+            wal: None,
         };
         let body = Value::Object(response(&[set], 7, 2));
         assert_eq!(

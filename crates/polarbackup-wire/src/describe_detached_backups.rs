@@ -45,6 +45,7 @@ mod tests {
             size: 42,
             stored_size: 7,
             comment: Some("final".into()),
+            wal: None,
         };
         assert_eq!(
             Value::Object(response(&[set], 1, 1)),

@@ -3,7 +3,7 @@
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{backup, BackupRequest, EngineError, Phase, ProgressSink};
 use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, JobError, Progress};
-use polarbackup_model::{BackupJobId, Clock, JobStatus, TlsMode as ClusterTls};
+use polarbackup_model::{BackupJobId, Clock, JobStatus, TlsMode as ClusterTls, WalRange};
 use polarbackup_repo::Repo;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,6 +106,11 @@ impl Executor for PgExecutor {
                 size: summary.raw_bytes,
                 stored_size: summary.stored_bytes,
                 consistent_time: Some(summary.consistent_time),
+                wal: WalRange {
+                    timeline: summary.timeline,
+                    start: summary.start_lsn,
+                    end: summary.end_lsn,
+                },
             })
         })
     }

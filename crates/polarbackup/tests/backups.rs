@@ -521,9 +521,24 @@ fn a_backup_restores_to_the_same_data_and_pg_verifybackup_accepts_it() {
     assert_eq!(typed["BackupId"], job.as_str(), "typed model: {res:#}");
     assert_eq!(typed["BackupSetSize"], set["BackupSetSize"]);
     assert!(repo_dir(server, &job).is_dir());
+    let wal = SqliteStore::open(&server.data_dir)
+        .expect("open the store")
+        .backup_set(BackupJobId::parse(&job).expect("id"))
+        .expect("load")
+        .expect("listed")
+        .wal
+        .expect("a finished set records its place in the WAL");
+    assert!(wal.start < wal.end, "{wal:?}");
 
     // Restore into a fresh directory owned by postgres, the tablespace mapped elsewhere.
     let (_scratch, target, ts) = restore_mapped(server, &job, &src.tablespace);
+    // The recorded range is the server's own: its backup_label names the same start.
+    let label = std::fs::read_to_string(target.join("backup_label")).expect("backup_label");
+    assert!(
+        label.contains(&format!("START WAL LOCATION: {} ", wal.start))
+            && label.contains(&format!("START TIMELINE: {}\n", wal.timeline)),
+        "{wal:?} does not match the backup_label:\n{label}"
+    );
     let verify = pg::verify_backup(&target);
     assert!(
         verify.status.success(),

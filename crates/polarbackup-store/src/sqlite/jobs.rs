@@ -2,7 +2,7 @@
 //! progress, and the atomic hand-over from a finished job to its backup set.
 
 use super::clusters;
-use super::rows::{db_id, db_size, job_from, secs, JOB_COLUMNS};
+use super::rows::{db_id, db_size, job_from, secs, wal_columns, JOB_COLUMNS};
 use super::SqliteStore;
 use crate::records::{CreateJobOutcome, JobFilter, ManualJobRequest};
 use crate::{JobStore, Result, StoreError};
@@ -177,10 +177,11 @@ fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<(
     check_forward(&load(&tx, job.id)?, job)?;
     write_state(&tx, job)?;
     if let Some(s) = set {
+        let wal = wal_columns(s.wal.as_ref())?;
         tx.execute(
             "INSERT INTO backup_sets (id, cluster_id, mode, status, start_time, end_time,
-                 consistent_time, size, stored_size, comment)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 db_id(s.id),
                 s.cluster_id.as_str(),
@@ -191,7 +192,10 @@ fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<(
                 s.consistent_time.map(secs),
                 db_size(s.size),
                 db_size(s.stored_size),
-                s.comment
+                s.comment,
+                wal[0],
+                wal[1],
+                wal[2]
             ],
         )?;
     }

@@ -1,10 +1,11 @@
 //! Mapping between SQLite rows and model records; timestamps are stored as Unix seconds.
 
+use crate::StoreError;
 use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
     AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupSet, Cluster,
-    DbClusterId, NewCluster, RamUserId,
+    DbClusterId, Lsn, NewCluster, RamUserId, WalRange,
 };
 use rusqlite::Row;
 
@@ -125,7 +126,42 @@ pub const JOB_COLUMNS: &str = "id, cluster_id, mode, action, status, process, st
      ended_at, failure_reason, comment";
 
 pub const SET_COLUMNS: &str = "id, cluster_id, mode, status, start_time, end_time, \
-     consistent_time, size, stored_size, comment";
+     consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end";
+
+/// A set's WAL range as its three columns (all `NULL` for none).
+pub fn wal_columns(wal: Option<&WalRange>) -> Result<[Option<i64>; 3], StoreError> {
+    let Some(w) = wal else {
+        return Ok([None; 3]);
+    };
+    let lsn = |l: Lsn| {
+        i64::try_from(l.0).map_err(|_| StoreError::Corrupt(format!("LSN {l} beyond range")))
+    };
+    Ok([
+        Some(i64::from(w.timeline)),
+        Some(lsn(w.start)?),
+        Some(lsn(w.end)?),
+    ])
+}
+
+fn wal_from(row: &Row<'_>) -> rusqlite::Result<Option<WalRange>> {
+    let timeline: Option<i64> = row.get("wal_timeline")?;
+    let start: Option<i64> = row.get("wal_start")?;
+    let end: Option<i64> = row.get("wal_end")?;
+    let (Some(timeline), Some(start), Some(end)) = (timeline, start, end) else {
+        return Ok(None);
+    };
+    let lsn = |v: i64| {
+        u64::try_from(v)
+            .map(Lsn)
+            .map_err(|_| corrupt("LSN", &v.to_string()))
+    };
+    Ok(Some(WalRange {
+        timeline: u32::try_from(timeline)
+            .map_err(|_| corrupt("timeline", &timeline.to_string()))?,
+        start: lsn(start)?,
+        end: lsn(end)?,
+    }))
+}
 
 pub fn set_from(row: &Row<'_>) -> rusqlite::Result<BackupSet> {
     let id: i64 = row.get("id")?;
@@ -148,6 +184,7 @@ pub fn set_from(row: &Row<'_>) -> rusqlite::Result<BackupSet> {
         size: u64::try_from(size).map_err(|_| corrupt("size", &size.to_string()))?,
         stored_size: u64::try_from(stored).map_err(|_| corrupt("size", &stored.to_string()))?,
         comment: row.get("comment")?,
+        wal: wal_from(row)?,
     })
 }
 

@@ -4,7 +4,8 @@
 
 use jiff::Timestamp;
 use polarbackup_model::{
-    AccountId, BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobStatus, NewCluster, TlsMode,
+    AccountId, BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobStatus, Lsn, NewCluster,
+    TlsMode, WalRange,
 };
 use polarbackup_store::{CreateJobOutcome, ManualJobRequest, SetFilter, SqliteStore, Store};
 use std::sync::Arc;
@@ -116,6 +117,11 @@ fn finished_set(job: &BackupJob, at: i64) -> BackupSet {
         size: 1000,
         stored_size: 100,
         comment: None,
+        wal: Some(WalRange {
+            timeline: 1,
+            start: Lsn(0x0300_0028 + job.id.0 * 0x100),
+            end: Lsn(0x0300_0100 + job.id.0 * 0x100),
+        }),
     }
 }
 
@@ -140,6 +146,7 @@ pub fn fail(store: &dyn Store, mut job: BackupJob, at: i64) -> BackupSet {
         consistent_time: None,
         size: 0,
         stored_size: 0,
+        wal: None,
         ..finished_set(&job, at)
     };
     store.end_job(&job, Some(&set)).expect("end");

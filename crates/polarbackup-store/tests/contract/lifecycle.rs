@@ -260,3 +260,30 @@ pub fn ending_needs_a_terminal_job_and_never_moves_back(b: &dyn Backend) {
         vec![set]
     );
 }
+
+pub fn a_set_keeps_its_place_in_the_wal(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let ok = created(
+        store
+            .create_manual_job(&manual(&account, &cluster, None, "a"), t(1), 3)
+            .expect("create"),
+    );
+    let finished = finish(&*store, ok, 10);
+    let wal = finished.wal.expect("a finished set has its WAL range");
+    assert!(wal.start < wal.end);
+    let loaded = store
+        .backup_set(finished.id)
+        .expect("load")
+        .expect("listed");
+    assert_eq!(loaded.wal, Some(wal));
+    assert_eq!(loaded, finished);
+
+    let bad = created(
+        store
+            .create_manual_job(&manual(&account, &cluster, None, "b"), t(2), 3)
+            .expect("create"),
+    );
+    let failed = crate::common::fail(&*store, bad, 11);
+    let loaded = store.backup_set(failed.id).expect("load").expect("listed");
+    assert_eq!(loaded.wal, None, "a failed set has no WAL range");
+}

@@ -28,6 +28,7 @@ macro_rules! store_contract {
                 lifecycle::one_lease_per_cluster_and_abandoned_jobs_are_found,
                 lifecycle::sets_are_listed_filtered_and_paged_newest_first,
                 lifecycle::ending_needs_a_terminal_job_and_never_moves_back,
+                lifecycle::a_set_keeps_its_place_in_the_wal,
                 policy::a_new_cluster_has_the_default_policy_and_a_schedule_from_now,
                 policy::a_change_applies_only_the_fields_it_carries,
                 policy::a_slot_is_scheduled_once_and_never_an_earlier_one,

@@ -346,6 +346,11 @@ pub fn seed_sets(
                 size: if ok { 1_000_000 + job.id.0 } else { 0 },
                 stored_size: if ok { 1000 } else { 0 },
                 comment: None,
+                wal: ok.then_some(polarbackup_model::WalRange {
+                    timeline: 1,
+                    start: polarbackup_model::Lsn(0x0100_0028),
+                    end: polarbackup_model::Lsn(0x0100_0100),
+                }),
             };
             store.end_job(&job, Some(&set)).expect("end the job");
             job.id.to_string()
