@@ -12,7 +12,7 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Everything one backup needs.
 pub struct BackupRequest<'a> {
@@ -25,7 +25,8 @@ pub struct BackupRequest<'a> {
     pub scratch: &'a Path,
     pub progress: &'a dyn ProgressSink,
     pub cancel: &'a CancellationToken,
-    /// The time source for the consistent time, WAL file times and replication status updates.
+    /// The time source for WAL file times and replication status updates, and for the
+    /// consistent time only when the server's replication stream carried no usable clock.
     pub clock: Arc<dyn Clock>,
 }
 
@@ -37,7 +38,9 @@ pub struct BackupSummary {
     pub start_lsn: Lsn,
     pub end_lsn: Lsn,
     pub timeline: u32,
-    /// When the database reached the state the backup restores to.
+    /// When the database reached the state the backup restores to, by the database's clock:
+    /// the send time of the WAL reaching `end_lsn` (the service's clock only if the server
+    /// sent none).
     pub consistent_time: Timestamp,
 }
 
@@ -46,7 +49,6 @@ struct Streamed {
     start_lsn: Lsn,
     end_lsn: Lsn,
     timeline: u32,
-    consistent_time: Timestamp,
     tablespaces: Vec<serde_json::Value>,
 }
 
@@ -83,7 +85,7 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         let scratch = req.scratch.join(format!("wal-{}", req.backup_id));
         tokio::fs::create_dir_all(&scratch).await?;
         let wal = async {
-            let files = wal::collect(
+            let collected = wal::collect(
                 wal_conn,
                 &slot,
                 streamed.start_lsn,
@@ -96,23 +98,31 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
             )
             .await?;
             writer.start_archive("pg_wal.tar", None).await?;
-            wal::store_tar(&mut writer, &files, req.clock.now()).await?;
+            wal::store_tar(&mut writer, &collected.files, req.clock.now()).await?;
             writer.finish_archive().await?;
-            Ok::<_, EngineError>(())
+            Ok::<_, EngineError>(collected.server_time)
         }
         .await;
         let _ = tokio::fs::remove_dir_all(&scratch).await;
-        wal?;
-        Ok::<_, EngineError>(streamed)
+        let server_time = wal?;
+        Ok::<_, EngineError>((streamed, server_time))
     }
     .await;
-    let streamed = match result {
+    let (streamed, server_time) = match result {
         Ok(s) => s,
         Err(e) => {
             let _ = writer.abort().await;
             return Err(e);
         }
     };
+    let consistent_time = server_time.unwrap_or_else(|| {
+        // Every PostgreSQL stamps its XLogData; only an odd server or proxy gets here.
+        warn!(
+            backup = req.backup_id,
+            "the server sent no usable clock with its WAL; the consistent time is the service's"
+        );
+        req.clock.now()
+    });
     let meta = json!({
         "engine": "postgresql",
         "server_version": facts.version,
@@ -122,7 +132,7 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         "start_lsn": streamed.start_lsn.to_string(),
         "end_lsn": streamed.end_lsn.to_string(),
         "wal_segment_size": seg_size,
-        "consistent_time": streamed.consistent_time.to_string(),
+        "consistent_time": consistent_time.to_string(),
         "tablespaces": streamed.tablespaces,
     });
     // A failed commit removes what it wrote.
@@ -148,7 +158,7 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         start_lsn: streamed.start_lsn,
         end_lsn: streamed.end_lsn,
         timeline: streamed.timeline,
-        consistent_time: streamed.consistent_time,
+        consistent_time,
     })
 }
 
@@ -265,7 +275,6 @@ async fn stream_data(
                     start_lsn,
                     end_lsn,
                     timeline,
-                    consistent_time: req.clock.now(),
                     tablespaces,
                 });
             }

@@ -16,6 +16,15 @@ use tokio_util::sync::CancellationToken;
 const WAL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const BLOCK: usize = 512;
 
+/// The WAL a backup needs, collected.
+pub struct Collected {
+    /// The segment files, oldest first.
+    pub files: Vec<PathBuf>,
+    /// The server's clock when it sent the WAL reaching the end point (see
+    /// `WalStream::watch_server_time`); `None` only if the server sent no usable clock then.
+    pub server_time: Option<Timestamp>,
+}
+
 /// Streams WAL from `start` until the segment holding `end` is complete, into `dir`.
 /// The slot was created before BASE_BACKUP, so every byte from `start` is still there.
 /// `clock` stamps the standby status updates.
@@ -30,7 +39,7 @@ pub async fn collect(
     dir: &Path,
     cancel: &CancellationToken,
     clock: Arc<dyn Clock>,
-) -> Result<Vec<PathBuf>, EngineError> {
+) -> Result<Collected, EngineError> {
     let stream_err = |e| EngineError::from_pg(e, false);
     let mut writer = WalSegmentWriter::new(dir, timeline, seg_size).map_err(stream_err)?;
     let mut stream = conn
@@ -38,6 +47,7 @@ pub async fn collect(
         .await
         .map_err(stream_err)?;
     stream.set_clock(clock);
+    stream.watch_server_time(end);
     let mut files = Vec::new();
     while writer.completed_up_to() < end {
         let event = tokio::select! {
@@ -64,8 +74,9 @@ pub async fn collect(
         )));
     }
     // The WAL is complete; a failure to end the conversation politely does not matter.
+    let server_time = stream.watched_server_time();
     let _ = stream.finish().await;
-    Ok(files)
+    Ok(Collected { files, server_time })
 }
 
 /// Writes the segment files as a ustar archive into the current repository archive, each

@@ -76,9 +76,16 @@ fn env() -> Env {
     Env { dir, repo }
 }
 
-/// The engine's clock in these tests: a backup's consistent time comes from it.
-fn taken_at() -> jiff::Timestamp {
-    "2024-05-06T07:08:09Z".parse().unwrap()
+/// The service's clock in these tests, decades behind the database's: a backup's consistent
+/// time must not come from it.
+fn service_time() -> jiff::Timestamp {
+    "2003-05-06T07:08:09Z".parse().unwrap()
+}
+
+/// The database's own clock, read from the source.
+fn db_now(cluster: &Cluster) -> jiff::Timestamp {
+    let micros = cluster.psql("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint");
+    jiff::Timestamp::from_microsecond(micros.trim().parse().unwrap()).unwrap()
 }
 
 async fn run(
@@ -94,7 +101,7 @@ async fn run(
         scratch: env.dir.path(),
         progress: sink,
         cancel: &CancellationToken::new(),
-        clock: Arc::new(ManualClock::new(taken_at())),
+        clock: Arc::new(ManualClock::new(service_time())),
     })
     .await
 }
@@ -108,11 +115,22 @@ async fn backup_reports_every_phase_and_restores_a_verifiable_directory() {
         corrupt_under: None,
         corrupted: Default::default(),
     };
+    let before = db_now(&cluster);
     let summary = run(&env, &source(&cluster, SUPERUSER), "1001", &sink)
         .await
         .unwrap();
+    let after = db_now(&cluster);
     assert!(summary.end_lsn > summary.start_lsn);
-    assert_eq!(summary.consistent_time, taken_at());
+    // The consistent time is the database's: within the backup, a few seconds before its end.
+    let consistent = summary.consistent_time;
+    assert!(
+        before <= consistent && consistent <= after,
+        "{before} <= {consistent} <= {after}"
+    );
+    assert!(
+        after.duration_since(consistent) < jiff::SignedDuration::from_secs(5),
+        "{consistent} is close to {after}"
+    );
     assert!(summary.raw_bytes > 1_000_000 && summary.stored_bytes < summary.raw_bytes);
     let phases = sink.phases.lock().unwrap().clone();
     assert_eq!(phases[0], Phase::Preparing);
@@ -122,6 +140,11 @@ async fn backup_reports_every_phase_and_restores_a_verifiable_directory() {
         .any(|p| matches!(p, Phase::Uploading { done, total } if *done > 0 && done < total)));
     assert!(matches!(phases.last(), Some(Phase::Checking { .. })));
     let manifest = env.repo.manifest("1001").await.unwrap().unwrap();
+    assert_eq!(
+        manifest.meta["consistent_time"],
+        consistent.to_string(),
+        "the manifest records it too"
+    );
     let names: Vec<&str> = manifest.archives.iter().map(|a| a.name.as_str()).collect();
     assert!(
         names.contains(&"base.tar") && names.contains(&"pg_wal.tar") && names.len() == 3,

@@ -62,6 +62,10 @@ pub struct WalStream<S = PgStream> {
     completed: bool,
     /// Stamps the status updates (the server shows it as the standby's reply time).
     clock: Arc<dyn Clock>,
+    /// The server's clock in the last XLogData or keepalive; `None` if it carried no usable one.
+    last_server_time: Option<Timestamp>,
+    /// See [`WalStream::watch_server_time`]: the position watched, and the time once reached.
+    watch: Option<(Lsn, Option<Timestamp>)>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
@@ -116,6 +120,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
             next_timeline: None,
             completed: false,
             clock: Arc::new(SystemClock),
+            last_server_time: None,
+            watch: None,
         })
     }
 }
@@ -134,6 +140,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
     /// Records that WAL up to `lsn` is durably stored; the next status update reports it.
     pub fn confirm_flushed(&mut self, lsn: Lsn) {
         self.flushed = self.flushed.max(lsn.min(self.received));
+    }
+
+    /// The server's clock in the last XLogData or keepalive received: right after a `Data`
+    /// event, the send time of the message that carried it. `None` when that message's clock
+    /// was unusable (negative, or beyond what a timestamp can hold) or nothing came yet.
+    pub fn last_server_time(&self) -> Option<Timestamp> {
+        self.last_server_time
+    }
+
+    /// Watches for the server's clock at the moment it sent WAL reaching `lsn`: the send time of
+    /// the first XLogData whose data ends at or past `lsn`; if that one carried no usable clock,
+    /// the first later message (keepalive or XLogData) that does. Never a time from before the
+    /// WAL was sent, so never earlier than the state at `lsn` existed on the server.
+    pub fn watch_server_time(&mut self, lsn: Lsn) {
+        self.watch = Some((lsn, None));
+    }
+
+    /// The time [`WalStream::watch_server_time`] found, once the WAL reached its position.
+    pub fn watched_server_time(&self) -> Option<Timestamp> {
+        self.watch.and_then(|(_, t)| t)
+    }
+
+    /// Records the clock of a message received once everything before `self.received` arrived.
+    fn note_server_time(&mut self, send_time: u64) {
+        self.last_server_time = pg_timestamp(send_time);
+        if let Some((lsn, found @ None)) = &mut self.watch {
+            if self.received >= *lsn {
+                *found = self.last_server_time;
+            }
+        }
     }
 
     /// How often to send a status update when the server does not ask for one.
@@ -275,7 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
                 let mut hdr: &[u8] = &data;
                 let start = Lsn(take_u64(&mut hdr)?);
                 let wal_end = Lsn(take_u64(&mut hdr)?);
-                let _send_time = take_u64(&mut hdr)?;
+                let send_time = take_u64(&mut hdr)?;
                 data.advance(24);
                 if start != self.received {
                     return Err(PgError::protocol(format!(
@@ -285,16 +321,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
                 }
                 self.received = start + data.len() as u64;
                 self.server_wal_end = self.server_wal_end.max(wal_end);
+                self.note_server_time(send_time);
                 Ok(Some(WalEvent::Data { start, data }))
             }
             b'k' => {
                 let mut p: &[u8] = &data;
                 let wal_end = Lsn(take_u64(&mut p)?);
-                let _send_time = take_u64(&mut p)?;
+                let send_time = take_u64(&mut p)?;
                 let reply = *p
                     .first()
                     .ok_or_else(|| PgError::protocol("truncated keepalive"))?;
                 self.server_wal_end = self.server_wal_end.max(wal_end);
+                self.note_server_time(send_time);
                 if reply != 0 {
                     self.queue_status();
                 }
@@ -356,6 +394,15 @@ fn status_update(written: Lsn, flushed: Lsn, now: Timestamp) -> BytesMut {
     b.put_i64(pg_micros(now));
     b.put_u8(0);
     b
+}
+
+/// The server's TimestampTz (microseconds since 2000-01-01 UTC, sent as an int64) as a
+/// timestamp. A negative clock (before 2000, or -infinity) is no real server's, and +infinity
+/// and its like do not fit a `Timestamp`: both are `None`.
+pub(crate) fn pg_timestamp(raw: u64) -> Option<Timestamp> {
+    let micros = i64::try_from(raw).ok()?;
+    let unix = micros.checked_add(PG_EPOCH_OFFSET_SECS * 1_000_000)?;
+    Timestamp::from_microsecond(unix).ok()
 }
 
 /// `t` in microseconds since 2000-01-01 UTC, the server's TimestampTz.

@@ -6,21 +6,40 @@ use polarbackup_model::ManualClock;
 use std::sync::Arc;
 
 fn xlog_data(start: u64, wal_end: u64, data: &[u8]) -> Vec<u8> {
+    xlog_data_at(start, wal_end, 0, data)
+}
+
+/// XLogData the server sent at `send_time` (microseconds since 2000-01-01 UTC, as sent).
+fn xlog_data_at(start: u64, wal_end: u64, send_time: u64, data: &[u8]) -> Vec<u8> {
     let mut p = BytesMut::new();
     p.put_u64(start);
     p.put_u64(wal_end);
-    p.put_u64(0);
+    p.put_u64(send_time);
     p.put_slice(data);
     cd(b'w', &p)
 }
 
 fn keepalive(wal_end: u64, reply: bool) -> Vec<u8> {
+    keepalive_at(wal_end, 0, reply)
+}
+
+fn keepalive_at(wal_end: u64, send_time: u64, reply: bool) -> Vec<u8> {
     let mut p = BytesMut::new();
     p.put_u64(wal_end);
-    p.put_u64(0);
+    p.put_u64(send_time);
     p.put_u8(u8::from(reply));
     cd(b'k', &p)
 }
+
+/// 2026-01-02T03:04:05.123456Z on PostgreSQL's clock (microseconds since 2000-01-01 UTC).
+const T_2026: u64 = 820_638_245_123_456;
+
+fn ts(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+/// Clocks a hostile or broken server might send: -1, -infinity, +infinity.
+const HOSTILE: [u64; 3] = [u64::MAX, i64::MIN as u64, i64::MAX as u64];
 
 /// Finds the standby status updates ('d' + 'r' ...) among what the client sent:
 /// (written, flushed) positions.
@@ -293,4 +312,96 @@ async fn wal_stream_sends_periodic_status_and_finishes() {
     assert!(!conn.busy);
     let (got, _server) = server.await.unwrap();
     assert_eq!(status_updates(&got), vec![(0x13, 0)]);
+}
+
+#[tokio::test]
+async fn wal_stream_decodes_the_servers_clock() {
+    let mut s = copy_both();
+    s.extend(xlog_data_at(0x10, 0x20, 0, b"a"));
+    s.extend(keepalive_at(0x20, T_2026, false));
+    s.extend(xlog_data_at(0x11, 0x20, T_2026 + 1, b"b"));
+    for (i, bad) in HOSTILE.into_iter().enumerate() {
+        s.extend(xlog_data_at(0x12 + i as u64, 0x20, bad, b"c"));
+    }
+    s.extend(keepalive_at(0x20, u64::MAX, false));
+    s.extend(xlog_data_at(0x15, 0x20, 1, b"d"));
+    let (conn, _server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0x10), 1)
+        .await
+        .unwrap();
+    assert_eq!(ws.last_server_time(), None, "nothing received yet");
+    ws.next().await.unwrap();
+    // Zero is PostgreSQL's epoch itself.
+    assert_eq!(ws.last_server_time(), Some(ts("2000-01-01T00:00:00Z")));
+    // The keepalive's clock is read too, but the next Data event reports its own message's.
+    ws.next().await.unwrap();
+    assert_eq!(
+        ws.last_server_time(),
+        Some(ts("2026-01-02T03:04:05.123457Z"))
+    );
+    for bad in HOSTILE {
+        assert!(matches!(
+            ws.next().await.unwrap(),
+            Some(WalEvent::Data { .. })
+        ));
+        assert_eq!(ws.last_server_time(), None, "{bad:#x} is no clock");
+    }
+    ws.next().await.unwrap();
+    assert_eq!(
+        ws.last_server_time(),
+        Some(ts("2000-01-01T00:00:00.000001Z"))
+    );
+    assert_eq!(ws.received_up_to(), Lsn(0x16));
+}
+
+#[tokio::test]
+async fn wal_stream_watches_the_clock_of_the_wal_reaching_a_position() {
+    // The first XLogData ending at or past the position wins; keepalives before it and
+    // messages after it do not count.
+    let mut s = copy_both();
+    s.extend(xlog_data_at(0x10, 0x40, 100, b"0123"));
+    s.extend(keepalive_at(0x40, 200, false));
+    s.extend(xlog_data_at(0x14, 0x40, T_2026, b"4567"));
+    s.extend(keepalive_at(0x40, T_2026 + 5, false));
+    s.extend(xlog_data_at(0x18, 0x40, T_2026 + 9, b"89"));
+    let (conn, _server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0x10), 1)
+        .await
+        .unwrap();
+    ws.watch_server_time(Lsn(0x16));
+    ws.next().await.unwrap();
+    assert_eq!(ws.watched_server_time(), None, "not reached yet");
+    ws.next().await.unwrap();
+    assert_eq!(
+        ws.watched_server_time(),
+        Some(ts("2026-01-02T03:04:05.123456Z"))
+    );
+    ws.next().await.unwrap();
+    assert_eq!(
+        ws.watched_server_time(),
+        Some(ts("2026-01-02T03:04:05.123456Z"))
+    );
+
+    // Exactly reaching counts; when that XLogData's clock is unusable, the next keepalive's.
+    let mut s = copy_both();
+    s.extend(xlog_data_at(0x10, 0x40, 100, b"0123"));
+    s.extend(xlog_data_at(0x14, 0x40, u64::MAX, b"45"));
+    s.extend(keepalive_at(0x40, T_2026, false));
+    s.extend(xlog_data_at(0x16, 0x40, T_2026 + 9, b"67"));
+    let (conn, _server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0x10), 1)
+        .await
+        .unwrap();
+    ws.watch_server_time(Lsn(0x16));
+    ws.next().await.unwrap();
+    ws.next().await.unwrap();
+    assert_eq!(ws.watched_server_time(), None, "reached, but no clock");
+    ws.next().await.unwrap();
+    assert_eq!(
+        ws.watched_server_time(),
+        Some(ts("2026-01-02T03:04:05.123456Z"))
+    );
 }
