@@ -1,6 +1,10 @@
 //! What only the SQLite backend promises beyond the contract: a private data directory and
 //! file, a refused newer schema, and processes opening one fresh database together.
 
+#[path = "contract/common.rs"]
+mod common;
+
+use common::{created, finish, manual, new_cluster, t};
 use polarbackup_store::prelude::*;
 use polarbackup_store::{SqliteStore, StoreError};
 use std::os::unix::fs::PermissionsExt;
@@ -53,55 +57,15 @@ fn processes_opening_a_fresh_directory_together_all_succeed() {
 fn sets_from_before_the_wal_columns_load_without_a_range() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = SqliteStore::open(dir.path()).expect("open");
-    let account = store
-        .create_account(None, jiff::Timestamp::UNIX_EPOCH)
-        .expect("account");
-    let cluster = store
-        .create_cluster(
-            &polarbackup_model::NewCluster {
-                account: account.id,
-                region: "cn-hangzhou".into(),
-                engine: "postgresql".into(),
-                host: "127.0.0.1".into(),
-                port: 5432,
-                user: "postgres".into(),
-                password: None,
-                database: None,
-                description: None,
-                tls_mode: polarbackup_model::TlsMode::Prefer,
-                tls_ca_file: None,
-            },
-            jiff::Timestamp::UNIX_EPOCH,
-        )
-        .expect("cluster");
-    let mut job = store
-        .insert_job(
-            &cluster.id,
-            polarbackup_model::JobMode::Manual,
-            polarbackup_model::TaskAction::NormalBackupTask,
-            jiff::Timestamp::UNIX_EPOCH,
-        )
-        .expect("job");
-    let at = jiff::Timestamp::UNIX_EPOCH;
-    job.fail("old", at).expect("fail");
-    let set = polarbackup_model::BackupSet {
-        id: job.id,
-        cluster_id: cluster.id.clone(),
-        mode: job.mode,
-        status: polarbackup_model::BackupSetStatus::Success,
-        start_time: at,
-        end_time: at,
-        consistent_time: Some(at),
-        size: 1,
-        stored_size: 1,
-        comment: None,
-        wal: Some(polarbackup_model::WalRange {
-            timeline: 1,
-            start: polarbackup_model::Lsn(1),
-            end: polarbackup_model::Lsn(2),
-        }),
-    };
-    store.end_job(&job, Some(&set)).expect("end");
+    let account = store.create_account(None, t(0)).expect("account").id;
+    let cluster = new_cluster(&store, &account);
+    let job = created(
+        store
+            .create_manual_job(&manual(&account, &cluster, None, "a"), t(1), 3)
+            .expect("create"),
+    );
+    let set = finish(&store, job, 10);
+    assert!(set.wal.is_some());
     let conn = rusqlite::Connection::open(store.path()).expect("raw");
     conn.execute(
         "UPDATE backup_sets SET wal_timeline = NULL, wal_start = NULL, wal_end = NULL",

@@ -11,9 +11,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::conn::{parse_lsn, ReplicationConn};
 use super::error::PgError;
 use super::frame::{server_error, take_cstr, take_u64, Backend};
-use super::lsn::Lsn;
 use super::query::{parse_num, ResultSet, ResultSetBuilder};
 use super::stream::PgStream;
+use polarbackup_model::lsn::Lsn;
 
 /// What to ask BASE_BACKUP for. `Default` mirrors the server's own defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]

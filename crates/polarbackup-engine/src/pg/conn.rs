@@ -9,10 +9,10 @@ use super::auth::authenticate;
 use super::config::{ConnectConfig, PgHost};
 use super::error::PgError;
 use super::frame::{server_error, Backend, Framed};
-use super::lsn::Lsn;
 use super::query::{parse_num, ResultSet, ResultSetBuilder};
 use super::stream::PgStream;
 use super::tls;
+use polarbackup_model::lsn::Lsn;
 
 /// The answer to IDENTIFY_SYSTEM.
 #[derive(Debug, Clone, PartialEq, Eq)]

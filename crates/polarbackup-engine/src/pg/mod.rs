@@ -21,11 +21,6 @@ pub use config::{ConnectConfig, PgHost, TlsMode};
 pub use conn::{open_transport, ReplicationConn, SlotInfo, SystemInfo};
 pub use error::PgError;
 pub use polarbackup_model::lsn::{wal_file_name, Lsn, ParseLsnError};
-
-/// WAL positions are domain values (backup sets record them), so they live in the model.
-mod lsn {
-    pub use polarbackup_model::lsn::*;
-}
 pub use query::ResultSet;
 pub use stream::PgStream;
 pub use wal_stream::{WalEvent, WalStream};

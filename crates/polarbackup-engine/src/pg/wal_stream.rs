@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use super::conn::{parse_lsn, validate_slot_name, ReplicationConn};
 use super::error::PgError;
 use super::frame::{server_error, take_u64, Backend};
-use super::lsn::Lsn;
 use super::query::{parse_num, ResultSetBuilder};
 use super::stream::PgStream;
+use polarbackup_model::lsn::Lsn;
 
 /// How often to report progress unprompted; the server's wal_sender_timeout defaults to 60 s.
 const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);

@@ -6,7 +6,7 @@ use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
 use super::error::PgError;
-use super::lsn::{wal_file_name, Lsn};
+use polarbackup_model::lsn::{wal_file_name, Lsn};
 
 /// Writes contiguous WAL into `<dir>/<segment name>.partial` and renames each segment to its
 /// final name once it is full and fsynced, so a file without `.partial` is always complete.

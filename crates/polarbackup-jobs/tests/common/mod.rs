@@ -40,3 +40,18 @@ pub async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// What the scripted executors report for a backup that succeeded at `at`.
+#[allow(dead_code)] // the scheduler tests run no executor
+pub fn completed(at: Timestamp) -> polarbackup_jobs::Completed {
+    polarbackup_jobs::Completed {
+        size: 42,
+        stored_size: 7,
+        consistent_time: Some(at),
+        wal: polarbackup_model::WalRange {
+            timeline: 1,
+            start: polarbackup_model::Lsn(0x0100_0028),
+            end: polarbackup_model::Lsn(0x0100_0100),
+        },
+    }
+}
