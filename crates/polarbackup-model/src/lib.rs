@@ -6,6 +6,7 @@ pub mod clock;
 pub mod cluster;
 pub mod ids;
 pub mod job;
+pub mod log_backup;
 pub mod lsn;
 pub mod policy;
 pub mod tenant;
@@ -15,5 +16,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{Cluster, ClusterStatus, NewCluster, TlsMode};
 pub use ids::{AccessKeyId, AccountId, BackupJobId, DbClusterId, IdError, RamUserId};
 pub use job::{BackupJob, JobMode, JobStatus, TaskAction, TransitionError};
+pub use log_backup::{
+    BackupLogId, LogBackupPolicy, LogRetention, NewWalObject, WalGap, WalObject, WalObjectKind,
+};
 pub use lsn::Lsn;
 pub use tenant::{AccessKey, Account, KeyKind, RamUser};

@@ -3,7 +3,8 @@
 //! Layout under the repository root (see `layout`):
 //! `backups/<id>/manifest.json` (ours, written last and atomically),
 //! `backups/<id>/<archive>/<seq:08>.zst` (chunks of a tar stream) and
-//! `backups/<id>/files/<name>` (small side files such as PostgreSQL's `backup_manifest`).
+//! `backups/<id>/files/<name>` (small side files such as PostgreSQL's `backup_manifest`), and
+//! `wal/<cluster>/<name>.zst`, the archived WAL (`wal`).
 //! A backup exists exactly when its manifest does; everything else is orphan data for cleanup.
 //!
 //! `Repo::new` takes any opendal `Operator` (`Repo::open_fs` is the local directory); the
@@ -17,6 +18,7 @@ mod manifest;
 mod ordered;
 mod reader;
 mod repo;
+mod wal;
 mod writer;
 
 pub use codec::Checksum;
@@ -27,4 +29,5 @@ pub use manifest::{
 };
 pub use reader::ArchiveReader;
 pub use repo::{Repo, VerifyReport};
+pub use wal::{StoredWal, MAX_WAL_OBJECT};
 pub use writer::BackupWriter;

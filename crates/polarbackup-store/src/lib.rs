@@ -11,15 +11,17 @@ mod sqlite;
 pub use error::StoreError;
 pub use records::{
     Attachment, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, JobFilter,
-    ManualJobRequest, PolicyKind, SetFilter, SetPage, StoredPolicy,
+    ManualJobRequest, PolicyKind, SetFilter, SetPage, StoredPolicy, WalFilter, WalPage,
+    WalRecorded,
 };
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
 use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupSet, Cluster,
-    ClusterStatus, DbClusterId, JobMode, NewCluster, RamUser, RamUserId, TaskAction,
+    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupLogId, BackupSet,
+    Cluster, ClusterStatus, DbClusterId, JobMode, LogBackupPolicy, LogRetention, NewCluster,
+    NewWalObject, RamUser, RamUserId, TaskAction, WalGap, WalObject,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -28,7 +30,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// server, workers and admin commands running in other processes; every method is atomic
 /// (one transaction), so no caller ever needs a read-then-write of its own.
 pub trait Store:
-    TenantStore + RamStore + ClusterStore + JobStore + SetStore + NonceStore + Send + Sync
+    TenantStore + RamStore + ClusterStore + JobStore + SetStore + NonceStore + WalStore + Send + Sync
 {
     /// Cheap round trip, for health checks.
     fn ping(&self) -> Result<()>;
@@ -210,7 +212,64 @@ pub trait NonceStore: Send + Sync {
     ) -> Result<bool>;
 }
 
+/// Log backups: the log-backup policy, the archiver's lease on each cluster, the WAL objects
+/// it stored and the gaps it found.
+pub trait WalStore: Send + Sync {
+    /// A cluster's log-backup policy (the default if never set).
+    fn log_backup_policy(&self, cluster: &DbClusterId) -> Result<LogBackupPolicy>;
+    /// Sets the retention of a Running cluster's archived WAL; `Err(status)` (nothing
+    /// changed) for one that is being deleted or deleted.
+    fn modify_log_backup_policy(
+        &self,
+        cluster: &DbClusterId,
+        retention: LogRetention,
+    ) -> Result<std::result::Result<LogBackupPolicy, ClusterStatus>>;
+
+    /// Takes or renews the archiver lease on a Running cluster: true when `worker` holds it
+    /// until `lease_until`. Exactly one worker holds it across every server on the store;
+    /// another takes it only once it lapsed (`lease_until` < `now`).
+    fn claim_archiver(
+        &self,
+        cluster: &DbClusterId,
+        worker: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Gives the lease up (a no-op unless `worker` holds it).
+    fn release_archiver(&self, cluster: &DbClusterId, worker: &str) -> Result<()>;
+
+    /// Records a WAL object stored in the repository, if `worker` holds the cluster's archiver
+    /// lease at `now` (checked in the same transaction): `None`, nothing recorded, when it
+    /// does not. A `Segment` or `Partial` replaces the `Partial` recorded at the same timeline
+    /// and start, unless that one reaches further; the replaced (or refused) objects come
+    /// back so the caller deletes their data.
+    fn record_wal(
+        &self,
+        worker: &str,
+        object: &NewWalObject,
+        now: Timestamp,
+    ) -> Result<Option<WalRecorded>>;
+    /// Every recorded WAL object of a cluster (any state of the cluster), by start LSN then
+    /// timeline.
+    fn wal_objects(&self, cluster: &DbClusterId) -> Result<Vec<WalObject>>;
+    /// One page of DescribeBackupLogs: objects whose span (`start_time`..`end_time`) meets
+    /// `from`..=`to`, oldest first, and the total count of them.
+    fn wal_page(&self, cluster: &DbClusterId, filter: &WalFilter) -> Result<WalPage>;
+    /// A recorded WAL object by id, whatever its cluster.
+    fn wal_object(&self, id: BackupLogId) -> Result<Option<WalObject>>;
+    /// Forgets WAL objects of a cluster (retention, after a cluster's release); returns the
+    /// ones that were recorded, whose data the caller then deletes.
+    fn remove_wal(&self, cluster: &DbClusterId, ids: &[BackupLogId]) -> Result<Vec<WalObject>>;
+
+    /// Records a gap in a cluster's archive.
+    fn record_gap(&self, gap: &WalGap) -> Result<()>;
+    /// A cluster's gaps, oldest first.
+    fn gaps(&self, cluster: &DbClusterId) -> Result<Vec<WalGap>>;
+}
+
 /// Every store trait, for code that calls a concrete store (admin commands, tests).
 pub mod prelude {
-    pub use crate::{ClusterStore, JobStore, NonceStore, RamStore, SetStore, Store, TenantStore};
+    pub use crate::{
+        ClusterStore, JobStore, NonceStore, RamStore, SetStore, Store, TenantStore, WalStore,
+    };
 }

@@ -133,3 +133,30 @@ pub struct Attachment {
     /// `None` for system policies, which are built into the binary.
     pub document: Option<String>,
 }
+
+/// Which WAL objects DescribeBackupLogs lists: those whose span meets `from..=to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalFilter {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub page_size: u32,
+    /// From 1.
+    pub page_number: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalPage {
+    pub objects: Vec<WalObject>,
+    /// All matching objects, on every page.
+    pub total: u64,
+}
+
+/// What [`crate::WalStore::record_wal`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalRecorded {
+    /// The object as recorded; `None` when a longer one was already recorded at its place
+    /// (its data is then the caller's to delete).
+    pub recorded: Option<WalObject>,
+    /// Objects it replaced: their data is the caller's to delete.
+    pub replaced: Vec<WalObject>,
+}
