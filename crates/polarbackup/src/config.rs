@@ -18,9 +18,26 @@ pub fn repo_dir(data_dir: &Path) -> PathBuf {
 
 /// The key that authenticates RAM diagnostic messages, created on first use (mode 0600).
 pub fn diagnostic_key(data_dir: &Path) -> Result<Vec<u8>> {
+    key_file(data_dir, &data_dir.join("diagnostic.key"))
+}
+
+/// The secret that signs download links: `file` when the setting names one, else
+/// `link-secret.key` in the data directory, created on first use (mode 0600).
+pub fn link_secret(data_dir: &Path, file: &Path) -> Result<Vec<u8>> {
+    if file.as_os_str().is_empty() {
+        return key_file(data_dir, &data_dir.join("link-secret.key"));
+    }
+    let key = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if key.len() < 32 {
+        bail!("{} must hold at least 32 bytes", file.display());
+    }
+    Ok(key)
+}
+
+/// A random 32-byte key kept in `path`, made on first use (mode 0600).
+fn key_file(data_dir: &Path, path: &Path) -> Result<Vec<u8>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("diagnostic.key");
     match std::fs::read(&path) {
         Ok(k) if k.len() >= 32 => return Ok(k),
         Ok(_) => bail!(

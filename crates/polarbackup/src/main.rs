@@ -6,6 +6,7 @@ mod admin_ram;
 mod cli;
 mod config;
 mod executor;
+mod log_reader;
 mod restore;
 mod serve;
 mod settings;

@@ -9,7 +9,9 @@ use crate::cli::{LogFormat, OnOff, RamModeArg};
 use anyhow::Result;
 use declare::{any, within};
 use jiff::SignedDuration;
-use polarbackup_api::{ApiConfig, DiagnosticKey, HttpSettings, RamConfig, RamMode};
+use polarbackup_api::{
+    ApiConfig, DiagnosticKey, HttpSettings, LinkConfig, LinkSecret, RamConfig, RamMode,
+};
 use polarbackup_jobs::WorkerConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -102,6 +104,16 @@ declare::settings! {
         sample: "backup.example.com",
         invalid: "polardb aliyuncs",
     }
+    link_secret_file: PathBuf {
+        default: "",
+        env: "POLARBACKUP_LINK_SECRET_FILE",
+        help: "File holding the secret (at least 32 bytes) that signs backup-log download \
+               links; empty: `link-secret.key` in the data directory, made on first start \
+               (mode 0600). Servers answering for one store must share it",
+        check: |p| empty_or_absolute(p),
+        sample: "/etc/polarbackup/link-secret.key",
+        invalid: "link-secret.key",
+    }
     header_timeout_secs: u32 {
         default: "10",
         env: "POLARBACKUP_HEADER_TIMEOUT_SECS",
@@ -117,6 +129,14 @@ declare::settings! {
 fn non_empty_path(p: &Path) -> Result<(), String> {
     if p.as_os_str().is_empty() {
         return Err("must not be empty".into());
+    }
+    Ok(())
+}
+
+/// A relative secret file would depend on the directory `serve` happens to start in.
+fn empty_or_absolute(p: &Path) -> Result<(), String> {
+    if !p.as_os_str().is_empty() && !p.is_absolute() {
+        return Err("must be an absolute path (or empty for the data directory's)".into());
     }
     Ok(())
 }
@@ -153,7 +173,7 @@ impl Settings {
         Self::resolve(args, &|name| std::env::var_os(name))
     }
 
-    pub fn into_parts(self, diagnostic_key: DiagnosticKey) -> Parts {
+    pub fn into_parts(self, diagnostic_key: DiagnosticKey, link_secret: LinkSecret) -> Parts {
         Parts {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -170,6 +190,10 @@ impl Settings {
                         RamModeArg::Off => RamMode::Off,
                     },
                     diagnostic_key,
+                },
+                links: LinkConfig {
+                    secret: link_secret,
+                    lifetime: LinkConfig::LIFETIME,
                 },
             },
             http: HttpSettings {
