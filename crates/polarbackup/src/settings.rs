@@ -105,14 +105,15 @@ declare::settings! {
         invalid: "polardb aliyuncs",
     }
     link_secret_file: PathBuf {
-        default: "",
+        default: "link-secret.key",
         env: "POLARBACKUP_LINK_SECRET_FILE",
         help: "File holding the secret (at least 32 bytes) that signs backup-log download \
-               links; empty: `link-secret.key` in the data directory, made on first start \
-               (mode 0600). Servers answering for one store must share it",
-        check: |p| empty_or_absolute(p),
+               links. A relative path is in the data directory, and the file is made there \
+               (random, mode 0600) on first start; an absolute one must exist. Servers \
+               answering for one store must share it",
+        check: |p| secret_path(p),
         sample: "/etc/polarbackup/link-secret.key",
-        invalid: "link-secret.key",
+        invalid: "",
     }
     header_timeout_secs: u32 {
         default: "10",
@@ -133,10 +134,11 @@ fn non_empty_path(p: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A relative secret file would depend on the directory `serve` happens to start in.
-fn empty_or_absolute(p: &Path) -> Result<(), String> {
-    if !p.as_os_str().is_empty() && !p.is_absolute() {
-        return Err("must be an absolute path (or empty for the data directory's)".into());
+/// A relative secret file lives in the data directory, so it may not climb out of it.
+fn secret_path(p: &Path) -> Result<(), String> {
+    non_empty_path(p)?;
+    if p.is_relative() && p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err("a relative path must stay inside the data directory (no '..')".into());
     }
     Ok(())
 }
