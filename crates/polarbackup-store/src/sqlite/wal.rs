@@ -78,8 +78,9 @@ fn holds_lease(
     now: Timestamp,
 ) -> Result<bool> {
     Ok(c.query_row(
-        "SELECT EXISTS (SELECT 1 FROM wal_archivers
-                        WHERE cluster_id = ?1 AND worker = ?2 AND lease_until >= ?3)",
+        "SELECT EXISTS (SELECT 1 FROM wal_archivers a JOIN clusters c ON c.id = a.cluster_id
+                        WHERE a.cluster_id = ?1 AND a.worker = ?2 AND a.lease_until >= ?3
+                          AND c.status = 'Running')",
         params![cluster.as_str(), worker, secs(now)],
         |r| r.get(0),
     )?)

@@ -235,6 +235,17 @@ pub fn recording_needs_the_archiver_lease(b: &dyn Backend) {
         None,
         "taken over"
     );
+    assert_eq!(store.wal_objects(&cluster).expect("list"), vec![first.clone()]);
+    // A held lease records nothing once the cluster's deletion began.
+    store
+        .begin_cluster_deletion(&cluster, Some(Retention::All), t(101))
+        .expect("delete")
+        .expect("deletable");
+    assert_eq!(
+        store.record_wal("b", &seg(2), t(102)).expect("record"),
+        None,
+        "the cluster is deleted"
+    );
     assert_eq!(store.wal_objects(&cluster).expect("list"), vec![first]);
 }
 
