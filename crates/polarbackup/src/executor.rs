@@ -3,9 +3,7 @@
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{backup, BackupRequest, EngineError, Phase, ProgressSink};
 use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, JobError, Progress};
-use polarbackup_model::{
-    BackupJobId, Clock, Cluster, JobStatus, TlsMode as ClusterTls, WalRange,
-};
+use polarbackup_model::{BackupJobId, Clock, Cluster, JobStatus, TlsMode as ClusterTls, WalRange};
 use polarbackup_repo::Repo;
 use std::path::PathBuf;
 use std::sync::Arc;

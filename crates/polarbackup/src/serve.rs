@@ -1,8 +1,8 @@
 //! `polarbackup serve`: open the store, bind, answer until SIGINT/SIGTERM, then drain.
 
+use crate::archiver::PgArchiver;
 use crate::cli::LogFormat;
 use crate::config;
-use crate::archiver::PgArchiver;
 use crate::executor::PgExecutor;
 use crate::settings::{ServeArgs, Settings};
 use anyhow::{Context, Result};

@@ -235,7 +235,10 @@ pub fn recording_needs_the_archiver_lease(b: &dyn Backend) {
         None,
         "taken over"
     );
-    assert_eq!(store.wal_objects(&cluster).expect("list"), vec![first.clone()]);
+    assert_eq!(
+        store.wal_objects(&cluster).expect("list"),
+        vec![first.clone()]
+    );
     // A held lease records nothing once the cluster's deletion began.
     store
         .begin_cluster_deletion(&cluster, Some(Retention::All), t(101))
