@@ -127,12 +127,12 @@ impl<'a> Session<'a> {
                     );
                     return self.fail(stream, e).await;
                 }
-                Err(e) if is_removed(&e) => {
+                Err(e) if removed(&e).is_some() => {
                     // What arrived before is good WAL: keep it, the gap starts after it.
                     if self.store_partial(&mut stream).await? == Outcome::LeaseLost {
                         return Ok(Ended::LeaseLost);
                     }
-                    return Ok(Ended::Removed(e.to_string()));
+                    return Ok(Ended::Removed(removed(&e).unwrap_or_default()));
                 }
                 Err(e) => return self.fail(stream, EngineError::from_pg(e, false)).await,
             }
@@ -270,14 +270,17 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The server answered that WAL it was asked for is gone ("requested WAL segment ... has
-/// already been removed": a file-access error, SQLSTATE 58P01 when the file is missing).
-fn is_removed(e: &PgError) -> bool {
+/// The server's message if it answered that WAL it was asked for is gone ("requested WAL
+/// segment ... has already been removed": a file-access error, SQLSTATE 58P01 when the file
+/// is missing).
+fn removed(e: &PgError) -> Option<String> {
     match e {
-        PgError::Server { code, message } => {
-            code == "58P01" || message.contains("has already been removed")
+        PgError::Server { code, message }
+            if code == "58P01" || message.contains("has already been removed") =>
+        {
+            Some(message.clone())
         }
-        _ => false,
+        _ => None,
     }
 }
 

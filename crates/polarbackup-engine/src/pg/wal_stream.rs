@@ -238,7 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
             }
             // Sends queued replies, and finishes any a cancelled call left half-sent.
             self.conn.framed.flush().await?;
-            if let Some(m) = self.conn.framed.try_parse()? {
+            if let Some(m) = self.conn.framed.try_next()? {
                 if let Some(ev) = self.step(m)? {
                     return Ok(Some(ev));
                 }
