@@ -649,7 +649,7 @@ async fn timeline_switches_are_followed() {
         let raw = env.repo.read_wal(&h.key, h.size, &h.digest).await.unwrap();
         assert_eq!(raw, history.as_bytes(), "{name}");
         // Timeline 1 is archived up to the switch point, and timeline 2 from its segment.
-        let last_one = live.iter().filter(|o| o.timeline == 1).next_back().unwrap();
+        let last_one = live.iter().rfind(|o| o.timeline == 1).unwrap();
         assert_eq!(
             (last_one.kind, last_one.end),
             (WalObjectKind::Partial, switch),

@@ -203,12 +203,15 @@ impl<'a> Session<'a> {
         if self.store_history(&mut conn, tl, time).await? == Outcome::LeaseLost {
             return Ok(None);
         }
+        // The old timeline is archived up to the switch, and the new one goes on from there.
+        self.archived = Some((tl, switch));
         let from = switch.segment_start(self.target.seg_size);
         self.asm = Assembler::new(tl, self.target.seg_size, from, from);
         self.start(conn, from).await.map(Some)
     }
 
     /// Fetches and stores the history file of `tl`, recording it at the point where `tl` began.
+    /// The archive's WAL end stays where it is: a history file holds no WAL.
     pub async fn store_history(
         &mut self,
         conn: &mut ReplicationConn,
@@ -231,11 +234,7 @@ impl<'a> Session<'a> {
             first_time: time,
             last_time: time,
         };
-        let outcome = self.target.store(piece).await?;
-        if outcome == Outcome::Kept {
-            self.archived = Some((tl, begin));
-        }
-        Ok(outcome)
+        self.target.store(piece).await
     }
 
     /// Cancelled: the WAL received goes in as a partial (best effort, bounded), the server
