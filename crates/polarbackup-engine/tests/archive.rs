@@ -540,6 +540,43 @@ async fn an_invalidated_slot_is_a_gap(pg: PgCluster, cluster: &str) {
     for o in sink.live().iter().filter(|o| o.start >= gap.to) {
         check_against_server(&env, pg.data_dir(), o).await;
     }
+
+    // A slot gone while the archiver is away, but not its WAL: made anew, no gap.
+    assert!(drop_archive_slot(&src, &env.cluster).await.unwrap());
+    write_rows(&pg, 100);
+    let run = Running::start(&env, &src, &sink, sink.resume(), PARTIAL_INTERVAL);
+    let flushed = lsn(&pg, "SELECT pg_current_wal_flush_lsn();");
+    wait_for("the WAL written meanwhile", || {
+        sink.resume().is_some_and(|(_, end)| end >= flushed)
+    })
+    .await;
+    run.stop().await.unwrap();
+    assert_eq!(sink.gaps().len(), 1, "{:?}", sink.gaps());
+    let after_first: Vec<_> = sink
+        .live()
+        .into_iter()
+        .filter(|o| o.start >= gap.to)
+        .collect();
+    assert_contiguous(&after_first);
+
+    // Gone with its WAL: a second gap, which says the slot was missing.
+    let (_, end) = sink.resume().unwrap();
+    assert!(drop_archive_slot(&src, &env.cluster).await.unwrap());
+    for _ in 0..4 {
+        switch_wal(&pg);
+    }
+    pg.psql("CHECKPOINT;");
+    let run = Running::start(&env, &src, &sink, sink.resume(), PARTIAL_INTERVAL);
+    wait_for("the second gap", || sink.gaps().len() == 2).await;
+    run.stop().await.unwrap();
+    let second = sink.gaps().remove(1);
+    assert_eq!(second.from, end);
+    assert!(second.to > end, "{second:?}");
+    assert!(
+        second.reason.contains("slot was missing"),
+        "{}",
+        second.reason
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -682,4 +719,22 @@ async fn timeline_switches_are_followed() {
     assert_eq!(one(&a), one(&b));
     assert_eq!(run_a.stop().await.unwrap(), ArchiveEnd::Cancelled);
     assert_eq!(run_b.stop().await.unwrap(), ArchiveEnd::Cancelled);
+
+    // A new archiver of the promoted server stores timeline 2's history file first.
+    let env_c = env("pc-archivetlswitcc");
+    let sink_c = Arc::new(Sink::default());
+    let run_c = Running::start(&env_c, &unix(&standby), &sink_c, None, PARTIAL_INTERVAL);
+    write_rows(&standby, 100);
+    wait_for("WAL from the new archiver", || {
+        count(&sink_c, WalObjectKind::Partial) > 0
+    })
+    .await;
+    assert_eq!(run_c.stop().await.unwrap(), ArchiveEnd::Cancelled);
+    let live = sink_c.live();
+    let h = live
+        .iter()
+        .find(|o| o.kind == WalObjectKind::History)
+        .unwrap_or_else(|| panic!("no history file in {live:?}"));
+    assert_eq!((h.timeline, h.start, h.end), (2, switch, switch));
+    assert!(live.iter().all(|o| o.timeline == 2), "{live:?}");
 }
