@@ -487,6 +487,33 @@ async fn cancel_and_resume_leave_no_hole() {
     }
 }
 
+/// A connection that goes silent (a network cut: nothing arrives, nothing fails) ends the run
+/// instead of hanging it, with the WAL received stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_ends_the_run() {
+    let pg = PgCluster::init();
+    let env = env("pc-archivesilent01");
+    let link = ThrottledProxy::start(pg.port, 0);
+    let sink = Arc::new(Sink::default());
+    let run = Running::start(&env, &tcp(link.port()), &sink, None, PARTIAL_INTERVAL);
+    write_rows(&pg, 100);
+    wait_for("a partial", || count(&sink, WalObjectKind::Partial) > 0).await;
+    // One byte per second: the server's answers no longer come through.
+    link.set_rate(1);
+    let cut = Instant::now();
+    let end = run.ended().await;
+    assert!(
+        matches!(&end, Err(EngineError::Stream(m)) if m.contains("no word from the server")),
+        "{end:?}"
+    );
+    // The silence limit for a 1 s interval is 6 s.
+    let took = cut.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

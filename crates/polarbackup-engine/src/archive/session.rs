@@ -42,6 +42,17 @@ pub struct Session<'a> {
     deadline: Option<Instant>,
 }
 
+/// How often the server hears from us: often enough that the slot follows the archive closely.
+fn status_interval(partial_interval: Duration) -> Duration {
+    partial_interval.clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
+
+/// How long the server may stay silent although every status update asks it to answer: a
+/// connection dead without a word (a peer gone, a network cut) ends the session.
+fn silence_limit(partial_interval: Duration) -> Duration {
+    (status_interval(partial_interval) * 6).clamp(Duration::from_secs(5), Duration::from_secs(60))
+}
+
 impl<'a> Session<'a> {
     pub fn new(
         target: &'a Target<'a>,
@@ -69,11 +80,8 @@ impl<'a> Session<'a> {
             .await
             .map_err(|e| EngineError::from_pg(e, false))?;
         stream.set_clock(self.clock.clone());
-        // Often enough that the slot follows the archive closely.
-        stream.set_status_interval(
-            self.partial_interval
-                .clamp(Duration::from_millis(100), Duration::from_secs(10)),
-        );
+        stream.set_status_interval(status_interval(self.partial_interval));
+        stream.set_request_replies(true);
         Ok(stream)
     }
 
@@ -82,8 +90,10 @@ impl<'a> Session<'a> {
         mut stream: WalStream,
         cancel: &CancellationToken,
     ) -> Result<Ended, EngineError> {
+        let silence = silence_limit(self.partial_interval);
         loop {
             let deadline = self.deadline;
+            let silent_at = stream.last_heard() + silence;
             let event = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Ok(self.on_cancel(stream).await),
@@ -94,6 +104,18 @@ impl<'a> Session<'a> {
                     continue;
                 }
                 r = stream.next() => r,
+                // Last: WAL already waiting to be read must not look like silence.
+                () = tokio::time::sleep_until(silent_at) => {
+                    // A keepalive read just now counts: `next` consumes those itself.
+                    if stream.last_heard() + silence > Instant::now() {
+                        continue;
+                    }
+                    let e = EngineError::Stream(format!(
+                        "no word from the server for {}s",
+                        silence.as_secs()
+                    ));
+                    return self.fail(stream, e).await;
+                }
             };
             match event {
                 Ok(Some(WalEvent::Data { start, data })) => {

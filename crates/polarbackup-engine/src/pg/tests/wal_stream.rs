@@ -55,6 +55,14 @@ fn status_clocks(sent: &[u8]) -> Vec<i64> {
 
 /// Each status update's written, flushed, applied and clock fields.
 fn status_fields(sent: &[u8]) -> impl Iterator<Item = [u64; 4]> + '_ {
+    status_messages(sent).map(|m| {
+        let n = |i: usize| u64::from_be_bytes(m[i..i + 8].try_into().unwrap());
+        [n(6), n(14), n(22), n(30)]
+    })
+}
+
+/// The status update messages ('d' + 'r' ...) among what the client sent, whole.
+fn status_messages(sent: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
     let mut p = sent;
     std::iter::from_fn(move || {
         while p.len() >= 5 {
@@ -62,8 +70,7 @@ fn status_fields(sent: &[u8]) -> impl Iterator<Item = [u64; 4]> + '_ {
             let (m, rest) = p.split_at(1 + len);
             p = rest;
             if m[0] == b'd' && m[5] == b'r' {
-                let n = |i: usize| u64::from_be_bytes(m[i..i + 8].try_into().unwrap());
-                return Some([n(6), n(14), n(22), n(30)]);
+                return Some(m);
             }
         }
         None
@@ -190,6 +197,31 @@ async fn a_timeline_ending_at_the_start_point_hands_over_without_streaming() {
         .start_physical_replication(None, Lsn(0x500_0000), 2)
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn status_updates_can_ask_for_an_answer_and_answers_are_heard() {
+    let mut s = copy_both();
+    s.extend(keepalive(0x100_0000, false));
+    let (conn, server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0x100_0000), 1)
+        .await
+        .unwrap();
+    let began = ws.last_heard();
+    ws.set_status_interval(Duration::from_secs(3600));
+    ws.set_request_replies(true);
+    ws.report_now();
+    ws.set_request_replies(false);
+    ws.report_now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The keepalive is heard; the poll then waits for more.
+    let _ = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
+    assert!(ws.last_heard() > began);
+    drop(ws);
+    let sent = server.await.unwrap();
+    let replies: Vec<u8> = status_messages(&sent).map(|m| m[m.len() - 1]).collect();
+    assert_eq!(replies, vec![1, 0]);
 }
 
 #[tokio::test]
