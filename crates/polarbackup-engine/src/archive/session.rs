@@ -149,32 +149,32 @@ impl<'a> Session<'a> {
                     );
                     return self.fail(stream, e).await;
                 }
-                Err(e) if removed(&e).is_some() => {
-                    // What arrived before is good WAL: keep it, the gap starts after it.
-                    if self.store_partial(&mut stream).await? == Outcome::LeaseLost {
-                        return Ok(Ended::LeaseLost);
+                Err(e) => match removed(&e) {
+                    Some(why) => {
+                        // What arrived before is good WAL: keep it, the gap starts after it.
+                        if self.store_partial(&mut stream).await? == Outcome::LeaseLost {
+                            return Ok(Ended::LeaseLost);
+                        }
+                        return Ok(Ended::Removed(why));
                     }
-                    return Ok(Ended::Removed(removed(&e).unwrap_or_default()));
-                }
-                Err(e) => return self.fail(stream, EngineError::from_pg(e, false)).await,
+                    None => return self.fail(stream, EngineError::from_pg(e, false)).await,
+                },
             }
         }
     }
 
-    /// Stores a piece; once recorded, the slot may release the WAL before its end.
-    pub async fn store(
+    /// Stores a segment or partial; once recorded, the slot may release the WAL before its end.
+    async fn store(
         &mut self,
         stream: &mut WalStream,
         piece: Piece,
     ) -> Result<Outcome, EngineError> {
-        let (timeline, end, kind) = (piece.timeline, piece.end, piece.kind);
+        let (timeline, end) = (piece.timeline, piece.end);
         let outcome = self.target.store(piece).await?;
         if outcome == Outcome::Kept {
-            if kind != WalObjectKind::History {
-                self.asm.mark_stored(end);
-                if !self.asm.has_unstored() {
-                    self.deadline = None;
-                }
+            self.asm.mark_stored(end);
+            if !self.asm.has_unstored() {
+                self.deadline = None;
             }
             self.archived = Some((timeline, end));
             stream.confirm_flushed(end);
