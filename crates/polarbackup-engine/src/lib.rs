@@ -8,6 +8,7 @@ mod prereq;
 mod progress;
 mod restore;
 mod wal;
+pub mod xlog;
 
 pub use backup::{backup, BackupRequest, BackupSummary};
 pub use error::EngineError;
