@@ -16,8 +16,10 @@ use tokio::task::JoinSet;
 
 /// PostgreSQL's default, for a backup whose manifest predates the recorded segment size.
 const DEFAULT_SEG_SIZE: u64 = 16 << 20;
-/// How many objects are read and written at once.
+/// How many objects are read and written at once, and the memory they may hold together (each
+/// is held whole: a segment is at most 1 GiB).
 const PARALLEL: usize = 4;
+const IN_FLIGHT_BYTES: u64 = 256 << 20;
 
 /// One file to write: the object and the bytes it takes on disk.
 pub(super) struct WalFile {
@@ -160,8 +162,9 @@ pub(super) async fn write_all(
     let mut tasks = JoinSet::new();
     let mut queue = files.into_iter();
     let mut written = 0u64;
+    let parallel = PARALLEL.min((IN_FLIGHT_BYTES / seg_size).max(1) as usize);
     loop {
-        while tasks.len() < PARALLEL {
+        while tasks.len() < parallel {
             let Some(file) = queue.next() else { break };
             let repo = repo.clone();
             let path = dir.join(&file.object.object.name);
