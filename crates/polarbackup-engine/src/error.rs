@@ -17,6 +17,9 @@ pub enum EngineError {
     /// The replication conversation failed mid-way (including a dropped connection).
     #[error("the database connection failed during the backup: {0}")]
     Stream(String),
+    /// The archiver's sink (the metadata store) failed to record a WAL object or a gap.
+    #[error("recording archived WAL: {0}")]
+    Sink(String),
     #[error("backup repository: {0}")]
     Repo(#[from] RepoError),
     #[error("local I/O: {0}")]

@@ -1,7 +1,7 @@
 //! Checks, over an ordinary SQL connection, that the server can serve a streamed base backup.
 
 use crate::pg::ConnectConfig;
-use crate::EngineError;
+use crate::{sql, EngineError};
 use tracing::debug;
 
 /// What the checks learned about the server.
@@ -12,58 +12,16 @@ pub struct ServerFacts {
 }
 
 const MIN_VERSION: i32 = 130_000;
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn check(source: &ConnectConfig) -> Result<ServerFacts, EngineError> {
-    let transport = tokio::time::timeout(CONNECT_TIMEOUT, crate::pg::open_transport(source))
-        .await
-        .map_err(|_| {
-            EngineError::Connect(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
-        })?
-        .map_err(|e| EngineError::from_pg(e, true))?;
-    let (client, connection) = sql_config(source)
-        .connect_raw(transport, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| classify(&e))?;
-    let driver = tokio::spawn(connection);
-    let result = run_checks(&client).await;
-    drop(client);
-    let _ = driver.await;
+    let conn = sql::connect(source).await?;
+    let result = run_checks(&conn.client).await;
+    conn.close().await;
     result
 }
 
-/// For `connect_raw` over a transport from `pg::open_transport`, which has already negotiated
-/// TLS by the same rules as the replication connections.
-fn sql_config(cfg: &ConnectConfig) -> tokio_postgres::Config {
-    let mut sql = tokio_postgres::Config::new();
-    sql.ssl_mode(tokio_postgres::config::SslMode::Disable)
-        .user(&cfg.user)
-        .dbname(cfg.database.as_deref().unwrap_or("postgres"))
-        .application_name(&cfg.application_name);
-    if let Some(p) = &cfg.password {
-        sql.password(p);
-    }
-    sql
-}
-
-fn classify(e: &tokio_postgres::Error) -> EngineError {
-    match e.code().map(|c| c.code()) {
-        Some("28000" | "42501") => EngineError::Permission(e.to_string()),
-        Some("53300") => EngineError::Prerequisite(format!("too many connections: {e}")),
-        _ => EngineError::Connect(source_text(e)),
-    }
-}
-
-/// tokio-postgres hides the interesting part (connection refused, bad password) in the source.
-fn source_text(e: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(s) => format!("{e}: {s}"),
-        None => e.to_string(),
-    }
-}
-
 async fn run_checks(client: &tokio_postgres::Client) -> Result<ServerFacts, EngineError> {
-    let q = |e: tokio_postgres::Error| EngineError::Connect(source_text(&e));
+    let q = |e: tokio_postgres::Error| EngineError::Connect(sql::source_text(&e));
     let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int,

@@ -1,7 +1,8 @@
 //! Background work: a pool of workers that claim backup jobs from the store under a lease,
 //! run them through an [`Executor`] (the backup engine), report progress, and recover from
-//! crashes and deletions on every start.
+//! crashes and deletions on every start; and the WAL archivers (`archiver`), one per cluster.
 
+pub mod archiver;
 mod deletions;
 mod error;
 mod executor;

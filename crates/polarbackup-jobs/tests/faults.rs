@@ -15,11 +15,15 @@ use polarbackup_model::{
     Clock, Cluster, ClusterStatus, DbClusterId, JobMode, JobStatus, NewCluster, RamUser, RamUserId,
     SystemClock, TaskAction,
 };
+use polarbackup_model::{
+    BackupLogId, LogBackupPolicy, LogRetention, NewWalObject, WalGap, WalObject,
+};
 use polarbackup_store::{
     Attachment, ClusterDeletion, ClusterStore, CreateJobOutcome, DeleteRefusal, DeletionRefusal,
     JobFilter, JobStore, ManualJobRequest, NonceStore, PolicyKind, RamStore, Result as StoreResult,
     SetFilter, SetPage, SetStore, SqliteStore, Store, StoreError, StoredPolicy, TenantStore,
 };
+use polarbackup_store::{WalFilter, WalPage, WalRecorded, WalStore};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +87,22 @@ impl JobStore for FaultyStore {
         list_jobs(cluster: &DbClusterId, filter: &JobFilter) -> StoreResult<Vec<BackupJob>>;
         claim_job(worker: &str, lease_until: Timestamp, now: Timestamp) -> StoreResult<Option<BackupJob>>;
         abandoned_jobs(now: Timestamp) -> StoreResult<Vec<BackupJob>>;
+    }
+}
+
+impl WalStore for FaultyStore {
+    delegate! {
+        log_backup_policy(cluster: &DbClusterId) -> StoreResult<LogBackupPolicy>;
+        modify_log_backup_policy(cluster: &DbClusterId, retention: LogRetention) -> StoreResult<std::result::Result<LogBackupPolicy, ClusterStatus>>;
+        claim_archiver(cluster: &DbClusterId, worker: &str, lease_until: Timestamp, now: Timestamp) -> StoreResult<bool>;
+        release_archiver(cluster: &DbClusterId, worker: &str) -> StoreResult<()>;
+        record_wal(worker: &str, object: &NewWalObject, now: Timestamp) -> StoreResult<Option<WalRecorded>>;
+        wal_objects(cluster: &DbClusterId) -> StoreResult<Vec<WalObject>>;
+        wal_page(cluster: &DbClusterId, filter: &WalFilter) -> StoreResult<WalPage>;
+        wal_object(id: BackupLogId) -> StoreResult<Option<WalObject>>;
+        remove_wal(cluster: &DbClusterId, ids: &[BackupLogId]) -> StoreResult<Vec<WalObject>>;
+        record_gap(gap: &WalGap) -> StoreResult<()>;
+        gaps(cluster: &DbClusterId) -> StoreResult<Vec<WalGap>>;
     }
 }
 

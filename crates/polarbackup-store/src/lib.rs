@@ -239,8 +239,8 @@ pub trait WalStore: Send + Sync {
     fn release_archiver(&self, cluster: &DbClusterId, worker: &str) -> Result<()>;
 
     /// Records a WAL object stored in the repository, if `worker` holds the cluster's archiver
-    /// lease at `now` (checked in the same transaction): `None`, nothing recorded, when it
-    /// does not. A `Segment` or `Partial` replaces the `Partial` recorded at the same timeline
+    /// lease at `now` and the cluster is Running (checked in the same transaction): `None`,
+    /// nothing recorded, when not (so nothing lands after a deletion began). A `Segment` or `Partial` replaces the `Partial` recorded at the same timeline
     /// and start, unless that one reaches further; the replaced (or refused) objects come
     /// back so the caller deletes their data.
     fn record_wal(

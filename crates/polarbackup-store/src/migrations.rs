@@ -156,6 +156,48 @@ const MIGRATIONS: &[&str] = &[
         CHECK ((wal_timeline IS NULL) = (wal_end IS NULL)
                AND (wal_start IS NULL) = (wal_end IS NULL));
     "#,
+    // 9: log backups. The log-backup policy (no row: the default; -1 keeps WAL as long as the
+    // cluster), the archiver's lease on each cluster (one streamer across every server), the
+    // WAL objects it stored and the gaps it found. LSNs are stored as INTEGER (below 2^63, so
+    // they sort as numbers); AUTOINCREMENT: a WAL object's id is never reused.
+    r#"
+    CREATE TABLE log_backup_policies (
+        cluster_id      TEXT PRIMARY KEY REFERENCES clusters(id),
+        retention_days  INTEGER NOT NULL CHECK (retention_days = -1 OR retention_days > 0)
+    ) WITHOUT ROWID;
+    CREATE TABLE wal_archivers (
+        cluster_id  TEXT PRIMARY KEY REFERENCES clusters(id),
+        worker      TEXT NOT NULL,
+        lease_until INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE wal_objects (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        cluster_id  TEXT NOT NULL REFERENCES clusters(id),
+        timeline    INTEGER NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('segment', 'partial', 'history')),
+        name        TEXT NOT NULL,
+        start_lsn   INTEGER NOT NULL CHECK (start_lsn >= 0),
+        end_lsn     INTEGER NOT NULL CHECK (end_lsn >= start_lsn),
+        size        INTEGER NOT NULL,
+        stored_size INTEGER NOT NULL,
+        key         TEXT NOT NULL UNIQUE,
+        digest      TEXT NOT NULL,
+        start_time  INTEGER NOT NULL,
+        end_time    INTEGER NOT NULL
+    );
+    CREATE INDEX wal_objects_by_lsn ON wal_objects (cluster_id, start_lsn);
+    CREATE INDEX wal_objects_by_time ON wal_objects (cluster_id, end_time);
+    CREATE TABLE wal_gaps (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        cluster_id  TEXT NOT NULL REFERENCES clusters(id),
+        timeline    INTEGER NOT NULL,
+        from_lsn    INTEGER NOT NULL,
+        to_lsn      INTEGER NOT NULL,
+        detected_at INTEGER NOT NULL,
+        reason      TEXT NOT NULL
+    );
+    CREATE INDEX wal_gaps_by_cluster ON wal_gaps (cluster_id, detected_at);
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
     AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId,
-    JobMode,
+    JobMode, WalObject,
 };
 
 /// What [`crate::ClusterStore::begin_cluster_deletion`] did, in one transaction.

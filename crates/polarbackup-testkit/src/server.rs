@@ -57,6 +57,8 @@ impl Server {
             // Test clusters are not real databases: no automated backups unless a test asks
             // for them with `--scheduler on` (a flag beats the environment).
             .env("POLARBACKUP_SCHEDULER", "off")
+            // Nor WAL archiving, unless a test asks with `--log-backup on`.
+            .env("POLARBACKUP_LOG_BACKUP", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

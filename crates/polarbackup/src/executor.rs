@@ -3,7 +3,7 @@
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{backup, BackupRequest, EngineError, Phase, ProgressSink};
 use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, JobError, Progress};
-use polarbackup_model::{BackupJobId, Clock, JobStatus, TlsMode as ClusterTls, WalRange};
+use polarbackup_model::{BackupJobId, Clock, Cluster, JobStatus, TlsMode as ClusterTls, WalRange};
 use polarbackup_repo::Repo;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +57,17 @@ impl ProgressSink for JobSink<'_> {
     }
 }
 
+/// How the engine reaches a cluster (backups, the archiver, dropping its slot).
+pub fn connect_config(cluster: &Cluster) -> ConnectConfig {
+    let spec = &cluster.spec;
+    let mut source = ConnectConfig::new(PgHost::parse(&spec.host), spec.port, spec.user.clone());
+    source.password = spec.password.clone();
+    source.database = spec.database.clone();
+    source.tls = tls_mode(spec.tls_mode);
+    source.tls_ca_file = spec.tls_ca_file.as_ref().map(PathBuf::from);
+    source
+}
+
 /// The cluster's sslmode → the client's mode (libpq's meanings: only verify-full checks).
 fn tls_mode(mode: ClusterTls) -> TlsMode {
     match mode {
@@ -68,7 +79,7 @@ fn tls_mode(mode: ClusterTls) -> TlsMode {
 }
 
 /// A cancelled backup stops as the worker asked; any other failure is the job's reason.
-fn job_error(e: EngineError) -> JobError {
+pub fn job_error(e: EngineError) -> JobError {
     match e {
         EngineError::Cancelled => JobError::Cancelled,
         e => JobError::Backup(e.to_string()),
@@ -82,13 +93,7 @@ fn repo_error(e: polarbackup_repo::RepoError) -> JobError {
 impl Executor for PgExecutor {
     fn backup<'a>(&'a self, ctx: &'a JobContext) -> BoxFuture<'a, Result<Completed, JobError>> {
         Box::pin(async move {
-            let spec = &ctx.cluster.spec;
-            let mut source =
-                ConnectConfig::new(PgHost::parse(&spec.host), spec.port, spec.user.clone());
-            source.password = spec.password.clone();
-            source.database = spec.database.clone();
-            source.tls = tls_mode(spec.tls_mode);
-            source.tls_ca_file = spec.tls_ca_file.as_ref().map(PathBuf::from);
+            let source = connect_config(&ctx.cluster);
             let id = ctx.job_id.to_string();
             let sink = JobSink(&ctx.progress);
             let summary = backup(BackupRequest {

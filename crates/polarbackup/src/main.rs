@@ -3,6 +3,7 @@
 mod admin;
 mod admin_delete;
 mod admin_ram;
+mod archiver;
 mod cli;
 mod config;
 mod executor;

@@ -1,5 +1,6 @@
 //! `polarbackup serve`: open the store, bind, answer until SIGINT/SIGTERM, then drain.
 
+use crate::archiver::PgArchiver;
 use crate::cli::LogFormat;
 use crate::config;
 use crate::executor::PgExecutor;
@@ -60,11 +61,25 @@ async fn serve(cfg: Settings) -> Result<()> {
             store.clone(),
             clock.clone(),
             Arc::new(PgExecutor {
-                repo,
+                repo: repo.clone(),
                 scratch,
                 clock: clock.clone(),
             }),
             cfg.workers.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        )
+    });
+    let archivers = cfg.archive.clone().map(|archive| {
+        polarbackup_jobs::archiver::start_archivers(
+            store.clone(),
+            clock.clone(),
+            Arc::new(PgArchiver {
+                repo: repo.clone(),
+                clock: clock.clone(),
+                partial_interval: archive.partial_interval,
+            }),
+            archive.config,
             wake.clone(),
             shutdown.clone(),
         )
@@ -100,11 +115,13 @@ async fn serve(cfg: Settings) -> Result<()> {
         .context("serving")?;
     // Running backups are cancelled and end as Failed, their partial data removed.
     shutdown.cancel();
-    if let Some(Err(e)) = match workers {
-        Some(w) => Some(w.await),
-        None => None,
-    } {
-        warn!(error = %e, "the worker pool ended abnormally");
+    // Archivers store the segment in progress before they stop.
+    for (what, task) in [("worker pool", workers), ("WAL archivers", archivers)] {
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                warn!(error = %e, "the {what} ended abnormally");
+            }
+        }
     }
     info!("stopped");
     Ok(())

@@ -10,6 +10,7 @@ use anyhow::Result;
 use declare::{any, within};
 use jiff::SignedDuration;
 use polarbackup_api::{ApiConfig, DiagnosticKey, HttpSettings, RamConfig, RamMode};
+use polarbackup_jobs::archiver::ArchiveConfig;
 use polarbackup_jobs::WorkerConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,24 @@ declare::settings! {
         sample: "off",
         invalid: "maybe",
     }
+    log_backup: OnOff {
+        default: "on",
+        env: "POLARBACKUP_LOG_BACKUP",
+        help: "Archive every Running cluster's WAL continuously (log backup, for restores to \
+               any second); `off` suits a local test endpoint whose clusters are not real",
+        check: any,
+        sample: "off",
+        invalid: "sometimes",
+    }
+    wal_partial_secs: u32 {
+        default: "10",
+        env: "POLARBACKUP_WAL_PARTIAL_SECS",
+        help: "While WAL is being written, store the segment in progress at least this often \
+               (seconds): the recovery point objective",
+        check: |secs| within(secs, 1..=3600),
+        sample: "2",
+        invalid: "0",
+    }
     region: String {
         default: "cn-hangzhou",
         env: "POLARBACKUP_REGION",
@@ -145,6 +164,16 @@ pub struct Parts {
     pub http: HttpSettings,
     /// With `concurrency` 0 no worker pool runs.
     pub workers: WorkerConfig,
+    /// `None`: no WAL archiving (log backup off, or no workers).
+    pub archive: Option<ArchiveParts>,
+}
+
+/// The WAL archivers' settings.
+#[derive(Debug, Clone)]
+pub struct ArchiveParts {
+    pub config: ArchiveConfig,
+    /// How often the segment in progress is stored while WAL arrives.
+    pub partial_interval: Duration,
 }
 
 impl Settings {
@@ -182,6 +211,13 @@ impl Settings {
                 poll: WorkerConfig::IDLE_POLL,
                 scheduler: self.scheduler == OnOff::On,
             },
+            archive: (self.log_backup == OnOff::On && self.workers > 0).then(|| ArchiveParts {
+                config: ArchiveConfig {
+                    lease: SignedDuration::from_secs(self.lease_secs.into()),
+                    ..ArchiveConfig::default()
+                },
+                partial_interval: Duration::from_secs(self.wal_partial_secs.into()),
+            }),
         }
     }
 }

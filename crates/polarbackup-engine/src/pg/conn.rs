@@ -151,6 +151,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
     /// Runs a replication command (IDENTIFY_SYSTEM, SHOW, READ_REPLICATION_SLOT, ...) and returns
     /// its result sets. A server ERROR leaves the connection usable; commands that start a COPY do not belong here.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<ResultSet>, PgError> {
+        Ok(self
+            .query_sets(sql)
+            .await?
+            .into_iter()
+            .map(|(builder, tag)| match builder {
+                Some(b) => b.finish(tag),
+                None => ResultSet {
+                    tag,
+                    ..ResultSet::default()
+                },
+            })
+            .collect())
+    }
+
+    /// [`ReplicationConn::simple_query`] with each result set unfinished (`None` for a command
+    /// that answers no rows), and its command tag.
+    async fn query_sets(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<(Option<ResultSetBuilder>, String)>, PgError> {
         self.send_query(sql).await?;
         let mut sets = Vec::new();
         let mut current: Option<ResultSetBuilder> = None;
@@ -168,16 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
                     .as_mut()
                     .ok_or_else(|| PgError::protocol("DataRow without RowDescription"))?
                     .push(&r)?,
-                Message::CommandComplete(c) => {
-                    let tag = c.tag()?.to_string();
-                    sets.push(match current.take() {
-                        Some(b) => b.finish(tag),
-                        None => ResultSet {
-                            tag,
-                            ..ResultSet::default()
-                        },
-                    });
-                }
+                Message::CommandComplete(c) => sets.push((current.take(), c.tag()?.to_string())),
                 Message::EmptyQueryResponse => {}
                 Message::ErrorResponse(b) => {
                     let se = server_error(b.fields());
@@ -252,9 +263,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
         &mut self,
         name: &str,
     ) -> Result<Option<Lsn>, PgError> {
+        self.create_physical_slot(name, true).await
+    }
+
+    /// Creates a physical slot that reserves WAL from now on (`temporary`: it disappears with
+    /// this connection; otherwise it stays until dropped, across restarts of either side), and
+    /// returns the position it retains WAL from as [`Self::create_temporary_physical_slot`] does.
+    /// The unparenthesized option syntax is the one every supported version (13 to 18) accepts.
+    /// An existing slot of that name is an error with SQLSTATE 42710.
+    pub async fn create_physical_slot(
+        &mut self,
+        name: &str,
+        temporary: bool,
+    ) -> Result<Option<Lsn>, PgError> {
         validate_slot_name(name)?;
+        let temp = if temporary { "TEMPORARY " } else { "" };
         self.simple_query(&format!(
-            "CREATE_REPLICATION_SLOT {name} TEMPORARY PHYSICAL RESERVE_WAL"
+            "CREATE_REPLICATION_SLOT {name} {temp}PHYSICAL RESERVE_WAL"
         ))
         .await?;
         if self.server_major_version().is_some_and(|v| v < 15) {
@@ -288,6 +313,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
                 .map(|v| parse_num(v, W))
                 .transpose()?,
         }))
+    }
+
+    /// TIMELINE_HISTORY: the history file of `timeline` (2 or later), as its name
+    /// (`00000002.history`) and its content byte for byte.
+    pub async fn timeline_history(&mut self, timeline: u32) -> Result<(String, Vec<u8>), PgError> {
+        const W: &str = "TIMELINE_HISTORY";
+        let mut sets = self.query_sets(&format!("{W} {timeline}")).await?;
+        let rs = match sets.pop() {
+            Some((Some(b), _)) if sets.is_empty() => b.finish_raw(),
+            _ => return Err(PgError::protocol(format!("{W}: expected one result set"))),
+        };
+        let (Some(name), Some(content), 1) =
+            (rs.get(0, "filename"), rs.get(0, "content"), rs.rows.len())
+        else {
+            return Err(PgError::protocol(format!(
+                "{W}: expected one row with filename and content"
+            )));
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        Ok((name, content.to_vec()))
     }
 
     /// Says goodbye (Terminate) and closes the socket.

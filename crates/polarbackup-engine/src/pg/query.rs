@@ -28,10 +28,11 @@ impl ResultSet {
     }
 }
 
-/// Accumulates RowDescription and DataRows until CommandComplete.
+/// Accumulates RowDescription and DataRows until CommandComplete. Values stay raw bytes until
+/// `finish`, so a command whose answer is a file (TIMELINE_HISTORY) can have it byte for byte.
 pub(crate) struct ResultSetBuilder {
     columns: Vec<String>,
-    rows: Vec<Vec<Option<String>>>,
+    rows: Vec<Vec<Option<Vec<u8>>>>,
 }
 
 impl ResultSetBuilder {
@@ -50,7 +51,7 @@ impl ResultSetBuilder {
         let buf = row.buffer();
         let values = row
             .ranges()
-            .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned())))
+            .map(|r| Ok(r.map(|r| buf[r].to_vec())))
             .collect::<Vec<_>>()?;
         if values.len() != self.columns.len() {
             return Err(PgError::protocol(format!(
@@ -64,11 +65,42 @@ impl ResultSetBuilder {
     }
 
     pub fn finish(self, tag: String) -> ResultSet {
+        let rows = self
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()))
+                    .collect()
+            })
+            .collect();
         ResultSet {
             columns: self.columns,
-            rows: self.rows,
+            rows,
             tag,
         }
+    }
+
+    /// The column names and the rows with their values as sent.
+    pub fn finish_raw(self) -> RawResultSet {
+        RawResultSet {
+            columns: self.columns,
+            rows: self.rows,
+        }
+    }
+}
+
+/// A result set with its values as the server sent them.
+pub(crate) struct RawResultSet {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<Vec<u8>>>>,
+}
+
+impl RawResultSet {
+    /// The value of column `name` in row `row`; `None` for NULL or a missing row or column.
+    pub fn get(&self, row: usize, name: &str) -> Option<&[u8]> {
+        let col = self.columns.iter().position(|c| c == name)?;
+        self.rows.get(row)?.get(col)?.as_deref()
     }
 }
 

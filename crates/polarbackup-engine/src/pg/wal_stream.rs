@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::conn::{parse_lsn, validate_slot_name, ReplicationConn};
 use super::error::PgError;
 use super::frame::{server_error, take_u64, Backend};
-use super::query::{parse_num, ResultSetBuilder};
+use super::query::{parse_num, ResultSet, ResultSetBuilder};
 use super::stream::PgStream;
 use polarbackup_model::lsn::Lsn;
 
@@ -36,6 +36,9 @@ pub enum WalEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// START_REPLICATION answered with the next timeline and no COPY: the requested timeline
+    /// ends exactly at the start point. `next` reports that end once.
+    EndPending,
     Streaming,
     /// Server sent CopyDone; reading the optional next-timeline result set up to ReadyForQuery.
     Ending,
@@ -88,28 +91,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
             "START_REPLICATION {slot_clause}PHYSICAL {start} TIMELINE {timeline}"
         ))
         .await?;
-        loop {
+        // A timeline that ends exactly at `start` answers with its successor and no COPY.
+        let mut rs: Option<ResultSetBuilder> = None;
+        let mut next_timeline = None;
+        let phase = loop {
             match self.framed.read().await? {
-                Backend::CopyBoth => break,
+                Backend::CopyBoth => break Phase::Streaming,
                 // The connection goes with the error: the caller reconnects to retry.
                 Backend::Msg(Message::ErrorResponse(b)) => {
                     return Err(server_error(b.fields()).error)
                 }
-                // A timeline that ends exactly at `start` answers with its successor and no COPY.
-                Backend::Msg(
-                    Message::RowDescription(_) | Message::DataRow(_) | Message::CommandComplete(_),
-                ) => {}
+                Backend::Msg(Message::RowDescription(d)) => rs = Some(ResultSetBuilder::new(&d)?),
+                Backend::Msg(Message::DataRow(r)) => rs
+                    .as_mut()
+                    .ok_or_else(|| PgError::protocol("DataRow without RowDescription"))?
+                    .push(&r)?,
+                Backend::Msg(Message::CommandComplete(_)) => {
+                    if let Some(b) = rs.take() {
+                        next_timeline = next_timeline_row(&b.finish(String::new()))?;
+                    }
+                }
                 Backend::Msg(Message::ReadyForQuery(_)) => {
-                    return Err(PgError::protocol(format!(
-                        "START_REPLICATION: timeline {timeline} ends at or before {start}; nothing to stream"
-                    )));
+                    self.busy = false;
+                    if next_timeline.is_none() {
+                        return Err(PgError::protocol(format!(
+                            "START_REPLICATION: timeline {timeline} ends at or before {start}; nothing to stream"
+                        )));
+                    }
+                    break Phase::EndPending;
                 }
                 _ => return Err(PgError::protocol("START_REPLICATION: unexpected answer")),
             }
-        }
+        };
         Ok(WalStream {
             conn: self,
-            phase: Phase::Streaming,
+            phase,
             received: start,
             flushed: Lsn::INVALID,
             server_wal_end: Lsn::INVALID,
@@ -117,7 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
             next_status: Instant::now() + DEFAULT_STATUS_INTERVAL,
             sent_copy_done: false,
             rs: None,
-            next_timeline: None,
+            next_timeline,
             completed: false,
             clock: Arc::new(SystemClock),
             last_server_time: None,
@@ -172,6 +188,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
         }
     }
 
+    /// Sends a status update with the next call to `next`, rather than when the interval is up:
+    /// for a flush position the server should learn at once (it lets the slot move on).
+    pub fn report_now(&mut self) {
+        if self.phase == Phase::Streaming {
+            self.queue_status();
+        }
+    }
+
     /// How often to send a status update when the server does not ask for one.
     pub fn set_status_interval(&mut self, interval: Duration) {
         self.status_interval = interval;
@@ -196,6 +220,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
     async fn next_inner(&mut self) -> Result<Option<WalEvent>, PgError> {
         loop {
             match self.phase {
+                Phase::EndPending => {
+                    self.phase = Phase::Done;
+                    return Ok(Some(WalEvent::EndOfStream {
+                        next_timeline: self.next_timeline,
+                    }));
+                }
                 Phase::Done => return Ok(None),
                 Phase::Failed => {
                     return Err(PgError::protocol("the WAL stream has already failed"))
@@ -269,20 +299,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
                     .take()
                     .map(|b| b.finish(c.tag().unwrap_or_default().to_string()))
                 {
-                    const W: &str = "end of timeline";
-                    if let Some(row) = rs.rows.first() {
-                        let tli = row
-                            .first()
-                            .cloned()
-                            .flatten()
-                            .ok_or_else(|| PgError::protocol(W))?;
-                        let pos = row
-                            .get(1)
-                            .cloned()
-                            .flatten()
-                            .ok_or_else(|| PgError::protocol(W))?;
-                        self.next_timeline = Some((parse_num(&tli, W)?, parse_lsn(&pos, W)?));
-                    }
+                    self.next_timeline = next_timeline_row(&rs)?;
                 } else {
                     self.completed = true;
                 }
@@ -358,8 +375,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
     /// Ends streaming: CopyDone, then reads up to ReadyForQuery and returns the connection.
     pub async fn finish(mut self) -> Result<ReplicationConn<S>, PgError> {
         match self.phase {
-            Phase::Done if !self.conn.busy => return Ok(self.conn),
-            Phase::Done => return Err(PgError::protocol("the server closed the stream")),
+            Phase::Done | Phase::EndPending if !self.conn.busy => return Ok(self.conn),
+            Phase::Done | Phase::EndPending => {
+                return Err(PgError::protocol("the server closed the stream"))
+            }
             Phase::Failed => return Err(PgError::protocol("the WAL stream has failed")),
             _ => {}
         }
@@ -381,6 +400,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
             }
         }
     }
+}
+
+/// The timeline a finished one hands over to: the single row (`next_tli`,
+/// `next_tli_startpos`) the server sends after streaming a historic timeline, if any.
+fn next_timeline_row(rs: &ResultSet) -> Result<Option<(u32, Lsn)>, PgError> {
+    const W: &str = "end of timeline";
+    let Some(row) = rs.rows.first() else {
+        return Ok(None);
+    };
+    let field = |i: usize| {
+        row.get(i)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| PgError::protocol(W))
+    };
+    Ok(Some((parse_num(&field(0)?, W)?, parse_lsn(&field(1)?, W)?)))
 }
 
 /// The Standby Status Update payload: write, flush and apply positions, clock, and no request

@@ -6,7 +6,8 @@ mod recovery;
 
 pub use policy::{LogBackupPolicy, LogRetention, LogRetentionError};
 pub use recovery::{
-    plan_restore, recovery_window, PlanError, RecoveryTarget, RecoveryWindow, RestorePlan,
+    expired_wal, plan_restore, recovery_window, PlanError, RecoveryTarget, RecoveryWindow,
+    RestorePlan,
 };
 
 use crate::ids::DbClusterId;

@@ -2,7 +2,7 @@
 //! window (`DescribeLocalAvailableRecoveryTime`) and the plan of a point-in-time restore. Pure,
 //! so the API's window and the restore's choice can never disagree.
 
-use super::{WalGap, WalObject, WalObjectKind};
+use super::{BackupLogId, LogRetention, WalGap, WalObject, WalObjectKind};
 use crate::backup_set::BackupSet;
 use crate::lsn::Lsn;
 use jiff::Timestamp;
@@ -216,7 +216,8 @@ pub fn recovery_window(
 }
 
 /// Picks the newest usable full backup at or before the target whose WAL reaches it, and the
-/// WAL to replay; a target outside the window is refused with the window.
+/// WAL to replay; a target outside the window (even one an older, cut-off chain could reach)
+/// is refused with the window.
 pub fn plan_restore(
     sets: &[BackupSet],
     wal: &[WalObject],
@@ -237,10 +238,13 @@ pub fn plan_restore(
                 .filter(|c| Some(c.end) == end)
                 .max_by_key(|c| c.begin)
         }
-        RecoveryTarget::Time(t) => chains
+        // Only inside the window, even where an older chain could reach: what the API shows
+        // is exactly what a restore accepts.
+        RecoveryTarget::Time(t) if window.is_some_and(|w| w.begin <= t && t <= w.end) => chains
             .iter()
             .filter(|c| c.begin <= t && t <= c.end)
             .max_by_key(|c| c.begin),
+        RecoveryTarget::Time(_) => None,
     };
     let Some(chain) = best else {
         let target = match target {
@@ -285,4 +289,37 @@ pub fn plan_restore(
         },
         reaches,
     })
+}
+
+/// The WAL objects retention removes: written before the log retention period began
+/// (`end_time` older than its cutoff) and not needed to reach any instant inside it, i.e.
+/// entirely before the start of the full backup a restore to the cutoff would use. History
+/// files stay (they are tiny and every later timeline needs them); `Forever` removes nothing.
+pub fn expired_wal(
+    sets: &[BackupSet],
+    wal: &[WalObject],
+    gaps: &[WalGap],
+    retention: LogRetention,
+    now: Timestamp,
+) -> Vec<BackupLogId> {
+    let Some(cutoff) = retention.cutoff(now) else {
+        return Vec::new();
+    };
+    let archive = Archive::new(wal, gaps);
+    let chains = chains(&archive, sets);
+    let base = chains
+        .iter()
+        .filter(|c| c.begin <= cutoff)
+        .max_by_key(|c| c.begin)
+        .or_else(|| chains.iter().min_by_key(|c| c.begin));
+    let keep_from = base.and_then(|c| c.base.wal).map(|r| r.start);
+    wal.iter()
+        .filter(|w| {
+            let o = &w.object;
+            o.kind != WalObjectKind::History
+                && o.end_time < cutoff
+                && keep_from.is_none_or(|from| o.end <= from)
+        })
+        .map(|w| w.id)
+        .collect()
 }

@@ -8,6 +8,7 @@ mod ram;
 mod rows;
 mod sets;
 mod tenants;
+mod wal;
 
 use crate::{migrations, Result, Store};
 use rusqlite::{Connection, TransactionBehavior};

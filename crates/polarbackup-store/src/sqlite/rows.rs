@@ -4,8 +4,9 @@ use crate::StoreError;
 use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
-    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupSet, Cluster,
-    DbClusterId, Lsn, NewCluster, RamUserId, WalRange,
+    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupLogId, BackupSet,
+    Cluster, DbClusterId, Lsn, NewCluster, NewWalObject, RamUserId, WalGap, WalObject,
+    WalObjectKind, WalRange,
 };
 use rusqlite::Row;
 
@@ -133,14 +134,27 @@ pub fn wal_columns(wal: Option<&WalRange>) -> Result<[Option<i64>; 3], StoreErro
     let Some(w) = wal else {
         return Ok([None; 3]);
     };
-    let lsn = |l: Lsn| {
-        i64::try_from(l.0).map_err(|_| StoreError::Corrupt(format!("LSN {l} beyond range")))
-    };
     Ok([
         Some(i64::from(w.timeline)),
-        Some(lsn(w.start)?),
-        Some(lsn(w.end)?),
+        Some(db_lsn(w.start)?),
+        Some(db_lsn(w.end)?),
     ])
+}
+
+/// LSNs are u64 and stored as INTEGER: real ones stay below 2^63, so they keep their order;
+/// a larger one is refused rather than wrapped into a negative number.
+pub fn db_lsn(l: Lsn) -> Result<i64, StoreError> {
+    i64::try_from(l.0).map_err(|_| StoreError::Corrupt(format!("LSN {l} beyond range")))
+}
+
+pub fn lsn_from(v: i64) -> rusqlite::Result<Lsn> {
+    u64::try_from(v)
+        .map(Lsn)
+        .map_err(|_| corrupt("LSN", &v.to_string()))
+}
+
+fn timeline_from(v: i64) -> rusqlite::Result<u32> {
+    u32::try_from(v).map_err(|_| corrupt("timeline", &v.to_string()))
 }
 
 fn wal_from(row: &Row<'_>) -> rusqlite::Result<Option<WalRange>> {
@@ -150,16 +164,10 @@ fn wal_from(row: &Row<'_>) -> rusqlite::Result<Option<WalRange>> {
     let (Some(timeline), Some(start), Some(end)) = (timeline, start, end) else {
         return Ok(None);
     };
-    let lsn = |v: i64| {
-        u64::try_from(v)
-            .map(Lsn)
-            .map_err(|_| corrupt("LSN", &v.to_string()))
-    };
     Ok(Some(WalRange {
-        timeline: u32::try_from(timeline)
-            .map_err(|_| corrupt("timeline", &timeline.to_string()))?,
-        start: lsn(start)?,
-        end: lsn(end)?,
+        timeline: timeline_from(timeline)?,
+        start: lsn_from(start)?,
+        end: lsn_from(end)?,
     }))
 }
 
@@ -185,6 +193,53 @@ pub fn set_from(row: &Row<'_>) -> rusqlite::Result<BackupSet> {
         stored_size: u64::try_from(stored).map_err(|_| corrupt("size", &stored.to_string()))?,
         comment: row.get("comment")?,
         wal: wal_from(row)?,
+    })
+}
+
+pub const WAL_COLUMNS: &str = "id, cluster_id, timeline, kind, name, start_lsn, end_lsn, size, \
+     stored_size, key, digest, start_time, end_time";
+
+fn size_from(v: i64) -> rusqlite::Result<u64> {
+    u64::try_from(v).map_err(|_| corrupt("size", &v.to_string()))
+}
+
+fn cluster_id_from(row: &Row<'_>) -> rusqlite::Result<DbClusterId> {
+    let cluster: String = row.get("cluster_id")?;
+    DbClusterId::parse(&cluster).map_err(|_| corrupt("cluster id", &cluster))
+}
+
+pub fn wal_object_from(row: &Row<'_>) -> rusqlite::Result<WalObject> {
+    let id: i64 = row.get("id")?;
+    let kind: String = row.get("kind")?;
+    Ok(WalObject {
+        id: u64::try_from(id)
+            .map(BackupLogId)
+            .map_err(|_| corrupt("WAL object id", &id.to_string()))?,
+        object: NewWalObject {
+            cluster_id: cluster_id_from(row)?,
+            timeline: timeline_from(row.get("timeline")?)?,
+            kind: WalObjectKind::parse(&kind).ok_or_else(|| corrupt("WAL object kind", &kind))?,
+            name: row.get("name")?,
+            start: lsn_from(row.get("start_lsn")?)?,
+            end: lsn_from(row.get("end_lsn")?)?,
+            size: size_from(row.get("size")?)?,
+            stored_size: size_from(row.get("stored_size")?)?,
+            key: row.get("key")?,
+            digest: row.get("digest")?,
+            start_time: ts(row.get("start_time")?)?,
+            end_time: ts(row.get("end_time")?)?,
+        },
+    })
+}
+
+pub fn gap_from(row: &Row<'_>) -> rusqlite::Result<WalGap> {
+    Ok(WalGap {
+        cluster_id: cluster_id_from(row)?,
+        timeline: timeline_from(row.get("timeline")?)?,
+        from: lsn_from(row.get("from_lsn")?)?,
+        to: lsn_from(row.get("to_lsn")?)?,
+        detected_at: ts(row.get("detected_at")?)?,
+        reason: row.get("reason")?,
     })
 }
 

@@ -9,11 +9,11 @@ use polarbackup_store::{CreateJobOutcome, JobFilter, Store, StoreError};
 use std::collections::BTreeSet;
 use std::sync::Barrier;
 
-const THREADS: usize = 6;
+pub const THREADS: usize = 6;
 
 /// Runs `f(i, handle)` on `THREADS` threads at once, each with its own handle, released
 /// together, and returns their results in thread order.
-fn race<T: Send>(b: &dyn Backend, f: impl Fn(usize, &dyn Store) -> T + Sync) -> Vec<T> {
+pub fn race<T: Send>(b: &dyn Backend, f: impl Fn(usize, &dyn Store) -> T + Sync) -> Vec<T> {
     let start = Barrier::new(THREADS);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)

@@ -8,6 +8,7 @@ mod lifecycle;
 mod policy;
 mod ram;
 mod records;
+mod wal;
 
 /// `store_contract!(name, backend)`: a module `name` with one `#[test]` per case, each on a
 /// fresh database of `backend`.
@@ -48,6 +49,16 @@ macro_rules! store_contract {
                 concurrency::a_stale_writer_never_moves_a_job_backwards,
                 concurrency::concurrent_policy_changes_lose_no_field,
                 concurrency::a_policy_change_racing_a_deletion_lands_before_it_or_not_at_all,
+                wal::a_new_cluster_keeps_seven_days_of_logs_and_a_change_is_kept,
+                wal::a_deleted_cluster_refuses_log_policy_changes_and_archivers,
+                wal::the_archiver_lease_is_exclusive_until_it_lapses,
+                wal::one_archiver_wins_a_concurrent_claim,
+                wal::recording_needs_the_archiver_lease,
+                wal::a_partial_is_replaced_by_a_longer_one_and_then_by_the_segment,
+                wal::log_pages_filter_by_time_and_count_every_match,
+                wal::removed_objects_come_back_once,
+                wal::wal_ids_increase_and_are_never_reused,
+                wal::gaps_round_trip_oldest_first,
             );
         }
     };

@@ -1,0 +1,93 @@
+//! Continuous WAL archiving: one cluster's WAL streamed through its permanent physical slot
+//! into the repository, segment by segment, with the segment in progress stored as a partial
+//! every few seconds. The slot only moves past WAL that is stored and recorded.
+//!
+//! `run` drives a call of [`archive`]: connect, check the slot, plan where to start (`start`),
+//! record any gap, then stream (`session`), assembling segments (`segment`) and storing them
+//! (`store`); `history` reads timeline history files, `slot` handles the slot over SQL.
+
+mod history;
+mod run;
+mod segment;
+mod session;
+mod slot;
+mod start;
+mod store;
+
+use crate::pg::{ConnectConfig, Lsn};
+use crate::{sql, EngineError};
+use polarbackup_model::log_backup::{slot_name, NewWalObject, WalGap};
+use polarbackup_model::{Clock, DbClusterId};
+use polarbackup_repo::Repo;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What one run of the archiver needs.
+pub struct ArchiveRequest<'a> {
+    pub cluster: &'a DbClusterId,
+    pub source: &'a ConnectConfig,
+    pub repo: &'a Repo,
+    /// Stamps status updates and gaps; the times of WAL objects only when the server sent none.
+    pub clock: Arc<dyn Clock>,
+    /// Store the segment in progress at least this often while WAL arrives (default 10 s).
+    pub partial_interval: Duration,
+    /// The newest durable WAL the store holds for this cluster: (timeline, end LSN); None =
+    /// nothing archived yet.
+    pub resume: Option<(u32, Lsn)>,
+    pub cancel: &'a CancellationToken,
+}
+
+/// The default of [`ArchiveRequest::partial_interval`].
+pub const DEFAULT_PARTIAL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the caller's sink did with a recorded object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded (or already there); these repository keys are obsolete (replaced partials, or
+    /// the object just stored when a longer one was already recorded): the archiver deletes
+    /// them (best effort).
+    Kept { obsolete_keys: Vec<String> },
+    /// This archiver lost its lease: stop at once, write nothing more.
+    LeaseLost,
+}
+
+/// Where the archiver records what it stored and the gaps it found (the metadata store,
+/// under the cluster's archiver lease).
+pub trait WalSink: Send + Sync {
+    fn record(
+        &self,
+        object: NewWalObject,
+    ) -> Pin<Box<dyn Future<Output = Result<Recorded, String>> + Send + '_>>;
+    fn gap(&self, gap: WalGap) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// Why [`archive`] returned without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveEnd {
+    Cancelled,
+    LeaseLost,
+}
+
+/// Streams the cluster's WAL into the repository until cancelled, the lease is lost, or an
+/// error (source down, store failure: the caller retries with backoff and calls again).
+pub async fn archive(
+    req: ArchiveRequest<'_>,
+    sink: &dyn WalSink,
+) -> Result<ArchiveEnd, EngineError> {
+    run::archive(&req, sink).await
+}
+
+/// Drops the cluster's slot (admin cluster delete), ending a walsender still streaming from
+/// it; Ok(false) if there was none.
+pub async fn drop_archive_slot(
+    source: &ConnectConfig,
+    cluster: &DbClusterId,
+) -> Result<bool, EngineError> {
+    let conn = sql::connect(source).await?;
+    let dropped = slot::drop(&conn, &slot_name(cluster)).await;
+    conn.close().await;
+    dropped
+}

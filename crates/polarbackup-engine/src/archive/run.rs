@@ -1,0 +1,225 @@
+//! One call of `archive`: connect, make sure of the slot, plan the start, record a gap if
+//! the WAL after the archive's end is gone, stream; and again from the slot if the server
+//! turns out to have removed WAL the archive needs.
+
+use super::history::History;
+use super::segment::Assembler;
+use super::session::{Ended, Session};
+use super::slot::{self, SlotState};
+use super::start::{self, Start};
+use super::store::{Outcome, Target};
+use super::{ArchiveEnd, ArchiveRequest, WalSink};
+use crate::pg::{Lsn, ReplicationConn};
+use crate::{sql, EngineError};
+use polarbackup_model::log_backup::{slot_name, WalGap};
+use std::future::Future;
+use std::time::Duration;
+use tracing::{info, warn};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Starts after lost WAL within one call; one should do, as the slot keeps what follows.
+const MAX_STARTS: usize = 3;
+
+pub async fn archive(
+    req: &ArchiveRequest<'_>,
+    sink: &dyn WalSink,
+) -> Result<ArchiveEnd, EngineError> {
+    let slot = slot_name(req.cluster);
+    let mut archived = req.resume;
+    // Set once the server said it removed WAL after `archived`.
+    let mut lost: Option<String> = None;
+    for _ in 0..MAX_STARTS {
+        let Some(opened) = cancellable(req, open(req, &slot, archived, lost.take())).await else {
+            return Ok(ArchiveEnd::Cancelled);
+        };
+        let Opened {
+            mut conn,
+            seg_size,
+            start,
+        } = opened?;
+        if let Some(gap) = &start.gap {
+            warn!(
+                cluster = req.cluster.as_str(),
+                timeline = gap.timeline,
+                from = %gap.from,
+                to = %gap.to,
+                reason = gap.reason,
+                "WAL lost: a gap in the archive"
+            );
+            sink.gap(WalGap {
+                cluster_id: req.cluster.clone(),
+                timeline: gap.timeline,
+                from: gap.from,
+                to: gap.to,
+                detected_at: req.clock.now(),
+                reason: gap.reason.clone(),
+            })
+            .await
+            .map_err(EngineError::Sink)?;
+        }
+        let target = Target {
+            cluster: req.cluster,
+            repo: req.repo,
+            sink,
+            clock: &*req.clock,
+            seg_size,
+        };
+        let asm = Assembler::new(start.timeline, seg_size, start.from, start.stored);
+        let mut session = Session::new(
+            &target,
+            &slot,
+            req.clock.clone(),
+            req.partial_interval,
+            asm,
+            archived,
+        );
+        if start.history {
+            let stored = session
+                .store_history(&mut conn, start.timeline, None)
+                .await?;
+            if stored == Outcome::LeaseLost {
+                return Ok(ArchiveEnd::LeaseLost);
+            }
+        }
+        info!(
+            cluster = req.cluster.as_str(),
+            timeline = start.timeline,
+            from = %start.from,
+            "archiving WAL"
+        );
+        let Some(stream) = cancellable(req, session.start(conn, start.from)).await else {
+            return Ok(ArchiveEnd::Cancelled);
+        };
+        let ended = session.run(stream?, req.cancel).await;
+        archived = session.archived;
+        match ended? {
+            Ended::Cancelled => return Ok(ArchiveEnd::Cancelled),
+            Ended::LeaseLost => return Ok(ArchiveEnd::LeaseLost),
+            Ended::Removed(why) => lost = Some(why),
+        }
+    }
+    Err(EngineError::Stream(format!(
+        "the server keeps removing the WAL the slot should keep: {}",
+        lost.unwrap_or_default()
+    )))
+}
+
+/// A connection ready to stream, and the plan.
+struct Opened {
+    conn: ReplicationConn,
+    seg_size: u64,
+    start: Start,
+}
+
+/// Connects, makes sure the slot exists and holds WAL, reads the server's timeline history and
+/// plans the start. `lost`: the server removed WAL after `archived`, the start is a gap.
+async fn open(
+    req: &ArchiveRequest<'_>,
+    slot: &str,
+    archived: Option<(u32, Lsn)>,
+    lost: Option<String>,
+) -> Result<Opened, EngineError> {
+    let connect_err = |e| EngineError::from_pg(e, true);
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, ReplicationConn::connect(req.source))
+        .await
+        .map_err(|_| {
+            EngineError::Connect(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
+        })?
+        .map_err(connect_err)?;
+    let system = conn.identify_system().await.map_err(connect_err)?;
+    let seg_size = conn.wal_segment_size().await.map_err(connect_err)?;
+    if !seg_size.is_power_of_two() || !(1 << 20..=1 << 30).contains(&seg_size) {
+        return Err(EngineError::Stream(format!(
+            "the server's WAL segment size {seg_size} is not one PostgreSQL allows"
+        )));
+    }
+    let sql = sql::connect(req.source).await?;
+    let restart = ensure_slot(&mut conn, &sql, slot, archived, lost.is_some(), seg_size).await;
+    sql.close().await;
+    let (restart, note) = restart?;
+    let history = if system.timeline > 1 {
+        let (_, content) = conn
+            .timeline_history(system.timeline)
+            .await
+            .map_err(|e| EngineError::from_pg(e, false))?;
+        History::parse(system.timeline, &content)
+            .map_err(|e| EngineError::Stream(format!("timeline {}: {e}", system.timeline)))?
+    } else {
+        History::first()
+    };
+    let start = match lost {
+        Some(why) => {
+            let reason = match &note {
+                Some(n) => format!("{why} ({n})"),
+                None => why,
+            };
+            start::after_loss(archived, restart, &history, seg_size, reason)
+        }
+        None => start::plan(archived, restart, &history, seg_size),
+    };
+    if let (Some(n), None) = (&note, &start.gap) {
+        info!(
+            cluster = req.cluster.as_str(),
+            slot, "{n}; made anew, trying the WAL from where the archive ends"
+        );
+    }
+    Ok(Opened {
+        conn,
+        seg_size,
+        start,
+    })
+}
+
+/// The slot's restart point, after creating a missing slot or replacing an invalidated one
+/// (and the one whose WAL the server removed, `lost`, unless it already holds WAL from after
+/// the archive's end). The note says what was done.
+async fn ensure_slot(
+    conn: &mut ReplicationConn,
+    sql: &sql::SqlConn,
+    slot: &str,
+    archived: Option<(u32, Lsn)>,
+    lost: bool,
+    seg_size: u64,
+) -> Result<(Lsn, Option<String>), EngineError> {
+    let (state, note) = match slot::inspect(sql, slot).await? {
+        SlotState::Missing => (
+            slot::create(conn, sql, slot).await?,
+            Some("the replication slot was missing".to_string()),
+        ),
+        SlotState::Lost => {
+            slot::drop(sql, slot).await?;
+            (
+                slot::create(conn, sql, slot).await?,
+                Some("the replication slot was invalidated (wal_status lost)".to_string()),
+            )
+        }
+        SlotState::Valid { restart }
+            if lost
+                && archived.is_some_and(|(_, end)| {
+                    restart.segment_number(seg_size) <= end.segment_number(seg_size)
+                }) =>
+        {
+            // It claims WAL the server says is gone.
+            slot::drop(sql, slot).await?;
+            (
+                slot::create(conn, sql, slot).await?,
+                Some("the replication slot no longer held its WAL".to_string()),
+            )
+        }
+        valid => (valid, None),
+    };
+    match state {
+        SlotState::Valid { restart } => Ok((restart, note)),
+        _ => Err(EngineError::Stream(format!(
+            "replication slot {slot} holds no WAL right after its creation"
+        ))),
+    }
+}
+
+/// `None` when cancelled first.
+async fn cancellable<T>(req: &ArchiveRequest<'_>, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        () = req.cancel.cancelled() => None,
+        r = fut => Some(r),
+    }
+}

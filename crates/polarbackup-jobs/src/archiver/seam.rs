@@ -1,0 +1,37 @@
+//! The seam between the archivers' bookkeeping and the engine that streams WAL.
+
+use super::sink::ArchiveSink;
+use crate::error::JobError;
+use crate::executor::BoxFuture;
+use polarbackup_model::{Cluster, Lsn};
+use tokio_util::sync::CancellationToken;
+
+/// What a supervisor hands the engine for one cluster.
+pub struct ArchiveContext {
+    pub cluster: Cluster,
+    /// The newest durable WAL the store holds: (timeline, end); `None` before the first.
+    pub resume: Option<(u32, Lsn)>,
+    /// Records stored objects and gaps under this server's lease.
+    pub sink: ArchiveSink,
+    /// Fires on shutdown or a lost lease: store what is in hand (best effort) and return.
+    pub cancel: CancellationToken,
+}
+
+/// Why an archiver returned without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveEnd {
+    Cancelled,
+    LeaseLost,
+}
+
+/// Streams a cluster's WAL into the repository and owns the stored objects.
+pub trait WalArchiver: Send + Sync + 'static {
+    /// Runs until cancelled, the lease is lost, or a failure (the supervisor retries with
+    /// backoff). Every object goes through `ctx.sink` before the database may drop its WAL.
+    fn archive<'a>(
+        &'a self,
+        ctx: &'a ArchiveContext,
+    ) -> BoxFuture<'a, Result<ArchiveEnd, JobError>>;
+    /// Removes stored WAL objects by key. Idempotent.
+    fn delete_wal<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), JobError>>;
+}

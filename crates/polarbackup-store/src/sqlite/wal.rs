@@ -1,0 +1,336 @@
+//! Log backups in SQLite: the log-backup policy, the archiver's lease on each cluster, the WAL
+//! objects it stored (a longer partial or the whole segment replaces a partial) and the gaps
+//! it found. [`WalStore`] for [`SqliteStore`].
+
+use super::clusters;
+use super::rows::{db_lsn, db_size, gap_from, secs, wal_object_from, WAL_COLUMNS};
+use super::SqliteStore;
+use crate::records::{WalFilter, WalPage, WalRecorded};
+use crate::{Result, StoreError, WalStore};
+use jiff::Timestamp;
+use polarbackup_model::{
+    BackupLogId, ClusterStatus, DbClusterId, LogBackupPolicy, LogRetention, NewWalObject, WalGap,
+    WalObject, WalObjectKind,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// A cluster's policy; no row is the default.
+fn policy(c: &Connection, cluster: &DbClusterId) -> Result<LogBackupPolicy> {
+    let days: Option<i64> = c
+        .query_row(
+            "SELECT retention_days FROM log_backup_policies WHERE cluster_id = ?1",
+            [cluster.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match days {
+        None => Ok(LogBackupPolicy::default()),
+        Some(d) => LogRetention::from_days(d)
+            .map(|retention| LogBackupPolicy { retention })
+            .map_err(|_| StoreError::Corrupt(format!("log retention of {cluster}: {d}"))),
+    }
+}
+
+/// Sets a Running cluster's retention; the caller's write transaction holds the status check
+/// and the write together.
+fn modify(
+    c: &Connection,
+    cluster: &DbClusterId,
+    retention: LogRetention,
+) -> Result<std::result::Result<LogBackupPolicy, ClusterStatus>> {
+    if let Err(status) = clusters::require_running(c, cluster)? {
+        return Ok(Err(status));
+    }
+    c.execute(
+        "INSERT INTO log_backup_policies (cluster_id, retention_days) VALUES (?1, ?2)
+         ON CONFLICT (cluster_id) DO UPDATE SET retention_days = excluded.retention_days",
+        params![cluster.as_str(), retention.as_days()],
+    )?;
+    Ok(Ok(LogBackupPolicy { retention }))
+}
+
+/// Takes the lease when nobody holds it, `worker` already does, or the holder's lapsed; the
+/// upsert's condition is the whole check, so two claimers cannot both win.
+fn claim(
+    c: &Connection,
+    cluster: &DbClusterId,
+    worker: &str,
+    lease_until: Timestamp,
+    now: Timestamp,
+) -> Result<bool> {
+    if clusters::require_running(c, cluster)?.is_err() {
+        return Ok(false);
+    }
+    let changed = c.execute(
+        "INSERT INTO wal_archivers (cluster_id, worker, lease_until) VALUES (?1, ?2, ?3)
+         ON CONFLICT (cluster_id) DO UPDATE
+             SET worker = excluded.worker, lease_until = excluded.lease_until
+             WHERE wal_archivers.worker = excluded.worker OR wal_archivers.lease_until < ?4",
+        params![cluster.as_str(), worker, secs(lease_until), secs(now)],
+    )?;
+    Ok(changed == 1)
+}
+
+fn holds_lease(
+    c: &Connection,
+    cluster: &DbClusterId,
+    worker: &str,
+    now: Timestamp,
+) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM wal_archivers a JOIN clusters c ON c.id = a.cluster_id
+                        WHERE a.cluster_id = ?1 AND a.worker = ?2 AND a.lease_until >= ?3
+                          AND c.status = 'Running')",
+        params![cluster.as_str(), worker, secs(now)],
+        |r| r.get(0),
+    )?)
+}
+
+fn select(c: &Connection, condition: &str, args: impl rusqlite::Params) -> Result<Vec<WalObject>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {WAL_COLUMNS} FROM wal_objects WHERE {condition}"
+    ))?;
+    let rows = stmt.query_map(args, wal_object_from)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn insert(c: &Connection, o: &NewWalObject) -> Result<WalObject> {
+    c.execute(
+        "INSERT INTO wal_objects (cluster_id, timeline, kind, name, start_lsn, end_lsn, size,
+             stored_size, key, digest, start_time, end_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            o.cluster_id.as_str(),
+            i64::from(o.timeline),
+            o.kind.as_str(),
+            o.name,
+            db_lsn(o.start)?,
+            db_lsn(o.end)?,
+            db_size(o.size),
+            db_size(o.stored_size),
+            o.key,
+            o.digest,
+            secs(o.start_time),
+            secs(o.end_time),
+        ],
+    )?;
+    let id = u64::try_from(c.last_insert_rowid())
+        .map_err(|_| StoreError::Corrupt("negative WAL object id".into()))?;
+    Ok(WalObject {
+        id: BackupLogId(id),
+        object: o.clone(),
+    })
+}
+
+/// Records `o` under the lease of `worker`, in the caller's write transaction: nothing when the
+/// lease is not held; the existing row for a key recorded before (a retry); otherwise a
+/// segment or partial replaces the shorter partials at its place, or is refused when an
+/// object there already reaches as far.
+fn record(
+    c: &Connection,
+    worker: &str,
+    o: &NewWalObject,
+    now: Timestamp,
+) -> Result<Option<WalRecorded>> {
+    if !holds_lease(c, &o.cluster_id, worker, now)? {
+        return Ok(None);
+    }
+    let refused = Some(WalRecorded {
+        recorded: None,
+        replaced: Vec::new(),
+    });
+    if let Some(existing) = select(c, "key = ?1", [&o.key])?.pop() {
+        if existing.object.cluster_id != o.cluster_id {
+            return Err(StoreError::Conflict("WAL object key"));
+        }
+        return Ok(Some(WalRecorded {
+            recorded: Some(existing),
+            replaced: Vec::new(),
+        }));
+    }
+    let replaced = match o.kind {
+        WalObjectKind::History => {
+            let same = select(
+                c,
+                "cluster_id = ?1 AND kind = 'history' AND name = ?2",
+                params![o.cluster_id.as_str(), o.name],
+            )?;
+            if !same.is_empty() {
+                return Ok(refused);
+            }
+            Vec::new()
+        }
+        WalObjectKind::Segment | WalObjectKind::Partial => {
+            let here = select(
+                c,
+                "cluster_id = ?1 AND timeline = ?2 AND start_lsn = ?3
+                 AND kind IN ('segment', 'partial') ORDER BY id",
+                params![
+                    o.cluster_id.as_str(),
+                    i64::from(o.timeline),
+                    db_lsn(o.start)?
+                ],
+            )?;
+            if here.iter().any(|w| w.object.end >= o.end) {
+                return Ok(refused);
+            }
+            let partials: Vec<WalObject> = here
+                .into_iter()
+                .filter(|w| w.object.kind == WalObjectKind::Partial)
+                .collect();
+            for p in &partials {
+                c.execute("DELETE FROM wal_objects WHERE id = ?1", [db_log_id(p.id)])?;
+            }
+            partials
+        }
+    };
+    Ok(Some(WalRecorded {
+        recorded: Some(insert(c, o)?),
+        replaced,
+    }))
+}
+
+/// Log ids are u64 in the model and i64 in SQLite; ids beyond i64 cannot exist in the table.
+fn db_log_id(id: BackupLogId) -> i64 {
+    i64::try_from(id.0).unwrap_or(-1)
+}
+
+fn page(c: &Connection, cluster: &DbClusterId, f: &WalFilter) -> Result<WalPage> {
+    let condition = "cluster_id = ?1 AND start_time <= ?2 AND end_time >= ?3";
+    let offset = u64::from(f.page_number.saturating_sub(1)) * u64::from(f.page_size);
+    let args = params![
+        cluster.as_str(),
+        secs(f.to),
+        secs(f.from),
+        f.page_size,
+        i64::try_from(offset).unwrap_or(i64::MAX)
+    ];
+    // The count binds the three filter parameters; the page adds LIMIT and OFFSET.
+    let total: u64 = c.query_row(
+        &format!("SELECT count(*) FROM wal_objects WHERE {condition}"),
+        &args[..3],
+        |r| r.get(0),
+    )?;
+    let objects = select(
+        c,
+        &format!("{condition} ORDER BY start_time, id LIMIT ?4 OFFSET ?5"),
+        args,
+    )?;
+    Ok(WalPage { objects, total })
+}
+
+/// Deletes the listed objects of `cluster` and returns those that were there.
+fn remove(c: &Connection, cluster: &DbClusterId, ids: &[BackupLogId]) -> Result<Vec<WalObject>> {
+    let mut removed = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let condition = "id = ?1 AND cluster_id = ?2";
+        let args = params![db_log_id(id), cluster.as_str()];
+        let found = select(c, condition, args)?;
+        if !found.is_empty() {
+            c.execute(&format!("DELETE FROM wal_objects WHERE {condition}"), args)?;
+        }
+        removed.extend(found);
+    }
+    Ok(removed)
+}
+
+fn insert_gap(c: &Connection, gap: &WalGap) -> Result<()> {
+    if clusters::status(c, &gap.cluster_id)?.is_none() {
+        return Err(StoreError::NotFound { what: "cluster" });
+    }
+    c.execute(
+        "INSERT INTO wal_gaps (cluster_id, timeline, from_lsn, to_lsn, detected_at, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            gap.cluster_id.as_str(),
+            i64::from(gap.timeline),
+            db_lsn(gap.from)?,
+            db_lsn(gap.to)?,
+            secs(gap.detected_at),
+            gap.reason,
+        ],
+    )?;
+    Ok(())
+}
+
+fn gaps_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<WalGap>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT cluster_id, timeline, from_lsn, to_lsn, detected_at, reason FROM wal_gaps
+         WHERE cluster_id = ?1 ORDER BY detected_at, id",
+    )?;
+    let rows = stmt.query_map([cluster.as_str()], gap_from)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+impl WalStore for SqliteStore {
+    fn log_backup_policy(&self, cluster: &DbClusterId) -> Result<LogBackupPolicy> {
+        self.with(|c| policy(c, cluster))
+    }
+
+    fn modify_log_backup_policy(
+        &self,
+        cluster: &DbClusterId,
+        retention: LogRetention,
+    ) -> Result<std::result::Result<LogBackupPolicy, ClusterStatus>> {
+        self.write(|tx| modify(tx, cluster, retention))
+    }
+
+    fn claim_archiver(
+        &self,
+        cluster: &DbClusterId,
+        worker: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.write(|tx| claim(tx, cluster, worker, lease_until, now))
+    }
+
+    fn release_archiver(&self, cluster: &DbClusterId, worker: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM wal_archivers WHERE cluster_id = ?1 AND worker = ?2",
+                params![cluster.as_str(), worker],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn record_wal(
+        &self,
+        worker: &str,
+        object: &NewWalObject,
+        now: Timestamp,
+    ) -> Result<Option<WalRecorded>> {
+        self.write(|tx| record(tx, worker, object, now))
+    }
+
+    fn wal_objects(&self, cluster: &DbClusterId) -> Result<Vec<WalObject>> {
+        self.with(|c| {
+            select(
+                c,
+                "cluster_id = ?1 ORDER BY start_lsn, timeline, id",
+                [cluster.as_str()],
+            )
+        })
+    }
+
+    fn wal_page(&self, cluster: &DbClusterId, filter: &WalFilter) -> Result<WalPage> {
+        self.with(|c| page(c, cluster, filter))
+    }
+
+    fn wal_object(&self, id: BackupLogId) -> Result<Option<WalObject>> {
+        self.with(|c| Ok(select(c, "id = ?1", [db_log_id(id)])?.pop()))
+    }
+
+    fn remove_wal(&self, cluster: &DbClusterId, ids: &[BackupLogId]) -> Result<Vec<WalObject>> {
+        self.write(|tx| remove(tx, cluster, ids))
+    }
+
+    fn record_gap(&self, gap: &WalGap) -> Result<()> {
+        self.write(|tx| insert_gap(tx, gap))
+    }
+
+    fn gaps(&self, cluster: &DbClusterId) -> Result<Vec<WalGap>> {
+        self.with(|c| gaps_of(c, cluster))
+    }
+}
