@@ -17,10 +17,10 @@ Request fields
   key, secret
   action     default "DescribeBackupTasks"; version default "2017-08-01". The typed clients
              (v3, v3-sm3, v1-new: the SDK's request model and method; old-typed-post, old-xml:
-             the old SDK's request class) know DescribeBackupTasks, CreateBackup,
-             DescribeBackups, DeleteBackup, DescribeBackupPolicy, ModifyBackupPolicy and
-             DescribeDetachedBackups; other actions go through the generic call
-  params     business parameters (strings)
+             the old SDK's request class) know the actions in TYPED_ACTIONS (the old SDK
+             has no DescribeBackupLogDownloadLinks); other actions go through the generic call
+  params     business parameters (strings; a list, such as AdvancedLogPolicies, goes to the new
+             SDK's typed model as a list and everywhere else as its JSON text)
   format     old clients and raw: "JSON" (default for old) or "XML" (old-xml forces XML)
   method     old-common-*: GET/POST override; raw: GET or POST (default POST)
 Raw-only options
@@ -44,6 +44,7 @@ Raw-only options
   wrong_content_sha   V3: send a wrong x-acs-content-sha256 (still signed)
   tamper              {"name": ..., "value": ...}: change a V1 parameter after signing
   extra_headers       headers added to the request (after signing)
+  host_header         V1: the Host header to send instead of ENDPOINT (V1 does not sign it)
   no_action_header    V3: do not send x-acs-action (and do not sign it)
 
 Polling (one long-lived process, so no interpreter start-up between calls)
@@ -114,7 +115,27 @@ TYPED_ACTIONS = {
     "DescribeBackupPolicy": ("DescribeBackupPolicyRequest", "describe_backup_policy"),
     "ModifyBackupPolicy": ("ModifyBackupPolicyRequest", "modify_backup_policy"),
     "DescribeDetachedBackups": ("DescribeDetachedBackupsRequest", "describe_detached_backups"),
+    "DescribeBackupLogs": ("DescribeBackupLogsRequest", "describe_backup_logs"),
+    "DescribeLogBackupPolicy": ("DescribeLogBackupPolicyRequest", "describe_log_backup_policy"),
+    "ModifyLogBackupPolicy": ("ModifyLogBackupPolicyRequest", "modify_log_backup_policy"),
+    # New SDK only: the old one has no request class for it.
+    "DescribeBackupLogDownloadLinks": (
+        "DescribeBackupLogDownloadLinksRequest",
+        "describe_backup_log_download_links",
+    ),
+    "DescribeLocalAvailableRecoveryTime": (
+        "DescribeLocalAvailableRecoveryTimeRequest",
+        "describe_local_available_recovery_time",
+    ),
 }
+
+
+def wire_params(req):
+    """Business parameters as strings; a list or object (AdvancedLogPolicies) as its JSON."""
+    return {
+        k: json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+        for k, v in (req.get("params") or {}).items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,11 +274,15 @@ def new_sdk_call(req):
     client.last_raw = None
     action = req.get("action", DEFAULT_ACTION)
     version = req.get("version", DEFAULT_VERSION)
-    params = {k: str(v) for k, v in (req.get("params") or {}).items()}
+    params = wire_params(req)
     try:
         if action in TYPED_ACTIONS and version == DEFAULT_VERSION and not req.get("generic"):
             model_name, method_name = TYPED_ACTIONS[action]
-            typed = getattr(polardb_models, model_name)().from_map(params)
+            typed_params = {
+                k: v if isinstance(v, list) else str(v)
+                for k, v in (req.get("params") or {}).items()
+            }
+            typed = getattr(polardb_models, model_name)().from_map(typed_params)
             resp = getattr(client, method_name)(typed)
             m = resp.to_map()
             raw = client.last_raw or {}
@@ -338,7 +363,7 @@ def old_sdk_call(req):
     kind = req["client"]
     action = req.get("action", DEFAULT_ACTION)
     version = req.get("version", DEFAULT_VERSION)
-    params = {k: str(v) for k, v in (req.get("params") or {}).items()}
+    params = wire_params(req)
     fmt = req.get("format", "JSON")
 
     if kind in ("old-typed-post", "old-xml"):
@@ -488,14 +513,15 @@ def raw_call(req):
     omit = set(req.get("omit") or [])
     action = req.get("action", DEFAULT_ACTION)
     version = req.get("version", DEFAULT_VERSION)
-    business = {k: str(v) for k, v in (req.get("params") or {}).items()}
+    business = wire_params(req)
     timestamp = req.get("timestamp") or now_utc(req)
     nonce = req.get("nonce") or uuid.uuid4().hex
     if req.get("oversize"):
         business["Padding"] = "x" * int(req["oversize"])
     plus = bool(req.get("plus_spaces"))
 
-    headers = [("Host", "%s:%d" % (host, port)), ("User-Agent", "polarbackup-test-raw/1")]
+    host_header = req.get("host_header") or "%s:%d" % (host, port)
+    headers = [("Host", host_header), ("User-Agent", "polarbackup-test-raw/1")]
     query_pairs = []
     body = None
     string_to_sign = None

@@ -64,6 +64,11 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "request"
     );
+    respond(rendered, &request_id)
+}
+
+/// A rendered body as an HTTP response, with the RequestId header.
+pub(crate) fn respond(rendered: render::Rendered, request_id: &str) -> Response {
     let mut resp = Response::new(Body::from(rendered.body));
     *resp.status_mut() =
         StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -72,7 +77,7 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(rendered.content_type),
     );
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert("x-acs-request-id", v);
     }
     resp
@@ -188,16 +193,17 @@ fn process(
     .inspect_err(|e| log_refusal(request_id, e))?;
     debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
     authz::authorize(state, &caller, action, &call.params, request_id)?;
-    let body = handlers::dispatch(state, action, &caller, &call.params).map_err(|e| {
-        if e == ApiError::Internal {
-            error!(
-                request_id,
-                "internal error while handling {}",
-                action.name()
-            );
-        }
-        e
-    })?;
+    let body =
+        handlers::dispatch(state, action, &caller, &call.params, header("host")).map_err(|e| {
+            if e == ApiError::Internal {
+                error!(
+                    request_id,
+                    "internal error while handling {}",
+                    action.name()
+                );
+            }
+            e
+        })?;
     Ok((action, body))
 }
 

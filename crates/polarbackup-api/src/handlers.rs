@@ -5,8 +5,8 @@
 //! and refuses changes with `OperationDenied.DBClusterStatus`.
 
 use crate::authn::Caller;
-use crate::released;
 use crate::AppState;
+use crate::{log_backups, released};
 use polarbackup_model::{Cluster, ClusterStatus, DbClusterId};
 use polarbackup_store::{CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, SetFilter};
 use polarbackup_wire::describe_backup_tasks::{self as dbt, JobSelector};
@@ -17,7 +17,14 @@ use tracing::{error, info};
 
 type Body = Result<Map<String, Value>, ApiError>;
 
-pub fn dispatch(state: &AppState, action: Action, caller: &Caller, params: &Params) -> Body {
+/// `host` is the request's `Host` header: download links point back at it.
+pub fn dispatch(
+    state: &AppState,
+    action: Action,
+    caller: &Caller,
+    params: &Params,
+    host: Option<&str>,
+) -> Body {
     match action {
         Action::DescribeBackupTasks => describe_backup_tasks(state, caller, params),
         Action::CreateBackup => create_backup(state, caller, params),
@@ -27,6 +34,15 @@ pub fn dispatch(state: &AppState, action: Action, caller: &Caller, params: &Para
         Action::ModifyBackupPolicy => modify_backup_policy(state, caller, params),
         Action::DescribeDetachedBackups => {
             released::describe_detached_backups(state, caller, params)
+        }
+        Action::DescribeLogBackupPolicy => log_backups::describe_policy(state, caller, params),
+        Action::ModifyLogBackupPolicy => log_backups::modify_policy(state, caller, params),
+        Action::DescribeBackupLogs => log_backups::describe_logs(state, caller, params, host),
+        Action::DescribeBackupLogDownloadLinks => {
+            log_backups::download_links(state, caller, params, host)
+        }
+        Action::DescribeLocalAvailableRecoveryTime => {
+            log_backups::recovery_time(state, caller, params)
         }
     }
 }
@@ -54,7 +70,7 @@ pub(crate) fn owned_cluster_any_state(
 }
 
 /// The caller's live (Running or Deleting) cluster, or `not_found`.
-fn owned_cluster(
+pub(crate) fn owned_cluster(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -69,7 +85,7 @@ fn owned_cluster(
 
 /// A change refused for a cluster that is not Running: `Deleting` is a status the caller may
 /// see; `Deleted` (reached meanwhile) is answered as an unknown cluster.
-fn not_running(status: ClusterStatus, not_found: ApiError) -> ApiError {
+pub(crate) fn not_running(status: ClusterStatus, not_found: ApiError) -> ApiError {
     match status {
         ClusterStatus::Deleted => not_found,
         _ => ApiError::ClusterStatus,

@@ -3,16 +3,20 @@
 
 mod authn;
 mod authz;
+mod download;
 mod front_door;
 mod handlers;
 pub mod http;
+mod log_backups;
 mod released;
 
 use axum::routing::get;
 use axum::Router;
 use jiff::SignedDuration;
-use polarbackup_model::Clock;
+use polarbackup_model::{Clock, WalObject};
 use polarbackup_store::Store;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 pub use authz::RamMode;
@@ -51,6 +55,47 @@ impl std::fmt::Debug for RamConfig {
     }
 }
 
+/// Signs the download links of archived WAL; never shows in Debug output or logs.
+#[derive(Clone)]
+pub struct LinkSecret(pub Vec<u8>);
+
+impl LinkSecret {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LinkSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkSecret(<redacted>)")
+    }
+}
+
+/// Download links of archived WAL (`DownloadLink` in DescribeBackupLogs and
+/// DescribeBackupLogDownloadLinks).
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub secret: LinkSecret,
+    /// How long DescribeBackupLogs' links work, and DescribeBackupLogDownloadLinks' when the
+    /// call gives no `ExpireHours`.
+    pub lifetime: SignedDuration,
+}
+
+impl LinkConfig {
+    /// The lifetime `serve` uses.
+    pub const LIFETIME: SignedDuration = SignedDuration::from_hours(1);
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Reads archived WAL for download links. The binary implements it with the repository, so
+/// this crate does not depend on it.
+pub trait LogReader: Send + Sync {
+    /// The raw bytes of a recorded WAL object, checked against its recorded size and digest;
+    /// the error is for the log, never for the client.
+    fn read<'a>(&'a self, object: &'a WalObject) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+}
+
 /// Settings of the front door. The binary fills in its settings; the limits on reading a
 /// request body are fixed here.
 #[derive(Debug, Clone)]
@@ -66,6 +111,7 @@ pub struct ApiConfig {
     /// How long a client may take to send its body.
     pub body_timeout: std::time::Duration,
     pub ram: RamConfig,
+    pub links: LinkConfig,
 }
 
 impl ApiConfig {
@@ -84,12 +130,17 @@ pub struct AppState {
     /// Wakes the workers when a job is queued or a set is marked for deletion. The API never
     /// runs a backup itself: it records the work and returns.
     pub work_available: Arc<tokio::sync::Notify>,
+    /// What download links serve.
+    pub logs: Arc<dyn LogReader>,
 }
 
-/// The whole HTTP surface: `/healthz` and the RPC endpoint on every other path.
+/// The whole HTTP surface: `/healthz`, the download links, and the RPC endpoint on every
+/// other path.
 pub fn router(state: AppState) -> Router {
+    let downloads = format!("{}{{id}}", polarbackup_wire::download_link::PATH_PREFIX);
     Router::new()
         .route("/healthz", get(front_door::healthz))
+        .route(&downloads, get(download::backup_log))
         .fallback(front_door::rpc)
         .with_state(state)
 }

@@ -9,6 +9,7 @@ mod compare;
 mod encode;
 mod error;
 mod keys;
+mod link;
 pub mod ram;
 mod request;
 mod time;
@@ -18,6 +19,7 @@ mod v3;
 pub use encode::percent_encode;
 pub use error::AuthError;
 pub use keys::{KeyLookup, KeyMaterial, KeyRecord};
+pub use link::{sign_link, verify_link};
 pub use request::Request;
 pub use time::MAX_CLOCK_SKEW;
 

@@ -3,7 +3,7 @@
 use crate::{format_time, parse_time_input, ApiError, Params};
 use jiff::Timestamp;
 use polarbackup_model::{BackupSet, BackupSetStatus, JobMode};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 pub const CLUSTER_NOT_FOUND: ApiError = ApiError::DbClusterNotFound { status: 404 };
 pub const PAGE_SIZES: [u32; 3] = [30, 50, 100];
@@ -25,12 +25,7 @@ pub use crate::params::IdSelector as BackupSelector;
 impl Request {
     pub fn parse(p: &Params) -> Result<Self, ApiError> {
         let cluster_id = p.required("DBClusterId")?.to_owned();
-        let start =
-            parse_time_input(p.required("StartTime")?).ok_or(ApiError::Malformed("StartTime"))?;
-        let end = parse_time_input(p.required("EndTime")?).ok_or(ApiError::Malformed("EndTime"))?;
-        if end <= start {
-            return Err(ApiError::Malformed("EndTime"));
-        }
+        let (start, end) = time_range(p)?;
         let status = p
             .get("BackupStatus")
             .map(|s| s.parse().map_err(|()| ApiError::Malformed("BackupStatus")))
@@ -39,22 +34,7 @@ impl Request {
             .get("BackupMode")
             .map(|m| m.parse().map_err(|()| ApiError::BackupModeMalformed))
             .transpose()?;
-        let page_size = match p.get("PageSize") {
-            None => 30,
-            Some(s) => s
-                .parse()
-                .ok()
-                .filter(|n| PAGE_SIZES.contains(n))
-                .ok_or(ApiError::Malformed("PageSize"))?,
-        };
-        let page_number = match p.get("PageNumber") {
-            None => 1,
-            Some(s) => s
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1 && s.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or(ApiError::Malformed("PageNumber"))?,
-        };
+        let (page_size, page_number) = paging(p)?;
         let backup = p.id_filter("BackupId");
         Ok(Self {
             cluster_id,
@@ -67,6 +47,39 @@ impl Request {
             page_number,
         })
     }
+}
+
+/// The required `StartTime`..`EndTime` of a listing (DescribeBackups, DescribeDetachedBackups,
+/// DescribeBackupLogs): each `YYYY-MM-DDThh:mmZ` (or with seconds), the end later than the start.
+pub(crate) fn time_range(p: &Params) -> Result<(Timestamp, Timestamp), ApiError> {
+    let start =
+        parse_time_input(p.required("StartTime")?).ok_or(ApiError::Malformed("StartTime"))?;
+    let end = parse_time_input(p.required("EndTime")?).ok_or(ApiError::Malformed("EndTime"))?;
+    if end <= start {
+        return Err(ApiError::Malformed("EndTime"));
+    }
+    Ok((start, end))
+}
+
+/// `PageSize` (30, 50 or 100; default 30) and `PageNumber` (from 1; default 1).
+pub(crate) fn paging(p: &Params) -> Result<(u32, u32), ApiError> {
+    let page_size = match p.get("PageSize") {
+        None => 30,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|n| PAGE_SIZES.contains(n))
+            .ok_or(ApiError::Malformed("PageSize"))?,
+    };
+    let page_number = match p.get("PageNumber") {
+        None => 1,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1 && s.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or(ApiError::Malformed("PageNumber"))?,
+    };
+    Ok((page_size, page_number))
 }
 
 /// The fields DescribeBackups and DescribeDetachedBackups share (every scalar a string).
@@ -109,6 +122,16 @@ fn backup(s: &BackupSet) -> Value {
 
 /// One page of `Items.Backup`; counts are strings, as documented.
 pub(crate) fn page(items: Vec<Value>, total: u64, page_number: u32) -> Map<String, Value> {
+    page_of("Backup", items, total, page_number)
+}
+
+/// One page of `Items.<element>`, with the paging counts as strings.
+pub(crate) fn page_of(
+    element: &str,
+    items: Vec<Value>,
+    total: u64,
+    page_number: u32,
+) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("TotalRecordCount".into(), Value::String(total.to_string()));
     body.insert("PageNumber".into(), Value::String(page_number.to_string()));
@@ -116,7 +139,9 @@ pub(crate) fn page(items: Vec<Value>, total: u64, page_number: u32) -> Map<Strin
         "PageRecordCount".into(),
         Value::String(items.len().to_string()),
     );
-    body.insert("Items".into(), json!({ "Backup": items }));
+    let mut wrapper = Map::new();
+    wrapper.insert(element.into(), Value::Array(items));
+    body.insert("Items".into(), Value::Object(wrapper));
     body
 }
 
@@ -128,6 +153,7 @@ pub fn response(sets: &[BackupSet], total: u64, page_number: u32) -> Map<String,
 mod tests {
     use super::*;
     use polarbackup_model::{BackupJobId, DbClusterId};
+    use serde_json::json;
 
     const BASE: &str = "DBClusterId=pc-a&StartTime=2020-11-14T00:00Z&EndTime=2020-11-16T00:00Z";
 

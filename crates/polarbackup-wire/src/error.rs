@@ -70,6 +70,20 @@ pub enum ApiError {
     /// A policy field for a feature this service does not have (level-2, cross-region, ...).
     #[error("unsupported backup policy field {0}")]
     IncorrectBackupPolicy(&'static str),
+    /// A `BackupLogId` the cluster does not have (DescribeBackupLogDownloadLinks' per-item
+    /// error), or the object behind a genuine download link is gone.
+    #[error("unknown backup log")]
+    BackupLogNotFound,
+    /// The `Host` a download link would name is not `host` or `host:port`.
+    #[error("unusable Host header")]
+    HostUnusable,
+
+    // Download links (served outside the RPC endpoint). A link that is not ours and one of
+    // ours for an object that never existed are refused alike, so nothing leaks.
+    #[error("download link signature mismatch")]
+    LinkSignatureMismatch,
+    #[error("download link expired")]
+    LinkExpired,
 
     // Authorization.
     #[error("denied by RAM")]
@@ -255,6 +269,26 @@ impl ApiError {
                     format!("{field} configures a feature polarbackup does not provide (level-2, cross-region or advanced backups); only its off value is accepted."),
                 )
             }
+            BackupLogNotFound => (
+                404,
+                "InvalidBackupLogId.NotFound",
+                "The specified backup log does not exist.".into(),
+            ),
+            HostUnusable => (
+                400,
+                "InvalidParameter",
+                "The Host header must be host or host:port (the address this service is called at) to build download links.".into(),
+            ),
+            LinkSignatureMismatch => (
+                403,
+                "SignatureDoesNotMatch",
+                "The signature of the download link is not valid.".into(),
+            ),
+            LinkExpired => (
+                403,
+                "AccessDenied",
+                "The download link has expired.".into(),
+            ),
             BackupModeMalformed => (
                 400,
                 "InvalidBackupMode.Malformed",
@@ -315,5 +349,37 @@ mod tests {
         .describe();
         assert_eq!(code, "SignatureDoesNotMatch");
         assert!(msg.ends_with("server string to sign is:GET&%2F&A%3D1"));
+    }
+
+    #[test]
+    fn log_backup_codes() {
+        let code = |e: ApiError| {
+            let (status, code, _) = e.describe();
+            (status, code)
+        };
+        assert_eq!(
+            code(ApiError::Malformed("LogBackupRetentionPeriod")),
+            (400, "InvalidLogBackupRetentionPeriod.Malformed".into())
+        );
+        assert_eq!(
+            code(ApiError::Malformed("LogBackupAnotherRegionRetentionPeriod")),
+            (
+                400,
+                "InvalidLogBackupAnotherRegionRetentionPeriod.Malformed".into()
+            )
+        );
+        assert_eq!(
+            code(ApiError::BackupLogNotFound),
+            (404, "InvalidBackupLogId.NotFound".into())
+        );
+        assert_eq!(
+            code(ApiError::LinkSignatureMismatch),
+            (403, "SignatureDoesNotMatch".into())
+        );
+        assert_eq!(code(ApiError::LinkExpired), (403, "AccessDenied".into()));
+        assert_eq!(
+            code(ApiError::HostUnusable),
+            (400, "InvalidParameter".into())
+        );
     }
 }

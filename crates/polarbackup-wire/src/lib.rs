@@ -2,14 +2,19 @@
 //! read and validated, how responses and errors are shaped and rendered.
 
 pub mod actions;
+pub mod backup_log_download_links;
 pub mod backup_policy;
 pub mod create_backup;
 pub mod delete_backup;
+pub mod describe_backup_logs;
 pub mod describe_backup_tasks;
 pub mod describe_backups;
 pub mod describe_detached_backups;
+pub mod download_link;
 pub mod error;
+pub mod log_backup_policy;
 pub mod params;
+pub mod recovery_time;
 pub mod render;
 
 pub use actions::Action;

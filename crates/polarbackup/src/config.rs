@@ -18,10 +18,28 @@ pub fn repo_dir(data_dir: &Path) -> PathBuf {
 
 /// The key that authenticates RAM diagnostic messages, created on first use (mode 0600).
 pub fn diagnostic_key(data_dir: &Path) -> Result<Vec<u8>> {
+    key_file(&data_dir.join("diagnostic.key"))
+}
+
+/// The secret that signs download links: `file` (the setting), made on first use (mode 0600)
+/// when it is a relative path, which names a file in the data directory; an absolute path
+/// names a file the operator provides (shared by several servers), which must exist.
+pub fn link_secret(data_dir: &Path, file: &Path) -> Result<Vec<u8>> {
+    if file.is_relative() {
+        return key_file(&data_dir.join(file));
+    }
+    let key = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if key.len() < 32 {
+        bail!("{} must hold at least 32 bytes", file.display());
+    }
+    Ok(key)
+}
+
+/// A random 32-byte key kept in `path`, made on first use (mode 0600).
+fn key_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("diagnostic.key");
-    match std::fs::read(&path) {
+    match std::fs::read(path) {
         Ok(k) if k.len() >= 32 => return Ok(k),
         Ok(_) => bail!(
             "{} is too short; delete it to make a new one",
@@ -30,13 +48,15 @@ pub fn diagnostic_key(data_dir: &Path) -> Result<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    std::fs::create_dir_all(data_dir)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let key: [u8; 32] = rand::random();
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(&key)?;
     f.sync_all()?;
@@ -52,4 +72,34 @@ pub fn scratch_dir(data_dir: &Path) -> PathBuf {
 pub fn data_dir(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(crate::settings::spec::data_dir.default))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_link_secret_is_made_once_in_the_data_dir_or_read_from_the_named_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("data");
+        let first = link_secret(&data, Path::new("keys/link.key")).expect("made");
+        assert_eq!(first.len(), 32);
+        let path = data.join("keys/link.key");
+        let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            link_secret(&data, Path::new("keys/link.key")).expect("kept"),
+            first
+        );
+
+        let named = dir.path().join("shared.key");
+        let err = link_secret(&data, &named).expect_err("an absolute file must exist");
+        assert!(format!("{err:#}").contains("shared.key"), "{err:#}");
+        assert!(!named.exists(), "an operator's file is never made up");
+        std::fs::write(&named, [1u8; 31]).expect("write");
+        assert!(link_secret(&data, &named).is_err(), "too short");
+        std::fs::write(&named, [1u8; 40]).expect("write");
+        assert_eq!(link_secret(&data, &named).expect("read"), vec![1u8; 40]);
+    }
 }

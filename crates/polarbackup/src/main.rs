@@ -7,6 +7,7 @@ mod archiver;
 mod cli;
 mod config;
 mod executor;
+mod log_reader;
 mod restore;
 mod serve;
 mod settings;

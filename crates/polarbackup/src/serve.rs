@@ -4,9 +4,10 @@ use crate::archiver::PgArchiver;
 use crate::cli::LogFormat;
 use crate::config;
 use crate::executor::PgExecutor;
+use crate::log_reader::RepoLogReader;
 use crate::settings::{ServeArgs, Settings};
 use anyhow::{Context, Result};
-use polarbackup_api::{AppState, DiagnosticKey, RamMode};
+use polarbackup_api::{AppState, DiagnosticKey, LinkSecret, RamMode};
 use polarbackup_jobs::CancellationToken;
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
 use polarbackup_repo::{Repo, RepoConfig};
@@ -47,7 +48,8 @@ async fn serve(cfg: Settings) -> Result<()> {
     let store: Arc<dyn Store> = Arc::new(store);
     // After the store, which creates the data directory private.
     let diagnostic_key = DiagnosticKey(config::diagnostic_key(&cfg.data_dir)?);
-    let cfg = cfg.into_parts(diagnostic_key);
+    let link_secret = LinkSecret(config::link_secret(&cfg.data_dir, &cfg.link_secret_file)?);
+    let cfg = cfg.into_parts(diagnostic_key, link_secret);
     let repo = Repo::open_fs(&config::repo_dir(&cfg.data_dir), RepoConfig::default())
         .context("opening the backup repository")?;
     let scratch = config::scratch_dir(&cfg.data_dir);
@@ -92,6 +94,7 @@ async fn serve(cfg: Settings) -> Result<()> {
         clock,
         config: Arc::new(cfg.api.clone()),
         work_available: wake,
+        logs: Arc::new(RepoLogReader { repo }),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -9,7 +9,9 @@ use crate::cli::{LogFormat, OnOff, RamModeArg};
 use anyhow::Result;
 use declare::{any, within};
 use jiff::SignedDuration;
-use polarbackup_api::{ApiConfig, DiagnosticKey, HttpSettings, RamConfig, RamMode};
+use polarbackup_api::{
+    ApiConfig, DiagnosticKey, HttpSettings, LinkConfig, LinkSecret, RamConfig, RamMode,
+};
 use polarbackup_jobs::archiver::ArchiveConfig;
 use polarbackup_jobs::WorkerConfig;
 use std::net::SocketAddr;
@@ -121,6 +123,17 @@ declare::settings! {
         sample: "backup.example.com",
         invalid: "polardb aliyuncs",
     }
+    link_secret_file: PathBuf {
+        default: "link-secret.key",
+        env: "POLARBACKUP_LINK_SECRET_FILE",
+        help: "File holding the secret (at least 32 bytes) that signs backup-log download \
+               links. A relative path is in the data directory, and the file is made there \
+               (random, mode 0600) on first start; an absolute one must exist. Servers \
+               answering for one store must share it",
+        check: |p| secret_path(p),
+        sample: "/etc/polarbackup/link-secret.key",
+        invalid: "",
+    }
     header_timeout_secs: u32 {
         default: "10",
         env: "POLARBACKUP_HEADER_TIMEOUT_SECS",
@@ -136,6 +149,15 @@ declare::settings! {
 fn non_empty_path(p: &Path) -> Result<(), String> {
     if p.as_os_str().is_empty() {
         return Err("must not be empty".into());
+    }
+    Ok(())
+}
+
+/// A relative secret file lives in the data directory, so it may not climb out of it.
+fn secret_path(p: &Path) -> Result<(), String> {
+    non_empty_path(p)?;
+    if p.is_relative() && p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err("a relative path must stay inside the data directory (no '..')".into());
     }
     Ok(())
 }
@@ -182,7 +204,7 @@ impl Settings {
         Self::resolve(args, &|name| std::env::var_os(name))
     }
 
-    pub fn into_parts(self, diagnostic_key: DiagnosticKey) -> Parts {
+    pub fn into_parts(self, diagnostic_key: DiagnosticKey, link_secret: LinkSecret) -> Parts {
         Parts {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -199,6 +221,10 @@ impl Settings {
                         RamModeArg::Off => RamMode::Off,
                     },
                     diagnostic_key,
+                },
+                links: LinkConfig {
+                    secret: link_secret,
+                    lifetime: LinkConfig::LIFETIME,
                 },
             },
             http: HttpSettings {

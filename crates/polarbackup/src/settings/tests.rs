@@ -295,7 +295,8 @@ fn the_settings_become_the_api_http_and_worker_configs() {
         let spec = spec::ALL.iter().find(|s| s.name == name).expect(name);
         inputs.set(spec, Layer::Flag, text);
     }
-    let parts = resolved(&inputs, "flags").into_parts(DiagnosticKey(vec![7; 32]));
+    let parts =
+        resolved(&inputs, "flags").into_parts(DiagnosticKey(vec![7; 32]), LinkSecret(vec![9; 32]));
     assert_eq!(parts.listen.to_string(), "127.0.0.1:9000");
     assert_eq!(parts.data_dir, PathBuf::from("/srv/pb"));
     assert_eq!(parts.api.job_history, SignedDuration::from_hours(72));
@@ -303,6 +304,12 @@ fn the_settings_become_the_api_http_and_worker_configs() {
     assert_eq!(parts.api.host_id, "backup.example.com");
     assert_eq!(parts.api.ram.mode, RamMode::Soft);
     assert_eq!(parts.api.ram.diagnostic_key.as_bytes(), &[7; 32]);
+    assert_eq!(parts.api.links.secret.as_bytes(), &[9; 32]);
+    assert_eq!(parts.api.links.lifetime, SignedDuration::from_hours(1));
+    assert!(
+        !format!("{:?}", parts.api).contains("[9, 9"),
+        "the secret shows in Debug"
+    );
     assert_eq!(parts.http.header_read_timeout, Duration::from_secs(2));
     assert_eq!(parts.workers.concurrency, 5);
     assert_eq!(parts.workers.lease, SignedDuration::from_secs(45));
