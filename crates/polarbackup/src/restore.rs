@@ -170,7 +170,7 @@ fn recovery_target(time: &str) -> Result<RecoveryTarget> {
         })
 }
 
-/// The plan of a restore of `cluster` to `time`, from the sets and WAL the store records; a
+/// The plan of a restore of `cluster` to `time`, from the sets, WAL and gaps the store records; a
 /// time outside the recovery window is refused with the window.
 fn plan(store: &SqliteStore, cluster: &str, time: &str) -> Result<RestorePlan> {
     let id = DbClusterId::parse(cluster)
@@ -179,10 +179,9 @@ fn plan(store: &SqliteStore, cluster: &str, time: &str) -> Result<RestorePlan> {
     if store.cluster(&id)?.is_none() {
         bail!("cluster {id} does not exist");
     }
-    let sets = store.cluster_sets(&id)?;
-    let wal = store.wal_objects(&id)?;
-    let gaps = store.gaps(&id)?;
-    plan_restore(&sets, &wal, &gaps, target)
+    // One snapshot, as the API's window is computed from, so the two agree.
+    let inputs = store.recovery_inputs(&id)?;
+    plan_restore(&inputs.sets, &inputs.wal, &inputs.gaps, target)
         .map_err(|e| anyhow!("cannot restore cluster {id} to {time}: {e}"))
 }
 
