@@ -132,8 +132,13 @@ echo "$out" | sed 's/^/    /'
 echo "==> pg_ctl start on the restored directory (port $pitr_port): recovery stops at $target"
 "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pitr" -l "$work/logs/pitr.log" \
     -o "-p $pitr_port -k $work/sock" -w -t 120 start >/dev/null
+# pg_ctl returns once connections are accepted, which may be just before the promotion.
+for attempt in $(seq 1 120); do
+    writable="$(psql_at "$pitr_port" "SELECT NOT pg_is_in_recovery()")"
+    [ "$writable" = t ] && break
+    sleep 0.5
+done
 counts="$(psql_at "$pitr_port" "SELECT count(*) FILTER (WHERE batch = 1) || ' ' || count(*) FILTER (WHERE batch = 2) FROM quickstart_pitr")"
-writable="$(psql_at "$pitr_port" "SELECT NOT pg_is_in_recovery()")"
 echo "    batch 1 rows: ${counts% *}, batch 2 rows: ${counts#* }, read-write: $writable"
 if [ "$counts" = "1000 0" ] && [ "$writable" = t ]; then
     echo "quickstart: PITR MATCH - exactly the rows committed before $target"
