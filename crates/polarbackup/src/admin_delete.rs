@@ -75,8 +75,11 @@ pub fn run(args: ClusterDeleteArgs) -> Result<Value> {
             )
         }
     };
-    remove_deleted_data(store, &id, &args.data)?;
+    remove_deleted_data(store.clone(), &id, &args.data)?;
+    let (removed_logs, slot) = release_log_backup(store, &id, &args.data)?;
     summary["Retention"] = json!(retention.as_str());
+    summary["DeletedBackupLogs"] = json!(removed_logs);
+    summary["ReplicationSlot"] = json!(slot);
     summary["Status"] = json!(ClusterStatus::Deleted.as_str());
     summary["KeptBackupIds"] = json!(kept);
     summary["DeletedBackupIds"] = json!(deleted);
@@ -137,6 +140,61 @@ fn wait_for_final_backup(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// A released cluster's log backup goes with it (logs are kept "as long as the cluster"; the
+/// retained full sets restore by themselves): its WAL rows and objects are removed and the
+/// replication slot is dropped on the database, so it holds no WAL any more. Returns the number
+/// of WAL objects removed and what became of the slot (`dropped`, `absent`, or why not).
+fn release_log_backup(
+    store: Arc<dyn Store>,
+    cluster: &DbClusterId,
+    data: &crate::cli::DataDirArg,
+) -> Result<(usize, String)> {
+    let data_dir = config::data_dir(data.data_dir.as_deref());
+    let repo = Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())
+        .context("opening the backup repository")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let ids: Vec<_> = store
+        .wal_objects(cluster)?
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    let removed = store.remove_wal(cluster, &ids)?;
+    runtime.block_on(async {
+        // Everything under the cluster's prefix: recorded objects, and any an archiver stored
+        // but could no longer record once the deletion began.
+        let mut keys: Vec<String> = removed.iter().map(|w| w.object.key.clone()).collect();
+        keys.extend(repo.list_wal(cluster.as_str()).await.unwrap_or_default());
+        keys.sort();
+        keys.dedup();
+        for key in &keys {
+            repo.delete_wal(key)
+                .await
+                .with_context(|| format!("removing the log backup object {key}"))?;
+        }
+        anyhow::Ok(())
+    })?;
+    let Some(c) = store.cluster(cluster)? else {
+        return Ok((removed.len(), "absent".into()));
+    };
+    let source = crate::executor::connect_config(&c);
+    let slot = match runtime.block_on(polarbackup_engine::drop_archive_slot(&source, cluster)) {
+        Ok(true) => "dropped".to_owned(),
+        Ok(false) => "absent".to_owned(),
+        Err(e) => {
+            let name = polarbackup_model::log_backup::slot_name(cluster);
+            eprintln!(
+                "warning: could not drop the replication slot {name} on the database ({e}); \
+                 drop it there with SELECT pg_drop_replication_slot('{name}'), or it keeps WAL"
+            );
+            format!("not dropped: {e}")
+        }
+    };
+    Ok((removed.len(), slot))
 }
 
 /// Removes the repository data of the cluster's sets hidden for deletion, then their rows. A
