@@ -16,7 +16,7 @@ use polarbackup_model::{
 };
 use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::prelude::*;
-use polarbackup_store::SqliteStore;
+use polarbackup_store::{RecoveryInputs, SqliteStore};
 use polarbackup_testkit::pg::{chown_to_postgres, restore_target, PgCluster, SUPERUSER};
 use polarbackup_testkit::{admin, admin_output, request, sdk, Server, Tenant};
 use serde_json::{json, Value};
@@ -173,6 +173,12 @@ impl Fixture {
             "a backup failed: {sets:?}"
         );
         sets
+    }
+
+    fn inputs(&self) -> RecoveryInputs {
+        self.store
+            .recovery_inputs(&self.cluster)
+            .expect("the recovery inputs")
     }
 
     fn wal(&self) -> Vec<WalObject> {
@@ -468,8 +474,8 @@ fn a_killed_server_leaves_no_hole(major: u32) {
     )));
 
     // No hole, no gap: the objects join up from the backup's WAL end to the newest.
-    let wal = f.wal();
-    let gaps = f.store.gaps(&f.cluster).expect("gaps");
+    // One snapshot, as the API and the restore read it.
+    let RecoveryInputs { sets, wal, gaps } = f.inputs();
     assert!(gaps.is_empty(), "gaps recorded: {gaps:?}\n{}", f.state());
     let newest = f.archived().expect("archived WAL");
     assert!(newest >= end);
@@ -488,7 +494,6 @@ fn a_killed_server_leaves_no_hole(major: u32) {
 
     // The model agrees: one window from the backup to past the last commit, and `latest`
     // replays up to the newest object from this backup.
-    let sets = f.sets();
     assert_eq!(sets.len(), 1, "{sets:?}");
     let window = recovery_window(&sets, &wal, &gaps).expect("a recovery window");
     assert_eq!(Some(window.begin), base.consistent_time);
@@ -597,9 +602,8 @@ fn an_invalidated_slot_is_a_gap_and_a_new_window(major: u32) {
     f.wait_for("the window to start at the new backup", || {
         (f.api_window(&second).0 == api_time(new_begin)).then_some(())
     });
-    let gaps = f.store.gaps(&f.cluster).expect("gaps");
+    let RecoveryInputs { sets, wal, gaps } = f.inputs();
     assert_eq!(gaps.len(), 1, "one gap: {gaps:?}");
-    let (sets, wal) = (f.sets(), f.wal());
     let window = recovery_window(&sets, &wal, &gaps).expect("a window");
     assert_eq!(window.begin, new_begin);
 
@@ -634,13 +638,14 @@ fn pg18_an_invalidated_slot_is_a_gap_and_a_new_window() {
 fn deleting_a_cluster_drops_its_slot_and_wal(major: u32) {
     let (f, server) = Fixture::start(major, "");
     let set = f.backup(&server);
-    f.pg.psql("SET synchronous_commit = on;\nINSERT INTO t (n) VALUES (1);");
+    let writer = Writer::start(&f.pg);
+    writer.wait_more(&f, 5);
     f.wait_archived_now();
     let archived = f.wal().len();
     assert!(archived > 0);
     assert!(!files_in(&f.wal_dir()).is_empty());
 
-    // While the server archives it.
+    // While the server archives the writer's WAL.
     let out = admin_output(
         bin(),
         &f.data,
@@ -660,6 +665,7 @@ fn deleting_a_cluster_drops_its_slot_and_wal(major: u32) {
         String::from_utf8_lossy(&out.stderr),
         server.log()
     );
+    writer.stop();
     let summary: Value = serde_json::from_str(stdout.trim()).expect("a JSON summary");
     assert_eq!(summary["Retention"], "ALL", "{summary}");
     assert_eq!(summary["Status"], "Deleted", "{summary}");
