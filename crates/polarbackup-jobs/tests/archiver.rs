@@ -260,8 +260,10 @@ async fn one_archiver_per_cluster_across_servers_and_a_takeover() {
         assert_eq!(st.active[c], 0);
     }
     // A stopped archiver's late records went through only while it still held the lease:
-    // stopping releases the lease after the archiver returned.
+    // stopping releases the lease after the archiver returned. Nothing of a Running cluster's
+    // is removed.
     assert!(!st.late.is_empty());
+    assert_eq!(st.deleted, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,6 +329,8 @@ async fn a_deleted_cluster_stops_its_archiver_and_records_nothing_more() {
     wait_for("archiver stopped", || stats.lock().unwrap().active[c] == 0).await;
     assert_eq!(stats.lock().unwrap().late, vec![RecordOutcome::LeaseLost]);
     assert_eq!(archived(&s, c), 1);
+    // What it stored too late for a record goes again: nothing would ever remove it.
+    assert_eq!(stats.lock().unwrap().deleted, vec!["a-late-0".to_owned()]);
     stop.cancel();
     task.await.unwrap();
     assert_eq!(

@@ -1,9 +1,12 @@
 //! `ArchiveSink`: how an archiver records what it stored, fenced by its lease, and reports a
 //! gap (which queues a full backup at once, so a new recovery window starts).
 
+use super::seam::WalArchiver;
 use crate::error::JobError;
 use crate::store_call::{blocking, retrying, Backoff};
-use polarbackup_model::{Clock, DbClusterId, JobMode, NewWalObject, TaskAction, WalGap};
+use polarbackup_model::{
+    Clock, ClusterStatus, DbClusterId, JobMode, NewWalObject, TaskAction, WalGap,
+};
 use polarbackup_store::Store;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -27,6 +30,8 @@ pub struct ArchiveSink {
     pub(super) cluster: DbClusterId,
     pub(super) worker: String,
     pub(super) wake: Arc<Notify>,
+    /// Removes what a deleted cluster's archiver stored too late to record.
+    pub(super) archiver: Arc<dyn WalArchiver>,
 }
 
 impl ArchiveSink {
@@ -43,7 +48,10 @@ impl ArchiveSink {
         })
         .await?;
         Ok(match recorded {
-            None => RecordOutcome::LeaseLost,
+            None => {
+                self.discard_if_deleted(own_key).await;
+                RecordOutcome::LeaseLost
+            }
             Some(r) => {
                 let mut obsolete_keys: Vec<String> =
                     r.replaced.into_iter().map(|w| w.object.key).collect();
@@ -53,6 +61,35 @@ impl ArchiveSink {
                 RecordOutcome::Kept { obsolete_keys }
             }
         })
+    }
+
+    /// A record refused because the cluster is deleted: `admin cluster delete` removed its
+    /// WAL already, so the object just stored would stay in the repository for good. Only once
+    /// Deleted (no archiver ever records for it again) and only if no record names the key
+    /// (a segment stored again keeps its key), so nothing recorded loses its data.
+    async fn discard_if_deleted(&self, key: String) {
+        let store = self.store.clone();
+        let cluster = self.cluster.clone();
+        let unrecorded = key.clone();
+        let orphan = blocking(move || {
+            let deleted = store
+                .cluster(&cluster)?
+                .is_some_and(|c| c.status == ClusterStatus::Deleted);
+            Ok(deleted
+                && !store
+                    .wal_objects(&cluster)?
+                    .iter()
+                    .any(|w| w.object.key == unrecorded))
+        })
+        .await;
+        let result = match orphan {
+            Ok(true) => self.archiver.delete_wal(std::slice::from_ref(&key)).await,
+            Ok(false) => return,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            warn!(cluster = %self.cluster, key, error = %e, "cannot remove WAL stored after the cluster's deletion");
+        }
     }
 
     /// Records a gap and queues an automated full backup of the cluster at once: the window

@@ -212,6 +212,7 @@ impl Supervisor {
                 cluster: cluster_id.clone(),
                 worker: self.id.clone(),
                 wake: self.wake.clone(),
+                archiver: self.archiver.clone(),
             },
             cancel: lease.cancel().clone(),
         };
