@@ -683,17 +683,10 @@ fn deleting_a_cluster_drops_its_slot_and_wal(major: u32) {
         "{summary}: {archived} were archived"
     );
 
-    let gone = |f: &Fixture| {
-        assert_eq!(f.slot(), None, "the slot is still there\n{}", f.state());
-        assert_eq!(f.wal(), vec![], "WAL objects still recorded");
-        assert_eq!(
-            files_in(&f.wal_dir()),
-            Vec::<String>::new(),
-            "WAL files left"
-        );
-    };
-    gone(&f);
-    // The server's archiver notices and stops without making the slot again.
+    assert_eq!(f.slot(), None, "the slot is still there\n{}", f.state());
+    assert_eq!(f.wal(), vec![], "WAL objects still recorded");
+    // The server's archiver notices and stops without making the slot again, and removes
+    // whatever it stored after the deletion had removed the rest.
     let cluster = f.cluster.to_string();
     f.wait_for("the server's archiver to stop", || {
         server
@@ -702,7 +695,14 @@ fn deleting_a_cluster_drops_its_slot_and_wal(major: u32) {
             .any(|l| l.contains("archiver stopped") && l.contains(&cluster))
             .then_some(())
     });
-    gone(&f);
+    assert_eq!(f.slot(), None, "the slot is back\n{}", f.state());
+    assert_eq!(f.wal(), vec![], "WAL objects recorded after the deletion");
+    assert_eq!(
+        files_in(&f.wal_dir()),
+        Vec::<String>::new(),
+        "WAL files left in {}",
+        f.wal_dir().display()
+    );
 }
 
 #[test]
