@@ -61,7 +61,7 @@ pub struct WalStream<S = PgStream> {
     sent_copy_done: bool,
     rs: Option<ResultSetBuilder>,
     next_timeline: Option<(u32, Lsn)>,
-    /// Set once the server has sent CommandComplete after its CopyDone; EOF is then a shutdown.
+    /// Set once the server has sent CommandComplete that ends the COPY; EOF is then a shutdown.
     completed: bool,
     /// Stamps the status updates (the server shows it as the standby's reply time).
     clock: Arc<dyn Clock>,
@@ -297,6 +297,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
                     frontend::copy_done(self.conn.framed.wbuf());
                     self.sent_copy_done = true;
                 }
+                Ok(None)
+            }
+            // A shutting-down walsender ends the COPY with CommandComplete alone (no CopyDone),
+            // then closes: the EOF that follows is the end of the stream.
+            (Message::CommandComplete(_), Phase::Streaming) => {
+                self.phase = Phase::Ending;
+                self.completed = true;
                 Ok(None)
             }
             (Message::RowDescription(d), Phase::Ending) => {

@@ -272,6 +272,30 @@ async fn wal_stream_server_shutdown_is_an_end_not_an_error() {
     assert_eq!(ws.next().await.unwrap(), None);
     assert!(ws.finish().await.is_err(), "no connection to hand back");
 
+    // What PostgreSQL really sends (WalSndDone): CommandComplete with no CopyDone, then EOF.
+    let s = [
+        copy_both(),
+        xlog_data(0, 0, b"x"),
+        command_complete("COPY 0"),
+    ]
+    .concat();
+    let (conn, _server) = scripted(s, true);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0), 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::Data { .. })
+    ));
+    assert_eq!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::EndOfStream {
+            next_timeline: None
+        })
+    );
+    assert_eq!(ws.next().await.unwrap(), None);
+
     // Without the CommandComplete, the same EOF is an error.
     let s = [copy_both(), copy_done()].concat();
     let (conn, _server) = scripted(s, true);
