@@ -15,7 +15,7 @@ pub enum EngineError {
     #[error("prerequisite not met: {0}")]
     Prerequisite(String),
     /// The replication conversation failed mid-way (including a dropped connection).
-    #[error("the database connection failed during the backup: {0}")]
+    #[error("the replication connection to the database failed: {0}")]
     Stream(String),
     /// The archiver's sink (the metadata store) failed to record a WAL object or a gap.
     #[error("recording archived WAL: {0}")]

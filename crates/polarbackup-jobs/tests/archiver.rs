@@ -13,7 +13,7 @@ use polarbackup_jobs::archiver::{
 use polarbackup_jobs::{BoxFuture, CancellationToken, JobError};
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
-    Clock, DbClusterId, JobMode, LogRetention, Lsn, NewWalObject, SystemClock, WalGap,
+    Clock, Cluster, DbClusterId, JobMode, LogRetention, Lsn, NewWalObject, SystemClock, WalGap,
     WalObjectKind,
 };
 use polarbackup_store::prelude::*;
@@ -63,6 +63,8 @@ struct Stats {
     /// Outcomes of records made after the archiver was stopped.
     late: Vec<RecordOutcome>,
     deleted: Vec<String>,
+    /// Clusters whose slot the supervisor dropped.
+    dropped: Vec<DbClusterId>,
 }
 
 struct Scripted {
@@ -150,6 +152,13 @@ impl WalArchiver for Scripted {
             .await;
             *self.stats.lock().unwrap().active.get_mut(&id).unwrap() -= 1;
             end
+        })
+    }
+
+    fn drop_slot<'a>(&'a self, cluster: &'a Cluster) -> BoxFuture<'a, Result<bool, JobError>> {
+        Box::pin(async move {
+            self.stats.lock().unwrap().dropped.push(cluster.id.clone());
+            Ok(true)
         })
     }
 
@@ -263,6 +272,10 @@ async fn one_archiver_per_cluster_across_servers_and_a_takeover() {
     // stopping releases the lease after the archiver returned. Nothing of a Running cluster's
     // is removed.
     assert!(!st.late.is_empty());
+    assert!(
+        st.dropped.is_empty(),
+        "a running cluster's slot is never dropped"
+    );
     assert_eq!(st.deleted, Vec::<String>::new());
 }
 
@@ -338,6 +351,9 @@ async fn a_deleted_cluster_stops_its_archiver_and_records_nothing_more() {
         1,
         "a deleted cluster is not archived again"
     );
+    // Its slot is dropped once more after the archiver stopped, in case a reconnect made it
+    // again after the deletion dropped it.
+    assert_eq!(stats.lock().unwrap().dropped, vec![c.clone()]);
 }
 
 #[tokio::test]

@@ -2,12 +2,14 @@
 //! repository.
 
 use crate::executor::{connect_config, job_error};
-use polarbackup_engine::{archive, ArchiveEnd as EngineEnd, ArchiveRequest, Recorded, WalSink};
+use polarbackup_engine::{
+    archive, drop_archive_slot, ArchiveEnd as EngineEnd, ArchiveRequest, Recorded, WalSink,
+};
 use polarbackup_jobs::archiver::{
     ArchiveContext, ArchiveEnd, ArchiveSink, RecordOutcome, WalArchiver,
 };
 use polarbackup_jobs::{BoxFuture, JobError};
-use polarbackup_model::{Clock, NewWalObject, WalGap};
+use polarbackup_model::{Clock, Cluster, NewWalObject, WalGap};
 use polarbackup_repo::Repo;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +64,14 @@ impl WalArchiver for PgArchiver {
                 EngineEnd::Cancelled => ArchiveEnd::Cancelled,
                 EngineEnd::LeaseLost => ArchiveEnd::LeaseLost,
             })
+        })
+    }
+
+    fn drop_slot<'a>(&'a self, cluster: &'a Cluster) -> BoxFuture<'a, Result<bool, JobError>> {
+        Box::pin(async move {
+            drop_archive_slot(&connect_config(cluster), &cluster.id)
+                .await
+                .map_err(job_error)
         })
     }
 

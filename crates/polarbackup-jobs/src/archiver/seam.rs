@@ -34,4 +34,7 @@ pub trait WalArchiver: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<ArchiveEnd, JobError>>;
     /// Removes stored WAL objects by key. Idempotent.
     fn delete_wal<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), JobError>>;
+    /// Drops the cluster's replication slot on the database (its cluster was deleted); false
+    /// when there was none.
+    fn drop_slot<'a>(&'a self, cluster: &'a Cluster) -> BoxFuture<'a, Result<bool, JobError>>;
 }

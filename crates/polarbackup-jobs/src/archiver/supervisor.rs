@@ -181,7 +181,28 @@ impl Supervisor {
                 warn!(%cluster, error = %e, "could not release the archiver lease; it lapses");
             }
         }
+        self.drop_slot_if_deleted(&cluster).await;
         info!(%cluster, lost = lease.is_lost(), "archiver stopped");
+    }
+
+    /// `admin cluster delete` drops the slot, but an archiver reconnecting at that moment may
+    /// have made it again; dropping it once more after the archiver stopped settles it.
+    async fn drop_slot_if_deleted(&self, cluster: &DbClusterId) {
+        let store = self.store.clone();
+        let id = cluster.clone();
+        let Ok(Some(c)) = blocking(move || store.cluster(&id)).await else {
+            return;
+        };
+        if c.status != ClusterStatus::Deleted {
+            return;
+        }
+        match self.archiver.drop_slot(&c).await {
+            Ok(true) => info!(%cluster, "dropped the deleted cluster's replication slot"),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(%cluster, error = %e, "could not drop the deleted cluster's replication slot")
+            }
+        }
     }
 
     /// One run of the archiver; `Ok(None)` when the cluster no longer runs.
