@@ -1,4 +1,4 @@
-//! `polarbackup restore --cluster … --recovery-time …` end to end: a server archiving a real
+//! `polarbackup restore --cluster … --recovery-time …` end to end on PostgreSQL 13 to 18: a server archiving a real
 //! PostgreSQL's WAL, a full backup through CreateBackup, two batches of rows around a noted
 //! instant of the database's clock, and restores to that instant and to `latest`, started with
 //! a plain `pg_ctl start`. A time outside the recovery window is refused before anything is
@@ -55,7 +55,7 @@ fn restore_cmd(server: &Server, args: &[&str]) -> Output {
 
 /// Restores `cluster` to `time` into a fresh directory, starts PostgreSQL on it and returns
 /// the printed summary and the rows per batch.
-fn restore_and_count(server: &Server, cluster: &str, time: &str) -> (Value, String) {
+fn restore_and_count(server: &Server, major: u32, cluster: &str, time: &str) -> (Value, String) {
     let (scratch, target) = restore_target();
     let out = restore_cmd(
         server,
@@ -75,7 +75,7 @@ fn restore_and_count(server: &Server, cluster: &str, time: &str) -> (Value, Stri
     );
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     chown_to_postgres(scratch.path(), true);
-    let restored = PgCluster::start_on(&target);
+    let restored = PgCluster::start_on_major(&target, major);
     wait_for(
         "promotion",
         60,
@@ -98,8 +98,38 @@ fn create_backup(server: &Server, t: &Tenant) {
 }
 
 #[test]
-fn restores_a_cluster_to_a_point_in_time_and_refuses_one_outside_the_window() {
-    let pg = PgCluster::init();
+fn postgresql_13_restores_to_a_point_in_time() {
+    restores_to_a_point_in_time_and_refuses_one_outside_the_window(13);
+}
+
+#[test]
+fn postgresql_14_restores_to_a_point_in_time() {
+    restores_to_a_point_in_time_and_refuses_one_outside_the_window(14);
+}
+
+#[test]
+fn postgresql_15_restores_to_a_point_in_time() {
+    restores_to_a_point_in_time_and_refuses_one_outside_the_window(15);
+}
+
+#[test]
+fn postgresql_16_restores_to_a_point_in_time() {
+    restores_to_a_point_in_time_and_refuses_one_outside_the_window(16);
+}
+
+#[test]
+fn postgresql_17_restores_to_a_point_in_time() {
+    restores_to_a_point_in_time_and_refuses_one_outside_the_window(17);
+}
+
+#[test]
+fn postgresql_18_restores_to_a_point_in_time() {
+    restores_to_a_point_in_time_and_refuses_one_outside_the_window(18);
+}
+
+fn restores_to_a_point_in_time_and_refuses_one_outside_the_window(major: u32) {
+    let pg = PgCluster::init_major(major);
+    assert_eq!(pg.major(), major);
     pg.psql(
         "ALTER SYSTEM SET autovacuum = off;\nSELECT pg_reload_conf();\n\
          CREATE TABLE t (batch text, n int);",
@@ -164,12 +194,12 @@ fn restores_a_cluster_to_a_point_in_time_and_refuses_one_outside_the_window() {
         },
     );
 
-    let (printed, rows) = restore_and_count(&server, &t.cluster_id, &between);
+    let (printed, rows) = restore_and_count(&server, major, &t.cluster_id, &between);
     assert_eq!(rows, "A|2", "{printed}");
     assert_eq!(printed["RecoveryTarget"], "Time", "{printed}");
     assert_eq!(printed["RecoveryTime"], between.as_str());
 
-    let (printed, rows) = restore_and_count(&server, &t.cluster_id, "latest");
+    let (printed, rows) = restore_and_count(&server, major, &t.cluster_id, "latest");
     assert_eq!(rows, "A|2,B|1", "{printed}");
     assert_eq!(printed["RecoveryTarget"], "Latest", "{printed}");
 
