@@ -1,8 +1,8 @@
-//! `polarbackup restore --cluster … --recovery-time …` end to end on PostgreSQL 13 to 18: a server archiving a real
-//! PostgreSQL's WAL, a full backup through CreateBackup, two batches of rows around a noted
-//! instant of the database's clock, and restores to that instant and to `latest`, started with
-//! a plain `pg_ctl start`. A time outside the recovery window is refused before anything is
-//! written, with the window in the error.
+//! `polarbackup restore --cluster … --recovery-time …` end to end on PostgreSQL 13 to 18: a
+//! server archiving a real PostgreSQL's WAL, a full backup through CreateBackup, two batches of
+//! rows around a noted instant of the database's clock, and restores to that instant and to
+//! `latest`, started with a plain `pg_ctl start`. A time outside the recovery window is refused
+//! before anything is written, with the window in the error.
 
 mod common;
 
