@@ -1,4 +1,5 @@
-"""Quickstart client: one manual backup through the official SDK, its phases, then the set."""
+"""Quickstart client: one manual backup through the official SDK, its phases, then the set;
+with `logs`, the log backup: its policy, the recovery window and the archived WAL."""
 
 import json
 import os
@@ -18,6 +19,29 @@ client = Client(openapi.Config(
 
 def say(*args):
     print(*args, file=sys.stderr, flush=True)
+
+
+def show_logs():
+    say("==> DescribeLogBackupPolicy, DescribeLocalAvailableRecoveryTime, DescribeBackupLogs")
+    policy = client.describe_log_backup_policy(models.DescribeLogBackupPolicyRequest(
+        dbcluster_id=cluster)).body
+    say(f"    EnableBackupLog {policy.enable_backup_log}, "
+        f"LogBackupRetentionPeriod {policy.log_backup_retention_period} days")
+    window = client.describe_local_available_recovery_time(
+        models.DescribeLocalAvailableRecoveryTimeRequest(dbcluster_id=cluster)).body
+    say(f"    recovery window: {window.recovery_begin_time} .. {window.recovery_end_time}")
+    logs = client.describe_backup_logs(models.DescribeBackupLogsRequest(
+        dbcluster_id=cluster, start_time="2000-01-01T00:00Z",
+        end_time=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(time.time() + 3600)))).body
+    say(f"    {logs.total_record_count} archived WAL objects (the first page, oldest first):")
+    for item in (logs.items.backup_log if logs.items else [])[:6]:
+        say(f"      {item.backup_log_id} {item.backup_log_name} {item.backup_log_size} bytes "
+            f"{item.backup_log_start_time} .. {item.backup_log_end_time}")
+
+
+if sys.argv[1:] == ["logs"]:
+    show_logs()
+    sys.exit(0)
 
 
 say("==> CreateBackup (alibabacloud-polardb20170801, ACS3-HMAC-SHA256)")

@@ -131,15 +131,13 @@ pub fn download_links(
     Ok(links::response(&items))
 }
 
-/// Three reads: sets, then WAL, then gaps, so a gap found meanwhile is never missed.
+/// The window from one snapshot of the store, the same inputs a restore plans from.
 pub fn recovery_time(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let id = params.required("DBClusterId")?;
     let cluster = owned_cluster(state, caller, id, recovery_time::CLUSTER_NOT_FOUND)?;
-    let sets = state.store.cluster_sets(&cluster.id).map_err(internal)?;
-    let wal = state.store.wal_objects(&cluster.id).map_err(internal)?;
-    let gaps = state.store.gaps(&cluster.id).map_err(internal)?;
+    let i = state.store.recovery_inputs(&cluster.id).map_err(internal)?;
     Ok(recovery_time::response(
         &cluster.id,
-        recovery_window(&sets, &wal, &gaps),
+        recovery_window(&i.sets, &i.wal, &i.gaps),
     ))
 }

@@ -28,6 +28,9 @@ pub enum EngineError {
     Cancelled,
     #[error("restore: {0}")]
     Restore(String),
+    /// WAL that cannot be read as WAL at all (not merely ending).
+    #[error("unreadable WAL: {0}")]
+    Wal(String),
 }
 
 impl EngineError {

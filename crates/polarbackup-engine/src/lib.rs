@@ -1,16 +1,19 @@
 //! polarbackup's backup engine for PostgreSQL: streamed base backups into the repository,
-//! verification, restore, and continuous WAL archiving (`archive`). `pg` is the
-//! replication-protocol client it builds on.
+//! verification, restore (full, and to a point in time), continuous WAL archiving (`archive`),
+//! and `xlog`, a reader of PostgreSQL's WAL. `pg` is the replication-protocol client it builds
+//! on.
 
 mod archive;
 mod backup;
 mod error;
 pub mod pg;
+mod pitr;
 mod prereq;
 mod progress;
 mod restore;
 mod sql;
 mod wal;
+pub mod xlog;
 
 pub use archive::{
     archive, drop_archive_slot, ArchiveEnd, ArchiveRequest, Recorded, WalSink,
@@ -18,5 +21,6 @@ pub use archive::{
 };
 pub use backup::{backup, BackupRequest, BackupSummary};
 pub use error::EngineError;
+pub use pitr::{restore_to_point, ConfiguredTarget, PitrRequest, PitrSummary, WAL_DIR};
 pub use progress::{Phase, ProgressSink};
 pub use restore::{restore, RestoreRequest, RestoreSummary};

@@ -23,7 +23,7 @@ use polarbackup_store::{
     JobFilter, JobStore, ManualJobRequest, NonceStore, PolicyKind, RamStore, Result as StoreResult,
     SetFilter, SetPage, SetStore, SqliteStore, Store, StoreError, StoredPolicy, TenantStore,
 };
-use polarbackup_store::{WalFilter, WalPage, WalRecorded, WalStore};
+use polarbackup_store::{RecoveryInputs, WalFilter, WalPage, WalRecorded, WalStore};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,6 +101,7 @@ impl WalStore for FaultyStore {
         wal_page(cluster: &DbClusterId, filter: &WalFilter) -> StoreResult<WalPage>;
         wal_object(id: BackupLogId) -> StoreResult<Option<WalObject>>;
         remove_wal(cluster: &DbClusterId, ids: &[BackupLogId]) -> StoreResult<Vec<WalObject>>;
+        recovery_inputs(cluster: &DbClusterId) -> StoreResult<RecoveryInputs>;
         record_gap(gap: &WalGap) -> StoreResult<()>;
         gaps(cluster: &DbClusterId) -> StoreResult<Vec<WalGap>>;
     }

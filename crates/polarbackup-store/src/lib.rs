@@ -11,8 +11,8 @@ mod sqlite;
 pub use error::StoreError;
 pub use records::{
     Attachment, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, JobFilter,
-    ManualJobRequest, PolicyKind, SetFilter, SetPage, StoredPolicy, WalFilter, WalPage,
-    WalRecorded,
+    ManualJobRequest, PolicyKind, RecoveryInputs, SetFilter, SetPage, StoredPolicy, WalFilter,
+    WalPage, WalRecorded,
 };
 pub use sqlite::SqliteStore;
 
@@ -260,6 +260,11 @@ pub trait WalStore: Send + Sync {
     /// Forgets WAL objects of a cluster (retention, after a cluster's release); returns the
     /// ones that were recorded, whose data the caller then deletes.
     fn remove_wal(&self, cluster: &DbClusterId, ids: &[BackupLogId]) -> Result<Vec<WalObject>>;
+
+    /// A cluster's listed sets, WAL objects and gaps read in one snapshot: what the recovery
+    /// window and a restore plan are computed from, so retention or a gap recorded meanwhile
+    /// cannot make them disagree.
+    fn recovery_inputs(&self, cluster: &DbClusterId) -> Result<RecoveryInputs>;
 
     /// Records a gap in a cluster's archive.
     fn record_gap(&self, gap: &WalGap) -> Result<()>;

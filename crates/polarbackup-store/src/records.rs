@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
     AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId,
-    JobMode, WalObject,
+    JobMode, WalGap, WalObject,
 };
 
 /// What [`crate::ClusterStore::begin_cluster_deletion`] did, in one transaction.
@@ -159,4 +159,12 @@ pub struct WalRecorded {
     pub recorded: Option<WalObject>,
     /// Objects it replaced: their data is the caller's to delete.
     pub replaced: Vec<WalObject>,
+}
+
+/// What [`crate::WalStore::recovery_inputs`] reads in one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryInputs {
+    pub sets: Vec<BackupSet>,
+    pub wal: Vec<WalObject>,
+    pub gaps: Vec<WalGap>,
 }

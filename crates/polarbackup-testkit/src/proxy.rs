@@ -1,9 +1,10 @@
 //! A loopback TCP proxy that limits how fast the server side's bytes reach the client: a
-//! backup through it takes as long as the test needs, whatever the machine's speed.
+//! backup through it takes as long as the test needs, whatever the machine's speed. It can
+//! also be pointed at another server, as a cluster's address moves to a promoted standby.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 /// the client flow freely. Dropping it closes every connection.
 pub struct ThrottledProxy {
     addr: SocketAddr,
+    target: Arc<AtomicU16>,
     rate: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
@@ -21,17 +23,19 @@ impl ThrottledProxy {
     pub fn start(target_port: u16, bytes_per_second: u64) -> ThrottledProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
+        let target = Arc::new(AtomicU16::new(target_port));
         let rate = Arc::new(AtomicU64::new(bytes_per_second));
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let (r, st, cs) = (rate.clone(), stop.clone(), conns.clone());
+        let (t, r, st, cs) = (target.clone(), rate.clone(), stop.clone(), conns.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let Ok(upstream) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", t.load(Ordering::SeqCst)))
+                else {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 };
@@ -55,6 +59,7 @@ impl ThrottledProxy {
         });
         ThrottledProxy {
             addr,
+            target,
             rate,
             stop,
             conns,
@@ -63,6 +68,11 @@ impl ThrottledProxy {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Sends new connections to `port` from now on; open ones stay where they are.
+    pub fn set_target(&self, port: u16) {
+        self.target.store(port, Ordering::SeqCst);
     }
 
     /// Changes the limit for every connection, at once (0 = unlimited).
@@ -147,5 +157,30 @@ mod tests {
         c.read_to_end(&mut got).unwrap();
         assert_eq!(got.len(), 200_000);
         assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[test]
+    fn new_connections_follow_the_target() {
+        let greeter = |word: &'static [u8]| {
+            let server = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = server.local_addr().unwrap().port();
+            std::thread::spawn(move || {
+                for s in server.incoming() {
+                    let _ = s.unwrap().write_all(word);
+                }
+            });
+            port
+        };
+        let (one, two) = (greeter(b"one"), greeter(b"two"));
+        let proxy = ThrottledProxy::start(one, 0);
+        let hello = || {
+            let mut c = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+            let mut got = [0u8; 3];
+            c.read_exact(&mut got).unwrap();
+            got
+        };
+        assert_eq!(&hello(), b"one");
+        proxy.set_target(two);
+        assert_eq!(&hello(), b"two");
     }
 }

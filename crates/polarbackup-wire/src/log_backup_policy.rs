@@ -1,6 +1,7 @@
 //! DescribeLogBackupPolicy and ModifyLogBackupPolicy (API.md §3.8, §3.9).
 
 use crate::{ApiError, Params};
+use polarbackup_model::policy::level2_retention;
 use polarbackup_model::{LogBackupPolicy, LogRetention};
 use serde_json::{Map, Value};
 
@@ -44,7 +45,8 @@ fn check_unsupported(p: &Params) -> Result<(), ApiError> {
         ));
     }
     if let Some(v) = p.get("LogBackupAnotherRegionRetentionPeriod") {
-        match cross_region_retention(v) {
+        // `LogBackupAnotherRegionRetentionPeriod` has the backup policy's cross-region domain.
+        match level2_retention(v) {
             Some(0) => {}
             Some(_) => {
                 return Err(ApiError::IncorrectBackupPolicy(
@@ -65,16 +67,6 @@ fn check_unsupported(p: &Params) -> Result<(), ApiError> {
         }
     }
     Ok(())
-}
-
-/// `LogBackupAnotherRegionRetentionPeriod`: `0` off, `30`..=`7300` days, `-1` long-term.
-fn cross_region_retention(s: &str) -> Option<i32> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let v: i32 = s.parse().ok()?;
-    (v == 0 || v == -1 || (30..=7300).contains(&v)).then_some(v)
 }
 
 /// The documented mixed typing: `EnableBackupLog` and `LogBackupRetentionPeriod` are JSON

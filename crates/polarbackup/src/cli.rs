@@ -23,15 +23,27 @@ pub enum Command {
     /// Manage accounts, access keys and clusters (works while the server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Restore a backup set into an empty directory, as a PostgreSQL data directory.
+    /// Restore a backup set, or a cluster as it was at an instant, into an empty directory, as
+    /// a PostgreSQL data directory.
     Restore(RestoreArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The backup set id (DescribeBackups' BackupId).
-    #[arg(long)]
-    pub backup_id: String,
+    /// The backup set id (DescribeBackups' BackupId): the state the backup is consistent at.
+    #[arg(
+        long,
+        required_unless_present = "cluster",
+        conflicts_with_all = ["cluster", "recovery_time"]
+    )]
+    pub backup_id: Option<String>,
+    /// The cluster to restore to a point in time (with --recovery-time).
+    #[arg(long, value_name = "pc-…", requires = "recovery_time")]
+    pub cluster: Option<String>,
+    /// The instant to restore to, as RFC 3339 (2026-12-01T10:00:00Z), or `latest` for
+    /// everything archived; it must lie in the recovery window.
+    #[arg(long, value_name = "RFC3339|latest", requires = "cluster")]
+    pub recovery_time: Option<String>,
     /// Where to write the data directory; must be absent or empty.
     #[arg(long)]
     pub target_dir: PathBuf,

@@ -1,68 +1,188 @@
-//! `polarbackup restore`: a verified backup set into an empty PostgreSQL data directory, with
-//! a progress bar on a terminal and plain progress lines otherwise.
+//! `polarbackup restore`: a verified backup set, or a cluster as it was at an instant (its
+//! newest usable full backup before it and the archived WAL after), into an empty PostgreSQL
+//! data directory, with a progress bar on a terminal and plain progress lines otherwise.
 
 use crate::cli::RestoreArgs;
 use crate::config;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use polarbackup_engine::{restore, RestoreRequest};
-use polarbackup_model::{BackupJobId, BackupSetStatus};
+use polarbackup_engine::{
+    restore, restore_to_point, ConfiguredTarget, PitrRequest, RestoreRequest, WAL_DIR,
+};
+use polarbackup_model::log_backup::{plan_restore, RecoveryTarget, RestorePlan};
+use polarbackup_model::{BackupJobId, BackupSetStatus, DbClusterId};
 use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
+use serde_json::json;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// What the command line asks for, checked against the metadata store.
+enum Source {
+    Backup(BackupJobId),
+    Point {
+        plan: Box<RestorePlan>,
+        /// As given: an instant or `latest`.
+        asked: String,
+    },
+}
+
 pub fn run(args: RestoreArgs) -> Result<()> {
     let data_dir = config::data_dir(args.data.data_dir.as_deref());
-    let id = BackupJobId::parse(&args.backup_id).context("--backup-id must be a backup set id")?;
+    let mapping = tablespace_mapping(&args.tablespace_mapping)?;
     let store = SqliteStore::open(&data_dir)
         .with_context(|| format!("opening the metadata store in {}", data_dir.display()))?;
-    match store.backup_set(id)? {
-        Some(set) if set.status == BackupSetStatus::Success => {}
-        Some(_) => bail!("backup set {id} failed and cannot be restored"),
-        None => bail!("backup set {id} does not exist"),
-    }
+    // Everything is decided before anything is written.
+    let source = match (&args.backup_id, &args.cluster, &args.recovery_time) {
+        (Some(id), _, _) => Source::Backup(checked_set(&store, id)?),
+        (None, Some(cluster), Some(time)) => Source::Point {
+            plan: Box::new(plan(&store, cluster, time)?),
+            asked: time.clone(),
+        },
+        _ => bail!("give --backup-id, or --cluster with --recovery-time"),
+    };
     let repo = Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mapping = args
-        .tablespace_mapping
-        .iter()
-        .map(|m| match m.split_once('=') {
-            Some((old, new)) if !old.is_empty() && !new.is_empty() => {
-                Ok((old.to_owned(), std::path::PathBuf::from(new)))
-            }
-            _ => bail!("--tablespace-mapping takes OLDDIR=NEWDIR, got {m:?}"),
-        })
-        .collect::<Result<Vec<_>>>()?;
     let reporter = Reporter::new();
     let progress = |done: u64, total: u64| reporter.update(done, total);
     let started = Instant::now();
-    let summary = runtime.block_on(restore(RestoreRequest {
-        repo: &repo,
-        backup_id: &id.to_string(),
-        target: &args.target_dir,
-        tablespace_mapping: &mapping,
-        progress: &progress,
-    }));
-    reporter.finish();
-    let summary = summary?;
-    let secs = started.elapsed().as_secs_f64();
-    let mib = summary.bytes as f64 / (1024.0 * 1024.0);
-    eprintln!(
-        "restored backup {id} into {} ({mib:.1} MiB in {secs:.1} s, {:.0} MiB/s)",
-        args.target_dir.display(),
-        mib / secs.max(0.001)
-    );
-    println!(
-        "{}",
-        serde_json::json!({"BackupId": id.to_string(), "TargetDir": args.target_dir, "Bytes": summary.bytes})
-    );
+    let target = &args.target_dir;
+    match source {
+        Source::Backup(id) => {
+            let summary = runtime.block_on(restore(RestoreRequest {
+                repo: &repo,
+                backup_id: &id.to_string(),
+                target,
+                tablespace_mapping: &mapping,
+                progress: &progress,
+            }));
+            reporter.finish();
+            let summary = summary?;
+            eprintln!(
+                "restored backup {id} into {} ({})",
+                target.display(),
+                rate(summary.bytes, started)
+            );
+            println!(
+                "{}",
+                json!({"BackupId": id.to_string(), "TargetDir": target, "Bytes": summary.bytes})
+            );
+        }
+        Source::Point { plan, asked } => {
+            let summary = runtime.block_on(restore_to_point(PitrRequest {
+                plan: &plan,
+                repo: &repo,
+                target_dir: target,
+                tablespace_mapping: &mapping,
+                progress: &progress,
+            }));
+            reporter.finish();
+            let summary = summary?;
+            let bytes = summary.base.bytes + summary.wal_bytes;
+            let (replays_to, mode) = match summary.target {
+                ConfiguredTarget::Time(t) => (format!("to {t}"), "Time"),
+                ConfiguredTarget::EndOfWal { requested: None } => {
+                    (format!("all archived WAL (to {})", plan.reaches), "Latest")
+                }
+                ConfiguredTarget::EndOfWal { requested: Some(t) } => (
+                    format!(
+                        "all archived WAL: nothing was committed after {t} in it, so its end is \
+                         the state at {t}"
+                    ),
+                    "EndOfArchive",
+                ),
+            };
+            eprintln!(
+                "restored backup {} and {} WAL files into {} ({}); on start PostgreSQL replays \
+                 {replays_to} on timeline {}, then opens read-write",
+                plan.base.id,
+                summary.wal_files,
+                target.display(),
+                rate(bytes, started),
+                summary.timeline,
+            );
+            println!(
+                "{}",
+                json!({
+                    "BackupId": plan.base.id.to_string(),
+                    "TargetDir": target,
+                    "Bytes": bytes,
+                    "RecoveryTime": asked,
+                    "RecoveryTarget": mode,
+                    "Timeline": summary.timeline,
+                    "WalFiles": summary.wal_files,
+                    "WalDir": target.join(WAL_DIR),
+                })
+            );
+        }
+    }
     Ok(())
+}
+
+fn rate(bytes: u64, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64();
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    format!(
+        "{mib:.1} MiB in {secs:.1} s, {:.0} MiB/s",
+        mib / secs.max(0.001)
+    )
+}
+
+fn tablespace_mapping(args: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    args.iter()
+        .map(|m| match m.split_once('=') {
+            Some((old, new)) if !old.is_empty() && !new.is_empty() => {
+                Ok((old.to_owned(), PathBuf::from(new)))
+            }
+            _ => bail!("--tablespace-mapping takes OLDDIR=NEWDIR, got {m:?}"),
+        })
+        .collect()
+}
+
+/// A backup set that exists and succeeded.
+fn checked_set(store: &SqliteStore, id: &str) -> Result<BackupJobId> {
+    let id = BackupJobId::parse(id).context("--backup-id must be a backup set id")?;
+    match store.backup_set(id)? {
+        Some(set) if set.status == BackupSetStatus::Success => Ok(id),
+        Some(_) => bail!("backup set {id} failed and cannot be restored"),
+        None => bail!("backup set {id} does not exist"),
+    }
+}
+
+/// `latest`, or an RFC 3339 instant (with its offset).
+fn recovery_target(time: &str) -> Result<RecoveryTarget> {
+    if time.eq_ignore_ascii_case("latest") {
+        return Ok(RecoveryTarget::Latest);
+    }
+    time.parse::<jiff::Timestamp>()
+        .map(RecoveryTarget::Time)
+        .map_err(|e| {
+            anyhow!(
+                "--recovery-time takes an RFC 3339 instant with its offset \
+                 (2026-12-01T10:00:00Z) or `latest`, got {time:?}: {e}"
+            )
+        })
+}
+
+/// The plan of a restore of `cluster` to `time`, from the sets, WAL and gaps the store records; a
+/// time outside the recovery window is refused with the window.
+fn plan(store: &SqliteStore, cluster: &str, time: &str) -> Result<RestorePlan> {
+    let id = DbClusterId::parse(cluster)
+        .map_err(|_| anyhow!("--cluster must be a cluster id (pc-…), got {cluster:?}"))?;
+    let target = recovery_target(time)?;
+    if store.cluster(&id)?.is_none() {
+        bail!("cluster {id} does not exist");
+    }
+    // One snapshot, as the API's window is computed from, so the two agree.
+    let inputs = store.recovery_inputs(&id)?;
+    plan_restore(&inputs.sets, &inputs.wal, &inputs.gaps, target)
+        .map_err(|e| anyhow!("cannot restore cluster {id} to {time}: {e}"))
 }
 
 /// A bar for people, lines for logs.

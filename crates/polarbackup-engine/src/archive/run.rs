@@ -36,6 +36,7 @@ pub async fn archive(
             mut conn,
             seg_size,
             start,
+            note,
         } = opened?;
         if let Some(gap) = &start.gap {
             warn!(
@@ -95,7 +96,13 @@ pub async fn archive(
         match ended? {
             Ended::Cancelled => return Ok(ArchiveEnd::Cancelled),
             Ended::LeaseLost => return Ok(ArchiveEnd::LeaseLost),
-            Ended::Removed(why) => lost = Some(why),
+            // What was done to the slot explains why the WAL is gone.
+            Ended::Removed(why) => {
+                lost = Some(match note {
+                    Some(n) => format!("{why}; {n}"),
+                    None => why,
+                })
+            }
         }
     }
     Err(EngineError::Stream(format!(
@@ -109,6 +116,8 @@ struct Opened {
     conn: ReplicationConn,
     seg_size: u64,
     start: Start,
+    /// What had to be done to the slot, if anything.
+    note: Option<String>,
 }
 
 /// Connects, makes sure the slot exists and holds WAL, reads the server's timeline history and
@@ -150,7 +159,7 @@ async fn open(
     let start = match lost {
         Some(why) => {
             let reason = match &note {
-                Some(n) => format!("{why} ({n})"),
+                Some(n) => format!("{why}; {n}"),
                 None => why,
             };
             start::after_loss(archived, restart, &history, seg_size, reason)
@@ -167,6 +176,7 @@ async fn open(
         conn,
         seg_size,
         start,
+        note,
     })
 }
 

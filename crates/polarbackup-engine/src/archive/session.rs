@@ -42,6 +42,17 @@ pub struct Session<'a> {
     deadline: Option<Instant>,
 }
 
+/// How often the server hears from us: often enough that the slot follows the archive closely.
+fn status_interval(partial_interval: Duration) -> Duration {
+    partial_interval.clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
+
+/// How long the server may stay silent although every status update asks it to answer: a
+/// connection dead without a word (a peer gone, a network cut) ends the session.
+fn silence_limit(partial_interval: Duration) -> Duration {
+    (status_interval(partial_interval) * 6).clamp(Duration::from_secs(5), Duration::from_secs(60))
+}
+
 impl<'a> Session<'a> {
     pub fn new(
         target: &'a Target<'a>,
@@ -69,11 +80,8 @@ impl<'a> Session<'a> {
             .await
             .map_err(|e| EngineError::from_pg(e, false))?;
         stream.set_clock(self.clock.clone());
-        // Often enough that the slot follows the archive closely.
-        stream.set_status_interval(
-            self.partial_interval
-                .clamp(Duration::from_millis(100), Duration::from_secs(10)),
-        );
+        stream.set_status_interval(status_interval(self.partial_interval));
+        stream.set_request_replies(true);
         Ok(stream)
     }
 
@@ -82,8 +90,10 @@ impl<'a> Session<'a> {
         mut stream: WalStream,
         cancel: &CancellationToken,
     ) -> Result<Ended, EngineError> {
+        let silence = silence_limit(self.partial_interval);
         loop {
             let deadline = self.deadline;
+            let silent_at = stream.last_heard() + silence;
             let event = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Ok(self.on_cancel(stream).await),
@@ -94,6 +104,18 @@ impl<'a> Session<'a> {
                     continue;
                 }
                 r = stream.next() => r,
+                // Last: WAL already waiting to be read must not look like silence.
+                () = tokio::time::sleep_until(silent_at) => {
+                    // A keepalive read just now counts: `next` consumes those itself.
+                    if stream.last_heard() + silence > Instant::now() {
+                        continue;
+                    }
+                    let e = EngineError::Stream(format!(
+                        "no word from the server for {}s",
+                        silence.as_secs()
+                    ));
+                    return self.fail(stream, e).await;
+                }
             };
             match event {
                 Ok(Some(WalEvent::Data { start, data })) => {
@@ -127,32 +149,32 @@ impl<'a> Session<'a> {
                     );
                     return self.fail(stream, e).await;
                 }
-                Err(e) if is_removed(&e) => {
-                    // What arrived before is good WAL: keep it, the gap starts after it.
-                    if self.store_partial(&mut stream).await? == Outcome::LeaseLost {
-                        return Ok(Ended::LeaseLost);
+                Err(e) => match removed(&e) {
+                    Some(why) => {
+                        // What arrived before is good WAL: keep it, the gap starts after it.
+                        if self.store_partial(&mut stream).await? == Outcome::LeaseLost {
+                            return Ok(Ended::LeaseLost);
+                        }
+                        return Ok(Ended::Removed(why));
                     }
-                    return Ok(Ended::Removed(e.to_string()));
-                }
-                Err(e) => return self.fail(stream, EngineError::from_pg(e, false)).await,
+                    None => return self.fail(stream, EngineError::from_pg(e, false)).await,
+                },
             }
         }
     }
 
-    /// Stores a piece; once recorded, the slot may release the WAL before its end.
-    pub async fn store(
+    /// Stores a segment or partial; once recorded, the slot may release the WAL before its end.
+    async fn store(
         &mut self,
         stream: &mut WalStream,
         piece: Piece,
     ) -> Result<Outcome, EngineError> {
-        let (timeline, end, kind) = (piece.timeline, piece.end, piece.kind);
+        let (timeline, end) = (piece.timeline, piece.end);
         let outcome = self.target.store(piece).await?;
         if outcome == Outcome::Kept {
-            if kind != WalObjectKind::History {
-                self.asm.mark_stored(end);
-                if !self.asm.has_unstored() {
-                    self.deadline = None;
-                }
+            self.asm.mark_stored(end);
+            if !self.asm.has_unstored() {
+                self.deadline = None;
             }
             self.archived = Some((timeline, end));
             stream.confirm_flushed(end);
@@ -203,12 +225,15 @@ impl<'a> Session<'a> {
         if self.store_history(&mut conn, tl, time).await? == Outcome::LeaseLost {
             return Ok(None);
         }
+        // The old timeline is archived up to the switch, and the new one goes on from there.
+        self.archived = Some((tl, switch));
         let from = switch.segment_start(self.target.seg_size);
         self.asm = Assembler::new(tl, self.target.seg_size, from, from);
         self.start(conn, from).await.map(Some)
     }
 
     /// Fetches and stores the history file of `tl`, recording it at the point where `tl` began.
+    /// The archive's WAL end stays where it is: a history file holds no WAL.
     pub async fn store_history(
         &mut self,
         conn: &mut ReplicationConn,
@@ -231,11 +256,7 @@ impl<'a> Session<'a> {
             first_time: time,
             last_time: time,
         };
-        let outcome = self.target.store(piece).await?;
-        if outcome == Outcome::Kept {
-            self.archived = Some((tl, begin));
-        }
-        Ok(outcome)
+        self.target.store(piece).await
     }
 
     /// Cancelled: the WAL received goes in as a partial (best effort, bounded), the server
@@ -270,14 +291,17 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The server answered that WAL it was asked for is gone ("requested WAL segment ... has
-/// already been removed": a file-access error, SQLSTATE 58P01 when the file is missing).
-fn is_removed(e: &PgError) -> bool {
+/// The server's message if it answered that WAL it was asked for is gone ("requested WAL
+/// segment ... has already been removed": a file-access error, SQLSTATE 58P01 when the file
+/// is missing).
+fn removed(e: &PgError) -> Option<String> {
     match e {
-        PgError::Server { code, message } => {
-            code == "58P01" || message.contains("has already been removed")
+        PgError::Server { code, message }
+            if code == "58P01" || message.contains("has already been removed") =>
+        {
+            Some(message.clone())
         }
-        _ => false,
+        _ => None,
     }
 }
 

@@ -136,14 +136,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// Reads the next message, skipping notices and parameter changes (which may come at any time).
     pub async fn read(&mut self) -> Result<Backend, PgError> {
         loop {
+            match self.try_next()? {
+                Some(m) => return Ok(m),
+                None => self.fill().await?,
+            }
+        }
+    }
+
+    /// [`Framed::try_parse`], skipping notices and parameter changes as `read` does: a
+    /// promoted standby reports `in_hot_standby` even in the middle of a WAL stream.
+    pub fn try_next(&mut self) -> Result<Option<Backend>, PgError> {
+        loop {
             match self.try_parse()? {
                 Some(Backend::Msg(Message::NoticeResponse(n))) => log_notice(n.fields()),
                 Some(Backend::Msg(Message::ParameterStatus(p))) => {
                     self.params
                         .insert(p.name()?.to_string(), p.value()?.to_string());
                 }
-                Some(m) => return Ok(m),
-                None => self.fill().await?,
+                other => return Ok(other),
             }
         }
     }
@@ -246,13 +256,19 @@ pub(crate) mod testutil {
     }
 
     pub fn data_row(vals: &[Option<&str>]) -> Vec<u8> {
+        let raw: Vec<Option<&[u8]>> = vals.iter().map(|v| v.map(str::as_bytes)).collect();
+        data_row_bytes(&raw)
+    }
+
+    /// A DataRow with values as given, UTF-8 or not.
+    pub fn data_row_bytes(vals: &[Option<&[u8]>]) -> Vec<u8> {
         let mut b = BytesMut::new();
         b.put_i16(vals.len() as i16);
         for v in vals {
             match v {
                 Some(s) => {
                     b.put_i32(s.len() as i32);
-                    b.put_slice(s.as_bytes());
+                    b.put_slice(s);
                 }
                 None => b.put_i32(-1),
             }
@@ -283,6 +299,10 @@ pub(crate) mod testutil {
         }
         b.put_u8(0);
         msg(b'E', &b)
+    }
+
+    pub fn parameter_status(name: &str, value: &str) -> Vec<u8> {
+        msg(b'S', format!("{name}\0{value}\0").as_bytes())
     }
 
     pub fn notice(message: &str) -> Vec<u8> {

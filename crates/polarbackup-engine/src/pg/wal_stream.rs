@@ -69,6 +69,10 @@ pub struct WalStream<S = PgStream> {
     last_server_time: Option<Timestamp>,
     /// See [`WalStream::watch_server_time`]: the position watched, and the time once reached.
     watch: Option<(Lsn, Option<Timestamp>)>,
+    /// When the server last sent XLogData or a keepalive (or streaming began).
+    heard: Instant,
+    /// Whether status updates ask the server to answer (with a keepalive).
+    request_replies: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
@@ -138,6 +142,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
             clock: Arc::new(SystemClock),
             last_server_time: None,
             watch: None,
+            heard: Instant::now(),
+            request_replies: false,
         })
     }
 }
@@ -196,6 +202,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
         }
     }
 
+    /// Makes every status update ask for an answer. A server that gets our updates never
+    /// needs to send keepalives of its own, so on an idle server this is what shows the
+    /// connection is alive (see [`WalStream::last_heard`]).
+    pub fn set_request_replies(&mut self, yes: bool) {
+        self.request_replies = yes;
+    }
+
+    /// When the server last sent WAL or a keepalive (when streaming began, before that).
+    pub fn last_heard(&self) -> Instant {
+        self.heard
+    }
+
     /// How often to send a status update when the server does not ask for one.
     pub fn set_status_interval(&mut self, interval: Duration) {
         self.status_interval = interval;
@@ -238,7 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
             }
             // Sends queued replies, and finishes any a cancelled call left half-sent.
             self.conn.framed.flush().await?;
-            if let Some(m) = self.conn.framed.try_parse()? {
+            if let Some(m) = self.conn.framed.try_next()? {
                 if let Some(ev) = self.step(m)? {
                     return Ok(Some(ev));
                 }
@@ -323,7 +341,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
         if data.is_empty() {
             return Err(PgError::protocol("WAL stream: empty CopyData"));
         }
-        match data.get_u8() {
+        let kind = data.get_u8();
+        if matches!(kind, b'w' | b'k') {
+            self.heard = Instant::now();
+        }
+        match kind {
             b'w' => {
                 let mut hdr: &[u8] = &data;
                 let start = Lsn(take_u64(&mut hdr)?);
@@ -364,7 +386,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WalStream<S> {
 
     /// Buffers a standby status update ('r'); the next loop turn sends it.
     fn queue_status(&mut self) {
-        let msg = status_update(self.received, self.flushed, self.clock.now());
+        let msg = status_update(
+            self.received,
+            self.flushed,
+            self.clock.now(),
+            self.request_replies,
+        );
         // CopyData::new only fails for payloads over i32::MAX.
         if let Ok(cd) = frontend::CopyData::new(&msg[..]) {
             cd.write(self.conn.framed.wbuf());
@@ -418,16 +445,16 @@ fn next_timeline_row(rs: &ResultSet) -> Result<Option<(u32, Lsn)>, PgError> {
     Ok(Some((parse_num(&field(0)?, W)?, parse_lsn(&field(1)?, W)?)))
 }
 
-/// The Standby Status Update payload: write, flush and apply positions, clock, and no request
-/// for a reply. Apply is reported as unknown (0): this client never replays WAL.
-fn status_update(written: Lsn, flushed: Lsn, now: Timestamp) -> BytesMut {
+/// The Standby Status Update payload: write, flush and apply positions, clock, and whether
+/// the server should answer. Apply is reported as unknown (0): this client never replays WAL.
+fn status_update(written: Lsn, flushed: Lsn, now: Timestamp, reply: bool) -> BytesMut {
     let mut b = BytesMut::with_capacity(34);
     b.put_u8(b'r');
     b.put_u64(written.0);
     b.put_u64(flushed.0);
     b.put_u64(0);
     b.put_i64(pg_micros(now));
-    b.put_u8(0);
+    b.put_u8(u8::from(reply));
     b
 }
 

@@ -22,10 +22,8 @@ pub async fn remove_expired_wal(
     let id = cluster.clone();
     let removed = blocking(move || {
         let policy = store.log_backup_policy(&id)?;
-        let sets = store.cluster_sets(&id)?;
-        let wal = store.wal_objects(&id)?;
-        let gaps = store.gaps(&id)?;
-        let expired = expired_wal(&sets, &wal, &gaps, policy.retention, now);
+        let i = store.recovery_inputs(&id)?;
+        let expired = expired_wal(&i.sets, &i.wal, &i.gaps, policy.retention, now);
         if expired.is_empty() {
             return Ok(Vec::new());
         }

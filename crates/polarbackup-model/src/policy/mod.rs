@@ -21,4 +21,4 @@ pub use schedule::{
     due_slot, format_next_backup_time, is_catch_up, last_slot_at_or_before, next_slot_after,
     preferred_next_backup_time, slots_between, window_end, SLOT_WINDOW,
 };
-pub use validate::{PolicyChange, PolicyFieldError};
+pub use validate::{level2_retention, PolicyChange, PolicyFieldError};

@@ -144,8 +144,9 @@ fn aliased<'a, T: PartialEq>(
     }
 }
 
-/// Level-2 and cross-region retention: `0` off, `30..=7300` days, `-1` long-term.
-fn level2_retention(s: &str) -> Option<i32> {
+/// Level-2 and cross-region retention (backups and logs alike): `0` off, `30..=7300` days,
+/// `-1` long-term.
+pub fn level2_retention(s: &str) -> Option<i32> {
     let digits = s.strip_prefix('-').unwrap_or(s);
     if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -5,7 +5,7 @@
 use super::clusters;
 use super::rows::{db_lsn, db_size, gap_from, secs, wal_object_from, WAL_COLUMNS};
 use super::SqliteStore;
-use crate::records::{WalFilter, WalPage, WalRecorded};
+use crate::records::{RecoveryInputs, WalFilter, WalPage, WalRecorded};
 use crate::{Result, StoreError, WalStore};
 use jiff::Timestamp;
 use polarbackup_model::{
@@ -324,6 +324,24 @@ impl WalStore for SqliteStore {
 
     fn remove_wal(&self, cluster: &DbClusterId, ids: &[BackupLogId]) -> Result<Vec<WalObject>> {
         self.write(|tx| remove(tx, cluster, ids))
+    }
+
+    fn recovery_inputs(&self, cluster: &DbClusterId) -> Result<RecoveryInputs> {
+        self.with(|c| {
+            // A deferred transaction: one read snapshot across the three queries.
+            let tx = c.transaction()?;
+            let inputs = RecoveryInputs {
+                sets: super::sets::sets_of(&tx, cluster)?,
+                wal: select(
+                    &tx,
+                    "cluster_id = ?1 ORDER BY start_lsn, timeline, id",
+                    [cluster.as_str()],
+                )?,
+                gaps: gaps_of(&tx, cluster)?,
+            };
+            tx.commit()?;
+            Ok(inputs)
+        })
     }
 
     fn record_gap(&self, gap: &WalGap) -> Result<()> {

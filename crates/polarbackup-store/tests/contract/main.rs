@@ -58,7 +58,7 @@ macro_rules! store_contract {
                 wal::log_pages_filter_by_time_and_count_every_match,
                 wal::removed_objects_come_back_once,
                 wal::wal_ids_increase_and_are_never_reused,
-                wal::gaps_round_trip_oldest_first,
+                wal::gaps_round_trip_oldest_first_and_read_with_the_rest_in_one_snapshot,
             );
         }
     };

@@ -440,7 +440,7 @@ pub fn wal_ids_increase_and_are_never_reused(b: &dyn Backend) {
     assert!(fourth.id > third.id, "nor by another handle");
 }
 
-pub fn gaps_round_trip_oldest_first(b: &dyn Backend) {
+pub fn gaps_round_trip_oldest_first_and_read_with_the_rest_in_one_snapshot(b: &dyn Backend) {
     let (store, account, cluster) = setup(b);
     let gap = |from: u64, to: u64, at: i64, reason: &str| WalGap {
         cluster_id: cluster.clone(),
@@ -455,9 +455,29 @@ pub fn gaps_round_trip_oldest_first(b: &dyn Backend) {
     let earlier = gap(SEG, 2 * SEG, 100, "slot invalidated");
     store.record_gap(&later).expect("record");
     store.record_gap(&earlier).expect("record");
-    assert_eq!(store.gaps(&cluster).expect("gaps"), vec![earlier, later]);
+    assert_eq!(
+        store.gaps(&cluster).expect("gaps"),
+        vec![earlier.clone(), later.clone()]
+    );
+    // The one-snapshot read holds what the separate reads do.
+    assert!(store
+        .claim_archiver(&cluster, "a", t(30), t(0))
+        .expect("claim"));
+    store
+        .record_wal("a", &segment(&cluster, 1, 0, 1), t(1))
+        .expect("record");
+    let inputs = store.recovery_inputs(&cluster).expect("inputs");
+    assert_eq!(inputs.gaps, vec![earlier, later]);
+    assert_eq!(inputs.wal, store.wal_objects(&cluster).expect("wal"));
+    assert_eq!(inputs.wal.len(), 1);
+    assert_eq!(inputs.sets, store.cluster_sets(&cluster).expect("sets"));
     let other = crate::common::new_cluster(&*store, &account);
     assert_eq!(store.gaps(&other).expect("gaps"), vec![]);
+    assert!(store
+        .recovery_inputs(&other)
+        .expect("inputs")
+        .wal
+        .is_empty());
     let unknown = DbClusterId::parse("pc-unknown00000000").expect("id");
     assert!(matches!(
         store.record_gap(&WalGap {

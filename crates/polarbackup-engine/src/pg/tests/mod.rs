@@ -160,6 +160,8 @@ fn futures_are_send(
     send(&c.identify_system());
     send(&c.simple_query("x"));
     send(&c.create_temporary_physical_slot("s"));
+    send(&c.create_physical_slot("s", false));
+    send(&c.timeline_history(2));
     send(&w.write(Lsn(0), b""));
     send(&async move {
         let mut ws = ws;

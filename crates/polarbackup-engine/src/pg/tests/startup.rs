@@ -126,3 +126,45 @@ async fn startup_errors() {
         assert!(e.to_string().contains(check), "{e}");
     }
 }
+
+#[tokio::test]
+async fn permanent_slots_and_timeline_history() {
+    let mut s = result_set(
+        &[
+            "slot_name",
+            "consistent_point",
+            "snapshot_name",
+            "output_plugin",
+        ],
+        &[&[Some("keep_me"), Some("0/0"), None, None]],
+    );
+    s.extend(ready());
+    // A history file is a file: its bytes come back as sent, even those that are not UTF-8.
+    let content: &[u8] = b"1\t0/3000158\tat restore point \"\xe9t\xe9\"\n";
+    s.extend(row_description(&["filename", "content"]));
+    s.extend(data_row_bytes(&[Some(b"00000002.history"), Some(content)]));
+    s.extend(command_complete("TIMELINE_HISTORY"));
+    s.extend(ready());
+    s.extend(error("ERROR", "58P01", "could not open file"));
+    s.extend(ready());
+    let (mut conn, server) = scripted_version(s, false, "14.12");
+    // Before 15 there is no READ_REPLICATION_SLOT to ask for the position.
+    assert_eq!(
+        conn.create_physical_slot("keep_me", false).await.unwrap(),
+        None
+    );
+    let (name, got) = conn.timeline_history(2).await.unwrap();
+    assert_eq!(
+        (name.as_str(), got.as_slice()),
+        ("00000002.history", content)
+    );
+    let e = conn.timeline_history(9).await.unwrap_err();
+    assert_eq!(e.sqlstate(), Some("58P01"));
+    drop(conn);
+    let sent = String::from_utf8_lossy(&server.await.unwrap()).into_owned();
+    assert!(
+        sent.contains("CREATE_REPLICATION_SLOT keep_me PHYSICAL RESERVE_WAL\0"),
+        "{sent}"
+    );
+    assert!(sent.contains("TIMELINE_HISTORY 2\0") && sent.contains("TIMELINE_HISTORY 9\0"));
+}

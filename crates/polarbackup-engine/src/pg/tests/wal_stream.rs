@@ -4,6 +4,7 @@ use super::*;
 use bytes::{BufMut, BytesMut};
 use polarbackup_model::ManualClock;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn xlog_data(start: u64, wal_end: u64, data: &[u8]) -> Vec<u8> {
     xlog_data_at(start, wal_end, 0, data)
@@ -54,6 +55,14 @@ fn status_clocks(sent: &[u8]) -> Vec<i64> {
 
 /// Each status update's written, flushed, applied and clock fields.
 fn status_fields(sent: &[u8]) -> impl Iterator<Item = [u64; 4]> + '_ {
+    status_messages(sent).map(|m| {
+        let n = |i: usize| u64::from_be_bytes(m[i..i + 8].try_into().unwrap());
+        [n(6), n(14), n(22), n(30)]
+    })
+}
+
+/// The status update messages ('d' + 'r' ...) among what the client sent, whole.
+fn status_messages(sent: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
     let mut p = sent;
     std::iter::from_fn(move || {
         while p.len() >= 5 {
@@ -61,8 +70,7 @@ fn status_fields(sent: &[u8]) -> impl Iterator<Item = [u64; 4]> + '_ {
             let (m, rest) = p.split_at(1 + len);
             p = rest;
             if m[0] == b'd' && m[5] == b'r' {
-                let n = |i: usize| u64::from_be_bytes(m[i..i + 8].try_into().unwrap());
-                return Some([n(6), n(14), n(22), n(30)]);
+                return Some(m);
             }
         }
         None
@@ -126,11 +134,15 @@ async fn wal_stream_data_keepalive_and_server_end() {
 async fn wal_stream_timeline_switch() {
     let mut s = copy_both();
     s.extend(xlog_data(0, 0, b"x"));
+    // A promoted standby says so at any point, and may add a notice.
+    s.extend(parameter_status("in_hot_standby", "off"));
+    s.extend(notice("promoted"));
     s.extend(copy_done());
     s.extend(result_set(
         &["next_tli", "next_tli_startpos"],
         &[&[Some("2"), Some("0/3000000")]],
     ));
+    s.extend(parameter_status("in_hot_standby", "off"));
     s.extend(command_complete("START_STREAMING"));
     s.extend(ready());
     let (conn, _server) = scripted(s, false);
@@ -151,6 +163,85 @@ async fn wal_stream_timeline_switch() {
     let conn = ws.finish().await.unwrap();
     assert!(!conn.busy);
     conn.ensure_idle().unwrap();
+    assert_eq!(conn.server_parameter("in_hot_standby"), Some("off"));
+}
+
+#[tokio::test]
+async fn a_timeline_ending_at_the_start_point_hands_over_without_streaming() {
+    // No COPY: the next timeline's row, CommandComplete, ReadyForQuery.
+    let mut s = result_set(
+        &["next_tli", "next_tli_startpos"],
+        &[&[Some("3"), Some("0/5000000")]],
+    );
+    s.extend(ready());
+    let (conn, _server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(Some("s"), Lsn(0x500_0000), 2)
+        .await
+        .unwrap();
+    ws.report_now();
+    assert_eq!(
+        ws.next().await.unwrap(),
+        Some(WalEvent::EndOfStream {
+            next_timeline: Some((3, Lsn(0x500_0000)))
+        })
+    );
+    assert_eq!(ws.next().await.unwrap(), None);
+    let conn = ws.finish().await.unwrap();
+    conn.ensure_idle().unwrap();
+
+    // Without that row there is nothing to stream and nowhere to go: an error.
+    let s = [command_complete("START_STREAMING"), ready()].concat();
+    let (conn, _server) = scripted(s, false);
+    assert!(conn
+        .start_physical_replication(None, Lsn(0x500_0000), 2)
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn status_updates_can_ask_for_an_answer_and_answers_are_heard() {
+    let mut s = copy_both();
+    s.extend(keepalive(0x100_0000, false));
+    let (conn, server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(None, Lsn(0x100_0000), 1)
+        .await
+        .unwrap();
+    let began = ws.last_heard();
+    ws.set_status_interval(Duration::from_secs(3600));
+    ws.set_request_replies(true);
+    ws.report_now();
+    ws.set_request_replies(false);
+    ws.report_now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The keepalive is heard; the poll then waits for more.
+    let _ = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
+    assert!(ws.last_heard() > began);
+    drop(ws);
+    let sent = server.await.unwrap();
+    let replies: Vec<u8> = status_messages(&sent).map(|m| m[m.len() - 1]).collect();
+    assert_eq!(replies, vec![1, 0]);
+}
+
+#[tokio::test]
+async fn report_now_sends_the_flush_position_without_waiting() {
+    let mut s = copy_both();
+    s.extend(xlog_data(0x100_0000, 0, b"0123456789"));
+    let (conn, server) = scripted(s, false);
+    let mut ws = conn
+        .start_physical_replication(Some("s"), Lsn(0x100_0000), 1)
+        .await
+        .unwrap();
+    ws.set_status_interval(Duration::from_secs(3600));
+    ws.next().await.unwrap().unwrap();
+    ws.confirm_flushed(Lsn(0x100_0008));
+    ws.report_now();
+    // The update goes out with the next poll; nothing more comes, so that poll waits.
+    let _ = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
+    drop(ws);
+    let sent = server.await.unwrap();
+    assert_eq!(status_updates(&sent), vec![(0x100_000A, 0x100_0008)]);
 }
 
 #[tokio::test]
