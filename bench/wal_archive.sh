@@ -29,7 +29,7 @@
 #
 # Settings (environment):
 #   BENCH_SCALE=30  BENCH_CLIENTS=4  BENCH_THREADS=2  BENCH_SECS=60    pgbench
-#   BENCH_ROUNDS=1                rounds (each runs both tools; the order alternates)
+#   BENCH_ROUNDS=2                rounds (each runs both tools; the order alternates)
 #   BENCH_WAL_PARTIAL_SECS=10     polarbackup serve --wal-partial-secs
 #   BENCH_PGBR_PROCESS_MAX=2      pgBackRest process-max (archive-push async, backup, restore)
 #   BENCH_PROBE_TAIL=10           the probe stops this many seconds before the load ends
@@ -49,7 +49,7 @@ SCALE="${BENCH_SCALE:-30}"
 CLIENTS="${BENCH_CLIENTS:-4}"
 THREADS="${BENCH_THREADS:-2}"
 SECS="${BENCH_SECS:-60}"
-ROUNDS="${BENCH_ROUNDS:-1}"
+ROUNDS="${BENCH_ROUNDS:-2}"
 PARTIAL_SECS="${BENCH_WAL_PARTIAL_SECS:-10}"
 PGBR_PMAX="${BENCH_PGBR_PROCESS_MAX:-2}"
 PROBE_TAIL="${BENCH_PROBE_TAIL:-10}"
