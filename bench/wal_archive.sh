@@ -261,7 +261,7 @@ COLS=(tool round order load1 probe_s tps wal_mib gen_mib_s arch_mib_s arch_to_dr
     echo "# machine: nproc=$(nproc) mem_gib=$(awk '/MemTotal/{printf "%.1f", $2/1048576}' /proc/meminfo) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\" kernel=$(uname -r)"
     echo "# postgres=$("$PGBIN/postgres" --version | awk '{print $3}') pgbackrest=$(pgbackrest version | awk '{print $2}') polarbackup=$("$BIN" --version | awk '{print $2}')"
     echo "# load: pgbench -n -c $CLIENTS -j $THREADS -T $SECS, scale $SCALE; probe every 0.1 s until $PROBE_TAIL s before the end; sampler every 0.05 s"
-    echo "# polarbackup: serve --log-backup on --wal-partial-secs $PARTIAL_SECS --scheduler off; durable = the store's newest WAL end (pg-side: slot restart_lsn)"
+    echo "# polarbackup: serve --log-backup on --wal-partial-secs $PARTIAL_SECS --scheduler off; durable = the archiver slot's restart_lsn (its reported flush position)"
     echo "# pgbackrest: archive-push archive-async=y compress-type=zst compress-level=1 process-max=$PGBR_PMAX, posix repo on the same disk; durable = contiguous segments in the repo (pg-side: pg_stat_archiver)"
     echo "# cpu accounting: ${CG_KIND:-none (serve from /proc)}; polarbackup PITR restore measured: $PB_PITR"
     (IFS=$'\t'; echo "${COLS[*]}")
@@ -378,7 +378,7 @@ pb_base_backup() {
 
 helper_args() { # tool
     if [ "$1" = polarbackup ]; then
-        echo "--mode pb --slot $PB_SLOT --store $PB_DATA/metadata.sqlite"
+        echo "--mode pb --slot $PB_SLOT"
     else
         echo "--mode pgbr --repo-wal $WORK/pgbr-repo/archive/bench/15-1"
     fi

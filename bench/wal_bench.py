@@ -12,10 +12,10 @@
     pg_current_wal_insert_lsn(), which is at or past the commit record's end;
   * a sampler: every --sample-interval s (0.05) it reads pg_current_wal_lsn() and the
     position durable in the repository:
-      pb    the store's newest WAL end (max end_lsn of the cluster's segments and partials in
-            <data-dir>/metadata.sqlite; the store records an object only after the repository
-            holds it) and, for comparison, the slot's restart_lsn (the flush position reported
-            to PostgreSQL, which never passes the store);
+      pb    the archiver slot's restart_lsn: the flush position polarbackup reports to
+            PostgreSQL, which never passes WAL that is durable in the repository and recorded in
+            the metadata store (so this is at or behind the store's newest WAL end; the benchmark
+            does not read the metadata store, whose format belongs to polarbackup-store);
       pgbr  the end of the contiguous run of segments in pgBackRest's repository (a segment's
             file appears there once written and synced) and, for comparison, the end of
             pg_stat_archiver.last_archived_wal (PostgreSQL's view: archive-push returned).
@@ -33,7 +33,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import statistics
 import struct
 import subprocess
@@ -138,19 +137,13 @@ class Durable:
         self.seg_size = int(pg.one("SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'"))
         self.present = set()
         self.contiguous = None  # pgbr: highest segment number of the contiguous run
-        self.db = None
-        if args.mode == "pb":
-            self.db = sqlite3.connect("file:%s?mode=ro" % args.store, uri=True, timeout=10,
-                                      check_same_thread=False)
 
     def read(self, pg):
-        """(durable, comparison) LSNs; comparison comes from PostgreSQL's side."""
+        """(durable, comparison) LSNs; the comparison is PostgreSQL's view (pgbr only)."""
         if self.args.mode == "pb":
             slot = lsn(pg.one("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '%s'"
                               % self.args.slot))
-            row = self.db.execute(
-                "SELECT max(end_lsn) FROM wal_objects WHERE kind IN ('segment', 'partial')").fetchone()
-            return (row[0] if row and row[0] is not None else None), slot
+            return slot, None
         archived = wal_name_end(pg.one("SELECT last_archived_wal FROM pg_stat_archiver"), self.seg_size)
         return self._repo_end(), archived
 
@@ -335,6 +328,8 @@ def rpo(samples, probes, col):
 
 def lag_series(samples, t0, t1, col):
     """(max lag bytes, max lag seconds) over samples taken in [t0, t1], by durable column col."""
+    if all(s[col] is None for s in samples):
+        return None, None
     gen = [(s[0], s[1]) for s in samples]
     max_b, max_s = 0, 0.0
     for s in samples:
@@ -389,10 +384,10 @@ def cmd_analyze(args):
     r["max_lag_mib"] = round(lag_b / 1048576, 2)
     r["max_lag_s"] = round(lag_s, 2)
     lag_b2, lag_s2 = lag_series(samples, t0, t1, 4)
-    r["max_lag_mib_pgside"] = round(lag_b2 / 1048576, 2)
-    r["max_lag_s_pgside"] = round(lag_s2, 2)
+    r["max_lag_mib_pgside"] = None if lag_b2 is None else round(lag_b2 / 1048576, 2)
+    r["max_lag_s_pgside"] = None if lag_s2 is None else round(lag_s2, 2)
     rp = rpo(samples, probes, 3)
-    rp2 = rpo(samples, probes, 4)
+    rp2 = rpo(samples, probes, 4) if any(s[4] is not None for s in samples) else []
     r["probes"] = len(probes)
     r["probes_not_durable"] = sum(1 for x in rp if x == float("inf"))
     for name, xs in (("rpo", rp), ("rpo_pgside", rp2)):
@@ -515,7 +510,6 @@ def main():
         p.add_argument("--port", type=int, required=True)
         p.add_argument("--mode", choices=("pb", "pgbr"), required=True)
         p.add_argument("--slot", help="pb: the archiver's replication slot")
-        p.add_argument("--store", help="pb: metadata.sqlite")
         p.add_argument("--repo-wal", help="pgbr: <repo>/archive/<stanza>/<version>-<id>")
         p.add_argument("--timeout", type=float, default=300)
         if name == "run":
