@@ -169,12 +169,17 @@ impl<'a> Session<'a> {
         stream: &mut WalStream,
         piece: Piece,
     ) -> Result<Outcome, EngineError> {
-        let (timeline, end) = (piece.timeline, piece.end);
+        let (timeline, end, kind) = (piece.timeline, piece.end, piece.kind);
         let outcome = self.target.store(piece).await?;
         if outcome == Outcome::Kept {
             self.asm.mark_stored(end);
             if !self.asm.has_unstored() {
                 self.deadline = None;
+            } else if kind == WalObjectKind::Segment {
+                // What is left arrived with or after the segment's last bytes, just now: its
+                // partial is due an interval from now, not from the old segment's first bytes
+                // (under steady load that stored a needless partial every interval).
+                self.deadline = Some(Instant::now() + self.partial_interval);
             }
             self.archived = Some((timeline, end));
             stream.confirm_flushed(end);
