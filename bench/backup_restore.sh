@@ -51,8 +51,9 @@ PERF="${BENCH_PERF:-0}"
 KEEP="${BENCH_KEEP:-0}"
 PGBIN=/usr/lib/postgresql/15/bin
 
-log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+BENCH_TAG=bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and runs PostgreSQL as user postgres)"
 [ -x "$PGBIN/initdb" ] || die "$PGBIN/initdb not found (apt-get install postgresql-15)"
@@ -65,19 +66,6 @@ PG_PID=""
 PG2_PID=""
 PERF_PID=""
 
-stop_pid() { # pid signal what
-    local pid="$1" sig="$2" what="$3" i
-    [ -n "$pid" ] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    log "stopping $what (pid $pid)"
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for i in $(seq 1 600); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    log "$what (pid $pid) did not stop; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -135,12 +123,8 @@ log "work directory $WORK (commit $COMMIT, $DIRTY modified tracked source files)
 # exec in place, so a server started with "${AS_PG[@]}" ... & has $! = its own PID.
 AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --
     env HOME="$WORK/home" PATH="$PGBIN:/usr/local/bin:/usr/bin:/bin" LC_ALL=C.UTF-8)
-as_pg() { "${AS_PG[@]}" "$@"; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
-dir_bytes() { du -sb "$@" 2>/dev/null | awk '{s+=$1} END{print s+0}'; }
 
 # CPU accounting, robust to other work on the host (wall time is not).
 CLK_TCK="$(getconf CLK_TCK)"
@@ -148,15 +132,6 @@ CLK_TCK="$(getconf CLK_TCK)"
 proc_cpu() {
     sed 's/.*) //' "/proc/$1/stat" | awk -v t="$CLK_TCK" -v c="${2:-0}" \
         '{ v = $12 + $13; if (c) v += $14 + $15; printf "%.2f", v / t }'
-}
-# cpu_mark / cpu_since: CPU of this shell's finished children in between (the tool measured,
-# with everything it waited for). Must run in this shell, not in $( ): "times" is per process.
-cpu_mark() { times >"$WORK/times.mark"; }
-cpu_since() {
-    times >"$WORK/times.now"
-    CPU="$(awk 'function s(x, a) { split(x, a, "m"); sub("s", "", a[2]); return a[1] * 60 + a[2] }
-        FNR == 2 { v = s($1) + s($2); if (NR == FNR) b = v; else e = v } END { printf "%.2f", e - b }' \
-        "$WORK/times.mark" "$WORK/times.now")"
 }
 # PostgreSQL's CPU: the postmaster plus its reaped children (walsenders, archive-push).
 pg_cpu() { proc_cpu "$PG_PID" 1; }
@@ -233,12 +208,6 @@ log "data directory without pg_wal: $DATA_BYTES bytes ($DATA_MIB MiB); database,
 RND_FILE="$("${PSQL[@]}" -At -c "SELECT pg_relation_filepath('rnd')")"
 head -c 128M "$PGDATA/$RND_FILE" >"$WORK/probe.bin"
 PROBE=""
-cpu_probe() {
-    local t0=$EPOCHREALTIME
-    zstd -q -1 -T2 -c "$WORK/probe.bin" >/dev/null
-    PROBE="$(elapsed "$t0" "$EPOCHREALTIME")"
-    log "cpu probe (zstd -1 -T2, 128 MiB): ${PROBE}s"
-}
 cpu_probe; cpu_probe
 
 # ------------------------------------------------------------------------------------------

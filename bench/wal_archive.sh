@@ -60,8 +60,9 @@ KEEP="${BENCH_KEEP:-0}"
 TOOLS="${BENCH_TOOLS:-polarbackup pgbackrest}"
 PGBIN=/usr/lib/postgresql/15/bin
 
-log() { printf '%s wal-bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+BENCH_TAG=wal-bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and runs PostgreSQL as user postgres)"
 [ -x "$PGBIN/initdb" ] || die "$PGBIN/initdb not found (apt-get install postgresql-15)"
@@ -76,19 +77,6 @@ PG_PID=""
 PG2_PID=""
 HELPER_PID=""
 
-stop_pid() { # pid signal what
-    local pid="$1" sig="$2" what="$3" i
-    [ -n "$pid" ] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    log "stopping $what (pid $pid)"
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for i in $(seq 1 600); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    log "$what (pid $pid) did not stop; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 cg_remove() {
     local g i
@@ -168,25 +156,14 @@ log "work directory $WORK (commit $COMMIT, $DIRTY modified tracked source files,
 
 AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --
     env HOME="$WORK/home" PATH="$PGBIN:/usr/local/bin:/usr/bin:/bin" LC_ALL=C.UTF-8)
-as_pg() { "${AS_PG[@]}" "$@"; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
-dir_bytes() { du -sb "$@" 2>/dev/null | awk '{s+=$1} END{print s+0}'; }
 json_field() { python3 -c 'import json,sys; v=json.load(sys.stdin).get(sys.argv[1]); print("" if v is None else v)' "$1"; }
 
 CLK_TCK="$(getconf CLK_TCK)"
 proc_cpu() { # PID: user+system seconds of a live process
     [ -r "/proc/$1/stat" ] || { echo ""; return 0; }
     sed 's/.*) //' "/proc/$1/stat" | awk -v t="$CLK_TCK" '{ printf "%.2f", ($12 + $13) / t }'
-}
-cpu_mark() { times >"$WORK/times.mark"; }
-cpu_since() {
-    times >"$WORK/times.now"
-    CPU="$(awk 'function s(x, a) { split(x, a, "m"); sub("s", "", a[2]); return a[1] * 60 + a[2] }
-        FNR == 2 { v = s($1) + s($2); if (NR == FNR) b = v; else e = v } END { printf "%.2f", e - b }' \
-        "$WORK/times.mark" "$WORK/times.now")"
 }
 
 # cgroups for CPU accounting: cgroup v1 cpuacct, else v2.
@@ -218,12 +195,6 @@ cg_enter() { # group: move this (sub)shell into the group
 }
 
 PROBE=""
-cpu_probe() {
-    local t0=$EPOCHREALTIME
-    zstd -q -1 -T2 -c "$WORK/probe.bin" >/dev/null
-    PROBE="$(elapsed "$t0" "$EPOCHREALTIME")"
-    log "cpu probe (zstd -1 -T2, 128 MiB): ${PROBE}s"
-}
 
 LOAD_WAITED=0
 wait_low_load() {

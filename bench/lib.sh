@@ -1,0 +1,38 @@
+# Shell helpers the benchmarks share (sourced; BENCH_TAG names the benchmark in log lines).
+# They use the caller's WORK (scratch directory) and AS_PG (how to run a command as postgres).
+
+log() { printf '%s %s: %s\n' "$(date +%H:%M:%S)" "${BENCH_TAG:-bench}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+as_pg() { "${AS_PG[@]}" "$@"; }
+dir_bytes() { du -sb "$@" 2>/dev/null | awk '{s+=$1} END{print s+0}'; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+stop_pid() { # pid signal what
+    local pid="$1" sig="$2" what="$3" i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    log "stopping $what (pid $pid)"
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for i in $(seq 1 600); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    log "$what (pid $pid) did not stop; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+# cpu_mark / cpu_since: CPU of this shell's finished children in between (the tool measured,
+# with everything it waited for). Must run in this shell, not in $( ): "times" is per process.
+cpu_mark() { times >"$WORK/times.mark"; }
+cpu_since() {
+    times >"$WORK/times.now"
+    CPU="$(awk 'function s(x, a) { split(x, a, "m"); sub("s", "", a[2]); return a[1] * 60 + a[2] }
+        FNR == 2 { v = s($1) + s($2); if (NR == FNR) b = v; else e = v } END { printf "%.2f", e - b }' \
+        "$WORK/times.mark" "$WORK/times.now")"
+}
+# The machine's speed right now: recorded with each run, to tell a slow run from a slow tool.
+cpu_probe() {
+    local t0=$EPOCHREALTIME
+    zstd -q -1 -T2 -c "$WORK/probe.bin" >/dev/null
+    PROBE="$(elapsed "$t0" "$EPOCHREALTIME")"
+    log "cpu probe (zstd -1 -T2, 128 MiB): ${PROBE}s"
+}
