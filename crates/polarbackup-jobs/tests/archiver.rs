@@ -65,6 +65,8 @@ struct Stats {
     deleted: Vec<String>,
     /// Clusters whose slot the supervisor dropped.
     dropped: Vec<DbClusterId>,
+    /// What the repository holds per cluster, as `stored_wal` lists it.
+    in_repo: HashMap<DbClusterId, Vec<String>>,
 }
 
 struct Scripted {
@@ -152,6 +154,16 @@ impl WalArchiver for Scripted {
             .await;
             *self.stats.lock().unwrap().active.get_mut(&id).unwrap() -= 1;
             end
+        })
+    }
+
+    fn stored_wal<'a>(
+        &'a self,
+        cluster: &'a DbClusterId,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobError>> {
+        Box::pin(async move {
+            let st = self.stats.lock().unwrap();
+            Ok(st.in_repo.get(cluster).cloned().unwrap_or_default())
         })
     }
 
@@ -401,4 +413,38 @@ async fn retention_removes_old_wal_rows_then_data() {
             .unwrap(),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_stored_but_never_recorded_are_removed_when_an_archiver_starts() {
+    let s = setup(1);
+    let c = &s.clusters[0];
+    let now = SystemClock.now();
+    assert!(s
+        .store
+        .claim_archiver(c, "old", now + SignedDuration::from_secs(1), now)
+        .unwrap());
+    let kept = format!("wal/{c}/kept");
+    s.store
+        .record_wal("old", &object(c, 1, kept.clone(), now), now)
+        .unwrap()
+        .unwrap();
+    s.store.release_archiver(c, "old").unwrap();
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let orphan = format!("wal/{c}/cut-off.partial");
+    stats
+        .lock()
+        .unwrap()
+        .in_repo
+        .insert(c.clone(), vec![kept.clone(), orphan.clone()]);
+    let stop = CancellationToken::new();
+    let task = start(&s, Scripted::new(Script::Stream, "a", stats.clone()), &stop);
+    wait_for("archived", || archived(&s, c) == 2).await;
+    assert_eq!(
+        stats.lock().unwrap().deleted,
+        vec![orphan],
+        "only the unrecorded one"
+    );
+    stop.cancel();
+    task.await.unwrap();
 }

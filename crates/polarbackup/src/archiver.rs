@@ -9,7 +9,7 @@ use polarbackup_jobs::archiver::{
     ArchiveContext, ArchiveEnd, ArchiveSink, RecordOutcome, WalArchiver,
 };
 use polarbackup_jobs::{BoxFuture, JobError};
-use polarbackup_model::{Clock, Cluster, NewWalObject, WalGap};
+use polarbackup_model::{Clock, Cluster, DbClusterId, NewWalObject, WalGap};
 use polarbackup_repo::Repo;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +72,18 @@ impl WalArchiver for PgArchiver {
             drop_archive_slot(&connect_config(cluster), &cluster.id)
                 .await
                 .map_err(job_error)
+        })
+    }
+
+    fn stored_wal<'a>(
+        &'a self,
+        cluster: &'a DbClusterId,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobError>> {
+        Box::pin(async move {
+            self.repo
+                .list_wal(cluster.as_str())
+                .await
+                .map_err(|e| JobError::Backup(e.to_string()))
         })
     }
 

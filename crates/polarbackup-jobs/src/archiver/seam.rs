@@ -3,7 +3,7 @@
 use super::sink::ArchiveSink;
 use crate::error::JobError;
 use crate::executor::BoxFuture;
-use polarbackup_model::{Cluster, Lsn};
+use polarbackup_model::{Cluster, DbClusterId, Lsn};
 use tokio_util::sync::CancellationToken;
 
 /// What a supervisor hands the engine for one cluster.
@@ -32,6 +32,11 @@ pub trait WalArchiver: Send + Sync + 'static {
         &'a self,
         ctx: &'a ArchiveContext,
     ) -> BoxFuture<'a, Result<ArchiveEnd, JobError>>;
+    /// Every stored WAL object key of a cluster, recorded or not.
+    fn stored_wal<'a>(
+        &'a self,
+        cluster: &'a DbClusterId,
+    ) -> BoxFuture<'a, Result<Vec<String>, JobError>>;
     /// Removes stored WAL objects by key. Idempotent.
     fn delete_wal<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<(), JobError>>;
     /// Drops the cluster's replication slot on the database (its cluster was deleted); false

@@ -143,6 +143,9 @@ impl Supervisor {
         info!(%cluster, "archiving the cluster's WAL");
         let heartbeat = tokio::spawn(self.clone().heartbeat(cluster.clone(), lease.clone()));
         let retention = tokio::spawn(self.clone().retention(cluster.clone(), lease.clone()));
+        if let Err(e) = self.sweep_orphans(&cluster).await {
+            warn!(%cluster, error = %e, "could not look for unrecorded WAL objects; next time");
+        }
         let mut failures = 0u32;
         while !lease.cancel().is_cancelled() {
             let started = tokio::time::Instant::now();
@@ -183,6 +186,30 @@ impl Supervisor {
         }
         self.drop_slot_if_deleted(&cluster).await;
         info!(%cluster, lost = lease.is_lost(), "archiver stopped");
+    }
+
+    /// Removes WAL objects stored but never recorded (an upload cut off by a crash, a
+    /// shutdown's time limit or a lost lease). Safe once this server holds the lease: no other
+    /// worker can record for the cluster any more, and this one has not started. The listing
+    /// comes first, so an object recorded before the lease changed hands is in the records.
+    async fn sweep_orphans(&self, cluster: &DbClusterId) -> Result<usize, crate::JobError> {
+        let stored = self.archiver.stored_wal(cluster).await?;
+        let store = self.store.clone();
+        let id = cluster.clone();
+        let recorded: HashSet<String> = blocking(move || store.wal_objects(&id))
+            .await?
+            .into_iter()
+            .map(|w| w.object.key)
+            .collect();
+        let orphans: Vec<String> = stored
+            .into_iter()
+            .filter(|k| !recorded.contains(k))
+            .collect();
+        if !orphans.is_empty() {
+            warn!(%cluster, count = orphans.len(), "removing WAL objects that were stored but never recorded");
+            self.archiver.delete_wal(&orphans).await?;
+        }
+        Ok(orphans.len())
     }
 
     /// `admin cluster delete` drops the slot, but an archiver reconnecting at that moment may
