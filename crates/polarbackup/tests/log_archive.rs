@@ -684,7 +684,15 @@ fn deleting_a_cluster_drops_its_slot_and_wal(major: u32) {
         json!([set.id.to_string()]),
         "{summary}"
     );
-    assert_eq!(summary["ReplicationSlot"], "dropped", "{summary}");
+    // The command drops the slot, unless the server's archiver, stopping on the deleted
+    // cluster, dropped it first; either way it is gone (checked below).
+    assert!(
+        matches!(
+            summary["ReplicationSlot"].as_str(),
+            Some("dropped" | "absent")
+        ),
+        "{summary}"
+    );
     let removed = summary["DeletedBackupLogs"]
         .as_u64()
         .unwrap_or_else(|| panic!("DeletedBackupLogs: {summary}"));
