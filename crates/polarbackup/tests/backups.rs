@@ -1139,6 +1139,10 @@ fn a_backup_interrupted_by_a_server_crash_fails_after_restart_and_leaves_nothing
     // Past the first 8 MiB chunk, so something is stored when the backup is interrupted.
     let (job, seen) = create_and_watch(&server, &t, UPLOADING_OR_LATER, 45, 0.05);
     assert_eq!(seen.last().expect("observed").0, "Uploading", "{seen:?}");
+    wait_for_stored_data(&repo_dir(&server, &job));
+    // From here on a trickle, so that however busy the machine (the checks below start
+    // Python), the backup cannot finish before the kill.
+    proxy.set_rate(100_000);
 
     // A running job is no backup set: it cannot be deleted or listed yet.
     let r = sdk_batch(vec![
@@ -1152,7 +1156,6 @@ fn a_backup_interrupted_by_a_server_crash_fails_after_restart_and_leaves_nothing
     ]);
     assert_error(&r[0], 400, "InvalidBackupSetID.NotFound");
     assert_eq!(backup_page(&r[1]).0, 0, "{:#}", r[1]);
-    wait_for_stored_data(&repo_dir(&server, &job));
 
     server.kill();
     let killed_at = Instant::now();
