@@ -242,7 +242,8 @@ pub trait WalStore: Send + Sync {
     /// lease at `now` and the cluster is Running (checked in the same transaction): `None`,
     /// nothing recorded, when not (so nothing lands after a deletion began). A `Segment` or `Partial` replaces the `Partial` recorded at the same timeline
     /// and start, unless that one reaches further; the replaced (or refused) objects come
-    /// back so the caller deletes their data.
+    /// back so the caller deletes their data. Its times (and a gap's) are kept to the
+    /// microsecond, the server clock's precision; finer digits are dropped.
     fn record_wal(
         &self,
         worker: &str,
@@ -253,7 +254,8 @@ pub trait WalStore: Send + Sync {
     /// timeline.
     fn wal_objects(&self, cluster: &DbClusterId) -> Result<Vec<WalObject>>;
     /// One page of DescribeBackupLogs: objects whose span (`start_time`..`end_time`) meets
-    /// `from`..=`to`, oldest first, and the total count of them.
+    /// `from`..=`to` in whole seconds (see [`WalFilter`]), oldest first, and the total count
+    /// of them.
     fn wal_page(&self, cluster: &DbClusterId, filter: &WalFilter) -> Result<WalPage>;
     /// A recorded WAL object by id, whatever its cluster.
     fn wal_object(&self, id: BackupLogId) -> Result<Option<WalObject>>;

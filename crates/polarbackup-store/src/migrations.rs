@@ -198,6 +198,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wal_gaps_by_cluster ON wal_gaps (cluster_id, detected_at);
     "#,
+    // 10: WAL objects' times and gaps' detection times in microseconds since the epoch, as the
+    // server's clock gives them: in whole seconds the recovery window ended up to a second
+    // before the newest archived commit. Renaming keeps the indexes (they follow the column)
+    // and the AUTOINCREMENT sequence; existing rows keep their second.
+    r#"
+    ALTER TABLE wal_objects RENAME COLUMN start_time TO start_us;
+    ALTER TABLE wal_objects RENAME COLUMN end_time TO end_us;
+    UPDATE wal_objects SET start_us = start_us * 1000000, end_us = end_us * 1000000;
+    ALTER TABLE wal_gaps RENAME COLUMN detected_at TO detected_us;
+    UPDATE wal_gaps SET detected_us = detected_us * 1000000;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -134,7 +134,8 @@ pub struct Attachment {
     pub document: Option<String>,
 }
 
-/// Which WAL objects DescribeBackupLogs lists: those whose span meets `from..=to`.
+/// Which WAL objects DescribeBackupLogs lists: those whose span meets `from..=to`, compared to
+/// the whole second as the API shows times (an object starting at 20.4 s meets `to` = 20 s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalFilter {
     pub from: Timestamp,

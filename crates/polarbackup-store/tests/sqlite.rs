@@ -1,12 +1,15 @@
 //! What only the SQLite backend promises beyond the contract: a private data directory and
-//! file, a refused newer schema, and processes opening one fresh database together.
+//! file, a refused newer schema, processes opening one fresh database together, and old
+//! databases loading.
 
 #[path = "contract/common.rs"]
 mod common;
 
 use common::{created, finish, manual, new_cluster, t};
+use jiff::SignedDuration;
+use polarbackup_model::{BackupLogId, DbClusterId, Lsn, NewWalObject, WalGap, WalObjectKind};
 use polarbackup_store::prelude::*;
-use polarbackup_store::{SqliteStore, StoreError};
+use polarbackup_store::{SqliteStore, StoreError, WalFilter};
 use std::os::unix::fs::PermissionsExt;
 
 #[test]
@@ -77,4 +80,99 @@ fn sets_from_before_the_wal_columns_load_without_a_range() {
     drop(conn);
     let loaded = store.backup_set(set.id).expect("load").expect("listed");
     assert_eq!(loaded.wal, None);
+}
+
+/// A database written at schema 9, with WAL objects' and gaps' times in whole seconds, opens
+/// with them kept, its time filter still answering and its WAL ids still never reused.
+#[test]
+fn wal_objects_and_gaps_from_schema_9_keep_their_times() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let conn = rusqlite::Connection::open(dir.path().join("metadata.sqlite")).expect("raw");
+    conn.execute_batch(include_str!("fixtures/schema-9.sql"))
+        .expect("the sample");
+    drop(conn);
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let cluster = DbClusterId::parse("pc-51c6j2cobh144ie").expect("id");
+    let summary = |objects: Vec<polarbackup_model::WalObject>| {
+        objects
+            .into_iter()
+            .map(|o| {
+                (
+                    o.id.0,
+                    o.object.kind,
+                    o.object.start_time,
+                    o.object.end_time,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(store.wal_objects(&cluster).expect("list")),
+        vec![
+            (1, WalObjectKind::Segment, t(5), t(20)),
+            (4, WalObjectKind::Partial, t(21), t(25)),
+            (3, WalObjectKind::History, t(21), t(21)),
+        ]
+    );
+    let segment = store
+        .wal_object(BackupLogId(1))
+        .expect("get")
+        .expect("kept");
+    assert_eq!(
+        (
+            segment.object.name.as_str(),
+            segment.object.start,
+            segment.object.end
+        ),
+        (
+            "000000010000000000000003",
+            Lsn(0x0300_0000),
+            Lsn(0x0400_0000)
+        )
+    );
+    assert_eq!(
+        store.gaps(&cluster).expect("gaps"),
+        vec![WalGap {
+            cluster_id: cluster.clone(),
+            timeline: 1,
+            from: Lsn(0x0100_0000),
+            to: Lsn(0x0200_0000),
+            detected_at: t(3),
+            reason: "slot invalidated".into(),
+        }]
+    );
+    let filter = WalFilter {
+        from: t(21),
+        to: t(21),
+        page_size: 30,
+        page_number: 1,
+    };
+    let page = store.wal_page(&cluster, &filter).expect("page");
+    let listed: Vec<u64> = page.objects.iter().map(|o| o.id.0).collect();
+    assert_eq!((listed, page.total), (vec![3, 4], 2));
+
+    // The sample's archiver holds its lease until t(100); the whole segment replaces the
+    // migrated partial.
+    let precise = NewWalObject {
+        timeline: 2,
+        kind: WalObjectKind::Segment,
+        name: "000000020000000000000004".into(),
+        key: "wal/new.zst".into(),
+        start: Lsn(0x0400_0000),
+        end: Lsn(0x0500_0000),
+        start_time: t(25) + SignedDuration::from_micros(7),
+        end_time: t(30) + SignedDuration::from_micros(999_999),
+        ..segment.object
+    };
+    let outcome = store
+        .record_wal("w", &precise, t(50))
+        .expect("record")
+        .expect("the lease is held");
+    assert_eq!(
+        summary(outcome.replaced),
+        vec![(4, WalObjectKind::Partial, t(21), t(25))]
+    );
+    let recorded = outcome.recorded.expect("recorded");
+    assert!(recorded.id > BackupLogId(4), "ids go on: {:?}", recorded.id);
+    assert_eq!(recorded.object, precise);
 }

@@ -156,8 +156,9 @@ mod tests {
                 stored_size: 1234,
                 key: format!("wal/pc-abcdefghij12345/{name}.zst"),
                 digest: "00".repeat(32),
-                start_time: Timestamp::from_second(1_605_425_405).expect("t"),
-                end_time: Timestamp::from_second(1_605_425_420).expect("t"),
+                // The server's microseconds are not shown: whole seconds, truncated.
+                start_time: Timestamp::from_microsecond(1_605_425_405_500_000).expect("t"),
+                end_time: Timestamp::from_microsecond(1_605_425_420_999_999).expect("t"),
             },
         }
     }

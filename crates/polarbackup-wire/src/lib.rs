@@ -47,6 +47,12 @@ mod tests {
     fn times_are_utc_seconds_with_z() {
         let t = jiff::Timestamp::from_second(1_596_871_441).expect("time");
         assert_eq!(super::format_time(t), "2020-08-08T07:24:01Z");
+        let last = jiff::Timestamp::from_microsecond(1_596_871_441_999_999).expect("time");
+        assert_eq!(
+            super::format_time(last),
+            "2020-08-08T07:24:01Z",
+            "truncated, never rounded up"
+        );
     }
 
     #[test]

@@ -45,4 +45,20 @@ mod tests {
             json!({"DBClusterId":"pc-abcdefghij12345","RecoveryBeginTime":"","RecoveryEndTime":""})
         );
     }
+
+    /// The window ends at the newest WAL's server time, with microseconds: the shown end is
+    /// that second, truncated, so a restore to exactly what is shown is inside the window.
+    #[test]
+    fn the_end_is_truncated_to_a_time_inside_the_window() {
+        let id = DbClusterId::parse("pc-abcdefghij12345").expect("id");
+        let w = RecoveryWindow {
+            begin: Timestamp::from_second(1_605_425_407).expect("t"),
+            end: Timestamp::from_microsecond(1_605_511_807_999_999).expect("t"),
+        };
+        let body = response(&id, Some(w));
+        assert_eq!(body["RecoveryEndTime"], "2020-11-16T07:30:07Z");
+        let shown = body["RecoveryEndTime"].as_str().expect("string");
+        let shown = crate::parse_time_input(shown).expect("parses back");
+        assert!(w.begin <= shown && shown <= w.end, "{shown} outside {w:?}");
+    }
 }

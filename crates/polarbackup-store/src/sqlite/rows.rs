@@ -1,4 +1,5 @@
-//! Mapping between SQLite rows and model records; timestamps are stored as Unix seconds.
+//! Mapping between SQLite rows and model records; timestamps are stored as Unix seconds, WAL
+//! objects' and gaps' as Unix microseconds (the server's clock has them).
 
 use crate::StoreError;
 use jiff::Timestamp;
@@ -16,6 +17,17 @@ pub fn secs(t: Timestamp) -> i64 {
 
 pub fn ts(s: i64) -> rusqlite::Result<Timestamp> {
     Timestamp::from_second(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+/// Sub-microsecond digits are dropped: a stored time is never later than the one given.
+pub fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+pub fn ts_micros(us: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_microsecond(us).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
     })
 }
@@ -197,7 +209,7 @@ pub fn set_from(row: &Row<'_>) -> rusqlite::Result<BackupSet> {
 }
 
 pub const WAL_COLUMNS: &str = "id, cluster_id, timeline, kind, name, start_lsn, end_lsn, size, \
-     stored_size, key, digest, start_time, end_time";
+     stored_size, key, digest, start_us, end_us";
 
 fn size_from(v: i64) -> rusqlite::Result<u64> {
     u64::try_from(v).map_err(|_| corrupt("size", &v.to_string()))
@@ -226,8 +238,8 @@ pub fn wal_object_from(row: &Row<'_>) -> rusqlite::Result<WalObject> {
             stored_size: size_from(row.get("stored_size")?)?,
             key: row.get("key")?,
             digest: row.get("digest")?,
-            start_time: ts(row.get("start_time")?)?,
-            end_time: ts(row.get("end_time")?)?,
+            start_time: ts_micros(row.get("start_us")?)?,
+            end_time: ts_micros(row.get("end_us")?)?,
         },
     })
 }
@@ -238,7 +250,7 @@ pub fn gap_from(row: &Row<'_>) -> rusqlite::Result<WalGap> {
         timeline: timeline_from(row.get("timeline")?)?,
         from: lsn_from(row.get("from_lsn")?)?,
         to: lsn_from(row.get("to_lsn")?)?,
-        detected_at: ts(row.get("detected_at")?)?,
+        detected_at: ts_micros(row.get("detected_us")?)?,
         reason: row.get("reason")?,
     })
 }

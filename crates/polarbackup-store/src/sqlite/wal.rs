@@ -3,7 +3,7 @@
 //! it found. [`WalStore`] for [`SqliteStore`].
 
 use super::clusters;
-use super::rows::{db_lsn, db_size, gap_from, secs, wal_object_from, WAL_COLUMNS};
+use super::rows::{db_lsn, db_size, gap_from, micros, secs, wal_object_from, WAL_COLUMNS};
 use super::SqliteStore;
 use crate::records::{RecoveryInputs, WalFilter, WalPage, WalRecorded};
 use crate::{Result, StoreError, WalStore};
@@ -97,7 +97,7 @@ fn select(c: &Connection, condition: &str, args: impl rusqlite::Params) -> Resul
 fn insert(c: &Connection, o: &NewWalObject) -> Result<WalObject> {
     c.execute(
         "INSERT INTO wal_objects (cluster_id, timeline, kind, name, start_lsn, end_lsn, size,
-             stored_size, key, digest, start_time, end_time)
+             stored_size, key, digest, start_us, end_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             o.cluster_id.as_str(),
@@ -110,16 +110,14 @@ fn insert(c: &Connection, o: &NewWalObject) -> Result<WalObject> {
             db_size(o.stored_size),
             o.key,
             o.digest,
-            secs(o.start_time),
-            secs(o.end_time),
+            micros(o.start_time),
+            micros(o.end_time),
         ],
     )?;
-    let id = u64::try_from(c.last_insert_rowid())
-        .map_err(|_| StoreError::Corrupt("negative WAL object id".into()))?;
-    Ok(WalObject {
-        id: BackupLogId(id),
-        object: o.clone(),
-    })
+    // Read back: the row is what every later read returns (times to the microsecond).
+    select(c, "id = ?1", [c.last_insert_rowid()])?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("WAL object lost on insert".into()))
 }
 
 /// Records `o` under the lease of `worker`, in the caller's write transaction: nothing when the
@@ -195,13 +193,22 @@ fn db_log_id(id: BackupLogId) -> i64 {
     i64::try_from(id.0).unwrap_or(-1)
 }
 
+const SECOND: i64 = 1_000_000;
+
+/// The first microsecond of the second holding `t`.
+fn second_start(t: Timestamp) -> i64 {
+    micros(t).div_euclid(SECOND) * SECOND
+}
+
+/// Times are compared to the whole second, as DescribeBackupLogs shows them: an object that
+/// starts within the second `to` or ends within the second `from` meets the range.
 fn page(c: &Connection, cluster: &DbClusterId, f: &WalFilter) -> Result<WalPage> {
-    let condition = "cluster_id = ?1 AND start_time <= ?2 AND end_time >= ?3";
+    let condition = "cluster_id = ?1 AND start_us < ?2 AND end_us >= ?3";
     let offset = u64::from(f.page_number.saturating_sub(1)) * u64::from(f.page_size);
     let args = params![
         cluster.as_str(),
-        secs(f.to),
-        secs(f.from),
+        second_start(f.to).saturating_add(SECOND),
+        second_start(f.from),
         f.page_size,
         i64::try_from(offset).unwrap_or(i64::MAX)
     ];
@@ -213,7 +220,7 @@ fn page(c: &Connection, cluster: &DbClusterId, f: &WalFilter) -> Result<WalPage>
     )?;
     let objects = select(
         c,
-        &format!("{condition} ORDER BY start_time, id LIMIT ?4 OFFSET ?5"),
+        &format!("{condition} ORDER BY start_us, id LIMIT ?4 OFFSET ?5"),
         args,
     )?;
     Ok(WalPage { objects, total })
@@ -239,14 +246,14 @@ fn insert_gap(c: &Connection, gap: &WalGap) -> Result<()> {
         return Err(StoreError::NotFound { what: "cluster" });
     }
     c.execute(
-        "INSERT INTO wal_gaps (cluster_id, timeline, from_lsn, to_lsn, detected_at, reason)
+        "INSERT INTO wal_gaps (cluster_id, timeline, from_lsn, to_lsn, detected_us, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             gap.cluster_id.as_str(),
             i64::from(gap.timeline),
             db_lsn(gap.from)?,
             db_lsn(gap.to)?,
-            secs(gap.detected_at),
+            micros(gap.detected_at),
             gap.reason,
         ],
     )?;
@@ -255,8 +262,8 @@ fn insert_gap(c: &Connection, gap: &WalGap) -> Result<()> {
 
 fn gaps_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<WalGap>> {
     let mut stmt = c.prepare_cached(
-        "SELECT cluster_id, timeline, from_lsn, to_lsn, detected_at, reason FROM wal_gaps
-         WHERE cluster_id = ?1 ORDER BY detected_at, id",
+        "SELECT cluster_id, timeline, from_lsn, to_lsn, detected_us, reason FROM wal_gaps
+         WHERE cluster_id = ?1 ORDER BY detected_us, id",
     )?;
     let rows = stmt.query_map([cluster.as_str()], gap_from)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -59,6 +59,7 @@ macro_rules! store_contract {
                 wal::removed_objects_come_back_once,
                 wal::wal_ids_increase_and_are_never_reused,
                 wal::gaps_round_trip_oldest_first_and_read_with_the_rest_in_one_snapshot,
+                wal::wal_and_gap_times_keep_their_microseconds,
             );
         }
     };

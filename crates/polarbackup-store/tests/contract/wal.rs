@@ -1,9 +1,11 @@
 //! Log backups in the store: the log-backup policy, the archiver's lease (one holder across
 //! handles), WAL objects recorded only under the lease (a longer partial or the segment
-//! replaces a partial), DescribeBackupLogs' pages, removal, ids never reused, and gaps.
+//! replaces a partial), DescribeBackupLogs' pages, removal, ids never reused, gaps, and
+//! times kept to the microsecond.
 
 use crate::common::{setup, t, Backend};
 use crate::concurrency::{race, THREADS};
+use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::policy::RetentionOnClusterDeletion as Retention;
 use polarbackup_model::{
     BackupLogId, ClusterStatus, DbClusterId, LogBackupPolicy, LogRetention, Lsn, NewWalObject,
@@ -85,6 +87,11 @@ fn filter(from: i64, to: i64, page_size: u32, page_number: u32) -> WalFilter {
         page_size,
         page_number,
     }
+}
+
+/// [`t`]`(s)` and `us` microseconds.
+fn t_us(s: i64, us: i64) -> Timestamp {
+    t(s) + SignedDuration::from_micros(us)
 }
 
 fn ids(objects: &[WalObject]) -> Vec<BackupLogId> {
@@ -486,4 +493,68 @@ pub fn gaps_round_trip_oldest_first_and_read_with_the_rest_in_one_snapshot(b: &d
         }),
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// The archiver measures times with the server's microseconds; the window ends at the newest
+/// WAL's, so a store that dropped them would end it before the newest archived commit.
+pub fn wal_and_gap_times_keep_their_microseconds(b: &dyn Backend) {
+    let (store, _account, cluster) = setup(b);
+    let precise = NewWalObject {
+        start_time: t_us(20, 1),
+        end_time: t_us(29, 999_999),
+        ..segment(&cluster, 3, 0, 0)
+    };
+    let object = recorded(&*store, &precise);
+    assert_eq!(object.object, precise);
+    let fresh = b.open();
+    assert_eq!(
+        fresh.wal_object(object.id).expect("get"),
+        Some(object.clone())
+    );
+    assert_eq!(
+        fresh.wal_objects(&cluster).expect("list"),
+        vec![object.clone()]
+    );
+    let gap = WalGap {
+        cluster_id: cluster.clone(),
+        timeline: 1,
+        from: Lsn(SEG),
+        to: Lsn(2 * SEG),
+        detected_at: t_us(40, 123_456),
+        reason: "slot invalidated".into(),
+    };
+    store.record_gap(&gap).expect("record");
+    assert_eq!(fresh.gaps(&cluster).expect("gaps"), vec![gap.clone()]);
+    let inputs = fresh.recovery_inputs(&cluster).expect("inputs");
+    assert_eq!((inputs.wal, inputs.gaps), (vec![object.clone()], vec![gap]));
+
+    // Nanoseconds are below the server clock's precision: dropped, never rounded up.
+    let finer = NewWalObject {
+        start_time: t_us(20, 0) + SignedDuration::from_nanos(999),
+        end_time: t_us(30, 0),
+        ..segment(&cluster, 4, 0, 0)
+    };
+    let earlier = recorded(&*store, &finer);
+    assert_eq!(
+        (earlier.object.start_time, earlier.object.end_time),
+        (t_us(20, 0), t_us(30, 0))
+    );
+
+    // Listed oldest first to the microsecond; the range is compared in whole seconds, as
+    // DescribeBackupLogs shows times, so each object meets a bound in its shown second.
+    let page = |from, to| {
+        ids(&store
+            .wal_page(&cluster, &filter(from, to, 30, 1))
+            .expect("page")
+            .objects)
+    };
+    assert_eq!(page(0, 100), vec![earlier.id, object.id], "by start time");
+    assert_eq!(
+        page(20, 20),
+        vec![earlier.id, object.id],
+        "both start in 20"
+    );
+    assert_eq!(page(0, 19), vec![], "both start after 19");
+    assert_eq!(page(29, 29), vec![earlier.id, object.id], "both span 29");
+    assert_eq!(page(30, 31), vec![earlier.id], "only one ends in 30");
 }
