@@ -30,7 +30,8 @@ fn backup(id: u64, tl: u32, seg: u64, at: i64) -> BackupSet {
         status: BackupSetStatus::Success,
         start_time: t(at - 1),
         end_time: t(at),
-        consistent_time: Some(t(at)),
+        // Kept to the second, so the window begins a second later: at minute `at`.
+        consistent_time: Some(t(at) - jiff::SignedDuration::from_secs(1)),
         size: 1,
         stored_size: 1,
         comment: None,
@@ -317,4 +318,30 @@ fn retention_keeps_what_the_window_needs() {
     // The window after retention still starts at a backup the remaining WAL serves.
     let kept: Vec<_> = wal.iter().filter(|w| w.id.0 > 13).cloned().collect();
     assert_eq!(recovery_window(&sets, &kept, &[]), window(days(5), days(9)));
+}
+
+#[test]
+fn the_window_begins_the_second_after_the_recorded_consistent_time() {
+    // The store keeps consistent times cut to the second; the real one may be up to a second
+    // later, and a target before it would stop PostgreSQL short of consistency.
+    let mut set = backup(1, 1, 2, 10);
+    let recorded = t(10) + jiff::SignedDuration::from_secs(5);
+    set.consistent_time = Some(recorded);
+    let wal = [seg(11, 1, 2, 9, 12)];
+    let w = recovery_window(std::slice::from_ref(&set), &wal, &[]).unwrap();
+    assert_eq!(w.begin, recorded + jiff::SignedDuration::from_secs(1));
+    let err = plan_restore(
+        std::slice::from_ref(&set),
+        &wal,
+        &[],
+        RecoveryTarget::Time(recorded),
+    );
+    assert!(
+        matches!(err, Err(PlanError::OutsideWindow { .. })),
+        "{err:?}"
+    );
+    // With a fraction (a set not yet through the store) it is the next whole second too.
+    set.consistent_time = Some(recorded + jiff::SignedDuration::from_millis(300));
+    let w = recovery_window(std::slice::from_ref(&set), &wal, &[]).unwrap();
+    assert_eq!(w.begin, recorded + jiff::SignedDuration::from_secs(1));
 }

@@ -7,16 +7,16 @@ use crate::config;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use polarbackup_engine::{
-    restore, restore_to_point, ConfiguredTarget, PitrRequest, RestoreRequest, WAL_DIR,
+    restore, restore_to_point, ConfiguredTarget, EngineError, PitrRequest, RestoreRequest, WAL_DIR,
 };
 use polarbackup_model::log_backup::{plan_restore, RecoveryTarget, RestorePlan};
 use polarbackup_model::{BackupJobId, BackupSetStatus, DbClusterId};
-use polarbackup_repo::{Repo, RepoConfig};
+use polarbackup_repo::{Repo, RepoConfig, RepoError};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
 use serde_json::json;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -74,14 +74,34 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                 json!({"BackupId": id.to_string(), "TargetDir": target, "Bytes": summary.bytes})
             );
         }
-        Source::Point { plan, asked } => {
-            let summary = runtime.block_on(restore_to_point(PitrRequest {
-                plan: &plan,
-                repo: &repo,
-                target_dir: target,
-                tablespace_mapping: &mapping,
-                progress: &progress,
-            }));
+        Source::Point { mut plan, asked } => {
+            let mut attempt = 1;
+            let summary = loop {
+                let summary = runtime.block_on(restore_to_point(PitrRequest {
+                    plan: &plan,
+                    repo: &repo,
+                    target_dir: target,
+                    tablespace_mapping: &mapping,
+                    progress: &progress,
+                }));
+                match summary {
+                    Err(EngineError::Repo(RepoError::NotFound(key)))
+                        if key.starts_with("wal/") && attempt < REPLAN_ATTEMPTS =>
+                    {
+                        // A running archiver replaced a partial segment by a longer copy
+                        // after the plan was made: plan again on the newer records.
+                        eprintln!(
+                            "{key} was replaced by a longer copy while restoring (the cluster \
+                             is being archived); planning again"
+                        );
+                        clear_restored(target, &mapping)?;
+                        let cluster = args.cluster.as_deref().unwrap_or_default();
+                        plan = Box::new(self::plan(&store, cluster, &asked)?);
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
             reporter.finish();
             let summary = summary?;
             let bytes = summary.base.bytes + summary.wal_bytes;
@@ -120,6 +140,29 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                     "WalDir": target.join(WAL_DIR),
                 })
             );
+        }
+    }
+    Ok(())
+}
+
+/// How often a point-in-time restore plans again when the archiver replaced a WAL object.
+const REPLAN_ATTEMPTS: u32 = 3;
+
+/// Empties what a failed restore wrote: the target and the tablespace destinations were absent
+/// or empty before it (the engine checks that before writing anything).
+fn clear_restored(target: &Path, mapping: &[(String, PathBuf)]) -> Result<()> {
+    for dir in std::iter::once(target).chain(mapping.iter().map(|(_, to)| to.as_path())) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("clearing {} to restore again", path.display()))?;
         }
     }
     Ok(())

@@ -504,7 +504,11 @@ fn a_killed_server_leaves_no_hole(major: u32) {
     // replays up to the newest object from this backup.
     assert_eq!(sets.len(), 1, "{sets:?}");
     let window = recovery_window(&sets, &wal, &gaps).expect("a recovery window");
-    assert_eq!(Some(window.begin), base.consistent_time);
+    // It opens the second after the backup's consistent time (kept to the second).
+    assert_eq!(
+        Some(window.begin),
+        base.consistent_time.map(after_consistency)
+    );
     // The store keeps WAL times to the second.
     assert!(
         window.end.as_second() >= last_at.as_second(),
@@ -566,7 +570,10 @@ fn an_invalidated_slot_is_a_gap_and_a_new_window(major: u32) {
     f.wait_archived_now();
     let before_gap = f.db_now();
     let (begin, _) = f.api_window(&first);
-    assert_eq!(Some(begin), old.consistent_time.map(api_time));
+    assert_eq!(
+        Some(begin),
+        old.consistent_time.map(|t| api_time(after_consistency(t)))
+    );
     first.stop();
     let archive_end = f.archived().expect("archived WAL");
 
@@ -608,7 +615,7 @@ fn an_invalidated_slot_is_a_gap_and_a_new_window(major: u32) {
     assert_eq!(new.mode, JobMode::Automated, "{new:?}");
     let new_wal = new.wal.expect("the new backup's WAL range");
     assert!(new_wal.start >= gap.to, "{new:?} {gap:?}");
-    let new_begin = new.consistent_time.expect("a consistent time");
+    let new_begin = after_consistency(new.consistent_time.expect("a consistent time"));
     f.wait_for("the window to start at the new backup", || {
         (f.api_window(&second).0 == api_time(new_begin)).then_some(())
     });
@@ -731,4 +738,10 @@ fn pg13_deleting_a_cluster_drops_its_slot_and_wal() {
 #[test]
 fn pg18_deleting_a_cluster_drops_its_slot_and_wal() {
     deleting_a_cluster_drops_its_slot_and_wal(18);
+}
+
+/// Where a window opens for a backup: the second after its consistent time, which the store
+/// keeps to the second (the real one may be up to a second later).
+fn after_consistency(consistent: Timestamp) -> Timestamp {
+    Timestamp::from_second(consistent.as_second() + 1).unwrap()
 }

@@ -282,8 +282,9 @@ fn scenario(major: u32) {
         },
     );
     let (begin, end) = api_window(&server, &t);
-    // One backup and no gap: the window opens at that backup.
-    let consistent = base.consistent_time.unwrap().as_second();
+    // One backup and no gap: the window opens at that backup, the second after its
+    // consistent time (kept to the second).
+    let consistent = base.consistent_time.unwrap().as_second() + 1;
     assert_eq!(window.begin.as_second(), consistent);
     assert_eq!(begin.as_second(), consistent);
     assert!(

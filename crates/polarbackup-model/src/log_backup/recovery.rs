@@ -131,9 +131,10 @@ impl<'a> Archive<'a> {
 
     /// Follows the WAL from the end of `base` for as long as it is contiguous.
     fn chain(&self, base: &'a BackupSet) -> Option<Chain<'a>> {
-        let (Some(range), Some(begin)) = (base.wal, base.consistent_time) else {
+        let (Some(range), Some(consistent)) = (base.wal, base.consistent_time) else {
             return None;
         };
+        let begin = first_instant_after(consistent);
         if !base.is_available() {
             return None;
         }
@@ -175,6 +176,13 @@ impl<'a> Archive<'a> {
             end,
         })
     }
+}
+
+/// The first whole second surely at or after a backup's consistency: consistent times are
+/// kept to the second, cut off, so the real one may lie up to a second later, and a target
+/// before it would make PostgreSQL stop short of a consistent state.
+fn first_instant_after(consistent: Timestamp) -> Timestamp {
+    Timestamp::from_second(consistent.as_second().saturating_add(1)).unwrap_or(consistent)
 }
 
 fn chains<'a>(archive: &Archive<'a>, sets: &'a [BackupSet]) -> Vec<Chain<'a>> {
