@@ -96,7 +96,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                         );
                         clear_restored(target, &mapping)?;
                         let cluster = args.cluster.as_deref().unwrap_or_default();
-                        plan = Box::new(self::plan(&store, cluster, &asked)?);
+                        *plan = self::plan(&store, cluster, &asked)?;
                         attempt += 1;
                     }
                     other => break other,
