@@ -1,17 +1,21 @@
-//! Restore to a point in time: the plan's full backup (restored exactly as [`restore`] does),
-//! the archived WAL after it written into the data directory, and PostgreSQL's recovery
-//! settings, so that a plain `pg_ctl start` replays to the target and opens read-write.
+//! Restore to a point in time: the plan's full backup (restored exactly as
+//! [`restore`](crate::restore()) does) and, at the same time, the archived WAL after it written
+//! into the data directory, then PostgreSQL's recovery settings, so that a plain `pg_ctl start`
+//! replays to the target and opens read-write.
 
 mod decide;
 mod recovery_conf;
 mod wal_files;
 
-use crate::restore::{restore, RestoreRequest, RestoreSummary};
+use crate::restore::{self, RestoreRequest, RestoreSummary};
 use crate::EngineError;
 use jiff::Timestamp;
 use polarbackup_model::log_backup::RestorePlan;
+use polarbackup_model::Lsn;
 use polarbackup_repo::Repo;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// The directory inside the data directory that holds the restored WAL; `restore_command`
@@ -22,7 +26,7 @@ pub const WAL_DIR: &str = "polarbackup_wal";
 pub struct PitrRequest<'a> {
     pub plan: &'a RestorePlan,
     pub repo: &'a Repo,
-    /// The data directory to create: absent or empty, as for [`restore`].
+    /// The data directory to create: absent or empty, as for [`restore`](crate::restore()).
     pub target_dir: &'a Path,
     /// As [`RestoreRequest::tablespace_mapping`].
     pub tablespace_mapping: &'a [(String, PathBuf)],
@@ -55,7 +59,8 @@ pub struct PitrSummary {
 }
 
 /// Restores `plan` into `target_dir` and configures recovery to its target. Every check of the
-/// plan comes before anything is written.
+/// plan and of the target comes before anything is written. Once writing began, an error says
+/// that the directory holds an incomplete restore.
 pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, EngineError> {
     let plan = req.plan;
     let backup_id = plan.base.id.to_string();
@@ -77,8 +82,14 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
     let wal_files = files.len();
     let wal_total: u64 = files.iter().map(|f| f.size).sum();
 
-    let base_progress = |done: u64, total: u64| (req.progress)(done, total + wal_total);
-    let base = restore(RestoreRequest {
+    let base_done = AtomicU64::new(0);
+    let wal_done = AtomicU64::new(0);
+    let base_progress = |done: u64, total: u64| {
+        base_done.store(done, Ordering::Relaxed);
+        (req.progress)(done + wal_done.load(Ordering::Relaxed), total + wal_total);
+    };
+    // The target is checked, then created, before the WAL directory is made in it.
+    let base = restore::prepare(RestoreRequest {
         repo: req.repo,
         backup_id: &backup_id,
         target: req.target_dir,
@@ -86,26 +97,88 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
         progress: &base_progress,
     })
     .await?;
-    let total = base.bytes + wal_total;
+    let total = base.total() + wal_total;
+    let wal_progress = |done: u64| {
+        wal_done.store(done, Ordering::Relaxed);
+        (req.progress)(base_done.load(Ordering::Relaxed) + done, total);
+    };
     let archive = req.target_dir.join(WAL_DIR);
-    let wal_progress = |done: u64| (req.progress)(base.bytes + done, total);
-    let wal_bytes = wal_files::write_all(
-        req.repo,
-        files,
-        &archive,
-        seg_size,
-        system_id,
-        &wal_progress,
-    )
-    .await?;
+    // The base and the WAL go to different places, so they are written at once: the WAL's
+    // decompression and checks use the CPU that the base's writes and fsyncs leave idle. The
+    // first to fail stops the other, and both have ended before this goes on.
+    let cancel = CancellationToken::new();
+    let (base, wal_bytes) = tokio::join!(
+        async { stop_on_error(&cancel, base.run(&cancel).await) },
+        async {
+            let written = wal_files::write_all(
+                req.repo,
+                files,
+                &archive,
+                seg_size,
+                system_id,
+                &wal_progress,
+                &cancel,
+            )
+            .await;
+            stop_on_error(&cancel, written)
+        },
+    );
+    let (base, wal_bytes) = match (base, wal_bytes) {
+        (Ok(base), Ok(bytes)) => (base, bytes),
+        // The cause, not the other side's cancellation.
+        (Err(EngineError::Cancelled), Err(e)) | (Err(e), _) | (_, Err(e)) => {
+            return Err(incomplete(req.target_dir, e));
+        }
+    };
+    let target = configure(&req, range.end, archive, seg_size)
+        .await
+        .map_err(|e| incomplete(req.target_dir, e))?;
+    (req.progress)(total, total);
+    Ok(PitrSummary {
+        base,
+        wal_files,
+        wal_bytes,
+        timeline: plan.timeline,
+        target,
+    })
+}
 
+/// Cancels the other side of the restore when this side failed by itself.
+fn stop_on_error<T>(
+    cancel: &CancellationToken,
+    r: Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    if matches!(&r, Err(e) if !matches!(e, EngineError::Cancelled)) {
+        cancel.cancel();
+    }
+    r
+}
+
+/// Without its recovery settings a restored directory would start as the base backup alone
+/// (its backup_label replayed to the backup's end), which looks like success at the wrong time.
+fn incomplete(dir: &Path, e: EngineError) -> EngineError {
+    EngineError::Restore(format!(
+        "{e}; {} holds an incomplete restore with no recovery configured: do not start \
+         PostgreSQL on it, remove its contents before restoring again",
+        dir.display()
+    ))
+}
+
+/// Decides the recovery target from the restored WAL and writes the recovery settings.
+async fn configure(
+    req: &PitrRequest<'_>,
+    base_end: Lsn,
+    archive: PathBuf,
+    seg_size: u64,
+) -> Result<ConfiguredTarget, EngineError> {
+    let plan = req.plan;
     let target = match plan.target_time {
         None => ConfiguredTarget::EndOfWal { requested: None },
         Some(t) => {
             let data_dir = req.target_dir.to_path_buf();
             let timeline = plan.timeline;
             let found = tokio::task::spawn_blocking(move || {
-                decide::first_end_after(&data_dir, &archive, timeline, seg_size, range.end, t)
+                decide::first_end_after(&data_dir, &archive, timeline, seg_size, base_end, t)
             })
             .await
             .map_err(|e| EngineError::Restore(format!("WAL scan task failed: {e}")))??;
@@ -119,12 +192,5 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
         }
     };
     recovery_conf::configure(req.target_dir, plan.timeline, &target)?;
-    (req.progress)(total, total);
-    Ok(PitrSummary {
-        base,
-        wal_files,
-        wal_bytes,
-        timeline: plan.timeline,
-        target,
-    })
+    Ok(target)
 }

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// PostgreSQL's default, for a backup whose manifest predates the recorded segment size.
 const DEFAULT_SEG_SIZE: u64 = 16 << 20;
@@ -147,6 +148,8 @@ fn check_segment(
 
 /// Reads each object from the repository and writes it into `dir` (created 0700), fsyncing
 /// files and directory; `progress` gets the bytes written so far. Returns the bytes written.
+/// On a failure, or once `cancel` fires, starts no further object and returns only after
+/// every write already under way has ended.
 pub(super) async fn write_all(
     repo: &Repo,
     files: Vec<WalFile>,
@@ -154,6 +157,7 @@ pub(super) async fn write_all(
     seg_size: u64,
     system_id: Option<u64>,
     progress: &(dyn Fn(u64) + Send + Sync),
+    cancel: &CancellationToken,
 ) -> Result<u64, EngineError> {
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -162,9 +166,13 @@ pub(super) async fn write_all(
     let mut tasks = JoinSet::new();
     let mut queue = files.into_iter();
     let mut written = 0u64;
+    let mut failed = None;
     let parallel = PARALLEL.min((IN_FLIGHT_BYTES / seg_size).max(1) as usize);
     loop {
-        while tasks.len() < parallel {
+        if failed.is_none() && cancel.is_cancelled() {
+            failed = Some(EngineError::Cancelled);
+        }
+        while failed.is_none() && tasks.len() < parallel {
             let Some(file) = queue.next() else { break };
             let repo = repo.clone();
             let path = dir.join(&file.object.object.name);
@@ -179,11 +187,28 @@ pub(super) async fn write_all(
                 Ok::<u64, EngineError>(size)
             });
         }
+        // Every task is awaited, even after a failure: a write must not outlive this call.
         let Some(done) = tasks.join_next().await else {
             break;
         };
-        written += done.map_err(|e| EngineError::Restore(format!("WAL task failed: {e}")))??;
-        progress(written);
+        let done = done
+            .map_err(|e| EngineError::Restore(format!("WAL task failed: {e}")))
+            .and_then(|r| r);
+        match done {
+            Ok(size) if failed.is_none() => {
+                written += size;
+                progress(written);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if failed.is_none() || matches!(failed, Some(EngineError::Cancelled)) {
+                    failed = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     std::fs::File::open(dir)?.sync_all()?;
     Ok(written)
