@@ -308,7 +308,11 @@ fn unpack(
     syncer: &Syncer,
 ) -> Result<(), EngineError> {
     let fail = |e: std::io::Error| {
-        EngineError::Restore(format!("extracting into {}: {e}", dest.display()))
+        EngineError::Restore(format!(
+            "extracting into {}: {}",
+            dest.display(),
+            with_causes(&e)
+        ))
     };
     let mut archive = tar::Archive::new(counting);
     archive.set_preserve_permissions(true);
@@ -344,6 +348,21 @@ fn unpack(
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| EngineError::Restore(format!("verifying the archive: {e}")))?;
     Ok(())
+}
+
+/// An error and what caused it: tar's "failed to unpack" alone hides why (a repository read
+/// that failed, say).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

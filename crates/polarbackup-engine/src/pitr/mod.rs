@@ -13,10 +13,12 @@ use jiff::Timestamp;
 use polarbackup_model::log_backup::RestorePlan;
 use polarbackup_model::Lsn;
 use polarbackup_repo::Repo;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+use wal_files::PgWalReady;
 
 /// The directory inside the data directory that holds the restored WAL; `restore_command`
 /// copies from it by a relative path (PostgreSQL runs it in the data directory), so the data
@@ -81,6 +83,7 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
     let files = wal_files::plan_files(&plan.wal, seg_size)?;
     let wal_files = files.len();
     let wal_total: u64 = files.iter().map(|f| f.size).sum();
+    let names: HashSet<String> = files.iter().map(|f| f.object.object.name.clone()).collect();
 
     let base_done = AtomicU64::new(0);
     let wal_done = AtomicU64::new(0);
@@ -104,34 +107,48 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
     };
     let archive = req.target_dir.join(WAL_DIR);
     // The base and the WAL go to different places, so they are written at once: the WAL's
-    // decompression and checks use the CPU that the base's writes and fsyncs leave idle. The
-    // first to fail stops the other, and both have ended before this goes on.
+    // decompression and checks use the CPU that the base's writes and fsyncs leave idle, and
+    // the scan for the recovery target reads the WAL while the base is still being written.
+    // The first to fail stops the other, and both have ended before this goes on.
     let cancel = CancellationToken::new();
-    let (base, wal_bytes) = tokio::join!(
-        async { stop_on_error(&cancel, base.run(&cancel).await) },
+    let (base_restored, pg_wal_ready) = tokio::sync::oneshot::channel();
+    let (base, wal) = tokio::join!(
         async {
-            let written = wal_files::write_all(
-                req.repo,
-                files,
-                &archive,
-                seg_size,
-                system_id,
-                &wal_progress,
-                &cancel,
-            )
-            .await;
-            stop_on_error(&cancel, written)
+            let restored = base.run(&cancel).await;
+            // The scan may be waiting for the base's pg_wal/; a dropped sender tells it to stop.
+            if restored.is_ok() {
+                let _ = base_restored.send(());
+            }
+            stop_on_error(&cancel, restored)
+        },
+        async {
+            let written = async {
+                let bytes = wal_files::write_all(
+                    req.repo,
+                    files,
+                    &archive,
+                    seg_size,
+                    system_id,
+                    &wal_progress,
+                    &cancel,
+                )
+                .await?;
+                let target =
+                    recovery_target(&req, range.end, archive.clone(), seg_size, pg_wal_ready);
+                Ok((bytes, target.await?))
+            };
+            stop_on_error(&cancel, written.await)
         },
     );
-    let (base, wal_bytes) = match (base, wal_bytes) {
-        (Ok(base), Ok(bytes)) => (base, bytes),
+    let (base, (wal_bytes, target)) = match (base, wal) {
+        (Ok(base), Ok(wal)) => (base, wal),
         // The cause, not the other side's cancellation.
         (Err(EngineError::Cancelled), Err(e)) | (Err(e), _) | (_, Err(e)) => {
             return Err(incomplete(req.target_dir, e));
         }
     };
-    let target = configure(&req, range.end, archive, seg_size)
-        .await
+    wal_files::check_only_planned(&archive, &names)
+        .and_then(|()| recovery_conf::configure(req.target_dir, plan.timeline, &target))
         .map_err(|e| incomplete(req.target_dir, e))?;
     (req.progress)(total, total);
     Ok(PitrSummary {
@@ -157,40 +174,47 @@ fn stop_on_error<T>(
 /// Without its recovery settings a restored directory would start as the base backup alone
 /// (its backup_label replayed to the backup's end), which looks like success at the wrong time.
 fn incomplete(dir: &Path, e: EngineError) -> EngineError {
+    let why = match e {
+        EngineError::Restore(why) => why,
+        e => e.to_string(),
+    };
     EngineError::Restore(format!(
-        "{e}; {} holds an incomplete restore with no recovery configured: do not start \
+        "{why}; {} holds an incomplete restore with no recovery configured: do not start \
          PostgreSQL on it, remove its contents before restoring again",
         dir.display()
     ))
 }
 
-/// Decides the recovery target from the restored WAL and writes the recovery settings.
-async fn configure(
+/// The recovery target to configure, from the restored WAL (complete by now). `pg_wal_ready`
+/// resolves once the base backup is restored, and fails if it never will be.
+async fn recovery_target(
     req: &PitrRequest<'_>,
     base_end: Lsn,
     archive: PathBuf,
     seg_size: u64,
+    pg_wal_ready: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<ConfiguredTarget, EngineError> {
     let plan = req.plan;
-    let target = match plan.target_time {
-        None => ConfiguredTarget::EndOfWal { requested: None },
-        Some(t) => {
-            let data_dir = req.target_dir.to_path_buf();
-            let timeline = plan.timeline;
-            let found = tokio::task::spawn_blocking(move || {
-                decide::first_end_after(&data_dir, &archive, timeline, seg_size, base_end, t)
-            })
-            .await
-            .map_err(|e| EngineError::Restore(format!("WAL scan task failed: {e}")))??;
-            match found {
-                Some((lsn, time)) => {
-                    info!(%lsn, %time, "recovery stops before this commit or abort, the first after {t}");
-                    ConfiguredTarget::Time(t)
-                }
-                None => ConfiguredTarget::EndOfWal { requested: Some(t) },
-            }
-        }
+    let Some(t) = plan.target_time else {
+        return Ok(ConfiguredTarget::EndOfWal { requested: None });
     };
-    recovery_conf::configure(req.target_dir, plan.timeline, &target)?;
-    Ok(target)
+    let data_dir = req.target_dir.to_path_buf();
+    let timeline = plan.timeline;
+    let ready: PgWalReady = Box::new(move || {
+        pg_wal_ready
+            .blocking_recv()
+            .map_err(|_| std::io::Error::other("the base backup was not restored"))
+    });
+    let found = tokio::task::spawn_blocking(move || {
+        decide::first_end_after(&data_dir, &archive, ready, timeline, seg_size, base_end, t)
+    })
+    .await
+    .map_err(|e| EngineError::Restore(format!("WAL scan task failed: {e}")))??;
+    Ok(match found {
+        Some((lsn, time)) => {
+            info!(%lsn, %time, "recovery stops before this commit or abort, the first after {t}");
+            ConfiguredTarget::Time(t)
+        }
+        None => ConfiguredTarget::EndOfWal { requested: Some(t) },
+    })
 }
