@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::io::SyncIoBridge;
+use tokio_util::sync::CancellationToken;
 
 pub struct RestoreRequest<'a> {
     pub repo: &'a Repo,
@@ -29,6 +30,21 @@ pub struct RestoreSummary {
 }
 
 pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineError> {
+    prepare(req).await?.run(&CancellationToken::new()).await
+}
+
+/// A restore whose destinations were all checked and then created: nothing else is written
+/// before [`Prepared::run`].
+pub(crate) struct Prepared<'a> {
+    req: RestoreRequest<'a>,
+    /// Each archive and where it is unpacked.
+    plan: Vec<(String, PathBuf)>,
+    total: u64,
+}
+
+/// Every check of `req` (the set exists, every destination is absent or empty), then the
+/// destinations created.
+pub(crate) async fn prepare(req: RestoreRequest<'_>) -> Result<Prepared<'_>, EngineError> {
     let manifest = req.repo.manifest(req.backup_id).await?.ok_or_else(|| {
         EngineError::Restore(format!("backup {} is not in the repository", req.backup_id))
     })?;
@@ -51,51 +67,81 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
             create_private_dir(dest)?;
         }
     }
-    let total: u64 = manifest.archives.iter().map(|a| a.raw_size).sum();
-    let done = Arc::new(AtomicU64::new(0));
-    let dests: Vec<PathBuf> = plan
-        .iter()
-        .map(|(_, d)| d.clone())
-        .filter(|d| d != &req.target.join("pg_wal"))
-        .collect();
-    // Files are fsynced on other threads as soon as they are written, so the writeback of one
-    // overlaps the unpacking of the next instead of waiting for a pass at the end.
-    let syncer = Arc::new(Syncer::start(SYNC_THREADS));
-    for (name, dest) in plan {
-        let reader = req.repo.open_archive(req.backup_id, &name).await?;
-        let counted = done.clone();
-        let files = syncer.clone();
-        let mut task = tokio::task::spawn_blocking(move || unpack(reader, &dest, &counted, &files));
-        let result = loop {
-            tokio::select! {
-                r = &mut task => break r,
-                () = tokio::time::sleep(Duration::from_millis(200)) => {
-                    (req.progress)(done.load(Ordering::Relaxed), total);
-                }
-            }
-        };
-        result.map_err(|e| EngineError::Restore(format!("extraction task failed: {e}")))??;
+    let total = manifest.archives.iter().map(|a| a.raw_size).sum();
+    Ok(Prepared { req, plan, total })
+}
+
+impl Prepared<'_> {
+    /// The bytes the archives unpack to.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
     }
-    remap_tablespace_links(req.target, req.tablespace_mapping)?;
-    let backup_manifest = req.repo.read_file(req.backup_id, "backup_manifest").await?;
-    let manifest_path = req.target.join("backup_manifest");
-    tokio::fs::write(&manifest_path, backup_manifest).await?;
-    syncer.file(manifest_path);
-    // Like pg_basebackup and pgBackRest: the restored files are on disk before we say done.
-    let roots = dests.clone();
-    tokio::task::spawn_blocking(move || {
-        let files = Arc::try_unwrap(syncer)
-            .map_err(|_| EngineError::Restore("an extraction still holds the syncer".into()))?;
-        files.finish()?;
-        roots.iter().try_for_each(|r| sync_dirs(r))
-    })
-    .await
-    .map_err(|e| EngineError::Restore(format!("sync task failed: {e}")))??;
-    (req.progress)(total, total);
-    Ok(RestoreSummary {
-        bytes: total,
-        archives: manifest.archives.len(),
-    })
+
+    /// Unpacks every archive and syncs what it wrote. Once `cancel` fires, the unpacking stops
+    /// at its next read and this returns [`EngineError::Cancelled`].
+    pub(crate) async fn run(
+        self,
+        cancel: &CancellationToken,
+    ) -> Result<RestoreSummary, EngineError> {
+        let Prepared { req, plan, total } = self;
+        let archives = plan.len();
+        let done = Arc::new(AtomicU64::new(0));
+        let dests: Vec<PathBuf> = plan
+            .iter()
+            .map(|(_, d)| d.clone())
+            .filter(|d| d != &req.target.join("pg_wal"))
+            .collect();
+        // Files are fsynced on other threads as soon as they are written, so the writeback of
+        // one overlaps the unpacking of the next instead of waiting for a pass at the end.
+        let syncer = Arc::new(Syncer::start(SYNC_THREADS));
+        for (name, dest) in plan {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let reader = req.repo.open_archive(req.backup_id, &name).await?;
+            let counted = Counting {
+                inner: SyncIoBridge::new(reader),
+                done: done.clone(),
+                cancel: cancel.clone(),
+            };
+            let files = syncer.clone();
+            let mut task = tokio::task::spawn_blocking(move || unpack(counted, &dest, &files));
+            let result = loop {
+                tokio::select! {
+                    r = &mut task => break r,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {
+                        (req.progress)(done.load(Ordering::Relaxed), total);
+                    }
+                }
+            };
+            let unpacked =
+                result.map_err(|e| EngineError::Restore(format!("extraction task failed: {e}")))?;
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            unpacked?;
+        }
+        remap_tablespace_links(req.target, req.tablespace_mapping)?;
+        let backup_manifest = req.repo.read_file(req.backup_id, "backup_manifest").await?;
+        let manifest_path = req.target.join("backup_manifest");
+        tokio::fs::write(&manifest_path, backup_manifest).await?;
+        syncer.file(manifest_path);
+        // Like pg_basebackup and pgBackRest: the restored files are on disk before we say done.
+        let roots = dests.clone();
+        tokio::task::spawn_blocking(move || {
+            let files = Arc::try_unwrap(syncer)
+                .map_err(|_| EngineError::Restore("an extraction still holds the syncer".into()))?;
+            files.finish()?;
+            roots.iter().try_for_each(|r| sync_dirs(r))
+        })
+        .await
+        .map_err(|e| EngineError::Restore(format!("sync task failed: {e}")))??;
+        (req.progress)(total, total);
+        Ok(RestoreSummary {
+            bytes: total,
+            archives,
+        })
+    }
 }
 
 /// Refuses anything but a missing or empty directory: a restore never mixes with old files.
@@ -238,13 +284,18 @@ impl Syncer {
     }
 }
 
+/// An archive's bytes as they are read: counted for progress, and cut off once cancelled.
 struct Counting<R> {
     inner: R,
     done: Arc<AtomicU64>,
+    cancel: CancellationToken,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(std::io::Error::other("cancelled"));
+        }
         let n = self.inner.read(buf)?;
         self.done.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -252,17 +303,16 @@ impl<R: Read> Read for Counting<R> {
 }
 
 fn unpack(
-    reader: polarbackup_repo::ArchiveReader,
+    counting: Counting<SyncIoBridge<polarbackup_repo::ArchiveReader>>,
     dest: &Path,
-    done: &Arc<AtomicU64>,
     syncer: &Syncer,
 ) -> Result<(), EngineError> {
     let fail = |e: std::io::Error| {
-        EngineError::Restore(format!("extracting into {}: {e}", dest.display()))
-    };
-    let counting = Counting {
-        inner: SyncIoBridge::new(reader),
-        done: done.clone(),
+        EngineError::Restore(format!(
+            "extracting into {}: {}",
+            dest.display(),
+            with_causes(&e)
+        ))
     };
     let mut archive = tar::Archive::new(counting);
     archive.set_preserve_permissions(true);
@@ -298,6 +348,21 @@ fn unpack(
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| EngineError::Restore(format!("verifying the archive: {e}")))?;
     Ok(())
+}
+
+/// An error and what caused it: tar's "failed to unpack" alone hides why (a repository read
+/// that failed, say).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

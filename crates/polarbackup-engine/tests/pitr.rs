@@ -2,18 +2,20 @@
 //! by the engine, batches of rows committed around noted instants of the server's clock, the
 //! source's WAL put into the repository as the archiver would (whole segments, then the segment
 //! in progress as a partial), a plan from the model, and a plain `pg_ctl start` on each
-//! restored directory: exactly the rows committed by the target, read-write.
+//! restored directory: exactly the rows committed by the target, read-write. And restores
+//! that fail: refused before anything is written, or stopped midway and said to be incomplete.
 
 mod pgwal;
 mod pitrkit;
 
 use pgwal::{db_now, lsn, segments, switch_wal, SEG_SIZE};
 use pitrkit::{commit_batch, full_backup, pause, put, repo, restore_and_start};
-use polarbackup_engine::ConfiguredTarget;
-use polarbackup_model::log_backup::RecoveryTarget;
+use polarbackup_engine::{restore_to_point, ConfiguredTarget, PitrRequest, PitrSummary};
+use polarbackup_model::log_backup::{RecoveryTarget, RestorePlan};
 use polarbackup_model::{BackupSet, WalObject, WalObjectKind};
 use polarbackup_repo::Repo;
-use polarbackup_testkit::pg::PgCluster;
+use polarbackup_testkit::pg::{restore_target, PgCluster};
+use std::path::Path;
 
 /// The instants and archive of the scenario.
 struct Source {
@@ -147,4 +149,126 @@ async fn restores_to_a_point_in_time_on_postgresql_13() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_to_a_point_in_time_on_postgresql_18() {
     scenario(18).await;
+}
+
+/// A plan that replays `wal` after `base` to its end.
+fn replay_all(base: &BackupSet, wal: &[WalObject]) -> RestorePlan {
+    RestorePlan {
+        base: base.clone(),
+        wal: wal.to_vec(),
+        timeline: base.wal.unwrap().timeline,
+        target_time: None,
+        reaches: base.consistent_time.unwrap(),
+    }
+}
+
+/// The restore's error, as the command prints it.
+async fn restore_error(repo: &Repo, plan: &RestorePlan, dir: &Path) -> String {
+    let progress = |_: u64, _: u64| {};
+    let restored: Result<PitrSummary, _> = restore_to_point(PitrRequest {
+        plan,
+        repo,
+        target_dir: dir,
+        tablespace_mapping: &[],
+        progress: &progress,
+    })
+    .await;
+    restored.expect_err("the restore fails").to_string()
+}
+
+/// The backup and the segment it ends in, stored in `repo`.
+async fn base_and_segment(
+    source: &PgCluster,
+    repo: &Repo,
+    scratch: &Path,
+) -> (BackupSet, WalObject) {
+    let base = full_backup(source, repo, scratch).await;
+    let range = base.wal.unwrap();
+    let start = range.end.segment_start(SEG_SIZE);
+    let name = start.wal_file_name(range.timeline, SEG_SIZE);
+    let bytes = std::fs::read(source.data_dir().join("pg_wal").join(&name)).unwrap();
+    let at = base.consistent_time.unwrap();
+    let kind = WalObjectKind::Segment;
+    let segment = put(repo, 1, kind, range.timeline, &name, start, bytes, (at, at)).await;
+    (base, segment)
+}
+
+/// No recovery is configured in `dir`, so it cannot pass for a finished restore.
+fn assert_unconfigured(dir: &Path) {
+    assert!(!dir.join("recovery.signal").exists());
+    let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap_or_default();
+    assert!(!auto.contains("polarbackup"), "{auto}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restore_is_refused_up_front_or_said_to_be_incomplete() {
+    let source = PgCluster::init();
+    let (repo_dir, repo) = repo();
+    let (base, segment) = base_and_segment(&source, &repo, repo_dir.path()).await;
+    let plan = replay_all(&base, std::slice::from_ref(&segment));
+
+    // A target that is not empty is refused before the WAL directory is made in it.
+    let (_scratch, dir) = restore_target();
+    std::fs::write(dir.join("keep"), "").unwrap();
+    let err = restore_error(&repo, &plan, &dir).await;
+    assert!(
+        err.contains("not empty") && !err.contains("incomplete"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["keep"]);
+
+    // A WAL object that fails its check while the base is restored: the object's error, not
+    // the base's cancellation, and the directory said to be incomplete.
+    let mut damaged = segment.clone();
+    damaged.object.digest = "0".repeat(64);
+    let (_scratch, dir) = restore_target();
+    let err = restore_error(&repo, &replay_all(&base, &[damaged]), &dir).await;
+    assert!(
+        err.contains(&segment.object.name) && err.contains("BLAKE3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("incomplete") && !err.contains("cancelled"),
+        "{err}"
+    );
+    assert_unconfigured(&dir);
+
+    // A source that was itself restored to a point in time still has its polarbackup_wal/:
+    // its old files are never mixed with the plan's.
+    let own = source.data_dir().join("polarbackup_wal");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::write(own.join("00000001.history"), "").unwrap();
+    let (repo2_dir, repo2) = pitrkit::repo();
+    let (base2, segment2) = base_and_segment(&source, &repo2, repo2_dir.path()).await;
+    let (_scratch, dir) = restore_target();
+    let err = restore_error(&repo2, &replay_all(&base2, &[segment2]), &dir).await;
+    assert!(
+        err.contains("00000001.history") && err.contains("not in the plan"),
+        "{err}"
+    );
+    assert!(err.contains("incomplete"), "{err}");
+    assert_unconfigured(&dir);
+
+    // The base fails (its archive lost a chunk) while the WAL is fetched: the base's error.
+    let chunks = repo_dir
+        .path()
+        .join(format!("repo/backups/{}/base.tar", base.id));
+    let last = std::fs::read_dir(&chunks)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    std::fs::remove_file(&last).unwrap();
+    let (_scratch, dir) = restore_target();
+    let err = restore_error(&repo, &plan, &dir).await;
+    assert!(
+        err.contains("base.tar") && err.contains("incomplete"),
+        "{err}"
+    );
+    assert!(!err.contains("cancelled"), "{err}");
+    assert_unconfigured(&dir);
 }

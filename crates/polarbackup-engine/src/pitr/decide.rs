@@ -4,7 +4,7 @@
 //! at the target is then the state at the end of that WAL, so replaying it all is the same
 //! restore. This reads the WAL recovery will read, from the base's end on.
 
-use super::wal_files::RestoredWal;
+use super::wal_files::{PgWalReady, RestoredWal};
 use crate::xlog::{pg_timestamp, Step, WalEnd, WalReader};
 use crate::EngineError;
 use jiff::Timestamp;
@@ -13,10 +13,12 @@ use std::path::Path;
 use tracing::info;
 
 /// The first commit or abort after `target` that replay from `from` meets: its position and
-/// time. `None` when replay ends before one.
+/// time. `None` when replay ends before one. `archive` must be complete; `pg_wal_ready` returns
+/// once the data directory's `pg_wal/` is.
 pub(super) fn first_end_after(
     data_dir: &Path,
     archive: &Path,
+    pg_wal_ready: PgWalReady,
     timeline: u32,
     seg_size: u64,
     from: Lsn,
@@ -24,8 +26,9 @@ pub(super) fn first_end_after(
 ) -> Result<Option<(Lsn, Timestamp)>, EngineError> {
     let limit = pg_timestamp(target)
         .ok_or_else(|| EngineError::Restore(format!("{target} is out of PostgreSQL's range")))?;
-    let wal = RestoredWal::scan(archive, &data_dir.join("pg_wal"), timeline, seg_size)?;
-    if !wal.has_segment(from.segment_number(seg_size)) {
+    let pg_wal = data_dir.join("pg_wal");
+    let mut wal = RestoredWal::scan(archive, &pg_wal, timeline, seg_size, pg_wal_ready)?;
+    if !wal.has_segment(from.segment_number(seg_size))? {
         // Nothing was archived beyond a backup that ended on a segment boundary.
         return Ok(None);
     }

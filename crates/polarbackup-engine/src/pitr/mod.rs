@@ -1,18 +1,24 @@
-//! Restore to a point in time: the plan's full backup (restored exactly as [`restore`] does),
-//! the archived WAL after it written into the data directory, and PostgreSQL's recovery
-//! settings, so that a plain `pg_ctl start` replays to the target and opens read-write.
+//! Restore to a point in time: the plan's full backup (restored exactly as
+//! [`restore`](crate::restore()) does) and, at the same time, the archived WAL after it written
+//! into the data directory, then PostgreSQL's recovery settings, so that a plain `pg_ctl start`
+//! replays to the target and opens read-write.
 
 mod decide;
 mod recovery_conf;
 mod wal_files;
 
-use crate::restore::{restore, RestoreRequest, RestoreSummary};
+use crate::restore::{self, RestoreRequest, RestoreSummary};
 use crate::EngineError;
 use jiff::Timestamp;
 use polarbackup_model::log_backup::RestorePlan;
+use polarbackup_model::Lsn;
 use polarbackup_repo::Repo;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_util::sync::CancellationToken;
 use tracing::info;
+use wal_files::PgWalReady;
 
 /// The directory inside the data directory that holds the restored WAL; `restore_command`
 /// copies from it by a relative path (PostgreSQL runs it in the data directory), so the data
@@ -22,7 +28,7 @@ pub const WAL_DIR: &str = "polarbackup_wal";
 pub struct PitrRequest<'a> {
     pub plan: &'a RestorePlan,
     pub repo: &'a Repo,
-    /// The data directory to create: absent or empty, as for [`restore`].
+    /// The data directory to create: absent or empty, as for [`restore`](crate::restore()).
     pub target_dir: &'a Path,
     /// As [`RestoreRequest::tablespace_mapping`].
     pub tablespace_mapping: &'a [(String, PathBuf)],
@@ -55,7 +61,8 @@ pub struct PitrSummary {
 }
 
 /// Restores `plan` into `target_dir` and configures recovery to its target. Every check of the
-/// plan comes before anything is written.
+/// plan and of the target comes before anything is written. Once writing began, an error says
+/// that the directory holds an incomplete restore.
 pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, EngineError> {
     let plan = req.plan;
     let backup_id = plan.base.id.to_string();
@@ -76,9 +83,16 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
     let files = wal_files::plan_files(&plan.wal, seg_size)?;
     let wal_files = files.len();
     let wal_total: u64 = files.iter().map(|f| f.size).sum();
+    let names: HashSet<String> = files.iter().map(|f| f.object.object.name.clone()).collect();
 
-    let base_progress = |done: u64, total: u64| (req.progress)(done, total + wal_total);
-    let base = restore(RestoreRequest {
+    let base_done = AtomicU64::new(0);
+    let wal_done = AtomicU64::new(0);
+    let base_progress = |done: u64, total: u64| {
+        base_done.store(done, Ordering::Relaxed);
+        (req.progress)(done + wal_done.load(Ordering::Relaxed), total + wal_total);
+    };
+    // The target is checked, then created, before the WAL directory is made in it.
+    let base = restore::prepare(RestoreRequest {
         repo: req.repo,
         backup_id: &backup_id,
         target: req.target_dir,
@@ -86,39 +100,56 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
         progress: &base_progress,
     })
     .await?;
-    let total = base.bytes + wal_total;
+    let total = base.total() + wal_total;
+    let wal_progress = |done: u64| {
+        wal_done.store(done, Ordering::Relaxed);
+        (req.progress)(base_done.load(Ordering::Relaxed) + done, total);
+    };
     let archive = req.target_dir.join(WAL_DIR);
-    let wal_progress = |done: u64| (req.progress)(base.bytes + done, total);
-    let wal_bytes = wal_files::write_all(
-        req.repo,
-        files,
-        &archive,
-        seg_size,
-        system_id,
-        &wal_progress,
-    )
-    .await?;
-
-    let target = match plan.target_time {
-        None => ConfiguredTarget::EndOfWal { requested: None },
-        Some(t) => {
-            let data_dir = req.target_dir.to_path_buf();
-            let timeline = plan.timeline;
-            let found = tokio::task::spawn_blocking(move || {
-                decide::first_end_after(&data_dir, &archive, timeline, seg_size, range.end, t)
-            })
-            .await
-            .map_err(|e| EngineError::Restore(format!("WAL scan task failed: {e}")))??;
-            match found {
-                Some((lsn, time)) => {
-                    info!(%lsn, %time, "recovery stops before this commit or abort, the first after {t}");
-                    ConfiguredTarget::Time(t)
-                }
-                None => ConfiguredTarget::EndOfWal { requested: Some(t) },
+    // The base and the WAL go to different places, so they are written at once: the WAL's
+    // decompression and checks use the CPU that the base's writes and fsyncs leave idle, and
+    // the scan for the recovery target reads the WAL while the base is still being written.
+    // The first to fail stops the other, and both have ended before this goes on.
+    let cancel = CancellationToken::new();
+    let (base_restored, pg_wal_ready) = tokio::sync::oneshot::channel();
+    let (base, wal) = tokio::join!(
+        async {
+            let restored = base.run(&cancel).await;
+            // The scan may be waiting for the base's pg_wal/; a dropped sender tells it to stop.
+            if restored.is_ok() {
+                let _ = base_restored.send(());
             }
+            stop_on_error(&cancel, restored)
+        },
+        async {
+            let written = async {
+                let bytes = wal_files::write_all(
+                    req.repo,
+                    files,
+                    &archive,
+                    seg_size,
+                    system_id,
+                    &wal_progress,
+                    &cancel,
+                )
+                .await?;
+                let target =
+                    recovery_target(&req, range.end, archive.clone(), seg_size, pg_wal_ready);
+                Ok((bytes, target.await?))
+            };
+            stop_on_error(&cancel, written.await)
+        },
+    );
+    let (base, (wal_bytes, target)) = match (base, wal) {
+        (Ok(base), Ok(wal)) => (base, wal),
+        // The cause, not the other side's cancellation.
+        (Err(EngineError::Cancelled), Err(e)) | (Err(e), _) | (_, Err(e)) => {
+            return Err(incomplete(req.target_dir, e));
         }
     };
-    recovery_conf::configure(req.target_dir, plan.timeline, &target)?;
+    wal_files::check_only_planned(&archive, &names)
+        .and_then(|()| recovery_conf::configure(req.target_dir, plan.timeline, &target))
+        .map_err(|e| incomplete(req.target_dir, e))?;
     (req.progress)(total, total);
     Ok(PitrSummary {
         base,
@@ -126,5 +157,64 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
         wal_bytes,
         timeline: plan.timeline,
         target,
+    })
+}
+
+/// Cancels the other side of the restore when this side failed by itself.
+fn stop_on_error<T>(
+    cancel: &CancellationToken,
+    r: Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    if matches!(&r, Err(e) if !matches!(e, EngineError::Cancelled)) {
+        cancel.cancel();
+    }
+    r
+}
+
+/// Without its recovery settings a restored directory would start as the base backup alone
+/// (its backup_label replayed to the backup's end), which looks like success at the wrong time.
+fn incomplete(dir: &Path, e: EngineError) -> EngineError {
+    let why = match e {
+        EngineError::Restore(why) => why,
+        e => e.to_string(),
+    };
+    EngineError::Restore(format!(
+        "{why}; {} holds an incomplete restore with no recovery configured: do not start \
+         PostgreSQL on it, remove its contents before restoring again",
+        dir.display()
+    ))
+}
+
+/// The recovery target to configure, from the restored WAL (complete by now). `pg_wal_ready`
+/// resolves once the base backup is restored, and fails if it never will be.
+async fn recovery_target(
+    req: &PitrRequest<'_>,
+    base_end: Lsn,
+    archive: PathBuf,
+    seg_size: u64,
+    pg_wal_ready: tokio::sync::oneshot::Receiver<()>,
+) -> Result<ConfiguredTarget, EngineError> {
+    let plan = req.plan;
+    let Some(t) = plan.target_time else {
+        return Ok(ConfiguredTarget::EndOfWal { requested: None });
+    };
+    let data_dir = req.target_dir.to_path_buf();
+    let timeline = plan.timeline;
+    let ready: PgWalReady = Box::new(move || {
+        pg_wal_ready
+            .blocking_recv()
+            .map_err(|_| std::io::Error::other("the base backup was not restored"))
+    });
+    let found = tokio::task::spawn_blocking(move || {
+        decide::first_end_after(&data_dir, &archive, ready, timeline, seg_size, base_end, t)
+    })
+    .await
+    .map_err(|e| EngineError::Restore(format!("WAL scan task failed: {e}")))??;
+    Ok(match found {
+        Some((lsn, time)) => {
+            info!(%lsn, %time, "recovery stops before this commit or abort, the first after {t}");
+            ConfiguredTarget::Time(t)
+        }
+        None => ConfiguredTarget::EndOfWal { requested: Some(t) },
     })
 }

@@ -3,6 +3,7 @@
 //! segment padded with zeros to the segment size (PostgreSQL refuses a restored segment of any
 //! other size; the zeros read as the end of the WAL).
 
+use super::WAL_DIR;
 use crate::xlog::{MemoryWal, WalReader, WalSource};
 use crate::EngineError;
 use polarbackup_model::log_backup::{WalObject, WalObjectKind};
@@ -13,6 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// PostgreSQL's default, for a backup whose manifest predates the recorded segment size.
 const DEFAULT_SEG_SIZE: u64 = 16 << 20;
@@ -147,6 +149,8 @@ fn check_segment(
 
 /// Reads each object from the repository and writes it into `dir` (created 0700), fsyncing
 /// files and directory; `progress` gets the bytes written so far. Returns the bytes written.
+/// On a failure, or once `cancel` fires, starts no further object and returns only after
+/// every write already under way has ended.
 pub(super) async fn write_all(
     repo: &Repo,
     files: Vec<WalFile>,
@@ -154,6 +158,7 @@ pub(super) async fn write_all(
     seg_size: u64,
     system_id: Option<u64>,
     progress: &(dyn Fn(u64) + Send + Sync),
+    cancel: &CancellationToken,
 ) -> Result<u64, EngineError> {
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -162,9 +167,13 @@ pub(super) async fn write_all(
     let mut tasks = JoinSet::new();
     let mut queue = files.into_iter();
     let mut written = 0u64;
+    let mut failed = None;
     let parallel = PARALLEL.min((IN_FLIGHT_BYTES / seg_size).max(1) as usize);
     loop {
-        while tasks.len() < parallel {
+        if failed.is_none() && cancel.is_cancelled() {
+            failed = Some(EngineError::Cancelled);
+        }
+        while failed.is_none() && tasks.len() < parallel {
             let Some(file) = queue.next() else { break };
             let repo = repo.clone();
             let path = dir.join(&file.object.object.name);
@@ -179,14 +188,49 @@ pub(super) async fn write_all(
                 Ok::<u64, EngineError>(size)
             });
         }
+        // Every task is awaited, even after a failure: a write must not outlive this call.
         let Some(done) = tasks.join_next().await else {
             break;
         };
-        written += done.map_err(|e| EngineError::Restore(format!("WAL task failed: {e}")))??;
-        progress(written);
+        let done = done
+            .map_err(|e| EngineError::Restore(format!("WAL task failed: {e}")))
+            .and_then(|r| r);
+        match done {
+            Ok(size) if failed.is_none() => {
+                written += size;
+                progress(written);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if failed.is_none() || matches!(failed, Some(EngineError::Cancelled)) {
+                    failed = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     std::fs::File::open(dir)?.sync_all()?;
     Ok(written)
+}
+
+/// Once the base backup is restored too: `dir` holds nothing but the plan's `files`. A base
+/// backup of a cluster that was itself restored to a point in time carries that restore's
+/// `polarbackup_wal/`, whose old files recovery must not mix with the plan's.
+pub(super) fn check_only_planned(dir: &Path, files: &HashSet<String>) -> Result<(), EngineError> {
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if !name.to_str().is_some_and(|n| files.contains(n)) {
+            return Err(EngineError::Restore(format!(
+                "{} holds {}, which is not in the plan: the base backup carries a {WAL_DIR}/ \
+                 of its own (the source was restored to a point in time and still has it)",
+                dir.display(),
+                name.to_string_lossy()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `raw`, then zeros up to `size`, and syncs.
@@ -206,61 +250,122 @@ fn write_file(path: &Path, raw: &[u8], size: u64) -> Result<(), EngineError> {
     f.sync_all().map_err(fail)
 }
 
+/// Blocks until the base backup's `pg_wal/` is restored; an error when it never will be.
+pub(super) type PgWalReady = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+
+/// Per segment, the newest timeline's file (not beyond the target timeline) in one directory.
+type Newest = BTreeMap<u64, (u32, PathBuf)>;
+
 /// The WAL files of a restored data directory as recovery will read them: per segment, the
 /// newest timeline's file (not beyond `timeline`), from `polarbackup_wal/` before `pg_wal/`,
 /// as PostgreSQL tries the archive before pg_wal.
+///
+/// The archive is listed at once, `pg_wal/` only when a segment needs it: the archive's file
+/// on the target timeline is read whatever `pg_wal/` holds, so the scan can run while the base
+/// backup is still being restored and waits for it only for a segment the archive lacks.
 pub(super) struct RestoredWal {
     seg_size: u64,
-    files: BTreeMap<u64, PathBuf>,
+    timeline: u32,
+    archive: Newest,
+    pg_wal: LazyPgWal,
     open: Option<(u64, std::fs::File)>,
 }
 
+/// `pg_wal/`, listed once it is restored.
+struct LazyPgWal {
+    dir: PathBuf,
+    ready: Option<PgWalReady>,
+    /// The listing, or why there is none.
+    listed: Option<Result<Newest, (std::io::ErrorKind, String)>>,
+}
+
+impl LazyPgWal {
+    fn files(&mut self, timeline: u32, seg_size: u64) -> std::io::Result<&Newest> {
+        let (ready, dir) = (&mut self.ready, &self.dir);
+        let listed = self.listed.get_or_insert_with(|| {
+            ready
+                .take()
+                .map_or(Ok(()), |ready| ready())
+                .and_then(|()| {
+                    newest(dir, timeline, seg_size).map_err(|e| {
+                        std::io::Error::other(format!("listing {}: {e}", dir.display()))
+                    })
+                })
+                .map_err(|e| (e.kind(), e.to_string()))
+        });
+        match listed {
+            Ok(files) => Ok(files),
+            Err((kind, why)) => Err(std::io::Error::new(*kind, why.clone())),
+        }
+    }
+}
+
 impl RestoredWal {
+    /// Lists `archive` (complete by now); `pg_wal` is listed after `ready` returned.
     pub fn scan(
         archive: &Path,
         pg_wal: &Path,
         timeline: u32,
         seg_size: u64,
+        ready: PgWalReady,
     ) -> Result<RestoredWal, EngineError> {
-        // (segment) → (timeline, from the archive, path): the greatest wins.
-        let mut best: BTreeMap<u64, (u32, bool, PathBuf)> = BTreeMap::new();
-        for (dir, from_archive) in [(pg_wal, false), (archive, true)] {
-            let entries = match std::fs::read_dir(dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for entry in entries {
-                let entry = entry?;
-                let Some((tl, segno)) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| parse_segment_name(n, seg_size))
-                else {
-                    continue;
-                };
-                if tl > timeline {
-                    continue;
-                }
-                let candidate = (tl, from_archive, entry.path());
-                match best.get(&segno) {
-                    Some(b) if (b.0, b.1) >= (tl, from_archive) => {}
-                    _ => {
-                        best.insert(segno, candidate);
-                    }
-                }
-            }
-        }
         Ok(RestoredWal {
             seg_size,
-            files: best.into_iter().map(|(s, (_, _, p))| (s, p)).collect(),
+            timeline,
+            archive: newest(archive, timeline, seg_size)?,
+            pg_wal: LazyPgWal {
+                dir: pg_wal.to_path_buf(),
+                ready: Some(ready),
+                listed: None,
+            },
             open: None,
         })
     }
 
-    pub fn has_segment(&self, segno: u64) -> bool {
-        self.files.contains_key(&segno)
+    /// The file recovery reads for `segno`.
+    fn file(&mut self, segno: u64) -> std::io::Result<Option<&Path>> {
+        if matches!(self.archive.get(&segno), Some((tl, _)) if *tl == self.timeline) {
+            return Ok(self.archive.get(&segno).map(|(_, p)| p.as_path()));
+        }
+        let pg_wal = self.pg_wal.files(self.timeline, self.seg_size)?;
+        // (timeline, from the archive): the greatest wins.
+        let from_pg_wal = pg_wal.get(&segno).map(|(tl, p)| ((*tl, false), p));
+        let from_archive = self.archive.get(&segno).map(|(tl, p)| ((*tl, true), p));
+        Ok(from_pg_wal
+            .into_iter()
+            .chain(from_archive)
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, p)| p.as_path()))
     }
+
+    pub fn has_segment(&mut self, segno: u64) -> std::io::Result<bool> {
+        Ok(self.file(segno)?.is_some())
+    }
+}
+
+/// Per segment, the newest timeline's file in `dir` up to `timeline` (none if `dir` is missing).
+fn newest(dir: &Path, timeline: u32, seg_size: u64) -> Result<Newest, EngineError> {
+    let mut best = Newest::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(best),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some((tl, segno)) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| parse_segment_name(n, seg_size))
+        else {
+            continue;
+        };
+        if tl > timeline || best.get(&segno).is_some_and(|(b, _)| *b >= tl) {
+            continue;
+        }
+        best.insert(segno, (tl, entry.path()));
+    }
+    Ok(best)
 }
 
 /// `TTTTTTTTXXXXXXXXYYYYYYYY` → (timeline, segment number).
@@ -278,10 +383,11 @@ impl WalSource for RestoredWal {
     fn read_at(&mut self, lsn: Lsn, buf: &mut [u8]) -> std::io::Result<usize> {
         let segno = lsn.segment_number(self.seg_size);
         if self.open.as_ref().map(|(s, _)| *s) != Some(segno) {
-            let Some(path) = self.files.get(&segno) else {
+            let Some(path) = self.file(segno)? else {
                 return Ok(0);
             };
-            self.open = Some((segno, std::fs::File::open(path)?));
+            let file = std::fs::File::open(path)?;
+            self.open = Some((segno, file));
         }
         let Some((_, file)) = &self.open else {
             return Ok(0);
@@ -482,7 +588,7 @@ mod tests {
         put(&archive, "000000020000000000000005", 5);
         put(&archive, "000000030000000000000005", 6);
         put(&archive, "00000002.history", 7);
-        let mut wal = RestoredWal::scan(&archive, &pg_wal, 2, SEG).unwrap();
+        let mut wal = RestoredWal::scan(&archive, &pg_wal, 2, SEG, Box::new(|| Ok(()))).unwrap();
         let mut byte = |segno: u64| {
             let mut b = [0u8; 4];
             let n = wal.read_at(Lsn(segno * SEG + 3), &mut b).unwrap();
@@ -498,5 +604,53 @@ mod tests {
             16,
             "as long as the file"
         );
+    }
+
+    #[test]
+    fn pg_wal_is_waited_for_only_where_the_archive_lacks_the_target_timeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archive, pg_wal) = (dir.path().join("a"), dir.path().join("p"));
+        std::fs::create_dir_all(&archive).unwrap();
+        let put =
+            |d: &Path, name: &str, byte: u8| std::fs::write(d.join(name), [byte; 16]).unwrap();
+        put(&archive, "000000020000000000000004", 1);
+        put(&archive, "000000010000000000000005", 2);
+        let byte = |wal: &mut RestoredWal, segno: u64| {
+            let mut b = [0u8; 4];
+            let n = wal.read_at(Lsn(segno * SEG), &mut b)?;
+            Ok::<_, std::io::Error>((n > 0).then_some(b[0]))
+        };
+
+        // The base is still being restored (pg_wal/ does not exist yet): waiting now would be
+        // an error here rather than a hang.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let ready: PgWalReady = Box::new(move || {
+            rx.try_recv()
+                .map_err(|_| std::io::Error::other("waited before the base was restored"))
+        });
+        let mut wal = RestoredWal::scan(&archive, &pg_wal, 2, SEG, ready).unwrap();
+        assert_eq!(
+            byte(&mut wal, 4).unwrap(),
+            Some(1),
+            "the archive's, at once"
+        );
+        // Restored meanwhile: pg_wal/ has segment 5 on timeline 2, newer than the archive's.
+        std::fs::create_dir_all(&pg_wal).unwrap();
+        put(&pg_wal, "000000020000000000000005", 3);
+        tx.send(()).unwrap();
+        assert_eq!(
+            byte(&mut wal, 5).unwrap(),
+            Some(3),
+            "pg_wal/'s newer timeline"
+        );
+        assert_eq!(byte(&mut wal, 6).unwrap(), None);
+
+        // The base failed: what needs pg_wal/ is an error, not the end of the WAL.
+        let failed: PgWalReady = Box::new(|| Err(std::io::Error::other("the base failed")));
+        let mut wal = RestoredWal::scan(&archive, &pg_wal, 2, SEG, failed).unwrap();
+        assert_eq!(byte(&mut wal, 4).unwrap(), Some(1));
+        let err = byte(&mut wal, 5).unwrap_err().to_string();
+        assert!(err.contains("the base failed"), "{err}");
+        assert!(byte(&mut wal, 6).is_err(), "still an error");
     }
 }
