@@ -28,6 +28,10 @@ pub enum EngineError {
     Cancelled,
     #[error("restore: {0}")]
     Restore(String),
+    /// A WAL object of the plan is gone from the repository: a running archiver replaced the
+    /// partial segment by a longer copy after the plan was made. Planning again finds it.
+    #[error("restore: the WAL object {0} was replaced while restoring; plan the restore again")]
+    WalReplaced(String),
     /// WAL that cannot be read as WAL at all (not merely ending).
     #[error("unreadable WAL: {0}")]
     Wal(String),

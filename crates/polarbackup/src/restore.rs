@@ -11,7 +11,7 @@ use polarbackup_engine::{
 };
 use polarbackup_model::log_backup::{plan_restore, RecoveryTarget, RestorePlan};
 use polarbackup_model::{BackupJobId, BackupSetStatus, DbClusterId};
-use polarbackup_repo::{Repo, RepoConfig, RepoError};
+use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
 use serde_json::json;
@@ -85,9 +85,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                     progress: &progress,
                 }));
                 match summary {
-                    Err(EngineError::Repo(RepoError::NotFound(key)))
-                        if key.starts_with("wal/") && attempt < REPLAN_ATTEMPTS =>
-                    {
+                    Err(EngineError::WalReplaced(key)) if attempt < REPLAN_ATTEMPTS => {
                         // A running archiver replaced a partial segment by a longer copy
                         // after the plan was made: plan again on the newer records.
                         eprintln!(
@@ -103,7 +101,14 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                 }
             };
             reporter.finish();
-            let summary = summary?;
+            let summary = summary.map_err(|e| match e {
+                EngineError::WalReplaced(_) => anyhow!(
+                    "{e} (tried {REPLAN_ATTEMPTS} times); {} holds an incomplete restore with \
+                     no recovery configured: remove its contents before restoring again",
+                    target.display()
+                ),
+                e => e.into(),
+            })?;
             let bytes = summary.base.bytes + summary.wal_bytes;
             let (replays_to, mode) = match summary.target {
                 ConfiguredTarget::Time(t) => (format!("to {t}"), "Time"),

@@ -175,6 +175,8 @@ fn stop_on_error<T>(
 /// (its backup_label replayed to the backup's end), which looks like success at the wrong time.
 fn incomplete(dir: &Path, e: EngineError) -> EngineError {
     let why = match e {
+        // The caller clears the directory and plans again.
+        e @ EngineError::WalReplaced(_) => return e,
         EngineError::Restore(why) => why,
         e => e.to_string(),
     };

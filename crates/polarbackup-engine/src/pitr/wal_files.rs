@@ -8,7 +8,7 @@ use crate::xlog::{MemoryWal, WalReader, WalSource};
 use crate::EngineError;
 use polarbackup_model::log_backup::{WalObject, WalObjectKind};
 use polarbackup_model::Lsn;
-use polarbackup_repo::Repo;
+use polarbackup_repo::{Repo, RepoError};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -179,7 +179,12 @@ pub(super) async fn write_all(
             let path = dir.join(&file.object.object.name);
             tasks.spawn(async move {
                 let o = &file.object.object;
-                let raw = repo.read_wal(&o.key, o.size, &o.digest).await?;
+                let raw = match repo.read_wal(&o.key, o.size, &o.digest).await {
+                    Err(RepoError::NotFound(_)) => {
+                        return Err(EngineError::WalReplaced(o.key.clone()))
+                    }
+                    r => r?,
+                };
                 check_segment(&file.object, &raw, seg_size, system_id)?;
                 let size = file.size;
                 tokio::task::spawn_blocking(move || write_file(&path, &raw, size))
