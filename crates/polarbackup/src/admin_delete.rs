@@ -75,8 +75,15 @@ pub fn run(args: ClusterDeleteArgs) -> Result<Value> {
             )
         }
     };
-    remove_deleted_data(store.clone(), &id, &args.data)?;
-    let (removed_logs, slot) = release_log_backup(store, &id, &args.data)?;
+    let data_dir = config::data_dir(args.data.data_dir.as_deref());
+    let repo = Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())
+        .context("opening the backup repository")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    remove_deleted_data(&runtime, store.clone(), &id, &repo, &data_dir)?;
+    let (removed_logs, slot) = release_log_backup(&runtime, store, &id, &repo)?;
     summary["Retention"] = json!(retention.as_str());
     summary["DeletedBackupLogs"] = json!(removed_logs);
     summary["ReplicationSlot"] = json!(slot);
@@ -147,17 +154,11 @@ fn wait_for_final_backup(
 /// replication slot is dropped on the database, so it holds no WAL any more. Returns the number
 /// of WAL objects removed and what became of the slot (`dropped`, `absent`, or why not).
 fn release_log_backup(
+    runtime: &tokio::runtime::Runtime,
     store: Arc<dyn Store>,
     cluster: &DbClusterId,
-    data: &crate::cli::DataDirArg,
+    repo: &Repo,
 ) -> Result<(usize, String)> {
-    let data_dir = config::data_dir(data.data_dir.as_deref());
-    let repo = Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())
-        .context("opening the backup repository")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let ids: Vec<_> = store
         .wal_objects(cluster)?
         .into_iter()
@@ -201,21 +202,17 @@ fn release_log_backup(
 /// running server may be doing the same: both are idempotent, so a failed attempt (the other
 /// process removed a file first) is retried.
 fn remove_deleted_data(
+    runtime: &tokio::runtime::Runtime,
     store: Arc<dyn Store>,
     cluster: &DbClusterId,
-    data: &crate::cli::DataDirArg,
+    repo: &Repo,
+    data_dir: &std::path::Path,
 ) -> Result<()> {
-    let data_dir = config::data_dir(data.data_dir.as_deref());
     let executor = PgExecutor {
-        repo: Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())
-            .context("opening the backup repository")?,
-        scratch: config::scratch_dir(&data_dir),
+        repo: repo.clone(),
+        scratch: config::scratch_dir(data_dir),
         clock: Arc::new(SystemClock),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let mut attempt = 0;
     loop {
         let removal = polarbackup_jobs::remove_marked_sets(store.clone(), &executor, Some(cluster));

@@ -6,42 +6,17 @@
 
 mod common;
 
-use common::bin;
+use common::{bin, create_backup_v3, db_now, wait_for};
 use polarbackup_model::log_backup::slot_name;
 use polarbackup_model::{BackupSetStatus, DbClusterId, Lsn};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
 use polarbackup_testkit::pg::{chown_to_postgres, restore_target, PgCluster};
-use polarbackup_testkit::{request, sdk, Server, Tenant};
-use serde_json::{json, Value};
+use polarbackup_testkit::Server;
+use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-/// Polls `probe` until it answers; on a timeout, fails with `context()` (a server log).
-fn wait_for<T>(
-    what: &str,
-    secs: u64,
-    context: impl Fn() -> String,
-    mut probe: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn db_now(pg: &PgCluster) -> String {
-    pg.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"');")
-}
+use std::time::Duration;
 
 fn restore_cmd(server: &Server, args: &[&str]) -> Output {
     Command::new(bin())
@@ -88,13 +63,6 @@ fn restore_and_count(server: &Server, major: u32, cluster: &str, time: &str) -> 
     );
     restored.psql("INSERT INTO t VALUES ('after', 0);");
     (printed, rows)
-}
-
-fn create_backup(server: &Server, t: &Tenant) {
-    let mut req = request("v3", server, t, json!({"DBClusterId": t.cluster_id}));
-    req["action"] = json!("CreateBackup");
-    let res = sdk(req);
-    assert_eq!(res["ok"], true, "CreateBackup: {res:#}");
 }
 
 #[test]
@@ -157,7 +125,7 @@ fn restores_to_a_point_in_time_and_refuses_one_outside_the_window(major: u32) {
             (n == "1").then_some(())
         },
     );
-    create_backup(&server, &t);
+    create_backup_v3(&server, &t);
     wait_for(
         "the full backup",
         120,

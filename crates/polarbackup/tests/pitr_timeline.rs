@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, wire_body};
+use common::{bin, create_backup_v3, db_now, wait_for, wire_body};
 use jiff::Timestamp;
 use polarbackup_model::log_backup::{recovery_window, slot_name};
 use polarbackup_model::{BackupSetStatus, DbClusterId, Lsn, WalObject, WalObjectKind};
@@ -20,35 +20,9 @@ use polarbackup_testkit::{request, sdk, Server, Tenant, ThrottledProxy};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SEG: u64 = 16 << 20;
-
-/// Polls `probe` every 250 ms until it answers; on a timeout, fails with `context()`.
-fn wait_for<T>(
-    what: &str,
-    secs: u64,
-    context: impl Fn() -> String,
-    mut probe: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// The database's clock, to the microsecond.
-fn db_now(pg: &PgCluster) -> String {
-    pg.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"');")
-}
 
 fn flushed(pg: &PgCluster) -> Lsn {
     pg.psql("SELECT pg_current_wal_flush_lsn();")
@@ -81,13 +55,6 @@ fn pg_ctl(major: u32, data: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn create_backup(server: &Server, t: &Tenant) {
-    let mut req = request("v3", server, t, json!({"DBClusterId": t.cluster_id}));
-    req["action"] = json!("CreateBackup");
-    let res = sdk(req);
-    assert_eq!(res["ok"], true, "CreateBackup: {res:#}");
 }
 
 /// DescribeLocalAvailableRecoveryTime through the SDK: (begin, end).
@@ -189,7 +156,7 @@ fn scenario(major: u32) {
             (n == "1").then_some(())
         },
     );
-    create_backup(&server, &t);
+    create_backup_v3(&server, &t);
     let base = wait_for(
         "the full backup",
         180,

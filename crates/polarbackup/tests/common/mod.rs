@@ -357,3 +357,43 @@ pub fn seed_sets(
         })
         .collect()
 }
+
+/// Polls `probe` every 250 ms until it answers; on a timeout, fails with `context()` (a server
+/// log, say).
+pub fn wait_for<T>(
+    what: &str,
+    secs: u64,
+    context: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// The database's clock, to the microsecond, as `--recovery-time` takes it.
+pub fn db_now(pg: &polarbackup_testkit::pg::PgCluster) -> String {
+    pg.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"');")
+}
+
+/// CreateBackup of the tenant's cluster through the V3 SDK; it must be accepted.
+pub fn create_backup_v3(server: &Server, t: &Tenant) {
+    let mut req = polarbackup_testkit::request(
+        "v3",
+        server,
+        t,
+        serde_json::json!({"DBClusterId": t.cluster_id}),
+    );
+    req["action"] = serde_json::json!("CreateBackup");
+    let res = polarbackup_testkit::sdk(req);
+    assert_eq!(res["ok"], true, "CreateBackup: {res:#}");
+}
