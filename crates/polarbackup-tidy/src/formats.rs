@@ -12,10 +12,10 @@ use crate::{crate_of, Violation};
 pub const OWNERS: &[(&str, &[&str])] = &[
     ("rusqlite", &["polarbackup-store"]),
     ("axum", &["polarbackup-api"]),
-    ("hyper", &["polarbackup-api"]),
-    ("hyper-util", &["polarbackup-api"]),
+    ("hyper", &["polarbackup-api", BENCH_API]),
+    ("hyper-util", &["polarbackup-api", BENCH_API]),
     ("tower", &["polarbackup-api"]),
-    ("http-body-util", &["polarbackup-api"]),
+    ("http-body-util", &["polarbackup-api", BENCH_API]),
     ("opendal", &["polarbackup-repo"]),
     ("tokio-postgres", &["polarbackup-engine"]),
     ("postgres-protocol", &["polarbackup-engine"]),
@@ -23,6 +23,8 @@ pub const OWNERS: &[(&str, &[&str])] = &[
 ];
 
 pub const STORE: &str = "polarbackup-store";
+/// The benchmark load generator speaks HTTP as a client, to measure the api from outside.
+pub const BENCH_API: &str = "polarbackup-bench-api";
 
 fn owners(krate: &str) -> Option<&'static [&'static str]> {
     OWNERS.iter().find(|(k, _)| *k == krate).map(|(_, o)| *o)

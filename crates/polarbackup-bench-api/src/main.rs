@@ -9,6 +9,7 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use polarbackup_model::{Clock, SystemClock};
 use rand::Rng;
 use sign::Credentials;
 use std::time::{Duration, Instant};
@@ -121,9 +122,7 @@ async fn connection(
         if sent >= until {
             return Ok(tally);
         }
-        let date = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
+        let date = SystemClock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let nonce = hex::encode(rand::thread_rng().gen::<[u8; 16]>());
         let mut req = hyper::Request::post(&uri);
         for (name, value) in sign::signed_headers(creds, target, action, query, &date, &nonce) {
