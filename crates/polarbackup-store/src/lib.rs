@@ -6,6 +6,8 @@ mod error;
 mod ids;
 mod migrations;
 mod records;
+mod rows;
+mod rules;
 mod sqlite;
 
 pub use error::StoreError;
