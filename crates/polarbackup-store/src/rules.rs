@@ -2,13 +2,63 @@
 //! legal, how a policy is stored, what a cluster deletion keeps, which WAL object a new one
 //! replaces, and DescribeBackupLogs' whole-second bounds.
 
-use crate::{Result, StoreError};
+use crate::records::DeleteRefusal;
+use crate::{ids, Result, StoreError, TenantStore};
 use jiff::Timestamp;
 use polarbackup_model::policy::{BackupPolicy, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobStatus, LogBackupPolicy, LogRetention,
-    NewWalObject, WalObject, WalObjectKind,
+    AccessKey, AccessKeyId, AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus,
+    DbClusterId, JobMode, JobStatus, KeyKind, LogBackupPolicy, LogRetention, NewWalObject,
+    RamUserId, WalObject, WalObjectKind,
 };
+
+/// A fresh key (an RSA one when given its public PEM) imported into `store`; random ids can
+/// collide, and a few tries make that vanishingly unlikely to surface.
+pub fn new_key(
+    store: &impl TenantStore,
+    account: &AccountId,
+    user: Option<&RamUserId>,
+    rsa_public_key: Option<&str>,
+    now: Timestamp,
+) -> Result<AccessKey> {
+    for _ in 0..8 {
+        let key = AccessKey {
+            id: AccessKeyId::parse(&ids::access_key_id())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            account: account.clone(),
+            user: user.cloned(),
+            kind: if rsa_public_key.is_some() {
+                KeyKind::Rsa
+            } else {
+                KeyKind::Hmac
+            },
+            secret: rsa_public_key.map_or_else(ids::access_key_secret, str::to_owned),
+            active: true,
+            created_at: now,
+        };
+        match store.import_key(&key) {
+            Err(StoreError::Conflict(_)) => continue,
+            other => return other.map(|()| key),
+        }
+    }
+    Err(StoreError::Conflict("access key id"))
+}
+
+/// Whether DeleteBackup may take set `id` (as found among the cluster's listed sets, detached
+/// ones for a `released` cluster): only a successful one, and an automated one only once the
+/// cluster is released.
+pub fn deletable(
+    id: BackupJobId,
+    set: Option<BackupSet>,
+    released: bool,
+) -> std::result::Result<BackupSet, DeleteRefusal> {
+    match set {
+        Some(s) if s.status != BackupSetStatus::Success => Err(DeleteRefusal::NotFound(id)),
+        Some(s) if s.mode == JobMode::Automated && !released => Err(DeleteRefusal::Automated(id)),
+        Some(s) => Ok(s),
+        None => Err(DeleteRefusal::NotFound(id)),
+    }
+}
 
 /// Queued or running: the statuses a job can still leave (an SQL list).
 pub const NON_TERMINAL: &str = "('NoStart','Preparing','Waiting','Uploading','Checking')";

@@ -4,7 +4,7 @@
 use super::{all, clusters, jobs, opt, PgStore};
 use crate::records::{DeleteRefusal, SetFilter, SetPage};
 use crate::rows::{db_id, secs, set_from, SET_COLUMNS};
-use crate::rules::{page_offset, NON_TERMINAL};
+use crate::rules::{deletable, page_offset, NON_TERMINAL};
 use crate::{Result, SetStore, StoreError};
 use polarbackup_model::{
     BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode,
@@ -81,15 +81,9 @@ fn begin_delete(
             &[&db_id(id), &cluster.as_str(), &i64::from(released)],
             set_from,
         )?;
-        match set {
-            Some(s) if s.status != BackupSetStatus::Success => {
-                return Ok(Err(DeleteRefusal::NotFound(id)))
-            }
-            Some(s) if s.mode == JobMode::Automated && !released => {
-                return Ok(Err(DeleteRefusal::Automated(id)))
-            }
-            Some(s) => sets.push(s),
-            None => return Ok(Err(DeleteRefusal::NotFound(id))),
+        match deletable(id, set, released) {
+            Ok(s) => sets.push(s),
+            Err(refusal) => return Ok(Err(refusal)),
         }
     }
     for s in &sets {

@@ -5,7 +5,7 @@ use super::clusters;
 use super::rows::{db_id, secs, set_from, SET_COLUMNS};
 use super::SqliteStore;
 use crate::records::{DeleteRefusal, SetFilter, SetPage};
-use crate::rules::page_offset;
+use crate::rules::{deletable, page_offset};
 use crate::{Result, SetStore, StoreError};
 use polarbackup_model::{
     BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode,
@@ -85,15 +85,9 @@ fn begin_delete(
                 set_from,
             )
             .optional()?;
-        match set {
-            Some(s) if s.status != BackupSetStatus::Success => {
-                return Ok(Err(DeleteRefusal::NotFound(id)))
-            }
-            Some(s) if s.mode == JobMode::Automated && !released => {
-                return Ok(Err(DeleteRefusal::Automated(id)))
-            }
-            Some(s) => sets.push(s),
-            None => return Ok(Err(DeleteRefusal::NotFound(id))),
+        match deletable(id, set, released) {
+            Ok(s) => sets.push(s),
+            Err(refusal) => return Ok(Err(refusal)),
         }
     }
     for s in &sets {
