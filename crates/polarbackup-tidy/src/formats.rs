@@ -1,8 +1,9 @@
 //! Rules `format-owner` and `metadata-sql`: each external format is known to one crate. SQLite
-//! (and SQL on the metadata store) to the store, HTTP to the api, object storage to the repo,
-//! database protocols to the engine. A crate outside the owner may neither depend on the
-//! format's crates (in any dependency section: a test that opens the SQLite file itself pins
-//! the schema just as code would) nor name them in code.
+//! and the PostgreSQL client of the metadata store (and SQL on the metadata store) to the
+//! store, HTTP to the api, object storage to the repo, database protocols to the engine. A crate
+//! outside the owner may neither depend on the format's crates (in any dependency section: a
+//! test that opens the SQLite file itself pins the schema just as code would) nor name them in
+//! code.
 
 use crate::lex::{lex, Literal};
 use crate::manifest;
@@ -11,6 +12,7 @@ use crate::{crate_of, Violation};
 /// Each external crate and the crates that may use it.
 pub const OWNERS: &[(&str, &[&str])] = &[
     ("rusqlite", &["polarbackup-store"]),
+    ("postgres", &["polarbackup-store"]),
     ("axum", &["polarbackup-api"]),
     ("hyper", &["polarbackup-api", BENCH_API]),
     ("hyper-util", &["polarbackup-api", BENCH_API]),

@@ -5,6 +5,7 @@ use super::clusters;
 use super::rows::{db_id, secs, set_from, SET_COLUMNS};
 use super::SqliteStore;
 use crate::records::{DeleteRefusal, SetFilter, SetPage};
+use crate::rules::{deletable, page_offset};
 use crate::{Result, SetStore, StoreError};
 use polarbackup_model::{
     BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode,
@@ -18,7 +19,6 @@ fn list(c: &Connection, cluster: &DbClusterId, f: &SetFilter, detached: bool) ->
            AND (?4 IS NULL OR status = ?4)
            AND (?5 IS NULL OR mode = ?5)
            AND start_time >= ?6 AND start_time <= ?7";
-    let offset = u64::from(f.page_number.saturating_sub(1)) * u64::from(f.page_size);
     let args = params![
         cluster.as_str(),
         detached,
@@ -28,7 +28,7 @@ fn list(c: &Connection, cluster: &DbClusterId, f: &SetFilter, detached: bool) ->
         secs(f.start),
         secs(f.end),
         f.page_size,
-        i64::try_from(offset).unwrap_or(i64::MAX)
+        page_offset(f.page_number, f.page_size)
     ];
     // The count binds the seven filter parameters; the page adds LIMIT and OFFSET.
     let total: u64 = c.query_row(
@@ -85,15 +85,9 @@ fn begin_delete(
                 set_from,
             )
             .optional()?;
-        match set {
-            Some(s) if s.status != BackupSetStatus::Success => {
-                return Ok(Err(DeleteRefusal::NotFound(id)))
-            }
-            Some(s) if s.mode == JobMode::Automated && !released => {
-                return Ok(Err(DeleteRefusal::Automated(id)))
-            }
-            Some(s) => sets.push(s),
-            None => return Ok(Err(DeleteRefusal::NotFound(id))),
+        match deletable(id, set, released) {
+            Ok(s) => sets.push(s),
+            Err(refusal) => return Ok(Err(refusal)),
         }
     }
     for s in &sets {
@@ -136,7 +130,7 @@ fn forget(c: &Connection, id: BackupJobId) -> Result<()> {
 fn known_ids(c: &Connection) -> Result<Vec<BackupJobId>> {
     let mut stmt = c.prepare(
         "SELECT id FROM backup_sets UNION SELECT id FROM backup_jobs
-         WHERE status IN ('NoStart','Preparing','Waiting','Uploading','Checking')",
+         WHERE status IN ('NoStart','Preparing','Waiting','Uploading','Checking') ORDER BY 1",
     )?;
     let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
     rows.map(|r| Ok(BackupJobId(u64::try_from(r?).unwrap_or(0))))

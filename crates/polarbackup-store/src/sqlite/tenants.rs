@@ -2,7 +2,7 @@
 
 use super::rows::{account_from, key_from, secs};
 use super::SqliteStore;
-use crate::{ids, Result, StoreError, TenantStore};
+use crate::{ids, rules, Result, StoreError, TenantStore};
 use jiff::Timestamp;
 use polarbackup_model::{AccessKey, AccessKeyId, Account, AccountId, KeyKind, RamUser, RamUserId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -71,39 +71,6 @@ fn get_key(c: &Connection, id: &AccessKeyId) -> Result<Option<AccessKey>> {
     .optional()?)
 }
 
-impl SqliteStore {
-    fn new_key(
-        &self,
-        account: &AccountId,
-        user: Option<&RamUserId>,
-        rsa_public_key: Option<&str>,
-        now: Timestamp,
-    ) -> Result<AccessKey> {
-        // Random ids can collide; a few tries make that vanishingly unlikely to surface.
-        for _ in 0..8 {
-            let key = AccessKey {
-                id: AccessKeyId::parse(&ids::access_key_id())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                account: account.clone(),
-                user: user.cloned(),
-                kind: if rsa_public_key.is_some() {
-                    KeyKind::Rsa
-                } else {
-                    KeyKind::Hmac
-                },
-                secret: rsa_public_key.map_or_else(ids::access_key_secret, str::to_owned),
-                active: true,
-                created_at: now,
-            };
-            match self.import_key(&key) {
-                Err(StoreError::Conflict(_)) => continue,
-                other => return other.map(|()| key),
-            }
-        }
-        Err(StoreError::Conflict("access key id"))
-    }
-}
-
 impl TenantStore for SqliteStore {
     fn create_account(&self, name: Option<&str>, now: Timestamp) -> Result<Account> {
         self.write(|tx| insert_account(tx, name, now))
@@ -121,11 +88,11 @@ impl TenantStore for SqliteStore {
     }
 
     fn create_key(&self, account: &AccountId, now: Timestamp) -> Result<AccessKey> {
-        self.new_key(account, None, None, now)
+        rules::new_key(self, account, None, None, now)
     }
 
     fn create_user_key(&self, user: &RamUser, now: Timestamp) -> Result<AccessKey> {
-        self.new_key(&user.account, Some(&user.id), None, now)
+        rules::new_key(self, &user.account, Some(&user.id), None, now)
     }
 
     fn create_rsa_key(
@@ -135,7 +102,13 @@ impl TenantStore for SqliteStore {
         public_key_pem: &str,
         now: Timestamp,
     ) -> Result<AccessKey> {
-        self.new_key(account, user.map(|u| &u.id), Some(public_key_pem), now)
+        rules::new_key(
+            self,
+            account,
+            user.map(|u| &u.id),
+            Some(public_key_pem),
+            now,
+        )
     }
 
     fn import_key(&self, key: &AccessKey) -> Result<()> {
