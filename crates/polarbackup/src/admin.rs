@@ -68,6 +68,7 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::User(cmd) => crate::admin_ram::user(cmd)?,
         AdminCommand::Policy(cmd) => crate::admin_ram::policy(cmd)?,
         AdminCommand::Ram(cmd) => crate::admin_ram::ram(cmd)?,
+        AdminCommand::MigrateMetadata(args) => crate::admin_migrate::run(args)?,
     };
     println!("{out}");
     Ok(())

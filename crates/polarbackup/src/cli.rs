@@ -138,6 +138,42 @@ pub enum AdminCommand {
     /// RAM tools: simulate a decision, decode a denial's diagnostic message.
     #[command(subcommand)]
     Ram(RamCommand),
+    /// Copy an embedded installation's metadata (SQLite) into an empty PostgreSQL store, every
+    /// id, key, policy, job and set as it was; prints the rows copied per table.
+    #[command(long_about = MIGRATE_ABOUT)]
+    MigrateMetadata(MigrateArgs),
+}
+
+const MIGRATE_ABOUT: &str = "\
+Copy an embedded installation's metadata (SQLite) into an empty PostgreSQL store, every id, \
+key, policy, job and set as it was, so that servers can share it (serve --metadata-url \
+postgres://…). A target that holds any data is refused.
+
+Stop every server on the source first: what they write during the copy would be lost. The \
+backups themselves stay where they are (the repository is not copied).
+
+The target's password, like any metadata store's, never comes from a flag: give it in \
+PGPASSWORD, or leave out --to and give the whole URL in POLARBACKUP_METADATA_URL or as \
+metadata_url in the config file (mode 0600).
+
+Prints one JSON object: {\"From\", \"To\", \"Tables\": {TABLE: ROWS…}}.";
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The SQLite store to copy [default: the data directory's, sqlite://metadata.sqlite].
+    #[arg(long, value_name = "sqlite://PATH")]
+    pub from: Option<MetadataUrl>,
+    /// The empty PostgreSQL store to fill, without a password [default: the metadata_url
+    /// setting: POLARBACKUP_METADATA_URL or the config file].
+    #[arg(long, value_name = "postgres://USER@HOST:PORT/DB")]
+    pub to: Option<MetadataUrl>,
+    #[arg(long, help = format!(
+        "TOML configuration file, as serve's; the environment and flags override it [env: {}]",
+        crate::settings::CONFIG_ENV,
+    ))]
+    pub config: Option<PathBuf>,
+    #[arg(long, help = spec::data_dir.help_with_env())]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Why a flag may not hold a password, and where it goes instead.
+pub const ARGV_PASSWORD: &str = "a password on the command line is visible to every user of \
+    the machine (ps, /proc): give it in PGPASSWORD, in POLARBACKUP_METADATA_URL or in the \
+    config file (mode 0600) instead";
+
 /// libpq's default port.
 const PG_PORT: u16 = 5432;
 /// How long connecting to the metadata store may take (libpq's `connect_timeout`) by default.

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_delete;
+mod admin_migrate;
 mod admin_ram;
 mod archiver;
 mod backends;

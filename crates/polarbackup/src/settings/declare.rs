@@ -138,12 +138,7 @@ impl SettingValue for MetadataUrl {
 
     fn on_command_line(&self) -> Result<(), String> {
         if self.has_password() {
-            return Err(
-                "a password on the command line is visible to every user of the \
-                        machine (ps, /proc): give it in PGPASSWORD, in \
-                        POLARBACKUP_METADATA_URL or in the config file (mode 0600) instead"
-                    .into(),
-            );
+            return Err(crate::locations::ARGV_PASSWORD.into());
         }
         Ok(())
     }
