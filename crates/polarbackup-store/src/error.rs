@@ -6,6 +6,12 @@ use thiserror::Error;
 pub enum StoreError {
     #[error("metadata store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// From the PostgreSQL client: never carries the password (the client does not put it in
+    /// its errors).
+    #[error("metadata store: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("metadata store TLS: {0}")]
+    Tls(String),
     #[error("metadata store: {0}")]
     Io(#[from] std::io::Error),
     #[error("{what} not found")]
@@ -18,4 +24,23 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("job {id}: {reason}")]
     IllegalJobUpdate { id: u64, reason: String },
+    /// A migration's target already holds metadata.
+    #[error("the target metadata store is not empty: it has {what}")]
+    NotEmpty { what: &'static str },
+}
+
+impl StoreError {
+    /// A PostgreSQL serialization failure or deadlock: the transaction did nothing and may be
+    /// run again.
+    pub(crate) fn is_transient(&self) -> bool {
+        use postgres::error::SqlState;
+        match self {
+            Self::Postgres(e) => matches!(
+                e.code(),
+                Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+            ),
+            _ => false,
+        }
+    }
 }

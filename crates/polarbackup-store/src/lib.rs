@@ -1,14 +1,18 @@
 //! The metadata store: small traits, one per aggregate (tenants and keys, RAM, clusters and
-//! their policies, jobs, backup sets, nonces), the [`Store`] that joins them, and its embedded
-//! SQLite implementation.
+//! their policies, jobs, backup sets, nonces), the [`Store`] that joins them, and its two
+//! implementations: embedded SQLite and PostgreSQL shared by several servers.
 
 mod error;
 mod ids;
 mod migrations;
+mod pg;
 mod records;
+mod rows;
+mod rules;
 mod sqlite;
 
 pub use error::StoreError;
+pub use pg::{PgOptions, PgStore};
 pub use records::{
     Attachment, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, JobFilter,
     ManualJobRequest, PolicyKind, RecoveryInputs, SetFilter, SetPage, StoredPolicy, WalFilter,

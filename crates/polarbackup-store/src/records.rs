@@ -117,6 +117,12 @@ pub enum PolicyKind {
 }
 
 impl PolicyKind {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        [Self::System, Self::Custom]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::System => "System",

@@ -7,12 +7,12 @@ use super::rows::{cluster_from, db_id, job_from, secs, JOB_COLUMNS};
 use super::{policies, sets};
 use super::{tenants, SqliteStore};
 use crate::records::{ClusterDeletion, DeletionRefusal};
+use crate::rules::{final_set, split_on_deletion};
 use crate::{ids, ClusterStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    BackupJob, BackupSet, BackupSetStatus, Cluster, ClusterStatus, DbClusterId, JobMode, JobStatus,
-    NewCluster, TaskAction,
+    BackupJob, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, NewCluster, TaskAction,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -141,10 +141,7 @@ pub fn begin_deletion(
             ClusterDeletion::Pending { job, doomed: sets }
         }
         RetentionOnClusterDeletion::All | RetentionOnClusterDeletion::None => {
-            // ALL keeps every usable set; a failed set has no data worth keeping.
-            let (kept, deleted): (Vec<_>, Vec<_>) = sets.into_iter().partition(|s| {
-                retention == RetentionOnClusterDeletion::All && s.status == BackupSetStatus::Success
-            });
+            let (kept, deleted) = split_on_deletion(retention, sets);
             for s in &kept {
                 detach(&tx, s)?;
             }
@@ -188,10 +185,7 @@ pub fn after_job_end(c: &Connection, job: &BackupJob, set: Option<&BackupSet>) -
         return Ok(());
     }
     let retention = retention.and_then(|r| RetentionOnClusterDeletion::parse(&r));
-    let finished_set = set.filter(|s| {
-        job.status == JobStatus::Finished && s.id == job.id && s.status == BackupSetStatus::Success
-    });
-    match finished_set {
+    match final_set(job, set) {
         Some(s) => {
             detach(c, s)?;
             hide_attached_sets(c, &job.cluster_id)?;

@@ -5,6 +5,7 @@ use super::clusters;
 use super::rows::{db_id, db_size, job_from, secs, wal_columns, JOB_COLUMNS};
 use super::SqliteStore;
 use crate::records::{CreateJobOutcome, JobFilter, ManualJobRequest};
+use crate::rules::{check_ended, check_forward};
 use crate::{JobStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
@@ -12,8 +13,7 @@ use polarbackup_model::{
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-/// Queued or running: the statuses a job can still leave.
-pub const NON_TERMINAL: &str = "('NoStart','Preparing','Waiting','Uploading','Checking')";
+pub use crate::rules::NON_TERMINAL;
 
 pub fn insert(
     c: &Connection,
@@ -118,26 +118,6 @@ fn create_manual(
     Ok(CreateJobOutcome::Created(job))
 }
 
-/// Refuses any write that would move a stored job backwards or change an ended one.
-fn check_forward(stored: &BackupJob, job: &BackupJob) -> Result<()> {
-    let illegal = if stored.status.is_terminal() && stored != job {
-        Some("the job has already ended")
-    } else if job.status < stored.status && job.status != JobStatus::Failed {
-        Some("the status would go backwards")
-    } else if job.process < stored.process {
-        Some("Process would decrease")
-    } else {
-        None
-    };
-    match illegal {
-        Some(reason) => Err(StoreError::IllegalJobUpdate {
-            id: job.id.0,
-            reason: reason.to_owned(),
-        }),
-        None => Ok(()),
-    }
-}
-
 fn write_state(c: &Connection, job: &BackupJob) -> Result<()> {
     c.execute(
         "UPDATE backup_jobs SET status = ?2, process = ?3, ended_at = ?4, failure_reason = ?5,
@@ -167,12 +147,7 @@ fn update(c: &mut Connection, job: &BackupJob) -> Result<()> {
 /// without its job having ended, and a job never ends without its set. The final backup of a
 /// cluster deletion settles the deletion in the same transaction.
 fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
-    if !job.status.is_terminal() {
-        return Err(StoreError::IllegalJobUpdate {
-            id: job.id.0,
-            reason: "only an ended job can record its backup set".into(),
-        });
-    }
+    check_ended(job)?;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     check_forward(&load(&tx, job.id)?, job)?;
     write_state(&tx, job)?;

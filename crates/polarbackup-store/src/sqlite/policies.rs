@@ -1,28 +1,14 @@
 //! Backup policies and exactly-once scheduling of automated jobs. Only Running clusters are
 //! scheduled or changed.
 
-use super::rows::{secs, ts};
+use super::rows::secs;
 use super::{clusters, jobs};
+use crate::rules::{decode_policy, encode_policy};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::policy::{BackupPolicy, PolicyChange};
 use polarbackup_model::{BackupJob, ClusterStatus, DbClusterId, JobMode, TaskAction};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
-/// A stored policy row (or none) as a policy and a last slot.
-fn decode(
-    cluster: &DbClusterId,
-    row: Option<(String, Option<i64>)>,
-) -> Result<(BackupPolicy, Option<Timestamp>)> {
-    match row {
-        None => Ok((BackupPolicy::default(), None)),
-        Some((json, last)) => {
-            let policy = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("backup policy of {cluster}: {e}")))?;
-            Ok((policy, last.map(ts).transpose()?))
-        }
-    }
-}
 
 /// A cluster's policy (the default when none was ever stored) and its last scheduled slot.
 pub fn get(c: &Connection, cluster: &DbClusterId) -> Result<(BackupPolicy, Option<Timestamp>)> {
@@ -33,7 +19,7 @@ pub fn get(c: &Connection, cluster: &DbClusterId) -> Result<(BackupPolicy, Optio
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    decode(cluster, row)
+    decode_policy(cluster, row)
 }
 
 /// Inserts the default policy of a cluster that has none, with its schedule starting at
@@ -43,15 +29,11 @@ pub fn insert_default(c: &Connection, cluster: &str, last_slot: Option<Timestamp
         "INSERT INTO backup_policies (cluster_id, policy, last_slot) VALUES (?1, ?2, ?3)",
         params![
             cluster,
-            encode(&BackupPolicy::default())?,
+            encode_policy(&BackupPolicy::default())?,
             last_slot.map(secs)
         ],
     )?;
     Ok(())
-}
-
-fn encode(policy: &BackupPolicy) -> Result<String> {
-    serde_json::to_string(policy).map_err(|e| StoreError::Corrupt(format!("backup policy: {e}")))
 }
 
 /// Reads, changes and writes a Running cluster's policy; the caller's write transaction makes
@@ -69,7 +51,7 @@ pub fn modify(
     c.execute(
         "INSERT INTO backup_policies (cluster_id, policy) VALUES (?1, ?2)
          ON CONFLICT (cluster_id) DO UPDATE SET policy = excluded.policy",
-        params![cluster.as_str(), encode(&policy)?],
+        params![cluster.as_str(), encode_policy(&policy)?],
     )?;
     Ok(Ok(policy))
 }
@@ -93,7 +75,7 @@ pub fn all(c: &Connection) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Time
         .map(|(id, row)| {
             let cluster = DbClusterId::parse(&id)
                 .map_err(|_| StoreError::Corrupt(format!("cluster id {id:?}")))?;
-            let (policy, last) = decode(&cluster, row)?;
+            let (policy, last) = decode_policy(&cluster, row)?;
             Ok((cluster, policy, last))
         })
         .collect()

@@ -1,34 +1,13 @@
 //! RAM users, custom policies and their attachments in SQLite. Each check and the write it
 //! guards share one write transaction.
 
-use super::rows::{corrupt, secs, ts};
+use super::rows::{policy_from, secs, user_from};
 use super::{tenants, SqliteStore};
 use crate::records::{Attachment, PolicyKind, StoredPolicy};
 use crate::{ids, RamStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{AccountId, RamUser, RamUserId};
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
-fn user_from(row: &Row<'_>) -> rusqlite::Result<RamUser> {
-    let id: String = row.get("id")?;
-    let account: String = row.get("account_id")?;
-    Ok(RamUser {
-        id: RamUserId::parse(&id).map_err(|_| corrupt("user id", &id))?,
-        account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
-        name: row.get("name")?,
-        created_at: ts(row.get("created_at")?)?,
-    })
-}
-
-fn policy_from(row: &Row<'_>) -> rusqlite::Result<StoredPolicy> {
-    let account: String = row.get("account_id")?;
-    Ok(StoredPolicy {
-        account: AccountId::parse(&account).map_err(|_| corrupt("account id", &account))?,
-        name: row.get("name")?,
-        document: row.get("document")?,
-        created_at: ts(row.get("created_at")?)?,
-    })
-}
+use rusqlite::{params, Connection, OptionalExtension};
 
 fn create_user(c: &Connection, account: &AccountId, name: &str, now: Timestamp) -> Result<RamUser> {
     tenants::require_account(c, account)?;

@@ -5,6 +5,7 @@ use super::clusters;
 use super::rows::{db_id, secs, set_from, SET_COLUMNS};
 use super::SqliteStore;
 use crate::records::{DeleteRefusal, SetFilter, SetPage};
+use crate::rules::page_offset;
 use crate::{Result, SetStore, StoreError};
 use polarbackup_model::{
     BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode,
@@ -18,7 +19,6 @@ fn list(c: &Connection, cluster: &DbClusterId, f: &SetFilter, detached: bool) ->
            AND (?4 IS NULL OR status = ?4)
            AND (?5 IS NULL OR mode = ?5)
            AND start_time >= ?6 AND start_time <= ?7";
-    let offset = u64::from(f.page_number.saturating_sub(1)) * u64::from(f.page_size);
     let args = params![
         cluster.as_str(),
         detached,
@@ -28,7 +28,7 @@ fn list(c: &Connection, cluster: &DbClusterId, f: &SetFilter, detached: bool) ->
         secs(f.start),
         secs(f.end),
         f.page_size,
-        i64::try_from(offset).unwrap_or(i64::MAX)
+        page_offset(f.page_number, f.page_size)
     ];
     // The count binds the seven filter parameters; the page adds LIMIT and OFFSET.
     let total: u64 = c.query_row(

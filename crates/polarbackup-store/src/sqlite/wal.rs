@@ -3,9 +3,12 @@
 //! it found. [`WalStore`] for [`SqliteStore`].
 
 use super::clusters;
-use super::rows::{db_lsn, db_size, gap_from, micros, secs, wal_object_from, WAL_COLUMNS};
+use super::rows::{
+    db_log_id, db_lsn, db_size, gap_from, micros, secs, wal_object_from, GAP_COLUMNS, WAL_COLUMNS,
+};
 use super::SqliteStore;
 use crate::records::{RecoveryInputs, WalFilter, WalPage, WalRecorded};
+use crate::rules::{decode_log_policy, page_offset, wal_page_bounds, wal_replacement};
 use crate::{Result, StoreError, WalStore};
 use jiff::Timestamp;
 use polarbackup_model::{
@@ -23,12 +26,7 @@ fn policy(c: &Connection, cluster: &DbClusterId) -> Result<LogBackupPolicy> {
             |r| r.get(0),
         )
         .optional()?;
-    match days {
-        None => Ok(LogBackupPolicy::default()),
-        Some(d) => LogRetention::from_days(d)
-            .map(|retention| LogBackupPolicy { retention })
-            .map_err(|_| StoreError::Corrupt(format!("log retention of {cluster}: {d}"))),
-    }
+    decode_log_policy(cluster, days)
 }
 
 /// Sets a Running cluster's retention; the caller's write transaction holds the status check
@@ -146,71 +144,46 @@ fn record(
             replaced: Vec::new(),
         }));
     }
-    let replaced = match o.kind {
-        WalObjectKind::History => {
-            let same = select(
-                c,
-                "cluster_id = ?1 AND kind = 'history' AND name = ?2",
-                params![o.cluster_id.as_str(), o.name],
-            )?;
-            if !same.is_empty() {
-                return Ok(refused);
-            }
-            Vec::new()
-        }
-        WalObjectKind::Segment | WalObjectKind::Partial => {
-            let here = select(
-                c,
-                "cluster_id = ?1 AND timeline = ?2 AND start_lsn = ?3
-                 AND kind IN ('segment', 'partial') ORDER BY id",
-                params![
-                    o.cluster_id.as_str(),
-                    i64::from(o.timeline),
-                    db_lsn(o.start)?
-                ],
-            )?;
-            if here.iter().any(|w| w.object.end >= o.end) {
-                return Ok(refused);
-            }
-            let partials: Vec<WalObject> = here
-                .into_iter()
-                .filter(|w| w.object.kind == WalObjectKind::Partial)
-                .collect();
-            for p in &partials {
-                c.execute("DELETE FROM wal_objects WHERE id = ?1", [db_log_id(p.id)])?;
-            }
-            partials
-        }
+    let here = match o.kind {
+        WalObjectKind::History => select(
+            c,
+            "cluster_id = ?1 AND kind = 'history' AND name = ?2",
+            params![o.cluster_id.as_str(), o.name],
+        )?,
+        WalObjectKind::Segment | WalObjectKind::Partial => select(
+            c,
+            "cluster_id = ?1 AND timeline = ?2 AND start_lsn = ?3
+             AND kind IN ('segment', 'partial') ORDER BY id",
+            params![
+                o.cluster_id.as_str(),
+                i64::from(o.timeline),
+                db_lsn(o.start)?
+            ],
+        )?,
     };
+    let Some(replaced) = wal_replacement(o, here) else {
+        return Ok(refused);
+    };
+    for p in &replaced {
+        c.execute("DELETE FROM wal_objects WHERE id = ?1", [db_log_id(p.id)])?;
+    }
     Ok(Some(WalRecorded {
         recorded: Some(insert(c, o)?),
         replaced,
     }))
 }
 
-/// Log ids are u64 in the model and i64 in SQLite; ids beyond i64 cannot exist in the table.
-fn db_log_id(id: BackupLogId) -> i64 {
-    i64::try_from(id.0).unwrap_or(-1)
-}
-
-const SECOND: i64 = 1_000_000;
-
-/// The first microsecond of the second holding `t`.
-fn second_start(t: Timestamp) -> i64 {
-    micros(t).div_euclid(SECOND) * SECOND
-}
-
 /// Times are compared to the whole second, as DescribeBackupLogs shows them: an object that
 /// starts within the second `to` or ends within the second `from` meets the range.
 fn page(c: &Connection, cluster: &DbClusterId, f: &WalFilter) -> Result<WalPage> {
     let condition = "cluster_id = ?1 AND start_us < ?2 AND end_us >= ?3";
-    let offset = u64::from(f.page_number.saturating_sub(1)) * u64::from(f.page_size);
+    let (before, after) = wal_page_bounds(f.from, f.to);
     let args = params![
         cluster.as_str(),
-        second_start(f.to).saturating_add(SECOND),
-        second_start(f.from),
+        before,
+        after,
         f.page_size,
-        i64::try_from(offset).unwrap_or(i64::MAX)
+        page_offset(f.page_number, f.page_size)
     ];
     // The count binds the three filter parameters; the page adds LIMIT and OFFSET.
     let total: u64 = c.query_row(
@@ -261,10 +234,9 @@ fn insert_gap(c: &Connection, gap: &WalGap) -> Result<()> {
 }
 
 fn gaps_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<WalGap>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT cluster_id, timeline, from_lsn, to_lsn, detected_us, reason FROM wal_gaps
-         WHERE cluster_id = ?1 ORDER BY detected_us, id",
-    )?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {GAP_COLUMNS} FROM wal_gaps WHERE cluster_id = ?1 ORDER BY detected_us, id"
+    ))?;
     let rows = stmt.query_map([cluster.as_str()], gap_from)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

@@ -7,8 +7,12 @@ use polarbackup_model::{
     AccountId, BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobStatus, Lsn, NewCluster,
     TlsMode, WalRange,
 };
-use polarbackup_store::{CreateJobOutcome, ManualJobRequest, SetFilter, SqliteStore, Store};
-use std::sync::Arc;
+use polarbackup_store::{
+    CreateJobOutcome, ManualJobRequest, PgOptions, PgStore, SetFilter, SqliteStore, Store,
+};
+use polarbackup_testkit::pg::PgCluster;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// One database of one backend. Every `open` is a new handle on it, as another process (or
 /// another server sharing the store) would hold; the first one finds it empty.
@@ -28,6 +32,38 @@ impl SqliteBackend {
 impl Backend for SqliteBackend {
     fn open(&self) -> Arc<dyn Store> {
         Arc::new(SqliteStore::open(self.0.path()).expect("open"))
+    }
+}
+
+/// One throwaway PostgreSQL server per test binary, shared by every case.
+fn pg_server() -> &'static PgCluster {
+    static SERVER: OnceLock<PgCluster> = OnceLock::new();
+    SERVER.get_or_init(PgCluster::init)
+}
+
+/// A fresh database on the shared PostgreSQL server, so cases run apart and in parallel.
+pub struct PgBackend(PgOptions);
+
+impl PgBackend {
+    pub fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let server = pg_server();
+        let db = format!("contract_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        server.psql(&format!("CREATE DATABASE {db}"));
+        let mut options = PgOptions::new("127.0.0.1", server.port, "postgres", db);
+        // Small pools: the race cases open six handles at once.
+        options.pool_size = 2;
+        Self(options)
+    }
+
+    pub fn options(&self) -> &PgOptions {
+        &self.0
+    }
+}
+
+impl Backend for PgBackend {
+    fn open(&self) -> Arc<dyn Store> {
+        Arc::new(PgStore::open(&self.0).expect("open"))
     }
 }
 

@@ -75,3 +75,4 @@ macro_rules! store_contract {
 }
 
 store_contract!(sqlite, crate::common::SqliteBackend::new());
+store_contract!(postgres, crate::common::PgBackend::new());

@@ -1,0 +1,213 @@
+//! Backup sets in PostgreSQL: listing with filters and pages (a live cluster's sets, or a
+//! released cluster's detached ones), two-phase deletion, and expiry.
+
+use super::{all, clusters, jobs, opt, PgStore};
+use crate::records::{DeleteRefusal, SetFilter, SetPage};
+use crate::rows::{db_id, secs, set_from, SET_COLUMNS};
+use crate::rules::{page_offset, NON_TERMINAL};
+use crate::{Result, SetStore, StoreError};
+use polarbackup_model::{
+    BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode,
+};
+use postgres::GenericClient;
+
+/// One page of the sets of `cluster` that are (`detached`) or are not detached, with the
+/// count, in the caller's snapshot.
+fn list(
+    c: &mut impl GenericClient,
+    cluster: &DbClusterId,
+    f: &SetFilter,
+    detached: bool,
+) -> Result<SetPage> {
+    let where_clause = "WHERE cluster_id = $1 AND deleting = 0 AND detached = $2
+           AND ($3::bigint IS NULL OR id = $3)
+           AND ($4::text IS NULL OR status = $4)
+           AND ($5::text IS NULL OR mode = $5)
+           AND start_time >= $6 AND start_time <= $7";
+    let (cluster, detached) = (cluster.as_str(), i64::from(detached));
+    let (id, status, mode) = (
+        f.id.map(db_id),
+        f.status.map(BackupSetStatus::as_str),
+        f.mode.map(JobMode::as_str),
+    );
+    let (start, end) = (secs(f.start), secs(f.end));
+    let (limit, offset) = (
+        i64::from(f.page_size),
+        page_offset(f.page_number, f.page_size),
+    );
+    let total: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM backup_sets {where_clause}"),
+            &[&cluster, &detached, &id, &status, &mode, &start, &end],
+        )?
+        .try_get(0)?;
+    let sets = all(
+        c,
+        &format!(
+            "SELECT {SET_COLUMNS} FROM backup_sets {where_clause}
+             ORDER BY start_time DESC, id DESC LIMIT $8 OFFSET $9"
+        ),
+        &[
+            &cluster, &detached, &id, &status, &mode, &start, &end, &limit, &offset,
+        ],
+        set_from,
+    )?;
+    Ok(SetPage {
+        sets,
+        total: u64::try_from(total).unwrap_or(0),
+    })
+}
+
+/// Checks every id first, then hides them all at once; see the SQLite store for the protocol.
+fn begin_delete(
+    c: &mut impl GenericClient,
+    cluster: &DbClusterId,
+    ids: &[BackupJobId],
+) -> Result<std::result::Result<Vec<BackupSet>, DeleteRefusal>> {
+    let released = match clusters::status(c, cluster)? {
+        Some(ClusterStatus::Running) => false,
+        Some(ClusterStatus::Deleted) => true,
+        Some(s @ ClusterStatus::Deleting) => return Ok(Err(DeleteRefusal::ClusterNotRunning(s))),
+        None => return Err(StoreError::NotFound { what: "cluster" }),
+    };
+    let mut sets = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let set = opt(
+            c,
+            &format!(
+                "SELECT {SET_COLUMNS} FROM backup_sets
+                 WHERE id = $1 AND cluster_id = $2 AND deleting = 0 AND detached = $3"
+            ),
+            &[&db_id(id), &cluster.as_str(), &i64::from(released)],
+            set_from,
+        )?;
+        match set {
+            Some(s) if s.status != BackupSetStatus::Success => {
+                return Ok(Err(DeleteRefusal::NotFound(id)))
+            }
+            Some(s) if s.mode == JobMode::Automated && !released => {
+                return Ok(Err(DeleteRefusal::Automated(id)))
+            }
+            Some(s) => sets.push(s),
+            None => return Ok(Err(DeleteRefusal::NotFound(id))),
+        }
+    }
+    for s in &sets {
+        c.execute(
+            "UPDATE backup_sets SET deleting = 1 WHERE id = $1",
+            &[&db_id(s.id)],
+        )?;
+    }
+    Ok(Ok(sets))
+}
+
+/// All listed sets of a cluster that are not detached, for retention and deletion.
+pub fn sets_of(c: &mut impl GenericClient, cluster: &DbClusterId) -> Result<Vec<BackupSet>> {
+    all(
+        c,
+        &format!(
+            "SELECT {SET_COLUMNS} FROM backup_sets
+             WHERE cluster_id = $1 AND deleting = 0 AND detached = 0 ORDER BY id"
+        ),
+        &[&cluster.as_str()],
+        set_from,
+    )
+}
+
+impl SetStore for PgStore {
+    fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage> {
+        let (cluster, filter) = (cluster.clone(), filter.clone());
+        self.snapshot(move |tx| list(tx, &cluster, &filter, false))
+    }
+
+    fn list_detached_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage> {
+        let (cluster, filter) = (cluster.clone(), filter.clone());
+        self.snapshot(move |tx| list(tx, &cluster, &filter, true))
+    }
+
+    fn detached_set_count(&self, cluster: &DbClusterId) -> Result<u64> {
+        let cluster = cluster.clone();
+        self.read(move |c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM backup_sets
+                     WHERE cluster_id = $1 AND deleting = 0 AND detached = 1",
+                    &[&cluster.as_str()],
+                )?
+                .try_get(0)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn backup_set(&self, id: BackupJobId) -> Result<Option<BackupSet>> {
+        self.read(move |c| {
+            opt(
+                c,
+                &format!("SELECT {SET_COLUMNS} FROM backup_sets WHERE id = $1 AND deleting = 0"),
+                &[&db_id(id)],
+                set_from,
+            )
+        })
+    }
+
+    fn cluster_sets(&self, cluster: &DbClusterId) -> Result<Vec<BackupSet>> {
+        let cluster = cluster.clone();
+        self.read(move |c| sets_of(c, &cluster))
+    }
+
+    fn begin_delete_sets(
+        &self,
+        cluster: &DbClusterId,
+        ids: &[BackupJobId],
+    ) -> Result<std::result::Result<Vec<BackupSet>, DeleteRefusal>> {
+        let (cluster, ids) = (cluster.clone(), ids.to_vec());
+        self.write(move |tx| begin_delete(tx, &cluster, &ids))
+    }
+
+    fn expire_sets(&self, ids: &[BackupJobId]) -> Result<()> {
+        let ids: Vec<i64> = ids.iter().copied().map(db_id).collect();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE backup_sets SET deleting = 1
+                 WHERE id = ANY($1) AND mode = 'Automated' AND detached = 0",
+                &[&ids],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn pending_deletions(&self) -> Result<Vec<BackupSet>> {
+        self.read(|c| {
+            all(
+                c,
+                &format!("SELECT {SET_COLUMNS} FROM backup_sets WHERE deleting = 1 ORDER BY id"),
+                &[],
+                set_from,
+            )
+        })
+    }
+
+    fn forget_set(&self, id: BackupJobId) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM backup_sets WHERE id = $1 AND deleting = 1",
+                &[&db_id(id)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn known_backup_ids(&self) -> Result<Vec<BackupJobId>> {
+        self.read(|c| {
+            all(
+                c,
+                &format!(
+                    "SELECT id FROM backup_sets
+                     UNION SELECT id FROM backup_jobs WHERE status IN {NON_TERMINAL}"
+                ),
+                &[],
+                jobs::id_from,
+            )
+        })
+    }
+}
