@@ -3,9 +3,9 @@
 
 use crate::locations::{Metadata, PgLocation, Repository};
 use crate::settings::Settings;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use polarbackup_repo::{Repo, RepoConfig};
-use polarbackup_store::{SqliteStore, Store};
+use polarbackup_store::{PgOptions, PgStore, SqliteStore, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -61,7 +61,7 @@ impl Locations {
     pub fn open_store(&self) -> Result<Arc<dyn Store>> {
         Ok(match &self.metadata {
             Metadata::Sqlite(path) => Arc::new(open_sqlite(path)?),
-            Metadata::Postgres(pg) => open_postgres(pg, self.pool_size)?,
+            Metadata::Postgres(pg) => Arc::new(open_postgres(pg, self.pool_size)?),
         })
     }
 
@@ -109,13 +109,27 @@ pub fn open_sqlite(path: &Path) -> Result<SqliteStore> {
         .with_context(|| format!("opening the metadata store {}", path.display()))
 }
 
-fn open_postgres(pg: &PgLocation, _pool_size: usize) -> Result<Arc<dyn Store>> {
-    Err(anyhow!(
-        "the PostgreSQL metadata store ({}@{}/{}) is not built yet",
-        pg.user,
-        pg.host,
-        pg.dbname
-    ))
+/// A PostgreSQL store (connected, migrated), as the binary's settings describe it.
+pub fn open_postgres(pg: &PgLocation, pool_size: usize) -> Result<PgStore> {
+    PgStore::open(&pg_options(pg, pool_size)).with_context(|| {
+        format!(
+            "opening the metadata store postgres://{}@{}:{}/{}",
+            pg.user,
+            host_shown(&pg.host),
+            pg.port,
+            pg.dbname
+        )
+    })
+}
+
+fn pg_options(pg: &PgLocation, pool_size: usize) -> PgOptions {
+    let mut options = PgOptions::new(&pg.host, pg.port, &pg.user, &pg.dbname);
+    options.password = pg.password.clone();
+    options.tls_mode = pg.tls_mode;
+    options.tls_ca_file = pg.tls_ca_file.clone();
+    options.pool_size = pool_size;
+    options.connect_timeout = pg.connect_timeout;
+    options
 }
 
 /// Rows copied per table.
@@ -129,7 +143,8 @@ pub fn migrate_to_postgres(
     pg: &PgLocation,
     pool_size: usize,
 ) -> Result<MigrationReport> {
-    open_postgres(pg, pool_size).map(|_| MigrationReport { tables: Vec::new() })
+    open_postgres(pg, pool_size)?;
+    bail!("copying metadata into PostgreSQL is not built yet")
 }
 
 /// The data directory, made private (0700) when missing: it holds keys.
