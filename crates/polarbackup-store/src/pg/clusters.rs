@@ -274,7 +274,7 @@ impl ClusterStore for PgStore {
     }
 
     fn schedules(&self) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>> {
-        self.read(|c| policies::all(c))
+        self.read(policies::all)
     }
 
     fn schedule_automated_job(
