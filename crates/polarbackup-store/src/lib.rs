@@ -4,6 +4,7 @@
 
 mod error;
 mod ids;
+mod migrate;
 mod migrations;
 mod pg;
 mod records;
@@ -12,6 +13,7 @@ mod rules;
 mod sqlite;
 
 pub use error::StoreError;
+pub use migrate::{migrate_metadata, MigrationReport};
 pub use pg::{PgOptions, PgStore};
 pub use records::{
     Attachment, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, JobFilter,

@@ -80,7 +80,9 @@ const MIGRATIONS: &[&str] = &[
         lease_owner     TEXT,
         lease_expires   BIGINT
     );
-    ALTER TABLE clusters ADD FOREIGN KEY (deletion_job) REFERENCES backup_jobs(id);
+    -- Deferrable: a migrated cluster row can name its final job before the jobs are copied.
+    ALTER TABLE clusters ADD FOREIGN KEY (deletion_job) REFERENCES backup_jobs(id)
+        DEFERRABLE INITIALLY IMMEDIATE;
     CREATE INDEX backup_jobs_by_cluster ON backup_jobs (cluster_id, start_time DESC);
     CREATE INDEX backup_jobs_queued ON backup_jobs (status, id);
     CREATE TABLE nonces (

@@ -130,7 +130,7 @@ impl PgStore {
 
     /// Runs `f` in one SERIALIZABLE transaction, again (after a short random pause) as long as
     /// it loses to a concurrent one.
-    fn write<T: Send + 'static>(
+    pub(crate) fn write<T: Send + 'static>(
         &self,
         f: impl Fn(&mut Transaction<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {

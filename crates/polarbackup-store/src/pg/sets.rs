@@ -203,7 +203,8 @@ impl SetStore for PgStore {
                 c,
                 &format!(
                     "SELECT id FROM backup_sets
-                     UNION SELECT id FROM backup_jobs WHERE status IN {NON_TERMINAL}"
+                     UNION SELECT id FROM backup_jobs WHERE status IN {NON_TERMINAL}
+                     ORDER BY 1"
                 ),
                 &[],
                 jobs::id_from,

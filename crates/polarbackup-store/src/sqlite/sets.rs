@@ -136,7 +136,7 @@ fn forget(c: &Connection, id: BackupJobId) -> Result<()> {
 fn known_ids(c: &Connection) -> Result<Vec<BackupJobId>> {
     let mut stmt = c.prepare(
         "SELECT id FROM backup_sets UNION SELECT id FROM backup_jobs
-         WHERE status IN ('NoStart','Preparing','Waiting','Uploading','Checking')",
+         WHERE status IN ('NoStart','Preparing','Waiting','Uploading','Checking') ORDER BY 1",
     )?;
     let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
     rows.map(|r| Ok(BackupJobId(u64::try_from(r?).unwrap_or(0))))

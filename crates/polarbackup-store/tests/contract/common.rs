@@ -36,7 +36,7 @@ impl Backend for SqliteBackend {
 }
 
 /// One throwaway PostgreSQL server per test binary, shared by every case.
-fn pg_server() -> &'static PgCluster {
+pub fn pg_server() -> &'static PgCluster {
     static SERVER: OnceLock<PgCluster> = OnceLock::new();
     SERVER.get_or_init(PgCluster::init)
 }
