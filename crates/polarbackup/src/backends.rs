@@ -5,7 +5,7 @@ use crate::locations::{Metadata, PgLocation, Repository};
 use crate::settings::Settings;
 use anyhow::{anyhow, bail, Context, Result};
 use polarbackup_repo::{Repo, RepoConfig};
-use polarbackup_store::{PgOptions, PgStore, SqliteStore, Store};
+use polarbackup_store::{MigrationReport, PgOptions, PgStore, SqliteStore, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -132,19 +132,25 @@ fn pg_options(pg: &PgLocation, pool_size: usize) -> PgOptions {
     options
 }
 
-/// Rows copied per table.
-pub struct MigrationReport {
-    pub tables: Vec<(&'static str, u64)>,
-}
-
-/// Copies `source` into the empty PostgreSQL store `pg`.
+/// Copies `source` into the empty PostgreSQL store `pg` (ids kept); a store that holds
+/// anything is refused and nothing is copied.
 pub fn migrate_to_postgres(
-    _source: &SqliteStore,
+    source: &SqliteStore,
     pg: &PgLocation,
     pool_size: usize,
 ) -> Result<MigrationReport> {
-    open_postgres(pg, pool_size)?;
-    bail!("copying metadata into PostgreSQL is not built yet")
+    let target = open_postgres(pg, pool_size)?;
+    match polarbackup_store::migrate_metadata(source, &target) {
+        Err(StoreError::NotEmpty { what }) => bail!(
+            "the target postgres://{}@{}:{}/{} already holds metadata ({what}): \
+             migrate-metadata fills only an empty store, and copied nothing",
+            pg.user,
+            host_shown(&pg.host),
+            pg.port,
+            pg.dbname
+        ),
+        other => Ok(other?),
+    }
 }
 
 /// The data directory, made private (0700) when missing: it holds keys.
