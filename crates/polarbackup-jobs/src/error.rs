@@ -37,12 +37,17 @@ impl JobError {
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             JobError::Store(e) => match e {
-                StoreError::Sqlite(_) | StoreError::Io(_) => true,
+                // A lost connection or a failed handshake may well work the next time.
+                StoreError::Sqlite(_)
+                | StoreError::Postgres(_)
+                | StoreError::Tls(_)
+                | StoreError::Io(_) => true,
                 StoreError::NotFound { .. }
                 | StoreError::Conflict(_)
                 | StoreError::Corrupt(_)
                 | StoreError::TooNew { .. }
-                | StoreError::IllegalJobUpdate { .. } => false,
+                | StoreError::IllegalJobUpdate { .. }
+                | StoreError::NotEmpty { .. } => false,
             },
             JobError::Cancelled
             | JobError::LeaseLost

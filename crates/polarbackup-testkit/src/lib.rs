@@ -2,7 +2,10 @@
 //!
 //! * [`Server`] spawns `polarbackup serve --listen 127.0.0.1:0`, waits for its
 //!   `{"Listening":"127.0.0.1:PORT"}` line and stops it with SIGTERM (or kills it on drop).
-//! * [`admin`] and [`Tenant`] run `polarbackup admin …` against a data directory.
+//!   [`Server::builder`] adds arguments and environment (metadata and repository URLs,
+//!   secrets), which the admin and restore commands it runs get too.
+//! * [`admin`] and [`Tenant`] run `polarbackup admin …` against a data directory, and
+//!   [`AdminTarget`] against any installation.
 //! * [`sdk`] and [`sdk_batch`] run `tests/sdk/driver.py`, which calls the server with the
 //!   official Alibaba Cloud Python SDKs or with its own raw signer, and return its JSON result.
 //! * [`checks`] holds small format predicates shared by the tests.
@@ -22,4 +25,4 @@ mod server;
 pub use driver::{driver_path, python, request, sdk, sdk_batch, workspace_root};
 pub use proxy::ThrottledProxy;
 pub use ram::RamUser;
-pub use server::{admin, admin_output, free_port, Server, Tenant};
+pub use server::{admin, admin_output, free_port, AdminTarget, Server, ServerBuilder, Tenant};

@@ -27,23 +27,70 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The binary that was started (for admin commands).
     pub bin: PathBuf,
+    /// The environment given beside the defaults (metadata and repository URLs, secrets);
+    /// the admin and restore commands run by this value get it too.
+    pub env: Vec<(String, String)>,
     log_path: PathBuf,
     _scratch: TempDir,
 }
 
-impl Server {
-    /// Starts `bin serve --listen 127.0.0.1:0 --data-dir DIR EXTRA_ARGS…`. Without `data_dir`,
-    /// DIR is a fresh directory (not yet created) inside a temporary directory owned by the
-    /// returned value. Panics, with the server's log, if it does not come up.
-    pub fn start(bin: &Path, data_dir: Option<&Path>, extra_args: &[&str]) -> Server {
+/// How a [`Server`] starts: [`Server::builder`].
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    bin: PathBuf,
+    data_dir: Option<PathBuf>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl ServerBuilder {
+    /// `--data-dir`; by default a fresh directory inside the server's temporary directory.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// More `serve` arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// An environment variable for the server and for the admin and restore commands run
+    /// through it.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The metadata store's URL, through `POLARBACKUP_METADATA_URL` (where a password may be).
+    pub fn metadata_url(self, url: &str) -> Self {
+        self.env("POLARBACKUP_METADATA_URL", url)
+    }
+
+    /// The repository's URL, through `POLARBACKUP_REPOSITORY_URL`.
+    pub fn repository_url(self, url: &str) -> Self {
+        self.env("POLARBACKUP_REPOSITORY_URL", url)
+    }
+
+    /// S3 credentials, through `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub fn s3_credentials(self, access_key_id: &str, secret_access_key: &str) -> Self {
+        self.env("AWS_ACCESS_KEY_ID", access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret_access_key)
+    }
+
+    /// Starts `bin serve --listen 127.0.0.1:0 --data-dir DIR ARGS…` with the environment.
+    /// Panics, with the server's log, if it does not come up.
+    pub fn start(self) -> Server {
         let scratch = tempfile::Builder::new()
             .prefix("polarbackup-test-")
             .tempdir()
             .expect("create a temporary directory");
-        let data_dir = match data_dir {
-            Some(d) => d.to_path_buf(),
+        let data_dir = match self.data_dir {
+            Some(d) => d,
             None => scratch.path().join("data"),
         };
+        let bin = self.bin.as_path();
         let log_path = scratch.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("create the server log");
         let mut child = Command::new(bin)
@@ -52,7 +99,8 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(extra_args)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_BACKTRACE", "1")
             // Test clusters are not real databases: no automated backups unless a test asks
             // for them with `--scheduler on` (a flag beats the environment).
@@ -105,8 +153,41 @@ impl Server {
             addr,
             data_dir,
             bin: bin.to_path_buf(),
+            env: self.env,
             log_path,
             _scratch: scratch,
+        }
+    }
+}
+
+impl Server {
+    /// Starts `bin serve --listen 127.0.0.1:0 --data-dir DIR EXTRA_ARGS…`. Without `data_dir`,
+    /// DIR is a fresh directory (not yet created) inside a temporary directory owned by the
+    /// returned value. Panics, with the server's log, if it does not come up.
+    pub fn start(bin: &Path, data_dir: Option<&Path>, extra_args: &[&str]) -> Server {
+        let mut builder = Server::builder(bin).args(extra_args);
+        if let Some(dir) = data_dir {
+            builder = builder.data_dir(dir);
+        }
+        builder.start()
+    }
+
+    /// A server to configure before [`ServerBuilder::start`].
+    pub fn builder(bin: &Path) -> ServerBuilder {
+        ServerBuilder {
+            bin: bin.to_path_buf(),
+            data_dir: None,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Its installation, for admin commands (the same data directory and environment).
+    pub fn target(&self) -> AdminTarget {
+        AdminTarget {
+            bin: self.bin.clone(),
+            data_dir: self.data_dir.clone(),
+            env: self.env.clone(),
         }
     }
 
@@ -158,7 +239,8 @@ impl Server {
     }
 
     /// Runs `polarbackup restore --backup-id ID --target-dir DIR --data-dir DATA EXTRA…` on
-    /// this server's data directory and returns its output, whatever the exit status.
+    /// this server's installation (its environment too) and returns its output, whatever the
+    /// exit status.
     pub fn restore(&self, backup_id: &str, target: &Path, extra_args: &[&str]) -> Output {
         Command::new(&self.bin)
             .arg("restore")
@@ -169,19 +251,20 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {} restore: {e}", self.bin.display()))
     }
 
-    /// Creates an account, a key and a cluster in this server's data directory.
+    /// Creates an account, a key and a cluster in this server's installation.
     pub fn tenant(&self) -> Tenant {
-        Tenant::create(&self.bin, &self.data_dir)
+        Tenant::create_on(&self.target())
     }
 
-    /// `admin(self.bin, self.data_dir, args)`.
+    /// `admin ARGS…` on this server's installation; asserts success, returns its JSON.
     pub fn admin(&self, args: &[&str]) -> Value {
-        admin(&self.bin, &self.data_dir, args)
+        self.target().run(args)
     }
 
     fn stop_watchdog(&mut self) {
@@ -256,21 +339,56 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
+/// One installation for `polarbackup admin`: the binary, the data directory and the
+/// environment that names its metadata store and repository (if not the defaults).
+#[derive(Debug, Clone)]
+pub struct AdminTarget {
+    pub bin: PathBuf,
+    pub data_dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl AdminTarget {
+    /// The embedded installation in `data_dir`.
+    pub fn new(bin: &Path, data_dir: &Path) -> AdminTarget {
+        AdminTarget {
+            bin: bin.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Runs `bin admin ARGS… --data-dir DIR` with the environment and returns its output,
+    /// whatever the exit status.
+    pub fn output(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} admin: {e}", self.bin.display()))
+    }
+
+    /// Like [`AdminTarget::output`], asserting exit 0; returns the JSON object it printed.
+    pub fn run(&self, args: &[&str]) -> Value {
+        admin_json(args, self.output(args))
+    }
+}
+
 /// Runs `bin admin ARGS… --data-dir DIR` and returns its output, whatever the exit status.
 pub fn admin_output(bin: &Path, data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .arg("admin")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} admin: {e}", bin.display()))
+    AdminTarget::new(bin, data_dir).output(args)
 }
 
 /// Runs `bin admin ARGS… --data-dir DIR`, asserts exit 0 and returns the JSON object it printed.
 pub fn admin(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
-    let out = admin_output(bin, data_dir, args);
+    AdminTarget::new(bin, data_dir).run(args)
+}
+
+fn admin_json(args: &[&str], out: Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -296,16 +414,21 @@ pub struct Tenant {
 impl Tenant {
     /// `admin account create`, `admin key create`, `admin cluster create`.
     pub fn create(bin: &Path, data_dir: &Path) -> Tenant {
-        let account = admin(bin, data_dir, &["account", "create", "--name", "test"]);
+        Tenant::create_on(&AdminTarget::new(bin, data_dir))
+    }
+
+    /// [`Tenant::create`] on any installation.
+    pub fn create_on(target: &AdminTarget) -> Tenant {
+        let account = target.run(&["account", "create", "--name", "test"]);
         let account_id = str_field(&account, "AccountId");
-        let key = admin(bin, data_dir, &["key", "create", "--account", &account_id]);
+        let key = target.run(&["key", "create", "--account", &account_id]);
         let mut tenant = Tenant {
             account_id,
             key_id: str_field(&key, "AccessKeyId"),
             secret: str_field(&key, "AccessKeySecret"),
             cluster_id: String::new(),
         };
-        tenant.cluster_id = tenant.add_cluster(bin, data_dir);
+        tenant.cluster_id = tenant.add_cluster_on(target, 5432, "postgres");
         tenant
     }
 
@@ -317,27 +440,28 @@ impl Tenant {
     /// Creates a cluster for this tenant's account that backs up PostgreSQL on
     /// `127.0.0.1:port` as `user` (no password), and returns its id.
     pub fn add_cluster_at(&self, bin: &Path, data_dir: &Path, port: u16, user: &str) -> String {
+        self.add_cluster_on(&AdminTarget::new(bin, data_dir), port, user)
+    }
+
+    /// [`Tenant::add_cluster_at`] on any installation.
+    pub fn add_cluster_on(&self, target: &AdminTarget, port: u16, user: &str) -> String {
         let port = port.to_string();
-        let cluster = admin(
-            bin,
-            data_dir,
-            &[
-                "cluster",
-                "create",
-                "--account",
-                &self.account_id,
-                "--region",
-                "cn-hangzhou",
-                "--engine",
-                "postgresql",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--user",
-                user,
-            ],
-        );
+        let cluster = target.run(&[
+            "cluster",
+            "create",
+            "--account",
+            &self.account_id,
+            "--region",
+            "cn-hangzhou",
+            "--engine",
+            "postgresql",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--user",
+            user,
+        ]);
         str_field(&cluster, "DBClusterId")
     }
 }

@@ -2,14 +2,15 @@
 //! prints one JSON object on stdout.
 
 use crate::cli::{
-    AccountCommand, AdminCommand, ClusterCommand, ClusterCreateArgs, DataDirArg, Engine, KeyCommand,
+    AccountCommand, AdminCommand, ClusterCommand, ClusterCreateArgs, Engine, KeyCommand,
+    LocationArgs,
 };
 use crate::config;
 use anyhow::{bail, Context, Result};
 use polarbackup_model::{AccessKeyId, AccountId, Clock, NewCluster, SystemClock};
 use polarbackup_store::prelude::*;
-use polarbackup_store::SqliteStore;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 const PASSWORD_ENV: &str = "POLARBACKUP_CLUSTER_PASSWORD";
 
@@ -40,7 +41,7 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
                     (account, None)
                 }
                 (None, Some(user)) => {
-                    let user = crate::admin_ram::find_user(&store, &user)?;
+                    let user = crate::admin_ram::find_user(store.as_ref(), &user)?;
                     (user.account.clone(), Some(user))
                 }
                 (None, None) => bail!("give --account or --user"),
@@ -67,6 +68,7 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::User(cmd) => crate::admin_ram::user(cmd)?,
         AdminCommand::Policy(cmd) => crate::admin_ram::policy(cmd)?,
         AdminCommand::Ram(cmd) => crate::admin_ram::ram(cmd)?,
+        AdminCommand::MigrateMetadata(args) => crate::admin_migrate::run(args)?,
     };
     println!("{out}");
     Ok(())
@@ -92,13 +94,12 @@ fn read_rsa_public_key(path: &std::path::Path) -> Result<String> {
     Ok(pem.trim().to_string())
 }
 
-pub fn open(data: &DataDirArg) -> Result<SqliteStore> {
-    let dir = config::data_dir(data.data_dir.as_deref());
-    SqliteStore::open(&dir)
-        .with_context(|| format!("opening the metadata store in {}", dir.display()))
+/// The installation's metadata store, as `serve` would open it.
+pub fn open(data: &LocationArgs) -> Result<Arc<dyn Store>> {
+    data.locations()?.open_store()
 }
 
-fn set_active(key: &str, data: &DataDirArg, active: bool) -> Result<Value> {
+fn set_active(key: &str, data: &LocationArgs, active: bool) -> Result<Value> {
     let id = AccessKeyId::parse(key).context("--key")?;
     let store = open(data)?;
     store

@@ -8,7 +8,7 @@ use crate::executor::PgExecutor;
 use anyhow::{bail, Context, Result};
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{BackupJobId, BackupSet, Clock, ClusterStatus, DbClusterId, SystemClock};
-use polarbackup_repo::{Repo, RepoConfig};
+use polarbackup_repo::Repo;
 use polarbackup_store::{ClusterDeletion, DeletionRefusal, JobFilter, Store, StoreError};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -28,7 +28,8 @@ impl RetentionArg {
 
 pub fn run(args: ClusterDeleteArgs) -> Result<Value> {
     let id = DbClusterId::parse(&args.cluster).context("--cluster")?;
-    let store: Arc<dyn Store> = Arc::new(crate::admin::open(&args.data)?);
+    let locations = args.data.locations()?;
+    let store = locations.open_store()?;
     let outcome = match store.begin_cluster_deletion(
         &id,
         args.retention.map(RetentionArg::policy),
@@ -75,14 +76,13 @@ pub fn run(args: ClusterDeleteArgs) -> Result<Value> {
             )
         }
     };
-    let data_dir = config::data_dir(args.data.data_dir.as_deref());
-    let repo = Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())
-        .context("opening the backup repository")?;
+    let data_dir = &locations.data_dir;
+    let repo = locations.open_repo()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    remove_deleted_data(&runtime, store.clone(), &id, &repo, &data_dir)?;
+    remove_deleted_data(&runtime, store.clone(), &id, &repo, data_dir)?;
     let (removed_logs, slot) = release_log_backup(&runtime, store, &id, &repo)?;
     summary["Retention"] = json!(retention.as_str());
     summary["DeletedBackupLogs"] = json!(removed_logs);

@@ -10,18 +10,18 @@ use polarbackup_auth::ram::{
 };
 use polarbackup_model::{AccountId, Clock, RamUser, RamUserId, SystemClock};
 use polarbackup_store::prelude::*;
-use polarbackup_store::{PolicyKind, SqliteStore, StoredPolicy};
+use polarbackup_store::{PolicyKind, StoredPolicy};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub fn find_user(store: &SqliteStore, id: &str) -> Result<RamUser> {
+pub fn find_user(store: &dyn Store, id: &str) -> Result<RamUser> {
     let parsed = RamUserId::parse(id).with_context(|| format!("{id:?} is not a RAM user id"))?;
     store
         .user(&parsed)?
         .with_context(|| format!("RAM user {id} does not exist"))
 }
 
-fn account(store: &SqliteStore, id: &str) -> Result<AccountId> {
+fn account(store: &dyn Store, id: &str) -> Result<AccountId> {
     let id = AccountId::parse(id).context("--account")?;
     if store.account(&id)?.is_none() {
         bail!("account {id} does not exist");
@@ -48,7 +48,7 @@ pub fn user(cmd: UserCommand) -> Result<Value> {
                 bail!("--name must be 1 to 64 letters, digits, '.', '_' or '-'");
             }
             let store = open(&data)?;
-            let a = account(&store, &a)?;
+            let a = account(store.as_ref(), &a)?;
             let user = store.create_user(&a, &name, SystemClock.now())?;
             Ok(json!({ "UserId": user.id.as_str(), "UserName": user.name }))
         }
@@ -80,7 +80,7 @@ pub fn policy(cmd: PolicyCommand) -> Result<Value> {
             Policy::parse(&document)
                 .map_err(|e| anyhow::anyhow!("invalid policy document: {e}"))?;
             let store = open(&data)?;
-            let a = account(&store, &a)?;
+            let a = account(store.as_ref(), &a)?;
             store.create_policy(&StoredPolicy {
                 account: a,
                 name: name.clone(),
@@ -91,7 +91,7 @@ pub fn policy(cmd: PolicyCommand) -> Result<Value> {
         }
         PolicyCommand::Attach { user, policy, data } => {
             let store = open(&data)?;
-            let user = find_user(&store, &user)?;
+            let user = find_user(store.as_ref(), &user)?;
             let kind = kind_of(&policy);
             let attached = store
                 .attach_policy(&user, kind, &policy)
@@ -102,7 +102,7 @@ pub fn policy(cmd: PolicyCommand) -> Result<Value> {
         }
         PolicyCommand::Detach { user, policy, data } => {
             let store = open(&data)?;
-            let user = find_user(&store, &user)?;
+            let user = find_user(store.as_ref(), &user)?;
             let kind = kind_of(&policy);
             let detached = store.detach_policy(&user, kind, &policy)?;
             if !detached {
@@ -114,7 +114,7 @@ pub fn policy(cmd: PolicyCommand) -> Result<Value> {
         }
         PolicyCommand::List { account: a, data } => {
             let store = open(&data)?;
-            let a = account(&store, &a)?;
+            let a = account(store.as_ref(), &a)?;
             let mut policies: Vec<Value> = system_policies()
                 .iter()
                 .map(|p| json!({ "PolicyName": p.name, "PolicyType": "System" }))
@@ -142,7 +142,7 @@ pub fn ram(cmd: RamCommand) -> Result<Value> {
             data,
         } => {
             let store = open(&data)?;
-            let user = find_user(&store, &user)?;
+            let user = find_user(store.as_ref(), &user)?;
             let mut ctx = Context::new();
             for kv in &context {
                 let (k, v) = kv
@@ -178,8 +178,7 @@ pub fn ram(cmd: RamCommand) -> Result<Value> {
             }))
         }
         RamCommand::DecodeDiagnostic { message, data } => {
-            let dir = config::data_dir(data.data_dir.as_deref());
-            let key = config::diagnostic_key(&dir)?;
+            let key = config::diagnostic_key(&data.settings()?.data_dir)?;
             let report = decode_diagnostic(message.trim(), &key)
                 .map_err(|e| anyhow::anyhow!("cannot decode the diagnostic message: {e}"))?;
             Ok(serde_json::to_value(&report)?)

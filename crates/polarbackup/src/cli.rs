@@ -1,6 +1,8 @@
 //! Command-line grammar. Secrets are never accepted as arguments: only files or environment.
 
-use crate::settings::{spec, ServeArgs};
+use crate::backends::Locations;
+use crate::locations::{MetadataUrl, RepositoryUrl};
+use crate::settings::{spec, ServeArgs, Settings};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use polarbackup_model::TlsMode;
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server.
+    #[command(after_long_help = crate::settings::SECRETS_HELP)]
     Serve(ServeArgs),
     /// Manage accounts, access keys and clusters (works while the server runs).
     #[command(subcommand)]
@@ -51,7 +54,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "OLDDIR=NEWDIR")]
     pub tablespace_mapping: Vec<String>,
     #[command(flatten)]
-    pub data: DataDirArg,
+    pub data: LocationArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -79,15 +82,40 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the installation is, as `serve` resolves it (flags, environment, config file,
+/// defaults): `admin` and `restore` may run on another machine than the server.
 #[derive(Debug, Args)]
-pub struct DataDirArg {
-    #[arg(
-        long,
-        env = spec::data_dir.env,
-        global = true,
-        help = spec::data_dir.help_with_default()
-    )]
+pub struct LocationArgs {
+    #[arg(long, global = true, help = format!(
+        "TOML configuration file, as serve's; the environment and flags override it [env: {}]",
+        crate::settings::CONFIG_ENV,
+    ))]
+    pub config: Option<PathBuf>,
+    #[arg(long, global = true, help = spec::data_dir.help_with_env())]
     pub data_dir: Option<PathBuf>,
+    #[arg(long, global = true, help = spec::metadata_url.help_with_env())]
+    pub metadata_url: Option<MetadataUrl>,
+    #[arg(long, global = true, help = spec::repository_url.help_with_env())]
+    pub repository_url: Option<RepositoryUrl>,
+}
+
+impl LocationArgs {
+    /// The settings these flags, the environment and the config file give, as `serve` would
+    /// resolve them.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        Settings::load(&ServeArgs {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            metadata_url: self.metadata_url.clone(),
+            repository_url: self.repository_url.clone(),
+            ..ServeArgs::default()
+        })
+    }
+
+    /// The installation's metadata store and repository.
+    pub fn locations(&self) -> anyhow::Result<Locations> {
+        Locations::from_settings(&self.settings()?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +138,42 @@ pub enum AdminCommand {
     /// RAM tools: simulate a decision, decode a denial's diagnostic message.
     #[command(subcommand)]
     Ram(RamCommand),
+    /// Copy an embedded installation's metadata (SQLite) into an empty PostgreSQL store, every
+    /// id, key, policy, job and set as it was; prints the rows copied per table.
+    #[command(long_about = MIGRATE_ABOUT)]
+    MigrateMetadata(MigrateArgs),
+}
+
+const MIGRATE_ABOUT: &str = "\
+Copy an embedded installation's metadata (SQLite) into an empty PostgreSQL store, every id, \
+key, policy, job and set as it was, so that servers can share it (serve --metadata-url \
+postgres://…). A target that holds any data is refused.
+
+Stop every server on the source first: what they write during the copy would be lost. The \
+backups themselves stay where they are (the repository is not copied).
+
+The target's password, like any metadata store's, never comes from a flag: give it in \
+PGPASSWORD, or leave out --to and give the whole URL in POLARBACKUP_METADATA_URL or as \
+metadata_url in the config file (mode 0600).
+
+Prints one JSON object: {\"From\", \"To\", \"Tables\": {TABLE: ROWS…}}.";
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The SQLite store to copy [default: the data directory's, sqlite://metadata.sqlite].
+    #[arg(long, value_name = "sqlite://PATH")]
+    pub from: Option<MetadataUrl>,
+    /// The empty PostgreSQL store to fill, without a password [default: the metadata_url
+    /// setting: POLARBACKUP_METADATA_URL or the config file].
+    #[arg(long, value_name = "postgres://USER@HOST:PORT/DB")]
+    pub to: Option<MetadataUrl>,
+    #[arg(long, help = format!(
+        "TOML configuration file, as serve's; the environment and flags override it [env: {}]",
+        crate::settings::CONFIG_ENV,
+    ))]
+    pub config: Option<PathBuf>,
+    #[arg(long, help = spec::data_dir.help_with_env())]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,7 +185,7 @@ pub enum UserCommand {
         #[arg(long)]
         name: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
 }
 
@@ -136,7 +200,7 @@ pub enum PolicyCommand {
         #[arg(long)]
         document_file: PathBuf,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
     /// Attach a system policy (by name) or one of the account's custom policies to a user.
     Attach {
@@ -145,7 +209,7 @@ pub enum PolicyCommand {
         #[arg(long)]
         policy: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
     /// Detach a policy from a user.
     Detach {
@@ -154,14 +218,14 @@ pub enum PolicyCommand {
         #[arg(long)]
         policy: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
     /// List the account's custom policies and the system policies.
     List {
         #[arg(long)]
         account: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
 }
 
@@ -181,14 +245,14 @@ pub enum RamCommand {
         #[arg(long, value_name = "KEY=VALUE")]
         context: Vec<String>,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
     /// Explain a denial's EncodedDiagnosticMessage (checked against this server's key).
     DecodeDiagnostic {
         #[arg(long)]
         message: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
 }
 
@@ -199,7 +263,7 @@ pub enum AccountCommand {
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
 }
 
@@ -217,21 +281,21 @@ pub enum KeyCommand {
         #[arg(long, value_name = "PEM_FILE")]
         rsa_public_key_file: Option<std::path::PathBuf>,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
     /// Disable a key: requests signed with it are refused.
     Disable {
         #[arg(long)]
         key: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
     /// Enable a disabled key again.
     Enable {
         #[arg(long)]
         key: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: LocationArgs,
     },
 }
 
@@ -282,7 +346,7 @@ pub struct ClusterDeleteArgs {
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
     #[command(flatten)]
-    pub data: DataDirArg,
+    pub data: LocationArgs,
 }
 
 /// `BackupRetentionPolicyOnClusterDeletion`, as DeleteDBCluster takes it.
@@ -328,7 +392,7 @@ pub struct ClusterCreateArgs {
     #[arg(long)]
     pub tls_ca_file: Option<PathBuf>,
     #[command(flatten)]
-    pub data: DataDirArg,
+    pub data: LocationArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,11 +11,6 @@ pub fn valid_region(r: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// The backup repository inside a data directory.
-pub fn repo_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("repo")
-}
-
 /// The key that authenticates RAM diagnostic messages, created on first use (mode 0600).
 pub fn diagnostic_key(data_dir: &Path) -> Result<Vec<u8>> {
     key_file(&data_dir.join("diagnostic.key"))
@@ -66,12 +61,6 @@ fn key_file(path: &Path) -> Result<Vec<u8>> {
 /// Private scratch space inside a data directory.
 pub fn scratch_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("tmp")
-}
-
-/// The data directory for commands that take only `--data-dir`.
-pub fn data_dir(flag: Option<&Path>) -> PathBuf {
-    flag.map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(crate::settings::spec::data_dir.default))
 }
 
 #[cfg(test)]

@@ -2,11 +2,14 @@
 
 mod admin;
 mod admin_delete;
+mod admin_migrate;
 mod admin_ram;
 mod archiver;
+mod backends;
 mod cli;
 mod config;
 mod executor;
+mod locations;
 mod log_reader;
 mod restore;
 mod serve;

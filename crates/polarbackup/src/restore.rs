@@ -3,7 +3,6 @@
 //! data directory, with a progress bar on a terminal and plain progress lines otherwise.
 
 use crate::cli::RestoreArgs;
-use crate::config;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use polarbackup_engine::{
@@ -11,9 +10,7 @@ use polarbackup_engine::{
 };
 use polarbackup_model::log_backup::{plan_restore, RecoveryTarget, RestorePlan};
 use polarbackup_model::{BackupJobId, BackupSetStatus, DbClusterId};
-use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::prelude::*;
-use polarbackup_store::SqliteStore;
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -31,20 +28,20 @@ enum Source {
 }
 
 pub fn run(args: RestoreArgs) -> Result<()> {
-    let data_dir = config::data_dir(args.data.data_dir.as_deref());
     let mapping = tablespace_mapping(&args.tablespace_mapping)?;
-    let store = SqliteStore::open(&data_dir)
-        .with_context(|| format!("opening the metadata store in {}", data_dir.display()))?;
+    let locations = args.data.locations()?;
+    let store = locations.open_store()?;
+    let store = store.as_ref();
     // Everything is decided before anything is written.
     let source = match (&args.backup_id, &args.cluster, &args.recovery_time) {
-        (Some(id), _, _) => Source::Backup(checked_set(&store, id)?),
+        (Some(id), _, _) => Source::Backup(checked_set(store, id)?),
         (None, Some(cluster), Some(time)) => Source::Point {
-            plan: Box::new(plan(&store, cluster, time)?),
+            plan: Box::new(plan(store, cluster, time)?),
             asked: time.clone(),
         },
         _ => bail!("give --backup-id, or --cluster with --recovery-time"),
     };
-    let repo = Repo::open_fs(&config::repo_dir(&data_dir), RepoConfig::default())?;
+    let repo = locations.open_repo()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,7 +91,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                         );
                         clear_restored(target, &mapping)?;
                         let cluster = args.cluster.as_deref().unwrap_or_default();
-                        *plan = self::plan(&store, cluster, &asked)?;
+                        *plan = self::plan(store, cluster, &asked)?;
                         attempt += 1;
                     }
                     other => break other,
@@ -194,7 +191,7 @@ fn tablespace_mapping(args: &[String]) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// A backup set that exists and succeeded.
-fn checked_set(store: &SqliteStore, id: &str) -> Result<BackupJobId> {
+fn checked_set(store: &dyn Store, id: &str) -> Result<BackupJobId> {
     let id = BackupJobId::parse(id).context("--backup-id must be a backup set id")?;
     match store.backup_set(id)? {
         Some(set) if set.status == BackupSetStatus::Success => Ok(id),
@@ -220,7 +217,7 @@ fn recovery_target(time: &str) -> Result<RecoveryTarget> {
 
 /// The plan of a restore of `cluster` to `time`, from the sets, WAL and gaps the store records; a
 /// time outside the recovery window is refused with the window.
-fn plan(store: &SqliteStore, cluster: &str, time: &str) -> Result<RestorePlan> {
+fn plan(store: &dyn Store, cluster: &str, time: &str) -> Result<RestorePlan> {
     let id = DbClusterId::parse(cluster)
         .map_err(|_| anyhow!("--cluster must be a cluster id (pc-…), got {cluster:?}"))?;
     let target = recovery_target(time)?;

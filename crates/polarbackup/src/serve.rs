@@ -1,6 +1,7 @@
 //! `polarbackup serve`: open the store, bind, answer until SIGINT/SIGTERM, then drain.
 
 use crate::archiver::PgArchiver;
+use crate::backends::{self, Locations};
 use crate::cli::LogFormat;
 use crate::config;
 use crate::executor::PgExecutor;
@@ -10,9 +11,7 @@ use anyhow::{Context, Result};
 use polarbackup_api::{AppState, DiagnosticKey, LinkSecret, RamMode};
 use polarbackup_jobs::CancellationToken;
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
-use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::prelude::*;
-use polarbackup_store::SqliteStore;
 use std::io::Write;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -41,17 +40,19 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(cfg: Settings) -> Result<()> {
-    let store = SqliteStore::open(&cfg.data_dir)
-        .with_context(|| format!("opening the metadata store in {}", cfg.data_dir.display()))?;
+    let locations = Locations::from_settings(&cfg)?;
+    backends::ensure_data_dir(&cfg.data_dir)?;
+    // The store's own client may block (SQLite, or a pool that connects): off the runtime.
+    let opened = locations.clone();
+    let store = tokio::task::spawn_blocking(move || opened.open_store())
+        .await
+        .context("opening the metadata store")??;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    ensure_root_key(&store, clock.as_ref())?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    // After the store, which creates the data directory private.
+    ensure_root_key(store.as_ref(), clock.as_ref())?;
     let diagnostic_key = DiagnosticKey(config::diagnostic_key(&cfg.data_dir)?);
     let link_secret = LinkSecret(config::link_secret(&cfg.data_dir, &cfg.link_secret_file)?);
     let cfg = cfg.into_parts(diagnostic_key, link_secret);
-    let repo = Repo::open_fs(&config::repo_dir(&cfg.data_dir), RepoConfig::default())
-        .context("opening the backup repository")?;
+    let repo = locations.open_repo()?;
     let scratch = config::scratch_dir(&cfg.data_dir);
     // Leftovers of a previous run are never needed: WAL is re-streamed by a new backup.
     let _ = std::fs::remove_dir_all(&scratch);
@@ -100,7 +101,13 @@ async fn serve(cfg: Settings) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    info!(%addr, data_dir = %cfg.data_dir.display(), "listening");
+    info!(
+        %addr,
+        data_dir = %cfg.data_dir.display(),
+        metadata = %locations.metadata_shown(),
+        repository = %locations.repository_shown(),
+        "listening"
+    );
     // One machine-readable line on stdout, so scripts can use port 0.
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -148,7 +155,7 @@ async fn shutdown_signal() {
 }
 
 /// For local test endpoints: a root account whose key comes from the environment.
-fn ensure_root_key(store: &SqliteStore, clock: &dyn Clock) -> Result<()> {
+fn ensure_root_key(store: &dyn Store, clock: &dyn Clock) -> Result<()> {
     let (Ok(id), Ok(secret)) = (
         std::env::var("POLARBACKUP_ROOT_ACCESS_KEY_ID"),
         std::env::var("POLARBACKUP_ROOT_ACCESS_KEY_SECRET"),

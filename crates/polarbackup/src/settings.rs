@@ -6,7 +6,9 @@ mod declare;
 mod tests;
 
 use crate::cli::{LogFormat, OnOff, RamModeArg};
+use crate::locations::{MetadataUrl, RepositoryUrl};
 use anyhow::Result;
+pub use declare::CONFIG_ENV;
 use declare::{any, within};
 use jiff::SignedDuration;
 use polarbackup_api::{
@@ -19,8 +21,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 // The flag is `--` and the name with `-` for `_`; the file key is the name. `sample` (valid,
-// not the default) and `invalid` feed the tests that run over every setting.
+// not the default) and `invalid` feed the tests that run over every setting. Secrets have no
+// flag: argv is visible to every user of the machine.
 declare::settings! {
+    secrets {
+        metadata_password {
+            env: "PGPASSWORD",
+            help: "password of a postgres:// metadata store whose URL holds none",
+        }
+        aws_access_key_id {
+            env: "AWS_ACCESS_KEY_ID",
+            help: "access key id of an s3:// repository",
+        }
+        aws_secret_access_key {
+            env: "AWS_SECRET_ACCESS_KEY",
+            help: "secret access key of an s3:// repository",
+        }
+    }
     listen: SocketAddr {
         default: "127.0.0.1:8080",
         env: "POLARBACKUP_LISTEN",
@@ -32,10 +49,41 @@ declare::settings! {
     data_dir: PathBuf {
         default: "./polarbackup-data",
         env: "POLARBACKUP_DATA_DIR",
-        help: "Directory of the metadata store and the backup repository",
+        help: "Directory of the server's keys and scratch space, and of the metadata store and \
+               the backup repository unless their URLs put them elsewhere",
         check: |p| non_empty_path(p),
         sample: "/var/lib/polarbackup",
         invalid: "",
+    }
+    metadata_url: MetadataUrl {
+        default: "sqlite://metadata.sqlite",
+        env: "POLARBACKUP_METADATA_URL",
+        help: "The metadata store: sqlite://PATH (a relative PATH is in the data directory), \
+               or postgres://USER@HOST:PORT/DB?sslmode=MODE&sslrootcert=FILE, shared by \
+               several servers (sslmode as libpq: disable, prefer, require, verify-full). A \
+               password in the URL only from the environment or the config file, else \
+               PGPASSWORD",
+        check: |u| u.parse().map(drop),
+        sample: "postgres://polarbackup@db.example.com:5432/polarbackup?sslmode=verify-full",
+        invalid: "mysql://db.example.com/polarbackup",
+    }
+    metadata_pool_size: usize {
+        default: "8",
+        env: "POLARBACKUP_METADATA_POOL_SIZE",
+        help: "Connections to a postgres:// metadata store",
+        check: |n| within(n, 1..=128),
+        sample: "16",
+        invalid: "0",
+    }
+    repository_url: RepositoryUrl {
+        default: "file://repo",
+        env: "POLARBACKUP_REPOSITORY_URL",
+        help: "The backup repository: file://PATH (a relative PATH is in the data directory), \
+               or s3://BUCKET/PREFIX?endpoint=URL&region=REGION (credentials from \
+               AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the config file)",
+        check: |u| u.parse().map(drop),
+        sample: "file:///srv/polarbackup/repo",
+        invalid: "ftp://backup.example.com/repo",
     }
     job_history_days: u32 {
         default: "7",

@@ -36,15 +36,24 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating with mode 0700 if needed) the data directory and migrates the schema.
+    /// Opens `<data_dir>/metadata.sqlite` (creating the directory with mode 0700 if needed) and
+    /// migrates the schema.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        if !data_dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(data_dir)?;
+        Self::open_file(&data_dir.join(DB_FILE))
+    }
+
+    /// Opens the database file `path` (creating its directory with mode 0700 if needed) and
+    /// migrates the schema.
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
+            }
         }
-        let path = data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         // The file holds key secrets and database passwords: owner only.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;

@@ -1,8 +1,10 @@
 //! The machinery behind `settings!`: one declaration per setting becomes a clap flag, an
 //! environment variable, a config file key, a typed field, and one precedence merge with its
-//! validation (defaults < file < environment < flags).
+//! validation (defaults < file < environment < flags); and secrets, which only the
+//! environment and the config file (private, like a `.pgpass`) may give.
 
 use crate::cli::{LogFormat, OnOff, RamModeArg};
+use crate::locations::{MetadataUrl, RepositoryUrl};
 use anyhow::{anyhow, Context, Result};
 use clap::ValueEnum;
 use serde::de::DeserializeOwned;
@@ -40,16 +42,112 @@ impl Spec {
         format!("--{}", self.name.replace('_', "-"))
     }
 
-    /// The help without the environment variable, for commands that share the flag.
-    pub fn help_with_default(&self) -> String {
-        format!("{} [default: {}]", self.help, self.default)
+    /// The help as `serve` shows it, for commands that share the flag.
+    pub fn help_with_env(&self) -> String {
+        format!(
+            "{} [default: {}] [env: {}]",
+            self.help, self.default, self.env
+        )
     }
+}
+
+/// A secret the config file or the environment gives, never a flag.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretSpec {
+    /// The config file key.
+    pub name: &'static str,
+    pub env: &'static str,
+}
+
+/// A secret's text; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A secret from the environment (unless empty), else the config file.
+pub fn pick_secret(spec: &SecretSpec, env: Env, file: Option<Secret>) -> Result<Option<Secret>> {
+    match env(spec.env) {
+        Some(raw) if !raw.is_empty() => {
+            let text = raw
+                .into_string()
+                .map_err(|_| anyhow!("{} (for {}) is not UTF-8", spec.env, spec.name))?;
+            Ok(Some(Secret(text)))
+        }
+        _ => Ok(file.filter(|s| !s.0.is_empty())),
+    }
+}
+
+/// A config file that holds secrets (`keys`) must be private to its owner, as libpq wants of
+/// a `.pgpass`: anyone else who can read it has them.
+pub fn check_private(path: &Path, keys: &[&str]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading config file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "config file {} holds secrets ({}) but its group or others may read it (mode {:o}): \
+             make it private with chmod 600",
+            path.display(),
+            keys.join(", "),
+            mode & 0o777
+        );
+    }
+    Ok(())
 }
 
 /// A setting's type: parsed from text (defaults, environment) like clap parses the flag, and
 /// read from the file by serde.
 pub trait SettingValue: Sized + Clone + Debug + DeserializeOwned {
     fn parse(text: &str) -> Result<Self, String>;
+
+    /// Whether this value carries a secret (so a config file giving it must be private).
+    fn holds_secret(&self) -> bool {
+        false
+    }
+
+    /// Refuses what a flag may not give: argv is visible to every user of the machine.
+    fn on_command_line(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Parsing never fails, so neither clap nor the environment's path quotes the text (it may
+/// hold a password); the setting's check parses it and says what is wrong without quoting.
+impl SettingValue for MetadataUrl {
+    fn parse(text: &str) -> Result<Self, String> {
+        Ok(MetadataUrl::new(text))
+    }
+
+    fn holds_secret(&self) -> bool {
+        self.has_password()
+    }
+
+    fn on_command_line(&self) -> Result<(), String> {
+        if self.has_password() {
+            return Err(crate::locations::ARGV_PASSWORD.into());
+        }
+        Ok(())
+    }
+}
+
+impl SettingValue for RepositoryUrl {
+    fn parse(text: &str) -> Result<Self, String> {
+        Ok(RepositoryUrl::new(text))
+    }
 }
 
 macro_rules! from_str_values {
@@ -132,11 +230,13 @@ pub fn pick<T: SettingValue>(
         check(v).map_err(|e| anyhow!("{} = {v:?} in {path}: {e}", spec.name))?;
     }
     let (value, from) = if let Some(v) = flag {
+        v.on_command_line()
+            .map_err(|e| anyhow!("{} = {v:?} (from {}): {e}", spec.name, spec.flag()))?;
         (v, spec.flag())
     } else if let Some(raw) = env(spec.env) {
         let text = raw
             .into_string()
-            .map_err(|raw| anyhow!("{} = {raw:?} (from {}): not UTF-8", spec.name, spec.env))?;
+            .map_err(|_| anyhow!("{} (from {}): not UTF-8", spec.name, spec.env))?;
         let v = T::parse(&text)
             .map_err(|e| anyhow!("{} = {text:?} (from {}): {e}", spec.name, spec.env))?;
         (v, spec.env.to_owned())
@@ -151,10 +251,18 @@ pub fn pick<T: SettingValue>(
     Ok(value)
 }
 
-/// Declares every `serve` setting once. Generates `ServeArgs` (the flags), the file's keys,
-/// `Settings` (the typed result), `Settings::resolve` (the merge) and `spec::NAME`/`spec::ALL`.
+/// Declares every `serve` setting and secret once. Generates `ServeArgs` (the flags), the
+/// file's keys, `Settings` (the typed result), `Secrets`, `Settings::resolve` (the merge),
+/// `spec::NAME`/`spec::ALL` and `secret_spec::NAME`/`secret_spec::ALL`.
 macro_rules! settings {
-    ($(
+    (
+    secrets {$(
+        $secret:ident {
+            env: $secret_env:literal,
+            help: $secret_help:literal $(,)?
+        }
+    )*}
+    $(
         $name:ident: $ty:ty {
             default: $default:literal,
             env: $env:literal,
@@ -188,12 +296,36 @@ macro_rules! settings {
         #[serde(deny_unknown_fields)]
         struct FileSettings {
             $( $name: Option<$ty>, )*
+            $( $secret: Option<$crate::settings::declare::Secret>, )*
+        }
+
+        impl FileSettings {
+            /// The keys that hold a secret.
+            fn secret_keys(&self) -> Vec<&'static str> {
+                #[allow(unused_imports)]
+                use $crate::settings::declare::SettingValue as _;
+                let mut keys = Vec::new();
+                $( if self.$name.as_ref().is_some_and(|v| v.holds_secret()) {
+                    keys.push(stringify!($name));
+                } )*
+                $( if self.$secret.is_some() {
+                    keys.push(stringify!($secret));
+                } )*
+                keys
+            }
+        }
+
+        /// The secrets, from the environment or else the config file; never flags.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct Secrets {
+            $( pub $secret: Option<$crate::settings::declare::Secret>, )*
         }
 
         /// Everything `serve` needs, after layering and validation.
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub struct Settings {
             $( pub $name: $ty, )*
+            pub secrets: Secrets,
         }
 
         impl Settings {
@@ -204,16 +336,29 @@ macro_rules! settings {
             ) -> anyhow::Result<Settings> {
                 let path = $crate::settings::declare::config_path(args.config.as_deref(), env);
                 let file: FileSettings = $crate::settings::declare::read_file(path.as_deref())?;
-                Ok(Settings {$(
-                    $name: $crate::settings::declare::pick::<$ty>(
-                        &spec::$name,
-                        $check,
-                        args.$name.clone(),
-                        env,
-                        file.$name,
-                        path.as_deref(),
-                    )?,
-                )*})
+                let secret_keys = file.secret_keys();
+                if let (Some(path), false) = (&path, secret_keys.is_empty()) {
+                    $crate::settings::declare::check_private(path, &secret_keys)?;
+                }
+                Ok(Settings {
+                    $(
+                        $name: $crate::settings::declare::pick::<$ty>(
+                            &spec::$name,
+                            $check,
+                            args.$name.clone(),
+                            env,
+                            file.$name,
+                            path.as_deref(),
+                        )?,
+                    )*
+                    secrets: Secrets {$(
+                        $secret: $crate::settings::declare::pick_secret(
+                            &secret_spec::$secret,
+                            env,
+                            file.$secret,
+                        )?,
+                    )*},
+                })
             }
 
             /// Each setting's name and value, for tests that go over all of them.
@@ -241,6 +386,26 @@ macro_rules! settings {
             )*
             pub const ALL: &[Spec] = &[$( $name, )*];
         }
+
+        /// The secrets' declarations, by config file key.
+        #[allow(non_upper_case_globals, dead_code)]
+        pub mod secret_spec {
+            use $crate::settings::declare::SecretSpec;
+            $(
+                pub const $secret: SecretSpec = SecretSpec {
+                    name: stringify!($secret),
+                    env: $secret_env,
+                };
+            )*
+            pub const ALL: &[SecretSpec] = &[$( $secret, )*];
+        }
+
+        /// What `serve --help` says of the secrets.
+        pub const SECRETS_HELP: &str = concat!(
+            "Secrets come only from the environment or the config file (which must then be \
+             private, mode 0600), never from flags:",
+            $( "\n  ", $secret_env, " (file key ", stringify!($secret), "): ", $secret_help, )*
+        );
     };
 }
 pub(crate) use settings;

@@ -3,6 +3,7 @@
 use super::declare::{Spec, CONFIG_ENV};
 use super::*;
 use crate::cli::{Cli, Command};
+use crate::locations::Metadata;
 use clap::{CommandFactory, Parser};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -314,4 +315,340 @@ fn the_settings_become_the_api_http_and_worker_configs() {
     assert_eq!(parts.workers.concurrency, 5);
     assert_eq!(parts.workers.lease, SignedDuration::from_secs(45));
     assert!(!parts.workers.scheduler);
+}
+
+const PASSWORD: &str = "hunter2-s3cret";
+
+fn metadata_url_spec() -> &'static Spec {
+    &spec::metadata_url
+}
+
+/// `serve`'s settings from `argv` (after `polarbackup serve`), an environment and a config
+/// file written with `mode`.
+fn resolve_with(
+    argv: &[&str],
+    env: &[(&str, &str)],
+    file: Option<(&str, u32)>,
+) -> std::result::Result<Settings, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut args: Vec<String> = ["polarbackup", "serve"].map(String::from).to_vec();
+    args.extend(argv.iter().map(|a| a.to_string()));
+    if let Some((text, mode)) = file {
+        let path = dir.path().join("polarbackup.toml");
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        args.extend(["--config".into(), path.display().to_string()]);
+    }
+    let cli = Cli::try_parse_from(&args).map_err(|e| e.to_string())?;
+    let Command::Serve(args) = cli.command else {
+        panic!("not serve");
+    };
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Settings::resolve(&args, &|name| env.get(name).map(OsString::from))
+        .map_err(|e| format!("{e:#}"))
+}
+
+fn locations(settings: &Settings) -> crate::backends::Locations {
+    crate::backends::Locations::from_settings(settings).expect("locations")
+}
+
+fn pg_password(settings: &Settings) -> Option<String> {
+    match locations(settings).metadata {
+        crate::locations::Metadata::Postgres(pg) => pg.password,
+        other => panic!("not postgres: {other:?}"),
+    }
+}
+
+#[test]
+fn a_password_in_a_metadata_url_flag_is_refused_without_echoing_it() {
+    for url in [
+        format!("postgres://pb:{PASSWORD}@db.example.com/meta"),
+        // Not even a URL that fails to parse is quoted.
+        format!("postgres://pb:{PASSWORD}@db.example.com:notaport/meta"),
+        format!("postgresql://pb:{PASSWORD}@[::1]:5432/meta?sslmode=require"),
+    ] {
+        let err = resolve_with(&["--metadata-url", &url], &[], None).expect_err(&url);
+        assert!(!err.contains(PASSWORD), "{url}: echoed: {err}");
+        assert!(err.contains("--metadata-url"), "{err}");
+        assert!(err.contains("visible to every user"), "{err}");
+        assert!(err.contains("PGPASSWORD"), "{err}");
+    }
+    // The same URL from the environment is how a password is given.
+    let url = format!("postgres://pb:{PASSWORD}@db.example.com/meta");
+    let settings =
+        resolve_with(&[], &[(metadata_url_spec().env, &url)], None).expect("from the env");
+    assert_eq!(pg_password(&settings).as_deref(), Some(PASSWORD));
+    assert!(!format!("{settings:?}").contains(PASSWORD), "{settings:?}");
+    // A flag without one (the password from PGPASSWORD) is fine, and beats the environment.
+    let settings = resolve_with(
+        &["--metadata-url", "postgres://pb@flag.example.com/meta"],
+        &[
+            (metadata_url_spec().env, &url),
+            ("PGPASSWORD", "from-pgpassword"),
+        ],
+        None,
+    )
+    .expect("flag without a password");
+    let Metadata::Postgres(pg) = locations(&settings).metadata else {
+        panic!("not postgres");
+    };
+    assert_eq!(pg.host, "flag.example.com");
+    assert_eq!(pg.password.as_deref(), Some("from-pgpassword"));
+}
+
+#[test]
+fn invalid_metadata_urls_from_the_environment_or_file_are_refused_without_echoing_a_password() {
+    let bad = format!("postgres://pb:{PASSWORD}@db.example.com/meta?sslmode=sometimes");
+    let err = resolve_with(&[], &[(metadata_url_spec().env, &bad)], None).expect_err("env");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(
+        err.contains("POLARBACKUP_METADATA_URL") && err.contains("sslmode"),
+        "{err}"
+    );
+    let file = format!("metadata_url = {:?}\n", bad);
+    let err = resolve_with(&[], &[], Some((&file, 0o600))).expect_err("file");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(
+        err.contains("metadata_url") && err.contains("sslmode"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_metadata_password_comes_from_the_url_then_pgpassword_then_the_file() {
+    let bare = "postgres://pb@db.example.com/meta";
+    let with = format!("postgres://pb:{PASSWORD}@db.example.com/meta");
+    let file_password = "metadata_password = \"from-file\"\n";
+    let env_url = (metadata_url_spec().env, bare);
+    for (what, env, file, want) in [
+        ("none", vec![env_url], None, None),
+        (
+            "file",
+            vec![env_url],
+            Some(file_password.to_owned()),
+            Some("from-file"),
+        ),
+        (
+            "PGPASSWORD beats the file",
+            vec![env_url, ("PGPASSWORD", "from-env")],
+            Some(file_password.to_owned()),
+            Some("from-env"),
+        ),
+        (
+            "an empty PGPASSWORD is unset",
+            vec![env_url, ("PGPASSWORD", "")],
+            Some(file_password.to_owned()),
+            Some("from-file"),
+        ),
+        (
+            "the URL's own beats PGPASSWORD",
+            vec![("PGPASSWORD", "from-env")],
+            Some(format!("metadata_url = {with:?}\n")),
+            Some(PASSWORD),
+        ),
+    ] {
+        let file = file.as_deref().map(|f| (f, 0o600));
+        let settings = resolve_with(&[], &env, file).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(pg_password(&settings).as_deref(), want, "{what}");
+        let shown = format!("{settings:?}");
+        for secret in ["from-file", "from-env", PASSWORD] {
+            assert!(!shown.contains(secret), "{what}: {shown}");
+        }
+    }
+}
+
+#[test]
+fn s3_credentials_come_from_the_environment_or_the_file_never_flags() {
+    let file = "aws_access_key_id = \"AKIAFILE\"\naws_secret_access_key = \"file-secret\"\n";
+    let settings = resolve_with(&[], &[], Some((file, 0o600))).expect("file");
+    let secrets = &settings.secrets;
+    assert_eq!(
+        secrets.aws_access_key_id.as_ref().map(|s| s.expose()),
+        Some("AKIAFILE")
+    );
+    assert_eq!(
+        secrets.aws_secret_access_key.as_ref().map(|s| s.expose()),
+        Some("file-secret")
+    );
+    let settings = resolve_with(
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ],
+        Some((file, 0o600)),
+    )
+    .expect("env");
+    let secrets = &settings.secrets;
+    assert_eq!(
+        secrets.aws_secret_access_key.as_ref().map(|s| s.expose()),
+        Some("env-secret")
+    );
+    assert!(
+        !format!("{settings:?}").contains("secret\""),
+        "{settings:?}"
+    );
+    for spec in secret_spec::ALL {
+        let flag = format!("--{}", spec.name.replace('_', "-"));
+        let err = resolve_with(&[&flag, "x"], &[], None).expect_err(&flag);
+        assert!(err.contains(&flag), "{err}");
+    }
+    let help = Cli::command()
+        .find_subcommand_mut("serve")
+        .expect("serve")
+        .render_long_help()
+        .to_string();
+    for spec in secret_spec::ALL {
+        assert!(help.contains(spec.env), "{} not in\n{help}", spec.env);
+    }
+}
+
+#[test]
+fn a_config_file_with_secrets_must_be_private() {
+    let with_url = format!("metadata_url = \"postgres://pb:{PASSWORD}@db/meta\"\n");
+    for file in [
+        with_url.as_str(),
+        "metadata_password = \"pw\"\n",
+        "aws_secret_access_key = \"pw\"\n",
+    ] {
+        for mode in [0o644, 0o640, 0o604] {
+            let err = resolve_with(&[], &[], Some((file, mode))).expect_err(file);
+            assert!(err.contains("chmod 600"), "{err}");
+            assert!(!err.contains(PASSWORD), "{err}");
+        }
+        resolve_with(&[], &[], Some((file, 0o600))).expect(file);
+        resolve_with(&[], &[], Some((file, 0o400))).expect(file);
+    }
+    // A file without secrets may be readable by all.
+    resolve_with(&[], &[], Some(("workers = 3\n", 0o644))).expect("no secrets");
+    resolve_with(
+        &[],
+        &[],
+        Some(("metadata_url = \"postgres://pb@db/meta\"\n", 0o644)),
+    )
+    .expect("a URL without a password");
+}
+
+#[test]
+fn the_default_locations_are_in_the_data_dir_and_relative_urls_too() {
+    let settings = resolve_with(&["--data-dir", "/srv/pb"], &[], None).expect("defaults");
+    let loc = locations(&settings);
+    assert_eq!(
+        loc.metadata,
+        Metadata::Sqlite(PathBuf::from("/srv/pb/metadata.sqlite"))
+    );
+    assert_eq!(
+        loc.repository,
+        crate::locations::Repository::File(PathBuf::from("/srv/pb/repo"))
+    );
+    assert_eq!(loc.metadata_shown(), "sqlite:///srv/pb/metadata.sqlite");
+    assert_eq!(loc.repository_shown(), "file:///srv/pb/repo");
+    let settings = resolve_with(
+        &[
+            "--data-dir",
+            "/srv/pb",
+            "--metadata-url",
+            "sqlite:///var/lib/meta.db",
+            "--repository-url",
+            "file://backups/here",
+        ],
+        &[],
+        None,
+    )
+    .expect("urls");
+    let loc = locations(&settings);
+    assert_eq!(
+        loc.metadata,
+        Metadata::Sqlite(PathBuf::from("/var/lib/meta.db"))
+    );
+    assert_eq!(
+        loc.repository,
+        crate::locations::Repository::File(PathBuf::from("/srv/pb/backups/here"))
+    );
+}
+
+#[test]
+fn admin_and_restore_resolve_locations_as_serve_does() {
+    use crate::cli::{AccountCommand, AdminCommand};
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("pb.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"/from/file\"\nrepository_url = \"file:///file/repo\"\n",
+    )
+    .expect("write");
+    let file = file.display().to_string();
+    let cases: [(&[&str], &str, &str); 3] = [
+        (&[], "/from/file/metadata.sqlite", "/file/repo"),
+        (
+            &["--data-dir", "/from/flag"],
+            "/from/flag/metadata.sqlite",
+            "/file/repo",
+        ),
+        (
+            &[
+                "--metadata-url",
+                "sqlite:///m.db",
+                "--repository-url",
+                "file://r",
+            ],
+            "/m.db",
+            "/from/file/r",
+        ),
+    ];
+    for (flags, metadata, repository) in cases {
+        let mut argv = vec![
+            "polarbackup",
+            "admin",
+            "account",
+            "create",
+            "--config",
+            &file,
+        ];
+        argv.extend(flags);
+        let cli = Cli::try_parse_from(&argv).expect("admin parses");
+        let Command::Admin(AdminCommand::Account(AccountCommand::Create { data, .. })) =
+            cli.command
+        else {
+            panic!("not account create");
+        };
+        let settings = data.settings().expect("settings");
+        let loc = locations(&settings);
+        assert_eq!(
+            loc.metadata,
+            Metadata::Sqlite(PathBuf::from(metadata)),
+            "{flags:?}"
+        );
+        assert_eq!(
+            loc.repository,
+            crate::locations::Repository::File(PathBuf::from(repository)),
+            "{flags:?}"
+        );
+    }
+    let mut argv = vec![
+        "polarbackup",
+        "restore",
+        "--backup-id",
+        "7",
+        "--target-dir",
+        "/t",
+    ];
+    let url = format!("postgres://pb:{PASSWORD}@db/meta");
+    argv.extend(["--metadata-url", &url]);
+    let cli = Cli::try_parse_from(&argv).expect("restore parses");
+    let Command::Restore(args) = cli.command else {
+        panic!("not restore");
+    };
+    let err = format!(
+        "{:#}",
+        args.data.settings().expect_err("a password in a flag")
+    );
+    assert!(
+        err.contains("visible to every user") && !err.contains(PASSWORD),
+        "{err}"
+    );
 }

@@ -1,0 +1,167 @@
+//! Opens the metadata store and the backup repository that the settings name: the one place
+//! the binary picks a backend, so `serve`, `admin` and `restore` always agree.
+
+use crate::locations::{Metadata, PgLocation, Repository};
+use crate::settings::Settings;
+use anyhow::{anyhow, bail, Context, Result};
+use polarbackup_repo::{Repo, RepoConfig};
+use polarbackup_store::{MigrationReport, PgOptions, PgStore, SqliteStore, Store, StoreError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The metadata store and repository of one installation, resolved against its data
+/// directory, with their secrets.
+#[derive(Debug, Clone)]
+pub struct Locations {
+    pub data_dir: PathBuf,
+    pub metadata: Metadata,
+    /// For `Metadata::Postgres`.
+    pub pool_size: usize,
+    pub repository: Repository,
+}
+
+impl Locations {
+    /// The checked settings' locations; relative paths are in the data directory, and a
+    /// PostgreSQL password not in the URL comes from `PGPASSWORD` or the config file.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let data_dir = settings.data_dir.clone();
+        let metadata = match settings
+            .metadata_url
+            .parse()
+            .map_err(|e| anyhow!("metadata_url {:?}: {e}", settings.metadata_url))?
+        {
+            Metadata::Sqlite(path) => Metadata::Sqlite(data_dir.join(path)),
+            Metadata::Postgres(mut pg) => {
+                if pg.password.is_none() {
+                    pg.password = settings
+                        .secrets
+                        .metadata_password
+                        .as_ref()
+                        .map(|s| s.expose().to_owned());
+                }
+                Metadata::Postgres(pg)
+            }
+        };
+        let repository = match settings
+            .repository_url
+            .parse()
+            .map_err(|e| anyhow!("repository_url {:?}: {e}", settings.repository_url))?
+        {
+            Repository::File(path) => Repository::File(data_dir.join(path)),
+        };
+        Ok(Self {
+            data_dir,
+            metadata,
+            pool_size: settings.metadata_pool_size,
+            repository,
+        })
+    }
+
+    /// The metadata store, migrated to the current schema.
+    pub fn open_store(&self) -> Result<Arc<dyn Store>> {
+        Ok(match &self.metadata {
+            Metadata::Sqlite(path) => Arc::new(open_sqlite(path)?),
+            Metadata::Postgres(pg) => Arc::new(open_postgres(pg, self.pool_size)?),
+        })
+    }
+
+    /// The backup repository.
+    pub fn open_repo(&self) -> Result<Repo> {
+        match &self.repository {
+            Repository::File(dir) => Repo::open_fs(dir, RepoConfig::default())
+                .with_context(|| format!("opening the backup repository {}", dir.display())),
+        }
+    }
+
+    /// Where the metadata is, for logs and messages (no password).
+    pub fn metadata_shown(&self) -> String {
+        match &self.metadata {
+            Metadata::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Metadata::Postgres(pg) => format!(
+                "postgres://{}@{}:{}/{}",
+                pg.user,
+                host_shown(&pg.host),
+                pg.port,
+                pg.dbname
+            ),
+        }
+    }
+
+    /// Where the backups are, for logs and messages.
+    pub fn repository_shown(&self) -> String {
+        match &self.repository {
+            Repository::File(dir) => format!("file://{}", dir.display()),
+        }
+    }
+}
+
+fn host_shown(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// An SQLite store in the file `path`.
+pub fn open_sqlite(path: &Path) -> Result<SqliteStore> {
+    SqliteStore::open_file(path)
+        .with_context(|| format!("opening the metadata store {}", path.display()))
+}
+
+/// A PostgreSQL store (connected, migrated), as the binary's settings describe it.
+pub fn open_postgres(pg: &PgLocation, pool_size: usize) -> Result<PgStore> {
+    PgStore::open(&pg_options(pg, pool_size)).with_context(|| {
+        format!(
+            "opening the metadata store postgres://{}@{}:{}/{}",
+            pg.user,
+            host_shown(&pg.host),
+            pg.port,
+            pg.dbname
+        )
+    })
+}
+
+fn pg_options(pg: &PgLocation, pool_size: usize) -> PgOptions {
+    let mut options = PgOptions::new(&pg.host, pg.port, &pg.user, &pg.dbname);
+    options.password = pg.password.clone();
+    options.tls_mode = pg.tls_mode;
+    options.tls_ca_file = pg.tls_ca_file.clone();
+    options.pool_size = pool_size;
+    options.connect_timeout = pg.connect_timeout;
+    options
+}
+
+/// Copies `source` into the empty PostgreSQL store `pg` (ids kept); a store that holds
+/// anything is refused and nothing is copied.
+pub fn migrate_to_postgres(
+    source: &SqliteStore,
+    pg: &PgLocation,
+    pool_size: usize,
+) -> Result<MigrationReport> {
+    let target = open_postgres(pg, pool_size)?;
+    match polarbackup_store::migrate_metadata(source, &target) {
+        Err(StoreError::NotEmpty { what }) => bail!(
+            "the target postgres://{}@{}:{}/{} already holds metadata ({what}): \
+             migrate-metadata fills only an empty store, and copied nothing",
+            pg.user,
+            host_shown(&pg.host),
+            pg.port,
+            pg.dbname
+        ),
+        other => Ok(other?),
+    }
+}
+
+/// The data directory, made private (0700) when missing: it holds keys.
+pub fn ensure_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! A server on shared storage: metadata in PostgreSQL and backups outside its data directory;
+//! a backup requested through the SDK, listed, and restored by `polarbackup restore` run
+//! elsewhere with only `--metadata-url`, `--repository-url` and the environment.
+
+mod common;
+
+use common::{bin, wait_for, wire_body};
+use polarbackup_testkit::pg::{self, PgCluster};
+use polarbackup_testkit::{request, sdk, Server};
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+
+fn call(server: &Server, t: &polarbackup_testkit::Tenant, action: &str, params: Value) -> Value {
+    let mut req = request("v3", server, t, params);
+    req["action"] = json!(action);
+    sdk(req)
+}
+
+#[test]
+fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_back() {
+    let meta = PgCluster::init();
+    meta.psql("CREATE DATABASE polarbackup;");
+    let metadata_url = format!(
+        "postgres://postgres@127.0.0.1:{}/polarbackup?sslmode=disable",
+        meta.port
+    );
+    let shared = tempfile::tempdir().expect("tmp");
+    let repository_url = format!("file://{}", shared.path().join("repo").display());
+
+    let src = PgCluster::init();
+    src.psql("CREATE DATABASE app;");
+    src.psql_db(
+        "app",
+        "CREATE TABLE items AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 20000) g;\n\
+         ALTER TABLE items ADD PRIMARY KEY (id);\nCHECKPOINT;",
+    );
+
+    let server = Server::builder(bin())
+        .metadata_url(&metadata_url)
+        .repository_url(&repository_url)
+        .start();
+    let mut t = server.tenant();
+    t.cluster_id = t.add_cluster_on(&server.target(), src.port, "postgres");
+    assert!(
+        !server.data_dir.join("metadata.sqlite").exists(),
+        "the server made an SQLite store beside the PostgreSQL one"
+    );
+
+    let res = call(
+        &server,
+        &t,
+        "CreateBackup",
+        json!({"DBClusterId": t.cluster_id}),
+    );
+    assert_eq!(res["ok"], true, "CreateBackup: {res:#}");
+    let job = wire_body(&res)["BackupJobId"]
+        .as_str()
+        .expect("BackupJobId")
+        .to_owned();
+    let status = wait_for(
+        "the backup to end",
+        180,
+        || server.log(),
+        || {
+            let res = call(
+                &server,
+                &t,
+                "DescribeBackupTasks",
+                json!({"DBClusterId": t.cluster_id, "BackupJobId": job}),
+            );
+            let status = wire_body(&res)["Items"]["BackupJob"][0]["BackupProgressStatus"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            ["Finished", "Failed"]
+                .contains(&status.as_str())
+                .then_some(status)
+        },
+    );
+    assert_eq!(status, "Finished", "{}", server.log());
+    let res = call(
+        &server,
+        &t,
+        "DescribeBackups",
+        json!({"DBClusterId": t.cluster_id, "StartTime": "2000-01-01T00:00Z",
+               "EndTime": "2099-01-01T00:00Z"}),
+    );
+    let listed: Vec<&str> = wire_body(&res)["Items"]["Backup"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{res:#}"))
+        .iter()
+        .filter_map(|b| b["BackupId"].as_str())
+        .collect();
+    assert_eq!(listed, [job.as_str()], "{res:#}");
+
+    // Restore as on another machine: an empty data directory, the locations as flags.
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let (scratch, target) = pg::restore_target();
+    let out = Command::new(bin())
+        .args(["restore", "--backup-id", &job, "--target-dir"])
+        .arg(&target)
+        .arg("--data-dir")
+        .arg(elsewhere.path().join("data"))
+        .args([
+            "--metadata-url",
+            &metadata_url,
+            "--repository-url",
+            &repository_url,
+        ])
+        .env_remove("POLARBACKUP_METADATA_URL")
+        .env_remove("POLARBACKUP_REPOSITORY_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run restore");
+    assert!(
+        out.status.success(),
+        "restore: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !elsewhere.path().join("data/metadata.sqlite").exists(),
+        "restore opened an SQLite store instead"
+    );
+    pg::chown_to_postgres(scratch.path(), true);
+    let restored = PgCluster::start_on(&target);
+    for db in ["postgres", "app"] {
+        assert_eq!(
+            restored.table_digests(db),
+            src.table_digests(db),
+            "database {db} differs after the restore"
+        );
+    }
+}
