@@ -24,6 +24,10 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("job {id}: {reason}")]
     IllegalJobUpdate { id: u64, reason: String },
+    /// A write on a job by a worker that no longer holds its lease (crash recovery or another
+    /// worker took the job over), or by nobody while a worker holds it: nothing was written.
+    #[error("job {id}: the writer does not hold the job's lease")]
+    LeaseLost { id: u64 },
     /// A migration's target already holds metadata.
     #[error("the target metadata store is not empty: it has {what}")]
     NotEmpty { what: &'static str },

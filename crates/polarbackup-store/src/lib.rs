@@ -20,6 +20,7 @@ pub use records::{
     ManualJobRequest, PolicyKind, RecoveryInputs, SetFilter, SetPage, StoredPolicy, WalFilter,
     WalPage, WalRecorded,
 };
+pub use rules::failed_set;
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
@@ -152,13 +153,20 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
         limit: u32,
     ) -> Result<CreateJobOutcome>;
-    /// Persists a job after a state-machine step. Refuses to move a stored job backwards.
-    fn update_job(&self, job: &BackupJob) -> Result<()>;
-    /// Persists an ended job (Finished or Failed) together with the backup set it produced. The
+    /// Persists a job after a state-machine step. `holder` is the worker that claimed it (`None`
+    /// for a job no worker holds: tests and tools): the write applies only while the stored
+    /// lease owner is `holder`, checked in the same transaction, else
+    /// [`StoreError::LeaseLost`] and nothing changes, so a worker whose job was taken over
+    /// (recovery, or another worker's claim once its lease lapsed) writes nothing more. Refuses
+    /// to move a stored job backwards.
+    fn update_job(&self, job: &BackupJob, holder: Option<&str>) -> Result<()>;
+    /// Persists an ended job (Finished or Failed) together with the backup set it produced,
+    /// fenced by `holder` as [`JobStore::update_job`] is; the job's lease ends with it. The
     /// final backup of a `LATEST` deletion also settles it: Finished releases the cluster
     /// (`Deleted`, its set detached, every other set hidden for deletion), Failed puts it back
     /// to `Running` with nothing deleted.
-    fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>) -> Result<()>;
+    fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>, holder: Option<&str>)
+        -> Result<()>;
     /// Jobs of one cluster, newest first.
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>>;
     /// Takes the lease on the oldest queued job whose cluster is not busy (a cluster being
@@ -171,8 +179,21 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Option<BackupJob>>;
     /// Extends a lease; false when the worker no longer holds it.
     fn renew_lease(&self, job: BackupJobId, worker: &str, lease_until: Timestamp) -> Result<bool>;
-    /// Started jobs whose lease ran out: their worker died.
+    /// Started jobs whose lease ran out: their worker died (or stalled).
     fn abandoned_jobs(&self, now: Timestamp) -> Result<Vec<BackupJob>>;
+    /// Crash recovery's takeover, before it touches the job's data: in one transaction, if job
+    /// `id` is still started, not ended, and its lease lapsed at `now`, ends it Failed with
+    /// `reason` and its failed set ([`failed_set`]), drops its lease (so its old worker's
+    /// writes are refused from then on) and settles a `LATEST` deletion as
+    /// [`JobStore::end_job`] does. Returns the failed job; `None` (nothing changed) when its
+    /// worker ended or renewed it first, or another server took it over: of servers recovering
+    /// a job at once, exactly one gets it.
+    fn fail_abandoned_job(
+        &self,
+        id: BackupJobId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<BackupJob>>;
 }
 
 /// Backup sets: listing, deletion (hide, remove data, forget) and expiry.
@@ -201,14 +222,18 @@ pub trait SetStore: Send + Sync {
     fn pending_deletions(&self) -> Result<Vec<BackupSet>>;
     /// Drops a hidden set once its data is gone.
     fn forget_set(&self, id: BackupJobId) -> Result<()>;
-    /// Ids whose repository data must be kept (sets, and jobs still running).
+    /// Ids whose repository data must be kept: usable sets (listed, detached or being
+    /// deleted), and jobs not ended. A failed set's data is never kept: whatever is stored
+    /// under its id is an orphan (left by a worker that lost its lease, or a removal that
+    /// failed).
     fn known_backup_ids(&self) -> Result<Vec<BackupJobId>>;
 }
 
 /// Signature nonces, single-use per key across restarts and servers.
 pub trait NonceStore: Send + Sync {
     /// Records a signature nonce for a key. Returns false when it was already used and has not
-    /// expired. Expired nonces are purged as a side effect.
+    /// expired (an expired one may be used again). Expired nonces are purged as a side effect,
+    /// now and then and a bounded batch at a time, so a signed request rarely pays for it.
     fn use_nonce(
         &self,
         key: &AccessKeyId,

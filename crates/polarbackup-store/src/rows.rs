@@ -173,6 +173,26 @@ pub fn job_from<R: Fields>(row: &R) -> Result<BackupJob, R::Error> {
 pub const JOB_COLUMNS: &str = "id, cluster_id, mode, action, status, process, start_time, \
      ended_at, failure_reason, comment";
 
+/// A job with its lease, as the writes that a lease fences read it.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub job: BackupJob,
+    pub owner: Option<String>,
+    /// Seconds, as stored.
+    pub expires: Option<i64>,
+}
+
+pub fn leased_from<R: Fields>(row: &R) -> Result<Leased, R::Error> {
+    Ok(Leased {
+        job: job_from(row)?,
+        owner: row.opt_text("lease_owner")?,
+        expires: row.opt_int("lease_expires")?,
+    })
+}
+
+pub const LEASED_COLUMNS: &str = "id, cluster_id, mode, action, status, process, start_time, \
+     ended_at, failure_reason, comment, lease_owner, lease_expires";
+
 pub const SET_COLUMNS: &str = "id, cluster_id, mode, status, start_time, end_time, \
      consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end";
 

@@ -11,6 +11,7 @@ use polarbackup_model::{
     DbClusterId, JobMode, JobStatus, KeyKind, LogBackupPolicy, LogRetention, NewWalObject,
     RamUserId, WalObject, WalObjectKind,
 };
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A fresh key (an RSA one when given its public PEM) imported into `store`; random ids can
 /// collide, and a few tries make that vanishingly unlikely to surface.
@@ -80,6 +81,52 @@ pub fn check_forward(stored: &BackupJob, job: &BackupJob) -> Result<()> {
             reason: reason.to_owned(),
         }),
         None => Ok(()),
+    }
+}
+
+/// A write on a job is its lease holder's: `holder` (a worker's id; `None` for a job no worker
+/// holds, as tests and tools write) must be the stored `owner`, read in the writing
+/// transaction. So a worker whose job recovery or another worker took over writes nothing more.
+pub fn check_holder(id: BackupJobId, owner: Option<&str>, holder: Option<&str>) -> Result<()> {
+    if owner == holder {
+        return Ok(());
+    }
+    Err(StoreError::LeaseLost { id: id.0 })
+}
+
+/// The job crash recovery ends, if it may take `stored` over at `now`: started, not ended, and
+/// its lease (`expires`, in seconds) lapsed. `None` when its worker ended or renewed it, or
+/// another server recovered it first.
+pub fn take_over(
+    mut stored: BackupJob,
+    expires: Option<i64>,
+    reason: &str,
+    now: Timestamp,
+) -> Option<(BackupJob, BackupSet)> {
+    let lapsed = expires.is_none_or(|e| e < crate::rows::secs(now));
+    if stored.status == JobStatus::NoStart || stored.status.is_terminal() || !lapsed {
+        return None;
+    }
+    stored.fail(reason, now).ok()?;
+    let set = failed_set(&stored, now);
+    Some((stored, set))
+}
+
+/// The set a failed job records: listed by DescribeBackups as `Failed`, never usable, its data
+/// removed (a failed set's id is never among [`crate::SetStore::known_backup_ids`]).
+pub fn failed_set(job: &BackupJob, now: Timestamp) -> BackupSet {
+    BackupSet {
+        id: job.id,
+        cluster_id: job.cluster_id.clone(),
+        mode: job.mode,
+        status: BackupSetStatus::Failed,
+        start_time: job.start_time,
+        end_time: now,
+        consistent_time: None,
+        size: 0,
+        stored_size: 0,
+        comment: None,
+        wal: None,
     }
 }
 
@@ -166,6 +213,53 @@ pub fn wal_replacement(o: &NewWalObject, here: Vec<WalObject>) -> Option<Vec<Wal
     }
 }
 
+/// Expired nonces a purge deletes at most, so no signed request waits on a long DELETE.
+pub const NONCE_PURGE_BATCH: usize = 1000;
+/// How long a store handle waits between purges (seconds of the callers' clock).
+const NONCE_PURGE_EVERY: i64 = 60;
+
+/// When a store handle purges expired nonces: one call a minute (not every signed request,
+/// which on a shared store would be a DELETE per request on every server), and at once again
+/// after a full batch. A use never needs the purge: an expired row is taken over in place.
+#[derive(Debug)]
+pub struct NoncePurge {
+    /// The second from which the next call purges.
+    next: AtomicI64,
+}
+
+impl Default for NoncePurge {
+    fn default() -> Self {
+        Self {
+            next: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl NoncePurge {
+    /// Whether this call purges: true for one caller once `now` has reached the next purge.
+    pub fn due(&self, now: Timestamp) -> bool {
+        let s = crate::rows::secs(now);
+        let next = self.next.load(Ordering::Relaxed);
+        s >= next
+            && self
+                .next
+                .compare_exchange(
+                    next,
+                    s.saturating_add(NONCE_PURGE_EVERY),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// A purge deleted `n` rows; a full batch may have left more, so the next call purges too.
+    pub fn purged(&self, n: usize) {
+        if n >= NONCE_PURGE_BATCH {
+            self.next.store(i64::MIN, Ordering::Relaxed);
+        }
+    }
+}
+
 const SECOND: i64 = 1_000_000;
 
 /// The first microsecond of the second holding `t`.
@@ -184,4 +278,26 @@ pub fn wal_page_bounds(from: Timestamp, to: Timestamp) -> (i64, i64) {
 pub fn page_offset(page_number: u32, page_size: u32) -> i64 {
     let offset = u64::from(page_number.saturating_sub(1)) * u64::from(page_size);
     i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NoncePurge, NONCE_PURGE_BATCH};
+    use jiff::Timestamp;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).expect("time")
+    }
+
+    #[test]
+    fn nonces_are_purged_once_a_minute_and_again_after_a_full_batch() {
+        let p = NoncePurge::default();
+        assert!(p.due(t(0)), "the first call purges");
+        assert!(!p.due(t(0)) && !p.due(t(59)), "then not for a minute");
+        assert!(p.due(t(60)));
+        p.purged(NONCE_PURGE_BATCH - 1);
+        assert!(!p.due(t(61)), "a short batch left nothing behind");
+        p.purged(NONCE_PURGE_BATCH);
+        assert!(p.due(t(61)), "a full batch may have");
+    }
 }

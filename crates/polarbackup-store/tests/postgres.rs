@@ -306,7 +306,7 @@ fn populate(s: &dyn Store) -> World {
     for (status, process) in [(JobStatus::Preparing, 1), (JobStatus::Uploading, 40)] {
         running.advance(status, process, t(62)).expect("advance");
     }
-    s.update_job(&running).expect("update");
+    s.update_job(&running, Some("w1")).expect("update");
     jobs.push(running.id);
     s.insert_job(&c2, JobMode::Manual, TaskAction::NormalBackupTask, t(63))
         .expect("insert");

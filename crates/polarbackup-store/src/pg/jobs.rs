@@ -3,8 +3,11 @@
 
 use super::{all, clusters, opt, PgStore};
 use crate::records::{CreateJobOutcome, JobFilter, ManualJobRequest};
-use crate::rows::{db_id, db_size, job_from, job_id, secs, wal_columns, JOB_COLUMNS};
-use crate::rules::{check_ended, check_forward, NON_TERMINAL};
+use crate::rows::{
+    db_id, db_size, job_from, job_id, leased_from, secs, wal_columns, Leased, JOB_COLUMNS,
+    LEASED_COLUMNS,
+};
+use crate::rules::{check_ended, check_forward, check_holder, take_over, NON_TERMINAL};
 use crate::{JobStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
@@ -44,6 +47,25 @@ fn load(c: &mut impl GenericClient, id: i64) -> Result<BackupJob> {
         job_from,
     )?
     .ok_or(StoreError::NotFound { what: "backup job" })
+}
+
+/// A job with its lease, read inside the (serializable) transaction that a lease fences.
+fn load_leased(c: &mut impl GenericClient, id: BackupJobId) -> Result<Leased> {
+    opt(
+        c,
+        &format!("SELECT {LEASED_COLUMNS} FROM backup_jobs WHERE id = $1"),
+        &[&db_id(id)],
+        leased_from,
+    )?
+    .ok_or(StoreError::NotFound { what: "backup job" })
+}
+
+/// Checks, in the writing transaction, that `holder` holds the job and that `job` moves it
+/// forward.
+fn check_write(c: &mut impl GenericClient, job: &BackupJob, holder: Option<&str>) -> Result<()> {
+    let stored = load_leased(c, job.id)?;
+    check_holder(job.id, stored.owner.as_deref(), holder)?;
+    check_forward(&stored.job, job)
 }
 
 /// The cluster's status, the ClientToken, the manual limit and the insert share one
@@ -153,14 +175,30 @@ fn insert_set(c: &mut impl GenericClient, s: &BackupSet) -> Result<()> {
 }
 
 /// Ends a job and records its set (if any) in one transaction, settling a cluster deletion
-/// whose final backup it is.
-fn end(c: &mut impl GenericClient, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
-    check_forward(&load(c, db_id(job.id))?, job)?;
+/// whose final backup it is; the caller checked the write.
+fn record_end(c: &mut impl GenericClient, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
     write_state(c, job)?;
     if let Some(s) = set {
         insert_set(c, s)?;
     }
     clusters::after_job_end(c, job, set)
+}
+
+/// Crash recovery's takeover: the lapsed lease is read and the job ended in one serializable
+/// transaction, so a concurrent end by its worker or another server's recovery makes one of
+/// them retry and find the job ended.
+fn fail_abandoned(
+    c: &mut impl GenericClient,
+    id: BackupJobId,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Option<BackupJob>> {
+    let stored = load_leased(c, id)?;
+    let Some((job, set)) = take_over(stored.job, stored.expires, reason, now) else {
+        return Ok(None);
+    };
+    record_end(c, &job, Some(&set))?;
+    Ok(Some(job))
 }
 
 fn list(
@@ -240,18 +278,26 @@ impl JobStore for PgStore {
         self.write(move |tx| create_manual(tx, &req, now, limit))
     }
 
-    fn update_job(&self, job: &BackupJob) -> Result<()> {
-        let job = job.clone();
+    fn update_job(&self, job: &BackupJob, holder: Option<&str>) -> Result<()> {
+        let (job, holder) = (job.clone(), holder.map(str::to_owned));
         self.write(move |tx| {
-            check_forward(&load(tx, db_id(job.id))?, &job)?;
+            check_write(tx, &job, holder.as_deref())?;
             write_state(tx, &job)
         })
     }
 
-    fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
+    fn end_job(
+        &self,
+        job: &BackupJob,
+        set: Option<&BackupSet>,
+        holder: Option<&str>,
+    ) -> Result<()> {
         check_ended(job)?;
-        let (job, set) = (job.clone(), set.cloned());
-        self.write(move |tx| end(tx, &job, set.as_ref()))
+        let (job, set, holder) = (job.clone(), set.cloned(), holder.map(str::to_owned));
+        self.write(move |tx| {
+            check_write(tx, &job, holder.as_deref())?;
+            record_end(tx, &job, set.as_ref())
+        })
     }
 
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
@@ -297,6 +343,16 @@ impl JobStore for PgStore {
                 job_from,
             )
         })
+    }
+
+    fn fail_abandoned_job(
+        &self,
+        id: BackupJobId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<BackupJob>> {
+        let reason = reason.to_owned();
+        self.write(move |tx| fail_abandoned(tx, id, &reason, now))
     }
 }
 

@@ -16,6 +16,7 @@ mod tls;
 mod wal;
 
 use crate::rows::Fields;
+use crate::rules::NoncePurge;
 use crate::{Result, Store, StoreError};
 use polarbackup_model::TlsMode;
 use pool::{Conn, Pool};
@@ -82,6 +83,7 @@ impl std::fmt::Debug for PgOptions {
 pub struct PgStore {
     pool: Pool,
     target: String,
+    nonce_purge: NoncePurge,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -123,6 +125,7 @@ impl PgStore {
                 "{}@{}:{}/{}",
                 options.user, options.host, options.port, options.dbname
             ),
+            nonce_purge: NoncePurge::default(),
         };
         store.pool.run(|conn| migrations::apply(conn.client()?))?;
         Ok(store)

@@ -196,7 +196,7 @@ impl SetStore for PgStore {
             all(
                 c,
                 &format!(
-                    "SELECT id FROM backup_sets
+                    "SELECT id FROM backup_sets WHERE status <> 'Failed'
                      UNION SELECT id FROM backup_jobs WHERE status IN {NON_TERMINAL}
                      ORDER BY 1"
                 ),

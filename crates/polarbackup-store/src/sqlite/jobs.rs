@@ -2,10 +2,12 @@
 //! progress, and the atomic hand-over from a finished job to its backup set.
 
 use super::clusters;
-use super::rows::{db_id, db_size, job_from, secs, wal_columns, JOB_COLUMNS};
+use super::rows::{
+    db_id, db_size, job_from, leased_from, secs, wal_columns, Leased, JOB_COLUMNS, LEASED_COLUMNS,
+};
 use super::SqliteStore;
 use crate::records::{CreateJobOutcome, JobFilter, ManualJobRequest};
-use crate::rules::{check_ended, check_forward};
+use crate::rules::{check_ended, check_forward, check_holder, take_over};
 use crate::{JobStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
@@ -48,6 +50,25 @@ fn load(c: &Connection, id: BackupJobId) -> Result<BackupJob> {
     )
     .optional()?
     .ok_or(StoreError::NotFound { what: "backup job" })
+}
+
+/// A job with its lease, read inside the transaction that a lease fences.
+fn load_leased(c: &Connection, id: BackupJobId) -> Result<Leased> {
+    c.query_row(
+        &format!("SELECT {LEASED_COLUMNS} FROM backup_jobs WHERE id = ?1"),
+        [db_id(id)],
+        leased_from,
+    )
+    .optional()?
+    .ok_or(StoreError::NotFound { what: "backup job" })
+}
+
+/// Checks, in the writing transaction, that `holder` holds the job and that `job` moves it
+/// forward.
+fn check_write(c: &Connection, job: &BackupJob, holder: Option<&str>) -> Result<()> {
+    let stored = load_leased(c, job.id)?;
+    check_holder(job.id, stored.owner.as_deref(), holder)?;
+    check_forward(&stored.job, job)
 }
 
 /// The cluster's status, ClientToken, the manual-backup limit and the insert happen in one
@@ -135,9 +156,9 @@ fn write_state(c: &Connection, job: &BackupJob) -> Result<()> {
     Ok(())
 }
 
-fn update(c: &mut Connection, job: &BackupJob) -> Result<()> {
+fn update(c: &mut Connection, job: &BackupJob, holder: Option<&str>) -> Result<()> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    check_forward(&load(&tx, job.id)?, job)?;
+    check_write(&tx, job, holder)?;
     write_state(&tx, job)?;
     tx.commit()?;
     Ok(())
@@ -146,11 +167,23 @@ fn update(c: &mut Connection, job: &BackupJob) -> Result<()> {
 /// Ends a job and records its backup set (if any) in one transaction: a set is never listed
 /// without its job having ended, and a job never ends without its set. The final backup of a
 /// cluster deletion settles the deletion in the same transaction.
-fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
+fn end(
+    c: &mut Connection,
+    job: &BackupJob,
+    set: Option<&BackupSet>,
+    holder: Option<&str>,
+) -> Result<()> {
     check_ended(job)?;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    check_forward(&load(&tx, job.id)?, job)?;
-    write_state(&tx, job)?;
+    check_write(&tx, job, holder)?;
+    record_end(&tx, job, set)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The job's end, its set, and what the end settles; the caller checked the write.
+fn record_end(tx: &Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
+    write_state(tx, job)?;
     if let Some(s) = set {
         let wal = wal_columns(s.wal.as_ref())?;
         tx.execute(
@@ -174,9 +207,26 @@ fn end(c: &mut Connection, job: &BackupJob, set: Option<&BackupSet>) -> Result<(
             ],
         )?;
     }
-    clusters::after_job_end(&tx, job, set)?;
+    clusters::after_job_end(tx, job, set)
+}
+
+/// Crash recovery's takeover: the check that the lease lapsed and the job's end share one
+/// IMMEDIATE transaction, so its worker's end and other servers' recoveries come before it or
+/// find the job ended.
+fn fail_abandoned(
+    c: &mut Connection,
+    id: BackupJobId,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Option<BackupJob>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stored = load_leased(&tx, id)?;
+    let Some((job, set)) = take_over(stored.job, stored.expires, reason, now) else {
+        return Ok(None);
+    };
+    record_end(&tx, &job, Some(&set))?;
     tx.commit()?;
-    Ok(())
+    Ok(Some(job))
 }
 
 fn list(c: &Connection, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
@@ -279,12 +329,17 @@ impl JobStore for SqliteStore {
         self.with(|c| create_manual(c, req, now, limit))
     }
 
-    fn update_job(&self, job: &BackupJob) -> Result<()> {
-        self.with(|c| update(c, job))
+    fn update_job(&self, job: &BackupJob, holder: Option<&str>) -> Result<()> {
+        self.with(|c| update(c, job, holder))
     }
 
-    fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>) -> Result<()> {
-        self.with(|c| end(c, job, set))
+    fn end_job(
+        &self,
+        job: &BackupJob,
+        set: Option<&BackupSet>,
+        holder: Option<&str>,
+    ) -> Result<()> {
+        self.with(|c| end(c, job, set, holder))
     }
 
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
@@ -306,5 +361,14 @@ impl JobStore for SqliteStore {
 
     fn abandoned_jobs(&self, now: Timestamp) -> Result<Vec<BackupJob>> {
         self.with(|c| abandoned(c, now))
+    }
+
+    fn fail_abandoned_job(
+        &self,
+        id: BackupJobId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<BackupJob>> {
+        self.with(|c| fail_abandoned(c, id, reason, now))
     }
 }

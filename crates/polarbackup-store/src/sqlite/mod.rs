@@ -10,6 +10,7 @@ mod sets;
 mod tenants;
 mod wal;
 
+use crate::rules::NoncePurge;
 use crate::{migrations, Result, Store};
 use rusqlite::{Connection, TransactionBehavior};
 use std::fs;
@@ -25,6 +26,7 @@ const DB_FILE: &str = "metadata.sqlite";
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    nonce_purge: NoncePurge,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -78,6 +80,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             path,
+            nonce_purge: NoncePurge::default(),
         })
     }
 

@@ -1,7 +1,9 @@
-//! Signature nonces in SQLite: one row per (key, nonce) until it expires.
+//! Signature nonces in SQLite: one row per (key, nonce) until it expires; expired rows are
+//! purged now and then, a bounded batch at a time ([`crate::rules::NoncePurge`]).
 
 use super::rows::secs;
 use super::SqliteStore;
+use crate::rules::NONCE_PURGE_BATCH;
 use crate::{NonceStore, Result};
 use jiff::Timestamp;
 use polarbackup_model::AccessKeyId;
@@ -15,13 +17,28 @@ impl NonceStore for SqliteStore {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool> {
-        self.write(|tx| {
-            tx.execute("DELETE FROM nonces WHERE expires_at < ?1", [secs(now)])?;
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)",
-                params![key.as_str(), nonce, secs(expires_at)],
+        let (fresh, purged) = self.write(|tx| {
+            let purged = if self.nonce_purge.due(now) {
+                Some(tx.execute(
+                    "DELETE FROM nonces WHERE (key_id, nonce) IN
+                         (SELECT key_id, nonce FROM nonces WHERE expires_at < ?1 LIMIT ?2)",
+                    params![secs(now), NONCE_PURGE_BATCH],
+                )?)
+            } else {
+                None
+            };
+            // An expired row (not purged yet) is taken over: the nonce may be used again.
+            let changed = tx.execute(
+                "INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at
+                     WHERE nonces.expires_at < ?4",
+                params![key.as_str(), nonce, secs(expires_at), secs(now)],
             )?;
-            Ok(inserted == 1)
-        })
+            Ok((changed == 1, purged))
+        })?;
+        if let Some(n) = purged {
+            self.nonce_purge.purged(n);
+        }
+        Ok(fresh)
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::rows;
 pub use crate::rows::{
-    db_id, db_log_id, db_lsn, db_size, micros, secs, wal_columns, Fields, GAP_COLUMNS, JOB_COLUMNS,
-    SET_COLUMNS, WAL_COLUMNS,
+    db_id, db_log_id, db_lsn, db_size, micros, secs, wal_columns, Fields, Leased, GAP_COLUMNS,
+    JOB_COLUMNS, LEASED_COLUMNS, SET_COLUMNS, WAL_COLUMNS,
 };
 use polarbackup_model::{
     AccessKey, Account, BackupJob, BackupSet, Cluster, RamUser, WalGap, WalObject,
@@ -50,6 +50,7 @@ decoders!(
     policy_from -> crate::StoredPolicy,
     cluster_from -> Cluster,
     job_from -> BackupJob,
+    leased_from -> Leased,
     set_from -> BackupSet,
     wal_object_from -> WalObject,
     gap_from -> WalGap,

@@ -125,11 +125,11 @@ fn forget(c: &Connection, id: BackupJobId) -> Result<()> {
     Ok(())
 }
 
-/// Every set id still known (listed or being deleted): repository objects of any other id are
-/// orphans.
+/// Every usable set id (listed, detached or being deleted) and every job not ended:
+/// repository objects of any other id (a failed set's included) are orphans.
 fn known_ids(c: &Connection) -> Result<Vec<BackupJobId>> {
     let mut stmt = c.prepare(
-        "SELECT id FROM backup_sets UNION SELECT id FROM backup_jobs
+        "SELECT id FROM backup_sets WHERE status <> 'Failed' UNION SELECT id FROM backup_jobs
          WHERE status IN ('NoStart','Preparing','Waiting','Uploading','Checking') ORDER BY 1",
     )?;
     let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;

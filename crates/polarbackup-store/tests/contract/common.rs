@@ -123,8 +123,18 @@ pub fn created(o: CreateJobOutcome) -> BackupJob {
     }
 }
 
-/// Drives a job from wherever it is to Finished and records a successful set.
-pub fn finish(store: &dyn Store, mut job: BackupJob, at: i64) -> BackupSet {
+/// Drives a job no worker holds from wherever it is to Finished and records a successful set.
+pub fn finish(store: &dyn Store, job: BackupJob, at: i64) -> BackupSet {
+    finish_as(store, job, at, None)
+}
+
+/// [`finish`] by the worker `holder` that claimed the job.
+pub fn finish_as(
+    store: &dyn Store,
+    mut job: BackupJob,
+    at: i64,
+    holder: Option<&str>,
+) -> BackupSet {
     for (s, p) in [
         (JobStatus::Preparing, 1),
         (JobStatus::Uploading, 50),
@@ -137,11 +147,11 @@ pub fn finish(store: &dyn Store, mut job: BackupJob, at: i64) -> BackupSet {
         job.advance(s, p.max(job.process), t(at)).expect("advance");
     }
     let set = finished_set(&job, at);
-    store.end_job(&job, Some(&set)).expect("end");
+    store.end_job(&job, Some(&set), holder).expect("end");
     set
 }
 
-fn finished_set(job: &BackupJob, at: i64) -> BackupSet {
+pub fn finished_set(job: &BackupJob, at: i64) -> BackupSet {
     BackupSet {
         id: job.id,
         cluster_id: job.cluster_id.clone(),
@@ -173,8 +183,13 @@ pub fn page(start: i64, end: i64, size: u32, number: u32) -> SetFilter {
     }
 }
 
-/// Ends a job Failed, with the failed set a worker records.
-pub fn fail(store: &dyn Store, mut job: BackupJob, at: i64) -> BackupSet {
+/// Ends a job no worker holds Failed, with the failed set a worker records.
+pub fn fail(store: &dyn Store, job: BackupJob, at: i64) -> BackupSet {
+    fail_as(store, job, at, None)
+}
+
+/// [`fail`] by the worker `holder` that claimed the job.
+pub fn fail_as(store: &dyn Store, mut job: BackupJob, at: i64, holder: Option<&str>) -> BackupSet {
     job.fail("boom", t(at)).expect("fail");
     let set = BackupSet {
         status: BackupSetStatus::Failed,
@@ -185,6 +200,6 @@ pub fn fail(store: &dyn Store, mut job: BackupJob, at: i64) -> BackupSet {
         wal: None,
         ..finished_set(&job, at)
     };
-    store.end_job(&job, Some(&set)).expect("end");
+    store.end_job(&job, Some(&set), holder).expect("end");
     set
 }

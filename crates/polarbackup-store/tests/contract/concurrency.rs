@@ -63,7 +63,7 @@ pub fn job_ids_increase_and_are_never_reused_across_handles(b: &dyn Backend) {
         .expect("list")
         .remove(0);
     job.fail("boom", t(30)).expect("fail");
-    store.end_job(&job, None).expect("end");
+    store.end_job(&job, None, None).expect("end");
     let req = manual(&account, &cluster, None, "x");
     let later = created(store.create_manual_job(&req, t(31), 1000).expect("create"));
     assert!(later.id > newest);
@@ -201,22 +201,22 @@ pub fn a_stale_writer_never_moves_a_job_backwards(b: &dyn Backend) {
     advanced
         .advance(JobStatus::Preparing, 1, t(2))
         .expect("prep");
-    store.update_job(&advanced).expect("update");
+    store.update_job(&advanced, None).expect("update");
     let stale = advanced.clone();
     let results = race(b, |i, s| {
         if i == 0 {
             let mut j = stale.clone();
             for p in 6..=89u8 {
                 j.advance(JobStatus::Uploading, p, t(3)).expect("upload");
-                s.update_job(&j).expect("forward");
+                s.update_job(&j, None).expect("forward");
             }
             j.advance(JobStatus::Checking, 95, t(4)).expect("check");
-            s.update_job(&j).expect("forward");
+            s.update_job(&j, None).expect("forward");
             (0, 0)
         } else {
             let (mut ok, mut refused) = (0, 0);
             for _ in 0..40 {
-                match s.update_job(&stale) {
+                match s.update_job(&stale, None) {
                     Ok(()) => ok += 1,
                     Err(StoreError::IllegalJobUpdate { .. }) => refused += 1,
                     Err(e) => panic!("{e}"),

@@ -1,7 +1,7 @@
 //! Cluster deletion in the store: refused while a job is queued or running, atomic against
 //! CreateBackup and the scheduler, and what NONE, ALL and LATEST (finished or failed) leave.
 
-use crate::common::{created, fail, finish, manual, page, setup, t, Backend};
+use crate::common::{created, fail, fail_as, finish, finish_as, manual, page, setup, t, Backend};
 use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion as Retention};
 use polarbackup_model::{
     AccountId, BackupJob, BackupJobId, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode,
@@ -130,7 +130,7 @@ pub fn a_queued_or_running_job_refuses_the_deletion_and_nothing_changes(b: &dyn 
     running
         .advance(JobStatus::Uploading, 40, t(5))
         .expect("upload");
-    store.update_job(&running).expect("update");
+    store.update_job(&running, Some("w")).expect("update");
     for retention in [Retention::All, Retention::Latest, Retention::None] {
         assert_eq!(
             store
@@ -147,7 +147,7 @@ pub fn a_queued_or_running_job_refuses_the_deletion_and_nothing_changes(b: &dyn 
     };
     assert_eq!(store.list_jobs(&cluster, &all_jobs).expect("jobs").len(), 1);
     assert_eq!(status(&*store, &cluster), ClusterStatus::Running);
-    let set = finish(&*store, running, 10);
+    let set = finish_as(&*store, running, 10, Some("w"));
     let done = store
         .begin_cluster_deletion(&cluster, Some(Retention::None), t(11))
         .expect("begin");
@@ -333,7 +333,7 @@ pub fn latest_keeps_only_the_final_backup_once_it_finishes(b: &dyn Backend) {
     let sets = three_sets(&*store, &account, &cluster);
     let (job, doomed) = pending_deletion(&*store, &cluster, 60);
     assert_eq!(doomed, sets.to_vec());
-    let temp = finish(&*store, claim_final_backup(&*store), 100);
+    let temp = finish_as(&*store, claim_final_backup(&*store), 100, Some("w"));
     assert_eq!(temp.id, job.id);
     let c = row(&*store, &cluster);
     assert_eq!(
@@ -354,7 +354,7 @@ pub fn latest_is_aborted_by_a_failed_final_backup_and_deletes_nothing(b: &dyn Ba
     let (store, account, cluster) = setup(b);
     let sets = three_sets(&*store, &account, &cluster);
     let (job, _) = pending_deletion(&*store, &cluster, 60);
-    let failed_temp = fail(&*store, claim_final_backup(&*store), 100);
+    let failed_temp = fail_as(&*store, claim_final_backup(&*store), 100, Some("w"));
     assert_eq!(failed_temp.id, job.id);
     let c = row(&*store, &cluster);
     assert_eq!(

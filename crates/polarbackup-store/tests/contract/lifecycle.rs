@@ -50,7 +50,7 @@ pub fn at_most_three_manual_backups_exist_at_once(b: &dyn Backend) {
     // A failed job frees its slot; a finished one keeps it until deleted.
     let mut failed = jobs[0].clone();
     failed.fail("boom", t(6)).expect("fail");
-    store.end_job(&failed, None).expect("end");
+    store.end_job(&failed, None, None).expect("end");
     let fourth = created(store.create_manual_job(&req, t(7), 3).expect("slot freed"));
     let set = finish(&*store, jobs[1].clone(), 8);
     assert_eq!(
@@ -103,15 +103,40 @@ pub fn one_lease_per_cluster_and_abandoned_jobs_are_found(b: &dyn Backend) {
     running
         .advance(JobStatus::Preparing, 2, t(101))
         .expect("prep");
-    store.update_job(&running).expect("update");
+    store.update_job(&running, Some("w1")).expect("update");
     assert!(store.renew_lease(a.id, "w1", t(160)).expect("renew"));
     assert!(!store.renew_lease(a.id, "w2", t(160)).expect("not w2's"));
     assert!(store.abandoned_jobs(t(150)).expect("abandoned").is_empty());
+    assert_eq!(
+        store
+            .fail_abandoned_job(a.id, "interrupted", t(150))
+            .expect("recover"),
+        None,
+        "a live lease is not taken over"
+    );
     // w1 dies: its lease runs out.
     let lost = store.abandoned_jobs(t(161)).expect("abandoned");
     assert_eq!(lost.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a.id]);
-    running.fail("interrupted", t(162)).expect("fail");
-    store.end_job(&running, None).expect("end");
+    assert_eq!(
+        store
+            .fail_abandoned_job(c.id, "interrupted", t(161))
+            .expect("recover"),
+        None,
+        "a claimed job that never started is claimed again, not recovered"
+    );
+    let failed = store
+        .fail_abandoned_job(a.id, "interrupted", t(162))
+        .expect("recover")
+        .expect("taken over");
+    assert_eq!(
+        (
+            failed.status,
+            failed.process,
+            failed.failure_reason.as_deref()
+        ),
+        (JobStatus::Failed, 2, Some("interrupted"))
+    );
+    assert!(store.abandoned_jobs(t(162)).expect("abandoned").is_empty());
     assert!(!store
         .renew_lease(a.id, "w1", t(200))
         .expect("ended jobs have no lease"));
@@ -244,12 +269,15 @@ pub fn ending_needs_a_terminal_job_and_never_moves_back(b: &dyn Backend) {
             .create_manual_job(&manual(&account, &cluster, None, "a"), t(1), 3)
             .expect("create"),
     );
-    assert!(store.end_job(&job, None).is_err(), "NoStart is not an end");
+    assert!(
+        store.end_job(&job, None, None).is_err(),
+        "NoStart is not an end"
+    );
     let set = finish(&*store, job.clone(), 10);
     let mut late = job;
     late.fail("late", t(20)).expect("in memory");
     assert!(
-        store.end_job(&late, None).is_err(),
+        store.end_job(&late, None, None).is_err(),
         "a finished job stays finished"
     );
     assert_eq!(

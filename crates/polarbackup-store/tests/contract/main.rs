@@ -4,6 +4,7 @@
 mod common;
 mod concurrency;
 mod deletion;
+mod leases;
 mod lifecycle;
 mod policy;
 mod ram;
@@ -48,6 +49,9 @@ macro_rules! store_contract {
                 concurrency::a_nonce_is_accepted_once_under_concurrent_callers,
                 concurrency::a_stale_writer_never_moves_a_job_backwards,
                 concurrency::concurrent_policy_changes_lose_no_field,
+                leases::only_the_lease_holder_writes_a_job,
+                leases::a_stale_worker_writes_nothing_once_recovery_took_its_job,
+                leases::a_stale_end_and_concurrent_recoveries_have_one_winner,
                 concurrency::a_policy_change_racing_a_deletion_lands_before_it_or_not_at_all,
                 wal::a_new_cluster_keeps_seven_days_of_logs_and_a_change_is_kept,
                 wal::a_deleted_cluster_refuses_log_policy_changes_and_archivers,

@@ -114,7 +114,7 @@ pub fn listing_filters_orders_and_hides_history(b: &dyn Backend) {
     assert!(ids(&none).is_empty());
 
     old.fail("boom", t(50)).expect("fail");
-    store.update_job(&old).expect("update");
+    store.update_job(&old, None).expect("update");
     assert_eq!(
         ids(&all(t(50))).len(),
         3,
@@ -140,18 +140,21 @@ pub fn updates_never_move_a_job_backwards(b: &dyn Backend) {
         .expect("job");
     let stale = job.clone();
     job.advance(JobStatus::Preparing, 3, t(2)).expect("prep");
-    store.update_job(&job).expect("update");
+    store.update_job(&job, None).expect("update");
     assert!(matches!(
-        store.update_job(&stale),
+        store.update_job(&stale, None),
         Err(StoreError::IllegalJobUpdate { .. })
     ));
     job.advance(JobStatus::Uploading, 40, t(3)).expect("upload");
     job.advance(JobStatus::Checking, 95, t(4)).expect("check");
     job.advance(JobStatus::Finished, 100, t(5)).expect("finish");
-    store.update_job(&job).expect("update");
+    store.update_job(&job, None).expect("update");
     let mut after = job.clone();
     after.failure_reason = Some("late".into());
-    assert!(store.update_job(&after).is_err(), "an ended job is frozen");
+    assert!(
+        store.update_job(&after, None).is_err(),
+        "an ended job is frozen"
+    );
     let listed = store.list_jobs(&c, &one_of(job.id)).expect("list");
     assert_eq!(listed, vec![job]);
 }
@@ -188,7 +191,7 @@ pub fn concurrent_writers_share_one_database(b: &dyn Backend) {
                             .insert_job(&c, JobMode::Manual, TaskAction::NormalBackupTask, t(i))
                             .expect("insert");
                         job.advance(JobStatus::Preparing, 2, t(i)).expect("prep");
-                        store.update_job(&job).expect("update");
+                        store.update_job(&job, None).expect("update");
                         let nonce = format!("{c}-{i}");
                         assert!(store.use_nonce(k, &nonce, t(1000), t(i)).expect("nonce"));
                     }
