@@ -19,7 +19,8 @@ pub enum JobError {
     /// The server is shutting down.
     #[error("the backup was cancelled: the server is shutting down")]
     Cancelled,
-    /// The job's lease ran out and crash recovery or another worker took the job.
+    /// The job's lease ran out and crash recovery or another worker took the job: the store
+    /// refused this worker's write (`StoreError::LeaseLost`), or the lease was not renewed.
     #[error("the job was taken over by crash recovery or another worker")]
     LeaseLost,
     /// The backup failed (the database, the engine or the repository). The text becomes the
@@ -47,6 +48,7 @@ impl JobError {
                 | StoreError::Corrupt(_)
                 | StoreError::TooNew { .. }
                 | StoreError::IllegalJobUpdate { .. }
+                | StoreError::LeaseLost { .. }
                 | StoreError::NotEmpty { .. } => false,
             },
             JobError::Cancelled

@@ -1,5 +1,5 @@
 //! A claimed job's lease as its worker sees it: one token stops the job's work, a flag tells a
-//! lost lease from a shutdown.
+//! lost lease from a shutdown, another that the job's end is recorded (the lease ended with it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Lease {
     cancel: CancellationToken,
     lost: Arc<AtomicBool>,
+    ended: Arc<AtomicBool>,
 }
 
 impl Lease {
@@ -17,6 +18,7 @@ impl Lease {
         Self {
             cancel,
             lost: Arc::default(),
+            ended: Arc::default(),
         }
     }
 
@@ -32,5 +34,14 @@ impl Lease {
 
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// The store recorded the job's end, which ended the lease: the heartbeat stops quietly.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
 }

@@ -29,12 +29,16 @@ pub struct Progress {
     store: Arc<dyn JobStore>,
     clock: Arc<dyn Clock>,
     lease: Lease,
+    /// The worker that holds the job's lease (`None` outside the pool): every write is fenced
+    /// by it in the store.
+    holder: Option<Arc<str>>,
 }
 
 impl Progress {
-    /// Progress of a job outside the worker pool: never cancelled, its lease never lost.
+    /// Progress of a job outside the worker pool, which no worker holds: never cancelled, its
+    /// lease never lost.
     pub fn new(job: BackupJob, store: Arc<dyn JobStore>, clock: Arc<dyn Clock>) -> Self {
-        Self::leased(job, store, clock, Lease::default())
+        Self::leased(job, store, clock, Lease::default(), None)
     }
 
     pub(crate) fn leased(
@@ -42,6 +46,7 @@ impl Progress {
         store: Arc<dyn JobStore>,
         clock: Arc<dyn Clock>,
         lease: Lease,
+        holder: Option<Arc<str>>,
     ) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
@@ -52,6 +57,7 @@ impl Progress {
             store,
             clock,
             lease,
+            holder,
         }
     }
 
@@ -118,8 +124,9 @@ impl Progress {
         let _writing = self.writing.lock().await;
         let snapshot = self.job();
         let store = self.store.clone();
+        let holder = self.holder.clone();
         let written = retrying(Backoff::PROGRESS, self.lease.cancel(), move || {
-            store.update_job(&snapshot)
+            store.update_job(&snapshot, holder.as_deref())
         })
         .await
         .map_err(job_write);

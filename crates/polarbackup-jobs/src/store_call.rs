@@ -82,11 +82,13 @@ where
     }
 }
 
-/// Reads a refused write of a claimed job as what it means: the stored job ended or moved past
-/// this worker's copy, so someone else owns it now.
+/// Reads a refused write of a claimed job as what it means: another holds its lease, or the
+/// stored job ended or moved past this worker's copy, so someone else owns it now.
 pub(crate) fn job_write(e: JobError) -> JobError {
     match e {
-        JobError::Store(StoreError::IllegalJobUpdate { .. }) => JobError::LeaseLost,
+        JobError::Store(StoreError::LeaseLost { .. } | StoreError::IllegalJobUpdate { .. }) => {
+            JobError::LeaseLost
+        }
         e => e,
     }
 }

@@ -7,7 +7,7 @@ use crate::progress::Progress;
 use crate::store_call::{blocking, job_write, retrying, Backoff};
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{BackupJob, BackupJobId, BackupSet, BackupSetStatus, Clock, JobStatus};
-use polarbackup_store::Store;
+use polarbackup_store::{failed_set, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+/// The reason a job whose worker stopped heart-beating ends with.
+const INTERRUPTED: &str = "interrupted: the server stopped while this backup was running";
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -40,7 +43,8 @@ struct Pool {
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
     /// Unique per process start, so a restarted server never mistakes old leases for its own.
-    id: String,
+    /// Every write on a claimed job is fenced by it in the store.
+    id: Arc<str>,
 }
 
 /// Starts the pool. It stops claiming when `shutdown` fires, cancels running backups (which
@@ -59,7 +63,7 @@ pub fn start(
         clock,
         executor,
         config,
-        id: format!("worker-{}", uuid::Uuid::new_v4()),
+        id: format!("worker-{}", uuid::Uuid::new_v4()).into(),
     });
     tokio::spawn(async move { pool.run(wake, shutdown).await })
 }
@@ -111,6 +115,11 @@ impl Pool {
     /// Fails jobs whose worker died (ending a cluster deletion's final backup this way aborts
     /// that deletion), finishes interrupted deletions and, once per start, removes stored data
     /// that no job or set owns.
+    ///
+    /// A job is taken over (failed, its lease dropped, in one store transaction) before its data
+    /// is touched: a worker that was only stalled then has every write refused, so it can never
+    /// record a set whose data recovery removed, and of several servers recovering the job only
+    /// one removes anything.
     async fn housekeeping(&self, sweep_orphans: bool, running: usize) -> Result<(), JobError> {
         if self.config.scheduler {
             let store = self.store.clone();
@@ -119,25 +128,29 @@ impl Pool {
         }
         let store = self.store.clone();
         let now = self.clock.now();
-        for mut job in blocking(move || store.abandoned_jobs(now)).await? {
-            warn!(job = %job.id, status = %job.status, "recovering a backup whose worker stopped");
-            let reason = "interrupted: the server stopped while this backup was running";
-            self.discard(job.id).await?;
-            if job.fail(reason, now).is_ok() {
-                // Not this worker's lease: a failed write is simply tried again next pass.
-                let set = failed_set(&job, now);
-                let store = self.store.clone();
-                blocking(move || store.end_job(&job, Some(&set))).await?;
+        for job in blocking(move || store.abandoned_jobs(now)).await? {
+            let store = self.store.clone();
+            let taken =
+                blocking(move || store.fail_abandoned_job(job.id, INTERRUPTED, now)).await?;
+            // None: its worker ended or renewed it meanwhile, or another server took it.
+            let Some(job) = taken else { continue };
+            warn!(job = %job.id, "a backup whose worker stopped ended Failed; removing its data");
+            if let Err(e) = self.discard(job.id).await {
+                // Its failed set owns no data: the orphan sweep removes it on a later start.
+                error!(job = %job.id, error = %e, "could not remove an interrupted backup's data");
             }
         }
         crate::remove_marked_sets(self.store.clone(), self.executor.as_ref(), None).await?;
         if sweep_orphans && running == 0 {
+            // Listed before the known ids are read: data stored by a job that another server
+            // claims meanwhile is then either not listed yet or known.
+            let stored = self.executor.stored_ids().await?;
             let store = self.store.clone();
             let known: HashSet<BackupJobId> = blocking(move || store.known_backup_ids())
                 .await?
                 .into_iter()
                 .collect();
-            for id in self.executor.stored_ids().await? {
+            for id in stored {
                 if !known.contains(&id) {
                     warn!(backup = %id, "removing stored data that no backup set owns");
                     self.discard(id).await?;
@@ -177,7 +190,13 @@ impl Pool {
         let ctx = JobContext {
             job_id: id,
             cluster,
-            progress: Progress::leased(job, self.store.clone(), self.clock.clone(), lease.clone()),
+            progress: Progress::leased(
+                job,
+                self.store.clone(),
+                self.clock.clone(),
+                lease.clone(),
+                Some(self.id.clone()),
+            ),
             cancel: lease.cancel().clone(),
         };
         // A lost lease cancels the token; the executor then stops and cleans up by itself,
@@ -210,6 +229,7 @@ impl Pool {
             let until = self.lease_until();
             match blocking(move || store.renew_lease(id, &worker, until)).await {
                 Ok(true) => {}
+                Ok(false) if lease.is_ended() => return std::future::pending().await,
                 Ok(false) => {
                     warn!(job = %id, "lease lost; stopping the backup");
                     lease.lose();
@@ -223,23 +243,6 @@ impl Pool {
     fn lease_until(&self) -> Timestamp {
         let now = self.clock.now();
         now.checked_add(self.config.lease).unwrap_or(now)
-    }
-
-    /// Renews the lease before the job's data or record is touched: if recovery or another
-    /// worker took the job meanwhile, both are theirs.
-    async fn hold(&self, id: BackupJobId, lease: &Lease) -> Result<(), JobError> {
-        let store = self.store.clone();
-        let worker = self.id.clone();
-        let until = self.lease_until();
-        let held = retrying(Backoff::END, lease.cancel(), move || {
-            store.renew_lease(id, &worker, until)
-        })
-        .await?;
-        if !held {
-            lease.lose();
-            return Err(JobError::LeaseLost);
-        }
-        Ok(())
     }
 
     async fn finish(&self, mut job: BackupJob, done: Completed, lease: &Lease) {
@@ -262,11 +265,7 @@ impl Pool {
             wal: Some(done.wal),
         };
         let id = job.id;
-        let ended = match self.hold(id, lease).await {
-            Ok(()) => self.end(job, set, lease).await,
-            Err(e) => Err(e),
-        };
-        match ended {
+        match self.end(job, set, lease).await {
             Ok(()) => {
                 info!(job = %id, size = done.size, stored = done.stored_size, "backup finished")
             }
@@ -274,37 +273,40 @@ impl Pool {
         }
     }
 
-    /// Removes what the failed backup stored, then records the failure with its reason.
+    /// Records the failure with its reason, then removes what the failed backup stored: only
+    /// once the store took the end from this worker is the job, and so its data, still its own.
     async fn fail(&self, mut job: BackupJob, reason: String, lease: &Lease) {
         let id = job.id;
         warn!(job = %id, reason = %reason, "backup failed");
-        if let Err(e) = self.hold(id, lease).await {
-            return not_recorded(id, &e);
-        }
-        if let Err(e) = self.discard(id).await {
-            error!(job = %id, error = %e, "could not remove a failed backup's data; the next start retries");
-        }
         let now = self.clock.now();
         if job.fail(reason, now).is_err() {
             return;
         }
         let set = failed_set(&job, now);
         if let Err(e) = self.end(job, set, lease).await {
-            not_recorded(id, &e);
+            return not_recorded(id, &e);
+        }
+        if let Err(e) = self.discard(id).await {
+            // Its failed set owns no data: the orphan sweep removes it on a later start.
+            error!(job = %id, error = %e, "could not remove a failed backup's data");
         }
     }
 
-    /// Records a claimed job's end with its set, retrying a failing store (at once giving up
-    /// on shutdown or a lost lease).
+    /// Records a claimed job's end with its set, as its lease holder (refused once recovery or
+    /// another worker took it), retrying a failing store (at once giving up on shutdown or a
+    /// lost lease).
     async fn end(&self, job: BackupJob, set: BackupSet, lease: &Lease) -> Result<(), JobError> {
         let store = self.store.clone();
+        let worker = self.id.clone();
         let ended = retrying(Backoff::END, lease.cancel(), move || {
-            store.end_job(&job, Some(&set))
+            store.end_job(&job, Some(&set), Some(&worker))
         })
         .await
         .map_err(job_write);
-        if let Err(JobError::LeaseLost) = ended {
-            lease.lose();
+        match ended {
+            Ok(()) => lease.end(),
+            Err(JobError::LeaseLost) => lease.lose(),
+            Err(_) => {}
         }
         ended
     }
@@ -320,22 +322,5 @@ fn not_recorded(id: BackupJobId, e: &JobError) {
         e => {
             error!(job = %id, error = %e, "could not record the job's end; crash recovery will end it")
         }
-    }
-}
-
-/// A failed job is listed by DescribeBackups as `Failed`, never available.
-fn failed_set(job: &BackupJob, now: Timestamp) -> BackupSet {
-    BackupSet {
-        id: job.id,
-        cluster_id: job.cluster_id.clone(),
-        mode: job.mode,
-        status: BackupSetStatus::Failed,
-        start_time: job.start_time,
-        end_time: now,
-        consistent_time: None,
-        size: 0,
-        stored_size: 0,
-        comment: None,
-        wal: None,
     }
 }

@@ -61,14 +61,19 @@ macro_rules! delegate {
 }
 
 impl JobStore for FaultyStore {
-    fn update_job(&self, job: &BackupJob) -> StoreResult<()> {
+    fn update_job(&self, job: &BackupJob, holder: Option<&str>) -> StoreResult<()> {
         inject(&self.faults.update_job)?;
-        self.inner.update_job(job)
+        self.inner.update_job(job, holder)
     }
 
-    fn end_job(&self, job: &BackupJob, set: Option<&BackupSet>) -> StoreResult<()> {
+    fn end_job(
+        &self,
+        job: &BackupJob,
+        set: Option<&BackupSet>,
+        holder: Option<&str>,
+    ) -> StoreResult<()> {
         inject(&self.faults.end_job)?;
-        self.inner.end_job(job, set)
+        self.inner.end_job(job, set, holder)
     }
 
     fn renew_lease(
@@ -87,6 +92,7 @@ impl JobStore for FaultyStore {
         list_jobs(cluster: &DbClusterId, filter: &JobFilter) -> StoreResult<Vec<BackupJob>>;
         claim_job(worker: &str, lease_until: Timestamp, now: Timestamp) -> StoreResult<Option<BackupJob>>;
         abandoned_jobs(now: Timestamp) -> StoreResult<Vec<BackupJob>>;
+        fail_abandoned_job(id: BackupJobId, reason: &str, now: Timestamp) -> StoreResult<Option<BackupJob>>;
     }
 }
 
@@ -431,11 +437,14 @@ async fn a_job_ended_by_recovery_meanwhile_is_not_written_over() {
     // A long lease: the heartbeat does not notice before the next progress write does.
     let pool = fx.pool(exec.clone(), 30);
     common::wait_for("uploading", || fx.job(id).status == JobStatus::Uploading).await;
-    // As another server's crash recovery would, once it believed this worker dead.
-    let mut job = fx.job(id);
-    let now = SystemClock.now();
-    job.fail("interrupted: recovered elsewhere", now).unwrap();
-    fx.store.inner.end_job(&job, None).unwrap();
+    // As another server's crash recovery would, once this worker stalled past its lease.
+    let lapsed = SystemClock.now() + SignedDuration::from_secs(60);
+    let taken = fx
+        .store
+        .inner
+        .fail_abandoned_job(id, "interrupted: recovered elsewhere", lapsed)
+        .unwrap();
+    assert!(taken.is_some(), "the lease had lapsed at that time");
     exec.resume.store(true, Ordering::SeqCst);
     common::wait_for("the backup to stop", || {
         exec.late_report.lock().unwrap().is_some()

@@ -243,7 +243,7 @@ async fn a_dead_workers_job_is_recovered_and_deletions_and_orphans_are_finished(
         .unwrap();
     job.advance(JobStatus::Preparing, 2, now).unwrap();
     job.advance(JobStatus::Uploading, 30, now).unwrap();
-    fx.store.update_job(&job).unwrap();
+    fx.store.update_job(&job, Some("dead-worker")).unwrap();
     let exec = Arc::new(Scripted::default());
     exec.stored.lock().unwrap().insert(dead);
     // Data nobody owns, and a set whose deletion was interrupted.
@@ -397,7 +397,7 @@ async fn a_final_backup_interrupted_by_a_crash_aborts_the_deletion() {
         .unwrap();
     assert_eq!(job.id, last);
     job.advance(JobStatus::Preparing, 2, now).unwrap();
-    fx.store.update_job(&job).unwrap();
+    fx.store.update_job(&job, Some("dead-worker")).unwrap();
     let exec = Arc::new(Scripted::default());
     exec.stored.lock().unwrap().insert(last);
     let (shutdown, handle, _) = fx.pool(exec.clone(), 30);

@@ -151,7 +151,7 @@ fn retention_expires_old_automated_sets_but_keeps_the_newest_and_manual_ones() {
             comment: None,
             wal: None,
         };
-        store.end_job(&job, Some(&set)).expect("end");
+        store.end_job(&job, Some(&set), None).expect("end");
         job.id
     };
     let day = |d: i64| monday() + SignedDuration::from_hours(24 * d);
@@ -204,7 +204,7 @@ fn a_released_cluster_gets_no_more_automated_backups() {
         Ok(Err(DeletionRefusal::ActiveJob(_)))
     ));
     queued.fail("no worker", clock.now()).expect("fail");
-    store.end_job(&queued, None).expect("end");
+    store.end_job(&queued, None, None).expect("end");
     store
         .begin_cluster_deletion(&cluster, retention, clock.now())
         .expect("begin")
