@@ -1,16 +1,19 @@
-//! The scheduler over weeks of simulated time: exact slots, exactly once across two
-//! processes, one catch-up after downtime, retention that keeps the newest set.
+//! The scheduler over weeks of simulated time: exact slots, exactly once across three servers
+//! (on SQLite and on PostgreSQL), one catch-up after downtime, retention that keeps the newest
+//! set.
 
 mod common;
 
+use common::Backend;
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::scheduler::tick;
 use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, ManualClock,
+    AccountId, BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, ManualClock,
 };
 use polarbackup_store::prelude::*;
 use polarbackup_store::{DeletionRefusal, JobFilter, SqliteStore};
+use std::sync::Arc;
 
 /// Monday 2026-01-05 00:00:00 UTC.
 fn monday() -> Timestamp {
@@ -20,17 +23,22 @@ fn monday() -> Timestamp {
 fn setup(dir: &std::path::Path, policy: &[(&str, &str)]) -> (SqliteStore, DbClusterId) {
     let store = SqliteStore::open(dir).expect("open");
     let account = store.create_account(None, monday()).expect("account").id;
-    let cluster = common::add_cluster(&store, &account, monday());
+    let cluster = new_cluster(&store, &account, policy);
+    (store, cluster)
+}
+
+fn new_cluster(store: &dyn Store, account: &AccountId, policy: &[(&str, &str)]) -> DbClusterId {
+    let cluster = common::add_cluster(store, account, monday());
     let change = PolicyChange::parse(|k| policy.iter().find(|(n, _)| *n == k).map(|(_, v)| *v))
         .expect("valid policy");
     store
         .modify_backup_policy(&cluster, &change)
         .expect("policy")
         .expect("a running cluster");
-    (store, cluster)
+    cluster
 }
 
-fn automated(store: &SqliteStore, cluster: &DbClusterId) -> Vec<Timestamp> {
+fn automated(store: &dyn Store, cluster: &DbClusterId) -> Vec<Timestamp> {
     let f = JobFilter {
         job_id: None,
         mode: Some(JobMode::Automated),
@@ -77,22 +85,51 @@ fn three_weeks_of_monday_wednesday_friday_windows() {
     }
 }
 
-#[test]
-fn two_processes_queue_each_slot_once() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let (a, cluster) = setup(dir.path(), MWF_0200);
-    let b = SqliteStore::open(dir.path()).expect("second process");
+/// Three servers tick together every half hour for two weeks over several clusters: each
+/// Monday, Wednesday and Friday slot of each cluster is queued exactly once, by one of them.
+fn three_servers_queue_each_slot_once(backend: Backend) {
+    let servers: Vec<Arc<dyn Store>> = (0..3).map(|_| backend.open()).collect();
+    let account = servers[0]
+        .create_account(None, monday())
+        .expect("account")
+        .id;
+    let clusters: Vec<_> = (0..4)
+        .map(|_| new_cluster(&*servers[0], &account, MWF_0200))
+        .collect();
     let clock = ManualClock::new(monday());
-    for _ in 0..(14 * 24 * 4) {
-        let (ra, rb) = std::thread::scope(|s| {
-            let ha = s.spawn(|| tick(&a, &clock).expect("tick a"));
-            let hb = s.spawn(|| tick(&b, &clock).expect("tick b"));
-            (ha.join().expect("a"), hb.join().expect("b"))
+    for _ in 0..(14 * 24 * 2) {
+        let queued: usize = std::thread::scope(|s| {
+            let ticks: Vec<_> = servers
+                .iter()
+                .map(|store| s.spawn(|| tick(&**store, &clock).expect("tick").queued))
+                .collect();
+            ticks.into_iter().map(|t| t.join().expect("server")).sum()
         });
-        assert!(ra.queued + rb.queued <= 1);
-        clock.advance(SignedDuration::from_mins(15));
+        assert!(
+            queued <= clusters.len(),
+            "{queued} queued at {}",
+            clock.now()
+        );
+        clock.advance(SignedDuration::from_mins(30));
     }
-    assert_eq!(automated(&a, &cluster).len(), 6);
+    for cluster in &clusters {
+        let got = automated(&*servers[1], cluster);
+        let days: std::collections::BTreeSet<_> = got
+            .iter()
+            .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date())
+            .collect();
+        assert_eq!((got.len(), days.len()), (6, 6), "{got:?}");
+    }
+}
+
+#[test]
+fn three_sqlite_processes_queue_each_slot_once() {
+    three_servers_queue_each_slot_once(Backend::sqlite());
+}
+
+#[test]
+fn three_servers_on_postgresql_queue_each_slot_once() {
+    three_servers_queue_each_slot_once(Backend::postgres());
 }
 
 #[test]

@@ -277,6 +277,25 @@ impl PgCluster {
     }
 }
 
+/// One throwaway server per test binary, started on first use and shared by its tests, each on a
+/// database of its own ([`PgCluster::create_database`]) so they run apart and in parallel. Kept
+/// in a `static`, it is stopped by its watchdog when the test process ends.
+pub fn shared() -> &'static PgCluster {
+    static SERVER: std::sync::OnceLock<PgCluster> = std::sync::OnceLock::new();
+    SERVER.get_or_init(PgCluster::init)
+}
+
+impl PgCluster {
+    /// Creates an empty database named `<prefix>_<n>`, `n` new in this process, and returns its
+    /// name.
+    pub fn create_database(&self, prefix: &str) -> String {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let db = format!("{prefix}_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.psql(&format!("CREATE DATABASE {db}"));
+        db
+    }
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if let Some(mut w) = self.watchdog.take() {

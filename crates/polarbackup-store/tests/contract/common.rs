@@ -11,8 +11,7 @@ use polarbackup_store::{
     CreateJobOutcome, ManualJobRequest, PgOptions, PgStore, SetFilter, SqliteStore, Store,
 };
 use polarbackup_testkit::pg::PgCluster;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// One database of one backend. Every `open` is a new handle on it, as another process (or
 /// another server sharing the store) would hold; the first one finds it empty.
@@ -37,8 +36,7 @@ impl Backend for SqliteBackend {
 
 /// One throwaway PostgreSQL server per test binary, shared by every case.
 pub fn pg_server() -> &'static PgCluster {
-    static SERVER: OnceLock<PgCluster> = OnceLock::new();
-    SERVER.get_or_init(PgCluster::init)
+    polarbackup_testkit::pg::shared()
 }
 
 /// A fresh database on the shared PostgreSQL server, so cases run apart and in parallel.
@@ -46,10 +44,8 @@ pub struct PgBackend(PgOptions);
 
 impl PgBackend {
     pub fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let server = pg_server();
-        let db = format!("contract_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        server.psql(&format!("CREATE DATABASE {db}"));
+        let db = server.create_database("contract");
         let mut options = PgOptions::new("127.0.0.1", server.port, "postgres", db);
         // Small pools: the race cases open six handles at once.
         options.pool_size = 2;

@@ -131,7 +131,7 @@ pub fn seed(data_dir: &Path, cluster: &str, seeds: &[Seed]) -> Vec<BackupJob> {
             let end = s.end.unwrap_or(s.start + minutes(1));
             let mut step = |to: JobStatus, process: u8, at: Timestamp| {
                 job.advance(to, process, at).expect("legal transition");
-                store.update_job(&job).expect("update job");
+                store.update_job(&job, None).expect("update job");
             };
             use JobStatus::*;
             let path: &[(JobStatus, u8)] = match s.status {
@@ -153,7 +153,7 @@ pub fn seed(data_dir: &Path, cluster: &str, seeds: &[Seed]) -> Vec<BackupJob> {
             }
             if s.status == Failed {
                 job.fail("seeded failure", end).expect("fail the job");
-                store.update_job(&job).expect("update job");
+                store.update_job(&job, None).expect("update job");
             }
             job
         })
@@ -352,7 +352,7 @@ pub fn seed_sets(
                     end: polarbackup_model::Lsn(0x0100_0100),
                 }),
             };
-            store.end_job(&job, Some(&set)).expect("end the job");
+            store.end_job(&job, Some(&set), None).expect("end the job");
             job.id.to_string()
         })
         .collect()
