@@ -205,7 +205,7 @@ fn setup(clusters: usize) -> Setup {
     let now = SystemClock.now();
     let account = store.create_account(None, now).unwrap().id;
     let clusters = (0..clusters)
-        .map(|_| add_cluster(&store, &account, now))
+        .map(|_| add_cluster(&*store, &account, now))
         .collect();
     Setup {
         _dir: dir,
