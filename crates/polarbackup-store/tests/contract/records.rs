@@ -174,6 +174,19 @@ pub fn nonces_are_single_use_until_they_expire(b: &dyn Backend) {
     assert!(store
         .use_nonce(&k, "n1", later + SignedDuration::from_mins(30), later)
         .expect("purged"));
+    // Seconds after that call's purge, none is due: an expired nonce is taken over in place.
+    let short = later + SignedDuration::from_secs(5);
+    assert!(store.use_nonce(&k, "n2", short, later).expect("nonce"));
+    assert!(!store
+        .use_nonce(&k, "n2", short, short)
+        .expect("not yet expired"));
+    let after = short + SignedDuration::from_secs(1);
+    assert!(store
+        .use_nonce(&k, "n2", after + SignedDuration::from_mins(30), after)
+        .expect("expired: used again"));
+    assert!(!store
+        .use_nonce(&k, "n2", after + SignedDuration::from_mins(30), after)
+        .expect("and refused again"));
 }
 
 /// Four handles on one database (as four processes would have) write at once; nothing is lost.
