@@ -10,8 +10,16 @@ use crate::codec::{self, Checksum};
 use crate::layout::{self, BACKUPS_DIR};
 use crate::manifest::{ChunkEntry, FileEntry, Manifest};
 use crate::reader::ArchiveReader;
+use crate::remote::remote_layers;
+use crate::url::{RepoUrl, S3Credentials};
 use crate::writer::BackupWriter;
 use crate::{RepoConfig, RepoError};
+
+/// Objects larger than this are uploaded in parts of this size where the storage has
+/// multipart uploads (S3's minimum part is 5 MiB); smaller ones are one request.
+pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one object uploaded at once.
+pub(crate) const PARTS_IN_FLIGHT: usize = 4;
 
 /// Called with a chunk's sequence number on the compression thread; a seam for tests that
 /// need to delay chunks, `None` otherwise.
@@ -88,6 +96,20 @@ impl Repo {
         let op = Operator::new(opendal::services::Fs::default().root(root))
             .map_err(|e| RepoError::storage(root, e))?;
         Repo::new(op, cfg)
+    }
+
+    /// A repository at `url`: a local directory as `open_fs` does, or an S3 bucket (under the
+    /// URL's prefix) behind `remote_layers`. `creds` sign the S3 requests (without them the
+    /// requests go unsigned); a `file://` repository has no use for them.
+    pub fn open_url(
+        url: &RepoUrl,
+        creds: Option<&S3Credentials>,
+        cfg: RepoConfig,
+    ) -> Result<Repo, RepoError> {
+        match url {
+            RepoUrl::File(path) => Repo::open_fs(path, cfg),
+            RepoUrl::S3 { .. } => Repo::new(remote_layers(url.storage(creds)?), cfg),
+        }
     }
 
     #[cfg(test)]
@@ -262,6 +284,17 @@ pub(crate) async fn remove_backup_dir(op: &Operator, backup_id: &str) -> Result<
         .recursive(true)
         .await
         .map_err(|e| RepoError::storage(&dir, e))
+}
+
+/// Stores one data object (a chunk, side file or WAL object) durably: in parts, several at
+/// once, where it is large and the storage has multipart uploads.
+pub(crate) async fn put_object(op: &Operator, path: &str, data: Vec<u8>) -> Result<(), RepoError> {
+    op.write_with(path, data)
+        .chunk(PART_SIZE)
+        .concurrent(PARTS_IN_FLIGHT)
+        .await
+        .map(drop)
+        .map_err(|e| RepoError::storage(path, e))
 }
 
 /// Reads one object, then checks and decompresses it on the blocking pool. The size is
