@@ -278,10 +278,29 @@ impl Repo {
     }
 }
 
+/// Deletes every object of a backup, then the folder entries some S3-compatible stores keep
+/// (SeaweedFS's filer lists an emptied prefix until its folders are deleted, deepest first);
+/// elsewhere those deletes find nothing, which succeeds.
 pub(crate) async fn remove_backup_dir(op: &Operator, backup_id: &str) -> Result<(), RepoError> {
     let dir = layout::backup_dir(backup_id);
     op.delete_with(&dir)
         .recursive(true)
+        .await
+        .map_err(|e| RepoError::storage(&dir, e))?;
+    let folders = match op.list(&dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RepoError::storage(&dir, e)),
+    };
+    // Names are single path components (`layout::check_name`): one level of folders.
+    for folder in folders.iter().filter(|e| e.metadata().is_dir()) {
+        if folder.path() != dir {
+            op.delete(folder.path())
+                .await
+                .map_err(|e| RepoError::storage(folder.path(), e))?;
+        }
+    }
+    op.delete(&dir)
         .await
         .map_err(|e| RepoError::storage(&dir, e))
 }
