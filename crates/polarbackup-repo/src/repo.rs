@@ -15,8 +15,10 @@ use crate::url::{RepoUrl, S3Credentials};
 use crate::writer::BackupWriter;
 use crate::{RepoConfig, RepoError};
 
-/// Objects larger than this are uploaded in parts of this size where the storage has
-/// multipart uploads (S3's minimum part is 5 MiB); smaller ones are one request.
+/// Objects up to this size are one request (a default 8 MiB chunk that did not compress, a
+/// 16 MiB WAL segment); larger ones go in parts where the storage has multipart uploads.
+pub(crate) const SINGLE_PUT_MAX: usize = 16 * 1024 * 1024;
+/// The size of those parts (S3's minimum is 5 MiB, except the last).
 pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one object uploaded at once.
 pub(crate) const PARTS_IN_FLIGHT: usize = 4;
@@ -308,12 +310,15 @@ pub(crate) async fn remove_backup_dir(op: &Operator, backup_id: &str) -> Result<
 /// Stores one data object (a chunk, side file or WAL object) durably: in parts, several at
 /// once, where it is large and the storage has multipart uploads.
 pub(crate) async fn put_object(op: &Operator, path: &str, data: Vec<u8>) -> Result<(), RepoError> {
-    op.write_with(path, data)
-        .chunk(PART_SIZE)
-        .concurrent(PARTS_IN_FLIGHT)
-        .await
-        .map(drop)
-        .map_err(|e| RepoError::storage(path, e))
+    let written = if data.len() <= SINGLE_PUT_MAX {
+        op.write(path, data).await
+    } else {
+        op.write_with(path, data)
+            .chunk(PART_SIZE)
+            .concurrent(PARTS_IN_FLIGHT)
+            .await
+    };
+    written.map(drop).map_err(|e| RepoError::storage(path, e))
 }
 
 /// Reads one object, then checks and decompresses it on the blocking pool. The size is
