@@ -108,7 +108,7 @@ impl WalStore for FaultyStore {
         wal_object(id: BackupLogId) -> StoreResult<Option<WalObject>>;
         remove_wal(cluster: &DbClusterId, ids: &[BackupLogId]) -> StoreResult<Vec<WalObject>>;
         recovery_inputs(cluster: &DbClusterId) -> StoreResult<RecoveryInputs>;
-        record_gap(gap: &WalGap) -> StoreResult<()>;
+        record_gap(worker: &str, gap: &WalGap, now: Timestamp) -> StoreResult<bool>;
         gaps(cluster: &DbClusterId) -> StoreResult<Vec<WalGap>>;
     }
 }

@@ -299,8 +299,11 @@ pub trait WalStore: Send + Sync {
     /// cannot make them disagree.
     fn recovery_inputs(&self, cluster: &DbClusterId) -> Result<RecoveryInputs>;
 
-    /// Records a gap in a cluster's archive.
-    fn record_gap(&self, gap: &WalGap) -> Result<()>;
+    /// Records a gap in a cluster's archive, if `worker` holds the cluster's archiver lease at
+    /// `now` and the cluster is Running (checked in the same transaction, as for
+    /// [`WalStore::record_wal`]): false, nothing recorded, when not, so an archiver that lost
+    /// its lease cannot shorten the recovery window.
+    fn record_gap(&self, worker: &str, gap: &WalGap, now: Timestamp) -> Result<bool>;
     /// A cluster's gaps, oldest first.
     fn gaps(&self, cluster: &DbClusterId) -> Result<Vec<WalGap>>;
 }

@@ -348,15 +348,20 @@ fn populate(s: &dyn Store) -> World {
             .expect("lease");
         wal.push(rec.recorded.expect("recorded").id);
     }
-    s.record_gap(&WalGap {
-        cluster_id: c1.clone(),
-        timeline: 1,
-        from: Lsn(0x0400_0000),
-        to: Lsn(0x0500_0000),
-        detected_at: t(96) + jiff::SignedDuration::from_micros(7),
-        reason: "the server recycled it".into(),
-    })
-    .expect("gap");
+    assert!(s
+        .record_gap(
+            "streamer",
+            &WalGap {
+                cluster_id: c1.clone(),
+                timeline: 1,
+                from: Lsn(0x0400_0000),
+                to: Lsn(0x0500_0000),
+                detected_at: t(96) + jiff::SignedDuration::from_micros(7),
+                reason: "the server recycled it".into(),
+            },
+            t(96),
+        )
+        .expect("gap"));
     assert!(s
         .use_nonce(&hmac.id, "n-1", t(100_000), t(97))
         .expect("nonce"));

@@ -1064,16 +1064,20 @@ fn the_recovery_window_runs_from_the_backup_to_the_newest_contiguous_wal() {
     );
     let store = store_of(server);
     let cluster = DbClusterId::parse(&c).unwrap();
-    store
-        .record_gap(&WalGap {
-            cluster_id: cluster.clone(),
-            timeline: 1,
-            from: Lsn(3 * SEGMENT),
-            to: Lsn(5 * SEGMENT),
-            detected_at: now(),
-            reason: "test: slot invalidated".into(),
-        })
-        .expect("gap");
+    // Recorded as the archiver does, under its lease.
+    assert!(store
+        .claim_archiver(&cluster, ARCHIVER, now() + hours(1), now())
+        .expect("claim"));
+    let gap = WalGap {
+        cluster_id: cluster.clone(),
+        timeline: 1,
+        from: Lsn(3 * SEGMENT),
+        to: Lsn(5 * SEGMENT),
+        detected_at: now(),
+        reason: "test: slot invalidated".into(),
+    };
+    assert!(store.record_gap(ARCHIVER, &gap, now()).expect("gap"));
+    store.release_archiver(&cluster, ARCHIVER).expect("release");
     seed_wal(
         &server.data_dir,
         &c,

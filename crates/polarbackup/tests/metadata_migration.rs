@@ -171,16 +171,21 @@ fn seed_wal(data: &Path, cluster: &str, from: Timestamp) {
             .expect("record_wal")
             .expect("the lease is held");
     }
-    store
-        .record_gap(&WalGap {
-            cluster_id: cluster.clone(),
-            timeline: 1,
-            from: Lsn(4 * SEGMENT),
-            to: Lsn(5 * SEGMENT),
-            detected_at: from + SignedDuration::from_secs(400),
-            reason: "seeded: slot invalidated".into(),
-        })
+    let recorded = store
+        .record_gap(
+            ARCHIVER,
+            &WalGap {
+                cluster_id: cluster.clone(),
+                timeline: 1,
+                from: Lsn(4 * SEGMENT),
+                to: Lsn(5 * SEGMENT),
+                detected_at: from + SignedDuration::from_secs(400),
+                reason: "seeded: slot invalidated".into(),
+            },
+            now,
+        )
         .expect("record_gap");
+    assert!(recorded, "the lease is held");
     store.release_archiver(&cluster, ARCHIVER).expect("release");
 }
 

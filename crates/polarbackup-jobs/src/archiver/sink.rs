@@ -93,18 +93,24 @@ impl ArchiveSink {
     }
 
     /// Records a gap and queues an automated full backup of the cluster at once: the window
-    /// cannot cross the gap, so a new one must start.
+    /// cannot cross the gap, so a new one must start. Only under the archiver lease: one that
+    /// lost it records nothing and stops (`LeaseLost`).
     pub async fn gap(&self, gap: WalGap) -> Result<(), JobError> {
         warn!(
             cluster = %gap.cluster_id, timeline = gap.timeline, from = %gap.from, to = %gap.to,
             reason = %gap.reason, "gap in the WAL archive; queueing a full backup"
         );
         let store = self.store.clone();
+        let clock = self.clock.clone();
+        let worker = self.worker.clone();
         let recorded = gap.clone();
-        retrying(Backoff::END, &CancellationToken::new(), move || {
-            store.record_gap(&recorded)
+        let held = retrying(Backoff::END, &CancellationToken::new(), move || {
+            store.record_gap(&worker, &recorded, clock.now())
         })
         .await?;
+        if !held {
+            return Err(JobError::LeaseLost);
+        }
         let store = self.store.clone();
         let cluster = self.cluster.clone();
         let now = self.clock.now();

@@ -323,9 +323,15 @@ impl WalStore for PgStore {
         })
     }
 
-    fn record_gap(&self, gap: &WalGap) -> Result<()> {
-        let gap = gap.clone();
-        self.write(move |tx| insert_gap(tx, &gap))
+    fn record_gap(&self, worker: &str, gap: &WalGap, now: Timestamp) -> Result<bool> {
+        let (worker, gap) = (worker.to_string(), gap.clone());
+        self.write(move |tx| {
+            if !holds_lease(tx, &gap.cluster_id, &worker, now)? {
+                return Ok(false);
+            }
+            insert_gap(tx, &gap)?;
+            Ok(true)
+        })
     }
 
     fn gaps(&self, cluster: &DbClusterId) -> Result<Vec<WalGap>> {

@@ -323,8 +323,14 @@ impl WalStore for SqliteStore {
         })
     }
 
-    fn record_gap(&self, gap: &WalGap) -> Result<()> {
-        self.write(|tx| insert_gap(tx, gap))
+    fn record_gap(&self, worker: &str, gap: &WalGap, now: Timestamp) -> Result<bool> {
+        self.write(|tx| {
+            if !holds_lease(tx, &gap.cluster_id, worker, now)? {
+                return Ok(false);
+            }
+            insert_gap(tx, gap)?;
+            Ok(true)
+        })
     }
 
     fn gaps(&self, cluster: &DbClusterId) -> Result<Vec<WalGap>> {

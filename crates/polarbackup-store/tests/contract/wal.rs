@@ -460,16 +460,21 @@ pub fn gaps_round_trip_oldest_first_and_read_with_the_rest_in_one_snapshot(b: &d
     assert_eq!(store.gaps(&cluster).expect("gaps"), vec![]);
     let later = gap(5 * SEG, 9 * SEG + 0x28, 200, "WAL removed");
     let earlier = gap(SEG, 2 * SEG, 100, "slot invalidated");
-    store.record_gap(&later).expect("record");
-    store.record_gap(&earlier).expect("record");
+    // Only the archiver holding the lease records a gap.
+    assert!(!store.record_gap("a", &later, t(0)).expect("record"));
+    assert!(store
+        .claim_archiver(&cluster, "a", t(30), t(0))
+        .expect("claim"));
+    assert!(!store.record_gap("b", &later, t(1)).expect("record"));
+    assert!(!store.record_gap("a", &later, t(31)).expect("lapsed"));
+    assert_eq!(store.gaps(&cluster).expect("gaps"), vec![]);
+    assert!(store.record_gap("a", &later, t(1)).expect("record"));
+    assert!(store.record_gap("a", &earlier, t(1)).expect("record"));
     assert_eq!(
         store.gaps(&cluster).expect("gaps"),
         vec![earlier.clone(), later.clone()]
     );
     // The one-snapshot read holds what the separate reads do.
-    assert!(store
-        .claim_archiver(&cluster, "a", t(30), t(0))
-        .expect("claim"));
     store
         .record_wal("a", &segment(&cluster, 1, 0, 1), t(1))
         .expect("record");
@@ -486,13 +491,12 @@ pub fn gaps_round_trip_oldest_first_and_read_with_the_rest_in_one_snapshot(b: &d
         .wal
         .is_empty());
     let unknown = DbClusterId::parse("pc-unknown00000000").expect("id");
-    assert!(matches!(
-        store.record_gap(&WalGap {
-            cluster_id: unknown,
-            ..gap(0, 1, 0, "x")
-        }),
-        Err(StoreError::NotFound { .. })
-    ));
+    let stray = WalGap {
+        cluster_id: unknown.clone(),
+        ..gap(0, 1, 0, "x")
+    };
+    assert!(!store.record_gap("a", &stray, t(1)).expect("record"));
+    assert_eq!(store.gaps(&unknown).expect("gaps"), vec![]);
 }
 
 /// The archiver measures times with the server's microseconds; the window ends at the newest
@@ -523,7 +527,8 @@ pub fn wal_and_gap_times_keep_their_microseconds(b: &dyn Backend) {
         detected_at: t_us(40, 123_456),
         reason: "slot invalidated".into(),
     };
-    store.record_gap(&gap).expect("record");
+    // `recorded` left the lease with "w".
+    assert!(store.record_gap("w", &gap, t(40)).expect("record"));
     assert_eq!(fresh.gaps(&cluster).expect("gaps"), vec![gap.clone()]);
     let inputs = fresh.recovery_inputs(&cluster).expect("inputs");
     assert_eq!((inputs.wal, inputs.gaps), (vec![object.clone()], vec![gap]));
