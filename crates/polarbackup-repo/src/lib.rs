@@ -7,8 +7,10 @@
 //! `wal/<cluster>/<name>.zst`, the archived WAL (`wal`).
 //! A backup exists exactly when its manifest does; everything else is orphan data for cleanup.
 //!
-//! `Repo::new` takes any opendal `Operator` (`Repo::open_fs` is the local directory); the
-//! contract suite in `tests/contract/` states what every backend must give.
+//! `Repo::new` takes any opendal `Operator` (`Repo::open_fs` is the local directory;
+//! `Repo::open_url` opens a `RepoUrl`, `file://` or `s3://`, the latter with retries and
+//! timeouts, see `remote`); the contract suite in `tests/contract/` states what every backend
+//! must give, and runs on SeaweedFS for S3.
 
 mod codec;
 mod config;
@@ -17,7 +19,9 @@ mod layout;
 mod manifest;
 mod ordered;
 mod reader;
+mod remote;
 mod repo;
+mod url;
 mod wal;
 mod writer;
 
@@ -28,6 +32,8 @@ pub use manifest::{
     ArchiveEntry, ChunkEntry, Compression, FileEntry, Manifest, Totals, FORMAT_VERSION,
 };
 pub use reader::ArchiveReader;
+pub use remote::{remote_layers, IO_TIMEOUT, MAX_RETRIES, REQUEST_TIMEOUT};
 pub use repo::{Repo, VerifyReport};
+pub use url::{RepoUrl, S3Credentials, DEFAULT_REGION};
 pub use wal::{StoredWal, MAX_WAL_OBJECT};
 pub use writer::BackupWriter;

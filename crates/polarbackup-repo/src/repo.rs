@@ -10,8 +10,18 @@ use crate::codec::{self, Checksum};
 use crate::layout::{self, BACKUPS_DIR};
 use crate::manifest::{ChunkEntry, FileEntry, Manifest};
 use crate::reader::ArchiveReader;
+use crate::remote::remote_layers;
+use crate::url::{RepoUrl, S3Credentials};
 use crate::writer::BackupWriter;
 use crate::{RepoConfig, RepoError};
+
+/// Objects up to this size are one request (a default 8 MiB chunk that did not compress, a
+/// 16 MiB WAL segment); larger ones go in parts where the storage has multipart uploads.
+pub(crate) const SINGLE_PUT_MAX: usize = 16 * 1024 * 1024;
+/// The size of those parts (S3's minimum is 5 MiB, except the last).
+pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one object uploaded at once.
+pub(crate) const PARTS_IN_FLIGHT: usize = 4;
 
 /// Called with a chunk's sequence number on the compression thread; a seam for tests that
 /// need to delay chunks, `None` otherwise.
@@ -88,6 +98,20 @@ impl Repo {
         let op = Operator::new(opendal::services::Fs::default().root(root))
             .map_err(|e| RepoError::storage(root, e))?;
         Repo::new(op, cfg)
+    }
+
+    /// A repository at `url`: a local directory as `open_fs` does, or an S3 bucket (under the
+    /// URL's prefix) behind `remote_layers`. `creds` sign the S3 requests (without them the
+    /// requests go unsigned); a `file://` repository has no use for them.
+    pub fn open_url(
+        url: &RepoUrl,
+        creds: Option<&S3Credentials>,
+        cfg: RepoConfig,
+    ) -> Result<Repo, RepoError> {
+        match url {
+            RepoUrl::File(path) => Repo::open_fs(path, cfg),
+            RepoUrl::S3 { .. } => Repo::new(remote_layers(url.storage(creds)?), cfg),
+        }
     }
 
     #[cfg(test)]
@@ -256,12 +280,45 @@ impl Repo {
     }
 }
 
+/// Deletes every object of a backup, then the folder entries some S3-compatible stores keep
+/// (SeaweedFS's filer lists an emptied prefix until its folders are deleted, deepest first);
+/// elsewhere those deletes find nothing, which succeeds.
 pub(crate) async fn remove_backup_dir(op: &Operator, backup_id: &str) -> Result<(), RepoError> {
     let dir = layout::backup_dir(backup_id);
     op.delete_with(&dir)
         .recursive(true)
         .await
+        .map_err(|e| RepoError::storage(&dir, e))?;
+    let folders = match op.list(&dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RepoError::storage(&dir, e)),
+    };
+    // Names are single path components (`layout::check_name`): one level of folders.
+    for folder in folders.iter().filter(|e| e.metadata().is_dir()) {
+        if folder.path() != dir {
+            op.delete(folder.path())
+                .await
+                .map_err(|e| RepoError::storage(folder.path(), e))?;
+        }
+    }
+    op.delete(&dir)
+        .await
         .map_err(|e| RepoError::storage(&dir, e))
+}
+
+/// Stores one data object (a chunk, side file or WAL object) durably: in parts, several at
+/// once, where it is large and the storage has multipart uploads.
+pub(crate) async fn put_object(op: &Operator, path: &str, data: Vec<u8>) -> Result<(), RepoError> {
+    let written = if data.len() <= SINGLE_PUT_MAX {
+        op.write(path, data).await
+    } else {
+        op.write_with(path, data)
+            .chunk(PART_SIZE)
+            .concurrent(PARTS_IN_FLIGHT)
+            .await
+    };
+    written.map(drop).map_err(|e| RepoError::storage(path, e))
 }
 
 /// Reads one object, then checks and decompresses it on the blocking pool. The size is

@@ -3,7 +3,7 @@
 //! and BLAKE3 digest, and every read is checked against them.
 
 use crate::layout;
-use crate::repo::Repo;
+use crate::repo::{put_object, Repo};
 use crate::RepoError;
 use opendal::ErrorKind;
 
@@ -70,11 +70,7 @@ impl Repo {
         .await
         .map_err(RepoError::join)??;
         let stored_size = stored.len() as u64;
-        self.inner
-            .op
-            .write(&key, stored)
-            .await
-            .map_err(|e| RepoError::storage(&key, e))?;
+        put_object(&self.inner.op, &key, stored).await?;
         Ok(StoredWal {
             key,
             raw_size,

@@ -9,7 +9,7 @@ use crate::manifest::{
     ArchiveEntry, ChunkEntry, Compression, FileEntry, Manifest, Totals, FORMAT_VERSION,
 };
 use crate::ordered::Ordered;
-use crate::repo::{remove_backup_dir, ChunkHook, Repo};
+use crate::repo::{put_object, remove_backup_dir, ChunkHook, Repo};
 use crate::RepoError;
 
 /// Writes one backup. Nothing is visible as a backup until `commit` writes the manifest.
@@ -235,12 +235,7 @@ impl BackupWriter {
             .await
             .map_err(RepoError::join)??;
         let stored_size = sealed.stored.len() as u64;
-        self.repo
-            .inner
-            .op
-            .write(&path, sealed.stored)
-            .await
-            .map_err(|e| RepoError::storage(&path, e))?;
+        put_object(&self.repo.inner.op, &path, sealed.stored).await?;
         self.files.push(FileEntry {
             name: name.to_owned(),
             object,
@@ -317,7 +312,8 @@ impl BackupWriter {
     }
 
     /// Temp name + rename where the storage can rename (fs; the writer fsyncs the file);
-    /// object stores without rename make a single PUT visible atomically anyway.
+    /// object stores without rename make a single PUT visible atomically anyway (so the
+    /// manifest is one plain write, never a multipart upload).
     async fn write_manifest(&self, json: Vec<u8>) -> Result<(), RepoError> {
         let op = &self.repo.inner.op;
         let path = layout::manifest_path(&self.backup_id);
@@ -398,9 +394,7 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
     let object = layout::chunk_object(&archive, seq);
     let path = layout::object_path(&backup_id, &object);
     let stored_size = sealed.stored.len() as u64;
-    op.write(&path, sealed.stored)
-        .await
-        .map_err(|e| RepoError::storage(&path, e))?;
+    put_object(&op, &path, sealed.stored).await?;
     Ok(ChunkEntry {
         object,
         raw_size: sealed.raw_size,

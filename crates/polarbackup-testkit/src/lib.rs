@@ -11,6 +11,8 @@
 //! * [`checks`] holds small format predicates shared by the tests.
 //! * [`pg`] makes throwaway PostgreSQL servers (initdb on a free port) and checks restores;
 //!   [`ThrottledProxy`] slows a connection to one down, so a backup lasts long enough to watch.
+//! * [`s3`] runs throwaway SeaweedFS servers ([`s3::SeaweedFs`], `weed mini`) for S3
+//!   repositories.
 //! * [`ram`] makes RAM users ([`RamUser`]) and custom policies, and runs `admin ram …`.
 //!
 //! This crate depends on no server crate: everything goes through the process boundary.
@@ -20,6 +22,7 @@ mod driver;
 pub mod pg;
 mod proxy;
 pub mod ram;
+pub mod s3;
 mod server;
 
 pub use driver::{driver_path, python, request, sdk, sdk_batch, workspace_root};

@@ -1,7 +1,12 @@
 //! The storage backends the contract runs on. A backend is a function returning a fresh,
-//! empty `Backend`; the S3 issue adds one here and one line in `main.rs`.
+//! empty `Backend`; a new one is a function here and one line in `main.rs`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use opendal::Operator;
+use polarbackup_repo::{remote_layers, RepoUrl, S3Credentials};
+use polarbackup_testkit::s3::{SeaweedFs, REGION};
 
 /// A fresh, empty storage, and whatever must live as long as it.
 pub struct Backend {
@@ -24,6 +29,45 @@ pub fn fs() -> Backend {
 pub fn memory() -> Backend {
     Backend {
         op: Operator::new(opendal::services::Memory::default()).unwrap(),
+        _keep: None,
+    }
+}
+
+/// One SeaweedFS for the whole test binary (killed by its watchdog when the binary exits),
+/// and its one bucket.
+pub fn seaweed() -> &'static (SeaweedFs, String) {
+    static SEAWEED: OnceLock<(SeaweedFs, String)> = OnceLock::new();
+    SEAWEED.get_or_init(|| {
+        let weed = SeaweedFs::start();
+        let bucket = weed.create_bucket("contract");
+        (weed, bucket)
+    })
+}
+
+/// A repository URL on a fresh key prefix of the shared bucket (a new bucket per case would
+/// cost SeaweedFS a new collection with volumes of its own each time).
+pub fn s3_url() -> RepoUrl {
+    static CASES: AtomicUsize = AtomicUsize::new(0);
+    let (weed, bucket) = seaweed();
+    RepoUrl::S3 {
+        bucket: bucket.clone(),
+        prefix: format!("pb/case-{}", CASES.fetch_add(1, Ordering::SeqCst)),
+        endpoint: Some(weed.endpoint()),
+        region: REGION.into(),
+    }
+}
+
+pub fn s3_credentials() -> S3Credentials {
+    let (id, secret) = seaweed().0.credentials();
+    S3Credentials::new(id, secret)
+}
+
+/// S3 on SeaweedFS, with signatures checked and the retry and timeout layers
+/// `Repo::open_url` uses: an object store without rename, whose folders outlive their objects.
+pub fn s3() -> Backend {
+    let op = s3_url().storage(Some(&s3_credentials())).unwrap();
+    Backend {
+        op: remote_layers(op),
         _keep: None,
     }
 }

@@ -4,6 +4,11 @@
 //! Calls are counted per kind from 1. A failing object `Write` first passes half of its
 //! bytes on, so the storage may keep a short object; a failing `Close` never closes the
 //! object underneath. Every other kind fails before reaching the storage.
+//!
+//! `Faults::transient` makes the injected errors temporary, as a dropped connection or a 503
+//! is, for a retry layer above this one to recover from; a failing `Write` then passes
+//! nothing on (a retried part is sent whole again).
+#![allow(dead_code)] // shared by the contract suite and tests/s3.rs, which use different parts
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +42,7 @@ struct State {
     counts: HashMap<Call, usize>,
     rules: Vec<Rule>,
     injected: usize,
+    transient: bool,
 }
 
 /// The shared switchboard of a `FaultLayer`: what to fail, and what was called.
@@ -52,6 +58,11 @@ impl Faults {
     /// Fails the `n`th call of this kind and every later one.
     pub fn fail_from(&self, call: Call, n: usize) {
         self.add(call, n, usize::MAX);
+    }
+
+    /// Makes every injected error temporary (retryable) from now on.
+    pub fn transient(&self) {
+        self.state().transient = true;
     }
 
     /// Fails nothing any more (the counts go on).
@@ -97,10 +108,15 @@ impl Faults {
             return Ok(());
         }
         state.injected += 1;
-        Err(Error::new(
+        let err = Error::new(
             ErrorKind::Unexpected,
             format!("injected failure of {call:?} call {n}"),
-        ))
+        );
+        Err(if state.transient {
+            err.set_temporary()
+        } else {
+            err
+        })
     }
 }
 
@@ -219,9 +235,11 @@ pub struct FaultWriter {
 impl oio::Write for FaultWriter {
     async fn write(&mut self, bs: Buffer) -> Result<()> {
         if let Err(e) = self.faults.hit(Call::Write) {
-            // Part of the data reaches the storage, as when a connection drops mid-upload.
-            let half = bs.slice(..bs.len() / 2);
-            self.inner.write(half).await?;
+            if !e.is_temporary() {
+                // Part of the data reaches the storage, as when a connection drops mid-upload.
+                let half = bs.slice(..bs.len() / 2);
+                self.inner.write(half).await?;
+            }
             return Err(e);
         }
         self.inner.write(bs).await

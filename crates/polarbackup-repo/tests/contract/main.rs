@@ -58,3 +58,4 @@ macro_rules! repo_contract {
 
 repo_contract!(fs);
 repo_contract!(memory);
+repo_contract!(s3);
