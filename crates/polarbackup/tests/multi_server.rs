@@ -1,17 +1,19 @@
-//! Three `serve` processes on one PostgreSQL metadata store and one repository: backups asked
-//! of any server run exactly once and every server answers alike; a server killed mid-backup
-//! has its job failed and its data removed by another once the lease lapses; `restore` run
-//! elsewhere brings the data back; and a signed request replayed at another server is refused.
+//! Three `serve` processes on one PostgreSQL metadata store and one S3 repository (SeaweedFS):
+//! backups asked of any server run exactly once and every server answers alike; a server
+//! killed mid-backup has its job failed and its data removed by another once the lease lapses;
+//! `restore` run elsewhere brings the data back; a signed request replayed at another server is
+//! refused; and an object store that goes away mid-backup fails the job cleanly.
 
 mod common;
 
 use common::{bin, wait_for, wire_body};
 use jiff::Timestamp;
 use polarbackup_model::{BackupJob, BackupJobId, DbClusterId, JobStatus, TlsMode};
-use polarbackup_repo::{Repo, RepoConfig};
+use polarbackup_repo::{Repo, RepoConfig, RepoUrl, S3Credentials};
 use polarbackup_store::prelude::*;
 use polarbackup_store::{JobFilter, PgOptions, PgStore};
 use polarbackup_testkit::pg::{self, PgCluster};
+use polarbackup_testkit::s3::SeaweedFs;
 use polarbackup_testkit::{request, sdk_batch, Server, Tenant, ThrottledProxy};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -19,7 +21,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -38,9 +39,11 @@ const CLIENTS: [&str; 3] = ["v3", "v1-new", "old-typed-post"];
 struct Shared {
     meta: PgCluster,
     metadata_url: String,
+    weed: SeaweedFs,
     repository_url: String,
-    repo_dir: PathBuf,
-    link_secret: PathBuf,
+    /// The S3 key pair: access key id, secret access key.
+    creds: (String, String),
+    link_secret: std::path::PathBuf,
     _dir: TempDir,
 }
 
@@ -53,14 +56,17 @@ impl Shared {
             meta.port
         );
         let dir = tempfile::tempdir().expect("tmp");
-        let repo_dir = dir.path().join("repo");
+        let weed = SeaweedFs::start();
+        let repository_url = weed.url("multi");
+        let creds = weed.credentials();
         let link_secret = dir.path().join("link-secret.key");
         write_private(&link_secret, &rand::random::<[u8; 32]>());
         Shared {
             meta,
             metadata_url,
-            repository_url: format!("file://{}", repo_dir.display()),
-            repo_dir,
+            weed,
+            repository_url,
+            creds,
             link_secret,
             _dir: dir,
         }
@@ -71,6 +77,7 @@ impl Shared {
         Server::builder(bin())
             .metadata_url(&self.metadata_url)
             .repository_url(&self.repository_url)
+            .s3_credentials(&self.creds.0, &self.creds.1)
             .env(
                 "POLARBACKUP_LINK_SECRET_FILE",
                 self.link_secret.to_str().expect("utf-8 path"),
@@ -104,7 +111,10 @@ impl Shared {
 
     /// The backup ids with anything in the repository (complete or not).
     fn stored_ids(&self) -> Vec<String> {
-        let repo = Repo::open_fs(&self.repo_dir, RepoConfig::default()).expect("open the repo");
+        let url: RepoUrl = self.repository_url.parse().expect("a repository URL");
+        let creds = S3Credentials::new(&self.creds.0, &self.creds.1);
+        let repo =
+            Repo::open_url(&url, Some(&creds), RepoConfig::default()).expect("open the repo");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -501,6 +511,8 @@ fn three_servers_on_one_store_and_repository_run_each_backup_once_and_recover_a_
         ])
         .env_remove("POLARBACKUP_METADATA_URL")
         .env_remove("POLARBACKUP_REPOSITORY_URL")
+        .env("AWS_ACCESS_KEY_ID", &shared.creds.0)
+        .env("AWS_SECRET_ACCESS_KEY", &shared.creds.1)
         .stdin(Stdio::null())
         .output()
         .expect("run restore");
@@ -623,4 +635,89 @@ fn a_signed_request_replayed_at_another_server_is_refused() {
             "{sig}"
         );
     }
+}
+
+#[test]
+fn an_object_store_gone_mid_backup_fails_the_job_cleanly_and_the_next_backup_succeeds() {
+    let shared = Shared::new();
+    let src = PgCluster::init();
+    let bytes: u64 = src
+        .psql("SELECT sum(pg_database_size(datname)) FROM pg_database;")
+        .parse()
+        .expect("a size");
+    // About 15 s of upload, so the store is surely gone while the backup still writes.
+    let proxy = ThrottledProxy::start(src.port, (bytes / 15).max(500_000));
+    let server = shared.server(&[]);
+    let mut t = server.tenant();
+    t.cluster_id = t.add_cluster_on(&server.target(), proxy.port(), "postgres");
+    let mut rng = StdRng::seed_from_u64(0);
+    let all = [&server];
+
+    let res = sdk_batch(vec![ask(
+        "v3",
+        &server,
+        &t,
+        "CreateBackup",
+        json!({"DBClusterId": t.cluster_id}),
+    )]);
+    let job = job_of(&res[0]);
+    wait_for(
+        "the backup to store data",
+        60,
+        || logs(&all),
+        || shared.stored_ids().contains(&job).then_some(()),
+    );
+    shared.weed.kill();
+    let killed_at = Instant::now();
+    // The rest of the source at full speed: the backup now waits only on the object store.
+    proxy.set_rate(0);
+
+    let jobs = [(t.cluster_id.clone(), job.clone())];
+    let ended = wait_ended(&all, &t, &jobs, 300, &mut rng);
+    eprintln!("failed {:.1?} after the store went", killed_at.elapsed());
+    assert_eq!(ended, ["Failed"], "{}", logs(&all));
+    let reason = shared
+        .stored_job(&t.cluster_id, &job)
+        .failure_reason
+        .unwrap_or_default();
+    eprintln!("reason: {reason}");
+    assert!(
+        reason.contains("storage error"),
+        "the reason does not say the repository failed: {reason:?}"
+    );
+    assert!(
+        !reason.contains(&shared.creds.1),
+        "the reason shows the secret key"
+    );
+    // Nothing usable is listed: the job's entry is Failed, never available.
+    let got = answer(&sdk_batch(vec![backups(&server, &t, &t.cluster_id)])[0]);
+    let sets = got["Items"]["Backup"].as_array().expect("sets");
+    assert_eq!(sets.len(), 1, "{got:#}");
+    assert_eq!(sets[0]["BackupId"], job.as_str());
+    assert_eq!(sets[0]["BackupStatus"], "Failed");
+    assert_eq!(sets[0]["IsAvail"], "0");
+
+    // The store is back: the next backup runs to the end and is the only usable set.
+    shared.weed.restart();
+    let res = sdk_batch(vec![ask(
+        "v1-new",
+        &server,
+        &t,
+        "CreateBackup",
+        json!({"DBClusterId": t.cluster_id}),
+    )]);
+    let next = job_of(&res[0]);
+    let jobs = [(t.cluster_id.clone(), next.clone())];
+    let ended = wait_ended(&all, &t, &jobs, 180, &mut rng);
+    assert_eq!(ended, ["Finished"], "{}", logs(&all));
+    let got = answer(&sdk_batch(vec![backups(&server, &t, &t.cluster_id)])[0]);
+    let usable: Vec<&str> = got["Items"]["Backup"]
+        .as_array()
+        .expect("sets")
+        .iter()
+        .filter(|s| s["BackupStatus"] == "Success")
+        .filter_map(|s| s["BackupId"].as_str())
+        .collect();
+    assert_eq!(usable, [next.as_str()], "{got:#}");
+    assert!(shared.stored_ids().contains(&next));
 }
