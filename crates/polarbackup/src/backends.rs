@@ -1,10 +1,10 @@
 //! Opens the metadata store and the backup repository that the settings name: the one place
 //! the binary picks a backend, so `serve`, `admin` and `restore` always agree.
 
-use crate::locations::{Metadata, PgLocation, Repository};
+use crate::locations::{Metadata, PgLocation};
 use crate::settings::Settings;
 use anyhow::{anyhow, bail, Context, Result};
-use polarbackup_repo::{Repo, RepoConfig};
+use polarbackup_repo::{Repo, RepoConfig, RepoUrl, S3Credentials};
 use polarbackup_store::{MigrationReport, PgOptions, PgStore, SqliteStore, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +17,9 @@ pub struct Locations {
     pub metadata: Metadata,
     /// For `Metadata::Postgres`.
     pub pool_size: usize,
-    pub repository: Repository,
+    pub repository: RepoUrl,
+    /// For an `s3://` repository (always given then); `Debug` hides the secret.
+    pub s3_credentials: Option<S3Credentials>,
 }
 
 impl Locations {
@@ -47,13 +49,19 @@ impl Locations {
             .parse()
             .map_err(|e| anyhow!("repository_url {:?}: {e}", settings.repository_url))?
         {
-            Repository::File(path) => Repository::File(data_dir.join(path)),
+            RepoUrl::File(path) => RepoUrl::File(data_dir.join(path)),
+            s3 @ RepoUrl::S3 { .. } => s3,
+        };
+        let s3_credentials = match &repository {
+            RepoUrl::File(_) => None,
+            RepoUrl::S3 { .. } => Some(s3_credentials(settings)?),
         };
         Ok(Self {
             data_dir,
             metadata,
             pool_size: settings.metadata_pool_size,
             repository,
+            s3_credentials,
         })
     }
 
@@ -67,10 +75,12 @@ impl Locations {
 
     /// The backup repository.
     pub fn open_repo(&self) -> Result<Repo> {
-        match &self.repository {
-            Repository::File(dir) => Repo::open_fs(dir, RepoConfig::default())
-                .with_context(|| format!("opening the backup repository {}", dir.display())),
-        }
+        Repo::open_url(
+            &self.repository,
+            self.s3_credentials.as_ref(),
+            RepoConfig::default(),
+        )
+        .with_context(|| format!("opening the backup repository {}", self.repository))
     }
 
     /// Where the metadata is, for logs and messages (no password).
@@ -89,9 +99,30 @@ impl Locations {
 
     /// Where the backups are, for logs and messages.
     pub fn repository_shown(&self) -> String {
-        match &self.repository {
-            Repository::File(dir) => format!("file://{}", dir.display()),
-        }
+        self.repository.to_string()
+    }
+}
+
+/// The key pair of an `s3://` repository, from `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` or the config file. Both are required: the repository crate would
+/// send unsigned requests without them, which no backup bucket should accept.
+fn s3_credentials(settings: &Settings) -> Result<S3Credentials> {
+    let secrets = &settings.secrets;
+    match (&secrets.aws_access_key_id, &secrets.aws_secret_access_key) {
+        (Some(id), Some(secret)) => Ok(S3Credentials::new(id.expose(), secret.expose())),
+        (id, secret) => bail!(
+            "an s3:// repository needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in the \
+             environment or the config file); missing: {}",
+            [
+                ("AWS_ACCESS_KEY_ID", id.is_none()),
+                ("AWS_SECRET_ACCESS_KEY", secret.is_none())
+            ]
+            .iter()
+            .filter(|(_, missing)| *missing)
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+        ),
     }
 }
 

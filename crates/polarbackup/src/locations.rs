@@ -3,6 +3,7 @@
 //! `s3://BUCKET/PREFIX?…`), and a redaction that keeps passwords out of every message.
 
 use polarbackup_model::TlsMode;
+use polarbackup_repo::RepoUrl;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +25,8 @@ const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[serde(transparent)]
 pub struct MetadataUrl(String);
 
-/// The `repository_url` setting as given (parsed by [`RepositoryUrl::parse`]).
+/// The `repository_url` setting as given (parsed by [`RepositoryUrl::parse`] into the
+/// repository crate's [`RepoUrl`]).
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
 pub struct RepositoryUrl(String);
@@ -127,7 +129,9 @@ impl RepositoryUrl {
         redact(&self.0)
     }
 
-    pub fn parse(&self) -> Result<Repository, String> {
+    /// The repository's URL, parsed by the repository crate (which refuses credentials in
+    /// it too); errors never quote the text.
+    pub fn parse(&self) -> Result<RepoUrl, String> {
         let text = self.0.as_str();
         if redact(text) != text {
             return Err(
@@ -140,20 +144,12 @@ impl RepositoryUrl {
             if path.is_empty() || path.contains(['?', '#']) {
                 return Err("takes file://PATH (a relative PATH is in the data directory)".into());
             }
-            return Ok(Repository::File(PathBuf::from(path)));
         }
-        if text.starts_with("s3://") {
-            return Err("s3:// repositories are not built yet".into());
-        }
-        Err("must start with file:// or s3://".into())
+        text.parse::<RepoUrl>().map_err(|e| match e {
+            polarbackup_repo::RepoError::InvalidConfig(why) => why,
+            other => other.to_string(),
+        })
     }
-}
-
-/// Where the backup repository is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Repository {
-    /// A local directory; a relative path is in the data directory.
-    File(PathBuf),
 }
 
 impl fmt::Debug for RepositoryUrl {
@@ -354,8 +350,34 @@ mod tests {
         );
         assert_eq!(
             RepositoryUrl::new("file:///srv/backups").parse(),
-            Ok(Repository::File(PathBuf::from("/srv/backups")))
+            Ok(RepoUrl::File(PathBuf::from("/srv/backups")))
         );
+    }
+
+    #[test]
+    fn s3_urls_parse_through_the_repository_crate() {
+        assert_eq!(
+            RepositoryUrl::new(
+                "s3://pb-backups/site-a/prod?endpoint=https://s3.example.com&region=eu-1"
+            )
+            .parse(),
+            Ok(RepoUrl::S3 {
+                bucket: "pb-backups".into(),
+                prefix: "site-a/prod".into(),
+                endpoint: Some("https://s3.example.com".into()),
+                region: "eu-1".into(),
+            })
+        );
+        for text in [
+            "s3://AKIA:hunter2@bucket/x",
+            "s3://bucket/x?endpoint=http://AKIA:hunter2@s3.example.com",
+            "s3://bucket/x?secret_access_key=hunter2",
+            "s3://Bad_Bucket/x",
+        ] {
+            let url = RepositoryUrl::new(text);
+            let err = url.parse().expect_err(text);
+            assert!(!err.contains("hunter2"), "{text}: {err}");
+        }
     }
 
     #[test]

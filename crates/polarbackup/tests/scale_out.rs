@@ -1,4 +1,4 @@
-//! A server on shared storage: metadata in PostgreSQL and backups outside its data directory;
+//! A server on shared storage: metadata in PostgreSQL and backups in S3 (SeaweedFS);
 //! a backup requested through the SDK, listed, and restored by `polarbackup restore` run
 //! elsewhere with only `--metadata-url`, `--repository-url` and the environment.
 
@@ -6,6 +6,7 @@ mod common;
 
 use common::{bin, wait_for, wire_body};
 use polarbackup_testkit::pg::{self, PgCluster};
+use polarbackup_testkit::s3::SeaweedFs;
 use polarbackup_testkit::{request, sdk, Server};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
@@ -24,8 +25,9 @@ fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_bac
         "postgres://postgres@127.0.0.1:{}/polarbackup?sslmode=disable",
         meta.port
     );
-    let shared = tempfile::tempdir().expect("tmp");
-    let repository_url = format!("file://{}", shared.path().join("repo").display());
+    let weed = SeaweedFs::start();
+    let repository_url = weed.url("scale-out");
+    let (key_id, secret) = weed.credentials();
 
     let src = PgCluster::init();
     src.psql("CREATE DATABASE app;");
@@ -38,6 +40,7 @@ fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_bac
     let server = Server::builder(bin())
         .metadata_url(&metadata_url)
         .repository_url(&repository_url)
+        .s3_credentials(&key_id, &secret)
         .start();
     let mut t = server.tenant();
     t.cluster_id = t.add_cluster_on(&server.target(), src.port, "postgres");
@@ -109,6 +112,8 @@ fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_bac
         ])
         .env_remove("POLARBACKUP_METADATA_URL")
         .env_remove("POLARBACKUP_REPOSITORY_URL")
+        .env("AWS_ACCESS_KEY_ID", &key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
         .stdin(Stdio::null())
         .output()
         .expect("run restore");

@@ -508,6 +508,59 @@ fn s3_credentials_come_from_the_environment_or_the_file_never_flags() {
 }
 
 #[test]
+fn an_s3_repository_takes_its_key_pair_from_the_environment_or_the_file() {
+    let url = "s3://backups/pb?endpoint=http://127.0.0.1:8333&region=us-east-1";
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+    ];
+    let settings = resolve_with(&["--repository-url", url], &env, None).expect("s3");
+    let loc = locations(&settings);
+    assert_eq!(
+        loc.repository,
+        polarbackup_repo::RepoUrl::S3 {
+            bucket: "backups".into(),
+            prefix: "pb".into(),
+            endpoint: Some("http://127.0.0.1:8333".into()),
+            region: "us-east-1".into(),
+        }
+    );
+    let creds = loc.s3_credentials.clone().expect("credentials");
+    assert_eq!(
+        (
+            creds.access_key_id.as_str(),
+            creds.secret_access_key.as_str()
+        ),
+        ("AKIAENV", "env-secret")
+    );
+    assert!(!format!("{loc:?}").contains("env-secret"), "{loc:?}");
+    assert!(loc.repository_shown().starts_with("s3://backups/pb?"));
+
+    let file = "aws_access_key_id = \"AKIAFILE\"\naws_secret_access_key = \"file-secret\"\n";
+    let settings =
+        resolve_with(&["--repository-url", url], &[], Some((file, 0o600))).expect("file");
+    let creds = locations(&settings).s3_credentials.expect("credentials");
+    assert_eq!(creds.access_key_id, "AKIAFILE");
+
+    // Half a key pair, or none, is refused before anything is opened, naming what is missing.
+    for (env, missing) in [
+        (&env[..1], "AWS_SECRET_ACCESS_KEY"),
+        (&env[1..], "AWS_ACCESS_KEY_ID"),
+        (&[][..], "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"),
+    ] {
+        let settings = resolve_with(&["--repository-url", url], env, None).expect("settings");
+        let err = crate::backends::Locations::from_settings(&settings)
+            .expect_err(missing)
+            .to_string();
+        assert!(err.ends_with(&format!("missing: {missing}")), "{err}");
+        assert!(!err.contains("env-secret"), "{err}");
+    }
+    // A file:// repository needs none.
+    let settings = resolve_with(&[], &[], None).expect("defaults");
+    assert!(locations(&settings).s3_credentials.is_none());
+}
+
+#[test]
 fn a_config_file_with_secrets_must_be_private() {
     let with_url = format!("metadata_url = \"postgres://pb:{PASSWORD}@db/meta\"\n");
     for file in [
@@ -543,7 +596,7 @@ fn the_default_locations_are_in_the_data_dir_and_relative_urls_too() {
     );
     assert_eq!(
         loc.repository,
-        crate::locations::Repository::File(PathBuf::from("/srv/pb/repo"))
+        polarbackup_repo::RepoUrl::File(PathBuf::from("/srv/pb/repo"))
     );
     assert_eq!(loc.metadata_shown(), "sqlite:///srv/pb/metadata.sqlite");
     assert_eq!(loc.repository_shown(), "file:///srv/pb/repo");
@@ -567,7 +620,7 @@ fn the_default_locations_are_in_the_data_dir_and_relative_urls_too() {
     );
     assert_eq!(
         loc.repository,
-        crate::locations::Repository::File(PathBuf::from("/srv/pb/backups/here"))
+        polarbackup_repo::RepoUrl::File(PathBuf::from("/srv/pb/backups/here"))
     );
 }
 
@@ -625,7 +678,7 @@ fn admin_and_restore_resolve_locations_as_serve_does() {
         );
         assert_eq!(
             loc.repository,
-            crate::locations::Repository::File(PathBuf::from(repository)),
+            polarbackup_repo::RepoUrl::File(PathBuf::from(repository)),
             "{flags:?}"
         );
     }
