@@ -10,7 +10,7 @@ use polarbackup_model::{BackupJob, BackupJobId, BackupSet, BackupSetStatus, Cloc
 use polarbackup_store::{failed_set, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,11 +30,16 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Queue automated backups by policy and expire old sets.
     pub scheduler: bool,
+    /// How often stored data that no job or set owns is removed (also once at start): a failed
+    /// backup whose removal failed (the object store was down) is cleaned up within this.
+    pub orphan_sweep: Duration,
 }
 
 impl WorkerConfig {
     /// The `poll` that `serve` uses: a wake-up normally comes first.
     pub const IDLE_POLL: Duration = Duration::from_secs(2);
+    /// The `orphan_sweep` that `serve` uses.
+    pub const ORPHAN_SWEEP: Duration = Duration::from_secs(600);
 }
 
 struct Pool {
@@ -72,12 +77,13 @@ impl Pool {
     async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
         info!(worker = %self.id, concurrency = self.config.concurrency, "workers started");
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut swept_orphans = false;
+        let mut last_sweep: Option<Instant> = None;
         loop {
-            if let Err(e) = self.housekeeping(!swept_orphans, running.len()).await {
+            let sweep = last_sweep.is_none_or(|at| at.elapsed() >= self.config.orphan_sweep);
+            if let Err(e) = self.housekeeping(sweep).await {
                 warn!(error = %e, "housekeeping failed; retrying later");
-            } else {
-                swept_orphans = true;
+            } else if sweep {
+                last_sweep = Some(Instant::now());
             }
             while running.len() < self.config.concurrency.max(1) && !shutdown.is_cancelled() {
                 match self.claim().await {
@@ -113,14 +119,14 @@ impl Pool {
     }
 
     /// Fails jobs whose worker died (ending a cluster deletion's final backup this way aborts
-    /// that deletion), finishes interrupted deletions and, once per start, removes stored data
-    /// that no job or set owns.
+    /// that deletion), finishes interrupted deletions and, at start and then every
+    /// `orphan_sweep`, removes stored data that no job or set owns.
     ///
     /// A job is taken over (failed, its lease dropped, in one store transaction) before its data
     /// is touched: a worker that was only stalled then has every write refused, so it can never
     /// record a set whose data recovery removed, and of several servers recovering the job only
     /// one removes anything.
-    async fn housekeeping(&self, sweep_orphans: bool, running: usize) -> Result<(), JobError> {
+    async fn housekeeping(&self, sweep_orphans: bool) -> Result<(), JobError> {
         if self.config.scheduler {
             let store = self.store.clone();
             let clock = self.clock.clone();
@@ -136,14 +142,14 @@ impl Pool {
             let Some(job) = taken else { continue };
             warn!(job = %job.id, "a backup whose worker stopped ended Failed; removing its data");
             if let Err(e) = self.discard(job.id).await {
-                // Its failed set owns no data: the orphan sweep removes it on a later start.
+                // Its failed set owns no data: the next orphan sweep removes it.
                 error!(job = %job.id, error = %e, "could not remove an interrupted backup's data");
             }
         }
         crate::remove_marked_sets(self.store.clone(), self.executor.as_ref(), None).await?;
-        if sweep_orphans && running == 0 {
-            // Listed before the known ids are read: data stored by a job that another server
-            // claims meanwhile is then either not listed yet or known.
+        if sweep_orphans {
+            // Listed before the known ids are read: data stored by a job that is claimed
+            // meanwhile (here or on another server) is then either not listed yet or known.
             let stored = self.executor.stored_ids().await?;
             let store = self.store.clone();
             let known: HashSet<BackupJobId> = blocking(move || store.known_backup_ids())
@@ -287,7 +293,7 @@ impl Pool {
             return not_recorded(id, &e);
         }
         if let Err(e) = self.discard(id).await {
-            // Its failed set owns no data: the orphan sweep removes it on a later start.
+            // Its failed set owns no data: the next orphan sweep removes it.
             error!(job = %id, error = %e, "could not remove a failed backup's data");
         }
     }

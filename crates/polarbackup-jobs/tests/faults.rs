@@ -323,6 +323,7 @@ impl Fixture {
                 lease: SignedDuration::from_secs(lease_secs),
                 poll: Duration::from_millis(50),
                 scheduler: false,
+                orphan_sweep: Duration::from_millis(200),
             },
             wake.clone(),
             shutdown.clone(),

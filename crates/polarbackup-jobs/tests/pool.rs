@@ -17,7 +17,7 @@ use polarbackup_store::{
     ClusterDeletion, CreateJobOutcome, ManualJobRequest, SetFilter, SqliteStore,
 };
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -30,6 +30,8 @@ struct Scripted {
     discarded: Mutex<Vec<BackupJobId>>,
     /// Jobs commented "hold" stay in Uploading until this is set.
     release: AtomicBool,
+    /// This many discards fail (the object store is down) before they work again.
+    failing_discards: AtomicUsize,
 }
 
 impl Executor for Scripted {
@@ -59,6 +61,12 @@ impl Executor for Scripted {
 
     fn discard(&self, id: BackupJobId) -> BoxFuture<'_, Result<(), JobError>> {
         Box::pin(async move {
+            let down =
+                self.failing_discards
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if down.is_ok() {
+                return Err(JobError::Backup("object store unavailable".into()));
+            }
             self.stored.lock().unwrap().remove(&id);
             self.discarded.lock().unwrap().push(id);
             Ok(())
@@ -168,6 +176,7 @@ impl Fixture {
                 lease: SignedDuration::from_secs(lease_secs),
                 poll: Duration::from_millis(50),
                 scheduler: false,
+                orphan_sweep: Duration::from_millis(200),
             },
             wake.clone(),
             shutdown.clone(),
@@ -273,6 +282,39 @@ async fn a_dead_workers_job_is_recovered_and_deletions_and_orphans_are_finished(
     .await;
     assert!(!exec.stored.lock().unwrap().contains(&done));
     assert!(fx.sets().iter().all(|(id, _, _)| *id != done));
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+/// A failed backup whose data could not be removed (the object store was down) is removed by
+/// the periodic orphan sweep while the server keeps running, not only at its next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backups_data_left_by_an_outage_is_swept_while_running() {
+    let fx = fixture();
+    let exec = Arc::new(Scripted::default());
+    let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
+    // Let the start-up sweep pass first, so only a later one can remove the data.
+    common::wait_for("idle", || exec.stored.lock().unwrap().is_empty()).await;
+    exec.failing_discards.store(1, Ordering::SeqCst);
+    let failed = fx.queue("fail");
+    wake.notify_one();
+    common::wait_for("failed", || fx.job_status(failed).0 == JobStatus::Failed).await;
+    common::wait_for("swept", || !exec.stored.lock().unwrap().contains(&failed)).await;
+    assert_eq!(
+        exec.failing_discards.load(Ordering::SeqCst),
+        0,
+        "the first removal failed"
+    );
+    assert_eq!(
+        exec.discarded
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&id| id == failed)
+            .count(),
+        1,
+        "removed once, by the sweep"
+    );
     shutdown.cancel();
     handle.await.unwrap();
 }

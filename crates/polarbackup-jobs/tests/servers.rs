@@ -89,6 +89,7 @@ impl Server {
                 lease: SignedDuration::from_secs(lease_secs),
                 poll: Duration::from_millis(50),
                 scheduler: false,
+                orphan_sweep: Duration::from_millis(200),
             },
             wake.clone(),
             shutdown.clone(),

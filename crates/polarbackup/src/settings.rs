@@ -284,6 +284,7 @@ impl Settings {
                 lease: SignedDuration::from_secs(self.lease_secs.into()),
                 poll: WorkerConfig::IDLE_POLL,
                 scheduler: self.scheduler == OnOff::On,
+                orphan_sweep: WorkerConfig::ORPHAN_SWEEP,
             },
             archive: (self.log_backup == OnOff::On && self.workers > 0).then(|| ArchiveParts {
                 config: ArchiveConfig {
