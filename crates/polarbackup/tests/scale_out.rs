@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{bin, wait_for, wire_body};
+use common::{bin, restore_elsewhere, wait_for, wire_body};
 use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::s3::SeaweedFs;
 use polarbackup_testkit::{request, sdk, Server};
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
 
 fn call(server: &Server, t: &polarbackup_testkit::Tenant, action: &str, params: Value) -> Value {
     let mut req = request("v3", server, t, params);
@@ -99,29 +98,13 @@ fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_bac
     // Restore as on another machine: an empty data directory, the locations as flags.
     let elsewhere = tempfile::tempdir().expect("tmp");
     let (scratch, target) = pg::restore_target();
-    let out = Command::new(bin())
-        .args(["restore", "--backup-id", &job, "--target-dir"])
-        .arg(&target)
-        .arg("--data-dir")
-        .arg(elsewhere.path().join("data"))
-        .args([
-            "--metadata-url",
-            &metadata_url,
-            "--repository-url",
-            &repository_url,
-        ])
-        .env_remove("POLARBACKUP_METADATA_URL")
-        .env_remove("POLARBACKUP_REPOSITORY_URL")
-        .env("AWS_ACCESS_KEY_ID", &key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &secret)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run restore");
-    assert!(
-        out.status.success(),
-        "restore: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    restore_elsewhere(
+        elsewhere.path(),
+        &job,
+        &target,
+        &metadata_url,
+        &repository_url,
+        (&key_id, &secret),
     );
     assert!(
         !elsewhere.path().join("data/metadata.sqlite").exists(),

@@ -397,3 +397,40 @@ pub fn create_backup_v3(server: &Server, t: &Tenant) {
     let res = polarbackup_testkit::sdk(req);
     assert_eq!(res["ok"], true, "CreateBackup: {res:#}");
 }
+
+/// Runs `polarbackup restore --backup-id JOB` as on another machine: a fresh, empty data
+/// directory under `elsewhere`, the shared locations as flags, the S3 key pair only in the
+/// environment (never argv). Panics with the output unless it succeeded.
+pub fn restore_elsewhere(
+    elsewhere: &Path,
+    job: &str,
+    target: &Path,
+    metadata_url: &str,
+    repository_url: &str,
+    (key_id, secret): (&str, &str),
+) {
+    let out = std::process::Command::new(bin())
+        .args(["restore", "--backup-id", job, "--target-dir"])
+        .arg(target)
+        .arg("--data-dir")
+        .arg(elsewhere.join("data"))
+        .args([
+            "--metadata-url",
+            metadata_url,
+            "--repository-url",
+            repository_url,
+        ])
+        .env_remove("POLARBACKUP_METADATA_URL")
+        .env_remove("POLARBACKUP_REPOSITORY_URL")
+        .env("AWS_ACCESS_KEY_ID", key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run restore");
+    assert!(
+        out.status.success(),
+        "restore of {job}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
