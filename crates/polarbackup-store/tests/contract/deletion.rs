@@ -415,9 +415,10 @@ pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
                 {
                     fail(&*scheduler, job, i);
                     made.fetch_add(1, Ordering::SeqCst);
-                } else if status(&*scheduler, &cluster) == ClusterStatus::Deleted
-                    || stop.load(Ordering::SeqCst)
-                {
+                } else if status(&*scheduler, &cluster) == ClusterStatus::Deleted {
+                    return;
+                }
+                if stop.load(Ordering::SeqCst) {
                     return;
                 }
                 pause();
@@ -427,8 +428,14 @@ pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
         while made.load(Ordering::SeqCst) < 20 {
             pause();
         }
+        // Race for a while; then let the writers wind down, so a store whose transactions take
+        // longer than the writers' pauses (a server round trip) still reaches a free moment.
+        let racing = std::time::Instant::now();
         let mut deleted = false;
         for _ in 0..100_000 {
+            if racing.elapsed() > Duration::from_secs(3) {
+                stop.store(true, Ordering::SeqCst);
+            }
             match store
                 .begin_cluster_deletion(&cluster, Some(Retention::None), t(0))
                 .expect("begin")
@@ -445,6 +452,10 @@ pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
         deleted
     });
     assert!(deleted, "the deletion never found a moment without a job");
+    assert!(
+        made.load(Ordering::SeqCst) >= 20,
+        "the writers raced the deletion"
+    );
     assert_eq!(status(&*store, &cluster), ClusterStatus::Deleted);
     assert!(
         listed(&*store, &cluster).is_empty(),
