@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use polarbackup_auth::ram::{
     decode_diagnostic, encode_diagnostic, evaluate, AttachedPolicy, Context, Decision,
-    DecisionEffect, Policy, PolicyType, RamRequest,
+    DecisionEffect, Limits, Policy, PolicyType, RamRequest,
 };
 use proptest::prelude::*;
 
@@ -157,7 +157,17 @@ fn compile(set: &PolicySet) -> Vec<AttachedPolicy> {
             AttachedPolicy {
                 name: format!("p{i}"),
                 policy_type: PolicyType::Custom,
-                policy: Arc::new(Policy::parse(&json).unwrap_or_else(|e| panic!("{json}: {e}"))),
+                // Any key: one condition uses a numeric key the server does not fill.
+                policy: Arc::new(
+                    Policy::parse_with(
+                        &json,
+                        &Limits {
+                            supported_keys_only: false,
+                            ..Limits::CUSTOM_POLICY
+                        },
+                    )
+                    .unwrap_or_else(|e| panic!("{json}: {e}")),
+                ),
             }
         })
         .collect()

@@ -444,6 +444,54 @@ fn invalid_condition_keys() {
 }
 
 #[test]
+fn only_the_condition_keys_the_server_fills_are_accepted() {
+    let supported =
+        "acs:AccessId, acs:CurrentTime, acs:SecureTransport, acs:SourceIp, acs:UserAgent";
+    for key in [
+        "acs:SourceAddress",
+        "acs:MFAPresent",
+        "acs:SourceVpc",
+        "ram:ServiceName",
+        "polardb:N",
+    ] {
+        let e = err(&with_condition(&format!(
+            r#"{{"StringEquals":{{"{key}":"x"}}}}"#
+        )));
+        assert_eq!(
+            e,
+            PolicyError::UnsupportedConditionKey {
+                element: el("Statement[0].Condition.StringEquals"),
+                key: key.to_owned(),
+                supported: supported.to_owned(),
+            }
+        );
+        assert!(e.to_string().contains(supported), "{e}");
+    }
+    // Every supported key, in any ASCII case (lookups ignore it).
+    for (op, key, value) in [
+        ("StringEquals", "acs:AccessId", "LTAI1"),
+        ("DateLessThan", "acs:CurrentTime", "2030-01-01T00:00:00Z"),
+        ("Bool", "acs:SecureTransport", "false"),
+        ("IpAddress", "ACS:SOURCEIP", "10.0.0.0/8"),
+        ("StringLike", "acs:useragent", "sdk*"),
+    ] {
+        let doc = with_condition(&format!(r#"{{"{op}":{{"{key}":"{value}"}}}}"#));
+        Policy::parse(&doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
+    }
+    // Alibaba's system documents keep their other services' keys.
+    let lenient = Limits {
+        supported_keys_only: false,
+        ..Limits::CUSTOM_POLICY
+    };
+    assert_eq!(lenient, Limits::SYSTEM_POLICY);
+    assert!(Policy::parse_with(
+        &with_condition(r#"{"StringEquals":{"ram:ServiceName":"polardb.aliyuncs.com"}}"#),
+        &lenient
+    )
+    .is_ok());
+}
+
+#[test]
 fn condition_values_must_be_strings() {
     for (value, found) in [
         ("true", "a boolean"),
@@ -476,10 +524,14 @@ fn condition_values_must_fit_the_operator() {
         ("IpAddress", "acs:SourceIp", "10.0.0.0/33"),
         ("NotIpAddress", "acs:SourceIp", "localhost"),
     ];
+    // Any key, so the numeric operators can be tried at all.
+    let any_key = Limits {
+        supported_keys_only: false,
+        ..Limits::CUSTOM_POLICY
+    };
     for (op, key, value) in cases {
-        let e = err(&with_condition(&format!(
-            r#"{{"{op}":{{"{key}":["{value}"]}}}}"#
-        )));
+        let doc = with_condition(&format!(r#"{{"{op}":{{"{key}":["{value}"]}}}}"#));
+        let e = Policy::parse_with(&doc, &any_key).expect_err(&doc);
         assert!(
             matches!(&e, PolicyError::InvalidConditionValue { operator, value: v, element, .. }
                 if *operator == op && v == value && *element == format!("Statement[0].Condition.{op}.{key}")),

@@ -144,22 +144,44 @@ impl Server {
 
     /// `admin ram simulate --user U --action A --resource R --context K=V…`; asserts success.
     pub fn simulate(&self, user_id: &str, action: &str, resource: &str, context: &[&str]) -> Value {
-        let mut args = vec![
-            "ram",
-            "simulate",
-            "--user",
-            user_id,
-            "--action",
-            action,
-            "--resource",
-            resource,
-        ];
-        for kv in context {
-            args.push("--context");
-            args.push(kv);
-        }
+        let args = simulate_args(user_id, action, resource, context);
         self.admin(&args)
     }
+
+    /// `admin ram simulate …` as [`Server::simulate`], whatever the exit status.
+    pub fn simulate_output(
+        &self,
+        user_id: &str,
+        action: &str,
+        resource: &str,
+        context: &[&str],
+    ) -> Output {
+        let args = simulate_args(user_id, action, resource, context);
+        admin_output(&self.bin, &self.data_dir, &args)
+    }
+}
+
+fn simulate_args<'a>(
+    user_id: &'a str,
+    action: &'a str,
+    resource: &'a str,
+    context: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "ram",
+        "simulate",
+        "--user",
+        user_id,
+        "--action",
+        action,
+        "--resource",
+        resource,
+    ];
+    for kv in context {
+        args.push("--context");
+        args.push(kv);
+    }
+    args
 }
 
 fn field(v: &Value, name: &str) -> String {

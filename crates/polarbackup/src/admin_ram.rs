@@ -5,8 +5,8 @@ use crate::cli::{PolicyCommand, RamCommand, UserCommand};
 use crate::config;
 use anyhow::{bail, Context as _, Result};
 use polarbackup_auth::ram::{
-    decode_diagnostic, evaluate, system_policies, system_policy, AttachedPolicy, Context, Policy,
-    PolicyType, RamRequest,
+    decode_diagnostic, evaluate, is_action_name, system_policies, system_policy, AttachedPolicy,
+    Context, Policy, PolicyType, RamRequest,
 };
 use polarbackup_model::{AccountId, Clock, RamUser, RamUserId, SystemClock};
 use polarbackup_store::prelude::*;
@@ -141,6 +141,10 @@ pub fn ram(cmd: RamCommand) -> Result<Value> {
             context,
             data,
         } => {
+            // A bare name would match no statement and quietly read as ImplicitDeny.
+            if !is_action_name(&action) {
+                bail!("--action {action:?} is not an action: write <ram-code>:<action-name> without wildcards, e.g. polardb:DescribeBackups");
+            }
             let store = open(&data)?;
             let user = find_user(store.as_ref(), &user)?;
             let mut ctx = Context::new();
@@ -150,6 +154,9 @@ pub fn ram(cmd: RamCommand) -> Result<Value> {
                     .with_context(|| format!("--context takes KEY=VALUE, got {kv:?}"))?;
                 ctx.insert(k, v);
             }
+            // What the server puts in every request's context (it serves plain HTTP), unless
+            // given: without them a grant on the time or the transport would read as a denial.
+            let ctx = ctx.with_request_defaults(SystemClock.now(), false);
             let mut policies = Vec::new();
             for a in store.attachments(&user)? {
                 match (a.kind, a.document) {
@@ -174,6 +181,7 @@ pub fn ram(cmd: RamCommand) -> Result<Value> {
                 "UserId": user.id.as_str(),
                 "Action": action,
                 "Resource": resource,
+                "Context": ctx.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
                 "Decision": serde_json::to_value(&decision)?,
             }))
         }

@@ -890,6 +890,13 @@ fn policy_documents_are_validated_one_rule_at_a_time() {
             "Statement[0].Condition: the condition operator 'Null' is not supported.",
         ),
         (
+            "unsupported condition key",
+            policy(json!([{"Effect": "Deny", "Action": "polardb:*", "Resource": "*",
+                "Condition": {"NotIpAddress": {"acs:SourceAddress": "10.0.0.0/8"}}}]))
+            .to_string(),
+            r#"Statement[0].Condition.NotIpAddress: the condition key "acs:SourceAddress" is not supported; the supported keys are acs:AccessId, acs:CurrentTime, acs:SecureTransport, acs:SourceIp, acs:UserAgent."#,
+        ),
+        (
             "6145 bytes",
             document_of_size(6145),
             "The policy document is 6145 bytes; the limit is 6144 bytes.",
@@ -1044,6 +1051,88 @@ fn attach_and_detach_refuse_what_does_not_exist() {
         !out.status.success(),
         "a custom policy took a system policy's name"
     );
+}
+
+/// Without `--context`, the simulator sees the keys every request has (the time, plain HTTP),
+/// so a grant that depends on them agrees with the server; given keys still win.
+#[test]
+fn simulate_without_a_context_agrees_with_the_server() {
+    let server = shared();
+    let t = tenant();
+    let a = &t.account_id;
+    let c = &t.cluster_id;
+    server.ram_policy(
+        a,
+        "plain-http-this-century",
+        &policy(json!([{
+            "Effect": "Allow",
+            "Action": "polardb:*",
+            "Resource": "*",
+            "Condition": {
+                "Bool": {"acs:SecureTransport": "false"},
+                "DateGreaterThan": {"acs:CurrentTime": "2000-01-01T00:00:00Z"},
+            },
+        }])),
+    );
+    let user = server.ram_user(a, "simulated-defaults", &["plain-http-this-century"]);
+    let arn = format!("acs:polardb:cn-hangzhou:{a}:dbcluster/{c}");
+    let served = call("v3", &user.tenant(c), "DescribeBackupTasks", c);
+    ok_jobs(&served);
+    let out = server.simulate(&user.user_id, "polardb:DescribeBackupTasks", &arn, &[]);
+    assert_eq!(out["Decision"]["Effect"], "Allow", "{out:#}");
+    assert_eq!(
+        out["Context"]["acs:SecureTransport"],
+        json!(["false"]),
+        "{out:#}"
+    );
+    let time = out["Context"]["acs:CurrentTime"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(time.starts_with("20") && time.ends_with('Z'), "{out:#}");
+    // A key given on the command line is not overridden.
+    let out = server.simulate(
+        &user.user_id,
+        "polardb:DescribeBackupTasks",
+        &arn,
+        &["acs:SecureTransport=true"],
+    );
+    assert_eq!(out["Decision"]["Effect"], "ImplicitDeny", "{out:#}");
+    assert_eq!(
+        out["Context"]["acs:SecureTransport"],
+        json!(["true"]),
+        "{out:#}"
+    );
+}
+
+/// An action without its service prefix (or with a wildcard) names no request, so the
+/// simulator refuses it instead of answering ImplicitDeny.
+#[test]
+fn simulate_refuses_an_action_that_is_not_service_colon_name() {
+    let server = shared();
+    let t = tenant();
+    let a = &t.account_id;
+    let user = server.ram_user(a, "simulated-prefix", &[FULL_ACCESS]);
+    let arn = format!("acs:polardb:cn-hangzhou:{a}:dbcluster/{}", t.cluster_id);
+    for action in [
+        "DescribeBackups",
+        "polardb:*",
+        ":DescribeBackups",
+        "polardb:",
+    ] {
+        let out = server.simulate_output(&user.user_id, action, &arn, &[]);
+        assert!(
+            !out.status.success(),
+            "{action}: accepted: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("is not an action") && err.contains("polardb:DescribeBackups"),
+            "{action}: {err}"
+        );
+    }
+    let out = server.simulate(&user.user_id, "polardb:DescribeBackups", &arn, &[]);
+    assert_eq!(out["Decision"]["Effect"], "Allow", "{out:#}");
 }
 
 #[test]

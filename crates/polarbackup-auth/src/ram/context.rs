@@ -19,6 +19,22 @@ pub const KEY_ACCESS_ID: &str = "acs:AccessId";
 /// The HTTP `User-Agent`.
 pub const KEY_USER_AGENT: &str = "acs:UserAgent";
 
+/// The keys the server fills for every request (`acs:SourceIp` and `acs:UserAgent` when the
+/// request has them). A condition on any other key could never be true, so a Deny on it would
+/// never fire: policy validation refuses them.
+pub const SUPPORTED_KEYS: &[&str] = &[
+    KEY_ACCESS_ID,
+    KEY_CURRENT_TIME,
+    KEY_SECURE_TRANSPORT,
+    KEY_SOURCE_IP,
+    KEY_USER_AGENT,
+];
+
+/// Whether `key` is one of [`SUPPORTED_KEYS`] (ignoring ASCII case, as lookups do).
+pub fn is_supported_key(key: &str) -> bool {
+    SUPPORTED_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
 /// Condition key → values. A key with no values counts as missing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
@@ -68,6 +84,19 @@ impl Context {
         self.with(KEY_USER_AGENT, user_agent)
     }
 
+    /// Adds the keys every request carries whoever sends it (the time it arrived and whether it
+    /// came over HTTPS), each only when `self` has no value for it, so that a simulation
+    /// without an explicit context sees what the server would.
+    pub fn with_request_defaults(mut self, now: jiff::Timestamp, https: bool) -> Self {
+        if self.values(KEY_CURRENT_TIME).is_empty() {
+            self = self.with_current_time(now);
+        }
+        if self.values(KEY_SECURE_TRANSPORT).is_empty() {
+            self = self.with_secure_transport(https);
+        }
+        self
+    }
+
     /// The values under `key` (any ASCII case); empty when missing.
     pub fn values(&self, key: &str) -> &[String] {
         self.entries
@@ -105,6 +134,32 @@ mod tests {
         assert_eq!(ctx.values("acs:sourceip"), ["1.2.3.4", "5.6.7.8"]);
         assert_eq!(ctx.iter().next().unwrap().0, "acs:SourceIp");
         assert!(ctx.values("acs:UserAgent").is_empty());
+    }
+
+    #[test]
+    fn request_defaults_fill_only_what_is_missing() {
+        let t: jiff::Timestamp = "2024-05-01T10:00:00Z".parse().unwrap();
+        let ctx = Context::new().with_request_defaults(t, false);
+        assert_eq!(ctx.values(KEY_CURRENT_TIME), ["2024-05-01T10:00:00Z"]);
+        assert_eq!(ctx.values(KEY_SECURE_TRANSPORT), ["false"]);
+        assert!(ctx.values(KEY_SOURCE_IP).is_empty());
+        let given = Context::new()
+            .with("ACS:CURRENTTIME", "2000-01-01T00:00:00Z")
+            .with(KEY_SECURE_TRANSPORT, "true")
+            .with_request_defaults(t, false);
+        assert_eq!(given.values(KEY_CURRENT_TIME), ["2000-01-01T00:00:00Z"]);
+        assert_eq!(given.values(KEY_SECURE_TRANSPORT), ["true"]);
+    }
+
+    #[test]
+    fn supported_keys_are_the_ones_the_server_fills_in_any_case() {
+        for key in SUPPORTED_KEYS {
+            assert!(is_supported_key(key));
+            assert!(is_supported_key(&key.to_ascii_uppercase()));
+        }
+        assert!(!is_supported_key("acs:SourceAddress"));
+        assert!(!is_supported_key("acs:MFAPresent"));
+        assert!(!is_supported_key("ram:ServiceName"));
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub enum PolicyError {
         "{element}: \"{key}\" is not a condition key; write <prefix>:<name>, e.g. acs:SourceIp."
     )]
     InvalidConditionKey { element: String, key: String },
+    #[error("{element}: the condition key \"{key}\" is not supported; the supported keys are {supported}.")]
+    UnsupportedConditionKey {
+        element: String,
+        key: String,
+        supported: String,
+    },
     #[error("{element}: condition values are written as JSON strings, found {found}.")]
     ConditionValueNotString {
         element: String,

@@ -51,6 +51,17 @@ pub(crate) fn chars(s: &str) -> Vec<char> {
     s.chars().collect()
 }
 
+/// Whether `text` names one action, `<ram-code>:<action-name>` (e.g. `polardb:DescribeBackups`):
+/// what a request is evaluated as, so no wildcard, whitespace or control character.
+pub fn is_action_name(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '?')
+        && text
+            .split_once(':')
+            .is_some_and(|(svc, name)| !svc.is_empty() && !name.is_empty() && !name.contains(':'))
+}
+
 /// One entry of `Action`/`NotAction`: `*` or `<ram-code>:<action-name>`,
 /// compared case-insensitively as a whole (A.2: prefix and name alike).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +176,30 @@ mod tests {
 
     fn g(p: &str, s: &str) -> bool {
         glob(&chars(p), &chars(s), |a, b, _| a == b)
+    }
+
+    #[test]
+    fn action_names_need_a_service_prefix_and_no_wildcard() {
+        for ok in [
+            "polardb:DescribeBackups",
+            "polardb:describebackups",
+            "ecs:RunInstances",
+        ] {
+            assert!(is_action_name(ok), "{ok}");
+        }
+        for bad in [
+            "DescribeBackups",
+            ":DescribeBackups",
+            "polardb:",
+            "polardb:*",
+            "polardb:Describe?",
+            "*",
+            "polardb: DescribeBackups",
+            "polardb:a:b",
+            "",
+        ] {
+            assert!(!is_action_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -27,7 +27,8 @@ mod value;
 
 pub use condition::Condition;
 pub use context::{
-    Context, KEY_ACCESS_ID, KEY_CURRENT_TIME, KEY_SECURE_TRANSPORT, KEY_SOURCE_IP, KEY_USER_AGENT,
+    is_supported_key, Context, KEY_ACCESS_ID, KEY_CURRENT_TIME, KEY_SECURE_TRANSPORT,
+    KEY_SOURCE_IP, KEY_USER_AGENT, SUPPORTED_KEYS,
 };
 pub use diagnostic::{
     decode_diagnostic, encode_diagnostic, DiagError, DiagnosticCondition, DiagnosticContext,
@@ -38,7 +39,7 @@ pub use eval::{
     evaluate, AttachedPolicy, ConditionRef, Decision, DecisionEffect, PolicyType, RamRequest,
     StatementRef,
 };
-pub use matcher::{ActionPattern, ResourcePattern};
+pub use matcher::{is_action_name, ActionPattern, ResourcePattern};
 pub use operator::Operator;
 pub use policy::{Effect, Limits, Policy, Scope, Statement};
 pub use system::{

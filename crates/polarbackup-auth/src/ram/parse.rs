@@ -5,6 +5,7 @@
 //! ever make a policy grant more than its author meant.
 
 use super::condition::{expected, Condition};
+use super::context::{is_supported_key, SUPPORTED_KEYS};
 use super::error::PolicyError;
 use super::json::{self, Json};
 use super::matcher::{ActionPattern, ResourcePattern};
@@ -114,7 +115,7 @@ fn statement(index: usize, j: &Json, limits: &Limits) -> Result<Statement, Polic
     };
     let conditions = match get(m, "Condition") {
         None => Vec::new(),
-        Some(c) => conditions(c, &format!("{path}.Condition"))?,
+        Some(c) => conditions(c, &format!("{path}.Condition"), limits)?,
     };
     Ok(Statement {
         effect,
@@ -153,7 +154,7 @@ fn resources(j: &Json, element: &str) -> Result<Vec<ResourcePattern>, PolicyErro
 }
 
 /// `Condition`: operator → { key → value | [values] }.
-fn conditions(j: &Json, path: &str) -> Result<Vec<Condition>, PolicyError> {
+fn conditions(j: &Json, path: &str, limits: &Limits) -> Result<Vec<Condition>, PolicyError> {
     let ops = object(j, path)?;
     check_members(ops, &format!("{path}."), &[])?;
     let mut out = Vec::new();
@@ -182,6 +183,13 @@ fn conditions(j: &Json, path: &str) -> Result<Vec<Condition>, PolicyError> {
                 return Err(PolicyError::InvalidConditionKey {
                     element: op_path,
                     key: key.clone(),
+                });
+            }
+            if limits.supported_keys_only && !is_supported_key(key) {
+                return Err(PolicyError::UnsupportedConditionKey {
+                    element: op_path,
+                    key: key.clone(),
+                    supported: SUPPORTED_KEYS.join(", "),
                 });
             }
             let element = format!("{op_path}.{key}");

@@ -26,6 +26,9 @@ pub struct Limits {
     /// `NotResource` is in only one localized grammar page (A.1); a server
     /// that wants strict parity with the English docs can refuse it.
     pub allow_not_resource: bool,
+    /// Refuse condition keys the server does not fill ([`super::SUPPORTED_KEYS`]): a condition
+    /// on one is never true, so a Deny that depends on it would never fire.
+    pub supported_keys_only: bool,
 }
 
 impl Limits {
@@ -33,6 +36,14 @@ impl Limits {
         max_document_bytes: 6144,
         max_statements: 100,
         allow_not_resource: true,
+        supported_keys_only: true,
+    };
+
+    /// Alibaba's own documents, kept verbatim: they name keys of other services (such as
+    /// `ram:ServiceName` for `ram:` actions this server never evaluates).
+    pub const SYSTEM_POLICY: Limits = Limits {
+        supported_keys_only: false,
+        ..Limits::CUSTOM_POLICY
     };
 }
 

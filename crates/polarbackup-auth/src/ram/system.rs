@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::eval::{AttachedPolicy, PolicyType};
-use super::policy::Policy;
+use super::policy::{Limits, Policy};
 
 pub const FULL_ACCESS: &str = "AliyunPolardbFullAccess";
 pub const READ_ONLY_ACCESS: &str = "AliyunPolardbReadOnlyAccess";
@@ -100,7 +100,10 @@ pub fn system_policies() -> Vec<AttachedPolicy> {
                     name: (*name).to_owned(),
                     policy_type: PolicyType::System,
                     // The documents are constants checked by the tests below.
-                    policy: Arc::new(Policy::parse(doc).expect("system policy is valid")),
+                    policy: Arc::new(
+                        Policy::parse_with(doc, &Limits::SYSTEM_POLICY)
+                            .expect("system policy is valid"),
+                    ),
                 })
                 .collect()
         })
