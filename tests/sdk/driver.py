@@ -43,6 +43,12 @@ Raw-only options
   corrupt_signature   flip one character of the computed signature
   wrong_content_sha   V3: send a wrong x-acs-content-sha256 (still signed)
   tamper              {"name": ..., "value": ...}: change a V1 parameter after signing
+  extra_params        V1: [[name, value], ...] sent after the others (where the business
+                      parameters go), signed, so a name may repeat (Signature ones are sent but
+                      never signed)
+  raw_bytes           V1: [[name, hex], ...] sent in the query as these exact bytes
+                      (percent-encoded, not necessarily UTF-8), signed as the server decodes
+                      them (invalid UTF-8 as U+FFFD)
   extra_headers       headers added to the request (after signing)
   host_header         V1: the Host header to send instead of ENDPOINT (V1 does not sign it)
   no_action_header    V3: do not send x-acs-action (and do not sign it)
@@ -472,8 +478,13 @@ def now_utc(req):
 
 
 def v1_sign(method, params, secret):
+    """params: a dict, or a list of (name, value) pairs where names may repeat (sorted by name,
+    then value, as the server sorts them); every pair named Signature is left out."""
+    pairs = params.items() if isinstance(params, dict) else params
+    pairs = [(k, v) for k, v in pairs if k != "Signature"]
     canon = "&".join(
-        pct(k) + "=" + pct(v) for k, v in sorted(params.items(), key=lambda kv: kv[0].encode())
+        pct(k) + "=" + pct(v)
+        for k, v in sorted(pairs, key=lambda kv: (kv[0].encode(), kv[1].encode()))
     )
     sts = method + "&" + pct("/") + "&" + pct(canon)
     digest = hmac.new((secret + "&").encode(), sts.encode(), hashlib.sha1).digest()
@@ -542,9 +553,18 @@ def raw_call(req):
             business.pop(name, None)
         all_params = dict(common)
         all_params.update(business)
+        extra = [(k, v) for k, v in (req.get("extra_params") or [])]
+        # Raw bytes go on the wire percent-encoded; the server reads them as UTF-8 with
+        # U+FFFD for what is not, and that is what it signs.
+        raw_bytes = [(k, bytes.fromhex(h)) for k, h in (req.get("raw_bytes") or [])]
+        signed_pairs = (
+            list(all_params.items())
+            + extra
+            + [(k, b.decode("utf-8", "replace")) for k, b in raw_bytes]
+        )
         signature = None
         if sig == "v1" and "Signature" not in omit:
-            signature, string_to_sign = v1_sign(method, all_params, req.get("secret", ""))
+            signature, string_to_sign = v1_sign(method, signed_pairs, req.get("secret", ""))
             if req.get("corrupt_signature"):
                 signature = corrupt(signature)
         tamper = req.get("tamper")
@@ -555,12 +575,12 @@ def raw_call(req):
                 common[tamper["name"]] = tamper["value"]
         sig_pairs = list(common.items()) + ([("Signature", signature)] if signature else [])
         if placement == "query":
-            query_pairs = sig_pairs + list(business.items())
+            query_pairs = sig_pairs + list(business.items()) + extra
         elif placement == "form":
             query_pairs = sig_pairs
-            body = form_encode(business.items(), plus)
+            body = form_encode(list(business.items()) + extra, plus)
         elif placement == "all-form":
-            body = form_encode(sig_pairs + list(business.items()), plus)
+            body = form_encode(sig_pairs + list(business.items()) + extra, plus)
         else:
             raise ValueError("unknown placement %r" % placement)
         headers.append(("Accept", "application/json"))
@@ -621,6 +641,9 @@ def raw_call(req):
     path = "/"
     if query_pairs:
         path += "?" + form_encode(query_pairs, plus)
+    if sig in ("v1", "none"):
+        for k, b in raw_bytes:
+            path += ("&" if "?" in path else "?") + pct(k) + "=" + "".join("%%%02X" % c for c in b)
 
     body_bytes = body.encode() if body is not None else b""
     if body is not None:

@@ -1,13 +1,13 @@
 //! Authentication: the pure verifier from `polarbackup-auth`, fed by the store, plus the
 //! stateful checks it cannot do (nonce replay, STS tokens).
 
+use crate::handlers::store_failure;
 use crate::AppState;
 use polarbackup_auth::{AuthError, KeyLookup, KeyMaterial, KeyRecord};
 use polarbackup_model::{AccessKey, AccessKeyId, AccountId, KeyKind, RamUser};
 use polarbackup_store::StoreError;
 use polarbackup_wire::{ApiError, Params};
 use std::cell::RefCell;
-use tracing::error;
 
 /// Who is calling, once the signature checks out.
 #[derive(Debug, Clone)]
@@ -80,8 +80,7 @@ pub fn authenticate(
     let now = state.clock.now();
     let verified = polarbackup_auth::verify(&req, now, &keys);
     if let Some(e) = keys.failure.take() {
-        error!(error = %e, "key lookup failed");
-        return Err(ApiError::Internal);
+        return Err(store_failure(&e, "key lookup failed"));
     }
     let verified = verified.map_err(auth_error)?;
     if verified.security_token.is_some() {
@@ -97,10 +96,7 @@ pub fn authenticate(
     let fresh = state
         .store
         .use_nonce(&key.id, &verified.nonce, expires_at, now)
-        .map_err(|e| {
-            error!(error = %e, "nonce store failed");
-            ApiError::Internal
-        })?;
+        .map_err(|e| store_failure(&e, "nonce store failed"))?;
     if !fresh {
         return Err(ApiError::SignatureNonceUsed);
     }
@@ -110,10 +106,7 @@ pub fn authenticate(
             state
                 .store
                 .user(id)
-                .map_err(|e| {
-                    error!(error = %e, "loading the key's user failed");
-                    ApiError::Internal
-                })?
+                .map_err(|e| store_failure(&e, "loading the key's user failed"))?
                 // A key whose user is gone must not act as the account.
                 .ok_or(ApiError::AccessKeyNotFound)?,
         ),

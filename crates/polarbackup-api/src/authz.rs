@@ -2,6 +2,7 @@
 //! The account's own keys bypass evaluation, as in the cloud.
 
 use crate::authn::Caller;
+use crate::handlers::store_failure;
 use crate::AppState;
 use polarbackup_auth::ram::{
     encode_diagnostic, evaluate, system_policy, AttachedPolicy, Context, DecisionEffect, Policy,
@@ -43,10 +44,7 @@ pub fn resource_arn(
         Ok(cid) => match state.store.cluster(&cid) {
             Ok(Some(c)) if c.spec.account == caller.account => c.spec.region,
             Ok(_) => state.config.region.clone(),
-            Err(e) => {
-                error!(error = %e, "cluster lookup for authorization failed");
-                return Err(ApiError::Internal);
-            }
+            Err(e) => return Err(store_failure(&e, "cluster lookup for authorization failed")),
         },
         Err(_) => state.config.region.clone(),
     };
@@ -61,10 +59,10 @@ fn user_policies(state: &AppState, caller: &Caller) -> Result<Vec<AttachedPolicy
     let Some(user) = &caller.user else {
         return Ok(Vec::new());
     };
-    let attachments = state.store.attachments(user).map_err(|e| {
-        error!(error = %e, "loading attachments failed");
-        ApiError::Internal
-    })?;
+    let attachments = state
+        .store
+        .attachments(user)
+        .map_err(|e| store_failure(&e, "loading attachments failed"))?;
     let mut out = Vec::with_capacity(attachments.len());
     for a in attachments {
         match (a.kind, a.document) {
@@ -105,9 +103,9 @@ pub fn authorize(
     }
     let ram_action = action.ram_action();
     let resource = resource_arn(state, caller, action, params)?;
+    // Plain HTTP only; `admin ram simulate` fills the same defaults.
     let mut context = Context::new()
-        .with_current_time(state.clock.now())
-        .with_secure_transport(false)
+        .with_request_defaults(state.clock.now(), false)
         .with_access_id(caller.access_key_id.as_str());
     if let Some(ip) = caller.source_ip {
         context = context.with_source_ip(ip);

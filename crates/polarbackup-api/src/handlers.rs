@@ -13,7 +13,7 @@ use polarbackup_wire::describe_backup_tasks::{self as dbt, JobSelector};
 use polarbackup_wire::describe_backups::{self as dbs, BackupSelector};
 use polarbackup_wire::{backup_policy, create_backup, delete_backup, Action, ApiError, Params};
 use serde_json::{Map, Value};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 type Body = Result<Map<String, Value>, ApiError>;
 
@@ -48,7 +48,17 @@ pub fn dispatch(
 }
 
 pub(crate) fn internal(e: polarbackup_store::StoreError) -> ApiError {
-    error!(error = %e, "store failure");
+    store_failure(&e, "store failure")
+}
+
+/// A store failure as the client sees it: a full disk is the host's temporary condition
+/// (503 ServiceUnavailable, which the SDKs may retry), anything else an internal error.
+pub(crate) fn store_failure(e: &polarbackup_store::StoreError, what: &str) -> ApiError {
+    if e.is_out_of_space() {
+        warn!(error = %e, "{what}: out of disk space");
+        return ApiError::ServiceUnavailable;
+    }
+    error!(error = %e, "{what}");
     ApiError::Internal
 }
 

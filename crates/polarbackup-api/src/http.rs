@@ -2,6 +2,7 @@
 //! none, so a client trickling header bytes held a connection forever), the peer address for
 //! RAM's `acs:SourceIp`, and a graceful shutdown that lets in-flight requests finish.
 
+use crate::parse_errors::ShapedErrors;
 use crate::{router, AppState};
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -10,6 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -36,13 +38,15 @@ pub async fn serve(
     settings: HttpSettings,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(state), settings, shutdown).await
+    let host_id: Arc<str> = state.config.host_id.as_str().into();
+    serve_router(listener, router(state), settings, host_id, shutdown).await
 }
 
 async fn serve_router(
     listener: TcpListener,
     app: Router,
     settings: HttpSettings,
+    host_id: Arc<str>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -71,7 +75,8 @@ async fn serve_router(
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let io = TokioIo::new(ShapedErrors::new(stream, host_id.clone()));
+        let conn = http.serve_connection(io, TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -135,9 +140,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_router(listener, app, settings, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(serve_router(
+            listener,
+            app,
+            settings,
+            "test-host".into(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         (addr, stop, task)
     }
 
@@ -170,6 +181,99 @@ mod tests {
         let answer = get_once(&mut conn, "/peer").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with(&me.to_string()), "{answer} (we are {me})");
+    }
+
+    /// Sends `raw` and reads the answer up to the close: (status, head, body).
+    async fn exchange(addr: SocketAddr, raw: &[u8]) -> (u16, String, String) {
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        // The server may answer and close before reading everything.
+        let _ = conn.write_all(raw).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(GENEROUS, conn.read_to_end(&mut out))
+            .await
+            .expect("an answer in time");
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, head.to_owned(), body.to_owned())
+    }
+
+    #[tokio::test]
+    async fn requests_the_parser_refuses_get_the_api_error_shape() {
+        let (addr, _stop, _task) = start(settings(GENEROUS, GENEROUS)).await;
+        let many_headers: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+            (
+                "101 headers",
+                format!("GET /peer HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(),
+                431,
+                "InvalidParameter.TooLarge",
+            ),
+            (
+                "bad Content-Length",
+                b"POST /peer HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n".to_vec(),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "two Content-Lengths",
+                b"POST /peer HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "control byte in the URI",
+                b"GET /pe\x01er HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "non-ASCII in the URI",
+                b"GET /?a=\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "a header without a colon",
+                b"GET /peer HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n".to_vec(),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "an over-long URI",
+                format!("GET /?a={} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+                414,
+                "InvalidParameter.TooLarge",
+            ),
+        ];
+        for (what, raw, status, code) in cases {
+            let (got, head, body) = exchange(addr, &raw).await;
+            assert_eq!(got, status, "{what}: {head}\n{body}");
+            let json: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {head}\n{body:?}"));
+            assert_eq!(json["Code"], code, "{what}: {body}");
+            assert!(
+                json["Message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{what}: {body}"
+            );
+            assert_eq!(json["HostId"], "test-host", "{what}: {body}");
+            let rid = json["RequestId"].as_str().unwrap_or_default();
+            assert_eq!(rid.len(), 36, "{what}: {body}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains(&format!("x-acs-request-id: {}", rid.to_ascii_lowercase())),
+                "{what}: {head}"
+            );
+        }
+        // The listener is unharmed, and a good request is answered as before.
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        assert!(get_once(&mut conn, "/peer")
+            .await
+            .starts_with("HTTP/1.1 200"));
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ mod front_door;
 mod handlers;
 pub mod http;
 mod log_backups;
+mod parse_errors;
 mod released;
 
 use axum::routing::get;

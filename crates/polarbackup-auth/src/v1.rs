@@ -13,6 +13,18 @@ use crate::{
 /// The name of the parameter that carries the signature (excluded from signing).
 const SIGNATURE: &str = "Signature";
 
+/// The parameters that say who signed, how and when: each may appear once.
+const SIGNING: &[&str] = &[
+    "AccessKeyId",
+    SIGNATURE,
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "SignatureType",
+    "Timestamp",
+    "SecurityToken",
+];
+
 pub(crate) fn verify(
     req: &Request<'_>,
     now: Timestamp,
@@ -33,6 +45,16 @@ pub(crate) fn verify(
             .ok_or(AuthError::MissingParameter(name))
     };
 
+    // With a signing parameter given twice, the verifier and whatever reads the request later
+    // could each take a different one: refuse rather than pick.
+    if let Some(name) = SIGNING
+        .iter()
+        .find(|&&name| params.iter().filter(|(k, _)| *k == name).count() > 1)
+    {
+        return Err(AuthError::IncompleteSignature(format!(
+            "{name} is given more than once"
+        )));
+    }
     let access_key_id = required("AccessKeyId")?;
     let signature = required(SIGNATURE)?;
     let timestamp = required("Timestamp")?;
@@ -41,7 +63,7 @@ pub(crate) fn verify(
     if method != "HMAC-SHA1" {
         return Err(AuthError::InvalidSignatureMethod);
     }
-    if first("SignatureVersion").is_some_and(|v| v != "1.0") {
+    if required("SignatureVersion")? != "1.0" {
         return Err(AuthError::InvalidSignatureVersion);
     }
     if nonce.len() > MAX_NONCE_LEN {
@@ -170,6 +192,43 @@ mod tests {
     }
 
     #[test]
+    fn a_signing_parameter_given_twice_is_refused() {
+        // The correct signature first, a wrong one after, in the query or in the form.
+        let mut query = example_params(EXAMPLE_SIG);
+        query.push(("Signature".into(), "AAAA".into()));
+        assert_eq!(
+            run("GET", &query, &[]).unwrap_err(),
+            AuthError::IncompleteSignature("Signature is given more than once".into())
+        );
+        let form = owned(&[("Signature", EXAMPLE_SIG)]);
+        assert!(matches!(
+            run("GET", &example_params(EXAMPLE_SIG), &form),
+            Err(AuthError::IncompleteSignature(m)) if m.contains("Signature")
+        ));
+        for name in SIGNING {
+            let mut params = example_params(EXAMPLE_SIG);
+            let value = params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or_else(String::new, |(_, v)| v.clone());
+            params.push(((*name).into(), value.clone()));
+            params.push(((*name).into(), value));
+            assert_eq!(
+                run("GET", &params, &[]).unwrap_err(),
+                AuthError::IncompleteSignature(format!("{name} is given more than once")),
+                "{name}"
+            );
+        }
+        // A business parameter may repeat: it is signed, and the first one is used.
+        let mut params = example_params(EXAMPLE_SIG);
+        params.push(("BackupMode".into(), "Automated".into()));
+        assert!(matches!(
+            run("GET", &params, &[]),
+            Err(AuthError::SignatureMismatch { .. })
+        ));
+    }
+
+    #[test]
     fn params_may_be_split_between_query_and_form() {
         let params = example_params(EXAMPLE_SIG);
         let (query, form) = params.split_at(5);
@@ -210,6 +269,7 @@ mod tests {
             "Timestamp",
             "SignatureNonce",
             "SignatureMethod",
+            "SignatureVersion",
         ] {
             let mut params = example_params(EXAMPLE_SIG);
             params.retain(|(k, _)| k != name);
@@ -242,13 +302,13 @@ mod tests {
             run("GET", &with("SignatureVersion", "2.0"), &[]).unwrap_err(),
             AuthError::InvalidSignatureVersion
         );
-        // Absent SignatureVersion is tolerated (it only reaches the signature check).
+        // SignatureVersion is required like the others (the gateway's MissingSignatureVersion).
         let mut params = example_params(EXAMPLE_SIG);
         params.retain(|(k, _)| k != "SignatureVersion");
-        assert!(matches!(
-            run("GET", &params, &[]),
-            Err(AuthError::SignatureMismatch { .. })
-        ));
+        assert_eq!(
+            run("GET", &params, &[]).unwrap_err(),
+            AuthError::MissingParameter("SignatureVersion")
+        );
         assert_eq!(
             run("GET", &with("Timestamp", "2020-08-08 07:24:01"), &[]).unwrap_err(),
             AuthError::TimestampFormat

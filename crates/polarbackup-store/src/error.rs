@@ -47,4 +47,41 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// The store could not write for want of space (SQLite's `SQLITE_FULL`, an `ENOSPC` from
+    /// the file system, PostgreSQL's `disk_full`): a condition of the host, not of the request,
+    /// which the API answers with 503 ServiceUnavailable rather than 500.
+    pub fn is_out_of_space(&self) -> bool {
+        use postgres::error::SqlState;
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            Self::Postgres(e) => e.code() == Some(&SqlState::DISK_FULL),
+            Self::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_space_is_recognised_and_other_failures_are_not() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(StoreError::Sqlite(full).is_out_of_space());
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert!(StoreError::Io(enospc).is_out_of_space());
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!StoreError::Sqlite(busy).is_out_of_space());
+        assert!(!StoreError::Corrupt("x".into()).is_out_of_space());
+    }
 }

@@ -22,6 +22,15 @@ pub enum ApiError {
     RequestTimeout,
     #[error("malformed request body: {0}")]
     MalformedBody(&'static str),
+    /// The HTTP parser refused the request line or a header (a bad `Content-Length`, bytes
+    /// no URI or header may hold).
+    #[error("malformed HTTP request")]
+    MalformedRequest,
+    #[error("request URI too long")]
+    UriTooLong,
+    /// More headers than the parser takes, or a head larger than its buffer.
+    #[error("request headers too large")]
+    HeadersTooLarge,
 
     // Gateway: authentication.
     #[error("unknown access key")]
@@ -167,6 +176,21 @@ impl ApiError {
                 400,
                 "InvalidParameter",
                 format!("The request body is not valid: {why}."),
+            ),
+            MalformedRequest => (
+                400,
+                "InvalidParameter",
+                "The HTTP request is malformed: its request line, a header or its Content-Length could not be read.".into(),
+            ),
+            UriTooLong => (
+                414,
+                "InvalidParameter.TooLarge",
+                "The request URI is too long; send long parameters in a form body.".into(),
+            ),
+            HeadersTooLarge => (
+                431,
+                "InvalidParameter.TooLarge",
+                "The request has too many headers (at most 100) or they are too large.".into(),
             ),
             AccessKeyNotFound => (
                 404,

@@ -417,3 +417,227 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     );
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_missing_signature_version_is_refused_as_the_gateway_does() {
+    let t = tenant();
+    let p = json!({"DBClusterId": t.cluster_id});
+    let res = sdk(with(
+        ask("raw", &t, p),
+        json!({"omit": ["SignatureVersion"]}),
+    ));
+    assert_eq!(res["status"], 400, "{res:#}");
+    assert_eq!(res["code"], "MissingSignatureVersion", "{res:#}");
+    assert_eq!(
+        res["message"], "SignatureVersion is mandatory for this action.",
+        "{res:#}"
+    );
+    assert_error_envelope(&res);
+}
+
+#[test]
+fn a_signing_parameter_given_twice_is_refused_whichever_comes_first() {
+    let t = tenant();
+    let p = json!({"DBClusterId": t.cluster_id});
+    let cases = vec![
+        // The right signature first, then a wrong one (first-wins used to accept this).
+        json!({"extra_params": [["Signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="]]}),
+        // In the form body after the query's.
+        json!({"placement": "form", "extra_params": [["Signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="]]}),
+        json!({"extra_params": [["SignatureNonce", "another-nonce"]]}),
+        json!({"extra_params": [["AccessKeyId", t.key_id]]}),
+        json!({"extra_params": [["Timestamp", "2020-01-01T00:00:00Z"]]}),
+    ];
+    let results = sdk_batch(
+        cases
+            .iter()
+            .map(|c| with(ask("raw", &t, p.clone()), c.clone()))
+            .collect(),
+    );
+    for (case, res) in cases.iter().zip(&results) {
+        assert_eq!(res["status"], 400, "{case}: {res:#}");
+        assert_eq!(res["code"], "IncompleteSignature", "{case}: {res:#}");
+        assert!(
+            res["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("is given more than once")),
+            "{case}: {res:#}"
+        );
+        assert_error_envelope(res);
+    }
+    // A repeated business parameter is signed like any other, and the first one counts.
+    let res = sdk(with(
+        ask("raw", &t, p.clone()),
+        json!({"extra_params": [["DBClusterId", "pc-someoneelse00000"]]}),
+    ));
+    ok_jobs(&res);
+}
+
+#[test]
+fn requests_hyper_refuses_are_answered_in_the_api_error_shape() {
+    let addr = shared().endpoint();
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases = [
+        (
+            "101 headers",
+            format!("GET / HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n"),
+            431,
+        ),
+        (
+            "bad Content-Length",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n".to_string(),
+            400,
+        ),
+        (
+            "a control byte in the URI",
+            "GET /?Action=\u{1}x HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+            400,
+        ),
+        (
+            "a 70,000-byte URI",
+            format!("GET /?a={} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)),
+            414,
+        ),
+    ];
+    for (what, raw, status) in cases {
+        let (got, head, body) = http(&addr, &raw);
+        assert_eq!(got, status, "{what}: {head}\n{body}");
+        let body: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {head}\n{body:?}"));
+        for field in ["RequestId", "HostId", "Code", "Message"] {
+            assert!(body[field].is_string(), "{what}: no {field}: {body}");
+        }
+        let rid = body["RequestId"].as_str().unwrap();
+        assert!(checks::is_request_id(rid), "{what}: {body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("x-acs-request-id: {}", rid.to_ascii_lowercase())),
+            "{what}: {head}"
+        );
+    }
+    let (status, _, _) = http(
+        &addr,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+}
+
+/// A small tmpfs mounted for one test and unmounted when dropped (after anything using it).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Panics with the reason if the mount fails (the tests run as root).
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("polarbackup-tmpfs-")
+            .tempdir()
+            .expect("create a mount point");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs on {} (this test needs root): {}",
+            dir.path().display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes zeros into `name` until the file system is full.
+    fn fill(&self, name: &str) {
+        let mut f = std::fs::File::create(self.path().join(name)).expect("create the filler");
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            // Still busy: detach it so the mount does not outlive the test.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_answers_503_and_reads_keep_working() {
+    let disk = Tmpfs::mount("32m");
+    let server = Server::builder(bin())
+        .data_dir(&disk.path().join("data"))
+        .start();
+    let t = server.tenant();
+    let call = |action: &str, params: Value| {
+        let mut req = request("raw", &server, &t, params);
+        req["action"] = json!(action);
+        req
+    };
+    let c = &t.cluster_id;
+    let modify = || {
+        call(
+            "ModifyBackupPolicy",
+            json!({"DBClusterId": c, "PreferredBackupPeriod": "Monday,Tuesday"}),
+        )
+    };
+    let read = || call("DescribeBackupTasks", json!({"DBClusterId": c}));
+    let before = sdk_batch(vec![read(), modify()]);
+    ok_jobs(&before[0]);
+    assert_eq!(before[1]["status"], 200, "{:#}", before[1]);
+
+    disk.fill("filler");
+    // Several calls of each kind, so the store's spare pages are used up, not just one.
+    let full = sdk_batch((0..20).flat_map(|_| [modify(), read()]).collect());
+    let mut unavailable = 0;
+    for res in &full {
+        let status = res["status"].as_u64().unwrap_or(0);
+        assert!(status == 200 || status == 503, "{res:#}");
+        if status == 503 {
+            assert_eq!(res["code"], "ServiceUnavailable", "{res:#}");
+            assert_error_envelope(res);
+            unavailable += 1;
+        }
+    }
+    assert!(
+        full.iter().step_by(2).all(|r| r["status"] == 503),
+        "a write succeeded on a full disk: {full:#?}"
+    );
+    assert!(unavailable > 0);
+    assert!(!server.log().contains("InternalError"), "{}", server.log());
+
+    // Room again: everything works.
+    std::fs::remove_file(disk.path().join("filler")).expect("remove the filler");
+    let after = sdk_batch(vec![modify(), read()]);
+    assert_eq!(after[0]["status"], 200, "{:#}", after[0]);
+    ok_jobs(&after[1]);
+    drop(server);
+}
