@@ -49,7 +49,8 @@ impl JobError {
                 | StoreError::TooNew { .. }
                 | StoreError::IllegalJobUpdate { .. }
                 | StoreError::LeaseLost { .. }
-                | StoreError::NotEmpty { .. } => false,
+                | StoreError::NotEmpty { .. }
+                | StoreError::MasterKey(_) => false,
             },
             JobError::Cancelled
             | JobError::LeaseLost

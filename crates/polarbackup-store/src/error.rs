@@ -28,6 +28,10 @@ pub enum StoreError {
     /// worker took the job over), or by nobody while a worker holds it: nothing was written.
     #[error("job {id}: the writer does not hold the job's lease")]
     LeaseLost { id: u64 },
+    /// The master key is missing, malformed, or not the one that sealed the store's secrets.
+    /// Never carries a key or a secret.
+    #[error("{0}")]
+    MasterKey(String),
     /// A migration's target already holds metadata.
     #[error("the target metadata store is not empty: it has {what}")]
     NotEmpty { what: &'static str },

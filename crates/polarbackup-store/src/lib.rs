@@ -10,6 +10,7 @@ mod pg;
 mod records;
 mod rows;
 mod rules;
+mod sealing;
 mod sqlite;
 
 pub use error::StoreError;
@@ -21,6 +22,7 @@ pub use records::{
     WalPage, WalRecorded,
 };
 pub use rules::failed_set;
+pub use sealing::{MasterKey, SealReport};
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;

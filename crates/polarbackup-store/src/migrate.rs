@@ -48,7 +48,17 @@ struct Table {
 /// Copies every record of `from` into `to`, which must hold no account, cluster or job
 /// (`StoreError::NotEmpty`); nothing is written unless all of it is.
 pub fn migrate_metadata(from: &SqliteStore, to: &PgStore) -> Result<MigrationReport> {
+    // Sealed secrets are copied as they are: they open only with the key that sealed them.
+    if let (Some(a), Some(b)) = (from.master_key_id(), to.master_key_id()) {
+        if a != b {
+            return Err(StoreError::MasterKey(format!(
+                "master key does not match: the source store is sealed with key {a}, the \
+                 target with key {b}"
+            )));
+        }
+    }
     let (tables, sequences) = read_sqlite(from)?;
+    let sealer = to.sealer();
     to.write(move |tx| {
         for table in MUST_BE_EMPTY {
             let any = tx.query_opt(&format!("SELECT 1 FROM {table} LIMIT 1"), &[])?;
@@ -73,6 +83,7 @@ pub fn migrate_metadata(from: &SqliteStore, to: &PgStore) -> Result<MigrationRep
                 &[seq],
             )?;
         }
+        crate::pg::secrets::seal_copied(&sealer, tx)?;
         Ok(MigrationReport { tables: report })
     })
 }

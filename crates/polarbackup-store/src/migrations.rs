@@ -209,6 +209,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE wal_gaps RENAME COLUMN detected_at TO detected_us;
     UPDATE wal_gaps SET detected_us = detected_us * 1000000;
     "#,
+    // 11: secrets at rest. The check value (a constant sealed with the master key) tells a
+    // process started with another key apart at open; access-key secrets and passwords are
+    // sealed in place (`sealing`), with no column of their own.
+    r#"
+    CREATE TABLE master_key_check (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        key_id      TEXT NOT NULL,
+        check_value TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

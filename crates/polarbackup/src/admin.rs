@@ -69,6 +69,23 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Policy(cmd) => crate::admin_ram::policy(cmd)?,
         AdminCommand::Ram(cmd) => crate::admin_ram::ram(cmd)?,
         AdminCommand::MigrateMetadata(args) => crate::admin_migrate::run(args)?,
+        AdminCommand::RotateMasterKey { new_key_file, data } => {
+            let new = Arc::new(config::read_master_key_file(&new_key_file)?);
+            let locations = data.locations()?;
+            let report = locations.rotate_master_key(Arc::clone(&new))?;
+            eprintln!(
+                "re-sealed {} access-key secrets and {} database passwords with key {}; give \
+                 every server that key now (master_key_file or POLARBACKUP_MASTER_KEY)",
+                report.access_keys,
+                report.cluster_passwords,
+                new.id()
+            );
+            json!({
+                "KeyId": new.id(),
+                "AccessKeys": report.access_keys,
+                "ClusterPasswords": report.cluster_passwords,
+            })
+        }
     };
     println!("{out}");
     Ok(())

@@ -39,8 +39,9 @@ pub fn run(args: MigrateArgs) -> Result<Value> {
     if !from.is_file() {
         bail!("--from: there is no SQLite store at {}", from.display());
     }
-    let source = backends::open_sqlite(&from)?;
-    let report = backends::migrate_to_postgres(&source, pg, target.pool_size)?;
+    let key = target.master_key()?;
+    let source = backends::open_sqlite(&from, key.clone())?;
+    let report = backends::migrate_to_postgres(&source, pg, target.pool_size, key)?;
     let tables: Map<String, Value> = report
         .tables
         .iter()

@@ -1,11 +1,14 @@
 //! Opens the metadata store and the backup repository that the settings name: the one place
 //! the binary picks a backend, so `serve`, `admin` and `restore` always agree.
 
+use crate::config;
 use crate::locations::{Metadata, PgLocation};
 use crate::settings::Settings;
 use anyhow::{anyhow, bail, Context, Result};
 use polarbackup_repo::{Repo, RepoConfig, RepoUrl, S3Credentials};
-use polarbackup_store::{MigrationReport, PgOptions, PgStore, SqliteStore, Store, StoreError};
+use polarbackup_store::{
+    MasterKey, MigrationReport, PgOptions, PgStore, SealReport, SqliteStore, Store, StoreError,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +23,25 @@ pub struct Locations {
     pub repository: RepoUrl,
     /// For an `s3://` repository (always given then); `Debug` hides the secret.
     pub s3_credentials: Option<S3Credentials>,
+    /// Where the master key that seals the store's secrets comes from.
+    pub master_key: KeySource,
+}
+
+/// The master key's source: the environment (already read), or a file read when the store is
+/// opened (a relative one, in the data directory, is made then). `Debug` shows no key.
+#[derive(Clone)]
+pub enum KeySource {
+    Env(Arc<MasterKey>),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(key) => write!(f, "Env({})", key.id()),
+            Self::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
 }
 
 impl Locations {
@@ -56,25 +78,63 @@ impl Locations {
             RepoUrl::File(_) => None,
             RepoUrl::S3 { .. } => Some(s3_credentials(settings)?),
         };
+        let master_key = match &settings.secrets.master_key {
+            Some(text) => KeySource::Env(Arc::new(
+                MasterKey::from_text(text.expose()).context("POLARBACKUP_MASTER_KEY")?,
+            )),
+            None => KeySource::File(settings.master_key_file.clone()),
+        };
         Ok(Self {
             data_dir,
             metadata,
             pool_size: settings.metadata_pool_size,
             repository,
             s3_credentials,
+            master_key,
         })
     }
 
-    /// The metadata store, migrated to the current schema.
+    /// The master key, read (or, in the data directory, made) now.
+    pub fn master_key(&self) -> Result<Arc<MasterKey>> {
+        match &self.master_key {
+            KeySource::Env(key) => Ok(Arc::clone(key)),
+            KeySource::File(file) => {
+                if file.is_relative() {
+                    make_data_dir(&self.data_dir)?;
+                }
+                Ok(Arc::new(config::master_key(&self.data_dir, file, None)?))
+            }
+        }
+    }
+
+    /// The metadata store, migrated to the current schema, sealing its secrets with the
+    /// master key (refused when the store was sealed with another).
     pub fn open_store(&self) -> Result<Arc<dyn Store>> {
+        let key = self.master_key()?;
         Ok(match &self.metadata {
-            Metadata::Sqlite(path) => Arc::new(open_sqlite(path)?),
-            Metadata::Postgres(pg) => Arc::new(open_postgres(pg, self.pool_size)?),
+            Metadata::Sqlite(path) => Arc::new(open_sqlite(path, key)?),
+            Metadata::Postgres(pg) => Arc::new(open_postgres(pg, self.pool_size, key)?),
         })
     }
 
-    /// The backup repository.
+    /// Re-seals every secret of the store with `new` (one transaction); the store must open
+    /// with the current key first.
+    pub fn rotate_master_key(&self, new: Arc<MasterKey>) -> Result<SealReport> {
+        let key = self.master_key()?;
+        Ok(match &self.metadata {
+            Metadata::Sqlite(path) => open_sqlite(path, key)?.rotate_master_key(new)?,
+            Metadata::Postgres(pg) => {
+                open_postgres(pg, self.pool_size, key)?.rotate_master_key(new)?
+            }
+        })
+    }
+
+    /// The backup repository; a local one is made private (0700/0600) first, whatever an
+    /// earlier version or the umask left.
     pub fn open_repo(&self) -> Result<Repo> {
+        if let RepoUrl::File(path) = &self.repository {
+            crate::private::tighten(path)?;
+        }
         Repo::open_url(
             &self.repository,
             self.s3_credentials.as_ref(),
@@ -134,23 +194,26 @@ fn host_shown(host: &str) -> String {
     }
 }
 
-/// An SQLite store in the file `path`.
-pub fn open_sqlite(path: &Path) -> Result<SqliteStore> {
+/// An SQLite store in the file `path`, sealing with `key`.
+pub fn open_sqlite(path: &Path, key: Arc<MasterKey>) -> Result<SqliteStore> {
     SqliteStore::open_file(path)
+        .and_then(|s| s.with_master_key(key))
         .with_context(|| format!("opening the metadata store {}", path.display()))
 }
 
 /// A PostgreSQL store (connected, migrated), as the binary's settings describe it.
-pub fn open_postgres(pg: &PgLocation, pool_size: usize) -> Result<PgStore> {
-    PgStore::open(&pg_options(pg, pool_size)).with_context(|| {
-        format!(
-            "opening the metadata store postgres://{}@{}:{}/{}",
-            pg.user,
-            host_shown(&pg.host),
-            pg.port,
-            pg.dbname
-        )
-    })
+pub fn open_postgres(pg: &PgLocation, pool_size: usize, key: Arc<MasterKey>) -> Result<PgStore> {
+    PgStore::open(&pg_options(pg, pool_size))
+        .and_then(|s| s.with_master_key(key))
+        .with_context(|| {
+            format!(
+                "opening the metadata store postgres://{}@{}:{}/{}",
+                pg.user,
+                host_shown(&pg.host),
+                pg.port,
+                pg.dbname
+            )
+        })
 }
 
 fn pg_options(pg: &PgLocation, pool_size: usize) -> PgOptions {
@@ -169,8 +232,9 @@ pub fn migrate_to_postgres(
     source: &SqliteStore,
     pg: &PgLocation,
     pool_size: usize,
+    key: Arc<MasterKey>,
 ) -> Result<MigrationReport> {
-    let target = open_postgres(pg, pool_size)?;
+    let target = open_postgres(pg, pool_size, key)?;
     match polarbackup_store::migrate_metadata(source, &target) {
         Err(StoreError::NotEmpty { what }) => bail!(
             "the target postgres://{}@{}:{}/{} already holds metadata ({what}): \
@@ -184,8 +248,16 @@ pub fn migrate_to_postgres(
     }
 }
 
-/// The data directory, made private (0700) when missing: it holds keys.
+/// The data directory, made private (0700) when missing, and everything in it made private
+/// when not (an earlier version left it 0755): it holds keys, metadata and, by default, the
+/// repository.
 pub fn ensure_data_dir(dir: &Path) -> Result<()> {
+    make_data_dir(dir)?;
+    crate::private::tighten(dir)
+}
+
+/// The data directory, made private (0700) when missing.
+fn make_data_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
         std::fs::DirBuilder::new()

@@ -142,7 +142,29 @@ pub enum AdminCommand {
     /// id, key, policy, job and set as it was; prints the rows copied per table.
     #[command(long_about = MIGRATE_ABOUT)]
     MigrateMetadata(MigrateArgs),
+    /// Re-seal every secret in the metadata store with a new master key, in one transaction;
+    /// then give every server the new key. Prints {"KeyId", "AccessKeys", "ClusterPasswords"}.
+    #[command(long_about = ROTATE_ABOUT)]
+    RotateMasterKey {
+        /// File holding the new key (32 raw bytes, or 64 hex digits or base64), mode 0600.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+        #[command(flatten)]
+        data: LocationArgs,
+    },
 }
+
+const ROTATE_ABOUT: &str = "\
+Re-seal every access-key secret and database password in the metadata store with a new \
+master key, in one transaction, and record the new key's check value. The current key comes \
+from where serve takes it (POLARBACKUP_MASTER_KEY, or master_key_file: by default master.key \
+in the data directory); the new one only from a file, never a flag.
+
+From then on the store opens only with the new key: put it where the servers take their key \
+(replace master_key_file, or set POLARBACKUP_MASTER_KEY) and restart them. A server still \
+holding the old key fails its signed requests until then, and refuses to start with it.
+
+Make a key with: (umask 077; head -c 32 /dev/urandom > new.key)";
 
 const MIGRATE_ABOUT: &str = "\
 Copy an embedded installation's metadata (SQLite) into an empty PostgreSQL store, every id, \

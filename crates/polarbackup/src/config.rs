@@ -1,6 +1,7 @@
 //! The data directory's layout, and values that settings and admin commands both check.
 
 use anyhow::{bail, Context, Result};
+use polarbackup_store::MasterKey;
 use std::path::{Path, PathBuf};
 
 /// Region ids: lower-case letters, digits and '-'.
@@ -30,10 +31,50 @@ pub fn link_secret(data_dir: &Path, file: &Path) -> Result<Vec<u8>> {
     Ok(key)
 }
 
+/// The master key that seals the metadata store's secrets: `env` (POLARBACKUP_MASTER_KEY,
+/// text) when given, else `file` (the setting). A relative `file` names a file in the data
+/// directory, made on first use (32 random bytes, mode 0600), as the diagnostic key is; an
+/// absolute one must exist and be private to its owner. Errors never hold key material.
+pub fn master_key(data_dir: &Path, file: &Path, env: Option<&str>) -> Result<MasterKey> {
+    if let Some(text) = env {
+        return MasterKey::from_text(text).context("POLARBACKUP_MASTER_KEY");
+    }
+    if file.is_relative() {
+        return master_key_from(&key_file(&data_dir.join(file))?)
+            .with_context(|| format!("master key file {}", data_dir.join(file).display()));
+    }
+    read_master_key_file(file)
+}
+
+/// A master key an operator gives in a file (32 raw bytes, or hex or base64 text), which
+/// nobody but its owner may read.
+pub fn read_master_key_file(file: &Path) -> Result<MasterKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "master key file {} may be read by its group or others (mode {mode:o}): chmod 600 it",
+            file.display()
+        );
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    master_key_from(&bytes).with_context(|| format!("master key file {}", file.display()))
+}
+
+fn master_key_from(bytes: &[u8]) -> Result<MasterKey> {
+    if bytes.len() == MasterKey::LEN {
+        return Ok(MasterKey::from_bytes(bytes)?);
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("not 32 raw bytes, nor hex or base64 text"))?;
+    Ok(MasterKey::from_text(text)?)
+}
+
 /// A random 32-byte key kept in `path`, made on first use (mode 0600).
 fn key_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     match std::fs::read(path) {
         Ok(k) if k.len() >= 32 => return Ok(k),
         Ok(_) => bail!(
@@ -44,7 +85,10 @@ fn key_file(path: &Path) -> Result<Vec<u8>> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let key: [u8; 32] = rand::random();
     let mut f = std::fs::OpenOptions::new()

@@ -11,6 +11,7 @@ mod config;
 mod executor;
 mod locations;
 mod log_reader;
+mod private;
 mod restore;
 mod serve;
 mod settings;
@@ -19,6 +20,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread or file: everything this process creates is its owner's only.
+    private::restrict_umask();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),

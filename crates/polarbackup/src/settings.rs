@@ -37,6 +37,11 @@ declare::settings! {
             env: "AWS_SECRET_ACCESS_KEY",
             help: "secret access key of an s3:// repository",
         }
+        master_key {
+            env: "POLARBACKUP_MASTER_KEY",
+            help: "the master key sealing the metadata store's secrets (32 bytes as 64 hex \
+                   digits or base64); overrides master_key_file",
+        }
     }
     listen: SocketAddr {
         default: "127.0.0.1:8080",
@@ -180,6 +185,18 @@ declare::settings! {
                answering for one store must share it",
         check: |p| secret_path(p),
         sample: "/etc/polarbackup/link-secret.key",
+        invalid: "",
+    }
+    master_key_file: PathBuf {
+        default: "master.key",
+        env: "POLARBACKUP_MASTER_KEY_FILE",
+        help: "File holding the master key that seals access-key secrets and database \
+               passwords in the metadata store (32 raw bytes, or 64 hex digits or base64). A \
+               relative path is in the data directory, and the file is made there (random, \
+               mode 0600) on first start; an absolute one must exist and be private. Servers \
+               sharing a store must share the key",
+        check: |p| secret_path(p),
+        sample: "/etc/polarbackup/master.key",
         invalid: "",
     }
     header_timeout_secs: u32 {

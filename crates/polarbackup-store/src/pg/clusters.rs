@@ -6,6 +6,7 @@ use super::{jobs, opt, policies, sets, tenants, PgStore};
 use crate::records::{ClusterDeletion, DeletionRefusal};
 use crate::rows::{cluster_from, db_id, job_from, secs, JOB_COLUMNS};
 use crate::rules::{final_set, split_on_deletion, NON_TERMINAL};
+use crate::sealing::{password_place, Sealer};
 use crate::{ids, ClusterStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
@@ -194,11 +195,17 @@ pub fn after_job_end(
 }
 
 /// The account check, the cluster row and its default policy are one transaction.
-fn create(c: &mut impl GenericClient, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
+fn create(
+    c: &mut impl GenericClient,
+    sealer: &Sealer,
+    spec: &NewCluster,
+    now: Timestamp,
+) -> Result<Cluster> {
     tenants::require_account(c, &spec.account)?;
     // Random ids can collide; a few tries make that vanishingly unlikely to surface.
     for _ in 0..8 {
         let id = ids::cluster_id();
+        let password = sealer.seal_opt(&password_place(&id), spec.password.as_deref())?;
         let inserted = opt(
             c,
             "INSERT INTO clusters (id, account_id, region, engine, host, port, user_name,
@@ -213,7 +220,7 @@ fn create(c: &mut impl GenericClient, spec: &NewCluster, now: Timestamp) -> Resu
                 &spec.host,
                 &i64::from(spec.port),
                 &spec.user,
-                &spec.password,
+                &password,
                 &spec.database,
                 &spec.description,
                 &secs(now),
@@ -222,9 +229,10 @@ fn create(c: &mut impl GenericClient, spec: &NewCluster, now: Timestamp) -> Resu
             ],
             cluster_from,
         )?;
-        if let Some(cluster) = inserted {
+        if let Some(mut cluster) = inserted {
             // The schedule starts now: no slot before the cluster existed is due.
             policies::insert_default(c, &id, Some(now))?;
+            cluster.spec.password.clone_from(&spec.password);
             return Ok(cluster);
         }
     }
@@ -233,20 +241,27 @@ fn create(c: &mut impl GenericClient, spec: &NewCluster, now: Timestamp) -> Resu
 
 impl ClusterStore for PgStore {
     fn create_cluster(&self, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
-        let spec = spec.clone();
-        self.write(move |tx| create(tx, &spec, now))
+        let (spec, sealer) = (spec.clone(), self.sealer.clone());
+        self.write(move |tx| create(tx, &sealer, &spec, now))
     }
 
     fn cluster(&self, id: &DbClusterId) -> Result<Option<Cluster>> {
         let id = id.clone();
-        self.read(move |c| {
+        let cluster = self.read(move |c| {
             opt(
                 c,
                 "SELECT * FROM clusters WHERE id = $1",
                 &[&id.as_str()],
                 cluster_from,
             )
-        })
+        })?;
+        cluster
+            .map(|mut c| {
+                let place = password_place(c.id.as_str());
+                c.spec.password = self.sealer.open_opt(&place, c.spec.password.take())?;
+                Ok(c)
+            })
+            .transpose()
     }
 
     fn begin_cluster_deletion(

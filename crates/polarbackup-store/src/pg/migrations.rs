@@ -166,6 +166,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wal_gaps_by_cluster ON wal_gaps (cluster_id, detected_us);
     "#,
+    // 2: SQLite's migration 11, the master key's check value.
+    r#"
+    CREATE TABLE master_key_check (
+        id          BIGINT PRIMARY KEY CHECK (id = 1),
+        key_id      TEXT NOT NULL,
+        check_value TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

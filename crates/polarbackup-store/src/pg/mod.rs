@@ -10,6 +10,7 @@ mod nonces;
 mod policies;
 mod pool;
 mod ram;
+pub(crate) mod secrets;
 mod sets;
 mod tenants;
 mod tls;
@@ -17,6 +18,7 @@ mod wal;
 
 use crate::rows::Fields;
 use crate::rules::NoncePurge;
+use crate::sealing::Sealer;
 use crate::{Result, Store, StoreError};
 use polarbackup_model::TlsMode;
 use pool::{Conn, Pool};
@@ -84,6 +86,7 @@ pub struct PgStore {
     pool: Pool,
     target: String,
     nonce_purge: NoncePurge,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -126,6 +129,7 @@ impl PgStore {
                 options.user, options.host, options.port, options.dbname
             ),
             nonce_purge: NoncePurge::default(),
+            sealer: Sealer::default(),
         };
         store.pool.run(|conn| migrations::apply(conn.client()?))?;
         Ok(store)

@@ -2,6 +2,7 @@
 
 use super::{exists, opt, PgStore};
 use crate::rows::{account_from, key_from, secs};
+use crate::sealing::{key_place, Sealer};
 use crate::{ids, rules, Result, StoreError, TenantStore};
 use jiff::Timestamp;
 use polarbackup_model::{AccessKey, AccessKeyId, Account, AccountId, KeyKind, RamUser, RamUserId};
@@ -41,8 +42,9 @@ fn insert_account(
     Err(StoreError::Conflict("account id"))
 }
 
-fn insert_key(c: &mut impl GenericClient, key: &AccessKey) -> Result<()> {
+fn insert_key(c: &mut impl GenericClient, sealer: &Sealer, key: &AccessKey) -> Result<()> {
     require_account(c, &key.account)?;
+    let secret = sealer.seal(&key_place(key.id.as_str()), &key.secret)?;
     let inserted = c.execute(
         "INSERT INTO access_keys (id, account_id, secret, active, created_at, user_id, kind)
          SELECT $1::text, $2::text, $3::text, $4::bigint, $5::bigint, $6::text, $7::text
@@ -52,7 +54,7 @@ fn insert_key(c: &mut impl GenericClient, key: &AccessKey) -> Result<()> {
         &[
             &key.id.as_str(),
             &key.account.as_str(),
-            &key.secret,
+            &secret,
             &i64::from(key.active),
             &secs(key.created_at),
             &key.user.as_ref().map(RamUserId::as_str),
@@ -65,13 +67,18 @@ fn insert_key(c: &mut impl GenericClient, key: &AccessKey) -> Result<()> {
     Ok(())
 }
 
-fn get_key(c: &mut impl GenericClient, id: &str) -> Result<Option<AccessKey>> {
-    opt(
+fn get_key(c: &mut impl GenericClient, sealer: &Sealer, id: &str) -> Result<Option<AccessKey>> {
+    let key = opt(
         c,
         "SELECT * FROM access_keys WHERE id = $1",
         &[&id],
         key_from,
-    )
+    )?;
+    key.map(|mut k| {
+        k.secret = sealer.open(&key_place(k.id.as_str()), &k.secret)?;
+        Ok(k)
+    })
+    .transpose()
 }
 
 impl TenantStore for PgStore {
@@ -117,13 +124,13 @@ impl TenantStore for PgStore {
     }
 
     fn import_key(&self, key: &AccessKey) -> Result<()> {
-        let key = key.clone();
-        self.write(move |tx| insert_key(tx, &key))
+        let (key, sealer) = (key.clone(), self.sealer.clone());
+        self.write(move |tx| insert_key(tx, &sealer, &key))
     }
 
     fn key(&self, id: &AccessKeyId) -> Result<Option<AccessKey>> {
-        let id = id.clone();
-        self.read(move |c| get_key(c, id.as_str()))
+        let (id, sealer) = (id.clone(), self.sealer.clone());
+        self.read(move |c| get_key(c, &sealer, id.as_str()))
     }
 
     fn bootstrap_account_key(
@@ -134,13 +141,15 @@ impl TenantStore for PgStore {
         now: Timestamp,
     ) -> Result<Option<Account>> {
         let (name, id, secret) = (name.to_owned(), id.clone(), secret.to_owned());
+        let sealer = self.sealer.clone();
         self.write(move |tx| {
-            if get_key(tx, id.as_str())?.is_some() {
+            if get_key(tx, &sealer, id.as_str())?.is_some() {
                 return Ok(None);
             }
             let account = insert_account(tx, Some(&name), now)?;
             insert_key(
                 tx,
+                &sealer,
                 &AccessKey {
                     id: id.clone(),
                     account: account.id.clone(),

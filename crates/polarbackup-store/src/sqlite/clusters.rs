@@ -8,6 +8,7 @@ use super::{policies, sets};
 use super::{tenants, SqliteStore};
 use crate::records::{ClusterDeletion, DeletionRefusal};
 use crate::rules::{final_set, split_on_deletion};
+use crate::sealing::{password_place, Sealer};
 use crate::{ids, ClusterStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
@@ -204,11 +205,12 @@ pub fn after_job_end(c: &Connection, job: &BackupJob, set: Option<&BackupSet>) -
 
 /// The account check, the cluster row and its default policy are one transaction: a cluster
 /// never exists without its policy or its account.
-fn create(c: &Connection, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
+fn create(c: &Connection, sealer: &Sealer, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
     tenants::require_account(c, &spec.account)?;
     // Random ids can collide; a few tries make that vanishingly unlikely to surface.
     for _ in 0..8 {
         let id = ids::cluster_id();
+        let password = sealer.seal_opt(&password_place(&id), spec.password.as_deref())?;
         let inserted = c.execute(
             "INSERT OR IGNORE INTO clusters (id, account_id, region, engine, host, port,
                  user_name, password, database, description, created_at, tls_mode,
@@ -222,7 +224,7 @@ fn create(c: &Connection, spec: &NewCluster, now: Timestamp) -> Result<Cluster> 
                 spec.host,
                 spec.port,
                 spec.user,
-                spec.password,
+                password,
                 spec.database,
                 spec.description,
                 secs(now),
@@ -233,7 +235,10 @@ fn create(c: &Connection, spec: &NewCluster, now: Timestamp) -> Result<Cluster> 
         if inserted == 1 {
             // The schedule starts now: no slot before the cluster existed is due.
             policies::insert_default(c, &id, Some(now))?;
-            return Ok(c.query_row("SELECT * FROM clusters WHERE id = ?1", [&id], cluster_from)?);
+            let mut cluster =
+                c.query_row("SELECT * FROM clusters WHERE id = ?1", [&id], cluster_from)?;
+            cluster.spec.password.clone_from(&spec.password);
+            return Ok(cluster);
         }
     }
     Err(StoreError::Conflict("cluster id"))
@@ -241,18 +246,25 @@ fn create(c: &Connection, spec: &NewCluster, now: Timestamp) -> Result<Cluster> 
 
 impl ClusterStore for SqliteStore {
     fn create_cluster(&self, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
-        self.write(|tx| create(tx, spec, now))
+        self.write(|tx| create(tx, &self.sealer, spec, now))
     }
 
     fn cluster(&self, id: &DbClusterId) -> Result<Option<Cluster>> {
-        self.with(|c| {
+        let cluster = self.with(|c| {
             Ok(c.query_row(
                 "SELECT * FROM clusters WHERE id = ?1",
                 [id.as_str()],
                 cluster_from,
             )
             .optional()?)
-        })
+        })?;
+        cluster
+            .map(|mut c| {
+                let place = password_place(c.id.as_str());
+                c.spec.password = self.sealer.open_opt(&place, c.spec.password.take())?;
+                Ok(c)
+            })
+            .transpose()
     }
 
     fn begin_cluster_deletion(

@@ -6,11 +6,13 @@ mod nonces;
 mod policies;
 mod ram;
 mod rows;
+mod secrets;
 mod sets;
 mod tenants;
 mod wal;
 
 use crate::rules::NoncePurge;
+use crate::sealing::Sealer;
 use crate::{migrations, Result, Store};
 use rusqlite::{Connection, TransactionBehavior};
 use std::fs;
@@ -27,6 +29,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     nonce_purge: NoncePurge,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -81,6 +84,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path,
             nonce_purge: NoncePurge::default(),
+            sealer: Sealer::default(),
         })
     }
 

@@ -2,6 +2,7 @@
 
 use super::rows::{account_from, key_from, secs};
 use super::SqliteStore;
+use crate::sealing::{key_place, Sealer};
 use crate::{ids, rules, Result, StoreError, TenantStore};
 use jiff::Timestamp;
 use polarbackup_model::{AccessKey, AccessKeyId, Account, AccountId, KeyKind, RamUser, RamUserId};
@@ -39,8 +40,9 @@ fn insert_account(c: &Connection, name: Option<&str>, now: Timestamp) -> Result<
     Err(StoreError::Conflict("account id"))
 }
 
-fn insert_key(c: &Connection, key: &AccessKey) -> Result<()> {
+fn insert_key(c: &Connection, sealer: &Sealer, key: &AccessKey) -> Result<()> {
     require_account(c, &key.account)?;
+    let secret = sealer.seal(&key_place(key.id.as_str()), &key.secret)?;
     let inserted = c.execute(
         "INSERT OR IGNORE INTO access_keys (id, account_id, secret, active, created_at,
              user_id, kind)
@@ -49,7 +51,7 @@ fn insert_key(c: &Connection, key: &AccessKey) -> Result<()> {
         params![
             key.id.as_str(),
             key.account.as_str(),
-            key.secret,
+            secret,
             key.active,
             secs(key.created_at),
             key.user.as_ref().map(RamUserId::as_str),
@@ -62,13 +64,19 @@ fn insert_key(c: &Connection, key: &AccessKey) -> Result<()> {
     Ok(())
 }
 
-fn get_key(c: &Connection, id: &AccessKeyId) -> Result<Option<AccessKey>> {
-    Ok(c.query_row(
-        "SELECT * FROM access_keys WHERE id = ?1",
-        [id.as_str()],
-        key_from,
-    )
-    .optional()?)
+fn get_key(c: &Connection, sealer: &Sealer, id: &AccessKeyId) -> Result<Option<AccessKey>> {
+    let key = c
+        .query_row(
+            "SELECT * FROM access_keys WHERE id = ?1",
+            [id.as_str()],
+            key_from,
+        )
+        .optional()?;
+    key.map(|mut k| {
+        k.secret = sealer.open(&key_place(k.id.as_str()), &k.secret)?;
+        Ok(k)
+    })
+    .transpose()
 }
 
 impl TenantStore for SqliteStore {
@@ -112,11 +120,11 @@ impl TenantStore for SqliteStore {
     }
 
     fn import_key(&self, key: &AccessKey) -> Result<()> {
-        self.write(|tx| insert_key(tx, key))
+        self.write(|tx| insert_key(tx, &self.sealer, key))
     }
 
     fn key(&self, id: &AccessKeyId) -> Result<Option<AccessKey>> {
-        self.with(|c| get_key(c, id))
+        self.with(|c| get_key(c, &self.sealer, id))
     }
 
     fn bootstrap_account_key(
@@ -127,12 +135,13 @@ impl TenantStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Option<Account>> {
         self.write(|tx| {
-            if get_key(tx, id)?.is_some() {
+            if get_key(tx, &self.sealer, id)?.is_some() {
                 return Ok(None);
             }
             let account = insert_account(tx, Some(name), now)?;
             insert_key(
                 tx,
+                &self.sealer,
                 &AccessKey {
                     id: id.clone(),
                     account: account.id.clone(),

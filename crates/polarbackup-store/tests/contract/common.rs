@@ -8,7 +8,8 @@ use polarbackup_model::{
     TlsMode, WalRange,
 };
 use polarbackup_store::{
-    CreateJobOutcome, ManualJobRequest, PgOptions, PgStore, SetFilter, SqliteStore, Store,
+    CreateJobOutcome, ManualJobRequest, MasterKey, PgOptions, PgStore, SealReport, SetFilter,
+    SqliteStore, Store, StoreError,
 };
 use polarbackup_testkit::pg::PgCluster;
 use std::sync::Arc;
@@ -16,8 +17,30 @@ use std::sync::Arc;
 /// One database of one backend. Every `open` is a new handle on it, as another process (or
 /// another server sharing the store) would hold; the first one finds it empty.
 pub trait Backend: Sync {
-    fn open(&self) -> Arc<dyn Store>;
+    /// A handle sealing secrets with [`test_key`], as the binary always opens one.
+    fn open(&self) -> Arc<dyn Store> {
+        self.open_with(Some(test_key())).expect("open")
+    }
+    /// A handle sealing with `key`, or none (an older version's, or a tool's).
+    fn open_with(&self, key: Option<Arc<MasterKey>>) -> Result<Arc<dyn Store>, StoreError>;
+    /// Every stored access-key secret and database password, as the tables hold them.
+    fn raw_secrets(&self) -> Vec<String>;
+    /// Re-seals the store from `old` to `new`.
+    fn rotate(&self, old: Arc<MasterKey>, new: Arc<MasterKey>) -> Result<SealReport, StoreError>;
 }
+
+/// The contract's master key.
+pub fn test_key() -> Arc<MasterKey> {
+    master_key(7)
+}
+
+/// A master key of 32 bytes `b`.
+pub fn master_key(b: u8) -> Arc<MasterKey> {
+    Arc::new(MasterKey::from_bytes(&[b; 32]).expect("key"))
+}
+
+const RAW_SECRETS: &str = "SELECT secret FROM access_keys
+     UNION ALL SELECT password FROM clusters WHERE password IS NOT NULL";
 
 /// The embedded SQLite store in a temporary data directory.
 pub struct SqliteBackend(tempfile::TempDir);
@@ -29,8 +52,25 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn open(&self) -> Arc<dyn Store> {
-        Arc::new(SqliteStore::open(self.0.path()).expect("open"))
+    fn open_with(&self, key: Option<Arc<MasterKey>>) -> Result<Arc<dyn Store>, StoreError> {
+        let store = SqliteStore::open(self.0.path())?;
+        Ok(match key {
+            Some(k) => Arc::new(store.with_master_key(k)?),
+            None => Arc::new(store),
+        })
+    }
+
+    fn raw_secrets(&self) -> Vec<String> {
+        let c = rusqlite::Connection::open(self.0.path().join("metadata.sqlite")).expect("raw");
+        let mut stmt = c.prepare(RAW_SECRETS).expect("prepare");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    }
+
+    fn rotate(&self, old: Arc<MasterKey>, new: Arc<MasterKey>) -> Result<SealReport, StoreError> {
+        SqliteStore::open(self.0.path())?
+            .with_master_key(old)?
+            .rotate_master_key(new)
     }
 }
 
@@ -58,8 +98,31 @@ impl PgBackend {
 }
 
 impl Backend for PgBackend {
-    fn open(&self) -> Arc<dyn Store> {
-        Arc::new(PgStore::open(&self.0).expect("open"))
+    fn open_with(&self, key: Option<Arc<MasterKey>>) -> Result<Arc<dyn Store>, StoreError> {
+        let store = PgStore::open(&self.0)?;
+        Ok(match key {
+            Some(k) => Arc::new(store.with_master_key(k)?),
+            None => Arc::new(store),
+        })
+    }
+
+    fn raw_secrets(&self) -> Vec<String> {
+        let o = &self.0;
+        let mut c = postgres::Config::new()
+            .host(&o.host)
+            .port(o.port)
+            .user(&o.user)
+            .dbname(&o.dbname)
+            .connect(postgres::NoTls)
+            .expect("raw connection");
+        let rows = c.query(RAW_SECRETS, &[]).expect("query");
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    fn rotate(&self, old: Arc<MasterKey>, new: Arc<MasterKey>) -> Result<SealReport, StoreError> {
+        PgStore::open(&self.0)?
+            .with_master_key(old)?
+            .rotate_master_key(new)
     }
 }
 
