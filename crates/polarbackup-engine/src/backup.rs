@@ -4,6 +4,7 @@
 use crate::pg::ConnectConfig;
 use crate::pg::{BackupEvent, BaseBackupOptions, Lsn, ReplicationConn};
 use crate::progress::{Phase, ProgressSink, Throttle};
+use crate::stall::Deadline;
 use crate::{prereq, wal, EngineError};
 use jiff::Timestamp;
 use polarbackup_model::Clock;
@@ -11,6 +12,7 @@ use polarbackup_repo::{BackupWriter, Repo};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -28,6 +30,9 @@ pub struct BackupRequest<'a> {
     /// The time source for WAL file times and replication status updates, and for the
     /// consistent time only when the server's replication stream carried no usable clock.
     pub clock: Arc<dyn Clock>,
+    /// The progress deadline: waiting this long for the database without a byte from it
+    /// fails the backup as stalled (`DEFAULT_STALL` unless configured).
+    pub stall: Duration,
 }
 
 /// A stored, verified backup.
@@ -56,16 +61,23 @@ struct Streamed {
 /// repository (best effort: the caller should still `Repo::delete` the id).
 pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError> {
     req.progress.report(Phase::Preparing).await;
-    let facts = cancellable(req.cancel, prereq::check(req.source)).await?;
+    let deadline = Deadline::new(req.stall, "backup");
+    let facts = cancellable(req.cancel, deadline.wait(prereq::check(req.source))).await?;
     let cfg = req.source;
     let connect_err = |e| EngineError::from_pg(e, true);
-    let mut data_conn = cancellable(req.cancel, async {
-        ReplicationConn::connect(cfg).await.map_err(connect_err)
-    })
+    // Each wait on the database below is bounded by the deadline, so a database that stops
+    // answering fails the job and frees its slot and connections.
+    let (mut data_conn, system, seg_size, mut wal_conn) = cancellable(
+        req.cancel,
+        deadline.wait(async {
+            let mut data_conn = ReplicationConn::connect(cfg).await.map_err(connect_err)?;
+            let system = data_conn.identify_system().await.map_err(connect_err)?;
+            let seg_size = data_conn.wal_segment_size().await.map_err(connect_err)?;
+            let wal_conn = ReplicationConn::connect(cfg).await.map_err(connect_err)?;
+            Ok((data_conn, system, seg_size, wal_conn))
+        }),
+    )
     .await?;
-    let system = data_conn.identify_system().await.map_err(connect_err)?;
-    let seg_size = data_conn.wal_segment_size().await.map_err(connect_err)?;
-    let mut wal_conn = ReplicationConn::connect(cfg).await.map_err(connect_err)?;
     // Job ids are unique per data directory only; several polarbackup servers may back up
     // one database, so the slot name also carries a random part (PostgreSQL's limit is 63).
     let slot = format!(
@@ -74,14 +86,18 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         rand::random::<u32>()
     );
     // Created before BASE_BACKUP starts, so the WAL from its start point is kept for us.
-    wal_conn
-        .create_temporary_physical_slot(&slot)
-        .await
-        .map_err(|e| EngineError::from_pg(e, false))?;
+    deadline
+        .wait(async {
+            wal_conn
+                .create_temporary_physical_slot(&slot)
+                .await
+                .map_err(|e| EngineError::from_pg(e, false))
+        })
+        .await?;
 
     let mut writer = req.repo.begin(req.backup_id, req.clock.now()).await?;
     let result = async {
-        let streamed = stream_data(&req, &mut data_conn, &mut writer).await?;
+        let streamed = stream_data(&req, deadline, &mut data_conn, &mut writer).await?;
         let scratch = req.scratch.join(format!("wal-{}", req.backup_id));
         tokio::fs::create_dir_all(&scratch).await?;
         let wal = async {
@@ -95,6 +111,7 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
                 &scratch,
                 req.cancel,
                 req.clock.clone(),
+                deadline,
             )
             .await?;
             writer.start_archive("pg_wal.tar", None).await?;
@@ -175,6 +192,7 @@ async fn cancellable<T>(
 /// Receives BASE_BACKUP and writes each archive and the manifest into the repository.
 async fn stream_data(
     req: &BackupRequest<'_>,
+    deadline: Deadline,
     conn: &mut ReplicationConn,
     writer: &mut BackupWriter,
 ) -> Result<Streamed, EngineError> {
@@ -191,7 +209,10 @@ async fn stream_data(
     };
     let stream_err = |e| EngineError::from_pg(e, false);
     req.progress.report(Phase::Waiting).await;
-    let mut stream = conn.base_backup(&opts).await.map_err(stream_err)?;
+    // Only the waits on the database are timed: a slow repository is not a stalled database.
+    let mut stream = deadline
+        .wait(async { conn.base_backup(&opts).await.map_err(stream_err) })
+        .await?;
     let mut start = None;
     let mut total = 0u64;
     let mut done = 0u64;
@@ -202,7 +223,7 @@ async fn stream_data(
     loop {
         let event = tokio::select! {
             () = req.cancel.cancelled() => return Err(EngineError::Cancelled),
-            e = stream.next() => e.map_err(stream_err)?,
+            e = deadline.wait(async { stream.next().await.map_err(stream_err) }) => e?,
         };
         let Some(event) = event else {
             return Err(EngineError::Stream(
@@ -261,7 +282,11 @@ async fn stream_data(
                     EngineError::Stream("BASE_BACKUP did not report its start".into())
                 })?;
                 // Drain to ReadyForQuery so the server has really completed the backup.
-                while stream.next().await.map_err(stream_err)?.is_some() {}
+                while deadline
+                    .wait(async { stream.next().await.map_err(stream_err) })
+                    .await?
+                    .is_some()
+                {}
                 if in_archive {
                     writer.finish_archive().await?;
                 }

@@ -24,6 +24,10 @@ pub enum EngineError {
     Repo(#[from] RepoError),
     #[error("local I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The database sent nothing for the progress deadline (`--stall-secs`): stopped,
+    /// partitioned, or hung. `what` names what stalled ("backup", "WAL stream").
+    #[error("no data from the database for {secs} s; the {what} stalled")]
+    Stalled { secs: u64, what: &'static str },
     #[error("the backup was cancelled")]
     Cancelled,
     #[error("restore: {0}")]

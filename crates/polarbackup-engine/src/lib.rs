@@ -12,6 +12,7 @@ mod prereq;
 mod progress;
 mod restore;
 mod sql;
+mod stall;
 mod wal;
 pub mod xlog;
 
@@ -24,3 +25,4 @@ pub use error::EngineError;
 pub use pitr::{restore_to_point, ConfiguredTarget, PitrRequest, PitrSummary, WAL_DIR};
 pub use progress::{Phase, ProgressSink};
 pub use restore::{restore, RestoreRequest, RestoreSummary};
+pub use stall::DEFAULT_STALL;

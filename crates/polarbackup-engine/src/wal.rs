@@ -2,18 +2,16 @@
 //! after the data files, then stored as `pg_wal.tar`.
 
 use crate::pg::{Lsn, ReplicationConn, WalEvent, WalSegmentWriter};
+use crate::stall::Deadline;
 use crate::EngineError;
 use jiff::Timestamp;
 use polarbackup_model::Clock;
 use polarbackup_repo::BackupWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-/// How long the server may go without sending WAL before the backup gives up.
-const WAL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const BLOCK: usize = 512;
 
 /// The WAL a backup needs, collected.
@@ -27,7 +25,7 @@ pub struct Collected {
 
 /// Streams WAL from `start` until the segment holding `end` is complete, into `dir`.
 /// The slot was created before BASE_BACKUP, so every byte from `start` is still there.
-/// `clock` stamps the standby status updates.
+/// `clock` stamps the standby status updates; `deadline` bounds each wait for WAL.
 #[allow(clippy::too_many_arguments)]
 pub async fn collect(
     conn: ReplicationConn,
@@ -39,27 +37,26 @@ pub async fn collect(
     dir: &Path,
     cancel: &CancellationToken,
     clock: Arc<dyn Clock>,
+    deadline: Deadline,
 ) -> Result<Collected, EngineError> {
     let stream_err = |e| EngineError::from_pg(e, false);
     let mut writer = WalSegmentWriter::new(dir, timeline, seg_size).map_err(stream_err)?;
-    let mut stream = conn
-        .start_physical_replication(Some(slot), start.segment_start(seg_size), timeline)
-        .await
-        .map_err(stream_err)?;
+    let mut stream = deadline
+        .wait(async {
+            conn.start_physical_replication(Some(slot), start.segment_start(seg_size), timeline)
+                .await
+                .map_err(stream_err)
+        })
+        .await?;
     stream.set_clock(clock);
     stream.watch_server_time(end);
     let mut files = Vec::new();
     while writer.completed_up_to() < end {
         let event = tokio::select! {
             () = cancel.cancelled() => return Err(EngineError::Cancelled),
-            r = tokio::time::timeout(WAL_IDLE_TIMEOUT, stream.next()) => r.map_err(|_| {
-                EngineError::Stream(format!(
-                    "no WAL received for {}s while waiting for {end}",
-                    WAL_IDLE_TIMEOUT.as_secs()
-                ))
-            })?,
+            r = deadline.wait(async { stream.next().await.map_err(stream_err) }) => r?,
         };
-        match event.map_err(stream_err)? {
+        match event {
             Some(WalEvent::Data { start, data }) => {
                 files.extend(writer.write(start, &data).await.map_err(stream_err)?);
                 stream.confirm_flushed(writer.completed_up_to());

@@ -23,6 +23,8 @@ const SEG: u64 = 16 << 20;
 const PARTIAL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long anything the archiver should do may take; a hang is a failure.
 const LIMIT: Duration = Duration::from_secs(30);
+/// The archivers' stall deadline here, unless a test sets its own.
+const STALL: Duration = Duration::from_secs(6);
 
 // ---------------------------------------------------------------------------------------------
 // A sink that records like the metadata store: per timeline and start, the object reaching
@@ -169,6 +171,17 @@ impl Running {
         resume: Option<(u32, Lsn)>,
         partial_interval: Duration,
     ) -> Running {
+        Running::start_with(env, src, sink, resume, partial_interval, STALL)
+    }
+
+    fn start_with(
+        env: &Env,
+        src: &ConnectConfig,
+        sink: &Arc<Sink>,
+        resume: Option<(u32, Lsn)>,
+        partial_interval: Duration,
+        stall: Duration,
+    ) -> Running {
         let cancel = CancellationToken::new();
         let (c, repo, src, sink, id) = (
             cancel.clone(),
@@ -184,6 +197,7 @@ impl Running {
                 repo: &repo,
                 clock: Arc::new(SystemClock),
                 partial_interval,
+                stall,
                 resume,
                 cancel: &c,
             };
@@ -487,31 +501,55 @@ async fn cancel_and_resume_leave_no_hole() {
     }
 }
 
-/// A connection that goes silent (a network cut: nothing arrives, nothing fails) ends the run
-/// instead of hanging it, with the WAL received stored.
+/// A stream that stalls (a stopped server or a network cut: nothing arrives, nothing fails)
+/// ends the run as stalled after the deadline instead of hanging it, with the WAL received
+/// stored; the next run (the jobs' archiver restarts it) archives on from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_connection_ends_the_run() {
+async fn a_stalled_stream_ends_the_run_and_the_next_run_goes_on() {
     let pg = PgCluster::init();
     let env = env("pc-archivesilent01");
     let link = ThrottledProxy::start(pg.port, 0);
     let sink = Arc::new(Sink::default());
-    let run = Running::start(&env, &tcp(link.port()), &sink, None, PARTIAL_INTERVAL);
+    let stall = Duration::from_secs(2);
+    let start = |resume| {
+        let src = tcp(link.port());
+        Running::start_with(&env, &src, &sink, resume, PARTIAL_INTERVAL, stall)
+    };
+    let run = start(None);
     write_rows(&pg, 100);
     wait_for("a partial", || count(&sink, WalObjectKind::Partial) > 0).await;
-    // One byte per second: the server's answers no longer come through.
-    link.set_rate(1);
-    let cut = Instant::now();
+    link.stall(true);
+    let stalled_at = Instant::now();
     let end = run.ended().await;
+    let took = stalled_at.elapsed();
+    eprintln!("WAL stream stalled; the run ended after {took:?}: {end:?}");
+    let err = end.unwrap_err();
     assert!(
-        matches!(&end, Err(EngineError::Stream(m)) if m.contains("no word from the server")),
-        "{end:?}"
+        matches!(
+            err,
+            EngineError::Stalled {
+                secs: 2,
+                what: "WAL stream"
+            }
+        ),
+        "{err:?}"
     );
-    // The silence limit for a 1 s interval is 6 s.
-    let took = cut.elapsed();
-    assert!(
-        took >= Duration::from_secs(5) && took < Duration::from_secs(20),
-        "{took:?}"
+    assert_eq!(
+        err.to_string(),
+        "no data from the database for 2 s; the WAL stream stalled"
     );
+    // Measured from the last keepalive, which came up to a status interval before the stall.
+    assert!(took + stall / 3 >= stall, "not before the deadline: {took:?}");
+
+    // The stalled connection is dropped: once the network is back, its walsender goes and
+    // a new run takes the slot and archives on without a hole.
+    link.stall(false);
+    let resume = sink.resume();
+    let run = start(resume);
+    write_rows(&pg, 100);
+    wait_for("WAL after the stall", || sink.resume() > resume).await;
+    assert_eq!(run.stop().await.unwrap(), ArchiveEnd::Cancelled);
+    assert_contiguous(&sink.live());
 }
 
 // ---------------------------------------------------------------------------------------------

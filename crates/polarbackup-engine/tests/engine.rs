@@ -102,6 +102,7 @@ async fn run(
         progress: sink,
         cancel: &CancellationToken::new(),
         clock: Arc::new(ManualClock::new(service_time())),
+        stall: polarbackup_engine::DEFAULT_STALL,
     })
     .await
 }

@@ -15,6 +15,8 @@
 mod codec;
 mod config;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod layout;
 mod manifest;
 mod ordered;

@@ -100,6 +100,22 @@ impl Repo {
         Repo::new(op, cfg)
     }
 
+    /// `open_fs` under a [`crate::faults::FaultLayer`]: test-only, for fault injection.
+    #[cfg(feature = "fault-injection")]
+    pub fn open_fs_with_faults(
+        root: &Path,
+        cfg: RepoConfig,
+        faults: &crate::faults::Faults,
+    ) -> Result<Repo, RepoError> {
+        let path = root.to_str().ok_or_else(|| {
+            RepoError::InvalidConfig(format!("repository path {root:?} is not UTF-8"))
+        })?;
+        let op = Operator::new(opendal::services::Fs::default().root(path))
+            .map_err(|e| RepoError::storage(path, e))?
+            .layer(faults.layer());
+        Repo::new(op, cfg)
+    }
+
     /// A repository at `url`: a local directory as `open_fs` does, or an S3 bucket (under the
     /// URL's prefix) behind `remote_layers`. `creds` sign the S3 requests (without them the
     /// requests go unsigned); a `file://` repository has no use for them.

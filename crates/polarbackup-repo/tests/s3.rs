@@ -5,7 +5,7 @@
 //! do is in the contract suite (`tests/contract/`), which runs on SeaweedFS too.
 
 mod common;
-#[path = "contract/faults.rs"]
+#[path = "../src/faults.rs"]
 mod faults;
 
 use std::sync::{Arc, OnceLock};

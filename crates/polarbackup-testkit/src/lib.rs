@@ -24,8 +24,10 @@ mod proxy;
 pub mod ram;
 pub mod s3;
 mod server;
+mod tmpfs;
 
 pub use driver::{driver_path, python, request, sdk, sdk_batch, workspace_root};
 pub use proxy::ThrottledProxy;
 pub use ram::RamUser;
 pub use server::{admin, admin_output, free_port, AdminTarget, Server, ServerBuilder, Tenant};
+pub use tmpfs::Tmpfs;

@@ -148,6 +148,38 @@ impl PgCluster {
         );
     }
 
+    /// Restarts the server as an operator would (`pg_ctl restart -m fast`): every session is
+    /// ended, and the server is back on the same port when this returns.
+    pub fn restart_fast(&self) {
+        let out = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D",
+                s(&self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "120",
+                "-l",
+                s(&self.log_path()),
+                "restart",
+            ],
+        );
+        assert_ok("pg_ctl restart", &out);
+    }
+
+    /// The process ids of the walsenders serving `application_name`, from pg_stat_replication
+    /// (the backends a `kill -STOP` freezes to stall a backup the way a hung database would).
+    pub fn walsender_pids(&self, application_name: &str) -> Vec<u32> {
+        self.psql(&format!(
+            "SELECT pid FROM pg_stat_replication WHERE application_name = '{application_name}';"
+        ))
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+    }
+
     /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
     pub fn stop_immediate(&self) {
         if self.running.swap(false, Ordering::SeqCst) {

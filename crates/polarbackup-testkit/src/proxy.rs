@@ -1,6 +1,8 @@
 //! A loopback TCP proxy that limits how fast the server side's bytes reach the client: a
 //! backup through it takes as long as the test needs, whatever the machine's speed. It can
-//! also be pointed at another server, as a cluster's address moves to a promoted standby.
+//! also be pointed at another server, as a cluster's address moves to a promoted standby,
+//! stall every connection (bytes held in both directions: a partition, or a stopped server)
+//! and cut them (a reset).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -15,6 +17,7 @@ pub struct ThrottledProxy {
     addr: SocketAddr,
     target: Arc<AtomicU16>,
     rate: Arc<AtomicU64>,
+    stalled: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
 }
@@ -25,9 +28,11 @@ impl ThrottledProxy {
         let addr = listener.local_addr().expect("proxy address");
         let target = Arc::new(AtomicU16::new(target_port));
         let rate = Arc::new(AtomicU64::new(bytes_per_second));
+        let stalled = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
         let (t, r, st, cs) = (target.clone(), rate.clone(), stop.clone(), conns.clone());
+        let held = stalled.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -52,17 +57,37 @@ impl ThrottledProxy {
                 let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else {
                     continue;
                 };
-                std::thread::spawn(move || pump(client, upstream, None));
-                let r = r.clone();
-                std::thread::spawn(move || pump(u2, c2, Some(r)));
+                let h = held.clone();
+                std::thread::spawn(move || pump(client, upstream, None, h));
+                let (r, h) = (r.clone(), held.clone());
+                std::thread::spawn(move || pump(u2, c2, Some(r), h));
             }
         });
         ThrottledProxy {
             addr,
             target,
             rate,
+            stalled,
             stop,
             conns,
+        }
+    }
+
+    /// Holds every byte in both directions from now on, connections staying open (`false`:
+    /// lets them flow again): to the client the server looks stopped or partitioned.
+    pub fn stall(&self, yes: bool) {
+        self.stalled.store(yes, Ordering::SeqCst);
+    }
+
+    /// Closes every open connection at once, as a network reset would; new ones still work.
+    pub fn cut(&self) {
+        for c in self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = c.shutdown(Shutdown::Both);
         }
     }
 
@@ -84,21 +109,21 @@ impl ThrottledProxy {
 impl Drop for ThrottledProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for c in self
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        self.stall(false);
+        self.cut();
         // Wakes the accept loop so it sees the stop flag.
         let _ = TcpStream::connect(self.addr);
     }
 }
 
-/// Copies `from` to `to` until either side closes, pacing to `rate` when given.
-fn pump(mut from: TcpStream, mut to: TcpStream, rate: Option<Arc<AtomicU64>>) {
+/// Copies `from` to `to` until either side closes, pacing to `rate` when given, and holding
+/// what it read while `stalled`.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rate: Option<Arc<AtomicU64>>,
+    stalled: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     // Pacing: the bytes sent since `since` may not run ahead of the rate.
     let mut since = Instant::now();
@@ -119,6 +144,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, rate: Option<Arc<AtomicU64>>) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        while stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
@@ -157,6 +185,42 @@ mod tests {
         c.read_to_end(&mut got).unwrap();
         assert_eq!(got.len(), 200_000);
         assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[test]
+    fn stalls_and_cuts() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in server.incoming() {
+                let mut s = s.unwrap();
+                std::thread::spawn(move || {
+                    let mut b = [0u8; 1];
+                    while s.read_exact(&mut b).is_ok() && s.write_all(&b).is_ok() {}
+                });
+            }
+        });
+        let proxy = ThrottledProxy::start(port, 0);
+        let mut c = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+        let echo = |c: &mut TcpStream| -> std::io::Result<u8> {
+            c.write_all(b"x")?;
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b).map(|()| b[0])
+        };
+        assert_eq!(echo(&mut c).unwrap(), b'x');
+        proxy.stall(true);
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        assert!(echo(&mut c).is_err(), "nothing comes back while stalled");
+        proxy.stall(false);
+        c.set_read_timeout(None).unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], b'x', "the held byte arrives once resumed");
+        proxy.cut();
+        assert!(echo(&mut c).is_err(), "a cut connection is closed");
+        let mut again = TcpStream::connect(("127.0.0.1", proxy.port())).unwrap();
+        assert_eq!(echo(&mut again).unwrap(), b'x', "new connections work");
     }
 
     #[test]

@@ -212,6 +212,8 @@ fn remove_deleted_data(
         repo: repo.clone(),
         scratch: config::scratch_dir(data_dir),
         clock: Arc::new(SystemClock),
+        // Only removes data here; never takes a backup.
+        stall: polarbackup_engine::DEFAULT_STALL,
     };
     let mut attempt = 0;
     loop {

@@ -18,6 +18,8 @@ pub struct PgArchiver {
     pub repo: Repo,
     pub clock: Arc<dyn Clock>,
     pub partial_interval: Duration,
+    /// The progress deadline (`--stall-secs`): a silent server ends the run, which restarts.
+    pub stall: Duration,
 }
 
 /// The engine's sink, recording through the jobs' lease-fenced sink.
@@ -53,6 +55,7 @@ impl WalArchiver for PgArchiver {
                     repo: &self.repo,
                     clock: self.clock.clone(),
                     partial_interval: self.partial_interval,
+                    stall: self.stall,
                     resume: ctx.resume,
                     cancel: &ctx.cancel,
                 },

@@ -7,6 +7,7 @@ use polarbackup_model::{BackupJobId, Clock, Cluster, JobStatus, TlsMode as Clust
 use polarbackup_repo::Repo;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::warn;
 
 pub struct PgExecutor {
@@ -15,6 +16,8 @@ pub struct PgExecutor {
     pub scratch: PathBuf,
     /// The engine's time source (a backup's consistent time).
     pub clock: Arc<dyn Clock>,
+    /// The progress deadline (`--stall-secs`).
+    pub stall: Duration,
 }
 
 /// Maps engine phases onto the job's lifecycle.
@@ -104,6 +107,7 @@ impl Executor for PgExecutor {
                 progress: &sink,
                 cancel: &ctx.cancel,
                 clock: self.clock.clone(),
+                stall: self.stall,
             })
             .await
             .map_err(job_error)?;

@@ -152,6 +152,16 @@ declare::settings! {
         sample: "2",
         invalid: "0",
     }
+    stall_secs: u32 {
+        default: "120",
+        env: "POLARBACKUP_STALL_SECS",
+        help: "Seconds a backup or the WAL archiver may wait for the database without a byte \
+               from it: then the backup fails as stalled (its slot and connections freed) and \
+               the archiver reconnects",
+        check: |secs| within(secs, 1..=86400),
+        sample: "2",
+        invalid: "0",
+    }
     region: String {
         default: "cn-hangzhou",
         env: "POLARBACKUP_REGION",
@@ -253,6 +263,8 @@ pub struct Parts {
     pub workers: WorkerConfig,
     /// `None`: no WAL archiving (log backup off, or no workers).
     pub archive: Option<ArchiveParts>,
+    /// The progress deadline of backups and WAL streaming (`--stall-secs`).
+    pub stall: Duration,
 }
 
 /// The WAL archivers' settings.
@@ -310,6 +322,7 @@ impl Settings {
                 },
                 partial_interval: Duration::from_secs(self.wal_partial_secs.into()),
             }),
+            stall: Duration::from_secs(self.stall_secs.into()),
         }
     }
 }

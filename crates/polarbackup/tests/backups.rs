@@ -753,6 +753,47 @@ fn postgres_stopping_mid_upload_fails_the_job_and_removes_its_data() {
     );
 }
 
+/// Issue 12, gap 1: both walsenders of a running backup stopped (SIGSTOP), as a hung
+/// database would be. The job used to sit at Uploading for good, its lease renewed; with
+/// `--stall-secs 2` it ends Failed as stalled, and the next backup of the cluster runs.
+#[test]
+fn stopped_walsenders_fail_the_job_as_stalled_and_the_next_backup_runs() {
+    let pg = PgCluster::init();
+    let proxy = ThrottledProxy::start(pg.port, rate_for(&pg, 8));
+    let server = Server::start(bin(), None, &["--stall-secs", "2", "--log-backup", "off"]);
+    let mut t = server.tenant();
+    t.cluster_id = t.add_cluster_at(bin(), &server.data_dir, proxy.port(), "postgres");
+    let (job, seen) = create_and_watch(&server, &t, UPLOADING_OR_LATER, 10, 0.05);
+    assert_eq!(seen.last().expect("observed").0, "Uploading", "{seen:?}");
+    let pids = pg.walsender_pids("polarbackup");
+    assert_eq!(pids.len(), 2, "the backup's two walsenders: {pids:?}");
+    let signal = |sig: &str| {
+        for pid in &pids {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {pid}");
+        }
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    let end = wait_all(&server, &t, &[&job], 60);
+    let took = stopped.elapsed();
+    signal("-CONT");
+    assert_eq!(end, ["Failed"]);
+    eprintln!("walsenders stopped; DescribeBackupTasks showed Failed after {took:?}");
+    assert_job_failed_cleanly(
+        &server,
+        &t,
+        &job,
+        &["no data from the database for 2 s; the backup stalled"],
+    );
+    proxy.set_rate(0);
+    let next = create_backup(&server, &t);
+    assert_eq!(wait_all(&server, &t, &[&next], 120), ["Finished"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. ClientToken, the manual limit, DeleteBackup, unknown clusters
 

@@ -34,6 +34,9 @@ pub struct ArchiveRequest<'a> {
     pub clock: Arc<dyn Clock>,
     /// Store the segment in progress at least this often while WAL arrives (default 10 s).
     pub partial_interval: Duration,
+    /// The progress deadline: a server silent this long although asked to answer is
+    /// stalled; the run ends with `EngineError::Stalled` and the caller reconnects.
+    pub stall: Duration,
     /// The newest durable WAL the store holds for this cluster: (timeline, end LSN); None =
     /// nothing archived yet.
     pub resume: Option<(u32, Lsn)>,

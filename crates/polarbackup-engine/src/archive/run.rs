@@ -10,6 +10,7 @@ use super::start::{self, Start};
 use super::store::{Outcome, Target};
 use super::{ArchiveEnd, ArchiveRequest, WalSink};
 use crate::pg::{Lsn, ReplicationConn};
+use crate::stall::Deadline;
 use crate::{sql, EngineError};
 use polarbackup_model::log_backup::{slot_name, WalGap};
 use std::future::Future;
@@ -19,6 +20,8 @@ use tracing::{info, warn};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Starts after lost WAL within one call; one should do, as the slot keeps what follows.
 const MAX_STARTS: usize = 3;
+/// What stalls, in the reason of `EngineError::Stalled`.
+const STALLED: &str = "WAL stream";
 
 pub async fn archive(
     req: &ArchiveRequest<'_>,
@@ -29,7 +32,10 @@ pub async fn archive(
     // Set once the server said it removed WAL after `archived`.
     let mut lost: Option<String> = None;
     for _ in 0..MAX_STARTS {
-        let Some(opened) = cancellable(req, open(req, &slot, archived, lost.take())).await else {
+        // Connecting has its own limit; the deadline also bounds the commands after it.
+        let opening = Deadline::new(req.stall.max(CONNECT_TIMEOUT), STALLED);
+        let opened = opening.wait(open(req, &slot, archived, lost.take()));
+        let Some(opened) = cancellable(req, opened).await else {
             return Ok(ArchiveEnd::Cancelled);
         };
         let Opened {
@@ -71,6 +77,7 @@ pub async fn archive(
             &slot,
             req.clock.clone(),
             req.partial_interval,
+            Deadline::new(req.stall, STALLED),
             asm,
             archived,
         );

@@ -5,6 +5,7 @@ use super::history::History;
 use super::segment::{Assembler, Piece};
 use super::store::{Outcome, Target};
 use crate::pg::{Lsn, PgError, ReplicationConn, WalEvent, WalStream};
+use crate::stall::Deadline;
 use crate::EngineError;
 use polarbackup_model::log_backup::WalObjectKind;
 use polarbackup_model::Clock;
@@ -35,6 +36,10 @@ pub struct Session<'a> {
     pub slot: &'a str,
     pub clock: Arc<dyn Clock>,
     pub partial_interval: Duration,
+    /// How long the server may stay silent although every status update asks it to
+    /// answer: a stopped server or a dead connection (a peer gone, a network cut) ends the
+    /// session as stalled.
+    pub stall: Deadline,
     pub asm: Assembler,
     /// The archive's end: what the last recorded object reached, on its timeline.
     pub archived: Option<(u32, Lsn)>,
@@ -42,15 +47,12 @@ pub struct Session<'a> {
     deadline: Option<Instant>,
 }
 
-/// How often the server hears from us: often enough that the slot follows the archive closely.
-fn status_interval(partial_interval: Duration) -> Duration {
-    partial_interval.clamp(Duration::from_millis(100), Duration::from_secs(10))
-}
-
-/// How long the server may stay silent although every status update asks it to answer: a
-/// connection dead without a word (a peer gone, a network cut) ends the session.
-fn silence_limit(partial_interval: Duration) -> Duration {
-    (status_interval(partial_interval) * 6).clamp(Duration::from_secs(5), Duration::from_secs(60))
+/// How often the server hears from us: often enough that the slot follows the archive
+/// closely, and that a live server answers several times within the stall deadline.
+fn status_interval(partial_interval: Duration, stall: Duration) -> Duration {
+    partial_interval
+        .min(stall / 3)
+        .clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
 
 impl<'a> Session<'a> {
@@ -59,6 +61,7 @@ impl<'a> Session<'a> {
         slot: &'a str,
         clock: Arc<dyn Clock>,
         partial_interval: Duration,
+        stall: Deadline,
         asm: Assembler,
         archived: Option<(u32, Lsn)>,
     ) -> Session<'a> {
@@ -67,6 +70,7 @@ impl<'a> Session<'a> {
             slot,
             clock,
             partial_interval,
+            stall,
             asm,
             archived,
             deadline: None,
@@ -75,12 +79,17 @@ impl<'a> Session<'a> {
 
     /// START_REPLICATION on the slot from the assembler's position.
     pub async fn start(&self, conn: ReplicationConn, from: Lsn) -> Result<WalStream, EngineError> {
-        let mut stream = conn
-            .start_physical_replication(Some(self.slot), from, self.asm.timeline())
-            .await
-            .map_err(|e| EngineError::from_pg(e, false))?;
+        let timeline = self.asm.timeline();
+        let mut stream = self
+            .stall
+            .wait(async {
+                conn.start_physical_replication(Some(self.slot), from, timeline)
+                    .await
+                    .map_err(|e| EngineError::from_pg(e, false))
+            })
+            .await?;
         stream.set_clock(self.clock.clone());
-        stream.set_status_interval(status_interval(self.partial_interval));
+        stream.set_status_interval(status_interval(self.partial_interval, self.stall.limit));
         stream.set_request_replies(true);
         Ok(stream)
     }
@@ -90,7 +99,7 @@ impl<'a> Session<'a> {
         mut stream: WalStream,
         cancel: &CancellationToken,
     ) -> Result<Ended, EngineError> {
-        let silence = silence_limit(self.partial_interval);
+        let silence = self.stall.limit;
         loop {
             let deadline = self.deadline;
             let silent_at = stream.last_heard() + silence;
@@ -110,10 +119,7 @@ impl<'a> Session<'a> {
                     if stream.last_heard() + silence > Instant::now() {
                         continue;
                     }
-                    let e = EngineError::Stream(format!(
-                        "no word from the server for {}s",
-                        silence.as_secs()
-                    ));
+                    let e = self.stall.stalled();
                     return self.fail(stream, e).await;
                 }
             };
@@ -223,10 +229,15 @@ impl<'a> Session<'a> {
             return Ok(None);
         }
         let time = stream.last_server_time();
-        let mut conn = stream
-            .finish()
-            .await
-            .map_err(|e| EngineError::from_pg(e, false))?;
+        let mut conn = self
+            .stall
+            .wait(async {
+                stream
+                    .finish()
+                    .await
+                    .map_err(|e| EngineError::from_pg(e, false))
+            })
+            .await?;
         if self.store_history(&mut conn, tl, time).await? == Outcome::LeaseLost {
             return Ok(None);
         }
@@ -245,10 +256,14 @@ impl<'a> Session<'a> {
         tl: u32,
         time: Option<jiff::Timestamp>,
     ) -> Result<Outcome, EngineError> {
-        let (_, content) = conn
-            .timeline_history(tl)
-            .await
-            .map_err(|e| EngineError::from_pg(e, false))?;
+        let (_, content) = self
+            .stall
+            .wait(async {
+                conn.timeline_history(tl)
+                    .await
+                    .map_err(|e| EngineError::from_pg(e, false))
+            })
+            .await?;
         let begin = History::parse(tl, &content)
             .map_err(|e| EngineError::Stream(format!("timeline {tl}: {e}")))?
             .begin();

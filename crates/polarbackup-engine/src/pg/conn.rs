@@ -2,6 +2,7 @@
 
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -40,6 +41,22 @@ pub struct ReplicationConn<S = PgStream> {
     pub(crate) busy: bool,
 }
 
+/// TCP keepalive probes: after this much idle time, then every `KEEPALIVE_INTERVAL`, and
+/// the connection is dropped after `KEEPALIVE_RETRIES` unanswered ones. They find a peer
+/// that vanished (a host down, a NAT entry dropped) while we wait for it to send.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Switches TCP keepalives on with the timing above.
+fn keepalive(tcp: &TcpStream) -> std::io::Result<()> {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&ka)
+}
+
 /// Opens the socket and negotiates TLS as `cfg.tls` says, without starting up: ordinary SQL
 /// clients (tokio-postgres' `connect_raw`) can start up over it with the same TLS rules.
 pub async fn open_transport(cfg: &ConnectConfig) -> Result<PgStream, PgError> {
@@ -52,6 +69,7 @@ pub async fn open_transport(cfg: &ConnectConfig) -> Result<PgStream, PgError> {
             let tcp = TcpStream::connect((host.as_str(), cfg.port)).await?;
             // Standby status updates are tiny; don't let Nagle hold them back.
             tcp.set_nodelay(true)?;
+            keepalive(&tcp)?;
             tls::negotiate(tcp, host, cfg.tls, cfg.tls_ca_file.as_deref()).await?
         }
     })
@@ -392,6 +410,24 @@ mod tests {
         assert_eq!(parse_size("8192"), Some(8192));
         assert_eq!(parse_size("16XB"), None);
         assert_eq!(parse_size(""), None);
+    }
+
+    /// Replication and SQL connections both open through `open_transport`.
+    #[tokio::test]
+    async fn tcp_connections_send_keepalives() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut cfg = ConnectConfig::new(PgHost::Tcp("127.0.0.1".into()), port, "u");
+        cfg.tls = super::super::TlsMode::Disable;
+        let stream = open_transport(&cfg).await.unwrap();
+        let PgStream::Tcp(tcp) = &stream else {
+            panic!("{stream:?}")
+        };
+        let sock = socket2::SockRef::from(tcp);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
     }
 
     #[test]

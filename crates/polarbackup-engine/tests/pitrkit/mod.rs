@@ -61,6 +61,7 @@ pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> Ba
         progress: &Quiet,
         cancel: &CancellationToken::new(),
         clock: Arc::new(SystemClock),
+        stall: polarbackup_engine::DEFAULT_STALL,
     })
     .await
     .unwrap();

@@ -8,6 +8,7 @@ mod common;
 
 mod backends;
 mod failures;
+#[path = "../../src/faults.rs"]
 mod faults;
 mod lifecycle;
 mod roundtrip;

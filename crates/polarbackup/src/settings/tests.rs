@@ -290,6 +290,7 @@ fn the_settings_become_the_api_http_and_worker_configs() {
         ("region", "cn-shanghai"),
         ("host_id", "backup.example.com"),
         ("header_timeout_secs", "2"),
+        ("stall_secs", "7"),
         ("listen", "127.0.0.1:9000"),
         ("data_dir", "/srv/pb"),
     ] {
@@ -315,6 +316,7 @@ fn the_settings_become_the_api_http_and_worker_configs() {
     assert_eq!(parts.workers.concurrency, 5);
     assert_eq!(parts.workers.lease, SignedDuration::from_secs(45));
     assert!(!parts.workers.scheduler);
+    assert_eq!(parts.stall, Duration::from_secs(7));
 }
 
 const PASSWORD: &str = "hunter2-s3cret";
