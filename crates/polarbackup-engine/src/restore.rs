@@ -1,7 +1,8 @@
 //! Restore: a verified backup set back into a PostgreSQL data directory.
 
+use crate::partial::{Startable, Written, PG_CONTROL};
 use crate::EngineError;
-use polarbackup_repo::Repo;
+use polarbackup_repo::{Repo, RepoError};
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ pub struct RestoreRequest<'a> {
     pub tablespace_mapping: &'a [(String, PathBuf)],
     /// Called with (bytes written, total bytes) a few times a second.
     pub progress: &'a (dyn Fn(u64, u64) + Send + Sync),
+    /// On failure, keep what was written for inspection instead of removing it. It is never
+    /// startable: `global/pg_control` is written only once everything was read and checked.
+    pub keep_partial: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +33,18 @@ pub struct RestoreSummary {
     pub archives: usize,
 }
 
+/// Restores a backup set. On failure, what was written is removed (or kept, never startable,
+/// with `keep_partial`), and the error names the corrupt object if one was.
 pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineError> {
-    prepare(req).await?.run(&CancellationToken::new()).await
+    let keep_partial = req.keep_partial;
+    let prepared = prepare(req).await?;
+    let written = prepared.written().clone();
+    let restored = async {
+        let (summary, startable) = prepared.run(&CancellationToken::new()).await?;
+        startable.commit()?;
+        Ok(summary)
+    };
+    restored.await.map_err(|e| written.fail(e, keep_partial))
 }
 
 /// A restore whose destinations were all checked and then created: nothing else is written
@@ -40,14 +54,19 @@ pub(crate) struct Prepared<'a> {
     /// Each archive and where it is unpacked.
     plan: Vec<(String, PathBuf)>,
     total: u64,
+    /// PostgreSQL's `backup_manifest` of the set, read and checked before anything was written.
+    backup_manifest: Vec<u8>,
+    written: Written,
 }
 
-/// Every check of `req` (the set exists, every destination is absent or empty), then the
-/// destinations created.
+/// Every check of `req` (the set exists, its `backup_manifest` is intact, every destination
+/// is absent or empty), then the destinations created.
 pub(crate) async fn prepare(req: RestoreRequest<'_>) -> Result<Prepared<'_>, EngineError> {
     let manifest = req.repo.manifest(req.backup_id).await?.ok_or_else(|| {
         EngineError::Restore(format!("backup {} is not in the repository", req.backup_id))
     })?;
+    // Small, and a corrupt one fails the restore: read before anything is written.
+    let backup_manifest = req.repo.read_file(req.backup_id, "backup_manifest").await?;
     // Every destination is checked before anything is written.
     let mut plan = Vec::with_capacity(manifest.archives.len());
     for archive in &manifest.archives {
@@ -62,13 +81,22 @@ pub(crate) async fn prepare(req: RestoreRequest<'_>) -> Result<Prepared<'_>, Eng
         }
         plan.push((archive.name.clone(), dest));
     }
+    let mut written = Written::default();
     for (_, dest) in &plan {
         if dest != &req.target.join("pg_wal") {
-            create_private_dir(dest)?;
+            if let Err(e) = written.create(dest, create_private_dir) {
+                return Err(written.fail(e, req.keep_partial));
+            }
         }
     }
     let total = manifest.archives.iter().map(|a| a.raw_size).sum();
-    Ok(Prepared { req, plan, total })
+    Ok(Prepared {
+        req,
+        plan,
+        total,
+        backup_manifest,
+        written,
+    })
 }
 
 impl Prepared<'_> {
@@ -77,13 +105,25 @@ impl Prepared<'_> {
         self.total
     }
 
-    /// Unpacks every archive and syncs what it wrote. Once `cancel` fires, the unpacking stops
-    /// at its next read and this returns [`EngineError::Cancelled`].
+    /// The directories this restore made or fills, to remove if it fails.
+    pub(crate) fn written(&self) -> &Written {
+        &self.written
+    }
+
+    /// Unpacks every archive and syncs what it wrote, all but `global/pg_control`: the
+    /// directory becomes startable only through the returned [`Startable`]. Once `cancel`
+    /// fires, the unpacking stops at its next read and this returns [`EngineError::Cancelled`].
     pub(crate) async fn run(
         self,
         cancel: &CancellationToken,
-    ) -> Result<RestoreSummary, EngineError> {
-        let Prepared { req, plan, total } = self;
+    ) -> Result<(RestoreSummary, Startable), EngineError> {
+        let Prepared {
+            req,
+            plan,
+            total,
+            backup_manifest,
+            written: _,
+        } = self;
         let archives = plan.len();
         let done = Arc::new(AtomicU64::new(0));
         let dests: Vec<PathBuf> = plan
@@ -94,18 +134,24 @@ impl Prepared<'_> {
         // Files are fsynced on other threads as soon as they are written, so the writeback of
         // one overlaps the unpacking of the next instead of waiting for a pass at the end.
         let syncer = Arc::new(Syncer::start(SYNC_THREADS));
+        let mut pg_control = None;
         for (name, dest) in plan {
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
             let reader = req.repo.open_archive(req.backup_id, &name).await?;
+            let object = reader.object();
+            let repo_error = Arc::new(std::sync::Mutex::new(None));
             let counted = Counting {
                 inner: SyncIoBridge::new(reader),
                 done: done.clone(),
                 cancel: cancel.clone(),
+                repo_error: repo_error.clone(),
             };
             let files = syncer.clone();
-            let mut task = tokio::task::spawn_blocking(move || unpack(counted, &dest, &files));
+            let hold = (name == "base.tar").then_some(PG_CONTROL);
+            let mut task =
+                tokio::task::spawn_blocking(move || unpack(counted, &dest, &files, &object, hold));
             let result = loop {
                 tokio::select! {
                     r = &mut task => break r,
@@ -119,10 +165,23 @@ impl Prepared<'_> {
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
-            unpacked?;
+            // Whatever tar made of it, a failed repository read is the cause: the object
+            // that is missing or corrupt.
+            let repo_error = repo_error.lock().map(|mut e| e.take()).ok().flatten();
+            if let Some(e) = repo_error {
+                return Err(EngineError::Repo(e));
+            }
+            if let Some(held) = unpacked? {
+                pg_control = Some(held);
+            }
         }
+        let pg_control = pg_control.ok_or_else(|| {
+            EngineError::Restore(format!(
+                "backup {} has no {PG_CONTROL} in base.tar",
+                req.backup_id
+            ))
+        })?;
         remap_tablespace_links(req.target, req.tablespace_mapping)?;
-        let backup_manifest = req.repo.read_file(req.backup_id, "backup_manifest").await?;
         let manifest_path = req.target.join("backup_manifest");
         tokio::fs::write(&manifest_path, backup_manifest).await?;
         syncer.file(manifest_path);
@@ -137,10 +196,15 @@ impl Prepared<'_> {
         .await
         .map_err(|e| EngineError::Restore(format!("sync task failed: {e}")))??;
         (req.progress)(total, total);
-        Ok(RestoreSummary {
+        let startable = Startable {
+            data_dir: req.target.to_path_buf(),
+            pg_control,
+        };
+        let summary = RestoreSummary {
             bytes: total,
             archives,
-        })
+        };
+        Ok((summary, startable))
     }
 }
 
@@ -285,10 +349,13 @@ impl Syncer {
 }
 
 /// An archive's bytes as they are read: counted for progress, and cut off once cancelled.
+/// A repository error (a missing or corrupt object) is kept aside, as tar's own error on
+/// top of it would hide it.
 struct Counting<R> {
     inner: R,
     done: Arc<AtomicU64>,
     cancel: CancellationToken,
+    repo_error: Arc<std::sync::Mutex<Option<RepoError>>>,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -296,17 +363,43 @@ impl<R: Read> Read for Counting<R> {
         if self.cancel.is_cancelled() {
             return Err(std::io::Error::other("cancelled"));
         }
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).map_err(|e| self.keep_repo_error(e))?;
         self.done.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
 
+impl<R> Counting<R> {
+    fn keep_repo_error(&self, e: std::io::Error) -> std::io::Error {
+        if !e.get_ref().is_some_and(|inner| inner.is::<RepoError>()) {
+            return e;
+        }
+        let text = e.to_string();
+        if let Some(Ok(repo)) = e.into_inner().map(|inner| inner.downcast::<RepoError>()) {
+            if let Ok(mut slot) = self.repo_error.lock() {
+                slot.get_or_insert(*repo);
+            }
+        }
+        std::io::Error::other(text)
+    }
+}
+
+/// Unpacks one archive into `dest`; the file at `hold` (relative), if any, is returned
+/// instead of written. A stream that is not a valid tar is a corrupt `object`: its chunks
+/// matched their digests, so only a manifest that lies can get here.
 fn unpack(
     counting: Counting<SyncIoBridge<polarbackup_repo::ArchiveReader>>,
     dest: &Path,
     syncer: &Syncer,
-) -> Result<(), EngineError> {
+    object: &str,
+    hold: Option<&str>,
+) -> Result<Option<Vec<u8>>, EngineError> {
+    let corrupt = |e: std::io::Error| {
+        EngineError::Repo(RepoError::Corrupt {
+            object: object.to_owned(),
+            reason: format!("not a valid tar stream: {}", with_causes(&e)),
+        })
+    };
     let fail = |e: std::io::Error| {
         EngineError::Restore(format!(
             "extracting into {}: {}",
@@ -321,8 +414,9 @@ fn unpack(
     let dest = dest.canonicalize().map_err(fail)?;
     // As tar's own `unpack`: directories last, deepest first, so their modes and times stick.
     let mut directories = Vec::new();
-    for entry in archive.entries().map_err(fail)? {
-        let mut entry = entry.map_err(fail)?;
+    let mut held = None;
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
         if kind == tar::EntryType::Directory {
             directories.push(entry);
@@ -334,6 +428,12 @@ fn unpack(
             .components()
             .filter(|c| matches!(c, std::path::Component::Normal(_)))
             .collect();
+        if kind.is_file() && hold.is_some_and(|h| relative == Path::new(h)) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(fail)?;
+            held = Some(bytes);
+            continue;
+        }
         // unpack_in refuses paths that leave `dest`; only what it wrote is synced.
         if entry.unpack_in(&dest).map_err(fail)? && kind.is_file() {
             syncer.file(dest.join(relative));
@@ -347,7 +447,7 @@ fn unpack(
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| EngineError::Restore(format!("verifying the archive: {e}")))?;
-    Ok(())
+    Ok(held)
 }
 
 /// An error and what caused it: tar's "failed to unpack" alone hides why (a repository read

@@ -161,6 +161,7 @@ async fn backup_reports_every_phase_and_restores_a_verifiable_directory() {
         target: &target,
         tablespace_mapping: &[],
         progress: &progress,
+        keep_partial: false,
     })
     .await
     .unwrap_err();
@@ -179,6 +180,7 @@ async fn backup_reports_every_phase_and_restores_a_verifiable_directory() {
         target: &target,
         tablespace_mapping: &mapping,
         progress: &progress,
+        keep_partial: false,
     })
     .await
     .unwrap();

@@ -3,7 +3,7 @@
 //! source's WAL put into the repository as the archiver would (whole segments, then the segment
 //! in progress as a partial), a plan from the model, and a plain `pg_ctl start` on each
 //! restored directory: exactly the rows committed by the target, read-write. And restores
-//! that fail: refused before anything is written, or stopped midway and said to be incomplete.
+//! that fail: refused before anything is written, or stopped midway, what was written removed.
 
 mod pgwal;
 mod pitrkit;
@@ -171,6 +171,7 @@ async fn restore_error(repo: &Repo, plan: &RestorePlan, dir: &Path) -> String {
         target_dir: dir,
         tablespace_mapping: &[],
         progress: &progress,
+        keep_partial: false,
     })
     .await;
     restored.expect_err("the restore fails").to_string()
@@ -193,8 +194,19 @@ async fn base_and_segment(
     (base, segment)
 }
 
-/// No recovery is configured in `dir`, so it cannot pass for a finished restore.
+/// No recovery is configured in `dir`, so it cannot pass for a finished restore: the restore
+/// emptied the directory (it was empty before) and wrote no `global/pg_control`.
 fn assert_unconfigured(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        dir.display()
+    );
+    assert!(!dir.join("global/pg_control").exists());
     assert!(!dir.join("recovery.signal").exists());
     let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap_or_default();
     assert!(!auto.contains("polarbackup"), "{auto}");

@@ -44,6 +44,7 @@ async fn scenario(major: u32) {
         target: &standby_dir,
         tablespace_mapping: &[],
         progress: &progress,
+        keep_partial: false,
     })
     .await
     .unwrap();

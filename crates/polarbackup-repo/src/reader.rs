@@ -76,6 +76,11 @@ impl ArchiveReader {
         &self.entry
     }
 
+    /// The archive's path in the repository (`backups/<id>/<archive>`), as errors name it.
+    pub fn object(&self) -> String {
+        format!("{}{}", layout::backup_dir(&self.backup_id), self.entry.name)
+    }
+
     /// The next piece of the archive (a chunk, or what `AsyncRead` left of one);
     /// `Ok(None)` at the verified end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, RepoError> {
@@ -149,7 +154,7 @@ impl ArchiveReader {
     }
 
     fn check_end(&mut self) -> Result<(), RepoError> {
-        let object = format!("{}{}", layout::backup_dir(&self.backup_id), self.entry.name);
+        let object = self.object();
         if self.seen != self.entry.raw_size {
             return Err(RepoError::corrupt(
                 &object,

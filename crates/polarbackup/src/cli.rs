@@ -53,6 +53,10 @@ pub struct RestoreArgs {
     /// Put the tablespace from OLDDIR into NEWDIR instead (repeatable).
     #[arg(long, value_name = "OLDDIR=NEWDIR")]
     pub tablespace_mapping: Vec<String>,
+    /// If the restore fails, keep what it wrote for inspection instead of removing it. It is
+    /// never startable: global/pg_control is written only once every object was checked.
+    #[arg(long)]
+    pub keep_partial: bool,
     #[command(flatten)]
     pub data: LocationArgs,
 }

@@ -58,6 +58,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                 target,
                 tablespace_mapping: &mapping,
                 progress: &progress,
+                keep_partial: args.keep_partial,
             }));
             reporter.finish();
             let summary = summary?;
@@ -80,6 +81,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                     target_dir: target,
                     tablespace_mapping: &mapping,
                     progress: &progress,
+                    keep_partial: args.keep_partial,
                 }));
                 match summary {
                     Err(EngineError::WalReplaced(key)) if attempt < REPLAN_ATTEMPTS => {
@@ -99,10 +101,15 @@ pub fn run(args: RestoreArgs) -> Result<()> {
             };
             reporter.finish();
             let summary = summary.map_err(|e| match e {
-                EngineError::WalReplaced(_) => anyhow!(
-                    "{e} (tried {REPLAN_ATTEMPTS} times); {} holds an incomplete restore with \
-                     no recovery configured: remove its contents before restoring again",
+                EngineError::WalReplaced(_) if args.keep_partial => anyhow!(
+                    "{e} (tried {REPLAN_ATTEMPTS} times); the incomplete restore is kept for \
+                     inspection in {} (it has no global/pg_control, so PostgreSQL will not \
+                     start on it)",
                     target.display()
+                ),
+                // The engine removed what it wrote.
+                EngineError::WalReplaced(_) => anyhow!(
+                    "{e} (tried {REPLAN_ATTEMPTS} times); the incomplete restore was removed"
                 ),
                 e => e.into(),
             })?;

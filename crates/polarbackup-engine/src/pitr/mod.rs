@@ -34,6 +34,8 @@ pub struct PitrRequest<'a> {
     pub tablespace_mapping: &'a [(String, PathBuf)],
     /// Called with (bytes written, total bytes): the base backup, then the WAL.
     pub progress: &'a (dyn Fn(u64, u64) + Send + Sync),
+    /// As [`RestoreRequest::keep_partial`].
+    pub keep_partial: bool,
 }
 
 /// How recovery was configured.
@@ -61,8 +63,10 @@ pub struct PitrSummary {
 }
 
 /// Restores `plan` into `target_dir` and configures recovery to its target. Every check of the
-/// plan and of the target comes before anything is written. Once writing began, an error says
-/// that the directory holds an incomplete restore.
+/// plan and of the target comes before anything is written. The directory becomes startable
+/// (gets its `global/pg_control`) only after every object was read and checked and recovery
+/// was configured; once writing began, a failure removes what was written (or keeps it, not
+/// startable, with `keep_partial`) and says so.
 pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, EngineError> {
     let plan = req.plan;
     let backup_id = plan.base.id.to_string();
@@ -98,8 +102,11 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
         target: req.target_dir,
         tablespace_mapping: req.tablespace_mapping,
         progress: &base_progress,
+        keep_partial: req.keep_partial,
     })
     .await?;
+    let written = base.written().clone();
+    let incomplete = |e| written.fail(e, req.keep_partial);
     let total = base.total() + wal_total;
     let wal_progress = |done: u64| {
         wal_done.store(done, Ordering::Relaxed);
@@ -140,16 +147,20 @@ pub async fn restore_to_point(req: PitrRequest<'_>) -> Result<PitrSummary, Engin
             stop_on_error(&cancel, written.await)
         },
     );
-    let (base, (wal_bytes, target)) = match (base, wal) {
+    let ((base, startable), (wal_bytes, target)) = match (base, wal) {
         (Ok(base), Ok(wal)) => (base, wal),
         // The cause, not the other side's cancellation.
         (Err(EngineError::Cancelled), Err(e)) | (Err(e), _) | (_, Err(e)) => {
-            return Err(incomplete(req.target_dir, e));
+            return Err(incomplete(e));
         }
     };
+    // Without its recovery settings the directory would start as the base backup alone (its
+    // backup_label replayed to the backup's end), which looks like success at the wrong time:
+    // pg_control comes after them.
     wal_files::check_only_planned(&archive, &names)
         .and_then(|()| recovery_conf::configure(req.target_dir, plan.timeline, &target))
-        .map_err(|e| incomplete(req.target_dir, e))?;
+        .and_then(|()| startable.commit())
+        .map_err(incomplete)?;
     (req.progress)(total, total);
     Ok(PitrSummary {
         base,
@@ -169,22 +180,6 @@ fn stop_on_error<T>(
         cancel.cancel();
     }
     r
-}
-
-/// Without its recovery settings a restored directory would start as the base backup alone
-/// (its backup_label replayed to the backup's end), which looks like success at the wrong time.
-fn incomplete(dir: &Path, e: EngineError) -> EngineError {
-    let why = match e {
-        // The caller clears the directory and plans again.
-        e @ EngineError::WalReplaced(_) => return e,
-        EngineError::Restore(why) => why,
-        e => e.to_string(),
-    };
-    EngineError::Restore(format!(
-        "{why}; {} holds an incomplete restore with no recovery configured: do not start \
-         PostgreSQL on it, remove its contents before restoring again",
-        dir.display()
-    ))
 }
 
 /// The recovery target to configure, from the restored WAL (complete by now). `pg_wal_ready`

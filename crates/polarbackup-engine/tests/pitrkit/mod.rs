@@ -156,6 +156,7 @@ pub async fn restore_and_start(
         target_dir: &dir,
         tablespace_mapping: &[],
         progress: &progress,
+        keep_partial: false,
     })
     .await
     .unwrap();
