@@ -12,8 +12,10 @@ mod executor;
 mod locations;
 mod log_reader;
 mod restore;
+mod scrub;
 mod serve;
 mod settings;
+mod verify;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Admin(cmd) => admin::run(cmd),
         cli::Command::Restore(args) => restore::run(args),
+        cli::Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -166,6 +166,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX wal_gaps_by_cluster ON wal_gaps (cluster_id, detected_us);
     "#,
+    // 2 (SQLite's 11): re-verification of stored sets: when a set was last verified, why it
+    // was found corrupt, and the scrub's claim on it.
+    r#"
+    ALTER TABLE backup_sets ADD COLUMN verified_at BIGINT;
+    ALTER TABLE backup_sets ADD COLUMN corrupt_reason TEXT;
+    ALTER TABLE backup_sets ADD COLUMN corrupt_at BIGINT;
+    ALTER TABLE backup_sets ADD COLUMN scrub_owner TEXT;
+    ALTER TABLE backup_sets ADD COLUMN scrub_until BIGINT;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -9,6 +9,7 @@ mod lifecycle;
 mod policy;
 mod ram;
 mod records;
+mod verification;
 mod wal;
 
 /// `store_contract!(name, backend)`: a module `name` with one `#[test]` per case, each on a
@@ -64,6 +65,9 @@ macro_rules! store_contract {
                 wal::wal_ids_increase_and_are_never_reused,
                 wal::gaps_round_trip_oldest_first_and_read_with_the_rest_in_one_snapshot,
                 wal::wal_and_gap_times_keep_their_microseconds,
+                verification::a_corrupt_set_is_unavailable_with_its_first_reason,
+                verification::the_scrub_claims_the_longest_unverified_set_once_until_its_claim_lapses,
+                verification::one_scrubber_wins_a_concurrent_claim,
             );
         }
     };
