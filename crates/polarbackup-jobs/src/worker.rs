@@ -269,6 +269,7 @@ impl Pool {
             stored_size: done.stored_size,
             comment: job.comment.clone(),
             wal: Some(done.wal),
+            corrupt: None,
         };
         let id = job.id;
         match self.end(job, set, lease).await {

@@ -187,6 +187,7 @@ fn retention_expires_old_automated_sets_but_keeps_the_newest_and_manual_ones() {
             stored_size: 1,
             comment: None,
             wal: None,
+            corrupt: None,
         };
         store.end_job(&job, Some(&set), None).expect("end");
         job.id

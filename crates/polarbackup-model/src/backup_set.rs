@@ -53,6 +53,9 @@ pub struct BackupSet {
     /// Where the backup sits in the WAL: what a point-in-time restore replays from. `None` for
     /// a failed set, and for sets recorded before it was kept.
     pub wal: Option<WalRange>,
+    /// Why a re-read (`polarbackup verify`, the scrub) found the stored set corrupt: such a
+    /// set is never restored from. `None` for a set not found corrupt.
+    pub corrupt: Option<String>,
 }
 
 /// A full backup's place in the WAL: replay starts at `start` and the copy is consistent once
@@ -65,8 +68,9 @@ pub struct WalRange {
 }
 
 impl BackupSet {
-    /// Usable for restore: verified and complete. Only such sets count as `IsAvail`.
+    /// Usable for restore: verified, complete and not found corrupt since. Only such sets
+    /// count as `IsAvail`, and only they are restored from.
     pub fn is_available(&self) -> bool {
-        self.status == BackupSetStatus::Success
+        self.status == BackupSetStatus::Success && self.corrupt.is_none()
     }
 }

@@ -40,6 +40,7 @@ fn backup(id: u64, tl: u32, seg: u64, at: i64) -> BackupSet {
             start: Lsn(seg * SEG + 40),
             end: Lsn(seg * SEG + 4000),
         }),
+        corrupt: None,
     }
 }
 
@@ -245,6 +246,33 @@ fn overlapping_chains_make_one_window_from_the_oldest_backup() {
     assert_eq!(ids(&plan.wal), vec![12, 13]);
     let plan = plan_restore(&sets, &wal, &[], RecoveryTarget::Time(t(12))).unwrap();
     assert_eq!(plan.base.id, BackupJobId(1));
+}
+
+#[test]
+fn a_corrupt_backup_is_skipped_for_an_older_good_one() {
+    let mut corrupt = backup(2, 1, 3, 15);
+    corrupt.corrupt = Some("backups/2/objects/c1: BLAKE3 mismatch".into());
+    assert!(!corrupt.is_available());
+    let sets = [backup(1, 1, 2, 10), corrupt.clone()];
+    let wal = [
+        seg(11, 1, 2, 9, 12),
+        seg(12, 1, 3, 12, 20),
+        seg(13, 1, 4, 20, 30),
+    ];
+    // The window is the older set's chain, which crosses the corrupt set's place.
+    assert_eq!(recovery_window(&sets, &wal, &[]), window(10, 30));
+    for target in [RecoveryTarget::Time(t(25)), RecoveryTarget::Latest] {
+        let plan = plan_restore(&sets, &wal, &[], target).unwrap();
+        assert_eq!(plan.base.id, BackupJobId(1), "{target:?}");
+        assert_eq!(ids(&plan.wal), vec![11, 12, 13]);
+    }
+    // Nothing older to fall back on: nothing is restorable.
+    let alone = [corrupt];
+    assert_eq!(recovery_window(&alone, &wal, &[]), None);
+    assert_eq!(
+        plan_restore(&alone, &wal, &[], RecoveryTarget::Time(t(25))),
+        Err(PlanError::NoBackup)
+    );
 }
 
 #[test]

@@ -229,6 +229,31 @@ pub trait SetStore: Send + Sync {
     /// under its id is an orphan (left by a worker that lost its lease, or a removal that
     /// failed).
     fn known_backup_ids(&self) -> Result<Vec<BackupJobId>>;
+
+    /// Every successful set whose data is kept for restores (listed or detached, corrupt ones
+    /// included; not being deleted), of every cluster, by id: what `polarbackup verify
+    /// --all` re-reads.
+    fn verifiable_sets(&self) -> Result<Vec<BackupSet>>;
+    /// Marks a listed successful set that a re-read found corrupt: from then on it is not
+    /// available (`IsAvail` 0) and never restored from, and `reason` (the object and what is
+    /// wrong with it) is kept with it. A set marked before keeps its first reason. False when
+    /// there is no such set (unknown, failed, or being deleted).
+    fn mark_set_corrupt(&self, id: BackupJobId, reason: &str, now: Timestamp) -> Result<bool>;
+    /// The scrub's claim: the listed (or detached) successful, not corrupt set verified
+    /// longest ago (a set never re-verified counts from its end), if that was at or before
+    /// `verified_before` and nobody's claim on it runs past `now`; `worker` then holds it
+    /// until `lease_until`. One transaction, so of servers scrubbing one store at most one
+    /// re-reads a set at a time.
+    fn claim_scrub(
+        &self,
+        worker: &str,
+        verified_before: Timestamp,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<BackupSet>>;
+    /// Ends `worker`'s claim on set `id`, recording that it was verified at `now`; false
+    /// (nothing changed) when `worker` no longer holds it.
+    fn end_scrub(&self, id: BackupJobId, worker: &str, now: Timestamp) -> Result<bool>;
 }
 
 /// Signature nonces, single-use per key across restarts and servers.

@@ -219,6 +219,16 @@ const MIGRATIONS: &[&str] = &[
         check_value TEXT NOT NULL
     );
     "#,
+    // 12: re-verification of stored sets (`polarbackup verify`, the scrub in serve): when a
+    // set was last verified, why it was found corrupt (it is then unavailable), and the
+    // scrub's claim on it, so one server at a time re-reads a set.
+    r#"
+    ALTER TABLE backup_sets ADD COLUMN verified_at INTEGER;
+    ALTER TABLE backup_sets ADD COLUMN corrupt_reason TEXT;
+    ALTER TABLE backup_sets ADD COLUMN corrupt_at INTEGER;
+    ALTER TABLE backup_sets ADD COLUMN scrub_owner TEXT;
+    ALTER TABLE backup_sets ADD COLUMN scrub_until INTEGER;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -194,7 +194,7 @@ pub const LEASED_COLUMNS: &str = "id, cluster_id, mode, action, status, process,
      ended_at, failure_reason, comment, lease_owner, lease_expires";
 
 pub const SET_COLUMNS: &str = "id, cluster_id, mode, status, start_time, end_time, \
-     consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end";
+     consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end, corrupt_reason";
 
 pub const WAL_COLUMNS: &str = "id, cluster_id, timeline, kind, name, start_lsn, end_lsn, size, \
      stored_size, key, digest, start_us, end_us";
@@ -259,6 +259,7 @@ pub fn set_from<R: Fields>(row: &R) -> Result<BackupSet, R::Error> {
         stored_size: size(row, "stored_size")?,
         comment: row.opt_text("comment")?,
         wal: wal_from(row)?,
+        corrupt: row.opt_text("corrupt_reason")?,
     })
 }
 

@@ -127,6 +127,7 @@ pub fn failed_set(job: &BackupJob, now: Timestamp) -> BackupSet {
         stored_size: 0,
         comment: None,
         wal: None,
+        corrupt: None,
     }
 }
 

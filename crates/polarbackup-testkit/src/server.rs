@@ -107,6 +107,9 @@ impl ServerBuilder {
             .env("POLARBACKUP_SCHEDULER", "off")
             // Nor WAL archiving, unless a test asks with `--log-backup on`.
             .env("POLARBACKUP_LOG_BACKUP", "off")
+            // Nor the scrub: seeded sets have no data, so it would mark them corrupt. A test
+            // asks for it with `--scrub-days`.
+            .env("POLARBACKUP_SCRUB_DAYS", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -216,6 +216,7 @@ mod tests {
             stored_size: 1,
             comment: Some("nightly".into()),
             wal: None,
+            corrupt: None,
         };
         let body = Value::Object(response(&[set], 7, 2));
         assert_eq!(

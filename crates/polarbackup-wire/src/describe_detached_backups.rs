@@ -46,6 +46,7 @@ mod tests {
             stored_size: 7,
             comment: Some("final".into()),
             wal: None,
+            corrupt: None,
         };
         assert_eq!(
             Value::Object(response(&[set], 1, 1)),

@@ -29,6 +29,29 @@ pub enum Command {
     /// Restore a backup set, or a cluster as it was at an instant, into an empty directory, as
     /// a PostgreSQL data directory.
     Restore(RestoreArgs),
+    /// Re-read stored backup sets and check every object (manifest, chunks, side files, the
+    /// set's WAL) against its recorded size and checksum. A set found corrupt is marked
+    /// unavailable (IsAvail "0", never restored from). Exits 0 when every set is good, 1
+    /// otherwise, naming each corrupt set's object and reason.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("which").required(true).args(["backup_id", "cluster", "all"])
+))]
+pub struct VerifyArgs {
+    /// One backup set (DescribeBackups' BackupId).
+    #[arg(long)]
+    pub backup_id: Option<String>,
+    /// Every set of one cluster, its retained (detached) sets included.
+    #[arg(long, value_name = "pc-…")]
+    pub cluster: Option<String>,
+    /// Every set of every cluster.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub data: LocationArgs,
 }
 
 #[derive(Debug, Args)]

@@ -13,8 +13,10 @@ mod locations;
 mod log_reader;
 mod private;
 mod restore;
+mod scrub;
 mod serve;
 mod settings;
+mod verify;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Admin(cmd) => admin::run(cmd),
         cli::Command::Restore(args) => restore::run(args),
+        cli::Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

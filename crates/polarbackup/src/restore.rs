@@ -201,7 +201,13 @@ fn tablespace_mapping(args: &[String]) -> Result<Vec<(String, PathBuf)>> {
 fn checked_set(store: &dyn Store, id: &str) -> Result<BackupJobId> {
     let id = BackupJobId::parse(id).context("--backup-id must be a backup set id")?;
     match store.backup_set(id)? {
-        Some(set) if set.status == BackupSetStatus::Success => Ok(id),
+        Some(set) if set.status == BackupSetStatus::Success => match set.corrupt {
+            Some(reason) => bail!(
+                "backup set {id} was found corrupt and cannot be restored ({reason}); \
+                 restore another set, or the cluster to a point in time"
+            ),
+            None => Ok(id),
+        },
         Some(_) => bail!("backup set {id} failed and cannot be restored"),
         None => bail!("backup set {id} does not exist"),
     }
@@ -233,8 +239,29 @@ fn plan(store: &dyn Store, cluster: &str, time: &str) -> Result<RestorePlan> {
     }
     // One snapshot, as the API's window is computed from, so the two agree.
     let inputs = store.recovery_inputs(&id)?;
-    plan_restore(&inputs.sets, &inputs.wal, &inputs.gaps, target)
-        .map_err(|e| anyhow!("cannot restore cluster {id} to {time}: {e}"))
+    // The plan never starts from a corrupt set; say which were passed over, and why.
+    let corrupt: Vec<String> = inputs
+        .sets
+        .iter()
+        .filter_map(|s| Some(format!("backup set {} ({})", s.id, s.corrupt.as_ref()?)))
+        .collect();
+    let plan = plan_restore(&inputs.sets, &inputs.wal, &inputs.gaps, target).map_err(|e| {
+        let skipped = if corrupt.is_empty() {
+            String::new()
+        } else {
+            format!("; found corrupt and skipped: {}", corrupt.join(", "))
+        };
+        anyhow!("cannot restore cluster {id} to {time}: {e}{skipped}")
+    })?;
+    for s in inputs.sets.iter().filter(|s| s.id > plan.base.id) {
+        if let Some(reason) = &s.corrupt {
+            eprintln!(
+                "backup set {} is corrupt ({reason}): restoring from the older backup set {}",
+                s.id, plan.base.id
+            );
+        }
+    }
+    Ok(plan)
 }
 
 /// A bar for people, lines for logs.

@@ -89,6 +89,19 @@ async fn serve(cfg: Settings) -> Result<()> {
             shutdown.clone(),
         )
     });
+    let scrub = match cfg.scrub.clone() {
+        Some(scrub) => Some(
+            crate::scrub::start(
+                locations.clone(),
+                store.clone(),
+                clock.clone(),
+                scrub,
+                shutdown.clone(),
+            )
+            .context("starting the scrub")?,
+        ),
+        None => None,
+    };
     if workers.is_none() {
         warn!("--workers 0: serving the API only; queued backups will not run here");
     }
@@ -133,6 +146,14 @@ async fn serve(cfg: Settings) -> Result<()> {
             if let Err(e) = task.await {
                 warn!(error = %e, "the {what} ended abnormally");
             }
+        }
+    }
+    if let Some(scrub) = scrub {
+        if tokio::task::spawn_blocking(move || scrub.join())
+            .await
+            .is_err()
+        {
+            warn!("the scrub ended abnormally");
         }
     }
     info!("stopped");

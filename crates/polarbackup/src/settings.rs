@@ -7,6 +7,7 @@ mod tests;
 
 use crate::cli::{LogFormat, OnOff, RamModeArg};
 use crate::locations::{MetadataUrl, RepositoryUrl};
+use crate::scrub::ScrubConfig;
 use anyhow::Result;
 pub use declare::CONFIG_ENV;
 use declare::{any, within};
@@ -219,6 +220,60 @@ declare::settings! {
         sample: "2",
         invalid: "0",
     }
+    scrub_days: Days {
+        default: "7",
+        env: "POLARBACKUP_SCRUB_DAYS",
+        help: "Re-read every stored backup set at least once in this many days (fractions \
+               allowed), checking every object's checksum; a corrupt set becomes unavailable \
+               (IsAvail 0). 0 turns the scrub off; it runs only where workers do",
+        check: |d| d.within(0.0, 3650.0),
+        sample: "1",
+        invalid: "3651",
+    }
+    scrub_mibps: u32 {
+        default: "50",
+        env: "POLARBACKUP_SCRUB_MIBPS",
+        help: "The scrub's read rate from the repository, in MiB/s (one set at a time)",
+        check: |n| within(n, 1..=100_000),
+        sample: "200",
+        invalid: "0",
+    }
+}
+
+/// A number of days, fractions allowed.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Days(pub f64);
+
+// Checked finite (`within`), so equality is total.
+impl Eq for Days {}
+
+impl std::str::FromStr for Days {
+    type Err = std::num::ParseFloatError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Days)
+    }
+}
+
+impl std::fmt::Display for Days {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Days {
+    fn within(&self, min: f64, max: f64) -> Result<(), String> {
+        if (min..=max).contains(&self.0) {
+            Ok(())
+        } else {
+            Err(format!("must be between {min} and {max}"))
+        }
+    }
+
+    /// As a duration; `None` for zero (off).
+    fn period(self) -> Option<Duration> {
+        (self.0 > 0.0).then(|| Duration::from_secs_f64(self.0 * 86_400.0))
+    }
 }
 
 fn non_empty_path(p: &Path) -> Result<(), String> {
@@ -265,6 +320,8 @@ pub struct Parts {
     pub archive: Option<ArchiveParts>,
     /// The progress deadline of backups and WAL streaming (`--stall-secs`).
     pub stall: Duration,
+    /// `None`: no scrub (turned off, or no workers).
+    pub scrub: Option<ScrubConfig>,
 }
 
 /// The WAL archivers' settings.
@@ -323,6 +380,14 @@ impl Settings {
                 partial_interval: Duration::from_secs(self.wal_partial_secs.into()),
             }),
             stall: Duration::from_secs(self.stall_secs.into()),
+            scrub: self
+                .scrub_days
+                .period()
+                .filter(|_| self.workers > 0)
+                .map(|period| ScrubConfig {
+                    period,
+                    bytes_per_sec: f64::from(self.scrub_mibps) * 1024.0 * 1024.0,
+                }),
         }
     }
 }

@@ -81,6 +81,7 @@ pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> Ba
             start: summary.start_lsn,
             end: summary.end_lsn,
         }),
+        corrupt: None,
     }
 }
 

@@ -174,6 +174,15 @@ const MIGRATIONS: &[&str] = &[
         check_value TEXT NOT NULL
     );
     "#,
+    // 3 (SQLite's 12): re-verification of stored sets: when a set was last verified, why it
+    // was found corrupt, and the scrub's claim on it.
+    r#"
+    ALTER TABLE backup_sets ADD COLUMN verified_at BIGINT;
+    ALTER TABLE backup_sets ADD COLUMN corrupt_reason TEXT;
+    ALTER TABLE backup_sets ADD COLUMN corrupt_at BIGINT;
+    ALTER TABLE backup_sets ADD COLUMN scrub_owner TEXT;
+    ALTER TABLE backup_sets ADD COLUMN scrub_until BIGINT;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

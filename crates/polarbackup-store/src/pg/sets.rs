@@ -6,6 +6,7 @@ use crate::records::{DeleteRefusal, SetFilter, SetPage};
 use crate::rows::{db_id, secs, set_from, SET_COLUMNS};
 use crate::rules::{deletable, page_offset, NON_TERMINAL};
 use crate::{Result, SetStore, StoreError};
+use jiff::Timestamp;
 use polarbackup_model::{
     BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode,
 };
@@ -188,6 +189,78 @@ impl SetStore for PgStore {
                 &[&db_id(id)],
             )?;
             Ok(())
+        })
+    }
+
+    fn verifiable_sets(&self) -> Result<Vec<BackupSet>> {
+        self.read(|c| {
+            all(
+                c,
+                &format!(
+                    "SELECT {SET_COLUMNS} FROM backup_sets
+                     WHERE deleting = 0 AND status = 'Success' ORDER BY id"
+                ),
+                &[],
+                set_from,
+            )
+        })
+    }
+
+    fn mark_set_corrupt(&self, id: BackupJobId, reason: &str, now: Timestamp) -> Result<bool> {
+        let (reason, now) = (reason.to_owned(), secs(now));
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE backup_sets SET corrupt_reason = coalesce(corrupt_reason, $2),
+                     corrupt_at = coalesce(corrupt_at, $3)
+                 WHERE id = $1 AND deleting = 0 AND status = 'Success'",
+                &[&db_id(id), &reason, &now],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn claim_scrub(
+        &self,
+        worker: &str,
+        verified_before: Timestamp,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<BackupSet>> {
+        let worker = worker.to_owned();
+        let (before, until, now) = (secs(verified_before), secs(lease_until), secs(now));
+        // SERIALIZABLE (retried): two servers claiming at once cannot both get one set.
+        self.write(move |tx| {
+            let set = opt(
+                tx,
+                &format!(
+                    "SELECT {SET_COLUMNS} FROM backup_sets
+                     WHERE deleting = 0 AND status = 'Success' AND corrupt_reason IS NULL
+                       AND coalesce(verified_at, end_time) <= $1
+                       AND (scrub_until IS NULL OR scrub_until < $2)
+                     ORDER BY coalesce(verified_at, end_time), id LIMIT 1"
+                ),
+                &[&before, &now],
+                set_from,
+            )?;
+            if let Some(s) = &set {
+                tx.execute(
+                    "UPDATE backup_sets SET scrub_owner = $2, scrub_until = $3 WHERE id = $1",
+                    &[&db_id(s.id), &worker, &until],
+                )?;
+            }
+            Ok(set)
+        })
+    }
+
+    fn end_scrub(&self, id: BackupJobId, worker: &str, now: Timestamp) -> Result<bool> {
+        let (worker, now) = (worker.to_owned(), secs(now));
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE backup_sets SET verified_at = $3, scrub_owner = NULL, scrub_until = NULL
+                 WHERE id = $1 AND scrub_owner = $2",
+                &[&db_id(id), &worker, &now],
+            )?;
+            Ok(n > 0)
         })
     }
 

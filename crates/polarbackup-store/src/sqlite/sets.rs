@@ -7,6 +7,7 @@ use super::SqliteStore;
 use crate::records::{DeleteRefusal, SetFilter, SetPage};
 use crate::rules::{deletable, page_offset};
 use crate::{Result, SetStore, StoreError};
+use jiff::Timestamp;
 use polarbackup_model::{
     BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId, JobMode,
 };
@@ -162,6 +163,67 @@ fn expire(c: &mut Connection, ids: &[BackupJobId]) -> Result<()> {
     Ok(())
 }
 
+fn verifiable(c: &Connection) -> Result<Vec<BackupSet>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {SET_COLUMNS} FROM backup_sets
+         WHERE deleting = 0 AND status = 'Success' ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([], set_from)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Marks a listed successful set corrupt, keeping the first reason; false when none.
+fn mark_corrupt(c: &Connection, id: BackupJobId, reason: &str, now: i64) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE backup_sets SET corrupt_reason = coalesce(corrupt_reason, ?2),
+             corrupt_at = coalesce(corrupt_at, ?3)
+         WHERE id = ?1 AND deleting = 0 AND status = 'Success'",
+        params![db_id(id), reason, now],
+    )?;
+    Ok(n > 0)
+}
+
+/// The scrub's claim; see [`SetStore::claim_scrub`].
+fn claim_scrub(
+    c: &mut Connection,
+    worker: &str,
+    verified_before: i64,
+    lease_until: i64,
+    now: i64,
+) -> Result<Option<BackupSet>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let set = tx
+        .query_row(
+            &format!(
+                "SELECT {SET_COLUMNS} FROM backup_sets
+                 WHERE deleting = 0 AND status = 'Success' AND corrupt_reason IS NULL
+                   AND coalesce(verified_at, end_time) <= ?1
+                   AND (scrub_until IS NULL OR scrub_until < ?2)
+                 ORDER BY coalesce(verified_at, end_time), id LIMIT 1"
+            ),
+            params![verified_before, now],
+            set_from,
+        )
+        .optional()?;
+    if let Some(s) = &set {
+        tx.execute(
+            "UPDATE backup_sets SET scrub_owner = ?2, scrub_until = ?3 WHERE id = ?1",
+            params![db_id(s.id), worker, lease_until],
+        )?;
+    }
+    tx.commit()?;
+    Ok(set)
+}
+
+fn end_scrub(c: &Connection, id: BackupJobId, worker: &str, now: i64) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE backup_sets SET verified_at = ?3, scrub_owner = NULL, scrub_until = NULL
+         WHERE id = ?1 AND scrub_owner = ?2",
+        params![db_id(id), worker, now],
+    )?;
+    Ok(n > 0)
+}
+
 impl SetStore for SqliteStore {
     fn list_backup_sets(&self, cluster: &DbClusterId, filter: &SetFilter) -> Result<SetPage> {
         self.with(|c| list(c, cluster, filter, false))
@@ -205,5 +267,35 @@ impl SetStore for SqliteStore {
 
     fn known_backup_ids(&self) -> Result<Vec<BackupJobId>> {
         self.with(|c| known_ids(c))
+    }
+
+    fn verifiable_sets(&self) -> Result<Vec<BackupSet>> {
+        self.with(|c| verifiable(c))
+    }
+
+    fn mark_set_corrupt(&self, id: BackupJobId, reason: &str, now: Timestamp) -> Result<bool> {
+        self.with(|c| mark_corrupt(c, id, reason, secs(now)))
+    }
+
+    fn claim_scrub(
+        &self,
+        worker: &str,
+        verified_before: Timestamp,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<BackupSet>> {
+        self.with(|c| {
+            claim_scrub(
+                c,
+                worker,
+                secs(verified_before),
+                secs(lease_until),
+                secs(now),
+            )
+        })
+    }
+
+    fn end_scrub(&self, id: BackupJobId, worker: &str, now: Timestamp) -> Result<bool> {
+        self.with(|c| end_scrub(c, id, worker, secs(now)))
     }
 }

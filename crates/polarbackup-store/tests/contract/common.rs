@@ -227,6 +227,7 @@ pub fn finished_set(job: &BackupJob, at: i64) -> BackupSet {
             start: Lsn(0x0300_0028 + job.id.0 * 0x100),
             end: Lsn(0x0300_0100 + job.id.0 * 0x100),
         }),
+        corrupt: None,
     }
 }
 
@@ -257,6 +258,7 @@ pub fn fail_as(store: &dyn Store, mut job: BackupJob, at: i64, holder: Option<&s
         size: 0,
         stored_size: 0,
         wal: None,
+        corrupt: None,
         ..finished_set(&job, at)
     };
     store.end_job(&job, Some(&set), holder).expect("end");

@@ -10,6 +10,7 @@ mod policy;
 mod ram;
 mod records;
 mod secrets;
+mod verification;
 mod wal;
 
 /// `store_contract!(name, backend)`: a module `name` with one `#[test]` per case, each on a
@@ -69,6 +70,9 @@ macro_rules! store_contract {
                 secrets::a_store_opened_with_another_key_is_refused,
                 secrets::plaintext_left_by_an_older_version_is_sealed_at_open,
                 secrets::rotation_reseals_every_secret_and_only_the_new_key_opens,
+                verification::a_corrupt_set_is_unavailable_with_its_first_reason,
+                verification::the_scrub_claims_the_longest_unverified_set_once_until_its_claim_lapses,
+                verification::one_scrubber_wins_a_concurrent_claim,
             );
         }
     };

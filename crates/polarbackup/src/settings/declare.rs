@@ -159,7 +159,7 @@ macro_rules! from_str_values {
         }
     )*};
 }
-from_str_values!(u32, usize, String, PathBuf, SocketAddr);
+from_str_values!(u32, usize, String, PathBuf, SocketAddr, super::Days);
 
 macro_rules! enum_values {
     ($($ty:ty),*) => {$(

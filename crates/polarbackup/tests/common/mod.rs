@@ -351,6 +351,7 @@ pub fn seed_sets(
                     start: polarbackup_model::Lsn(0x0100_0028),
                     end: polarbackup_model::Lsn(0x0100_0100),
                 }),
+                corrupt: None,
             };
             store.end_job(&job, Some(&set), None).expect("end the job");
             job.id.to_string()
