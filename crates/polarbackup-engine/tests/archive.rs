@@ -539,7 +539,10 @@ async fn a_stalled_stream_ends_the_run_and_the_next_run_goes_on() {
         "no data from the database for 2 s; the WAL stream stalled"
     );
     // Measured from the last keepalive, which came up to a status interval before the stall.
-    assert!(took + stall / 3 >= stall, "not before the deadline: {took:?}");
+    assert!(
+        took + stall / 3 >= stall,
+        "not before the deadline: {took:?}"
+    );
 
     // The stalled connection is dropped: once the network is back, its walsender goes and
     // a new run takes the slot and archives on without a hole.
