@@ -4,7 +4,7 @@
 use crate::locations::{Metadata, PgLocation};
 use crate::settings::Settings;
 use anyhow::{anyhow, bail, Context, Result};
-use polarbackup_repo::{Repo, RepoConfig, RepoUrl, S3Credentials};
+use polarbackup_repo::{Repo, RepoConfig, RepoKey, RepoUrl, S3Credentials};
 use polarbackup_store::{MigrationReport, PgOptions, PgStore, SqliteStore, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +20,8 @@ pub struct Locations {
     pub repository: RepoUrl,
     /// For an `s3://` repository (always given then); `Debug` hides the secret.
     pub s3_credentials: Option<S3Credentials>,
+    /// Set: the repository is encrypted with this key (`repository_key_file`).
+    pub repository_key: Option<RepoKey>,
 }
 
 impl Locations {
@@ -56,7 +58,12 @@ impl Locations {
             RepoUrl::File(_) => None,
             RepoUrl::S3 { .. } => Some(s3_credentials(settings)?),
         };
+        let repository_key = match &settings.repository_key_file.0 {
+            Some(file) => Some(crate::config::repository_key(&data_dir.join(file))?),
+            None => None,
+        };
         Ok(Self {
+            repository_key,
             data_dir,
             metadata,
             pool_size: settings.metadata_pool_size,
@@ -73,14 +80,18 @@ impl Locations {
         })
     }
 
-    /// The backup repository.
+    /// The backup repository (encrypted when a key file is set).
     pub fn open_repo(&self) -> Result<Repo> {
-        Repo::open_url(
+        let repo = Repo::open_url(
             &self.repository,
             self.s3_credentials.as_ref(),
             RepoConfig::default(),
         )
-        .with_context(|| format!("opening the backup repository {}", self.repository))
+        .with_context(|| format!("opening the backup repository {}", self.repository))?;
+        Ok(match &self.repository_key {
+            Some(key) => repo.with_key(key.clone()),
+            None => repo,
+        })
     }
 
     /// Where the metadata is, for logs and messages (no password).
