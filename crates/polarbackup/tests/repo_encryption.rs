@@ -161,7 +161,7 @@ fn an_encrypted_repository_restores_only_with_its_key() {
     // Without the key, with another key, or with a key file others may read: refused, and
     // nothing is written.
     for (key, says) in [
-        (None, "is encrypted: reading it needs the repository key"),
+        (None, "reading it needs the repository key"),
         (Some(other.as_path()), "corrupt object"),
         (Some(readable.as_path()), "chmod 600"),
     ] {
