@@ -7,9 +7,13 @@
 #   B. Backup (CreateBackup through the official Python SDK until Finished, verification
 #      included) and restore (`polarbackup restore`) MiB/s with the repository on the local
 #      filesystem and on SeaweedFS S3 (`weed mini` on loopback, SigV4 checked), side by side.
+#   C. The cost of repository encryption: the same backups and restores (local filesystem) with
+#      a plain repository and with `--repository-key-file` (AES-256-GCM on every object), with
+#      the CPU seconds of the server (backup) and of `restore`, and the encrypted/plain ratios.
 #
 #   sudo bash bench/scaleout.sh                  # from the repository root, as root, Debian 12
 #   BENCH_SIZE_MB=128 BENCH_RUNS=1 BENCH_API_SECONDS=5 sudo -E bash bench/scaleout.sh   # smoke run
+#   BENCH_PARTS=crypt BENCH_SIZE_MB=384 BENCH_RUNS=3 sudo -E bash bench/scaleout.sh     # encryption only
 #
 # Every server is a throwaway on free loopback ports: the metadata PostgreSQL (initdb, durable
 # defaults: fsync and synchronous_commit on, as SQLite runs with synchronous=FULL), the source
@@ -22,8 +26,10 @@
 #   BENCH_API_SECONDS=15        measured seconds per metadata store (after 3 s of warm-up)
 #   BENCH_API_CONNECTIONS=16    concurrent connections of the load generator
 #   BENCH_API_CLUSTERS=20       registered clusters; each gets 3 failed backups as data
-#   BENCH_PARTS=api,repo        which parts to run
+#   BENCH_PARTS=api,repo,crypt  which parts to run
 #   BENCH_WORK_PARENT=/var/tmp  BENCH_RESULTS_DIR=bench/results  BENCH_KEEP=0
+#   BENCH_BIN=PATH              use this polarbackup binary instead of building the release one
+#                               (parts repo and crypt only; say which build it was with the numbers)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,7 +40,7 @@ API_SECONDS="${BENCH_API_SECONDS:-15}"
 API_CONNECTIONS="${BENCH_API_CONNECTIONS:-16}"
 API_CLUSTERS="${BENCH_API_CLUSTERS:-20}"
 KEEP="${BENCH_KEEP:-0}"
-PARTS=",${BENCH_PARTS:-api,repo},"
+PARTS=",${BENCH_PARTS:-api,repo,crypt},"
 PGBIN=/usr/lib/postgresql/15/bin
 
 BENCH_TAG=scaleout
@@ -62,20 +68,29 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "cargo build --release -p polarbackup -p polarbackup-bench-api"
-cargo build --release --quiet -p polarbackup -p polarbackup-bench-api
+if [ -z "${BENCH_BIN:-}" ]; then
+    log "cargo build --release -p polarbackup -p polarbackup-bench-api"
+    cargo build --release --quiet -p polarbackup -p polarbackup-bench-api
+fi
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 WORK="$(mktemp -d "${BENCH_WORK_PARENT:-/var/tmp}/polarbackup-scaleout.XXXXXX")"
 chmod 755 "$WORK"
 mkdir -p "$WORK/bin" "$WORK/home" "$WORK/sock"
 # Private copies: other builds in this tree must not swap a binary mid-run.
-cp "${CARGO_TARGET_DIR:-target}/release/polarbackup" "${CARGO_TARGET_DIR:-target}/release/polarbackup-bench-api" "$WORK/bin/"
+if [ -n "${BENCH_BIN:-}" ]; then
+    cp "$BENCH_BIN" "$WORK/bin/polarbackup"
+else
+    cp "${CARGO_TARGET_DIR:-target}/release/polarbackup" "${CARGO_TARGET_DIR:-target}/release/polarbackup-bench-api" "$WORK/bin/"
+fi
 BIN="$WORK/bin/polarbackup"
 LOADGEN="$WORK/bin/polarbackup-bench-api"
 chown -R postgres:postgres "$WORK"
 AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --
     env HOME="$WORK/home" PATH="$PGBIN:/usr/local/bin:/usr/bin:/bin" LC_ALL=C.UTF-8)
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+CLK_TCK="$(getconf CLK_TCK)"
+# proc_cpu PID: user+system CPU seconds of a live process so far.
+proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk -v t="$CLK_TCK" '{ printf "%.2f", ($12 + $13) / t }'; }
 
 # pg_start NAME PORT EXTRA_CONF: a throwaway PostgreSQL 15, trust on loopback.
 pg_start() {
@@ -111,7 +126,7 @@ mkdir -p "$RESULTS_DIR"
 STAMP="$(date +%Y-%m-%d-%H%M)"
 TSV="$RESULTS_DIR/$STAMP-scaleout.tsv"
 {
-    echo "# polarbackup scale-out benchmark, $(date -Iseconds), commit=$COMMIT"
+    echo "# polarbackup scale-out benchmark, $(date -Iseconds), commit=$COMMIT binary=${BENCH_BIN:-release build}"
     echo "# machine: nproc=$(nproc) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\" kernel=$(uname -r)"
     echo "# postgres=$("$PGBIN/postgres" --version | awk '{print $3}') weed=$(weed version 2>/dev/null | awk '{print $3}')"
     printf 'part\tvariant\trun\tvalue\tunit\tdetail\tload1\n'
@@ -185,8 +200,10 @@ api_run postgres POLARBACKUP_METADATA_URL="$META_URL"
 [[ $PARTS == *,api,* ]] && api_part
 
 # ------------------------------------------------------------------------------------------
-# B. repository: filesystem vs SeaweedFS S3
-repo_part() {
+# The source PostgreSQL parts B and C back up (made once): sets SRC_PORT and DATA_BYTES.
+SRC_PORT=""
+source_pg() {
+[ -n "$SRC_PORT" ] && return 0
 SRC_PORT="$(free_port)"
 pg_start src-pg "$SRC_PORT" "wal_level = replica\nmax_wal_senders = 10\nshared_buffers = 256MB\nmax_wal_size = 4GB\n"
 SCALE=$(( (SIZE_MB + 14) / 15 ))
@@ -196,6 +213,50 @@ as_pg "$PGBIN/pgbench" -i -q -s "$SCALE" -h "$WORK/sock" -p "$SRC_PORT" -U postg
 as_pg "$PGBIN/psql" -X -q -h "$WORK/sock" -p "$SRC_PORT" -U postgres -c CHECKPOINT postgres
 DATA_BYTES="$(du -sb --exclude=pg_wal "$WORK/src-pg" | cut -f1)"
 log "source data directory without pg_wal: $DATA_BYTES bytes"
+}
+
+# repo_run VARIANT REPOSITORY_URL [ENV=VALUE…]: RUNS backups (through the SDK, verification
+# included) and restores into one repository; ENV also goes to admin, serve and restore.
+repo_run() {
+    local variant="$1" url="$2" data="$WORK/repo-$1" account key key_id key_secret run cluster out wall job t0 t1 cpu0 cpu1 size
+    shift 2
+    local envs=(POLARBACKUP_DATA_DIR="$data" POLARBACKUP_REPOSITORY_URL="$url" "$@")
+    admin_r() { env "${envs[@]}" "$BIN" admin "$@"; }
+    account="$(admin_r account create --name "bench-$variant" | json_field AccountId)"
+    key="$(admin_r key create --account "$account")"
+    key_id="$(json_field AccessKeyId <<<"$key")"
+    key_secret="$(json_field AccessKeySecret <<<"$key")"
+    serve "repo-$variant" "$data" "${envs[@]}" -- --workers 1
+    for run in $(seq 1 "$RUNS"); do
+        # One cluster per backup: CreateBackup allows 3 manual sets per cluster.
+        cluster="$(admin_r cluster create --account "$account" --region cn-hangzhou --engine postgresql \
+            --host 127.0.0.1 --port "$SRC_PORT" --user postgres --database postgres | json_field DBClusterId)"
+        cpu0="$(proc_cpu "$PB_PID")"
+        out="$(POLARBACKUP_ENDPOINT="$PB_ENDPOINT" POLARBACKUP_ACCESS_KEY_ID="$key_id" \
+            POLARBACKUP_ACCESS_KEY_SECRET="$key_secret" POLARBACKUP_CLUSTER="$cluster" \
+            python3 bench/pb_client.py --interval 0.2)" || { echo "$out" >&2; tail -20 "$WORK/repo-$variant.log" >&2; die "backup to $variant failed"; }
+        cpu1="$(proc_cpu "$PB_PID")"
+        read -r wall job < <(python3 -c 'import json,sys; o=json.loads(sys.argv[1]); assert o["status"]=="Finished", o; print(o["wall"], o["job"])' "$out")
+        size="$(dir_bytes "$data/repo/backups/$job")"
+        row backup "$variant" "$run" "$(awk -v b="$DATA_BYTES" -v t="$wall" 'BEGIN{printf "%.1f", b/1048576/t}')" "MiB/s" \
+            "wall_s=$wall,job=$job,server_cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b-a}'),stored_bytes=$size"
+        rm -rf "$WORK/restored"
+        cpu_mark
+        t0=$EPOCHREALTIME
+        env "${envs[@]}" "$BIN" restore --backup-id "$job" \
+            --target-dir "$WORK/restored" >"$WORK/restore.out" 2>&1 || { cat "$WORK/restore.out" >&2; die "restore from $variant failed"; }
+        t1=$EPOCHREALTIME
+        cpu_since
+        row restore "$variant" "$run" "$(awk -v b="$DATA_BYTES" -v a="$t0" -v c="$t1" 'BEGIN{printf "%.1f", b/1048576/(c-a)}')" "MiB/s" "wall_s=$(elapsed "$t0" "$t1"),job=$job,cpu_s=$CPU"
+    done
+    rm -rf "$WORK/restored"
+    stop_serve
+}
+
+# ------------------------------------------------------------------------------------------
+# B. repository: filesystem vs SeaweedFS S3
+repo_part() {
+source_pg
 
 mkdir -p "$WORK/weed/data"
 export AWS_ACCESS_KEY_ID="PBBENCH$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -222,37 +283,21 @@ for i in $(seq 1 200); do
 done
 log "SeaweedFS S3 on $S3_ENDPOINT, bucket bench"
 
-repo_run() { # variant REPOSITORY_URL
-    local variant="$1" url="$2" data="$WORK/repo-$1" account key key_id key_secret run cluster out wall job t0 t1
-    admin_r() { POLARBACKUP_DATA_DIR="$data" POLARBACKUP_REPOSITORY_URL="$url" "$BIN" admin "$@"; }
-    account="$(admin_r account create --name "bench-$variant" | json_field AccountId)"
-    key="$(admin_r key create --account "$account")"
-    key_id="$(json_field AccessKeyId <<<"$key")"
-    key_secret="$(json_field AccessKeySecret <<<"$key")"
-    serve "repo-$variant" "$data" POLARBACKUP_REPOSITORY_URL="$url" -- --workers 1
-    for run in $(seq 1 "$RUNS"); do
-        # One cluster per backup: CreateBackup allows 3 manual sets per cluster.
-        cluster="$(admin_r cluster create --account "$account" --region cn-hangzhou --engine postgresql \
-            --host 127.0.0.1 --port "$SRC_PORT" --user postgres --database postgres | json_field DBClusterId)"
-        out="$(POLARBACKUP_ENDPOINT="$PB_ENDPOINT" POLARBACKUP_ACCESS_KEY_ID="$key_id" \
-            POLARBACKUP_ACCESS_KEY_SECRET="$key_secret" POLARBACKUP_CLUSTER="$cluster" \
-            python3 bench/pb_client.py --interval 0.2)" || { echo "$out" >&2; tail -20 "$WORK/repo-$variant.log" >&2; die "backup to $variant failed"; }
-        read -r wall job < <(python3 -c 'import json,sys; o=json.loads(sys.argv[1]); assert o["status"]=="Finished", o; print(o["wall"], o["job"])' "$out")
-        row backup "$variant" "$run" "$(awk -v b="$DATA_BYTES" -v t="$wall" 'BEGIN{printf "%.1f", b/1048576/t}')" "MiB/s" "wall_s=$wall,job=$job"
-        rm -rf "$WORK/restored"
-        t0=$EPOCHREALTIME
-        POLARBACKUP_DATA_DIR="$data" POLARBACKUP_REPOSITORY_URL="$url" "$BIN" restore --backup-id "$job" \
-            --target-dir "$WORK/restored" >"$WORK/restore.out" 2>&1 || { cat "$WORK/restore.out" >&2; die "restore from $variant failed"; }
-        t1=$EPOCHREALTIME
-        row restore "$variant" "$run" "$(awk -v b="$DATA_BYTES" -v a="$t0" -v c="$t1" 'BEGIN{printf "%.1f", b/1048576/(c-a)}')" "MiB/s" "wall_s=$(elapsed "$t0" "$t1"),job=$job"
-    done
-    rm -rf "$WORK/restored"
-    stop_serve
-}
 repo_run fs "file://repo"
 repo_run s3 "s3://bench/polarbackup?endpoint=$S3_ENDPOINT&region=us-east-1"
 }
 [[ $PARTS == *,repo,* ]] && repo_part
+
+# ------------------------------------------------------------------------------------------
+# C. repository encryption: plain vs AES-256-GCM, local filesystem
+crypt_part() {
+source_pg
+head -c 48 /dev/urandom | base64 >"$WORK/repo.key"
+chmod 600 "$WORK/repo.key"
+repo_run plain "file://repo"
+repo_run aes256gcm "file://repo" POLARBACKUP_REPOSITORY_KEY_FILE="$WORK/repo.key"
+}
+[[ $PARTS == *,crypt,* ]] && crypt_part
 
 # ------------------------------------------------------------------------------------------
 log "results: $TSV"
@@ -269,4 +314,15 @@ print("|---|---|---|---|")
 print("| DescribeBackupTasks req/s, best | SQLite %.0f | PostgreSQL %.0f | %.2f |" % (best("api", "sqlite"), best("api", "postgres"), ratio(best("api", "sqlite"), best("api", "postgres"))))
 for part in ("backup", "restore"):
     print("| %s MiB/s, best of %d | fs %.1f | S3 %.1f | %.2f |" % (part, len(by[(part, "fs")]), best(part, "fs"), best(part, "s3"), ratio(best(part, "fs"), best(part, "s3"))))
+# Encryption: best MiB/s, and the median CPU seconds (server for backups, restore's own).
+cpu = collections.defaultdict(list)
+for part, variant, run, value, unit, detail, load in rows:
+    fields = dict(f.split("=", 1) for f in detail.split(",") if "=" in f)
+    c = fields.get("server_cpu_s", fields.get("cpu_s"))
+    if c is not None:
+        cpu[(part, variant)].append(float(c))
+def med(p, v): return statistics.median(cpu[(p, v)]) if cpu[(p, v)] else float("nan")
+for part in ("backup", "restore"):
+    print("| %s MiB/s, best of %d | plain %.1f | AES-256-GCM %.1f | %.2f |" % (part, len(by[(part, "plain")]), best(part, "plain"), best(part, "aes256gcm"), ratio(best(part, "plain"), best(part, "aes256gcm"))))
+    print("| %s CPU s, median | plain %.2f | AES-256-GCM %.2f | %.2f |" % (part, med(part, "plain"), med(part, "aes256gcm"), ratio(med(part, "plain"), med(part, "aes256gcm"))))
 PY

@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::RepoError;
+use crate::{RepoError, RepoKey};
 
 /// The hash a manifest's digests use. Format 1 knows only SHA-256; format 2 writes BLAKE3,
 /// which hashes about 3.5 times faster here and was a third of a restore's CPU as SHA-256.
@@ -91,10 +91,20 @@ pub(crate) struct Expected<'a> {
     pub stored_hash: &'a str,
 }
 
-/// Compresses `raw` as one independent zstd frame and hashes both sides.
-pub(crate) fn seal(raw: &[u8], level: i32, checksum: Checksum) -> Result<Sealed, RepoError> {
-    let stored = zstd::bulk::compress(raw, level)
+/// Compresses `raw` as one independent zstd frame, encrypts it for the path `object` when the
+/// repository has a key, and hashes both sides (the stored side as stored: ciphertext).
+pub(crate) fn seal(
+    raw: &[u8],
+    level: i32,
+    checksum: Checksum,
+    key: Option<(&RepoKey, &str)>,
+) -> Result<Sealed, RepoError> {
+    let compressed = zstd::bulk::compress(raw, level)
         .map_err(|e| RepoError::Internal(format!("zstd compression failed: {e}")))?;
+    let stored = match key {
+        Some((key, object)) => key.seal(object, &compressed)?,
+        None => compressed,
+    };
     Ok(Sealed {
         raw_size: raw.len() as u64,
         raw_hash: checksum.hex(raw),
@@ -104,9 +114,14 @@ pub(crate) fn seal(raw: &[u8], level: i32, checksum: Checksum) -> Result<Sealed,
 }
 
 /// Checks a stored object against the manifest and returns its raw bytes.
-/// The stored hash is checked before decompressing, so garbage never reaches zstd
-/// unless the manifest itself was forged; even then the output is capped at `raw_size`.
-pub(crate) fn open(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<Vec<u8>, RepoError> {
+/// The stored hash is checked before decrypting and decompressing, so garbage never reaches
+/// zstd unless the manifest itself was forged; even then the output is capped at `raw_size`.
+pub(crate) fn open(
+    object: &str,
+    stored: &[u8],
+    want: &Expected<'_>,
+    key: Option<&RepoKey>,
+) -> Result<Vec<u8>, RepoError> {
     let alg = want.checksum.as_str();
     if stored.len() as u64 != want.stored_size {
         return Err(RepoError::corrupt(
@@ -124,8 +139,16 @@ pub(crate) fn open(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<V
             format!("stored {alg} does not match the manifest"),
         ));
     }
+    let opened;
+    let compressed = match key {
+        Some(key) => {
+            opened = key.open(object, stored)?;
+            &opened[..]
+        }
+        None => stored,
+    };
     // raw_size is bounded by the validated manifest chunk size, so this allocation is too.
-    let raw = zstd::bulk::decompress(stored, want.raw_size as usize)
+    let raw = zstd::bulk::decompress(compressed, want.raw_size as usize)
         .map_err(|e| RepoError::corrupt(object, format!("zstd decompression failed: {e}")))?;
     if raw.len() as u64 != want.raw_size {
         return Err(RepoError::corrupt(
@@ -164,8 +187,8 @@ mod tests {
     fn round_trip_and_empty() {
         for alg in [Checksum::Sha256, Checksum::Blake3] {
             for raw in [&b"hello hello hello hello"[..], &b""[..]] {
-                let s = seal(raw, 1, alg).unwrap();
-                assert_eq!(open("o", &s.stored, &expected(&s, alg)).unwrap(), raw);
+                let s = seal(raw, 1, alg, None).unwrap();
+                assert_eq!(open("o", &s.stored, &expected(&s, alg), None).unwrap(), raw);
             }
         }
     }
@@ -183,28 +206,28 @@ mod tests {
         );
         for alg in [Checksum::Sha256, Checksum::Blake3] {
             assert_eq!(Checksum::parse(alg.as_str()), Some(alg));
-            let s = seal(b"data", 1, alg).unwrap();
+            let s = seal(b"data", 1, alg, None).unwrap();
             // The other algorithm's digest never passes.
             let other = if alg == Checksum::Sha256 {
                 Checksum::Blake3
             } else {
                 Checksum::Sha256
             };
-            assert!(open("o", &s.stored, &expected(&s, other)).is_err());
+            assert!(open("o", &s.stored, &expected(&s, other), None).is_err());
         }
         assert_eq!(Checksum::parse("md5"), None);
     }
 
     #[test]
     fn garbage_under_a_forged_manifest_is_corrupt_not_a_panic() {
-        let s = seal(&[7u8; 1000], 1, Checksum::Sha256).unwrap();
+        let s = seal(&[7u8; 1000], 1, Checksum::Sha256, None).unwrap();
         let garbage = vec![0xAB; 40];
         let forged = Expected {
             stored_size: garbage.len() as u64,
             stored_hash: &Checksum::Sha256.hex(&garbage),
             ..expected(&s, Checksum::Sha256)
         };
-        let err = open("o", &garbage, &forged).unwrap_err();
+        let err = open("o", &garbage, &forged, None).unwrap_err();
         assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
         // A valid frame that inflates beyond the recorded raw size.
         let small = Expected {
@@ -212,7 +235,7 @@ mod tests {
             ..expected(&s, Checksum::Sha256)
         };
         assert!(matches!(
-            open("o", &s.stored, &small),
+            open("o", &s.stored, &small, None),
             Err(RepoError::Corrupt { .. })
         ));
     }

@@ -4,13 +4,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{Checksum, Expected};
 use crate::config::MAX_CHUNK_SIZE;
+use crate::crypt::{CIPHER, OVERHEAD};
 use crate::layout;
-use crate::RepoError;
+use crate::{RepoError, RepoKey};
 
 /// The manifest format this crate writes; older ones keep loading, newer ones are refused.
 /// 1: SHA-256 digests in `raw_sha256`/`stored_sha256`. 2: the hash named by `checksum`
 /// (BLAKE3 when written), in `raw_hash`/`stored_hash`; format 1's names still read.
 pub const FORMAT_VERSION: u32 = 2;
+/// Format 2 in an encrypted repository: `encryption` is set, every stored size and hash is
+/// of the sealed object, and the manifest itself is stored sealed inside an envelope that
+/// shows only the format, backup id and `encryption` (so a reader can say what key it needs).
+pub const ENCRYPTED_FORMAT_VERSION: u32 = 3;
 
 /// The committed description of one backup. Everything in it is checked on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +33,40 @@ pub struct Manifest {
     pub totals: Totals,
     /// The engine's metadata (LSNs, timeline, system id, PostgreSQL version, times), opaque here.
     pub meta: serde_json::Value,
+    /// Set exactly in format 3: how the backup's objects are encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How an encrypted backup's objects are sealed, and which key can open them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// Always "aes-256-gcm".
+    pub cipher: String,
+    /// `RepoKey::check` of the key the backup was written with.
+    pub key_check: String,
+}
+
+impl Encryption {
+    pub(crate) fn of(key: &RepoKey) -> Encryption {
+        Encryption {
+            cipher: CIPHER.into(),
+            key_check: key.check().to_owned(),
+        }
+    }
+}
+
+/// What an encrypted repository stores as `manifest.json`: the sealed manifest (zstd, then
+/// AES-256-GCM bound to the manifest's path), hex-encoded, with what a reader needs to know
+/// before opening it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    format_version: u32,
+    backup_id: String,
+    encryption: Encryption,
+    sealed: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +156,7 @@ impl Manifest {
             .get("format_version")
             .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| RepoError::corrupt(object, "manifest has no numeric format_version"))?;
-        if version == 0 || version > u64::from(FORMAT_VERSION) {
+        if version == 0 || version > u64::from(ENCRYPTED_FORMAT_VERSION) {
             return Err(RepoError::UnsupportedFormat(
                 u32::try_from(version).unwrap_or(u32::MAX),
             ));
@@ -128,6 +167,92 @@ impl Manifest {
             .check()
             .map_err(|reason| RepoError::corrupt(object, reason))?;
         Ok(manifest)
+    }
+
+    /// Reads the stored `manifest.json` at `object` in a repository with `key` (or none): an
+    /// encrypted manifest needs the key it was written with (a wrong key, or a changed or
+    /// moved manifest, is `Corrupt`), and a keyed repository refuses a plaintext one.
+    pub fn load(data: &[u8], object: &str, key: Option<&RepoKey>) -> Result<Manifest, RepoError> {
+        let value: serde_json::Value = serde_json::from_slice(data)
+            .map_err(|e| RepoError::corrupt(object, format!("manifest is not JSON: {e}")))?;
+        if value.get("sealed").is_none() {
+            let manifest = Manifest::from_json(data, object)?;
+            if manifest.encryption.is_some() {
+                return Err(RepoError::corrupt(
+                    object,
+                    "an encrypted manifest stored without its envelope",
+                ));
+            }
+            if key.is_some() {
+                return Err(RepoError::InvalidConfig(format!(
+                    "{object} is not encrypted, but a repository key is set: an encrypted \
+                     repository reads only backups written with its key"
+                )));
+            }
+            return Ok(manifest);
+        }
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
+        if version.is_some_and(|v| v > u64::from(ENCRYPTED_FORMAT_VERSION)) {
+            return Err(RepoError::UnsupportedFormat(
+                version
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(u32::MAX),
+            ));
+        }
+        let envelope: Envelope = serde_json::from_value(value).map_err(|e| {
+            RepoError::corrupt(object, format!("manifest envelope does not parse: {e}"))
+        })?;
+        let Some(key) = key else {
+            return Err(RepoError::InvalidConfig(format!(
+                "{object} is encrypted ({}): reading it needs the repository key \
+                 (--repository-key-file)",
+                envelope.encryption.cipher
+            )));
+        };
+        if envelope.encryption.key_check != key.check() {
+            return Err(RepoError::corrupt(
+                object,
+                "the repository key is not the one this backup was encrypted with (key check \
+                 failed)",
+            ));
+        }
+        let sealed = hex::decode(&envelope.sealed)
+            .map_err(|_| RepoError::corrupt(object, "sealed manifest is not hex"))?;
+        let compressed = key.open(object, &sealed)?;
+        let json = zstd::stream::decode_all(&compressed[..])
+            .map_err(|e| RepoError::corrupt(object, format!("zstd decompression failed: {e}")))?;
+        let manifest = Manifest::from_json(&json, object)?;
+        if manifest.backup_id != envelope.backup_id
+            || manifest.encryption.as_ref() != Some(&envelope.encryption)
+        {
+            return Err(RepoError::corrupt(
+                object,
+                "the envelope does not match the sealed manifest",
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// The bytes to store as `manifest.json` at `object`: the JSON, or its envelope when the
+    /// repository has a key.
+    pub fn to_stored(&self, object: &str, key: Option<&RepoKey>) -> Result<Vec<u8>, RepoError> {
+        let (Some(key), Some(encryption)) = (key, &self.encryption) else {
+            return Ok(self.to_json());
+        };
+        let compressed = zstd::bulk::compress(&self.to_json(), 3)
+            .map_err(|e| RepoError::Internal(format!("zstd compression failed: {e}")))?;
+        let envelope = Envelope {
+            format_version: self.format_version,
+            backup_id: self.backup_id.clone(),
+            encryption: encryption.clone(),
+            sealed: hex::encode(key.seal(object, &compressed)?),
+        };
+        let mut out = serde_json::to_vec_pretty(&envelope)
+            .map_err(|e| RepoError::Internal(format!("manifest envelope: {e}")))?;
+        out.push(b'\n');
+        Ok(out)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -169,7 +294,26 @@ impl Manifest {
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE as u64 {
             return Err(format!("chunk_size {} is out of range", self.chunk_size));
         }
-        let max_stored = zstd::zstd_safe::compress_bound(self.chunk_size as usize) as u64;
+        let encrypted = self.format_version == ENCRYPTED_FORMAT_VERSION;
+        match &self.encryption {
+            Some(e) if encrypted => {
+                if e.cipher != CIPHER {
+                    return Err(format!("unknown cipher {:?}", e.cipher));
+                }
+                check_hash(&e.key_check)?;
+            }
+            None if !encrypted => {}
+            _ => {
+                return Err(format!(
+                    "format {} and encryption {:?} do not go together",
+                    self.format_version, self.encryption
+                ))
+            }
+        }
+        // Sealing adds a fixed number of bytes to each object.
+        let overhead = if encrypted { OVERHEAD as u64 } else { 0 };
+        let max_stored =
+            zstd::zstd_safe::compress_bound(self.chunk_size as usize) as u64 + overhead;
         let (mut raw_total, mut stored_total) = (0u64, 0u64);
         let mut names = std::collections::HashSet::new();
         for a in &self.archives {
@@ -218,7 +362,7 @@ impl Manifest {
             // Side files are small; cap them like chunks so reading one stays bounded.
             if f.raw_size > MAX_CHUNK_SIZE as u64
                 || f.stored_size == 0
-                || f.stored_size > zstd::zstd_safe::compress_bound(MAX_CHUNK_SIZE) as u64
+                || f.stored_size > zstd::zstd_safe::compress_bound(MAX_CHUNK_SIZE) as u64 + overhead
             {
                 return Err(format!("file {} has impossible sizes", f.name));
             }

@@ -13,7 +13,7 @@ use crate::layout;
 use crate::manifest::ArchiveEntry;
 use crate::ordered::Ordered;
 use crate::repo::{fetch_object, Repo};
-use crate::RepoError;
+use crate::{RepoError, RepoKey};
 
 /// Reads an archive chunk by chunk (`next_chunk`) or as a byte stream (`AsyncRead`).
 ///
@@ -23,6 +23,7 @@ use crate::RepoError;
 /// and everything already returned must be discarded.
 pub struct ArchiveReader {
     op: Operator,
+    key: Option<RepoKey>,
     backup_id: String,
     entry: ArchiveEntry,
     next_spawn: usize,
@@ -58,6 +59,7 @@ impl ArchiveReader {
     ) -> Self {
         ArchiveReader {
             op: repo.inner.op.clone(),
+            key: repo.inner.key.clone(),
             backup_id: backup_id.to_owned(),
             entry,
             next_spawn: 0,
@@ -98,10 +100,10 @@ impl ArchiveReader {
         while !self.window.is_full() && self.next_spawn < self.entry.chunks.len() {
             let chunk = self.entry.chunks[self.next_spawn].clone();
             let path = layout::object_path(&self.backup_id, &chunk.object);
-            let (op, checksum) = (self.op.clone(), self.checksum);
+            let (op, checksum, key) = (self.op.clone(), self.checksum, self.key.clone());
             self.window.spawn(async move {
                 let stored_size = chunk.stored_size;
-                let data = fetch_object(&op, path, chunk, checksum).await?;
+                let data = fetch_object(&op, path, chunk, checksum, key).await?;
                 Ok(Verified {
                     data: Bytes::from(data),
                     stored_size,

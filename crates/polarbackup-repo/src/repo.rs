@@ -13,7 +13,7 @@ use crate::reader::ArchiveReader;
 use crate::remote::remote_layers;
 use crate::url::{RepoUrl, S3Credentials};
 use crate::writer::BackupWriter;
-use crate::{RepoConfig, RepoError};
+use crate::{RepoConfig, RepoError, RepoKey};
 
 /// Objects up to this size are one request (a default 8 MiB chunk that did not compress, a
 /// 16 MiB WAL segment); larger ones go in parts where the storage has multipart uploads.
@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) op: Operator,
     pub(crate) cfg: RepoConfig,
     pub(crate) chunk_hook: ChunkHook,
+    /// Set: an encrypted repository (every object sealed, every manifest keyed).
+    pub(crate) key: Option<RepoKey>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -44,6 +46,7 @@ impl std::fmt::Debug for Repo {
         f.debug_struct("Repo")
             .field("storage", &self.inner.op.info())
             .field("cfg", &self.inner.cfg)
+            .field("encrypted", &self.inner.key.is_some())
             .finish()
     }
 }
@@ -86,8 +89,28 @@ impl Repo {
                 op,
                 cfg,
                 chunk_hook: None,
+                key: None,
             }),
         })
+    }
+
+    /// This repository, encrypted with `key`: what it writes is sealed, and it reads only
+    /// backups sealed with the same key (an unencrypted one is refused, so nobody can slip in
+    /// a forged plaintext manifest).
+    pub fn with_key(&self, key: RepoKey) -> Repo {
+        Repo {
+            inner: Arc::new(Inner {
+                op: self.inner.op.clone(),
+                cfg: self.inner.cfg.clone(),
+                chunk_hook: self.inner.chunk_hook.clone(),
+                key: Some(key),
+            }),
+        }
+    }
+
+    /// Whether this repository encrypts (`with_key`).
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.key.is_some()
     }
 
     /// A repository in the local directory `root` (created if missing).
@@ -137,6 +160,7 @@ impl Repo {
                 op: self.inner.op.clone(),
                 cfg: self.inner.cfg.clone(),
                 chunk_hook: Some(hook),
+                key: self.inner.key.clone(),
             }),
         }
     }
@@ -174,7 +198,7 @@ impl Repo {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(RepoError::storage(&path, e)),
         };
-        let manifest = Manifest::from_json(&data, &path)?;
+        let manifest = Manifest::load(&data, &path, self.inner.key.as_ref())?;
         if manifest.backup_id != backup_id {
             return Err(RepoError::corrupt(
                 &path,
@@ -212,7 +236,7 @@ impl Repo {
             }
         }
         for file in &manifest.files {
-            fetch_file(&self.inner.op, backup_id, file, manifest.checksum()).await?;
+            fetch_file(self, backup_id, file, manifest.checksum()).await?;
             done += file.stored_size;
             progress(done, total);
         }
@@ -250,7 +274,7 @@ impl Repo {
         let entry = manifest
             .file(name)
             .ok_or_else(|| RepoError::NotFound(format!("file {name} in backup {backup_id}")))?;
-        fetch_file(&self.inner.op, backup_id, entry, manifest.checksum()).await
+        fetch_file(self, backup_id, entry, manifest.checksum()).await
     }
 
     /// Removes a backup: the manifest first, so a crash midway leaves an unusable set that
@@ -344,6 +368,7 @@ pub(crate) async fn fetch_object(
     path: String,
     want: ChunkEntry,
     checksum: Checksum,
+    key: Option<RepoKey>,
 ) -> Result<Vec<u8>, RepoError> {
     let missing_or = |e: opendal::Error, path: &str| match e.kind() {
         ErrorKind::NotFound => RepoError::corrupt(path, "object is missing"),
@@ -370,19 +395,22 @@ pub(crate) async fn fetch_object(
         .await
         .map_err(|e| missing_or(e, &path))?
         .to_bytes();
-    tokio::task::spawn_blocking(move || codec::open(&path, &stored, &want.expected(checksum)))
-        .await
-        .map_err(RepoError::join)?
+    tokio::task::spawn_blocking(move || {
+        codec::open(&path, &stored, &want.expected(checksum), key.as_ref())
+    })
+    .await
+    .map_err(RepoError::join)?
 }
 
 async fn fetch_file(
-    op: &Operator,
+    repo: &Repo,
     backup_id: &str,
     file: &FileEntry,
     checksum: Checksum,
 ) -> Result<Vec<u8>, RepoError> {
     let path = layout::object_path(backup_id, &file.object);
-    fetch_object(op, path, file.as_chunk(), checksum).await
+    let key = repo.inner.key.clone();
+    fetch_object(&repo.inner.op, path, file.as_chunk(), checksum, key).await
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Archived WAL: one object per segment, partial segment or history file, under
 //! `wal/<cluster>/<name>.zst`, zstd-compressed. The metadata store keeps each object's raw size
-//! and BLAKE3 digest, and every read is checked against them.
+//! and BLAKE3 digest, and every read is checked against them. In an encrypted repository the
+//! compressed object is sealed for its key (`crypt`), so WAL objects cannot be swapped either.
 
+use crate::crypt;
 use crate::layout;
 use crate::repo::{put_object, Repo};
 use crate::RepoError;
@@ -61,11 +63,16 @@ impl Repo {
     ) -> Result<StoredWal, RepoError> {
         let key = key(cluster, name)?;
         let level = self.inner.cfg.zstd_level;
+        let (repo_key, object) = (self.inner.key.clone(), key.clone());
         let (stored, raw_size, digest) = tokio::task::spawn_blocking(move || {
             let digest = blake3::hash(&raw).to_hex().to_string();
-            zstd::bulk::compress(&raw, level)
-                .map(|s| (s, raw.len() as u64, digest))
-                .map_err(|e| RepoError::Internal(format!("zstd compression failed: {e}")))
+            let compressed = zstd::bulk::compress(&raw, level)
+                .map_err(|e| RepoError::Internal(format!("zstd compression failed: {e}")))?;
+            let stored = match &repo_key {
+                Some(k) => k.seal(&object, &compressed)?,
+                None => compressed,
+            };
+            Ok::<_, RepoError>((stored, raw.len() as u64, digest))
         })
         .await
         .map_err(RepoError::join)??;
@@ -102,7 +109,23 @@ impl Repo {
         };
         let owned_key = key.to_owned();
         let digest = digest.to_owned();
+        let repo_key = self.inner.key.clone();
         tokio::task::spawn_blocking(move || {
+            let stored = match (&repo_key, crypt::is_sealed(&stored)) {
+                (Some(k), true) => k.open(&owned_key, &stored)?,
+                (None, false) => stored,
+                (Some(_), false) => {
+                    return Err(RepoError::InvalidConfig(format!(
+                        "{owned_key} is not encrypted, but a repository key is set"
+                    )))
+                }
+                (None, true) => {
+                    return Err(RepoError::InvalidConfig(format!(
+                        "{owned_key} is encrypted: reading it needs the repository key \
+                         (--repository-key-file)"
+                    )))
+                }
+            };
             let raw = zstd::bulk::decompress(&stored, raw_size as usize).map_err(|e| {
                 RepoError::corrupt(&owned_key, format!("zstd decompression failed: {e}"))
             })?;

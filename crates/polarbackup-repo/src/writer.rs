@@ -6,11 +6,12 @@ use crate::codec::{self, Checksum};
 use crate::config::MAX_CHUNK_SIZE;
 use crate::layout;
 use crate::manifest::{
-    ArchiveEntry, ChunkEntry, Compression, FileEntry, Manifest, Totals, FORMAT_VERSION,
+    ArchiveEntry, ChunkEntry, Compression, Encryption, FileEntry, Manifest, Totals,
+    ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION,
 };
 use crate::ordered::Ordered;
 use crate::repo::{put_object, remove_backup_dir, ChunkHook, Repo};
-use crate::RepoError;
+use crate::{RepoError, RepoKey};
 
 /// Writes one backup. Nothing is visible as a backup until `commit` writes the manifest.
 ///
@@ -53,6 +54,7 @@ struct ChunkJob {
     level: i32,
     checksum: Checksum,
     hook: ChunkHook,
+    key: Option<RepoKey>,
 }
 
 impl BackupWriter {
@@ -155,11 +157,12 @@ impl BackupWriter {
             self.record(done?)?;
         }
         let cfg = &self.repo.inner.cfg;
-        let (level, checksum, op, hook) = (
+        let (level, checksum, op, hook, key) = (
             cfg.zstd_level,
             cfg.checksum,
             self.repo.inner.op.clone(),
             self.repo.inner.chunk_hook.clone(),
+            self.repo.inner.key.clone(),
         );
         let backup_id = self.backup_id.clone();
         let open = self.open_archive()?;
@@ -172,6 +175,7 @@ impl BackupWriter {
             level,
             checksum,
             hook,
+            key,
         };
         open.next_seq += 1;
         self.window.spawn(store_chunk(job));
@@ -231,9 +235,17 @@ impl BackupWriter {
         let path = layout::object_path(&self.backup_id, &object);
         let cfg = &self.repo.inner.cfg;
         let (raw, level, checksum) = (data.to_vec(), cfg.zstd_level, cfg.checksum);
-        let sealed = tokio::task::spawn_blocking(move || codec::seal(&raw, level, checksum))
-            .await
-            .map_err(RepoError::join)??;
+        let (key, sealed_path) = (self.repo.inner.key.clone(), path.clone());
+        let sealed = tokio::task::spawn_blocking(move || {
+            codec::seal(
+                &raw,
+                level,
+                checksum,
+                key.as_ref().map(|k| (k, &*sealed_path)),
+            )
+        })
+        .await
+        .map_err(RepoError::join)??;
         let stored_size = sealed.stored.len() as u64;
         put_object(&self.repo.inner.op, &path, sealed.stored).await?;
         self.files.push(FileEntry {
@@ -285,8 +297,12 @@ impl BackupWriter {
             .map(|c| c.stored_size)
             .sum::<u64>()
             + files.iter().map(|f| f.stored_size).sum::<u64>();
+        let key = self.repo.inner.key.clone();
         let manifest = Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: match key {
+                Some(_) => ENCRYPTED_FORMAT_VERSION,
+                None => FORMAT_VERSION,
+            },
             backup_id: self.backup_id.clone(),
             created_at: self.created_at,
             chunk_size: cfg.chunk_size as u64,
@@ -302,12 +318,14 @@ impl BackupWriter {
                 stored_bytes,
             },
             meta,
+            encryption: key.as_ref().map(Encryption::of),
         };
-        let json = manifest.to_json();
+        let path = layout::manifest_path(&self.backup_id);
+        let stored = manifest.to_stored(&path, key.as_ref())?;
         // What we write must be what we can load back.
-        Manifest::from_json(&json, "new manifest")
+        Manifest::load(&stored, &path, key.as_ref())
             .map_err(|e| RepoError::Internal(format!("refusing to commit: {e}")))?;
-        self.write_manifest(json).await?;
+        self.write_manifest(stored).await?;
         Ok(manifest)
     }
 
@@ -382,17 +400,24 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         level,
         checksum,
         hook,
+        key,
     } = job;
+    let object = layout::chunk_object(&archive, seq);
+    let path = layout::object_path(&backup_id, &object);
+    let sealed_path = path.clone();
     let sealed = tokio::task::spawn_blocking(move || {
         if let Some(hook) = hook {
             hook(seq);
         }
-        codec::seal(&raw, level, checksum)
+        codec::seal(
+            &raw,
+            level,
+            checksum,
+            key.as_ref().map(|k| (k, &*sealed_path)),
+        )
     })
     .await
     .map_err(RepoError::join)??;
-    let object = layout::chunk_object(&archive, seq);
-    let path = layout::object_path(&backup_id, &object);
     let stored_size = sealed.stored.len() as u64;
     put_object(&op, &path, sealed.stored).await?;
     Ok(ChunkEntry {

@@ -5,7 +5,7 @@ use crate::config;
 use crate::locations::{Metadata, PgLocation};
 use crate::settings::Settings;
 use anyhow::{anyhow, bail, Context, Result};
-use polarbackup_repo::{Repo, RepoConfig, RepoUrl, S3Credentials};
+use polarbackup_repo::{Repo, RepoConfig, RepoKey, RepoUrl, S3Credentials};
 use polarbackup_store::{
     MasterKey, MigrationReport, PgOptions, PgStore, SealReport, SqliteStore, Store, StoreError,
 };
@@ -23,6 +23,8 @@ pub struct Locations {
     pub repository: RepoUrl,
     /// For an `s3://` repository (always given then); `Debug` hides the secret.
     pub s3_credentials: Option<S3Credentials>,
+    /// Set: the repository is encrypted with this key (`repository_key_file`).
+    pub repository_key: Option<RepoKey>,
     /// Where the master key that seals the store's secrets comes from.
     pub master_key: KeySource,
 }
@@ -84,7 +86,12 @@ impl Locations {
             )),
             None => KeySource::File(settings.master_key_file.clone()),
         };
+        let repository_key = match &settings.repository_key_file.0 {
+            Some(file) => Some(crate::config::repository_key(&data_dir.join(file))?),
+            None => None,
+        };
         Ok(Self {
+            repository_key,
             data_dir,
             metadata,
             pool_size: settings.metadata_pool_size,
@@ -135,12 +142,16 @@ impl Locations {
         if let RepoUrl::File(path) = &self.repository {
             crate::private::tighten(path)?;
         }
-        Repo::open_url(
+        let repo = Repo::open_url(
             &self.repository,
             self.s3_credentials.as_ref(),
             RepoConfig::default(),
         )
-        .with_context(|| format!("opening the backup repository {}", self.repository))
+        .with_context(|| format!("opening the backup repository {}", self.repository))?;
+        Ok(match &self.repository_key {
+            Some(key) => repo.with_key(key.clone()),
+            None => repo,
+        })
     }
 
     /// Where the metadata is, for logs and messages (no password).

@@ -124,6 +124,8 @@ pub struct LocationArgs {
     pub metadata_url: Option<MetadataUrl>,
     #[arg(long, global = true, help = spec::repository_url.help_with_env())]
     pub repository_url: Option<RepositoryUrl>,
+    #[arg(long, global = true, help = spec::repository_key_file.help_with_env())]
+    pub repository_key_file: Option<crate::settings::OptionalFile>,
 }
 
 impl LocationArgs {
@@ -135,6 +137,7 @@ impl LocationArgs {
             data_dir: self.data_dir.clone(),
             metadata_url: self.metadata_url.clone(),
             repository_url: self.repository_url.clone(),
+            repository_key_file: self.repository_key_file.clone(),
             ..ServeArgs::default()
         })
     }

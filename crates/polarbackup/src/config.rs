@@ -102,6 +102,28 @@ fn key_file(path: &Path) -> Result<Vec<u8>> {
     Ok(key.to_vec())
 }
 
+/// The key of an encrypted repository, from `path`, which only its owner may read (like any
+/// secret file: whoever reads it reads every backup).
+pub fn repository_key(path: &Path) -> Result<polarbackup_repo::RepoKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading the repository key file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the repository key file {} may be read by its group or others (mode {:o}): make \
+             it private with chmod 600",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    let material = std::fs::read(path)
+        .with_context(|| format!("reading the repository key file {}", path.display()))?;
+    polarbackup_repo::RepoKey::from_bytes(&material)
+        .with_context(|| format!("the repository key file {}", path.display()))
+}
+
 /// Private scratch space inside a data directory.
 pub fn scratch_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("tmp")

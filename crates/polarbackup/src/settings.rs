@@ -9,8 +9,8 @@ use crate::cli::{LogFormat, OnOff, RamModeArg};
 use crate::locations::{MetadataUrl, RepositoryUrl};
 use crate::scrub::ScrubConfig;
 use anyhow::Result;
-pub use declare::CONFIG_ENV;
 use declare::{any, within};
+pub use declare::{OptionalFile, CONFIG_ENV};
 use jiff::SignedDuration;
 use polarbackup_api::{
     ApiConfig, DiagnosticKey, HttpSettings, LinkConfig, LinkSecret, RamConfig, RamMode,
@@ -90,6 +90,18 @@ declare::settings! {
         check: |u| u.parse().map(drop),
         sample: "file:///srv/polarbackup/repo",
         invalid: "ftp://backup.example.com/repo",
+    }
+    repository_key_file: OptionalFile {
+        default: "",
+        env: "POLARBACKUP_REPOSITORY_KEY_FILE",
+        help: "Encrypt the backup repository: a file (mode 0600; a relative path is in the data \
+               directory) holding at least 32 bytes of secret, e.g. from `openssl rand -base64 \
+               48`. Every object is sealed with AES-256-GCM before it is stored, and reading \
+               needs the same file; unset (the default), the repository is not encrypted, and \
+               an encrypted one is refused",
+        check: |f| f.0.as_deref().map_or(Ok(()), secret_path),
+        sample: "/etc/polarbackup/repository.key",
+        invalid: "../repository.key",
     }
     job_history_days: u32 {
         default: "7",

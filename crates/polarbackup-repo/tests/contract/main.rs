@@ -2,11 +2,14 @@
 //! through the `Operator` alone. Each case is an `async fn(MakeBackend)`; `repo_contract!`
 //! runs every case on one backend, in a module named after it (`fs::abort_leaves_nothing`).
 //! A new backend is a constructor in `backends.rs` and one `repo_contract!` line below.
+//! Every backend also runs encrypted (`repo_contract!(fs_encrypted, encrypted)`): the same
+//! cases, but format 1 (which predates encryption), and the cases of `encryption.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod backends;
+mod encryption;
 mod failures;
 #[path = "../../src/faults.rs"]
 mod faults;
@@ -27,17 +30,41 @@ macro_rules! cases {
     };
 }
 
-/// Every contract case on the backend `backends::$backend`.
+/// Every contract case on the backend `backends::$backend`; `encrypted` for a backend with a
+/// key.
 macro_rules! repo_contract {
     ($backend:ident) => {
         mod $backend {
+            cases!(crate::backends::$backend;
+                roundtrip::new_backups_use_blake3_and_format_1_backups_still_read,
+            );
+            every_case!($backend);
+        }
+    };
+    ($backend:ident, encrypted) => {
+        mod $backend {
+            cases!(crate::backends::$backend;
+                encryption::a_wrong_key_is_refused_as_corrupt,
+                encryption::a_missing_or_unexpected_key_is_refused_clearly,
+                encryption::stored_objects_show_no_plaintext,
+                encryption::every_tampered_object_is_corrupt_by_name,
+                encryption::objects_moved_to_another_path_are_corrupt,
+                encryption::wal_objects_are_sealed_and_bound_to_their_key,
+            );
+            every_case!($backend);
+        }
+    };
+}
+
+/// The cases every backend runs, plain or encrypted.
+macro_rules! every_case {
+    ($backend:ident) => {
             cases!(crate::backends::$backend;
                 roundtrip::round_trip_is_byte_identical_with_correct_totals,
                 roundtrip::an_empty_backup_commits_and_verifies,
                 roundtrip::unknown_and_invalid_ids_are_refused,
                 roundtrip::begin_refuses_an_id_with_objects,
                 roundtrip::writer_misuse_is_an_error,
-                roundtrip::new_backups_use_blake3_and_format_1_backups_still_read,
                 roundtrip::concurrent_writers_of_two_ids_stay_apart,
                 verify::verify_passes_and_reports_sizes,
                 verify::verify_catches_a_flipped_byte,
@@ -53,10 +80,12 @@ macro_rules! repo_contract {
                 failures::a_failing_write_never_yields_a_manifest_of_missing_data,
                 failures::a_failing_read_never_passes_verify,
             );
-        }
     };
 }
 
 repo_contract!(fs);
 repo_contract!(memory);
 repo_contract!(s3);
+repo_contract!(fs_encrypted, encrypted);
+repo_contract!(memory_encrypted, encrypted);
+repo_contract!(s3_encrypted, encrypted);

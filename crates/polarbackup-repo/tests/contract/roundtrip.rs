@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use polarbackup_repo::{Checksum, Repo, RepoConfig, RepoError, FORMAT_VERSION};
+use polarbackup_repo::{
+    Checksum, Repo, RepoConfig, RepoError, ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION,
+};
 use tokio::sync::Barrier;
 
 use crate::common::*;
@@ -11,7 +13,7 @@ use crate::support::*;
 
 pub async fn round_trip_is_byte_identical_with_correct_totals(make: MakeBackend) {
     let backend = make();
-    let repo = Repo::new(backend.op.clone(), cfg(4096, 3)).unwrap();
+    let repo = backend.repo(cfg(4096, 3)).unwrap();
     let mut base = random(10_000, 1);
     base.extend(compressible(50_000));
     base.extend(random(123, 2));
@@ -31,7 +33,12 @@ pub async fn round_trip_is_byte_identical_with_correct_totals(make: MakeBackend)
     let stored_so_far = w.stored_bytes();
     let committed = w.commit(serde_json::json!({"timeline": 1})).await.unwrap();
 
-    assert_eq!(committed.format_version, FORMAT_VERSION);
+    let format = match backend.key {
+        Some(_) => ENCRYPTED_FORMAT_VERSION,
+        None => FORMAT_VERSION,
+    };
+    assert_eq!(committed.format_version, format);
+    assert_eq!(committed.encryption.is_some(), backend.key.is_some());
     assert_eq!(committed.backup_id, ID);
     assert_eq!(committed.created_at, CREATED_AT);
     assert_eq!(committed.totals.raw_bytes, raw_total);
@@ -68,7 +75,7 @@ pub async fn round_trip_is_byte_identical_with_correct_totals(make: MakeBackend)
     assert!(repo.read_file(ID, "empty").await.unwrap().is_empty());
 
     // A second repository on the same storage (another server) reads the same backup.
-    let other = Repo::new(backend.op.clone(), cfg(1024, 1)).unwrap();
+    let other = backend.repo(cfg(1024, 1)).unwrap();
     assert_eq!(other.manifest(ID).await.unwrap(), Some(committed));
     assert_eq!(read_stream(&other, ID, "base.tar").await.unwrap(), base);
 }
@@ -217,7 +224,7 @@ pub async fn concurrent_writers_of_two_ids_stay_apart(make: MakeBackend) {
     let both_open = Arc::new(Barrier::new(2));
     let mut tasks = Vec::new();
     for (id, seed, parallelism) in [("a1", 1, 2), ("b2", 2, 3)] {
-        let repo = Repo::new(backend.op.clone(), cfg(1024, parallelism)).unwrap();
+        let repo = backend.repo(cfg(1024, parallelism)).unwrap();
         let both_open = both_open.clone();
         tasks.push(tokio::spawn(async move {
             let data = random(20_000 + seed as usize * 1000, seed);
@@ -230,7 +237,7 @@ pub async fn concurrent_writers_of_two_ids_stay_apart(make: MakeBackend) {
             (id, data, m)
         }));
     }
-    let repo = Repo::new(backend.op.clone(), cfg(1024, 2)).unwrap();
+    let repo = backend.repo(cfg(1024, 2)).unwrap();
     let mut written = Vec::new();
     for task in tasks {
         written.push(task.await.unwrap());

@@ -17,7 +17,7 @@ pub type MakeBackend = fn() -> Backend;
 /// A repository with 1 KiB chunks over a fresh backend.
 pub fn repo(make: MakeBackend) -> (Backend, Repo) {
     let backend = make();
-    let repo = Repo::new(backend.op.clone(), cfg(1024, 2)).unwrap();
+    let repo = backend.repo(cfg(1024, 2)).unwrap();
     (backend, repo)
 }
 
@@ -26,7 +26,7 @@ pub fn repo(make: MakeBackend) -> (Backend, Repo) {
 pub fn faulty(make: MakeBackend, faults: &Faults, parallelism: usize) -> (Backend, Operator, Repo) {
     let backend = make();
     let op = backend.op.clone().layer(faults.layer());
-    let repo = Repo::new(op.clone(), cfg(1024, parallelism)).unwrap();
+    let repo = backend.repo_on(op.clone(), cfg(1024, parallelism)).unwrap();
     (backend, op, repo)
 }
 
@@ -59,17 +59,30 @@ pub async fn write_object(op: &Operator, id: &str, object: &str, data: Vec<u8>) 
     op.write(&path(id, object), data).await.unwrap();
 }
 
-pub async fn edit_manifest(op: &Operator, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&read_object(op, id, "manifest.json").await).unwrap();
+/// Edits the stored manifest as JSON; an encrypted one is opened with the backend's key and
+/// sealed again, as only a holder of the key could.
+pub async fn edit_manifest(backend: &Backend, id: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let op = &backend.op;
+    let stored = read_object(op, id, "manifest.json").await;
+    let Some(key) = &backend.key else {
+        let mut v: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        edit(&mut v);
+        let json = serde_json::to_vec_pretty(&v).unwrap();
+        return write_object(op, id, "manifest.json", json).await;
+    };
+    let at = path(id, "manifest.json");
+    let mut envelope: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    let sealed = hex::decode(envelope["sealed"].as_str().unwrap()).unwrap();
+    let json = zstd::stream::decode_all(&key.open(&at, &sealed).unwrap()[..]).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     edit(&mut v);
-    write_object(
-        op,
-        id,
-        "manifest.json",
-        serde_json::to_vec_pretty(&v).unwrap(),
-    )
-    .await;
+    let json = zstd::stream::encode_all(&serde_json::to_vec(&v).unwrap()[..], 1).unwrap();
+    envelope["sealed"] = hex::encode(key.seal(&at, &json).unwrap()).into();
+    if let Some(id) = v.get("backup_id") {
+        envelope["backup_id"] = id.clone();
+    }
+    let stored = serde_json::to_vec_pretty(&envelope).unwrap();
+    write_object(op, id, "manifest.json", stored).await;
 }
 
 pub async fn verify(repo: &Repo, id: &str) -> Result<polarbackup_repo::VerifyReport, RepoError> {

@@ -76,6 +76,25 @@ impl Debug for Secret {
     }
 }
 
+/// A file setting that may be unset: the empty text (the default) means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "PathBuf")]
+pub struct OptionalFile(pub Option<PathBuf>);
+
+impl From<PathBuf> for OptionalFile {
+    fn from(p: PathBuf) -> Self {
+        OptionalFile((!p.as_os_str().is_empty()).then_some(p))
+    }
+}
+
+impl std::str::FromStr for OptionalFile {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(PathBuf::from(s).into())
+    }
+}
+
 /// A secret from the environment (unless empty), else the config file.
 pub fn pick_secret(spec: &SecretSpec, env: Env, file: Option<Secret>) -> Result<Option<Secret>> {
     match env(spec.env) {
@@ -159,7 +178,7 @@ macro_rules! from_str_values {
         }
     )*};
 }
-from_str_values!(u32, usize, String, PathBuf, SocketAddr, super::Days);
+from_str_values!(u32, usize, String, PathBuf, SocketAddr, super::Days, OptionalFile);
 
 macro_rules! enum_values {
     ($($ty:ty),*) => {$(
