@@ -10,6 +10,7 @@ pub mod pg;
 mod pitr;
 mod prereq;
 mod progress;
+pub mod replay;
 mod restore;
 mod sql;
 mod wal;
