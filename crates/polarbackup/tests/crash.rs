@@ -202,7 +202,7 @@ impl Harness {
     }
 
     /// Runs `scenario` against `server`, up to the moment the kill may come.
-    fn act(&mut self, server: &Server, scenario: Scenario, point: usize) -> Did {
+    fn act(&mut self, server: &Server, scenario: Scenario, point: u64) -> Did {
         match scenario {
             Scenario::Backup => {
                 let token = format!("crash-{point}");
