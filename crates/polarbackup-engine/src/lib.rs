@@ -11,6 +11,7 @@ pub mod pg;
 mod pitr;
 mod prereq;
 mod progress;
+pub mod replay;
 mod restore;
 mod sql;
 mod stall;

@@ -8,8 +8,14 @@ use std::path::{Path, PathBuf};
 /// Directories never read: build output and local environments or data (all git-ignored).
 const SKIP_DIRS: &[&str] = &["target", "polarbackup-data", "__pycache__", "node_modules"];
 
-/// Recorded data rather than code or documents: captured requests, benchmark results.
-const SKIP_PATHS: &[&str] = &["tests/fixtures", "bench/results"];
+/// Recorded data rather than code or documents: captured requests, benchmark results, fuzz
+/// corpora and findings.
+const SKIP_PATHS: &[&str] = &[
+    "tests/fixtures",
+    "bench/results",
+    "fuzz/corpus",
+    "fuzz/artifacts",
+];
 
 /// Hidden files and directories (git's, editors') are skipped, except CI's.
 const HIDDEN_KEPT: &[&str] = &[".ci"];

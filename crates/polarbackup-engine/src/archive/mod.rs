@@ -6,7 +6,7 @@
 //! record any gap, then stream (`session`), assembling segments (`segment`) and storing them
 //! (`store`); `history` reads timeline history files, `slot` handles the slot over SQL.
 
-mod history;
+pub(crate) mod history;
 mod run;
 mod segment;
 mod session;

@@ -134,6 +134,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
         })
     }
 
+    /// A connection taken to be past startup, with the server's `server_version`: for
+    /// replaying a recorded answer (`crate::replay`).
+    pub(crate) fn replayed(stream: S, server_version: &str) -> ReplicationConn<S> {
+        let mut framed = Framed::new(stream);
+        framed.set_param("server_version", server_version);
+        ReplicationConn {
+            framed,
+            busy: false,
+        }
+    }
+
     /// A parameter the server reported at startup, e.g. `server_version`.
     pub fn server_parameter(&self, name: &str) -> Option<&str> {
         self.framed.param(name)

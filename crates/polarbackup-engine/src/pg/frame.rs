@@ -78,8 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         self.params.get(name).map(String::as_str)
     }
 
-    /// Plays a ParameterStatus, for scripted servers that skip startup.
-    #[cfg(test)]
+    /// Plays a ParameterStatus, for scripted and replayed servers that skip startup.
     pub fn set_param(&mut self, name: &str, value: &str) {
         self.params.insert(name.to_string(), value.to_string());
     }

@@ -92,6 +92,16 @@ impl SqliteStore {
         &self.path
     }
 
+    /// `PRAGMA integrity_check`: `["ok"]` for a sound database file, else SQLite's findings
+    /// (the crash harness runs it after every restart).
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("PRAGMA integrity_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned lock is safe to reuse.
