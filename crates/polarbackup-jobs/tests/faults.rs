@@ -169,6 +169,10 @@ impl SetStore for FaultyStore {
         pending_deletions() -> StoreResult<Vec<BackupSet>>;
         forget_set(id: BackupJobId) -> StoreResult<()>;
         known_backup_ids() -> StoreResult<Vec<BackupJobId>>;
+        verifiable_sets() -> StoreResult<Vec<BackupSet>>;
+        mark_set_corrupt(id: BackupJobId, reason: &str, now: Timestamp) -> StoreResult<bool>;
+        claim_scrub(worker: &str, verified_before: Timestamp, lease_until: Timestamp, now: Timestamp) -> StoreResult<Option<BackupSet>>;
+        end_scrub(id: BackupJobId, worker: &str, now: Timestamp) -> StoreResult<bool>;
     }
 }
 

@@ -38,7 +38,7 @@ pub use crypt::{RepoKey, MIN_KEY_LEN};
 pub use error::RepoError;
 pub use manifest::{
     ArchiveEntry, ChunkEntry, Compression, Encryption, FileEntry, Manifest, Totals,
-    ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION,
+    ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION, WRONG_KEY,
 };
 pub use reader::ArchiveReader;
 pub use remote::{remote_layers, IO_TIMEOUT, MAX_RETRIES, REQUEST_TIMEOUT};

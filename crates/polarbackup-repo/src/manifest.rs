@@ -17,6 +17,12 @@ pub const FORMAT_VERSION: u32 = 2;
 /// shows only the format, backup id and `encryption` (so a reader can say what key it needs).
 pub const ENCRYPTED_FORMAT_VERSION: u32 = 3;
 
+/// The `Corrupt` reason of a manifest sealed under another key. Readers refuse it as corrupt,
+/// but a re-verification must not mark the set unavailable for it: the likelier cause is a
+/// server started with the wrong key file, not damaged data.
+pub const WRONG_KEY: &str =
+    "the repository key is not the one this backup was encrypted with (key check failed)";
+
 /// The committed description of one backup. Everything in it is checked on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -212,11 +218,7 @@ impl Manifest {
             )));
         };
         if envelope.encryption.key_check != key.check() {
-            return Err(RepoError::corrupt(
-                object,
-                "the repository key is not the one this backup was encrypted with (key check \
-                 failed)",
-            ));
+            return Err(RepoError::corrupt(object, WRONG_KEY));
         }
         let sealed = hex::decode(&envelope.sealed)
             .map_err(|_| RepoError::corrupt(object, "sealed manifest is not hex"))?;

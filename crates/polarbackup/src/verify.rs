@@ -4,7 +4,7 @@
 use crate::cli::VerifyArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use polarbackup_model::{BackupJobId, BackupSet, BackupSetStatus, Clock, DbClusterId, SystemClock};
-use polarbackup_repo::{Repo, RepoError, VerifyReport};
+use polarbackup_repo::{Repo, RepoError, VerifyReport, WRONG_KEY};
 use polarbackup_store::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,10 @@ pub async fn check(
 ) -> Verdict {
     match repo.verify(&id.to_string(), progress).await {
         Ok(report) => Verdict::Good(report),
+        // A key that does not open the manifest is a configuration fault of this server.
+        Err(RepoError::Corrupt { object, reason }) if reason == WRONG_KEY => {
+            Verdict::Unverified(format!("{object}: {reason}"))
+        }
         Err(e @ RepoError::Corrupt { .. }) => Verdict::Corrupt(e.to_string()),
         // Only the manifest's absence reads as NotFound (objects it names map to Corrupt): a
         // listed set without one cannot be restored.

@@ -193,7 +193,7 @@ impl Harness {
         let (manual, in_use) = self.manual_in_use();
         match self.rng.gen_range(0..10) {
             0..=3 if in_use < 3 => Scenario::Backup,
-            0..=3 | 4..=5 if !manual.is_empty() => Scenario::Delete,
+            0..=5 if !manual.is_empty() => Scenario::Delete,
             0..=5 => Scenario::Streaming,
             6 => Scenario::Retention,
             7..=8 => Scenario::Schedule,
@@ -325,7 +325,7 @@ impl Harness {
                     ));
                 }
             }
-            Did::Delete { set } => self.wait_gone(&[set.clone()], "deleted set")?,
+            Did::Delete { set } => self.wait_gone(std::slice::from_ref(set), "deleted set")?,
             Did::Retention { sets } => self.wait_gone(sets, "expired set")?,
             Did::Schedule { .. } | Did::Streaming => {}
         }

@@ -439,7 +439,7 @@ fn a_missing_signature_version_is_refused_as_the_gateway_does() {
 fn a_signing_parameter_given_twice_is_refused_whichever_comes_first() {
     let t = tenant();
     let p = json!({"DBClusterId": t.cluster_id});
-    let cases = vec![
+    let cases = [
         // The right signature first, then a wrong one (first-wins used to accept this).
         json!({"extra_params": [["Signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="]]}),
         // In the form body after the query's.

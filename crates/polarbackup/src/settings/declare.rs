@@ -178,7 +178,15 @@ macro_rules! from_str_values {
         }
     )*};
 }
-from_str_values!(u32, usize, String, PathBuf, SocketAddr, super::Days, OptionalFile);
+from_str_values!(
+    u32,
+    usize,
+    String,
+    PathBuf,
+    SocketAddr,
+    super::Days,
+    OptionalFile
+);
 
 macro_rules! enum_values {
     ($($ty:ty),*) => {$(

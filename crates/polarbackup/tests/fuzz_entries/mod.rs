@@ -8,8 +8,11 @@ use polarbackup_auth::ram::{Context, Policy};
 use polarbackup_auth::{percent_encode, verify, KeyLookup, KeyMaterial, KeyRecord, Request};
 use polarbackup_wire::Params;
 
+/// A target's entry point: the fuzzer's bytes in, nothing out (a panic is the finding).
+pub type Entry = fn(&[u8]);
+
 /// Every target, by the name of its corpus directory (`fuzz/corpus/<name>`) and binary.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("params", params),
     ("percent", percent),
     ("verify_v1", verify_v1),
