@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{bin, create_backup_v3, db_now, wait_for};
+use common::{bin, create_backup_v3, db_now, wait_for, wait_for_sets, wait_for_slot};
 use polarbackup_model::log_backup::slot_name;
-use polarbackup_model::{BackupSetStatus, DbClusterId, Lsn};
+use polarbackup_model::{DbClusterId, Lsn};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
 use polarbackup_testkit::pg::{chown_to_postgres, restore_target, PgCluster};
@@ -114,32 +114,9 @@ fn restores_to_a_point_in_time_and_refuses_one_outside_the_window(major: u32) {
 
     // The archiver's slot holds the WAL from before the backup on.
     let slot = slot_name(&cluster);
-    wait_for(
-        "the archiver's slot",
-        60,
-        || server.log(),
-        || {
-            let n = pg.psql(&format!(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
-            ));
-            (n == "1").then_some(())
-        },
-    );
+    wait_for_slot(&server, &pg, &slot, 60);
     create_backup_v3(&server, &t);
-    wait_for(
-        "the full backup",
-        120,
-        || server.log(),
-        || {
-            let sets = store.cluster_sets(&cluster).unwrap();
-            assert!(
-                sets.iter().all(|s| s.status == BackupSetStatus::Success),
-                "{sets:?}\n{}",
-                server.log()
-            );
-            (!sets.is_empty()).then_some(())
-        },
-    );
+    wait_for_sets("the full backup", 120, &server, &store, &cluster);
 
     let pause = || std::thread::sleep(Duration::from_millis(1100));
     pause();

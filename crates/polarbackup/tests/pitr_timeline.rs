@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, create_backup_v3, db_now, wait_for, wire_body};
+use common::{bin, create_backup_v3, db_now, wait_for, wait_for_slot, wire_body};
 use jiff::Timestamp;
 use polarbackup_model::log_backup::{recovery_window, slot_name};
 use polarbackup_model::{BackupSetStatus, DbClusterId, Lsn, WalObject, WalObjectKind};
@@ -145,17 +145,7 @@ fn scenario(major: u32) {
     let store = SqliteStore::open(&server.data_dir).unwrap();
 
     let slot = slot_name(&cluster);
-    wait_for(
-        "the archiver's slot",
-        120,
-        || server.log(),
-        || {
-            let n = primary.psql(&format!(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
-            ));
-            (n == "1").then_some(())
-        },
-    );
+    wait_for_slot(&server, &primary, &slot, 120);
     create_backup_v3(&server, &t);
     let base = wait_for(
         "the full backup",

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use polarbackup_testkit::ram::policy_create_output;
-use polarbackup_testkit::{request, sdk_batch, RamUser, Server, Tenant};
+use polarbackup_testkit::{request, sdk, sdk_batch, RamUser, Server, Tenant};
 use serde_json::{json, Value};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -1076,7 +1076,7 @@ fn simulate_without_a_context_agrees_with_the_server() {
     );
     let user = server.ram_user(a, "simulated-defaults", &["plain-http-this-century"]);
     let arn = format!("acs:polardb:cn-hangzhou:{a}:dbcluster/{c}");
-    let served = call("v3", &user.tenant(c), "DescribeBackupTasks", c);
+    let served = sdk(call("v3", &user.tenant(c), "DescribeBackupTasks", c));
     ok_jobs(&served);
     let out = server.simulate(&user.user_id, "polardb:DescribeBackupTasks", &arn, &[]);
     assert_eq!(out["Decision"]["Effect"], "Allow", "{out:#}");

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{bin, create_backup_v3, wait_for};
-use polarbackup_model::{BackupSetStatus, DbClusterId, Lsn};
+use common::{bin, create_backup_v3, wait_for, wait_for_sets};
+use polarbackup_model::{DbClusterId, Lsn};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
 use polarbackup_testkit::pg::{chown_to_postgres, restore_target, PgCluster};
@@ -81,20 +81,9 @@ fn an_encrypted_repository_restores_only_with_its_key() {
     let cluster = DbClusterId::parse(&t.cluster_id).unwrap();
     let store = SqliteStore::open(&server.data_dir).unwrap();
     create_backup_v3(&server, &t);
-    let job = wait_for(
-        "the encrypted backup",
-        120,
-        || server.log(),
-        || {
-            let sets = store.cluster_sets(&cluster).unwrap();
-            assert!(
-                sets.iter().all(|s| s.status == BackupSetStatus::Success),
-                "{sets:?}\n{}",
-                server.log()
-            );
-            sets.first().map(|s| s.id.to_string())
-        },
-    );
+    let job = wait_for_sets("the encrypted backup", 120, &server, &store, &cluster)[0]
+        .id
+        .to_string();
     pg.psql("INSERT INTO cards VALUES (0, 'after the backup');");
     let flushed: Lsn = pg
         .psql("SELECT pg_current_wal_flush_lsn();")

@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{bin, create_backup_v3, wait_for};
+use common::{bin, create_backup_v3, wait_for, wait_for_sets, wait_for_slot};
 use polarbackup_model::log_backup::{plan_restore, slot_name, RecoveryTarget};
-use polarbackup_model::{BackupSetStatus, DbClusterId, Lsn};
+use polarbackup_model::{DbClusterId, Lsn};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
 use polarbackup_testkit::pg::{self, chown_to_postgres, PgCluster};
@@ -47,20 +47,7 @@ fn fixture() -> &'static Fixture {
         let cluster = DbClusterId::parse(&t.cluster_id).unwrap();
         create_backup_v3(&server, &t);
         let store = SqliteStore::open(&server.data_dir).unwrap();
-        let backup_id = wait_for(
-            "the full backup",
-            180,
-            || server.log(),
-            || {
-                let sets = store.cluster_sets(&cluster).unwrap();
-                assert!(
-                    sets.iter().all(|s| s.status == BackupSetStatus::Success),
-                    "{sets:?}\n{}",
-                    server.log()
-                );
-                sets.first().map(|s| s.id.to_string())
-            },
-        );
+        let backup_id = wait_for_sets("the full backup", 180, &server, &store, &cluster)[0].id.to_string();
         Fixture {
             pg,
             server,
@@ -311,32 +298,9 @@ fn a_point_in_time_restore_with_a_corrupt_wal_object_fails_and_leaves_nothing() 
     let cluster = DbClusterId::parse(&t.cluster_id).unwrap();
     let store = SqliteStore::open(&server.data_dir).unwrap();
     let slot = slot_name(&cluster);
-    wait_for(
-        "the archiver's slot",
-        60,
-        || server.log(),
-        || {
-            let n = pg.psql(&format!(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
-            ));
-            (n == "1").then_some(())
-        },
-    );
+    wait_for_slot(&server, &pg, &slot, 60);
     create_backup_v3(&server, &t);
-    wait_for(
-        "the full backup",
-        120,
-        || server.log(),
-        || {
-            let sets = store.cluster_sets(&cluster).unwrap();
-            assert!(
-                sets.iter().all(|s| s.status == BackupSetStatus::Success),
-                "{sets:?}\n{}",
-                server.log()
-            );
-            (!sets.is_empty()).then_some(())
-        },
-    );
+    wait_for_sets("the full backup", 120, &server, &store, &cluster);
     pg.psql("INSERT INTO t SELECT generate_series(1, 1000);");
     let flushed: Lsn = pg
         .psql("SELECT pg_current_wal_flush_lsn();")

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{bin, create_backup_v3, db_now, wait_for};
+use common::{bin, create_backup_v3, db_now, wait_for, wait_for_slot};
 use polarbackup_model::log_backup::slot_name;
 use polarbackup_model::{BackupSetStatus, DbClusterId, Lsn};
 use polarbackup_store::prelude::*;
@@ -158,17 +158,7 @@ fn verify_finds_a_corrupt_set_which_then_is_never_restored_from() {
         store,
     } = &rig;
     let slot = slot_name(cluster);
-    wait_for(
-        "the archiver's slot",
-        60,
-        || server.log(),
-        || {
-            let n = pg.psql(&format!(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
-            ));
-            (n == "1").then_some(())
-        },
-    );
+    wait_for_slot(server, pg, &slot, 60);
     let older = rig.backup();
     let pause = || std::thread::sleep(Duration::from_millis(1100));
     pg.psql("INSERT INTO t VALUES ('A', 1);");

@@ -435,3 +435,48 @@ pub fn restore_elsewhere(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Waits until the WAL archiver holds its replication slot `slot` on `pg`.
+pub fn wait_for_slot(
+    server: &Server,
+    pg: &polarbackup_testkit::pg::PgCluster,
+    slot: &str,
+    secs: u64,
+) {
+    wait_for(
+        "the archiver's slot",
+        secs,
+        || server.log(),
+        || {
+            let n = pg.psql(&format!(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
+            ));
+            (n == "1").then_some(())
+        },
+    );
+}
+
+/// Waits until `cluster` has at least one set and every one succeeded (a failed one fails the
+/// test at once, with the server's log); returns them.
+pub fn wait_for_sets(
+    what: &str,
+    secs: u64,
+    server: &Server,
+    store: &SqliteStore,
+    cluster: &DbClusterId,
+) -> Vec<BackupSet> {
+    wait_for(
+        what,
+        secs,
+        || server.log(),
+        || {
+            let sets = store.cluster_sets(cluster).unwrap();
+            assert!(
+                sets.iter().all(|s| s.status == BackupSetStatus::Success),
+                "{sets:?}\n{}",
+                server.log()
+            );
+            (!sets.is_empty()).then_some(sets)
+        },
+    )
+}
