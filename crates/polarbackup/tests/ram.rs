@@ -1053,57 +1053,6 @@ fn attach_and_detach_refuse_what_does_not_exist() {
     );
 }
 
-/// Without `--context`, the simulator sees the keys every request has (the time, plain HTTP),
-/// so a grant that depends on them agrees with the server; given keys still win.
-#[test]
-fn simulate_without_a_context_agrees_with_the_server() {
-    let server = shared();
-    let t = tenant();
-    let a = &t.account_id;
-    let c = &t.cluster_id;
-    server.ram_policy(
-        a,
-        "plain-http-this-century",
-        &policy(json!([{
-            "Effect": "Allow",
-            "Action": "polardb:*",
-            "Resource": "*",
-            "Condition": {
-                "Bool": {"acs:SecureTransport": "false"},
-                "DateGreaterThan": {"acs:CurrentTime": "2000-01-01T00:00:00Z"},
-            },
-        }])),
-    );
-    let user = server.ram_user(a, "simulated-defaults", &["plain-http-this-century"]);
-    let arn = format!("acs:polardb:cn-hangzhou:{a}:dbcluster/{c}");
-    let served = call("v3", &user.tenant(c), "DescribeBackupTasks", c);
-    ok_jobs(&served);
-    let out = server.simulate(&user.user_id, "polardb:DescribeBackupTasks", &arn, &[]);
-    assert_eq!(out["Decision"]["Effect"], "Allow", "{out:#}");
-    assert_eq!(
-        out["Context"]["acs:SecureTransport"],
-        json!(["false"]),
-        "{out:#}"
-    );
-    let time = out["Context"]["acs:CurrentTime"][0]
-        .as_str()
-        .unwrap_or_default();
-    assert!(time.starts_with("20") && time.ends_with('Z'), "{out:#}");
-    // A key given on the command line is not overridden.
-    let out = server.simulate(
-        &user.user_id,
-        "polardb:DescribeBackupTasks",
-        &arn,
-        &["acs:SecureTransport=true"],
-    );
-    assert_eq!(out["Decision"]["Effect"], "ImplicitDeny", "{out:#}");
-    assert_eq!(
-        out["Context"]["acs:SecureTransport"],
-        json!(["true"]),
-        "{out:#}"
-    );
-}
-
 /// An action without its service prefix (or with a wildcard) names no request, so the
 /// simulator refuses it instead of answering ImplicitDeny.
 #[test]
