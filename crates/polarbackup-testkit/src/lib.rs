@@ -29,5 +29,10 @@ mod tmpfs;
 pub use driver::{driver_path, python, request, sdk, sdk_batch, workspace_root};
 pub use proxy::ThrottledProxy;
 pub use ram::RamUser;
+/// The master key given to every server (and restore) on one shared test store, as operators
+/// must give them all the same key (`POLARBACKUP_MASTER_KEY`: 32 bytes in hex; a test value).
+pub const SHARED_MASTER_KEY: &str =
+    "6d61737465722d6b65792d666f722d7368617265642d746573742d73746f7265";
+
 pub use server::{admin, admin_output, free_port, AdminTarget, Server, ServerBuilder, Tenant};
 pub use tmpfs::Tmpfs;

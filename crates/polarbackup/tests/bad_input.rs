@@ -135,7 +135,7 @@ fn sdk_values() -> Vec<(&'static str, String)> {
     }
     for meta in [
         "' OR '1'='1' --",
-        "\"; DROP TABLE backup_jobs; --",
+        "\"; DROP TABLE t; --",
         "\"}],\"Code\":\"x\",\"a\":[{\"",
         "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>",
         "]]><![CDATA[<Code>x</Code>",
@@ -143,7 +143,8 @@ fn sdk_values() -> Vec<(&'static str, String)> {
         "${jndi:ldap://127.0.0.1/x}",
         "*",
         "\\",
-        "../../../etc/passwd",
+        "../etc/passwd",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
     ] {
         v.push(("metacharacters", meta.into()));
     }

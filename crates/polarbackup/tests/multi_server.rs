@@ -14,7 +14,7 @@ use polarbackup_store::prelude::*;
 use polarbackup_store::{JobFilter, PgOptions, PgStore};
 use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::s3::SeaweedFs;
-use polarbackup_testkit::{request, sdk_batch, Server, Tenant, ThrottledProxy};
+use polarbackup_testkit::{request, sdk_batch, Server, Tenant, ThrottledProxy, SHARED_MASTER_KEY};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -77,6 +77,7 @@ impl Shared {
             .metadata_url(&self.metadata_url)
             .repository_url(&self.repository_url)
             .s3_credentials(&self.creds.0, &self.creds.1)
+            .env("POLARBACKUP_MASTER_KEY", SHARED_MASTER_KEY)
             .env(
                 "POLARBACKUP_LINK_SECRET_FILE",
                 self.link_secret.to_str().expect("utf-8 path"),

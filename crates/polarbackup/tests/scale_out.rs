@@ -7,7 +7,7 @@ mod common;
 use common::{bin, restore_elsewhere, wait_for, wire_body};
 use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::s3::SeaweedFs;
-use polarbackup_testkit::{request, sdk, Server};
+use polarbackup_testkit::{request, sdk, Server, SHARED_MASTER_KEY};
 use serde_json::{json, Value};
 
 fn call(server: &Server, t: &polarbackup_testkit::Tenant, action: &str, params: Value) -> Value {
@@ -40,6 +40,7 @@ fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_bac
         .metadata_url(&metadata_url)
         .repository_url(&repository_url)
         .s3_credentials(&key_id, &secret)
+        .env("POLARBACKUP_MASTER_KEY", SHARED_MASTER_KEY)
         .start();
     let mut t = server.tenant();
     t.cluster_id = t.add_cluster_on(&server.target(), src.port, "postgres");

@@ -423,6 +423,10 @@ pub fn restore_elsewhere(
         ])
         .env_remove("POLARBACKUP_METADATA_URL")
         .env_remove("POLARBACKUP_REPOSITORY_URL")
+        .env(
+            "POLARBACKUP_MASTER_KEY",
+            polarbackup_testkit::SHARED_MASTER_KEY,
+        )
         .env("AWS_ACCESS_KEY_ID", key_id)
         .env("AWS_SECRET_ACCESS_KEY", secret)
         .stdin(std::process::Stdio::null())
