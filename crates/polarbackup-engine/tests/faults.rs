@@ -190,7 +190,12 @@ async fn a_stalled_database_fails_the_backup_after_the_deadline() {
         err.to_string(),
         "no data from the database for 2 s; the backup stalled"
     );
-    assert!(took >= STALL, "not before the deadline: {took:?}");
+    // The deadline runs from the last byte received, which may precede the stall by what was
+    // in flight, so it can end a little under STALL after `stall(true)`; never much sooner.
+    assert!(
+        took >= STALL - Duration::from_millis(500),
+        "not before the deadline: {took:?}"
+    );
     s.recovers("2002").await;
 }
 
