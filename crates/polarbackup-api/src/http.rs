@@ -192,14 +192,7 @@ mod tests {
         let _ = tokio::time::timeout(GENEROUS, conn.read_to_end(&mut out))
             .await
             .expect("an answer in time");
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, head.to_owned(), body.to_owned())
+        polarbackup_testkit::http::split_response(&out)
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ use std::{fs, path::PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_auth::{verify, AuthError, KeyLookup, KeyMaterial, KeyRecord, Request, Scheme};
+use polarbackup_testkit::http::{find, RawRequest};
 use rsa::{pkcs1::EncodeRsaPublicKey, pkcs8::DecodePublicKey, RsaPublicKey};
 
 const VECTORS: &str = concat!(
@@ -52,74 +53,26 @@ impl Parsed {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Minimal HTTP/1.1 request parser: request line, headers, then a
-/// Content-Length or chunked body.
+/// A well-formed HTTP/1.1 request (anything else fails the test), its parameters decoded.
 fn parse(raw: &[u8]) -> Parsed {
-    let split = find(raw, b"\r\n\r\n").expect("end of headers");
-    let head = std::str::from_utf8(&raw[..split]).expect("ASCII head");
-    let rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap().split(' ');
-    let method = request_line.next().unwrap().to_owned();
-    let target = request_line.next().unwrap();
-    assert_eq!(request_line.next(), Some("HTTP/1.1"));
-    let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').expect("header colon");
-            (k.to_owned(), v.trim().to_owned())
-        })
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
-    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        dechunk(rest)
-    } else {
-        let len = header("content-length").map_or(0, |v| v.parse::<usize>().unwrap());
-        assert_eq!(rest.len(), len, "body length");
-        rest.to_vec()
-    };
-    let is_form = header("content-type").is_some_and(|v| {
-        v.to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-    });
+    let (r, problems) = RawRequest::parse(raw);
+    assert!(problems.is_empty(), "{problems:?}");
     let decode = |bytes: &[u8]| -> Vec<(String, String)> {
         form_urlencoded::parse(bytes)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     };
     Parsed {
-        method,
-        path: path.to_owned(),
-        query: decode(raw_query.as_bytes()),
-        form: if is_form { decode(&body) } else { Vec::new() },
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let eol = find(rest, b"\r\n").expect("chunk size line");
-        let size_line = std::str::from_utf8(&rest[..eol]).unwrap();
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).unwrap();
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            assert_eq!(rest, b"\r\n", "no trailers expected");
-            return body;
-        }
-        body.extend_from_slice(&rest[..size]);
-        assert_eq!(&rest[size..size + 2], b"\r\n");
-        rest = &rest[size + 2..];
+        query: decode(r.raw_query.as_bytes()),
+        form: if r.is_form() {
+            decode(&r.body)
+        } else {
+            Vec::new()
+        },
+        method: r.method,
+        path: r.path,
+        headers: r.headers,
+        body: r.body,
     }
 }
 

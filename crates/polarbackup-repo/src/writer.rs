@@ -232,31 +232,26 @@ impl BackupWriter {
         }
         self.broken = true;
         let object = layout::file_object(name);
-        let path = layout::object_path(&self.backup_id, &object);
         let cfg = &self.repo.inner.cfg;
-        let (raw, level, checksum) = (data.to_vec(), cfg.zstd_level, cfg.checksum);
-        let (key, sealed_path) = (self.repo.inner.key.clone(), path.clone());
-        let sealed = tokio::task::spawn_blocking(move || {
-            codec::seal(
-                &raw,
-                level,
-                checksum,
-                key.as_ref().map(|k| (k, &*sealed_path)),
-            )
-        })
-        .await
-        .map_err(RepoError::join)??;
-        let stored_size = sealed.stored.len() as u64;
-        put_object(&self.repo.inner.op, &path, sealed.stored).await?;
+        let entry = seal_and_store(
+            &self.repo.inner.op,
+            &self.backup_id,
+            object,
+            data.to_vec(),
+            (cfg.zstd_level, cfg.checksum, self.repo.inner.key.clone()),
+            || {},
+        )
+        .await?;
+        let (raw_size, stored_size) = (entry.raw_size, entry.stored_size);
         self.files.push(FileEntry {
             name: name.to_owned(),
-            object,
-            raw_size: sealed.raw_size,
+            object: entry.object,
+            raw_size,
             stored_size,
-            raw_hash: sealed.raw_hash,
-            stored_hash: sealed.stored_hash,
+            raw_hash: entry.raw_hash,
+            stored_hash: entry.stored_hash,
         });
-        self.raw_bytes += sealed.raw_size;
+        self.raw_bytes += raw_size;
         self.stored_bytes += stored_size;
         self.broken = false;
         Ok(())
@@ -403,12 +398,28 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         key,
     } = job;
     let object = layout::chunk_object(&archive, seq);
-    let path = layout::object_path(&backup_id, &object);
-    let sealed_path = path.clone();
-    let sealed = tokio::task::spawn_blocking(move || {
+    let before = move || {
         if let Some(hook) = hook {
             hook(seq);
         }
+    };
+    seal_and_store(&op, &backup_id, object, raw, (level, checksum, key), before).await
+}
+
+/// Compresses, hashes and (with a key) encrypts `raw` on the blocking pool, after `before` (a
+/// test hook), then stores it as the backup's `object`: the manifest's entry for it.
+async fn seal_and_store(
+    op: &Operator,
+    backup_id: &str,
+    object: String,
+    raw: Vec<u8>,
+    (level, checksum, key): (i32, Checksum, Option<RepoKey>),
+    before: impl FnOnce() + Send + 'static,
+) -> Result<ChunkEntry, RepoError> {
+    let path = layout::object_path(backup_id, &object);
+    let sealed_path = path.clone();
+    let sealed = tokio::task::spawn_blocking(move || {
+        before();
         codec::seal(
             &raw,
             level,
@@ -419,7 +430,7 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
     .await
     .map_err(RepoError::join)??;
     let stored_size = sealed.stored.len() as u64;
-    put_object(&op, &path, sealed.stored).await?;
+    put_object(op, &path, sealed.stored).await?;
     Ok(ChunkEntry {
         object,
         raw_size: sealed.raw_size,

@@ -17,7 +17,6 @@ use polarbackup_store::{
     StoreError, StoredPolicy, WalFilter,
 };
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[test]
 fn servers_opening_a_fresh_database_together_migrate_it_once() {
@@ -74,61 +73,8 @@ fn tls_ca() -> &'static Path {
     CA.get_or_init(|| {
         let server = pg_server();
         let dir = server.scratch_dir("tls");
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("run openssl");
-            assert!(out.status.success(), "openssl {args:?}: {out:?}");
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-        )
-        .expect("write ext");
-        run(&[
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.crt"],
-            &["-days", "2", "-subj", "/CN=polarbackup test CA"],
-        ]
-        .concat());
-        run(&[
-            &["req"][..],
-            &ec,
-            &["-keyout", "server.key", "-out", "server.csr"],
-            &["-subj", "/CN=127.0.0.1"],
-        ]
-        .concat());
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
+        polarbackup_testkit::certs::make_server_certs(&dir, "IP:127.0.0.1");
         polarbackup_testkit::pg::chown_to_postgres(&dir, true);
-        let key = dir.join("server.key");
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .expect("chmod key");
         server.psql(&format!(
             "ALTER SYSTEM SET ssl_cert_file = '{0}/server.crt';
              ALTER SYSTEM SET ssl_key_file = '{0}/server.key';

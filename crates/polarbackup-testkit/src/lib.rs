@@ -17,8 +17,10 @@
 //!
 //! This crate depends on no server crate: everything goes through the process boundary.
 
+pub mod certs;
 pub mod checks;
 mod driver;
+pub mod http;
 pub mod pg;
 mod proxy;
 pub mod ram;

@@ -9,8 +9,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -365,20 +364,12 @@ fn random_token(len: usize, alphabet: &[u8]) -> String {
 /// Sends one HTTP/1.1 request (head lines without the final blank line, empty body) and
 /// reads the whole response: status, head and body.
 fn http(host: &str, head: &str) -> std::io::Result<(u16, String, String)> {
-    let mut s = TcpStream::connect(host)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))?;
-    s.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {head:?}")))?;
-    Ok((status, head.to_owned(), body.to_owned()))
+    let request = format!("{head}Connection: close\r\n\r\n");
+    let (status, head, body) = crate::http::exchange(host, request.as_bytes(), IO_TIMEOUT)?;
+    if status == 0 {
+        return Err(std::io::Error::other(format!("no HTTP status in {head:?}")));
+    }
+    Ok((status, head, body))
 }
 
 /// Kills weed (whose pid is in `weed.pid`, as restarts change it) and removes `root` and the

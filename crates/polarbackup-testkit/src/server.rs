@@ -422,7 +422,17 @@ impl Tenant {
 
     /// [`Tenant::create`] on any installation.
     pub fn create_on(target: &AdminTarget) -> Tenant {
-        let account = target.run(&["account", "create", "--name", "test"]);
+        Tenant::create_named(target, "test", 5432)
+    }
+
+    /// An account named `name`, its key and one cluster for PostgreSQL on `127.0.0.1:port`
+    /// as the superuser: a test that runs archivers needs its cluster to be reachable.
+    pub fn create_at(bin: &Path, data_dir: &Path, name: &str, port: u16) -> Tenant {
+        Tenant::create_named(&AdminTarget::new(bin, data_dir), name, port)
+    }
+
+    fn create_named(target: &AdminTarget, name: &str, port: u16) -> Tenant {
+        let account = target.run(&["account", "create", "--name", name]);
         let account_id = str_field(&account, "AccountId");
         let key = target.run(&["key", "create", "--account", &account_id]);
         let mut tenant = Tenant {
@@ -431,7 +441,7 @@ impl Tenant {
             secret: str_field(&key, "AccessKeySecret"),
             cluster_id: String::new(),
         };
-        tenant.cluster_id = tenant.add_cluster_on(target, 5432, "postgres");
+        tenant.cluster_id = tenant.add_cluster_on(target, port, crate::pg::SUPERUSER);
         tenant
     }
 

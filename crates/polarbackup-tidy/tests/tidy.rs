@@ -61,7 +61,7 @@ fn the_inputs_come_from_the_documents_and_the_schema() {
     let table = layering::crate_table(&doc).unwrap();
     assert_eq!(
         table["polarbackup-store"].allowed,
-        layering::allowed("model")
+        layering::allowed("model, tls")
     );
     assert_eq!(table["polarbackup"].allowed, layering::Allowed::All);
     let schema = std::fs::read_to_string(root.join(tree::MIGRATIONS)).unwrap();

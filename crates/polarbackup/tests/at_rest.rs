@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{bin, wait_for, wire_body, API_ONLY};
+use common::{bin, call_v3, create_backup_v3, wait_for, wire_body, API_ONLY};
 use polarbackup_testkit::pg::PgCluster;
-use polarbackup_testkit::{request, sdk, AdminTarget, Server, Tenant};
+use polarbackup_testkit::{AdminTarget, Server, Tenant};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,15 +20,9 @@ fn open_umask() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
 }
 
-fn call(server: &Server, t: &Tenant, action: &str, params: Value) -> Value {
-    let mut req = request("v3", server, t, params);
-    req["action"] = json!(action);
-    sdk(req)
-}
-
 /// A signed SDK call that needs the tenant's key and reads its cluster.
 fn signed_call_works(server: &Server, t: &Tenant) {
-    let res = call(
+    let res = call_v3(
         server,
         t,
         "DescribeBackupPolicy",
@@ -199,7 +193,7 @@ fn secrets_are_sealed_at_rest_rotated_and_a_wrong_key_is_refused() {
     u.secret = user_secret.clone();
     // The RAM user has no policy: the signature is checked (so its secret opened), then RAM
     // denies the call.
-    let res = call(
+    let res = call_v3(
         &server,
         &u,
         "DescribeBackupPolicy",
@@ -266,23 +260,13 @@ fn the_data_directory_repository_and_restores_are_private_whatever_the_umask() {
 
     let mut t = Tenant::create_on(&server.target());
     t.cluster_id = cluster_with_password(&server.target(), &t, pg.port);
-    let res = call(
-        &server,
-        &t,
-        "CreateBackup",
-        json!({"DBClusterId": t.cluster_id}),
-    );
-    assert_eq!(res["ok"], true, "{res:#}");
-    let job = wire_body(&res)["BackupJobId"]
-        .as_str()
-        .expect("job id")
-        .to_owned();
+    let job = create_backup_v3(&server, &t);
     wait_for(
         "the backup",
         180,
         || server.log(),
         || {
-            let res = call(
+            let res = call_v3(
                 &server,
                 &t,
                 "DescribeBackups",

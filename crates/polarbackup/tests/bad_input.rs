@@ -8,6 +8,18 @@ use polarbackup_wire::ApiError;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// DescribeBackups' and DescribeDetachedBackups' parameters (the same).
+const SET_LISTING: &[(&str, &str)] = &[
+    ("DBClusterId", "C"),
+    ("StartTime", "2020-11-14T00:00Z"),
+    ("EndTime", "2030-11-16T00:00Z"),
+    ("BackupStatus", "Success"),
+    ("BackupMode", "Manual"),
+    ("BackupId", "1"),
+    ("PageSize", "30"),
+    ("PageNumber", "1"),
+];
+
 /// Each action with its parameters and a value each that it accepts (so a request differs
 /// from a good one in one parameter only). `C` stands for the tenant's cluster.
 const ACTIONS: &[(&str, &[(&str, &str)])] = &[
@@ -27,19 +39,7 @@ const ACTIONS: &[(&str, &[(&str, &str)])] = &[
             ("Comment", "nightly"),
         ],
     ),
-    (
-        "DescribeBackups",
-        &[
-            ("DBClusterId", "C"),
-            ("StartTime", "2020-11-14T00:00Z"),
-            ("EndTime", "2030-11-16T00:00Z"),
-            ("BackupStatus", "Success"),
-            ("BackupMode", "Manual"),
-            ("BackupId", "1"),
-            ("PageSize", "30"),
-            ("PageNumber", "1"),
-        ],
-    ),
+    ("DescribeBackups", SET_LISTING),
     ("DeleteBackup", &[("DBClusterId", "C"), ("BackupId", "1")]),
     ("DescribeBackupPolicy", &[("DBClusterId", "C")]),
     (
@@ -62,19 +62,7 @@ const ACTIONS: &[(&str, &[(&str, &str)])] = &[
             ("AdvancedDataPolicies", "[]"),
         ],
     ),
-    (
-        "DescribeDetachedBackups",
-        &[
-            ("DBClusterId", "C"),
-            ("StartTime", "2020-11-14T00:00Z"),
-            ("EndTime", "2030-11-16T00:00Z"),
-            ("BackupStatus", "Success"),
-            ("BackupMode", "Manual"),
-            ("BackupId", "1"),
-            ("PageSize", "30"),
-            ("PageNumber", "1"),
-        ],
-    ),
+    ("DescribeDetachedBackups", SET_LISTING),
     ("DescribeLogBackupPolicy", &[("DBClusterId", "C")]),
     (
         "ModifyLogBackupPolicy",

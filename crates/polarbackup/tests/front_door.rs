@@ -23,19 +23,8 @@ fn with(mut req: Value, options: Value) -> Value {
 
 /// A plain HTTP/1.1 request with Connection: close; returns (status, headers, body).
 fn http(addr: &str, raw_request: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(raw_request.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
+    polarbackup_testkit::http::exchange(addr, raw_request.as_bytes(), Duration::from_secs(20))
+        .expect("an HTTP exchange")
 }
 
 #[test]

@@ -18,7 +18,7 @@ use polarbackup_repo::{Repo, RepoConfig};
 use polarbackup_store::prelude::*;
 use polarbackup_store::{RecoveryInputs, SqliteStore};
 use polarbackup_testkit::pg::{chown_to_postgres, restore_target, PgCluster, SUPERUSER};
-use polarbackup_testkit::{admin, admin_output, request, sdk, Server, Tenant};
+use polarbackup_testkit::{admin_output, request, sdk, Server, Tenant};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -72,7 +72,7 @@ impl Fixture {
             .expect("a temporary directory");
         let data = dir.path().join("data");
         let server = Server::start(bin(), Some(&data), SERVE);
-        let tenant = tenant_of(&data, pg.port);
+        let tenant = Tenant::create_at(bin(), &data, "archive", pg.port);
         let cluster = DbClusterId::parse(&tenant.cluster_id).expect("a cluster id");
         let store = SqliteStore::open(&data).expect("open the store");
         let f = Fixture {
@@ -244,27 +244,6 @@ impl Fixture {
             .output()
             .expect("run polarbackup restore")
     }
-}
-
-/// An account, a key and one cluster: `pg` on `port` (not `Tenant::create`'s default
-/// cluster, which the archivers would try to reach on port 5432).
-fn tenant_of(data: &Path, port: u16) -> Tenant {
-    let field = |v: &Value, k: &str| {
-        v[k].as_str()
-            .unwrap_or_else(|| panic!("{k}: {v}"))
-            .to_owned()
-    };
-    let account = admin(bin(), data, &["account", "create", "--name", "archive"]);
-    let account_id = field(&account, "AccountId");
-    let key = admin(bin(), data, &["key", "create", "--account", &account_id]);
-    let mut tenant = Tenant {
-        account_id,
-        key_id: field(&key, "AccessKeyId"),
-        secret: field(&key, "AccessKeySecret"),
-        cluster_id: String::new(),
-    };
-    tenant.cluster_id = tenant.add_cluster_at(bin(), data, port, SUPERUSER);
-    tenant
 }
 
 fn parse_time(s: &str) -> Timestamp {

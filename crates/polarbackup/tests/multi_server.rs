@@ -573,20 +573,11 @@ fn read_request(conn: &mut TcpStream) -> Vec<u8> {
 
 /// Sends `bytes` to `server` as they are; returns the status and the body's `Code`.
 fn send(server: &Server, bytes: &[u8]) -> (u16, String) {
-    let mut conn = TcpStream::connect(server.addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    conn.write_all(bytes).expect("send");
-    let mut out = Vec::new();
-    conn.read_to_end(&mut out).expect("read the response");
-    let text = String::from_utf8_lossy(&out);
-    let status: u16 = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let code: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let (status, head, body) =
+        polarbackup_testkit::http::exchange(server.addr, bytes, Duration::from_secs(30))
+            .expect("an HTTP exchange");
+    assert_ne!(status, 0, "no status line: {head}");
+    let code: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     (status, code["Code"].as_str().unwrap_or_default().to_owned())
 }
 

@@ -6,11 +6,9 @@
 
 mod common;
 
-use common::{bin, create_backup_v3, db_now, wait_for, wait_for_sets, wait_for_slot};
-use polarbackup_model::log_backup::slot_name;
-use polarbackup_model::{DbClusterId, Lsn};
+use common::{archiving_after_a_backup, bin, db_now, wait_for, Archiving};
+use polarbackup_model::Lsn;
 use polarbackup_store::prelude::*;
-use polarbackup_store::SqliteStore;
 use polarbackup_testkit::pg::{chown_to_postgres, restore_target, PgCluster};
 use polarbackup_testkit::Server;
 use serde_json::Value;
@@ -102,21 +100,12 @@ fn restores_to_a_point_in_time_and_refuses_one_outside_the_window(major: u32) {
         "ALTER SYSTEM SET autovacuum = off;\nSELECT pg_reload_conf();\n\
          CREATE TABLE t (batch text, n int);",
     );
-    let server = Server::start(
-        bin(),
-        None,
-        &["--log-backup", "on", "--wal-partial-secs", "1"],
-    );
-    let mut t = server.tenant();
-    t.cluster_id = t.add_cluster_at(bin(), &server.data_dir, pg.port, "postgres");
-    let cluster = DbClusterId::parse(&t.cluster_id).unwrap();
-    let store = SqliteStore::open(&server.data_dir).unwrap();
-
-    // The archiver's slot holds the WAL from before the backup on.
-    let slot = slot_name(&cluster);
-    wait_for_slot(&server, &pg, &slot, 60);
-    create_backup_v3(&server, &t);
-    wait_for_sets("the full backup", 120, &server, &store, &cluster);
+    let Archiving {
+        server,
+        tenant: t,
+        cluster,
+        store,
+    } = archiving_after_a_backup(&pg);
 
     let pause = || std::thread::sleep(Duration::from_millis(1100));
     pause();

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{bin, create_backup_v3, wait_for, wait_for_sets, wait_for_slot};
-use polarbackup_model::log_backup::{plan_restore, slot_name, RecoveryTarget};
+use common::{archiving_after_a_backup, bin, create_backup_v3, wait_for, wait_for_sets, Archiving};
+use polarbackup_model::log_backup::{plan_restore, RecoveryTarget};
 use polarbackup_model::{DbClusterId, Lsn};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
@@ -288,19 +288,12 @@ fn keep_partial_keeps_a_directory_postgresql_will_not_start_on() {
 fn a_point_in_time_restore_with_a_corrupt_wal_object_fails_and_leaves_nothing() {
     let pg = PgCluster::init();
     pg.psql("CREATE TABLE t (n int);");
-    let mut server = Server::start(
-        bin(),
-        None,
-        &["--log-backup", "on", "--wal-partial-secs", "1"],
-    );
-    let mut t = server.tenant();
-    t.cluster_id = t.add_cluster_at(bin(), &server.data_dir, pg.port, "postgres");
-    let cluster = DbClusterId::parse(&t.cluster_id).unwrap();
-    let store = SqliteStore::open(&server.data_dir).unwrap();
-    let slot = slot_name(&cluster);
-    wait_for_slot(&server, &pg, &slot, 60);
-    create_backup_v3(&server, &t);
-    wait_for_sets("the full backup", 120, &server, &store, &cluster);
+    let Archiving {
+        mut server,
+        tenant: t,
+        cluster,
+        store,
+    } = archiving_after_a_backup(&pg);
     pg.psql("INSERT INTO t SELECT generate_series(1, 1000);");
     let flushed: Lsn = pg
         .psql("SELECT pg_current_wal_flush_lsn();")

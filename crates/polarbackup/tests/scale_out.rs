@@ -4,17 +4,11 @@
 
 mod common;
 
-use common::{bin, restore_elsewhere, wait_for, wire_body};
+use common::{bin, call_v3, create_backup_v3, restore_elsewhere, wait_for, wire_body};
 use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::s3::SeaweedFs;
-use polarbackup_testkit::{request, sdk, Server, SHARED_MASTER_KEY};
-use serde_json::{json, Value};
-
-fn call(server: &Server, t: &polarbackup_testkit::Tenant, action: &str, params: Value) -> Value {
-    let mut req = request("v3", server, t, params);
-    req["action"] = json!(action);
-    sdk(req)
-}
+use polarbackup_testkit::{Server, SHARED_MASTER_KEY};
+use serde_json::json;
 
 #[test]
 fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_back() {
@@ -49,23 +43,13 @@ fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_bac
         "the server made an SQLite store beside the PostgreSQL one"
     );
 
-    let res = call(
-        &server,
-        &t,
-        "CreateBackup",
-        json!({"DBClusterId": t.cluster_id}),
-    );
-    assert_eq!(res["ok"], true, "CreateBackup: {res:#}");
-    let job = wire_body(&res)["BackupJobId"]
-        .as_str()
-        .expect("BackupJobId")
-        .to_owned();
+    let job = create_backup_v3(&server, &t);
     let status = wait_for(
         "the backup to end",
         180,
         || server.log(),
         || {
-            let res = call(
+            let res = call_v3(
                 &server,
                 &t,
                 "DescribeBackupTasks",
@@ -81,7 +65,7 @@ fn a_server_on_shared_storage_backs_up_and_restore_elsewhere_brings_the_data_bac
         },
     );
     assert_eq!(status, "Finished", "{}", server.log());
-    let res = call(
+    let res = call_v3(
         &server,
         &t,
         "DescribeBackups",

@@ -220,81 +220,10 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it (openssl comes with Debian's
-/// PostgreSQL packages; `scripts/install-deps.sh` makes sure of it).
+/// A CA and a server certificate for 127.0.0.1 and localhost, readable by the server.
 fn make_certs(dir: &Path) -> PathBuf {
-    let ok = |args: &[&str]| {
-        Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let made = ok(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=polarbackup-test-ca",
-        ],
-    ]
-    .concat())
-        && ok(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat())
-        && ok(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
-    assert!(
-        made,
-        "openssl could not make the test certificates; run scripts/install-deps.sh"
-    );
-    let key = dir.join("server.key");
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    chown_to_postgres(&key, false);
+    let ca = polarbackup_testkit::certs::make_server_certs(dir, "IP:127.0.0.1,DNS:localhost");
+    chown_to_postgres(&dir.join("server.key"), false);
     chown_to_postgres(&dir.join("server.crt"), false);
-    dir.join("ca.crt")
+    ca
 }

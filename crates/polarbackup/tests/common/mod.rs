@@ -386,17 +386,26 @@ pub fn db_now(pg: &polarbackup_testkit::pg::PgCluster) -> String {
     pg.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"');")
 }
 
-/// CreateBackup of the tenant's cluster through the V3 SDK; it must be accepted.
-pub fn create_backup_v3(server: &Server, t: &Tenant) {
-    let mut req = polarbackup_testkit::request(
-        "v3",
+/// CreateBackup of the tenant's cluster through the V3 SDK; it must be accepted. The job id.
+pub fn create_backup_v3(server: &Server, t: &Tenant) -> String {
+    let res = call_v3(
         server,
         t,
+        "CreateBackup",
         serde_json::json!({"DBClusterId": t.cluster_id}),
     );
-    req["action"] = serde_json::json!("CreateBackup");
-    let res = polarbackup_testkit::sdk(req);
     assert_eq!(res["ok"], true, "CreateBackup: {res:#}");
+    wire_body(&res)["BackupJobId"]
+        .as_str()
+        .expect("BackupJobId")
+        .to_owned()
+}
+
+/// `action` with `params` through the V3 SDK, as the tenant: the driver's result.
+pub fn call_v3(server: &Server, t: &Tenant, action: &str, params: Value) -> Value {
+    let mut req = polarbackup_testkit::request("v3", server, t, params);
+    req["action"] = serde_json::json!(action);
+    polarbackup_testkit::sdk(req)
 }
 
 /// Runs `polarbackup restore --backup-id JOB` as on another machine: a fresh, empty data
@@ -483,4 +492,36 @@ pub fn wait_for_sets(
             (!sets.is_empty()).then_some(sets)
         },
     )
+}
+
+/// A server archiving a database's WAL (partials every second) after its first full backup:
+/// where every point-in-time test starts.
+pub struct Archiving {
+    pub server: Server,
+    pub tenant: Tenant,
+    pub cluster: DbClusterId,
+    pub store: SqliteStore,
+}
+
+/// Starts [`Archiving`] for `pg`: the archiver's slot holds the WAL from before the backup on.
+pub fn archiving_after_a_backup(pg: &polarbackup_testkit::pg::PgCluster) -> Archiving {
+    let server = Server::start(
+        bin(),
+        None,
+        &["--log-backup", "on", "--wal-partial-secs", "1"],
+    );
+    let mut tenant = server.tenant();
+    tenant.cluster_id = tenant.add_cluster_at(bin(), &server.data_dir, pg.port, "postgres");
+    let cluster = DbClusterId::parse(&tenant.cluster_id).unwrap();
+    let store = SqliteStore::open(&server.data_dir).unwrap();
+    let slot = polarbackup_model::log_backup::slot_name(&cluster);
+    wait_for_slot(&server, pg, &slot, 60);
+    create_backup_v3(&server, &tenant);
+    wait_for_sets("the full backup", 120, &server, &store, &cluster);
+    Archiving {
+        server,
+        tenant,
+        cluster,
+        store,
+    }
 }

@@ -6,6 +6,7 @@
 use jiff::Timestamp;
 use polarbackup_auth::ram::{Context, Policy};
 use polarbackup_auth::{percent_encode, verify, KeyLookup, KeyMaterial, KeyRecord, Request};
+use polarbackup_testkit::http::RawRequest;
 use polarbackup_wire::Params;
 
 /// A target's entry point: the fuzzer's bytes in, nothing out (a panic is the finding).
@@ -102,62 +103,17 @@ struct Raw {
     body: Vec<u8>,
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// A chunked body, or `None` when it is not one.
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let eol = find(rest, b"\r\n")?;
-        let line = std::str::from_utf8(&rest[..eol]).ok()?;
-        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Some(body);
-        }
-        body.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
-    }
-}
-
 impl Raw {
     fn parse(data: &[u8]) -> Raw {
-        let (head, rest) = match find(data, b"\r\n\r\n") {
-            Some(at) => (&data[..at], &data[at + 4..]),
-            None => (data, &[][..]),
-        };
-        let head = String::from_utf8_lossy(head);
-        let mut lines = head.split("\r\n");
-        let mut request_line = lines.next().unwrap_or("").split(' ');
-        let method = request_line.next().unwrap_or("").to_owned();
-        let target = request_line.next().unwrap_or("");
-        let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-            .collect();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.to_ascii_lowercase())
-        };
-        let body = match header("transfer-encoding") {
-            Some(te) if te == "chunked" => dechunk(rest).unwrap_or_else(|| rest.to_vec()),
-            _ => rest.to_vec(),
-        };
-        let is_form = header("content-type")
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        let params = Params::decode(raw_query, is_form.then_some(&body[..]));
+        let (r, _) = RawRequest::parse(data);
+        let params = Params::decode(&r.raw_query, r.is_form().then_some(&r.body[..]));
         Raw {
-            method,
-            path: path.to_owned(),
+            method: r.method,
+            path: r.path,
             query: params.query,
             form: params.form,
-            headers,
-            body,
+            headers: r.headers,
+            body: r.body,
         }
     }
 
