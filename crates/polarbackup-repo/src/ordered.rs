@@ -70,11 +70,10 @@ impl<T: Send + 'static> Ordered<T> {
         }
     }
 
-    /// Stops every task and waits until none can touch storage any more.
-    pub(crate) async fn cancel(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+    /// Waits until every task has ended, whatever its result. Aborting would not do: a store
+    /// call already under way (an S3 PUT whose body was sent, a blocking file write) can still
+    /// land after the abort, behind the cleanup that was meant to remove it.
+    pub(crate) async fn settle(&mut self) {
         while let Some(task) = self.tasks.pop_front() {
             let _ = task.await;
         }
@@ -128,6 +127,24 @@ mod tests {
         assert_eq!(got, [0, 1, 2, 3]);
         assert_eq!(*finished.lock().unwrap(), [3, 2, 1, 0]);
         assert_eq!(peak.load(Ordering::SeqCst), 4);
+    }
+
+    /// Every task runs to its end, so nothing it stores can land after the caller's cleanup.
+    #[tokio::test]
+    async fn settle_lets_every_task_finish() {
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut window: Ordered<()> = Ordered::new(3);
+        for i in 0..3u64 {
+            let finished = finished.clone();
+            window.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(30 * (i + 1))).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            });
+        }
+        window.settle().await;
+        assert_eq!(finished.load(Ordering::SeqCst), 3);
+        assert!(window.next().await.is_none());
     }
 
     #[tokio::test]

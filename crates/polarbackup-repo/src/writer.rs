@@ -353,7 +353,7 @@ impl BackupWriter {
     }
 
     async fn remove_all(&mut self) -> Result<(), RepoError> {
-        self.window.cancel().await;
+        self.window.settle().await;
         remove_backup_dir(&self.repo.inner.op, &self.backup_id).await
     }
 
