@@ -19,6 +19,10 @@ pub struct RepoConfig {
     pub parallelism: usize,
     /// The hash new backups record (default BLAKE3; SHA-256 for tools that need it).
     pub checksum: Checksum,
+    /// Bound on each call to a local repository (`open_fs`): a hung file system (a hard NFS
+    /// mount, a dead disk) fails the backup instead of holding it forever. Default 60 s; a
+    /// remote one has its own (`remote_layers`).
+    pub local_timeout: std::time::Duration,
 }
 
 impl Default for RepoConfig {
@@ -30,6 +34,7 @@ impl Default for RepoConfig {
                 .map(|n| n.get())
                 .unwrap_or(1),
             checksum: Checksum::Blake3,
+            local_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -48,6 +53,11 @@ impl RepoConfig {
                 self.zstd_level,
                 zstd::compression_level_range()
             )));
+        }
+        if self.local_timeout.is_zero() {
+            return Err(RepoError::InvalidConfig(
+                "local_timeout must be above zero".into(),
+            ));
         }
         if self.parallelism == 0 {
             return Err(RepoError::InvalidConfig(
@@ -80,6 +90,10 @@ mod tests {
             },
             RepoConfig {
                 parallelism: 0,
+                ..RepoConfig::default()
+            },
+            RepoConfig {
+                local_timeout: std::time::Duration::ZERO,
                 ..RepoConfig::default()
             },
         ] {

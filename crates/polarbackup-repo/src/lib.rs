@@ -41,7 +41,7 @@ pub use manifest::{
     ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION, WRONG_KEY,
 };
 pub use reader::ArchiveReader;
-pub use remote::{remote_layers, IO_TIMEOUT, MAX_RETRIES, REQUEST_TIMEOUT};
+pub use remote::{local_layers, remote_layers, IO_TIMEOUT, MAX_RETRIES, REQUEST_TIMEOUT};
 pub use repo::{Repo, VerifyReport};
 pub use url::{RepoUrl, S3Credentials, DEFAULT_REGION};
 pub use wal::{StoredWal, MAX_WAL_OBJECT};

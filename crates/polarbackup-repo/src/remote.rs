@@ -11,7 +11,7 @@ use opendal::{HttpTransporter, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
 use crate::url::{RepoUrl, S3Credentials};
-use crate::RepoError;
+use crate::{RepoConfig, RepoError};
 
 /// Bound on a request without a body (stat, delete, the start and end of a multipart upload).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -102,6 +102,16 @@ pub fn remote_layers(op: Operator) -> Operator {
             .with_min_delay(RETRY_MIN_DELAY)
             .with_max_delay(RETRY_MAX_DELAY)
             .with_max_times(MAX_RETRIES),
+    )
+}
+
+/// The layer a local repository runs under: each call bounded by `local_timeout`, so a hung
+/// file system fails the call. No retries: a local failure does not pass by itself.
+pub fn local_layers(op: Operator, cfg: &RepoConfig) -> Operator {
+    op.layer(
+        TimeoutLayer::new()
+            .with_timeout(cfg.local_timeout)
+            .with_io_timeout(cfg.local_timeout),
     )
 }
 

@@ -10,7 +10,7 @@ use crate::codec::{self, Checksum};
 use crate::layout::{self, BACKUPS_DIR};
 use crate::manifest::{ChunkEntry, FileEntry, Manifest};
 use crate::reader::ArchiveReader;
-use crate::remote::remote_layers;
+use crate::remote::{local_layers, remote_layers};
 use crate::url::{RepoUrl, S3Credentials};
 use crate::writer::BackupWriter;
 use crate::{RepoConfig, RepoError, RepoKey};
@@ -120,7 +120,7 @@ impl Repo {
         })?;
         let op = Operator::new(opendal::services::Fs::default().root(root))
             .map_err(|e| RepoError::storage(root, e))?;
-        Repo::new(op, cfg)
+        Repo::new(local_layers(op, &cfg), cfg)
     }
 
     /// `open_fs` under a [`crate::faults::FaultLayer`]: test-only, for fault injection.
@@ -136,7 +136,7 @@ impl Repo {
         let op = Operator::new(opendal::services::Fs::default().root(path))
             .map_err(|e| RepoError::storage(path, e))?
             .layer(faults.layer());
-        Repo::new(op, cfg)
+        Repo::new(local_layers(op, &cfg), cfg)
     }
 
     /// A repository at `url`: a local directory as `open_fs` does, or an S3 bucket (under the

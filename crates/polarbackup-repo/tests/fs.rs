@@ -2,6 +2,8 @@
 //! Everything every backend must do is in the contract suite (`tests/contract/`).
 
 mod common;
+#[path = "../src/faults.rs"]
+mod faults;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,4 +111,38 @@ async fn the_manifest_is_renamed_into_place() {
     names.sort();
     assert_eq!(names, ["base.tar", "files", "manifest.json"]);
     assert!(root.join("backups/b1/base.tar/00000002.zst").is_file());
+}
+
+/// A local file system that stops answering (a hard NFS mount, a dying disk) fails the write
+/// after `local_timeout`, so the backup ends instead of hanging; the writer then aborts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_local_file_system_fails_the_call_after_the_timeout() {
+    use faults::{Call, Faults};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::default();
+    // Far longer than the timeout: without it, the write would simply succeed late.
+    faults.delay_from(Call::Write, 1, Duration::from_secs(30));
+    let cfg = polarbackup_repo::RepoConfig {
+        local_timeout: Duration::from_millis(300),
+        ..cfg(1024, 2)
+    };
+    // As `Repo::open_fs` builds it, with the hung disk underneath the timeout.
+    let root = dir.path().to_str().unwrap();
+    let op = opendal::Operator::new(opendal::services::Fs::default().root(root))
+        .unwrap()
+        .layer(faults.layer());
+    let repo = Repo::new(polarbackup_repo::local_layers(op, &cfg), cfg).unwrap();
+    let mut w = repo.begin("hung", CREATED_AT).await.unwrap();
+    let result = async {
+        w.start_archive("base.tar", None).await?;
+        w.write(&random(4096, 3)).await?;
+        w.finish_archive().await
+    }
+    .await;
+    let err = result.expect_err("a write that never ends must fail");
+    assert!(err.to_string().contains("timeout reached"), "{err}");
+    faults.heal();
+    w.abort().await.unwrap();
+    assert!(repo.list_backup_ids().await.unwrap().is_empty());
 }
