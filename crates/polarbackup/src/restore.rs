@@ -74,6 +74,8 @@ pub fn run(args: RestoreArgs) -> Result<()> {
         }
         Source::Point { mut plan, asked } => {
             let mut attempt = 1;
+            // Set when an object the plan named is gone yet still recorded: lost, not replaced.
+            let mut missing = false;
             let summary = loop {
                 let summary = runtime.block_on(restore_to_point(PitrRequest {
                     plan: &plan,
@@ -85,6 +87,12 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                 }));
                 match summary {
                     Err(EngineError::WalReplaced(key)) if attempt < REPLAN_ATTEMPTS => {
+                        let cluster = args.cluster.as_deref().unwrap_or_default();
+                        let replanned = self::plan(store, cluster, &asked)?;
+                        if replanned.wal.iter().any(|w| w.object.key == key) {
+                            missing = true;
+                            break Err(EngineError::WalReplaced(key));
+                        }
                         // A running archiver replaced a partial segment by a longer copy
                         // after the plan was made: plan again on the newer records.
                         eprintln!(
@@ -92,8 +100,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                              is being archived); planning again"
                         );
                         clear_restored(target, &mapping)?;
-                        let cluster = args.cluster.as_deref().unwrap_or_default();
-                        *plan = self::plan(store, cluster, &asked)?;
+                        *plan = replanned;
                         attempt += 1;
                     }
                     other => break other,
@@ -101,6 +108,21 @@ pub fn run(args: RestoreArgs) -> Result<()> {
             };
             reporter.finish();
             let summary = summary.map_err(|e| match e {
+                EngineError::WalReplaced(key) if missing => {
+                    let outcome = if args.keep_partial {
+                        format!(
+                            "the incomplete restore is kept for inspection in {} (it has no \
+                             global/pg_control, so PostgreSQL will not start on it)",
+                            target.display()
+                        )
+                    } else {
+                        "the incomplete restore was removed".to_owned()
+                    };
+                    anyhow!(
+                        "WAL object {key} is missing from the repository, though the metadata \
+                         store records it; {outcome}"
+                    )
+                }
                 EngineError::WalReplaced(_) if args.keep_partial => anyhow!(
                     "{e} (tried {REPLAN_ATTEMPTS} times); the incomplete restore is kept for \
                      inspection in {} (it has no global/pg_control, so PostgreSQL will not \

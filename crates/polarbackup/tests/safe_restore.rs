@@ -284,8 +284,11 @@ fn keep_partial_keeps_a_directory_postgresql_will_not_start_on() {
     assert!(log_text.contains("pg_control"), "{log_text}");
 }
 
-#[test]
-fn a_point_in_time_restore_with_a_corrupt_wal_object_fails_and_leaves_nothing() {
+/// A restore to the latest point after `damage` hit the first WAL object after the backup:
+/// its output, the object's key and the target directory.
+fn pitr_with_a_damaged_wal_object(
+    damage: fn(&Path) -> Damage,
+) -> (Output, String, PathBuf, tempfile::TempDir) {
     let pg = PgCluster::init();
     pg.psql("CREATE TABLE t (n int);");
     let Archiving {
@@ -326,9 +329,9 @@ fn a_point_in_time_restore_with_a_corrupt_wal_object_fails_and_leaves_nothing() 
         .object
         .key
         .clone();
-    let _damage = Damage::flip(&server.data_dir.join("repo").join(&key));
+    let _damage = damage(&server.data_dir.join("repo").join(&key));
 
-    let (_scratch, target, _) = scratch();
+    let (scratch, target, _) = scratch();
     let out = std::process::Command::new(bin())
         .args(["restore", "--cluster", &t.cluster_id])
         .args(["--recovery-time", "latest", "--target-dir"])
@@ -337,7 +340,29 @@ fn a_point_in_time_restore_with_a_corrupt_wal_object_fails_and_leaves_nothing() 
         .arg(&server.data_dir)
         .output()
         .unwrap();
+    (out, key, target, scratch)
+}
+
+#[test]
+fn a_point_in_time_restore_with_a_corrupt_wal_object_fails_and_leaves_nothing() {
+    let (out, key, target, _scratch) = pitr_with_a_damaged_wal_object(Damage::flip);
     let err = assert_refused_as_corrupt(&out, &key);
+    assert!(err.contains("removed"), "{err}");
+    assert!(!target.exists(), "{} is left: {err}", target.display());
+}
+
+/// A WAL object the store records but the repository lost is named as missing at once, not
+/// taken for one a running archiver replaced (which plans again, up to three times).
+#[test]
+fn a_point_in_time_restore_with_a_missing_wal_object_names_it_and_leaves_nothing() {
+    let (out, key, target, _scratch) = pitr_with_a_damaged_wal_object(Damage::delete);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the restore succeeded: {err}");
+    assert!(
+        err.contains(&format!("{key} is missing from the repository")),
+        "{err}"
+    );
+    assert!(!err.contains("planning again"), "{err}");
     assert!(err.contains("removed"), "{err}");
     assert!(!target.exists(), "{} is left: {err}", target.display());
 }
