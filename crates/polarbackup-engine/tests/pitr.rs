@@ -249,7 +249,8 @@ async fn a_failed_restore_is_refused_up_front_or_said_to_be_incomplete() {
     );
     assert_unconfigured(&dir);
 
-    // A source that was itself restored to a point in time still has its polarbackup_wal/:
+    // A source restored to a point in time keeps its polarbackup_wal/ until its recovery ends
+    // (or when an older polarbackup restored it):
     // its old files are never mixed with the plan's.
     let own = source.data_dir().join("polarbackup_wal");
     std::fs::create_dir(&own).unwrap();

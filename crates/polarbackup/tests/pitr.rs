@@ -55,6 +55,13 @@ fn restore_and_count(server: &Server, major: u32, cluster: &str, time: &str) -> 
         || restored.log(),
         || (restored.psql("SELECT pg_is_in_recovery();") == "f").then_some(()),
     );
+    // The end of recovery removed the WAL the restore wrote (`recovery_end_command`).
+    wait_for(
+        "the restored WAL to be removed",
+        30,
+        || restored.log(),
+        || (!target.join("polarbackup_wal").exists()).then_some(()),
+    );
     let rows = restored.psql(
         "SELECT string_agg(batch || '|' || n, ',' ORDER BY batch) \
          FROM (SELECT batch, count(*) n FROM t GROUP BY batch) c;",

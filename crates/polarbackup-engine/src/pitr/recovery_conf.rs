@@ -34,7 +34,7 @@ pub(super) fn settings(timeline: u32, target: &ConfiguredTarget) -> String {
     // kinds are cleared before the time is set.
     format!(
         "\n# Added by polarbackup restore: replay the WAL in {WAL_DIR}/ {what} on timeline \
-         {timeline}, then open read-write.\n\
+         {timeline}, then open read-write and remove {WAL_DIR}/.\n\
          restore_command = 'cp {WAL_DIR}/%f \"%p\"'\n\
          recovery_target_timeline = '{timeline}'\n\
          recovery_target = ''\n\
@@ -45,7 +45,7 @@ pub(super) fn settings(timeline: u32, target: &ConfiguredTarget) -> String {
          recovery_target_inclusive = on\n\
          recovery_target_action = 'promote'\n\
          recovery_min_apply_delay = 0\n\
-         recovery_end_command = ''\n\
+         recovery_end_command = 'rm -rf {WAL_DIR}'\n\
          archive_cleanup_command = ''\n\
          primary_conninfo = ''\n\
          primary_slot_name = ''\n"
@@ -138,6 +138,8 @@ mod tests {
         assert_eq!(last("recovery_target_inclusive"), "on");
         assert_eq!(last("recovery_target_xid"), "''");
         assert_eq!(last("primary_conninfo"), "''");
+        // PostgreSQL runs it in the data directory once recovery ended: the WAL is not kept.
+        assert_eq!(last("recovery_end_command"), "'rm -rf polarbackup_wal'");
         // The time is set after every other kind of target is cleared.
         let pos = |s: &str| text.rfind(s).unwrap();
         for other in [
