@@ -79,6 +79,8 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Room for every statement a request runs, so the cache never evicts one of them.
+        conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),

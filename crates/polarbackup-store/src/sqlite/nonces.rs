@@ -28,12 +28,14 @@ impl NonceStore for SqliteStore {
                 None
             };
             // An expired row (not purged yet) is taken over: the nonce may be used again.
-            let changed = tx.execute(
-                "INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at
-                     WHERE nonces.expires_at < ?4",
-                params![key.as_str(), nonce, secs(expires_at), secs(now)],
-            )?;
+            // Cached: every signed request makes this write.
+            let changed = tx
+                .prepare_cached(
+                    "INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at
+                         WHERE nonces.expires_at < ?4",
+                )?
+                .execute(params![key.as_str(), nonce, secs(expires_at), secs(now)])?;
             Ok((changed == 1, purged))
         })?;
         if let Some(n) = purged {
