@@ -29,6 +29,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     nonce_purge: NoncePurge,
+    nonce_batcher: nonces::NonceBatcher,
     sealer: Sealer,
 }
 
@@ -86,6 +87,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path,
             nonce_purge: NoncePurge::default(),
+            nonce_batcher: nonces::NonceBatcher::default(),
             sealer: Sealer::default(),
         })
     }
