@@ -34,7 +34,13 @@
 #   BENCH_API_SIZES="1000 100000 1000000"  total jobs in the store, in increasing order
 #   BENCH_API_CLUSTERS=10000   BENCH_API_HOT=100   clusters stored / clusters asked
 #   BENCH_API_SECONDS=15  BENCH_API_WARMUP=3  BENCH_API_CONNECTIONS=16   per measurement
+#   BENCH_API_LATENCY_CONNECTIONS=1   a second measurement with this many connections (0: none):
+#                         latency without queueing (with 16 closed-loop connections, p50 is
+#                         about 16 / requests/s whatever the server does per request)
 #   BENCH_MEM_SCALE=10    pgbench scale of each of the two clusters backed up (memory part)
+#   BENCH_MEM_VARIANTS="default MALLOC_ARENA_MAX=2"   the memory part once per word: serve as
+#                         it is, or with that environment setting (each backs up both clusters:
+#                         CreateBackup keeps 3 manual sets per cluster, so at most 3 variants)
 #   BENCH_PARTS=api,bare,moto,memory   which parts to run (bare and memory need api first)
 #   BENCH_PERF=0          1: perf record serve during the largest size (-> <date>-api.perf.txt)
 #   BENCH_BIN_DIR=DIR     take polarbackup, polarbackup-bench-api and polarbackup-bench-bare
@@ -51,7 +57,9 @@ RECENT=7
 API_SECONDS="${BENCH_API_SECONDS:-15}"
 WARMUP="${BENCH_API_WARMUP:-3}"
 CONNECTIONS="${BENCH_API_CONNECTIONS:-16}"
+LAT_CONNECTIONS="${BENCH_API_LATENCY_CONNECTIONS:-1}"
 MEM_SCALE="${BENCH_MEM_SCALE:-10}"
+MEM_VARIANTS="${BENCH_MEM_VARIANTS:-default MALLOC_ARENA_MAX=2}"
 PARTS=",${BENCH_PARTS:-api,bare,moto,memory},"
 PERF="${BENCH_PERF:-0}"
 KEEP="${BENCH_KEEP:-0}"
@@ -119,16 +127,17 @@ row() { # part variant jobs value unit detail
 }
 # proc_mem PID: "VmRSS VmHWM" in KiB.
 proc_mem() { awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {print r, h}' "/proc/$1/status"; }
-# loadgen ARGS…: one measurement; prints the generator's JSON line.
+# loadgen ARGS…: one measurement; prints the generator's JSON line (CONNS overrides the
+# connection count).
 loadgen() {
-    "$LOADGEN" --connections "$CONNECTIONS" --seconds "$API_SECONDS" --warmup "$WARMUP" "$@"
+    "$LOADGEN" --connections "${CONNS:-$CONNECTIONS}" --seconds "$API_SECONDS" --warmup "$WARMUP" "$@"
 }
 # api_row PART VARIANT JOBS JSON [DETAIL]: the generator's numbers as a row.
 api_row() {
     local fields
     fields="$(python3 -c 'import json,sys; o=json.loads(sys.argv[1])
-print(o["rps"], "p50_ms=%s,p99_ms=%s,requests=%s,errors=%s,mean_body_bytes=%s,reconnects=%s,protocol=%s" % (
-    o["p50_ms"], o["p99_ms"], o["requests"], o["errors"], o["mean_body_bytes"], o["reconnects"], o["protocol"]))' "$4")"
+print(o["rps"], "p50_ms=%s,p99_ms=%s,requests=%s,errors=%s,mean_body_bytes=%s,reconnects=%s,protocol=%s,connections=%s" % (
+    o["p50_ms"], o["p99_ms"], o["requests"], o["errors"], o["mean_body_bytes"], o["reconnects"], o["protocol"], o["connections"]))' "$4")"
     row "$1" "$2" "$3" "${fields%% *}" "req/s" "${fields#* }${5:+,$5}"
 }
 
@@ -194,7 +203,8 @@ for size in $SIZES; do
     pb_env "$PB_ENDPOINT" "$KEY_ID" "$KEY_SECRET" "" python3 bench/api_check.py "$DB" "$TEMPLATE_JOB" 7 \
         "$(head -1 "$WORK/hot.txt")" "$(tail -1 "$WORK/hot.txt")" "$(tail -1 "$WORK/clusters.txt")" >&2
     if [ "$PERF" = 1 ] && [ "$size" = "${SIZES##* }" ]; then
-        perf record -g -F 999 -p "$PB_PID" -o "$WORK/perf.data" -- sleep "$((WARMUP + API_SECONDS))" \
+        # DWARF call graphs: the release build keeps its unwind tables, not frame pointers.
+        perf record --call-graph dwarf,16384 -F 499 -p "$PB_PID" -o "$WORK/perf.data" -- sleep "$((WARMUP + API_SECONDS))" \
             >/dev/null 2>&1 &
         perf_pid=$!
     fi
@@ -205,9 +215,15 @@ for size in $SIZES; do
     api_row api serve "$size" "$out" "rss_kib=${mem% *},hwm_kib=${mem#* }"
     if [ -n "$perf_pid" ]; then
         wait "$perf_pid" || true
-        perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 1 2>/dev/null \
-            | head -300 >"$RESULTS_DIR/$STAMP-api.perf.txt" || true
+        perf report -i "$WORK/perf.data" --stdio --children -g none --percent-limit 1 2>/dev/null \
+            | grep -v '^$' | head -400 >"$RESULTS_DIR/$STAMP-api.perf.txt" || true
         log "profile: $RESULTS_DIR/$STAMP-api.perf.txt"
+    fi
+    if [ "$LAT_CONNECTIONS" != 0 ]; then
+        out="$(CONNS="$LAT_CONNECTIONS" POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$PB_ENDPOINT" \
+            --key-id "$KEY_ID" --vary "DBClusterId=$WORK/hot.txt")" \
+            || { echo "$out" >&2; die "load generator failed at $size jobs, $LAT_CONNECTIONS connection(s)"; }
+        api_row api "serve-c$LAT_CONNECTIONS" "$size" "$out"
     fi
     stop_serve
 done
@@ -231,6 +247,11 @@ endpoint="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read
 out="$(POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$endpoint" --key-id "$KEY_ID" \
     --vary "DBClusterId=$WORK/hot.txt")" || { echo "$out" >&2; die "load generator failed on bare"; }
 api_row bare hyper "-" "$out"
+if [ "$LAT_CONNECTIONS" != 0 ]; then
+    out="$(CONNS="$LAT_CONNECTIONS" POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$endpoint" \
+        --key-id "$KEY_ID" --vary "DBClusterId=$WORK/hot.txt")" || { echo "$out" >&2; die "load generator failed on bare"; }
+    api_row bare "hyper-c$LAT_CONNECTIONS" "-" "$out"
+fi
 stop_pid "${PIDS[-1]}" TERM "bare server"
 }
 [[ $PARTS == *,bare,* ]] && bare_part
@@ -260,7 +281,7 @@ stop_pid "${PIDS[-1]}" INT "moto_server"
 # ------------------------------------------------------------------------------------------
 # D. serve's memory with the largest store: idle, then while two real backups run.
 memory_part() {
-local i port cluster mem peak=0 pids=() r
+local i port cluster variant
 for i in 1 2; do
     port="$(free_port)"
     pg_start "src$i" "$port" "shared_buffers = 64MB\n"
@@ -270,10 +291,21 @@ for i in 1 2; do
         --host 127.0.0.1 --port "$port" --user postgres --database postgres | json_field DBClusterId)"
     printf '%s\n' "$cluster" >>"$WORK/mem-clusters.txt"
 done
-serve mem "$DATA" -- --workers 2
+for variant in $MEM_VARIANTS; do
+    mem_run "$variant"
+done
+}
+
+# mem_run VARIANT: serve idle, then two backups at once; VARIANT is "default" or VAR=VALUE
+# (an environment setting for serve, such as MALLOC_ARENA_MAX=2).
+mem_run() {
+local variant="$1" envs=() cluster mem peak=0 pids=() r i tag
+[ "$variant" != default ] && envs=("$variant")
+tag="${variant//[^A-Za-z0-9]/-}"
+serve "mem-$tag" "$DATA" "${envs[@]}" -- --workers 2
 sleep 5
 mem="$(proc_mem "$PB_PID")"
-row memory idle "${SIZES##* }" "$((${mem% *} / 1024))" "MiB" "rss_kib=${mem% *},hwm_kib=${mem#* },clusters=$(wc -l <"$WORK/clusters.txt"),workers=2,scheduler=off,log_backup=off"
+row memory "idle-$tag" "${SIZES##* }" "$((${mem% *} / 1024))" "MiB" "rss_kib=${mem% *},hwm_kib=${mem#* },clusters=$(wc -l <"$WORK/clusters.txt"),workers=2,scheduler=off,log_backup=off,env=$variant"
 for cluster in $(cat "$WORK/mem-clusters.txt"); do
     pb_env "$PB_ENDPOINT" "$ACC_KEY_ID" "$ACC_KEY_SECRET" "$cluster" \
         python3 bench/pb_client.py --interval 0.2 >"$WORK/mem-$cluster.json" &
@@ -291,7 +323,9 @@ for cluster in $(cat "$WORK/mem-clusters.txt"); do
     log "backup of $cluster finished in $r s"
 done
 mem="$(proc_mem "$PB_PID")"
-row memory backups "${SIZES##* }" "$((peak / 1024))" "MiB" "peak_rss_kib=$peak,rss_after_kib=${mem% *},hwm_kib=${mem#* },pgbench_scale=$MEM_SCALE,backups=2"
+# VmHWM is the kernel's own peak (the 0.1 s samples may miss one); idle was far below it.
+[ "${mem#* }" -gt "$peak" ] && peak="${mem#* }"
+row memory "backups-$tag" "${SIZES##* }" "$((peak / 1024))" "MiB" "peak_kib=$peak,rss_after_kib=${mem% *},hwm_kib=${mem#* },pgbench_scale=$MEM_SCALE,backups=2,env=$variant"
 stop_serve
 }
 [[ $PARTS == *,memory,* ]] && memory_part
@@ -312,14 +346,19 @@ def fmt(x, spec="%.2f"):
     return spec % x if x is not None else "n/a"
 print("| measure | requests/s | p50 ms | p99 ms | load1 |")
 print("|---|---|---|---|---|")
+def line(name, r):
+    if r:
+        print("| %s, %s conn. | %.0f | %s | %s | %s |" % (name, r[1]["connections"], r[0], r[1]["p50_ms"], r[1]["p99_ms"], r[2]))
+lat = [v for p, v, j, *_ in rows if p == "api" and v.startswith("serve-c")]
 for s in sizes:
-    r = get("api", "serve", s)
-    if r:
-        print("| DescribeBackupTasks, %s jobs | %.0f | %s | %s | %s |" % (s, r[0], r[1]["p50_ms"], r[1]["p99_ms"], r[2]))
-for part, name in (("bare", "bare hyper, same body"), ("moto", "moto_server DescribeDBSnapshots")):
-    r = get(part)
-    if r:
-        print("| %s | %.0f | %s | %s | %s |" % (name, r[0], r[1]["p50_ms"], r[1]["p99_ms"], r[2]))
+    line("DescribeBackupTasks, %s jobs" % s, get("api", "serve", s))
+    if lat:
+        line("DescribeBackupTasks, %s jobs" % s, get("api", lat[0], s))
+line("bare hyper, same body", get("bare", "hyper"))
+for p, v, *_ in rows:
+    if p == "bare" and v != "hyper":
+        line("bare hyper, same body", get("bare", v))
+line("moto_server DescribeDBSnapshots", get("moto"))
 big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare"), get("moto")
 print()
 print("| goal | measured | met |")
@@ -329,9 +368,15 @@ def goal(name, value, ok, spec="%.2f"):
 goal("requests/s at %s jobs >= 0.5x bare hyper" % sizes[-1], big[0] / bare[0] if big and bare else None, lambda x: x >= 0.5)
 goal("p99 at %s jobs < 5 ms" % sizes[-1], float(big[1]["p99_ms"]) if big else None, lambda x: x < 5)
 goal("p99(%s) <= 1.5x p99(%s)" % (sizes[-1], sizes[0]), float(big[1]["p99_ms"]) / float(small[1]["p99_ms"]) if big and small else None, lambda x: x <= 1.5)
+if lat:
+    b1, s1 = get("api", lat[0], sizes[-1]), get("api", lat[0], sizes[0])
+    goal("p99 at %s jobs < 5 ms (%s)" % (sizes[-1], lat[0]), float(b1[1]["p99_ms"]) if b1 else None, lambda x: x < 5)
+    goal("p99(%s) <= 1.5x p99(%s) (%s)" % (sizes[-1], sizes[0], lat[0]), float(b1[1]["p99_ms"]) / float(s1[1]["p99_ms"]) if b1 and s1 else None, lambda x: x <= 1.5)
 goal("requests/s >= 20x moto", big[0] / moto[0] if big and moto else None, lambda x: x >= 20, "%.1f")
-for variant, name in (("idle", "serve RSS idle, %s jobs" % sizes[-1]), ("backups", "serve peak RSS, two backups running")):
-    r = get("memory", variant)
-    goal(name + " < 200 MiB", r[0] if r else None, lambda x: x < 200, "%.0f MiB")
+for p, variant, *_ in rows:
+    if p == "memory":
+        r = get("memory", variant)
+        name = ("serve RSS idle, %s jobs" if variant.startswith("idle") else "serve peak RSS, two backups, %s jobs") % sizes[-1]
+        goal("%s (%s) < 200 MiB" % (name, r[1]["env"]), r[0], lambda x: x < 200, "%.0f MiB")
 PY
 cat "$RESULTS_DIR/$STAMP-api.summary.md"
