@@ -192,6 +192,15 @@ seed_jobs() { # TOTAL
     log "seeded $1 jobs in $(elapsed "$t0" "$EPOCHREALTIME") s; store $(du -b "$DB" | cut -f1) bytes"
 }
 
+# bare_start: polarbackup-bench-bare answering the saved body; sets BARE_ENDPOINT, BARE_PID.
+bare_start() {
+"$WORK/bin/polarbackup-bench-bare" --body "$WORK/body.json" >"$WORK/bare.out" 2>"$WORK/bare.log" &
+BARE_PID=$!
+PIDS+=("$BARE_PID")
+for _ in $(seq 1 100); do grep -q Listening "$WORK/bare.out" 2>/dev/null && break; sleep 0.1; done
+BARE_ENDPOINT="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["Listening"])' "$WORK/bare.out")"
+}
+
 # ------------------------------------------------------------------------------------------
 # A. DescribeBackupTasks at each size.
 api_part() {
@@ -226,6 +235,13 @@ for size in $SIZES; do
         api_row api "serve-c$LAT_CONNECTIONS" "$size" "$out"
     fi
     stop_serve
+    # The limit right after, at the machine's load of the moment: the ratio compares like
+    # with like even when other work comes and goes.
+    bare_start
+    out="$(POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$BARE_ENDPOINT" --key-id "$KEY_ID" \
+        --vary "DBClusterId=$WORK/hot.txt")" || { echo "$out" >&2; die "load generator failed on bare"; }
+    api_row bare hyper-after "$size" "$out"
+    stop_pid "$BARE_PID" TERM "bare server"
 done
 # Every stored job of a few clusters (history included), read back with a history long enough.
 serve api-readback "$DATA" POLARBACKUP_JOB_HISTORY_DAYS=3650 -- --workers 0
@@ -238,12 +254,9 @@ stop_serve
 # ------------------------------------------------------------------------------------------
 # B. The limit: hyper answering the same body, no work.
 bare_part() {
-local out
-"$WORK/bin/polarbackup-bench-bare" --body "$WORK/body.json" >"$WORK/bare.out" 2>"$WORK/bare.log" &
-PIDS+=("$!")
-for _ in $(seq 1 100); do grep -q Listening "$WORK/bare.out" 2>/dev/null && break; sleep 0.1; done
-local endpoint
-endpoint="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["Listening"])' "$WORK/bare.out")"
+local out endpoint
+bare_start
+endpoint="$BARE_ENDPOINT"
 out="$(POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$endpoint" --key-id "$KEY_ID" \
     --vary "DBClusterId=$WORK/hot.txt")" || { echo "$out" >&2; die "load generator failed on bare"; }
 api_row bare hyper "-" "$out"
@@ -252,7 +265,7 @@ if [ "$LAT_CONNECTIONS" != 0 ]; then
         --key-id "$KEY_ID" --vary "DBClusterId=$WORK/hot.txt")" || { echo "$out" >&2; die "load generator failed on bare"; }
     api_row bare "hyper-c$LAT_CONNECTIONS" "-" "$out"
 fi
-stop_pid "${PIDS[-1]}" TERM "bare server"
+stop_pid "$BARE_PID" TERM "bare server"
 }
 [[ $PARTS == *,bare,* ]] && bare_part
 
@@ -354,9 +367,11 @@ for s in sizes:
     line("DescribeBackupTasks, %s jobs" % s, get("api", "serve", s))
     if lat:
         line("DescribeBackupTasks, %s jobs" % s, get("api", lat[0], s))
+for s in sizes:
+    line("bare hyper right after the %s-job run" % s, get("bare", "hyper-after", s))
 line("bare hyper, same body", get("bare", "hyper"))
 for p, v, *_ in rows:
-    if p == "bare" and v != "hyper":
+    if p == "bare" and v not in ("hyper", "hyper-after"):
         line("bare hyper, same body", get("bare", v))
 line("moto_server DescribeDBSnapshots", get("moto"))
 big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare"), get("moto")
@@ -365,7 +380,9 @@ print("| goal | measured | met |")
 print("|---|---|---|")
 def goal(name, value, ok, spec="%.2f"):
     print("| %s | %s | %s |" % (name, fmt(value, spec), "n/a" if value is None else ("yes" if ok(value) else "**no**")))
-goal("requests/s at %s jobs >= 0.5x bare hyper" % sizes[-1], big[0] / bare[0] if big and bare else None, lambda x: x >= 0.5)
+near = get("bare", "hyper-after", sizes[-1])
+goal("requests/s at %s jobs >= 0.5x bare hyper (measured right after)" % sizes[-1], big[0] / near[0] if big and near else None, lambda x: x >= 0.5)
+goal("requests/s at %s jobs >= 0.5x bare hyper (bare part)" % sizes[-1], big[0] / bare[0] if big and bare else None, lambda x: x >= 0.5)
 goal("p99 at %s jobs < 5 ms" % sizes[-1], float(big[1]["p99_ms"]) if big else None, lambda x: x < 5)
 goal("p99(%s) <= 1.5x p99(%s)" % (sizes[-1], sizes[0]), float(big[1]["p99_ms"]) / float(small[1]["p99_ms"]) if big and small else None, lambda x: x <= 1.5)
 if lat:
