@@ -36,3 +36,39 @@ cpu_probe() {
     PROBE="$(elapsed "$t0" "$EPOCHREALTIME")"
     log "cpu probe (zstd -1 -T2, 128 MiB): ${PROBE}s"
 }
+
+# Throwaway servers (they use the caller's WORK, BIN (polarbackup), PGBIN, AS_PG, and append to PIDS,
+# which the caller stops on exit).
+json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+CLK_TCK="$(getconf CLK_TCK)"
+# proc_cpu PID: user+system CPU seconds of a live process so far.
+proc_cpu() { sed 's/.*) //' "/proc/$1/stat" | awk -v t="$CLK_TCK" '{ printf "%.2f", ($12 + $13) / t }'; }
+
+# pg_start NAME PORT EXTRA_CONF: a throwaway PostgreSQL 15, trust on loopback.
+pg_start() {
+    local dir="$WORK/$1"
+    as_pg "$PGBIN/initdb" -D "$dir" -U postgres -A trust --no-locale -E UTF8 >/dev/null
+    printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n%b" \
+        "$2" "$WORK/sock" "$3" >>"$dir/postgresql.conf"
+    as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$WORK/$1.log" -w -t 120 start >/dev/null
+    PIDS+=("$(head -1 "$dir/postmaster.pid")")
+}
+
+# serve NAME DATA_DIR [ENV=VALUE…] -- [FLAGS…]: starts polarbackup, sets PB_ENDPOINT and PB_PID.
+serve() {
+    local name="$1" data="$2" envs=() i
+    shift 2
+    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+    [ "${1:-}" = -- ] && shift
+    env "${envs[@]}" POLARBACKUP_DATA_DIR="$data" "$BIN" serve --listen 127.0.0.1:0 \
+        --scheduler off --log-backup off "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+    PB_PID=$!
+    PIDS+=("$PB_PID")
+    for i in $(seq 1 300); do
+        grep -q Listening "$WORK/$name.out" 2>/dev/null && break
+        kill -0 "$PB_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited"; }
+        sleep 0.1
+    done
+    PB_ENDPOINT="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["Listening"])' "$WORK/$name.out")"
+}
+stop_serve() { stop_pid "$PB_PID" TERM "polarbackup serve"; }

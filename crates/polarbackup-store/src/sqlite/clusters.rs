@@ -250,13 +250,11 @@ impl ClusterStore for SqliteStore {
     }
 
     fn cluster(&self, id: &DbClusterId) -> Result<Option<Cluster>> {
+        // Cached: most calls name a cluster (authorization and ownership each look it up).
         let cluster = self.with(|c| {
-            Ok(c.query_row(
-                "SELECT * FROM clusters WHERE id = ?1",
-                [id.as_str()],
-                cluster_from,
-            )
-            .optional()?)
+            Ok(c.prepare_cached("SELECT * FROM clusters WHERE id = ?1")?
+                .query_row([id.as_str()], cluster_from)
+                .optional()?)
         })?;
         cluster
             .map(|mut c| {

@@ -29,6 +29,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     nonce_purge: NoncePurge,
+    nonce_batcher: nonces::NonceBatcher,
     sealer: Sealer,
 }
 
@@ -79,11 +80,14 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Room for every statement a request runs, so the cache never evicts one of them.
+        conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             path,
             nonce_purge: NoncePurge::default(),
+            nonce_batcher: nonces::NonceBatcher::default(),
             sealer: Sealer::default(),
         })
     }

@@ -36,12 +36,10 @@ fn create_user(c: &Connection, account: &AccountId, name: &str, now: Timestamp) 
 }
 
 fn user(c: &Connection, id: &RamUserId) -> Result<Option<RamUser>> {
-    Ok(c.query_row(
-        "SELECT * FROM ram_users WHERE id = ?1",
-        [id.as_str()],
-        user_from,
-    )
-    .optional()?)
+    // Cached: every call of a RAM user loads it.
+    Ok(c.prepare_cached("SELECT * FROM ram_users WHERE id = ?1")?
+        .query_row([id.as_str()], user_from)
+        .optional()?)
 }
 
 fn create_policy(c: &Connection, p: &StoredPolicy) -> Result<()> {
@@ -104,7 +102,8 @@ fn detach(c: &Connection, user: &RamUser, kind: PolicyKind, name: &str) -> Resul
 }
 
 fn attachments(c: &Connection, user: &RamUser) -> Result<Vec<Attachment>> {
-    let mut stmt = c.prepare(
+    // Cached: every call of a RAM user is authorized with them.
+    let mut stmt = c.prepare_cached(
         "SELECT a.policy_type, a.policy_name, p.document FROM ram_attachments a
          LEFT JOIN ram_policies p
            ON a.policy_type = 'Custom' AND p.account_id = ?2 AND p.name = a.policy_name

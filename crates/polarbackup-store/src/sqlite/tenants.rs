@@ -65,12 +65,10 @@ fn insert_key(c: &Connection, sealer: &Sealer, key: &AccessKey) -> Result<()> {
 }
 
 fn get_key(c: &Connection, sealer: &Sealer, id: &AccessKeyId) -> Result<Option<AccessKey>> {
+    // Cached: every signed request looks its key up.
     let key = c
-        .query_row(
-            "SELECT * FROM access_keys WHERE id = ?1",
-            [id.as_str()],
-            key_from,
-        )
+        .prepare_cached("SELECT * FROM access_keys WHERE id = ?1")?
+        .query_row([id.as_str()], key_from)
         .optional()?;
     key.map(|mut k| {
         k.secret = sealer.open(&key_place(k.id.as_str()), &k.secret)?;

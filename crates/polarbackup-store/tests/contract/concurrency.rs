@@ -185,6 +185,52 @@ pub fn a_nonce_is_accepted_once_under_concurrent_callers(b: &dyn Backend) {
     }
 }
 
+/// Threads of one server share its handle (the API's request threads do): each nonce, given
+/// by several of them at once, is accepted exactly once, and every accepted one is stored for
+/// good (another handle then refuses it).
+pub fn a_nonce_is_accepted_once_by_threads_sharing_a_handle(b: &dyn Backend) {
+    let key = AccessKeyId::parse("LTAIsharedhandle").expect("id");
+    let expires = t(0) + SignedDuration::from_mins(15);
+    let shared = b.open();
+    let start = Barrier::new(THREADS);
+    // Thread i gives nonces 50*i .. 50*i+99: each nonce is given by one or two threads.
+    let accepted: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS as u32)
+            .map(|i| {
+                let (shared, start, key) = (&shared, &start, &key);
+                s.spawn(move || {
+                    start.wait();
+                    (50 * i..50 * i + 100)
+                        .filter(|n| {
+                            shared
+                                .use_nonce(key, &format!("n-{n}"), expires, t(1))
+                                .expect("nonce")
+                        })
+                        .collect::<Vec<u32>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let all: Vec<u32> = accepted.into_iter().flatten().collect();
+    let distinct: BTreeSet<u32> = all.iter().copied().collect();
+    let given = 50 * (THREADS as u32 - 1) + 100;
+    assert_eq!(all.len(), distinct.len(), "a nonce was accepted twice");
+    assert_eq!(distinct, (0..given).collect::<BTreeSet<u32>>());
+    let other = b.open();
+    for n in [0, given / 2, given - 1] {
+        assert!(
+            !other
+                .use_nonce(&key, &format!("n-{n}"), expires, t(2))
+                .expect("nonce"),
+            "n-{n} was not stored"
+        );
+    }
+}
+
 /// A worker advances a job while other handles keep writing the stale snapshot they loaded
 /// first: every stale write is refused and the job ends where the worker left it.
 pub fn a_stale_writer_never_moves_a_job_backwards(b: &dyn Backend) {

@@ -49,6 +49,7 @@ macro_rules! store_contract {
                 concurrency::a_client_token_creates_one_job_under_concurrent_callers,
                 concurrency::two_stores_schedule_each_slot_exactly_once,
                 concurrency::a_nonce_is_accepted_once_under_concurrent_callers,
+                concurrency::a_nonce_is_accepted_once_by_threads_sharing_a_handle,
                 concurrency::a_stale_writer_never_moves_a_job_backwards,
                 concurrency::concurrent_policy_changes_lose_no_field,
                 leases::only_the_lease_holder_writes_a_job,
