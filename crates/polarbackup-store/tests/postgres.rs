@@ -35,8 +35,8 @@ fn servers_opening_a_fresh_database_together_migrate_it_once() {
         &backend.options().dbname,
         "SELECT count(*) || ':' || max(version) FROM polarbackup_schema",
     );
-    // Each of the three migrations applied exactly once.
-    assert_eq!(versions, "3:3");
+    // Each of the four migrations applied exactly once.
+    assert_eq!(versions, "4:4");
 }
 
 #[test]

@@ -183,6 +183,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE backup_sets ADD COLUMN scrub_owner TEXT;
     ALTER TABLE backup_sets ADD COLUMN scrub_until BIGINT;
     "#,
+    // 4 (SQLite's 13): a cluster's jobs by end, for the listing of jobs not ended or ended
+    // recently.
+    r#"
+    CREATE INDEX backup_jobs_by_cluster_end ON backup_jobs (cluster_id, ended_at);
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
