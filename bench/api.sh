@@ -77,21 +77,7 @@ if [[ $PARTS == *,moto,* ]] && ! python3 -c 'import moto.server, boto3' 2>/dev/n
     python3 -m pip install --quiet 'moto[server]' boto3
 fi
 
-WORK=""
-PIDS=()
-cleanup() {
-    local rc=$? pid
-    set +e
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do stop_pid "$pid" INT "pid $pid"; done
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ "$KEEP" = 1 ]; then log "keeping $WORK"; else rm -rf "$WORK"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit
 
 BIN_DIR="${BENCH_BIN_DIR:-}"
 if [ -z "$BIN_DIR" ]; then

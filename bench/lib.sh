@@ -72,3 +72,23 @@ serve() {
     PB_ENDPOINT="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["Listening"])' "$WORK/$name.out")"
 }
 stop_serve() { stop_pid "$PB_PID" TERM "polarbackup serve"; }
+
+# On exit, interrupt or termination: stops every process in PIDS and removes WORK (unless KEEP=1),
+# keeping the exit status. Sets WORK and PIDS empty; the caller fills them.
+cleanup_on_exit() {
+    WORK=""
+    PIDS=()
+    trap _bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+_bench_cleanup() {
+    local rc=$? pid
+    set +e
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do stop_pid "$pid" INT "pid $pid"; done
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "${KEEP:-0}" = 1 ]; then log "keeping $WORK"; else rm -rf "$WORK"; fi
+    fi
+    exit "$rc"
+}

