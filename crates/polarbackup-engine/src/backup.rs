@@ -1,15 +1,19 @@
 //! One PostgreSQL backup, end to end: prerequisites, BASE_BACKUP into the repository, the WAL
 //! through a temporary slot, PostgreSQL's own manifest, commit, and verification.
 
+use crate::incremental::base::{Base, Method};
+use crate::incremental::diff::{manifest_path, sizes_for_archive, TarDiff};
+use crate::incremental::native::rewrite_manifest;
 use crate::pg::ConnectConfig;
 use crate::pg::{BackupEvent, BaseBackupOptions, Lsn, ReplicationConn};
 use crate::progress::{Phase, ProgressSink, Throttle};
 use crate::stall::Deadline;
-use crate::{prereq, wal, EngineError};
+use crate::{incremental, prereq, wal, EngineError};
 use jiff::Timestamp;
 use polarbackup_model::Clock;
 use polarbackup_repo::{BackupWriter, Repo};
 use serde_json::json;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +37,8 @@ pub struct BackupRequest<'a> {
     /// The progress deadline: waiting this long for the database without a byte from it
     /// fails the backup as stalled (`DEFAULT_STALL` unless configured).
     pub stall: Duration,
+    /// The set to take an incremental backup on; the engine may take a full one instead.
+    pub parent: Option<String>,
 }
 
 /// A stored, verified backup.
@@ -47,6 +53,8 @@ pub struct BackupSummary {
     /// the send time of the WAL reaching `end_lsn` (the service's clock only if the server
     /// sent none).
     pub consistent_time: Timestamp,
+    /// The set this one is incremental on: `None` for a full backup.
+    pub parent: Option<String>,
 }
 
 /// What the stream phase learned, for the manifest and the summary.
@@ -95,9 +103,44 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         })
         .await?;
 
+    let base = match &req.parent {
+        Some(parent) => {
+            incremental::base::choose(req.repo, req.backup_id, parent, &facts, &system).await
+        }
+        None => None,
+    };
+    let base = match base {
+        Some(Base {
+            parent,
+            method: Method::Native { manifest },
+        }) => {
+            let uploaded = deadline
+                .wait(async {
+                    data_conn
+                        .upload_manifest(&manifest)
+                        .await
+                        .map_err(|e| EngineError::from_pg(e, false))
+                })
+                .await;
+            match uploaded {
+                Ok(()) => Some(Base {
+                    parent,
+                    method: Method::Native { manifest },
+                }),
+                Err(e) => {
+                    warn!(backup = req.backup_id, %parent, error = %e,
+                        "the server refused the parent's manifest; taking a full backup");
+                    None
+                }
+            }
+        }
+        other => other,
+    };
+
     let mut writer = req.repo.begin(req.backup_id, req.clock.now()).await?;
     let result = async {
-        let streamed = stream_data(&req, deadline, &mut data_conn, &mut writer).await?;
+        let streamed =
+            stream_data(&req, deadline, &mut data_conn, &mut writer, base.as_ref()).await?;
         let scratch = req.scratch.join(format!("wal-{}", req.backup_id));
         tokio::fs::create_dir_all(&scratch).await?;
         let wal = async {
@@ -152,6 +195,11 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         "consistent_time": consistent_time.to_string(),
         "tablespaces": streamed.tablespaces,
     });
+    let mut meta = meta;
+    if let Some(base) = &base {
+        meta["parent"] = json!(base.parent);
+        meta["incremental"] = json!(base.method_name());
+    }
     // A failed commit removes what it wrote.
     let manifest = writer.commit(meta).await?;
     let total = manifest.totals.stored_bytes;
@@ -176,6 +224,7 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         end_lsn: streamed.end_lsn,
         timeline: streamed.timeline,
         consistent_time,
+        parent: base.map(|b| b.parent),
     })
 }
 
@@ -195,6 +244,7 @@ async fn stream_data(
     deadline: Deadline,
     conn: &mut ReplicationConn,
     writer: &mut BackupWriter,
+    base: Option<&Base>,
 ) -> Result<Streamed, EngineError> {
     let opts = BaseBackupOptions {
         label: format!("polarbackup {}", req.backup_id),
@@ -205,8 +255,28 @@ async fn stream_data(
         wal: false,
         wait: false,
         verify_checksums: true,
+        incremental: matches!(
+            base,
+            Some(Base {
+                method: Method::Native { .. },
+                ..
+            })
+        ),
         ..BaseBackupOptions::default()
     };
+    let lsn_diff = match base {
+        Some(Base {
+            method: Method::Lsn {
+                parent_start,
+                sizes,
+            },
+            ..
+        }) => Some((*parent_start, sizes)),
+        _ => None,
+    };
+    let mut diff: Option<(String, TarDiff)> = None;
+    let mut diffed = HashSet::new();
+    let mut rewritten = Vec::new();
     let stream_err = |e| EngineError::from_pg(e, false);
     req.progress.report(Phase::Waiting).await;
     // Only the waits on the database are timed: a slow repository is not a stalled database.
@@ -255,15 +325,28 @@ async fn stream_data(
                 tablespace_location,
             } => {
                 if in_archive {
+                    finish_diff(&mut diff, &mut diffed, req.backup_id)?;
                     writer.finish_archive().await?;
                 }
                 writer
                     .start_archive(&name, tablespace_location.as_deref())
                     .await?;
+                diff = lsn_diff.map(|(start, sizes)| {
+                    let diff = TarDiff::new(start, sizes_for_archive(sizes, &name));
+                    (name.clone(), diff)
+                });
                 in_archive = true;
             }
             BackupEvent::Data(bytes) => {
-                writer.write(&bytes).await?;
+                match &mut diff {
+                    Some((_, d)) => {
+                        d.feed(&bytes, &mut rewritten)
+                            .map_err(|e| EngineError::Stream(format!("incremental diff: {e}")))?;
+                        writer.write(&rewritten).await?;
+                        rewritten.clear();
+                    }
+                    None => writer.write(&bytes).await?,
+                }
                 done += bytes.len() as u64;
                 if throttle.due(done, total) {
                     req.progress.report(Phase::Uploading { done, total }).await;
@@ -272,6 +355,7 @@ async fn stream_data(
             BackupEvent::Progress(_) => {}
             BackupEvent::ManifestStart => {
                 if in_archive {
+                    finish_diff(&mut diff, &mut diffed, req.backup_id)?;
                     writer.finish_archive().await?;
                     in_archive = false;
                 }
@@ -288,12 +372,16 @@ async fn stream_data(
                     .is_some()
                 {}
                 if in_archive {
+                    finish_diff(&mut diff, &mut diffed, req.backup_id)?;
                     writer.finish_archive().await?;
                 }
                 if manifest.is_empty() {
                     return Err(EngineError::Stream(
                         "the server sent no backup_manifest".into(),
                     ));
+                }
+                if lsn_diff.is_some() {
+                    manifest = without_checksums(&manifest, &diffed)?;
                 }
                 writer.put_file("backup_manifest", &manifest).await?;
                 return Ok(Streamed {
@@ -305,6 +393,41 @@ async fn stream_data(
             }
         }
     }
+}
+
+/// Checks the archive's diff ended at an entry boundary, notes the files it diffed (by
+/// `backup_manifest` path), and logs what it saved.
+fn finish_diff(
+    diff: &mut Option<(String, TarDiff)>,
+    diffed: &mut HashSet<String>,
+    backup_id: &str,
+) -> Result<(), EngineError> {
+    if let Some((archive, d)) = diff.take() {
+        d.finish()
+            .map_err(|e| EngineError::Stream(format!("incremental diff: {e}")))?;
+        diffed.extend(d.diffed().iter().map(|p| manifest_path(&archive, p)));
+        let stats = d.stats();
+        info!(
+            backup = backup_id,
+            files = stats.files,
+            blocks = stats.blocks,
+            changed = stats.changed,
+            "relation blocks kept by the incremental diff"
+        );
+    }
+    Ok(())
+}
+
+/// The server's `backup_manifest` with the checksums of the files the LSN diff rebuilt from
+/// the chain removed: such a file may differ from the server's copy in hint bits.
+fn without_checksums(manifest: &[u8], diffed: &HashSet<String>) -> Result<Vec<u8>, EngineError> {
+    let bad = |e: String| EngineError::Stream(format!("the server's backup_manifest: {e}"));
+    let text = std::str::from_utf8(manifest).map_err(|e| bad(e.to_string()))?;
+    rewrite_manifest(text, |path, size| {
+        Ok(diffed.contains(path).then(|| (path.to_owned(), size)))
+    })
+    .map(String::into_bytes)
+    .map_err(bad)
 }
 
 async fn verify(req: &BackupRequest<'_>, total: u64) -> Result<(), EngineError> {

@@ -6,6 +6,7 @@
 mod archive;
 mod backup;
 mod error;
+mod incremental;
 mod partial;
 pub mod pg;
 mod pitr;

@@ -1,6 +1,6 @@
 //! Checks, over an ordinary SQL connection, that the server can serve a streamed base backup.
 
-use crate::pg::ConnectConfig;
+use crate::pg::{ConnectConfig, Lsn};
 use crate::{sql, EngineError};
 use tracing::debug;
 
@@ -9,6 +9,11 @@ use tracing::debug;
 pub struct ServerFacts {
     pub version_num: i32,
     pub version: String,
+    /// `summarize_wal` is on (PostgreSQL 17+), so incremental BASE_BACKUP can work.
+    pub summarize_wal: bool,
+    /// Per timeline, the oldest position the server's WAL summaries cover: a native
+    /// incremental backup needs them from its parent's start on.
+    pub summaries_from: Vec<(u32, Lsn)>,
 }
 
 const MIN_VERSION: i32 = 130_000;
@@ -64,8 +69,43 @@ async fn run_checks(client: &tokio_postgres::Client) -> Result<ServerFacts, Engi
             "max_wal_senders is {max_senders} with {used_senders} in use; a backup needs 2 free"
         )));
     }
+    let (summarize_wal, summaries_from) = if version_num >= 170_000 {
+        summaries(client).await.map_err(q)?
+    } else {
+        (false, Vec::new())
+    };
     Ok(ServerFacts {
         version_num,
         version,
+        summarize_wal,
+        summaries_from,
     })
+}
+
+/// Whether the server summarizes WAL, and from where its summaries start on each timeline.
+async fn summaries(
+    client: &tokio_postgres::Client,
+) -> Result<(bool, Vec<(u32, Lsn)>), tokio_postgres::Error> {
+    let on: bool = client
+        .query_one("SELECT current_setting('summarize_wal')::bool", &[])
+        .await?
+        .get(0);
+    if !on {
+        return Ok((false, Vec::new()));
+    }
+    let rows = client
+        .query(
+            "SELECT tli, min(start_lsn)::text FROM pg_available_wal_summaries() GROUP BY tli",
+            &[],
+        )
+        .await?;
+    let from = rows
+        .iter()
+        .filter_map(|r| {
+            let tli: i64 = r.get(0);
+            let lsn: String = r.get(1);
+            Some((u32::try_from(tli).ok()?, lsn.parse().ok()?))
+        })
+        .collect();
+    Ok((true, from))
 }

@@ -1,8 +1,9 @@
 //! Restore: a verified backup set back into a PostgreSQL data directory.
 
 use crate::partial::{Startable, Written, PG_CONTROL};
-use crate::EngineError;
+use crate::{incremental, EngineError};
 use polarbackup_repo::{Repo, RepoError};
+use std::collections::HashSet;
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -51,50 +52,106 @@ pub async fn restore(req: RestoreRequest<'_>) -> Result<RestoreSummary, EngineEr
 /// before [`Prepared::run`].
 pub(crate) struct Prepared<'a> {
     req: RestoreRequest<'a>,
-    /// Each archive and where it is unpacked.
-    plan: Vec<(String, PathBuf)>,
+    /// The sets to unpack, oldest (the full one) first: one for a full set, its chain for an
+    /// incremental one.
+    stages: Vec<Stage>,
     total: u64,
     /// PostgreSQL's `backup_manifest` of the set, read and checked before anything was written.
     backup_manifest: Vec<u8>,
+    /// The set is PostgreSQL's own incremental backup: its label and manifest are rewritten
+    /// for the rebuilt directory.
+    native: bool,
     written: Written,
 }
 
-/// Every check of `req` (the set exists, its `backup_manifest` is intact, every destination
-/// is absent or empty), then the destinations created.
+/// One set of a chain: each archive and where it is unpacked.
+struct Stage {
+    backup_id: String,
+    archives: Vec<(String, PathBuf)>,
+    /// An incremental set, applied over what the sets before it left.
+    apply: bool,
+}
+
+/// The longest chain a restore follows; a longer one is a loop in corrupt metadata.
+const MAX_CHAIN: usize = 1000;
+
+/// Every check of `req` (the set and, for an incremental one, each set it builds on exist,
+/// its `backup_manifest` is intact, every destination is absent or empty), then the
+/// destinations created.
 pub(crate) async fn prepare(req: RestoreRequest<'_>) -> Result<Prepared<'_>, EngineError> {
     let manifest = req.repo.manifest(req.backup_id).await?.ok_or_else(|| {
         EngineError::Restore(format!("backup {} is not in the repository", req.backup_id))
     })?;
+    let native = manifest.meta.get("incremental").and_then(|v| v.as_str())
+        == Some(incremental::base::NATIVE);
+    let mut chain = vec![(req.backup_id.to_owned(), manifest)];
+    while let Some(parent) = chain
+        .last()
+        .and_then(|(_, m)| m.meta.get("parent"))
+        .and_then(|p| p.as_str())
+        .map(str::to_owned)
+    {
+        if chain.len() >= MAX_CHAIN {
+            return Err(EngineError::Restore(format!(
+                "backup {} builds on a chain of more than {MAX_CHAIN} sets",
+                req.backup_id
+            )));
+        }
+        let child = chain.last().map(|(id, _)| id.clone()).unwrap_or_default();
+        let m = req.repo.manifest(&parent).await?.ok_or_else(|| {
+            EngineError::Restore(format!(
+                "backup {child} is incremental on backup {parent}, which is not in the repository"
+            ))
+        })?;
+        chain.push((parent, m));
+    }
+    chain.reverse();
     // Small, and a corrupt one fails the restore: read before anything is written.
     let backup_manifest = req.repo.read_file(req.backup_id, "backup_manifest").await?;
+    let wal_dir = req.target.join("pg_wal");
     // Every destination is checked before anything is written.
-    let mut plan = Vec::with_capacity(manifest.archives.len());
-    for archive in &manifest.archives {
-        let dest = destination(
-            req.target,
-            &archive.name,
-            archive.tablespace_location.as_deref(),
-            req.tablespace_mapping,
-        )?;
-        if dest != req.target.join("pg_wal") {
-            check_empty(&dest)?;
+    let last = chain.len() - 1;
+    let mut stages = Vec::with_capacity(chain.len());
+    let mut dests: Vec<PathBuf> = Vec::new();
+    let mut total = 0;
+    for (i, (backup_id, manifest)) in chain.into_iter().enumerate() {
+        let mut archives = Vec::with_capacity(manifest.archives.len());
+        for archive in &manifest.archives {
+            // Only the newest set's WAL makes the rebuilt directory consistent.
+            if archive.name == "pg_wal.tar" && i != last {
+                continue;
+            }
+            let dest = destination(
+                req.target,
+                &archive.name,
+                archive.tablespace_location.as_deref(),
+                req.tablespace_mapping,
+            )?;
+            if dest != wal_dir && !dests.contains(&dest) {
+                check_empty(&dest)?;
+                dests.push(dest.clone());
+            }
+            total += archive.raw_size;
+            archives.push((archive.name.clone(), dest));
         }
-        plan.push((archive.name.clone(), dest));
+        stages.push(Stage {
+            backup_id,
+            archives,
+            apply: i > 0,
+        });
     }
     let mut written = Written::default();
-    for (_, dest) in &plan {
-        if dest != &req.target.join("pg_wal") {
-            if let Err(e) = written.create(dest, create_private_dir) {
-                return Err(written.fail(e, req.keep_partial));
-            }
+    for dest in &dests {
+        if let Err(e) = written.create(dest, create_private_dir) {
+            return Err(written.fail(e, req.keep_partial));
         }
     }
-    let total = manifest.archives.iter().map(|a| a.raw_size).sum();
     Ok(Prepared {
         req,
-        plan,
+        stages,
         total,
         backup_manifest,
+        native,
         written,
     })
 }
@@ -119,27 +176,38 @@ impl Prepared<'_> {
     ) -> Result<(RestoreSummary, Startable), EngineError> {
         let Prepared {
             req,
-            plan,
+            stages,
             total,
             backup_manifest,
+            native,
             written: _,
         } = self;
-        let archives = plan.len();
+        let archives = stages.iter().map(|s| s.archives.len()).sum();
         let done = Arc::new(AtomicU64::new(0));
-        let dests: Vec<PathBuf> = plan
-            .iter()
-            .map(|(_, d)| d.clone())
-            .filter(|d| d != &req.target.join("pg_wal"))
-            .collect();
+        let mut dests: Vec<PathBuf> = Vec::new();
+        for (_, d) in stages.iter().flat_map(|s| &s.archives) {
+            if d != &req.target.join("pg_wal") && !dests.contains(d) {
+                dests.push(d.clone());
+            }
+        }
         // Files are fsynced on other threads as soon as they are written, so the writeback of
         // one overlaps the unpacking of the next instead of waiting for a pass at the end.
         let syncer = Arc::new(Syncer::start(SYNC_THREADS));
         let mut pg_control = None;
-        for (name, dest) in plan {
+        let plan = stages.into_iter().flat_map(|s| {
+            let (id, apply) = (s.backup_id, s.apply);
+            s.archives
+                .into_iter()
+                .map(move |(name, dest)| (id.clone(), apply, name, dest))
+        });
+        for (backup_id, apply, name, dest) in plan {
+            // The WAL comes from the newest set alone, into a pg_wal no earlier set filled:
+            // unpacked as is, it leaves the directories base.tar made there.
+            let apply = apply && name != "pg_wal.tar";
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
-            let reader = req.repo.open_archive(req.backup_id, &name).await?;
+            let reader = req.repo.open_archive(&backup_id, &name).await?;
             let object = reader.object();
             let repo_error = Arc::new(std::sync::Mutex::new(None));
             let counted = Counting {
@@ -150,8 +218,9 @@ impl Prepared<'_> {
             };
             let files = syncer.clone();
             let hold = (name == "base.tar").then_some(PG_CONTROL);
-            let mut task =
-                tokio::task::spawn_blocking(move || unpack(counted, &dest, &files, &object, hold));
+            let mut task = tokio::task::spawn_blocking(move || {
+                unpack(counted, &dest, &files, &object, hold, apply)
+            });
             let result = loop {
                 tokio::select! {
                     r = &mut task => break r,
@@ -182,6 +251,11 @@ impl Prepared<'_> {
             ))
         })?;
         remap_tablespace_links(req.target, req.tablespace_mapping)?;
+        let backup_manifest = if native {
+            rebuilt_label_and_manifest(req.target, &backup_manifest, &syncer)?
+        } else {
+            backup_manifest
+        };
         let manifest_path = req.target.join("backup_manifest");
         tokio::fs::write(&manifest_path, backup_manifest).await?;
         syncer.file(manifest_path);
@@ -206,6 +280,31 @@ impl Prepared<'_> {
         };
         Ok((summary, startable))
     }
+}
+
+/// A rebuilt native chain: `backup_label` without its `INCREMENTAL FROM` lines, and the
+/// newest `backup_manifest` rewritten to describe the rebuilt files.
+fn rebuilt_label_and_manifest(
+    target: &Path,
+    backup_manifest: &[u8],
+    syncer: &Syncer,
+) -> Result<Vec<u8>, EngineError> {
+    let label_path = target.join("backup_label");
+    let label = std::fs::read_to_string(&label_path)?;
+    if !incremental::native::label_is_incremental(&label) {
+        return Err(EngineError::Restore(
+            "the newest set is recorded as an incremental backup, but its backup_label is not \
+             one"
+            .into(),
+        ));
+    }
+    std::fs::write(&label_path, incremental::native::full_label(&label))?;
+    syncer.file(label_path);
+    let text = std::str::from_utf8(backup_manifest)
+        .map_err(|_| EngineError::Restore("the backup_manifest is not UTF-8".into()))?;
+    incremental::native::full_manifest(text, target)
+        .map(String::into_bytes)
+        .map_err(EngineError::Restore)
 }
 
 /// Refuses anything but a missing or empty directory: a restore never mixes with old files.
@@ -387,12 +486,17 @@ impl<R> Counting<R> {
 /// Unpacks one archive into `dest`; the file at `hold` (relative), if any, is returned
 /// instead of written. A stream that is not a valid tar is a corrupt `object`: its chunks
 /// matched their digests, so only a manifest that lies can get here.
+///
+/// With `apply`, the archive is an incremental set laid over what earlier sets of its chain
+/// left in `dest`: its `INCREMENTAL.` entries are applied, its other entries replace what was
+/// there, and what it does not list is removed.
 fn unpack(
     counting: Counting<SyncIoBridge<polarbackup_repo::ArchiveReader>>,
     dest: &Path,
     syncer: &Syncer,
     object: &str,
     hold: Option<&str>,
+    apply: bool,
 ) -> Result<Option<Vec<u8>>, EngineError> {
     let corrupt = |e: std::io::Error| {
         EngineError::Repo(RepoError::Corrupt {
@@ -415,19 +519,47 @@ fn unpack(
     // As tar's own `unpack`: directories last, deepest first, so their modes and times stick.
     let mut directories = Vec::new();
     let mut held = None;
+    let mut listed = HashSet::new();
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
-        if kind == tar::EntryType::Directory {
-            directories.push(entry);
-            continue;
-        }
         let relative: PathBuf = entry
             .path()
             .map_err(fail)?
             .components()
             .filter(|c| matches!(c, std::path::Component::Normal(_)))
             .collect();
+        if kind == tar::EntryType::Directory {
+            listed.insert(relative);
+            directories.push(entry);
+            continue;
+        }
+        let rebuilt = relative
+            .to_str()
+            .and_then(incremental::rebuilt_path)
+            .filter(|_| kind.is_file());
+        if let Some(rebuilt) = rebuilt {
+            if !apply {
+                return Err(corrupt(std::io::Error::other(format!(
+                    "{} is an incremental entry in a full backup",
+                    relative.display()
+                ))));
+            }
+            let path = inside(&dest, Path::new(&rebuilt)).map_err(EngineError::Restore)?;
+            let size = entry.size();
+            incremental::apply::apply_entry(&path, size, &mut entry)
+                .map_err(EngineError::Restore)?;
+            syncer.file(path);
+            listed.insert(PathBuf::from(rebuilt));
+            continue;
+        }
+        listed.insert(relative.clone());
+        if apply {
+            let existing = dest.join(&relative);
+            if std::fs::symlink_metadata(&existing).is_ok_and(|m| !m.is_dir()) {
+                std::fs::remove_file(&existing).map_err(fail)?;
+            }
+        }
         if kind.is_file() && hold.is_some_and(|h| relative == Path::new(h)) {
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).map_err(fail)?;
@@ -443,11 +575,28 @@ fn unpack(
     for mut dir in directories {
         dir.unpack_in(&dest).map_err(fail)?;
     }
+    if apply {
+        incremental::apply::remove_unlisted(&dest, &listed).map_err(EngineError::Restore)?;
+    }
     // Read to the end so the repository reader checks the whole-archive hash.
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| EngineError::Restore(format!("verifying the archive: {e}")))?;
     Ok(held)
+}
+
+/// `relative` under `dest`, refusing a path whose directory resolves outside it (through a
+/// symlink an earlier entry made).
+fn inside(dest: &Path, relative: &Path) -> Result<PathBuf, String> {
+    let path = dest.join(relative);
+    let parent = path
+        .parent()
+        .and_then(|p| p.canonicalize().ok())
+        .ok_or_else(|| format!("{}: its directory is missing", path.display()))?;
+    if !parent.starts_with(dest) {
+        return Err(format!("{} leaves the restore target", relative.display()));
+    }
+    Ok(path)
 }
 
 /// An error and what caused it: tar's "failed to unpack" alone hides why (a repository read

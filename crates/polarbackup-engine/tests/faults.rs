@@ -79,6 +79,7 @@ async fn run(
         cancel: &CancellationToken::new(),
         clock: Arc::new(SystemClock),
         stall,
+        parent: None,
     })
     .await
 }

@@ -108,6 +108,7 @@ impl Executor for PgExecutor {
                 cancel: &ctx.cancel,
                 clock: self.clock.clone(),
                 stall: self.stall,
+                parent: None,
             })
             .await
             .map_err(job_error)?;

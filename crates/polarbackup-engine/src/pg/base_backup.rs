@@ -38,6 +38,9 @@ pub struct BaseBackupOptions {
     pub compression: Option<String>,
     /// COMPRESSION_DETAIL, e.g. "level=1,workers=2".
     pub compression_detail: Option<String>,
+    /// INCREMENTAL (PostgreSQL 17+): relative to the manifest sent first with
+    /// [`ReplicationConn::upload_manifest`]; relation files come as `INCREMENTAL.<file>`.
+    pub incremental: bool,
 }
 
 impl Default for BaseBackupOptions {
@@ -55,6 +58,7 @@ impl Default for BaseBackupOptions {
             verify_checksums: true,
             compression: None,
             compression_detail: None,
+            incremental: false,
         }
     }
 }
@@ -92,6 +96,9 @@ impl BaseBackupOptions {
         if let Some(d) = &self.compression_detail {
             opts.push(format!("COMPRESSION_DETAIL {}", quote_literal(d)?));
         }
+        if self.incremental {
+            opts.push("INCREMENTAL true".into());
+        }
         Ok(format!("BASE_BACKUP ({})", opts.join(", ")))
     }
 
@@ -101,6 +108,11 @@ impl BaseBackupOptions {
         if self.compression.is_some() || self.compression_detail.is_some() {
             return Err(PgError::InvalidInput(
                 "server-side compression needs PostgreSQL 15 or later".into(),
+            ));
+        }
+        if self.incremental {
+            return Err(PgError::InvalidInput(
+                "incremental BASE_BACKUP needs PostgreSQL 17 or later".into(),
             ));
         }
         let mut opts = vec![format!("LABEL {}", quote_literal(&self.label)?)];

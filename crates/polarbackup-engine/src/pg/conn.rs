@@ -247,6 +247,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
         }
     }
 
+    /// UPLOAD_MANIFEST (PostgreSQL 17+): sends a prior backup's `backup_manifest`, which the
+    /// next `BASE_BACKUP (INCREMENTAL)` on this connection is taken relative to. A server
+    /// ERROR (a manifest it refuses, WAL summaries missing) is returned and leaves the
+    /// connection usable.
+    pub async fn upload_manifest(&mut self, manifest: &[u8]) -> Result<(), PgError> {
+        self.send_query("UPLOAD_MANIFEST").await?;
+        let mut error = None;
+        let mut sent = false;
+        loop {
+            let m = match self.framed.read().await? {
+                Backend::Msg(m) => m,
+                Backend::CopyBoth => {
+                    return Err(PgError::protocol("UPLOAD_MANIFEST got CopyBothResponse"))
+                }
+            };
+            match m {
+                Message::CopyInResponse(_) if !sent => {
+                    // CopyData messages of at most 1 MiB, as pg_basebackup sends them.
+                    for piece in manifest.chunks(1 << 20) {
+                        let data = frontend::CopyData::new(piece)?;
+                        data.write(self.framed.wbuf());
+                        self.framed.flush().await?;
+                    }
+                    frontend::copy_done(self.framed.wbuf());
+                    self.framed.flush().await?;
+                    sent = true;
+                }
+                Message::CommandComplete(_) | Message::NoticeResponse(_) => {}
+                Message::ErrorResponse(b) => {
+                    let se = server_error(b.fields());
+                    if se.fatal {
+                        return Err(se.error);
+                    }
+                    error = Some(se.error);
+                }
+                Message::ReadyForQuery(_) => {
+                    self.busy = false;
+                    return match (error, sent) {
+                        (Some(e), _) => Err(e),
+                        (None, true) => Ok(()),
+                        (None, false) => Err(PgError::protocol(
+                            "UPLOAD_MANIFEST ended without asking for the manifest",
+                        )),
+                    };
+                }
+                _ => {
+                    return Err(PgError::protocol(
+                        "unexpected message in UPLOAD_MANIFEST's answer",
+                    ))
+                }
+            }
+        }
+    }
+
     /// Runs a command expected to answer exactly one row.
     async fn single_row(&mut self, sql: &str, what: &str) -> Result<ResultSet, PgError> {
         let mut sets = self.simple_query(sql).await?;

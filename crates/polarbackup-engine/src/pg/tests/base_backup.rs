@@ -198,6 +198,18 @@ fn base_backup_command_text() {
         "BASE_BACKUP (LABEL 'x', PROGRESS true, CHECKPOINT 'fast', WAL false, WAIT false, \
          MANIFEST 'yes', TABLESPACE_MAP true, VERIFY_CHECKSUMS false, MANIFEST_CHECKSUMS 'SHA256', MAX_RATE 1024)"
     );
+    let incremental = BaseBackupOptions {
+        incremental: true,
+        ..BaseBackupOptions::default()
+    };
+    assert!(incremental
+        .command()
+        .unwrap()
+        .ends_with(", INCREMENTAL true)"));
+    assert!(matches!(
+        incremental.legacy_command(),
+        Err(PgError::InvalidInput(_))
+    ));
     let bad = BaseBackupOptions {
         label: "a\0b".into(),
         ..BaseBackupOptions::default()

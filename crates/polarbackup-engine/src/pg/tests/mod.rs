@@ -127,6 +127,7 @@ pub(super) fn every_option() -> BaseBackupOptions {
         verify_checksums: false,
         compression: None,
         compression_detail: None,
+        incremental: false,
     }
 }
 
