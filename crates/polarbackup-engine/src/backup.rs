@@ -33,6 +33,8 @@ pub struct BackupRequest<'a> {
     /// The progress deadline: waiting this long for the database without a byte from it
     /// fails the backup as stalled (`DEFAULT_STALL` unless configured).
     pub stall: Duration,
+    /// The set to take an incremental backup on; the engine may take a full one instead.
+    pub parent: Option<String>,
 }
 
 /// A stored, verified backup.
@@ -47,6 +49,8 @@ pub struct BackupSummary {
     /// the send time of the WAL reaching `end_lsn` (the service's clock only if the server
     /// sent none).
     pub consistent_time: Timestamp,
+    /// The set this backup is incremental on; `None` for a full backup.
+    pub parent: Option<String>,
 }
 
 /// What the stream phase learned, for the manifest and the summary.
@@ -176,6 +180,8 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
         end_lsn: streamed.end_lsn,
         timeline: streamed.timeline,
         consistent_time,
+        // Incremental backups are not taken yet: every backup is full.
+        parent: None,
     })
 }
 

@@ -103,6 +103,7 @@ async fn run(
         cancel: &CancellationToken::new(),
         clock: Arc::new(ManualClock::new(service_time())),
         stall: polarbackup_engine::DEFAULT_STALL,
+        parent: None,
     })
     .await
 }

@@ -126,6 +126,7 @@ impl Source {
         &'a self,
         id: &'a str,
         stall: Duration,
+        parent: None,
     ) -> tokio::task::JoinHandle<Result<BackupSummary, EngineError>> {
         let watch = Arc::new(Watch::default());
         let (src, repo, scratch, w) = (

@@ -62,6 +62,7 @@ pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> Ba
         cancel: &CancellationToken::new(),
         clock: Arc::new(SystemClock),
         stall: polarbackup_engine::DEFAULT_STALL,
+        parent: None,
     })
     .await
     .unwrap();
@@ -82,6 +83,7 @@ pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> Ba
             end: summary.end_lsn,
         }),
         corrupt: None,
+        parent: None,
     }
 }
 
