@@ -79,6 +79,7 @@ async fn run(
         cancel: &CancellationToken::new(),
         clock: Arc::new(SystemClock),
         stall,
+        parent: None,
     })
     .await
 }
@@ -126,7 +127,6 @@ impl Source {
         &'a self,
         id: &'a str,
         stall: Duration,
-        parent: None,
     ) -> tokio::task::JoinHandle<Result<BackupSummary, EngineError>> {
         let watch = Arc::new(Watch::default());
         let (src, repo, scratch, w) = (

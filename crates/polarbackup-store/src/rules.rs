@@ -76,7 +76,7 @@ pub fn dependency(
             .collect();
         staying.sort_unstable();
         staying.dedup();
-        (!staying.is_empty()).then(|| DeleteRefusal::Dependency {
+        (!staying.is_empty()).then_some(DeleteRefusal::Dependency {
             id: s.id,
             children: staying,
         })
