@@ -218,6 +218,10 @@ fn delete_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
         Err(DeleteRefusal::NotFound(_)) => Err(ApiError::BackupSetNotFound),
         Err(DeleteRefusal::Automated(_)) => Err(ApiError::AutomatedBackupNotDeletable),
         Err(DeleteRefusal::ClusterNotRunning(status)) => Err(not_running(status, not_found)),
+        Err(DeleteRefusal::Dependency { id, children }) => Err(ApiError::BackupDependency {
+            id: id.0,
+            children: children.iter().map(|c| c.0).collect(),
+        }),
     }
 }
 

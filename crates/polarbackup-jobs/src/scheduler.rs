@@ -1,7 +1,8 @@
 //! The scheduler: queues each cluster's automated backups by its policy, exactly once per slot,
-//! and expires automated sets past their retention.
+//! full or incremental by the cluster's schedule of full backups, and expires automated sets
+//! past their retention (but never the sets a kept incremental set is built on).
 
-use polarbackup_model::policy::{due_slot, expired};
+use polarbackup_model::policy::{due_slot, expired, kind_for_slot, spare_parents, FullBackupEvery};
 use polarbackup_model::{BackupSetStatus, Clock, JobMode};
 use polarbackup_store::{Store, StoreError};
 use tracing::info;
@@ -15,20 +16,31 @@ pub struct TickReport {
 
 /// One pass over every Running cluster (one being deleted or deleted is neither scheduled nor
 /// expired; detached sets never expire). Safe to run from several processes at once: the store
-/// queues a slot only if no one has queued it (or a later one) before.
-pub fn tick(store: &dyn Store, clock: &dyn Clock) -> Result<TickReport, StoreError> {
+/// queues a slot only if no one has queued it (or a later one) before. A due slot's job is
+/// full or incremental by [`kind_for_slot`] over the cluster's setting (`default` when it has
+/// none) and the slot scheduled before it.
+pub fn tick(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    default: FullBackupEvery,
+) -> Result<TickReport, StoreError> {
     let now = clock.now();
     let mut report = TickReport::default();
     for (cluster, policy, last) in store.schedules()? {
         if let Some(slot) = due_slot(&policy, last, now) {
-            if let Some(job) = store.schedule_automated_job(&cluster, slot, now)? {
-                info!(job = %job.id, %cluster, %slot, "automated backup queued");
+            let every = store
+                .cluster(&cluster)?
+                .and_then(|c| c.full_backup_every)
+                .unwrap_or(default);
+            let kind = kind_for_slot(every, slot, last);
+            if let Some(job) = store.schedule_automated_job(&cluster, slot, kind, now)? {
+                info!(job = %job.id, %cluster, %slot, %kind, "automated backup queued");
                 report.queued += 1;
             }
         }
-        let sets: Vec<_> = store
-            .cluster_sets(&cluster)?
-            .into_iter()
+        let listed = store.cluster_sets(&cluster)?;
+        let sets: Vec<_> = listed
+            .iter()
             .map(|s| {
                 (
                     s.id,
@@ -38,7 +50,7 @@ pub fn tick(store: &dyn Store, clock: &dyn Clock) -> Result<TickReport, StoreErr
                 )
             })
             .collect();
-        let old = expired(&policy, &sets, now);
+        let old = spare_parents(&listed, &expired(&policy, &sets, now));
         if !old.is_empty() {
             info!(%cluster, count = old.len(), "automated backup sets expired by retention");
             store.expire_sets(&old)?;

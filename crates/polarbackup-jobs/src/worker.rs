@@ -6,7 +6,10 @@ use crate::lease::Lease;
 use crate::progress::Progress;
 use crate::store_call::{blocking, job_write, retrying, Backoff};
 use jiff::{SignedDuration, Timestamp};
-use polarbackup_model::{BackupJob, BackupJobId, BackupSet, BackupSetStatus, Clock, JobStatus};
+use polarbackup_model::policy::FullBackupEvery;
+use polarbackup_model::{
+    choose_parent, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, Clock, JobStatus,
+};
 use polarbackup_store::{failed_set, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,6 +36,8 @@ pub struct WorkerConfig {
     /// How often stored data that no job or set owns is removed (also once at start): a failed
     /// backup whose removal failed (the object store was down) is cleaned up within this.
     pub orphan_sweep: Duration,
+    /// How often an automated backup is full, for clusters without a setting of their own.
+    pub full_backup_every: FullBackupEvery,
 }
 
 impl WorkerConfig {
@@ -130,7 +135,8 @@ impl Pool {
         if self.config.scheduler {
             let store = self.store.clone();
             let clock = self.clock.clone();
-            blocking(move || crate::scheduler::tick(store.as_ref(), clock.as_ref())).await?;
+            let every = self.config.full_backup_every;
+            blocking(move || crate::scheduler::tick(store.as_ref(), clock.as_ref(), every)).await?;
         }
         let store = self.store.clone();
         let now = self.clock.now();
@@ -192,10 +198,36 @@ impl Pool {
                 return;
             }
         };
-        info!(job = %id, cluster = %cluster.id, "backup started");
+        let parent = match job.kind {
+            BackupKind::Full => None,
+            BackupKind::Incremental => {
+                let store = self.store.clone();
+                let cluster_id = job.cluster_id.clone();
+                let sets = retrying(Backoff::PROGRESS, lease.cancel(), move || {
+                    store.cluster_sets(&cluster_id)
+                })
+                .await;
+                match sets {
+                    Ok(sets) => choose_parent(&sets).cloned(),
+                    Err(e) => {
+                        // Still NoStart: once the lease runs out, a worker claims it again.
+                        error!(job = %id, error = %e, "cannot read the cluster's backup sets");
+                        return;
+                    }
+                }
+            }
+        };
+        info!(
+            job = %id,
+            cluster = %cluster.id,
+            kind = %job.kind,
+            parent = ?parent.as_ref().map(|p| p.id.0),
+            "backup started"
+        );
         let ctx = JobContext {
             job_id: id,
             cluster,
+            parent,
             progress: Progress::leased(
                 job,
                 self.store.clone(),
@@ -270,6 +302,7 @@ impl Pool {
             comment: job.comment.clone(),
             wal: Some(done.wal),
             corrupt: None,
+            parent: done.parent,
         };
         let id = job.id;
         match self.end(job, set, lease).await {

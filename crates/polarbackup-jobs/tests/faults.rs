@@ -9,11 +9,13 @@ use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::{
     start, BoxFuture, CancellationToken, Completed, Executor, JobContext, JobError, WorkerConfig,
 };
-use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
+use polarbackup_model::policy::{
+    BackupPolicy, FullBackupEvery, PolicyChange, RetentionOnClusterDeletion,
+};
 use polarbackup_model::{
-    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus,
-    Clock, Cluster, ClusterStatus, DbClusterId, JobMode, JobStatus, NewCluster, RamUser, RamUserId,
-    SystemClock, TaskAction,
+    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupKind, BackupSet,
+    BackupSetStatus, Clock, Cluster, ClusterStatus, DbClusterId, JobMode, JobStatus, NewCluster,
+    RamUser, RamUserId, SystemClock, TaskAction,
 };
 use polarbackup_model::{
     BackupLogId, LogBackupPolicy, LogRetention, NewWalObject, WalGap, WalObject,
@@ -153,7 +155,8 @@ impl ClusterStore for FaultyStore {
         backup_policy(cluster: &DbClusterId) -> StoreResult<(BackupPolicy, Option<Timestamp>)>;
         modify_backup_policy(cluster: &DbClusterId, change: &PolicyChange) -> StoreResult<std::result::Result<BackupPolicy, ClusterStatus>>;
         schedules() -> StoreResult<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>>;
-        schedule_automated_job(cluster: &DbClusterId, slot: Timestamp, now: Timestamp) -> StoreResult<Option<BackupJob>>;
+        schedule_automated_job(cluster: &DbClusterId, slot: Timestamp, kind: BackupKind, now: Timestamp) -> StoreResult<Option<BackupJob>>;
+        set_full_backup_every(cluster: &DbClusterId, every: Option<FullBackupEvery>) -> StoreResult<std::result::Result<(), ClusterStatus>>;
     }
 }
 
@@ -328,6 +331,7 @@ impl Fixture {
                 poll: Duration::from_millis(50),
                 scheduler: false,
                 orphan_sweep: Duration::from_millis(200),
+                full_backup_every: polarbackup_model::policy::FullBackupEvery::Week,
             },
             wake.clone(),
             shutdown.clone(),

@@ -9,8 +9,8 @@ use polarbackup_jobs::{
 };
 use polarbackup_model::policy::RetentionOnClusterDeletion as Retention;
 use polarbackup_model::{
-    AccountId, BackupJobId, BackupSetStatus, Clock, ClusterStatus, DbClusterId, JobStatus,
-    SystemClock,
+    AccountId, BackupJobId, BackupKind, BackupSetStatus, Clock, ClusterStatus, DbClusterId,
+    JobStatus, SystemClock,
 };
 use polarbackup_store::prelude::*;
 use polarbackup_store::{
@@ -32,6 +32,10 @@ struct Scripted {
     release: AtomicBool,
     /// This many discards fail (the object store is down) before they work again.
     failing_discards: AtomicUsize,
+    /// The parent each job was given, in the order they ran.
+    parents: Mutex<Vec<(BackupJobId, Option<BackupJobId>)>>,
+    /// Take full backups whatever the parent (as the engine does when it cannot build on it).
+    full_instead: AtomicBool,
 }
 
 impl Executor for Scripted {
@@ -55,7 +59,12 @@ impl Executor for Scripted {
                 return Err(JobError::Cancelled);
             }
             ctx.progress.phase(JobStatus::Checking, 90).await?;
-            Ok(common::completed(ctx.progress.now()))
+            let given = ctx.parent.as_ref().map(|p| p.id);
+            self.parents.lock().unwrap().push((ctx.job_id, given));
+            Ok(Completed {
+                parent: given.filter(|_| !self.full_instead.load(Ordering::SeqCst)),
+                ..common::completed(ctx.progress.now())
+            })
         })
     }
 
@@ -177,6 +186,7 @@ impl Fixture {
                 poll: Duration::from_millis(50),
                 scheduler: false,
                 orphan_sweep: Duration::from_millis(200),
+                full_backup_every: polarbackup_model::policy::FullBackupEvery::Week,
             },
             wake.clone(),
             shutdown.clone(),
@@ -454,4 +464,82 @@ async fn a_final_backup_interrupted_by_a_crash_aborts_the_deletion() {
     assert!(fx.store.pending_deletions().unwrap().is_empty());
     shutdown.cancel();
     handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_job_builds_on_the_newest_set_whose_chain_is_available() {
+    let fx = fixture();
+    let exec = Arc::new(Scripted::default());
+    let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
+    // A new cluster's schedule starts now: later slots.
+    let mut slot = SystemClock.now();
+    let mut run = |kind: BackupKind| {
+        slot += SignedDuration::from_hours(1);
+        run_one(&fx, &wake, slot, kind)
+    };
+    let given = |id: BackupJobId| {
+        exec.parents
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(j, _)| *j == id)
+            .expect("ran")
+            .1
+    };
+
+    // No set yet: an incremental job gets no parent and its set is full.
+    let (first, parent) = run(BackupKind::Incremental).await;
+    assert_eq!((given(first), parent), (None, None));
+    // The newest set, recorded as the parent.
+    let (second, parent) = run(BackupKind::Incremental).await;
+    assert_eq!((given(second), parent), (Some(first), Some(first)));
+    let (third, parent) = run(BackupKind::Incremental).await;
+    assert_eq!((given(third), parent), (Some(second), Some(second)));
+    // A full job gets none, even with sets to build on.
+    let (full, parent) = run(BackupKind::Full).await;
+    assert_eq!((given(full), parent), (None, None));
+    // The newest set is corrupt: the one before it whose chain is whole.
+    assert!(fx
+        .store
+        .mark_set_corrupt(full, "bad", SystemClock.now())
+        .unwrap());
+    let (fifth, parent) = run(BackupKind::Incremental).await;
+    assert_eq!((given(fifth), parent), (Some(third), Some(third)));
+    // The full set at the bottom of every chain is corrupt: nothing is usable.
+    assert!(fx
+        .store
+        .mark_set_corrupt(first, "bad", SystemClock.now())
+        .unwrap());
+    let (sixth, parent) = run(BackupKind::Incremental).await;
+    assert_eq!((given(sixth), parent), (None, None));
+    // The engine took a full backup although it was given a parent: no parent recorded.
+    exec.full_instead.store(true, Ordering::SeqCst);
+    let (seventh, parent) = run(BackupKind::Incremental).await;
+    assert_eq!((given(seventh), parent), (Some(sixth), None));
+
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+/// Queues an automated job of `kind` for `slot` and waits for it to finish; its id and the
+/// parent recorded on its set.
+async fn run_one(
+    fx: &Fixture,
+    wake: &Notify,
+    slot: Timestamp,
+    kind: BackupKind,
+) -> (BackupJobId, Option<BackupJobId>) {
+    let job = fx
+        .store
+        .schedule_automated_job(&fx.cluster, slot, kind, SystemClock.now())
+        .unwrap()
+        .expect("queued");
+    assert_eq!(job.kind, kind);
+    wake.notify_one();
+    common::wait_for("finished", || {
+        fx.job_status(job.id).0 == JobStatus::Finished
+    })
+    .await;
+    let set = fx.store.backup_set(job.id).unwrap().expect("set");
+    (job.id, set.parent)
 }

@@ -1,15 +1,16 @@
 //! The scheduler over weeks of simulated time: exact slots, exactly once across three servers
-//! (on SQLite and on PostgreSQL), one catch-up after downtime, retention that keeps the newest
-//! set.
+//! (on SQLite and on PostgreSQL), one catch-up after downtime, full or incremental by the week,
+//! retention that keeps the newest set and the sets a kept incremental one is built on.
 
 mod common;
 
 use common::Backend;
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::scheduler::tick;
-use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion};
+use polarbackup_model::policy::{FullBackupEvery, PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    AccountId, BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, ManualClock,
+    AccountId, BackupJobId, BackupKind, BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode,
+    JobStatus, ManualClock,
 };
 use polarbackup_store::prelude::*;
 use polarbackup_store::{DeletionRefusal, JobFilter, SqliteStore};
@@ -65,7 +66,7 @@ fn three_weeks_of_monday_wednesday_friday_windows() {
     let (store, cluster) = setup(dir.path(), MWF_0200);
     let clock = ManualClock::new(monday());
     for _ in 0..(21 * 24 * 4) {
-        tick(&store, &clock).expect("tick");
+        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
         clock.advance(SignedDuration::from_mins(15));
     }
     let got = automated(&store, &cluster);
@@ -101,7 +102,13 @@ fn three_servers_queue_each_slot_once(backend: Backend) {
         let queued: usize = std::thread::scope(|s| {
             let ticks: Vec<_> = servers
                 .iter()
-                .map(|store| s.spawn(|| tick(&**store, &clock).expect("tick").queued))
+                .map(|store| {
+                    s.spawn(|| {
+                        tick(&**store, &clock, FullBackupEvery::Week)
+                            .expect("tick")
+                            .queued
+                    })
+                })
                 .collect();
             ticks.into_iter().map(|t| t.join().expect("server")).sum()
         });
@@ -138,17 +145,22 @@ fn a_downtime_over_many_windows_gives_one_catch_up() {
     let (store, cluster) = setup(dir.path(), &[("PreferredBackupTime", "02:00Z-03:00Z")]);
     let clock = ManualClock::new(monday());
     for _ in 0..(3 * 24 * 4) {
-        tick(&store, &clock).expect("tick");
+        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
         clock.advance(SignedDuration::from_mins(15));
     }
     assert_eq!(automated(&store, &cluster).len(), 3, "one a day");
     // Down for ten days, back at 12:00 on a day whose window has passed.
     clock.advance(SignedDuration::from_hours(10 * 24 + 12));
-    let report = tick(&store, &clock).expect("tick");
+    let report = tick(&store, &clock, FullBackupEvery::Week).expect("tick");
     assert_eq!(report.queued, 1, "one catch-up, not a burst");
     for _ in 0..8 {
         clock.advance(SignedDuration::from_mins(15));
-        assert_eq!(tick(&store, &clock).expect("tick").queued, 0);
+        assert_eq!(
+            tick(&store, &clock, FullBackupEvery::Week)
+                .expect("tick")
+                .queued,
+            0
+        );
     }
     assert_eq!(automated(&store, &cluster).len(), 4);
 }
@@ -176,6 +188,7 @@ fn retention_expires_old_automated_sets_but_keeps_the_newest_and_manual_ones() {
             job.advance(s, p, at).expect("advance");
         }
         let set = BackupSet {
+            parent: None,
             id: job.id,
             cluster_id: cluster.clone(),
             mode,
@@ -196,13 +209,13 @@ fn retention_expires_old_automated_sets_but_keeps_the_newest_and_manual_ones() {
     let old_auto = finish(JobMode::Automated, day(0));
     let old_manual = finish(JobMode::Manual, day(0));
     clock.set(day(10));
-    let report = tick(&store, &clock).expect("tick");
+    let report = tick(&store, &clock, FullBackupEvery::Week).expect("tick");
     assert_eq!(
         report.expired, 0,
         "the newest successful automated set is never expired"
     );
     let newer = finish(JobMode::Automated, day(9));
-    let report = tick(&store, &clock).expect("tick");
+    let report = tick(&store, &clock, FullBackupEvery::Week).expect("tick");
     assert_eq!(report.expired, 1);
     let listed: Vec<_> = store
         .cluster_sets(&cluster)
@@ -225,7 +238,7 @@ fn a_released_cluster_gets_no_more_automated_backups() {
     let (store, cluster) = setup(dir.path(), &[("PreferredBackupTime", "02:00Z-03:00Z")]);
     let clock = ManualClock::new(monday());
     for _ in 0..(24 * 4) {
-        tick(&store, &clock).expect("tick");
+        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
         clock.advance(SignedDuration::from_mins(15));
     }
     assert_eq!(automated(&store, &cluster).len(), 1);
@@ -248,8 +261,156 @@ fn a_released_cluster_gets_no_more_automated_backups() {
         .expect("begin")
         .expect("nothing runs now");
     for _ in 0..(7 * 24 * 4) {
-        assert_eq!(tick(&store, &clock).expect("tick"), Default::default());
+        assert_eq!(
+            tick(&store, &clock, FullBackupEvery::Week).expect("tick"),
+            Default::default()
+        );
         clock.advance(SignedDuration::from_mins(15));
     }
     assert_eq!(automated(&store, &cluster).len(), 1);
+}
+
+/// The kinds of the cluster's automated jobs, oldest first.
+fn kinds(store: &dyn Store, cluster: &DbClusterId) -> Vec<BackupKind> {
+    let f = JobFilter {
+        job_id: None,
+        mode: Some(JobMode::Automated),
+        ended_since: Timestamp::MIN,
+    };
+    let mut jobs = store.list_jobs(cluster, &f).expect("list");
+    jobs.sort_by_key(|j| j.id);
+    jobs.iter().map(|j| j.kind).collect()
+}
+
+#[test]
+fn the_first_automated_backup_of_each_week_is_full_the_others_incremental() {
+    use BackupKind::{Full, Incremental};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (store, cluster) = setup(dir.path(), MWF_0200);
+    let clock = ManualClock::new(monday());
+    let run_week = |default: FullBackupEvery| {
+        for _ in 0..(7 * 24 * 4) {
+            tick(&store, &clock, default).expect("tick");
+            clock.advance(SignedDuration::from_mins(15));
+        }
+    };
+    run_week(FullBackupEvery::Week);
+    run_week(FullBackupEvery::Week);
+    // The cluster's schedule started on Monday 00:00 (its creation), so its first slot, in the
+    // same week, asks for an incremental backup: with no set to build on, the worker gives it
+    // no parent and the engine takes a full one.
+    assert_eq!(
+        kinds(&store, &cluster),
+        vec![
+            Incremental,
+            Incremental,
+            Incremental,
+            Full,
+            Incremental,
+            Incremental
+        ]
+    );
+    // The server's default applies to a cluster without a setting of its own...
+    run_week(FullBackupEvery::Always);
+    assert_eq!(kinds(&store, &cluster)[6..], [Full, Full, Full]);
+    // ...and the cluster's own setting beats it.
+    store
+        .set_full_backup_every(&cluster, Some(FullBackupEvery::Week))
+        .expect("set")
+        .expect("running");
+    run_week(FullBackupEvery::Always);
+    assert_eq!(
+        kinds(&store, &cluster)[9..],
+        [Full, Incremental, Incremental]
+    );
+    store
+        .set_full_backup_every(&cluster, Some(FullBackupEvery::Always))
+        .expect("set")
+        .expect("running");
+    run_week(FullBackupEvery::Week);
+    assert_eq!(kinds(&store, &cluster)[12..], [Full, Full, Full]);
+}
+
+#[test]
+fn after_downtime_the_catch_up_of_a_new_week_is_full() {
+    use BackupKind::{Full, Incremental};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (store, cluster) = setup(dir.path(), MWF_0200);
+    let clock = ManualClock::new(monday());
+    // Monday's and Wednesday's slots run; the server is down from Thursday to the next
+    // Wednesday afternoon, whose catch-up is the first slot of its week.
+    for _ in 0..(3 * 24 * 4) {
+        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
+        clock.advance(SignedDuration::from_mins(15));
+    }
+    clock.set(monday() + SignedDuration::from_hours(9 * 24 + 15));
+    tick(&store, &clock, FullBackupEvery::Week).expect("tick");
+    // (The first slot is incremental: the schedule started on Monday, see above.)
+    assert_eq!(
+        kinds(&store, &cluster),
+        vec![Incremental, Incremental, Full]
+    );
+}
+
+#[test]
+fn retention_keeps_the_sets_a_kept_incremental_set_is_built_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (store, cluster) = setup(dir.path(), &[("DataLevel1BackupRetentionPeriod", "3")]);
+    let clock = ManualClock::new(monday());
+    let finish = |at: Timestamp, parent: Option<BackupJobId>| {
+        let mut job = store
+            .insert_job(
+                &cluster,
+                JobMode::Automated,
+                polarbackup_model::TaskAction::NormalBackupTask,
+                at,
+            )
+            .expect("job");
+        for (s, p) in [
+            (JobStatus::Preparing, 1),
+            (JobStatus::Uploading, 50),
+            (JobStatus::Checking, 95),
+            (JobStatus::Finished, 100),
+        ] {
+            job.advance(s, p, at).expect("advance");
+        }
+        let set = BackupSet {
+            id: job.id,
+            cluster_id: cluster.clone(),
+            mode: JobMode::Automated,
+            status: BackupSetStatus::Success,
+            start_time: at,
+            end_time: at,
+            consistent_time: Some(at),
+            size: 1,
+            stored_size: 1,
+            comment: None,
+            wal: None,
+            corrupt: None,
+            parent,
+        };
+        store.end_job(&job, Some(&set), None).expect("end");
+        job.id
+    };
+    let day = |d: i64| monday() + SignedDuration::from_hours(24 * d);
+    let full = finish(day(0), None);
+    let inc = finish(day(1), Some(full));
+    let listed = || -> Vec<BackupJobId> {
+        store
+            .cluster_sets(&cluster)
+            .expect("sets")
+            .iter()
+            .map(|s| s.id)
+            .collect()
+    };
+    // The full set is past retention, but the newest set (kept) is built on it.
+    clock.set(day(10));
+    let report = tick(&store, &clock, FullBackupEvery::Week).expect("tick");
+    assert_eq!(report.expired, 0);
+    assert_eq!(listed(), vec![full, inc]);
+    // A newer full set: the old chain expires whole in one pass.
+    let newer = finish(day(9), None);
+    let report = tick(&store, &clock, FullBackupEvery::Week).expect("tick");
+    assert_eq!(report.expired, 2);
+    assert_eq!(listed(), vec![newer]);
 }

@@ -90,6 +90,7 @@ impl Server {
                 poll: Duration::from_millis(50),
                 scheduler: false,
                 orphan_sweep: Duration::from_millis(200),
+                full_backup_every: polarbackup_model::policy::FullBackupEvery::Week,
             },
             wake.clone(),
             shutdown.clone(),

@@ -3,7 +3,7 @@
 //! that keeps the id of a released cluster and its retained sets).
 
 use crate::ids::{AccountId, BackupJobId, DbClusterId};
-use crate::policy::RetentionOnClusterDeletion;
+use crate::policy::{FullBackupEvery, RetentionOnClusterDeletion};
 use jiff::Timestamp;
 use std::fmt;
 use std::str::FromStr;
@@ -94,6 +94,9 @@ pub struct Cluster {
     pub deletion_retention: Option<RetentionOnClusterDeletion>,
     /// The final `TempBackupTask` of a `LATEST` deletion.
     pub deletion_job: Option<BackupJobId>,
+    /// How often its automated backups are full (`admin cluster full-backup-every`); `None`:
+    /// the serving server's default (`--full-backup-every`).
+    pub full_backup_every: Option<FullBackupEvery>,
 }
 
 /// `DBClusterStatus`, restricted to the states polarbackup's clusters go through.

@@ -34,6 +34,44 @@ impl FromStr for JobMode {
     }
 }
 
+/// What a backup job was asked to take: a full copy, or one incremental on an earlier set.
+/// Manual backups (CreateBackup) are always full; the scheduler picks the kind of automated
+/// ones ([`crate::policy::kind_for_slot`]). An incremental job whose engine found no usable
+/// base takes a full copy instead: its set then has no parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BackupKind {
+    #[default]
+    Full,
+    Incremental,
+}
+
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "Full",
+            Self::Incremental => "Incremental",
+        }
+    }
+}
+
+impl fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Case-sensitive, as stored.
+impl FromStr for BackupKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "Full" => Ok(Self::Full),
+            "Incremental" => Ok(Self::Incremental),
+            _ => Err(()),
+        }
+    }
+}
+
 /// `TaskAction`: a regular backup, or a one-off the system takes before a destructive operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskAction {
@@ -160,6 +198,8 @@ pub struct BackupJob {
     pub cluster_id: DbClusterId,
     pub mode: JobMode,
     pub action: TaskAction,
+    /// What was asked for; the set records what the engine really took (its `parent`).
+    pub kind: BackupKind,
     pub status: JobStatus,
     pub process: u8,
     pub start_time: Timestamp,
@@ -171,7 +211,8 @@ pub struct BackupJob {
 }
 
 impl BackupJob {
-    /// A freshly recorded job, not yet claimed by a worker.
+    /// A freshly recorded full-backup job, not yet claimed by a worker (set `kind` for an
+    /// incremental one).
     pub fn new(
         id: BackupJobId,
         cluster_id: DbClusterId,
@@ -184,6 +225,7 @@ impl BackupJob {
             cluster_id,
             mode,
             action,
+            kind: BackupKind::Full,
             status: JobStatus::NoStart,
             process: 0,
             start_time: now,
@@ -345,5 +387,14 @@ mod tests {
         }
         assert!("finished".parse::<JobStatus>().is_err());
         assert!("manual".parse::<JobMode>().is_err());
+        for k in [BackupKind::Full, BackupKind::Incremental] {
+            assert_eq!(k.as_str().parse::<BackupKind>(), Ok(k));
+        }
+        assert!("full".parse::<BackupKind>().is_err());
+        assert_eq!(
+            job().kind,
+            BackupKind::Full,
+            "a new job is full unless asked"
+        );
     }
 }

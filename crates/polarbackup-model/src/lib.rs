@@ -11,11 +11,11 @@ pub mod lsn;
 pub mod policy;
 pub mod tenant;
 
-pub use backup_set::{BackupSet, BackupSetStatus, WalRange};
+pub use backup_set::{chain_available, choose_parent, BackupSet, BackupSetStatus, WalRange};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{Cluster, ClusterStatus, NewCluster, TlsMode};
 pub use ids::{AccessKeyId, AccountId, BackupJobId, DbClusterId, IdError, RamUserId};
-pub use job::{BackupJob, JobMode, JobStatus, TaskAction, TransitionError};
+pub use job::{BackupJob, BackupKind, JobMode, JobStatus, TaskAction, TransitionError};
 pub use log_backup::{
     BackupLogId, LogBackupPolicy, LogRetention, NewWalObject, WalGap, WalObject, WalObjectKind,
 };

@@ -41,6 +41,15 @@ fn backup(id: u64, tl: u32, seg: u64, at: i64) -> BackupSet {
             end: Lsn(seg * SEG + 4000),
         }),
         corrupt: None,
+        parent: None,
+    }
+}
+
+/// An incremental backup on `parent`, otherwise like [`backup`].
+fn incremental(id: u64, parent: u64, tl: u32, seg: u64, at: i64) -> BackupSet {
+    BackupSet {
+        parent: Some(BackupJobId(parent)),
+        ..backup(id, tl, seg, at)
     }
 }
 
@@ -372,4 +381,42 @@ fn the_window_begins_the_second_after_the_recorded_consistent_time() {
     set.consistent_time = Some(recorded + jiff::SignedDuration::from_millis(300));
     let w = recovery_window(std::slice::from_ref(&set), &wal, &[]).unwrap();
     assert_eq!(w.begin, recorded + jiff::SignedDuration::from_secs(1));
+}
+
+#[test]
+fn an_incremental_base_needs_its_whole_chain() {
+    // full 1 (segment 0, minute 1) <- incremental 2 (segment 2, minute 21); WAL from 0 to 4.
+    let wal = vec![
+        seg(1, 1, 0, 0, 10),
+        seg(2, 1, 1, 10, 20),
+        seg(3, 1, 2, 20, 30),
+        seg(4, 1, 3, 30, 40),
+    ];
+    let mut sets = vec![backup(1, 1, 0, 1), incremental(2, 1, 1, 2, 21)];
+    assert_eq!(recovery_window(&sets, &wal, &[]), window(1, 40));
+    let plan = plan_restore(&sets, &wal, &[], RecoveryTarget::Time(t(25))).expect("plan");
+    assert_eq!(
+        plan.base.id,
+        BackupJobId(2),
+        "the newest base at or before the target"
+    );
+
+    // The full set below it is found corrupt: the incremental set is no base either, so
+    // nothing is restorable.
+    sets[0].corrupt = Some("chunk 3 digest mismatch".into());
+    assert_eq!(recovery_window(&sets, &wal, &[]), None);
+    assert_eq!(
+        plan_restore(&sets, &wal, &[], RecoveryTarget::Latest),
+        Err(PlanError::NoBackup)
+    );
+
+    // A newer full set makes a new window; the broken chain before it stays unusable.
+    sets.push(backup(3, 1, 3, 31));
+    assert_eq!(recovery_window(&sets, &wal, &[]), window(31, 40));
+    let plan = plan_restore(&sets, &wal, &[], RecoveryTarget::Latest).expect("plan");
+    assert_eq!(plan.base.id, BackupJobId(3));
+
+    // A parent that is gone (deleted) breaks the chain too.
+    let orphan = vec![incremental(2, 1, 1, 2, 21)];
+    assert_eq!(recovery_window(&orphan, &wal, &[]), None);
 }

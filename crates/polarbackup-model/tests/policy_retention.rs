@@ -1,7 +1,12 @@
 //! Retention: which automated sets expire, and that the newest successful one never does.
 
 use jiff::Timestamp;
-use polarbackup_model::policy::{expired, BackupFrequency, BackupPolicy, RetentionDays};
+use polarbackup_model::policy::{
+    expired, spare_parents, BackupFrequency, BackupPolicy, RetentionDays,
+};
+use polarbackup_model::{
+    BackupJobId, BackupSet, BackupSetStatus, DbClusterId, JobMode, Lsn, WalRange,
+};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -146,4 +151,78 @@ fn high_frequency_keeps_one_per_day_after_24_hours() {
     // The same sets under Normal frequency: only retention applies.
     p.frequency = BackupFrequency::Normal;
     assert_eq!(expired(&p, &sets, now), vec![11]);
+}
+
+/// A successful automated set `id` on `parent` (or a full one).
+fn chained(id: u64, parent: Option<u64>) -> BackupSet {
+    let at = Timestamp::from_second(1_700_000_000 + id as i64 * 3600).unwrap();
+    BackupSet {
+        id: BackupJobId(id),
+        cluster_id: DbClusterId::parse("pc-aaaaaaaaaaaaaaa").unwrap(),
+        mode: JobMode::Automated,
+        status: BackupSetStatus::Success,
+        start_time: at,
+        end_time: at,
+        consistent_time: Some(at),
+        size: 1,
+        stored_size: 1,
+        comment: None,
+        wal: Some(WalRange {
+            timeline: 1,
+            start: Lsn(id * 100),
+            end: Lsn(id * 100 + 50),
+        }),
+        corrupt: None,
+        parent: parent.map(BackupJobId),
+    }
+}
+
+fn jids(ids: &[u64]) -> Vec<BackupJobId> {
+    ids.iter().copied().map(BackupJobId).collect()
+}
+
+#[test]
+fn a_kept_incremental_set_keeps_its_whole_chain() {
+    // full 1 <- 2 <- 3: 1 and 2 expired, 3 kept.
+    let sets = [chained(1, None), chained(2, Some(1)), chained(3, Some(2))];
+    assert_eq!(spare_parents(&sets, &jids(&[1, 2])), jids(&[]));
+    // Only the full set expired: the chain above it keeps it.
+    assert_eq!(spare_parents(&sets, &jids(&[1])), jids(&[]));
+    // The tip expired alone: nothing depends on it.
+    assert_eq!(spare_parents(&sets, &jids(&[3])), jids(&[3]));
+}
+
+#[test]
+fn an_expired_chain_goes_together_and_a_spared_parent_goes_with_its_last_child() {
+    let sets = [chained(1, None), chained(2, Some(1)), chained(3, Some(2))];
+    assert_eq!(spare_parents(&sets, &jids(&[1, 2, 3])), jids(&[1, 2, 3]));
+    // Two children of one full set: it goes only once both are expired.
+    let forked = [chained(1, None), chained(2, Some(1)), chained(3, Some(1))];
+    assert_eq!(spare_parents(&forked, &jids(&[1, 2])), jids(&[2]));
+    assert_eq!(spare_parents(&forked, &jids(&[1, 2, 3])), jids(&[1, 2, 3]));
+    // Later pass: child 2 is gone, child 3 expires now; the full set goes with it.
+    let later = [chained(1, None), chained(3, Some(1))];
+    assert_eq!(spare_parents(&later, &jids(&[1, 3])), jids(&[1, 3]));
+    // Unrelated sets are untouched, and the input order is kept.
+    let mixed = [chained(5, None), chained(1, None), chained(2, Some(1))];
+    assert_eq!(spare_parents(&mixed, &jids(&[5, 1])), jids(&[5]));
+}
+
+#[test]
+fn a_broken_chain_keeps_nothing_alive() {
+    // full 1 is corrupt: the kept set 3 cannot be restored, so it spares neither 2 nor 1.
+    let mut sets = [chained(1, None), chained(2, Some(1)), chained(3, Some(2))];
+    sets[0].corrupt = Some("chunk 1 digest mismatch".into());
+    assert_eq!(spare_parents(&sets, &jids(&[1, 2])), jids(&[1, 2]));
+    // A corrupt middle set likewise.
+    let mut sets = [chained(1, None), chained(2, Some(1)), chained(3, Some(2))];
+    sets[1].corrupt = Some("bad".into());
+    assert_eq!(spare_parents(&sets, &jids(&[1, 2])), jids(&[1, 2]));
+    // A kept set whose parent is already gone spares nothing.
+    let sets = [chained(1, None), chained(3, Some(2))];
+    assert_eq!(spare_parents(&sets, &jids(&[1])), jids(&[1]));
+    // A failed kept set neither.
+    let mut sets = [chained(1, None), chained(2, Some(1))];
+    sets[1].status = BackupSetStatus::Failed;
+    assert_eq!(spare_parents(&sets, &jids(&[1])), jids(&[1]));
 }

@@ -2,10 +2,11 @@
 
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::policy::{
-    due_slot, format_next_backup_time, is_catch_up, last_slot_at_or_before, next_slot_after,
-    preferred_next_backup_time, slots_between, window_end, BackupFrequency, BackupPolicy,
-    BackupWindow, WeekdaySet,
+    due_slot, format_next_backup_time, is_catch_up, kind_for_slot, last_slot_at_or_before,
+    next_slot_after, preferred_next_backup_time, slots_between, window_end, BackupFrequency,
+    BackupPolicy, BackupWindow, FullBackupEvery, WeekdaySet,
 };
+use polarbackup_model::BackupKind;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -322,4 +323,131 @@ fn simulated_scheduler_over_three_weeks_with_downtime() {
         let catch_up = is_catch_up(*slot, *at);
         assert_eq!(catch_up, *at == down_to, "slot {slot} created at {at}");
     }
+}
+
+#[test]
+fn the_first_slot_of_each_iso_week_is_full() {
+    use BackupKind::{Full, Incremental};
+    let week = FullBackupEvery::Week;
+    // Mon/Wed/Fri at 02:00Z from Monday 2024-01-08: full, incremental, incremental, then the
+    // next Monday full again.
+    let slots = slots_between(
+        &mwf(),
+        ts("2024-01-07T00:00:00Z"),
+        ts("2024-01-16T00:00:00Z"),
+    );
+    let mut previous = None;
+    let mut kinds = Vec::new();
+    for s in &slots {
+        kinds.push(kind_for_slot(week, *s, previous));
+        previous = Some(*s);
+    }
+    assert_eq!(kinds, vec![Full, Incremental, Incremental, Full]);
+    // Never scheduled: full.
+    assert_eq!(kind_for_slot(week, ts("2024-01-10T02:00:00Z"), None), Full);
+    // Sunday 23:00 then Monday 00:00: the week turned at midnight UTC.
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2024-01-15T00:00:00Z"),
+            Some(ts("2024-01-14T23:00:00Z"))
+        ),
+        Full
+    );
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2024-01-14T23:00:00Z"),
+            Some(ts("2024-01-08T00:00:00Z"))
+        ),
+        Incremental,
+        "Monday 00:00 and Sunday 23:00 of one week"
+    );
+    // ISO weeks cross the new year: Monday 2024-12-30 is week 1 of 2025.
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2025-01-02T02:00:00Z"),
+            Some(ts("2024-12-30T02:00:00Z"))
+        ),
+        Incremental
+    );
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2024-12-30T02:00:00Z"),
+            Some(ts("2024-12-29T02:00:00Z"))
+        ),
+        Full
+    );
+}
+
+#[test]
+fn a_gap_in_the_schedule_or_a_clock_stepped_back_makes_the_next_slot_full() {
+    use BackupKind::{Full, Incremental};
+    let week = FullBackupEvery::Week;
+    // Friday, then (downtime) the Wednesday after: an earlier week.
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2024-01-17T02:00:00Z"),
+            Some(ts("2024-01-12T02:00:00Z"))
+        ),
+        Full
+    );
+    // Same weekday a week later (a weekly policy): full every time.
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2024-01-17T02:00:00Z"),
+            Some(ts("2024-01-10T02:00:00Z"))
+        ),
+        Full
+    );
+    // Months apart.
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2024-06-05T02:00:00Z"),
+            Some(ts("2024-01-10T02:00:00Z"))
+        ),
+        Full
+    );
+    // A previous slot after this one (the clock stepped back): full, to be safe.
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2024-01-10T02:00:00Z"),
+            Some(ts("2024-01-11T02:00:00Z"))
+        ),
+        Full
+    );
+    // Within a week, a high-frequency grid stays incremental.
+    assert_eq!(
+        kind_for_slot(
+            week,
+            ts("2024-01-10T08:00:00Z"),
+            Some(ts("2024-01-10T02:00:00Z"))
+        ),
+        Incremental
+    );
+}
+
+#[test]
+fn always_makes_every_automated_backup_full() {
+    for (slot, previous) in [
+        ("2024-01-10T08:00:00Z", Some("2024-01-10T02:00:00Z")),
+        ("2024-01-10T08:00:00Z", None),
+        ("2024-01-15T02:00:00Z", Some("2024-01-12T02:00:00Z")),
+    ] {
+        assert_eq!(
+            kind_for_slot(FullBackupEvery::Always, ts(slot), previous.map(ts)),
+            BackupKind::Full
+        );
+    }
+    for e in FullBackupEvery::ALL {
+        assert_eq!(e.as_str().parse::<FullBackupEvery>(), Ok(e));
+    }
+    assert_eq!(FullBackupEvery::default(), FullBackupEvery::Week);
+    assert!("Week".parse::<FullBackupEvery>().is_err());
 }

@@ -26,11 +26,13 @@ pub use sealing::{MasterKey, SealReport};
 pub use sqlite::SqliteStore;
 
 use jiff::Timestamp;
-use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
+use polarbackup_model::policy::{
+    BackupPolicy, FullBackupEvery, PolicyChange, RetentionOnClusterDeletion,
+};
 use polarbackup_model::{
-    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupLogId, BackupSet,
-    Cluster, ClusterStatus, DbClusterId, JobMode, LogBackupPolicy, LogRetention, NewCluster,
-    NewWalObject, RamUser, RamUserId, TaskAction, WalGap, WalObject,
+    AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupKind, BackupLogId,
+    BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, LogBackupPolicy, LogRetention,
+    NewCluster, NewWalObject, RamUser, RamUserId, TaskAction, WalGap, WalObject,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -127,14 +129,24 @@ pub trait ClusterStore: Send + Sync {
     ) -> Result<std::result::Result<BackupPolicy, ClusterStatus>>;
     /// Every Running cluster's policy and last slot.
     fn schedules(&self) -> Result<Vec<(DbClusterId, BackupPolicy, Option<Timestamp>)>>;
-    /// Queues the automated job of `slot` exactly once: `None` if that slot (or a later one)
-    /// was already scheduled, by this process or another, or the cluster is not Running.
+    /// Queues the automated job of `slot`, of the `kind` the scheduler chose
+    /// ([`polarbackup_model::policy::kind_for_slot`]), exactly once: `None` if that slot (or a
+    /// later one) was already scheduled, by this process or another, or the cluster is not
+    /// Running.
     fn schedule_automated_job(
         &self,
         cluster: &DbClusterId,
         slot: Timestamp,
+        kind: BackupKind,
         now: Timestamp,
     ) -> Result<Option<BackupJob>>;
+    /// Sets how often a Running cluster's automated backups are full (`None`: the serving
+    /// server's default); `Err(status)` (nothing changed) for one being deleted or deleted.
+    fn set_full_backup_every(
+        &self,
+        cluster: &DbClusterId,
+        every: Option<FullBackupEvery>,
+    ) -> Result<std::result::Result<(), ClusterStatus>>;
 }
 
 /// Backup jobs: creation, leases, progress and their end.

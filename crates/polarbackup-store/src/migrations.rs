@@ -235,6 +235,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX backup_jobs_by_cluster_end ON backup_jobs (cluster_id, ended_at);
     "#,
+    // 14: incremental backups. What kind of backup a job was asked for, the set a set is
+    // incremental on (no foreign key: a broken chain's base may go before its children), and
+    // a cluster's schedule of full backups (NULL: the server's default). DeleteBackup looks
+    // a set's children up by parent.
+    r#"
+    ALTER TABLE backup_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'Full'
+        CHECK (kind IN ('Full', 'Incremental'));
+    ALTER TABLE backup_sets ADD COLUMN parent_id INTEGER;
+    CREATE INDEX backup_sets_by_parent ON backup_sets (parent_id);
+    ALTER TABLE clusters ADD COLUMN full_backup_every TEXT
+        CHECK (full_backup_every IN ('week', 'always'));
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

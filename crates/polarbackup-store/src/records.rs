@@ -91,7 +91,7 @@ pub struct SetPage {
 
 /// Why DeleteBackup refuses; nothing is deleted when any id is refused. A released cluster's
 /// detached sets are deletable whatever their mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteRefusal {
     /// Unknown, not this cluster's, not finished, or already being deleted.
     NotFound(BackupJobId),
@@ -99,6 +99,12 @@ pub enum DeleteRefusal {
     Automated(BackupJobId),
     /// The cluster is being deleted.
     ClusterNotRunning(ClusterStatus),
+    /// Set `id` is the base of incremental sets (`children`, ascending) that are not deleted
+    /// with it: they would become unrestorable.
+    Dependency {
+        id: BackupJobId,
+        children: Vec<BackupJobId>,
+    },
 }
 
 /// A custom policy as stored: the document is kept verbatim, validated by the caller.

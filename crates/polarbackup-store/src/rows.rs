@@ -148,6 +148,10 @@ pub fn cluster_from<R: Fields>(row: &R) -> Result<Cluster, R::Error> {
             .map(|r| parse::<R, _>("retention", &r, RetentionOnClusterDeletion::parse))
             .transpose()?,
         deletion_job: row.opt_int("deletion_job")?.map(job_id::<R>).transpose()?,
+        full_backup_every: row
+            .opt_text("full_backup_every")?
+            .map(|e| parse::<R, _>("full backup setting", &e, |s| s.parse().ok()))
+            .transpose()?,
     })
 }
 
@@ -161,6 +165,7 @@ pub fn job_from<R: Fields>(row: &R) -> Result<BackupJob, R::Error> {
         cluster_id: cluster_id(row, "cluster_id")?,
         mode: parsed(row, "mode", "job mode")?,
         action: parsed(row, "action", "task action")?,
+        kind: parsed(row, "kind", "backup kind")?,
         status: parsed(row, "status", "job status")?,
         process: number::<R, _>("process", row.int("process")?)?,
         start_time: time(row, "start_time")?,
@@ -170,8 +175,8 @@ pub fn job_from<R: Fields>(row: &R) -> Result<BackupJob, R::Error> {
     })
 }
 
-pub const JOB_COLUMNS: &str = "id, cluster_id, mode, action, status, process, start_time, \
-     ended_at, failure_reason, comment";
+pub const JOB_COLUMNS: &str = "id, cluster_id, mode, action, kind, status, process, \
+     start_time, ended_at, failure_reason, comment";
 
 /// A job with its lease, as the writes that a lease fences read it.
 #[derive(Debug, Clone)]
@@ -190,11 +195,12 @@ pub fn leased_from<R: Fields>(row: &R) -> Result<Leased, R::Error> {
     })
 }
 
-pub const LEASED_COLUMNS: &str = "id, cluster_id, mode, action, status, process, start_time, \
-     ended_at, failure_reason, comment, lease_owner, lease_expires";
+pub const LEASED_COLUMNS: &str = "id, cluster_id, mode, action, kind, status, process, \
+     start_time, ended_at, failure_reason, comment, lease_owner, lease_expires";
 
 pub const SET_COLUMNS: &str = "id, cluster_id, mode, status, start_time, end_time, \
-     consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end, corrupt_reason";
+     consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end, corrupt_reason, \
+     parent_id";
 
 pub const WAL_COLUMNS: &str = "id, cluster_id, timeline, kind, name, start_lsn, end_lsn, size, \
      stored_size, key, digest, start_us, end_us";
@@ -260,6 +266,7 @@ pub fn set_from<R: Fields>(row: &R) -> Result<BackupSet, R::Error> {
         comment: row.opt_text("comment")?,
         wal: wal_from(row)?,
         corrupt: row.opt_text("corrupt_reason")?,
+        parent: row.opt_int("parent_id")?.map(job_id::<R>).transpose()?,
     })
 }
 

@@ -61,6 +61,35 @@ pub fn deletable(
     }
 }
 
+/// The refusal of a DeleteBackup whose `taken` sets include the base of a set that stays:
+/// `children` are `(parent, child)` pairs of every listed set (not being deleted) whose parent
+/// is among `taken`. The first taken set, in order, with a child outside `taken` is refused.
+pub fn dependency(
+    taken: &[BackupSet],
+    children: &[(BackupJobId, BackupJobId)],
+) -> Option<DeleteRefusal> {
+    taken.iter().find_map(|s| {
+        let mut staying: Vec<BackupJobId> = children
+            .iter()
+            .filter(|(parent, child)| *parent == s.id && !taken.iter().any(|t| t.id == *child))
+            .map(|(_, child)| *child)
+            .collect();
+        staying.sort_unstable();
+        staying.dedup();
+        (!staying.is_empty()).then_some(DeleteRefusal::Dependency {
+            id: s.id,
+            children: staying,
+        })
+    })
+}
+
+/// Of the `expired` ids, those retention may hide now: `sets` are the listed sets of every
+/// cluster they belong to (parents never cross clusters), and a set a kept incremental set is
+/// built on stays ([`polarbackup_model::policy::spare_parents`]).
+pub fn expirable(sets: &[BackupSet], expired: &[BackupJobId]) -> Vec<BackupJobId> {
+    polarbackup_model::policy::spare_parents(sets, expired)
+}
+
 /// Queued or running: the statuses a job can still leave (an SQL list).
 pub const NON_TERMINAL: &str = "('NoStart','Preparing','Waiting','Uploading','Checking')";
 
@@ -128,6 +157,7 @@ pub fn failed_set(job: &BackupJob, now: Timestamp) -> BackupSet {
         comment: None,
         wal: None,
         corrupt: None,
+        parent: None,
     }
 }
 

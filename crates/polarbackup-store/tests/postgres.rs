@@ -5,11 +5,11 @@
 #[path = "contract/common.rs"]
 mod common;
 
-use common::{created, fail, finish, manual, new_cluster, pg_server, t, PgBackend};
-use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion};
+use common::{created, fail, finish, finish_on, manual, new_cluster, pg_server, t, PgBackend};
+use polarbackup_model::policy::{FullBackupEvery, PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    AccessKeyId, AccountId, BackupJobId, DbClusterId, JobMode, JobStatus, LogRetention, Lsn,
-    NewWalObject, TaskAction, TlsMode, WalGap, WalObjectKind,
+    AccessKeyId, AccountId, BackupJobId, BackupKind, DbClusterId, JobMode, JobStatus, LogRetention,
+    Lsn, NewWalObject, TaskAction, TlsMode, WalGap, WalObjectKind,
 };
 use polarbackup_store::prelude::*;
 use polarbackup_store::{
@@ -35,8 +35,8 @@ fn servers_opening_a_fresh_database_together_migrate_it_once() {
         &backend.options().dbname,
         "SELECT count(*) || ':' || max(version) FROM polarbackup_schema",
     );
-    // Each of the four migrations applied exactly once.
-    assert_eq!(versions, "4:4");
+    // Each of the five migrations applied exactly once.
+    assert_eq!(versions, "5:5");
 }
 
 #[test]
@@ -231,17 +231,22 @@ fn populate(s: &dyn Store) -> World {
         s.create_manual_job(&manual(&a, &c1, Some("tok"), "fp"), t(10), 3)
             .expect("create"),
     );
-    jobs.push(finish(s, done, 20).id);
+    let full = finish(s, done, 20).id;
+    jobs.push(full);
     let auto = s
-        .schedule_automated_job(&c1, t(30), t(30))
+        .schedule_automated_job(&c1, t(30), BackupKind::Full, t(30))
         .expect("schedule")
         .expect("slot");
     jobs.push(fail(s, auto, 40).id);
     let auto = s
-        .schedule_automated_job(&c1, t(50), t(50))
+        .schedule_automated_job(&c1, t(50), BackupKind::Incremental, t(50))
         .expect("schedule")
         .expect("slot");
-    jobs.push(finish(s, auto, 55).id);
+    // An incremental set on the manual one: its kind and parent move over too.
+    jobs.push(finish_on(s, auto, 55, full).id);
+    s.set_full_backup_every(&c1, Some(FullBackupEvery::Always))
+        .expect("setting")
+        .expect("running");
     let mut running = s
         .insert_job(&c1, JobMode::Manual, TaskAction::NormalBackupTask, t(60))
         .expect("insert");

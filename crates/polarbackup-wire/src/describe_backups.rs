@@ -217,6 +217,7 @@ mod tests {
             comment: Some("nightly".into()),
             wal: None,
             corrupt: None,
+            parent: None,
         };
         let body = Value::Object(response(&[set], 7, 2));
         assert_eq!(
@@ -227,5 +228,38 @@ mod tests {
                 "BackupStartTime":"2020-11-15T07:30:05Z","BackupEndTime":"2020-11-15T07:30:20Z",
                 "BackupSetSize":"4639948800","ConsistentTime":"1605425407","IsAvail":"1","Comment":"nightly"}]}})
         );
+    }
+
+    #[test]
+    fn an_incremental_set_lists_as_a_full_snapshot() {
+        // API.md documents only FullBackup and Snapshot: an incremental set restores to a
+        // whole cluster like any other, so it is listed the same way.
+        let set = |id: u64, parent: Option<u64>| BackupSet {
+            id: BackupJobId(id),
+            cluster_id: DbClusterId::parse("pc-abcdefghij12345").expect("id"),
+            mode: JobMode::Automated,
+            status: BackupSetStatus::Success,
+            start_time: Timestamp::from_second(1_605_425_405).expect("t"),
+            end_time: Timestamp::from_second(1_605_425_420).expect("t"),
+            consistent_time: Some(Timestamp::from_second(1_605_425_407).expect("t")),
+            size: 10,
+            stored_size: 1,
+            comment: None,
+            wal: None,
+            corrupt: None,
+            parent: parent.map(BackupJobId),
+        };
+        let body = Value::Object(response(&[set(62, Some(61)), set(61, None)], 2, 1));
+        let items = body["Items"]["Backup"].as_array().expect("items");
+        assert_eq!(items.len(), 2);
+        for item in items {
+            assert_eq!(item["BackupType"], "FullBackup", "{item}");
+            assert_eq!(item["BackupMethod"], "Snapshot", "{item}");
+            assert_eq!(item["BackupsLevel"], "Level-1", "{item}");
+        }
+        // Nothing else differs either: the parent is not shown.
+        let mut full = items[1].clone();
+        full["BackupId"] = "62".into();
+        assert_eq!(items[0], full);
     }
 }

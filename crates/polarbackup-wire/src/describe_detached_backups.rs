@@ -47,6 +47,7 @@ mod tests {
             comment: Some("final".into()),
             wal: None,
             corrupt: None,
+            parent: None,
         };
         assert_eq!(
             Value::Object(response(&[set], 1, 1)),

@@ -73,6 +73,9 @@ pub enum ApiError {
     BackupSetNotFound,
     #[error("automated backup sets cannot be deleted")]
     AutomatedBackupNotDeletable,
+    /// DeleteBackup of set `id`, the base of incremental sets `children` that would stay.
+    #[error("backup set {id} is the base of incremental backup sets")]
+    BackupDependency { id: u64, children: Vec<u64> },
     /// The cluster is being deleted: only reads are answered.
     #[error("the cluster is being deleted")]
     ClusterStatus,
@@ -281,6 +284,18 @@ impl ApiError {
                 "OperationDenied.AutomatedBackup",
                 "Automated backups are removed by the backup retention policy and cannot be deleted manually.".into(),
             ),
+            BackupDependency { id, children } => (
+                403,
+                "OperationDenied.BackupDependency",
+                format!(
+                    "Backup set {id} is the base of incremental backup sets {}; delete them first, or let the retention policy remove them together.",
+                    children
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
             ClusterStatus => (
                 403,
                 "OperationDenied.DBClusterStatus",
@@ -367,6 +382,20 @@ mod tests {
             (403, "OperationDenied.DBClusterStatus")
         );
         assert_eq!(ApiError::InvalidAction.describe().0, 404);
+        assert_eq!(
+            ApiError::BackupDependency {
+                id: 12,
+                children: vec![13, 14],
+            }
+            .describe(),
+            (
+                403,
+                "OperationDenied.BackupDependency".into(),
+                "Backup set 12 is the base of incremental backup sets 13, 14; delete them first, \
+                 or let the retention policy remove them together."
+                    .into()
+            )
+        );
         let (_, code, msg) = ApiError::SignatureDoesNotMatch {
             string_to_sign: "GET&%2F&A%3D1".into(),
         }

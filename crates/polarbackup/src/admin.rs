@@ -2,12 +2,13 @@
 //! prints one JSON object on stdout.
 
 use crate::cli::{
-    AccountCommand, AdminCommand, ClusterCommand, ClusterCreateArgs, Engine, KeyCommand,
-    LocationArgs,
+    AccountCommand, AdminCommand, ClusterCommand, ClusterCreateArgs, ClusterFullBackupArg,
+    ClusterFullBackupArgs, Engine, KeyCommand, LocationArgs,
 };
 use crate::config;
 use anyhow::{bail, Context, Result};
-use polarbackup_model::{AccessKeyId, AccountId, Clock, NewCluster, SystemClock};
+use polarbackup_model::policy::FullBackupEvery;
+use polarbackup_model::{AccessKeyId, AccountId, Clock, DbClusterId, NewCluster, SystemClock};
 use polarbackup_store::prelude::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Key(KeyCommand::Enable { key, data }) => set_active(&key, &data, true)?,
         AdminCommand::Cluster(ClusterCommand::Create(args)) => create_cluster(args)?,
         AdminCommand::Cluster(ClusterCommand::Delete(args)) => crate::admin_delete::run(args)?,
+        AdminCommand::Cluster(ClusterCommand::FullBackupEvery(args)) => full_backup_every(args)?,
         AdminCommand::User(cmd) => crate::admin_ram::user(cmd)?,
         AdminCommand::Policy(cmd) => crate::admin_ram::policy(cmd)?,
         AdminCommand::Ram(cmd) => crate::admin_ram::ram(cmd)?,
@@ -123,6 +125,27 @@ fn set_active(key: &str, data: &LocationArgs, active: bool) -> Result<Value> {
         .set_key_active(&id, active)
         .with_context(|| format!("access key {id}"))?;
     Ok(json!({ "AccessKeyId": id.as_str(), "Status": if active { "Active" } else { "Inactive" } }))
+}
+
+/// Sets a Running cluster's schedule of full backups (or hands it back to the server's default).
+fn full_backup_every(args: ClusterFullBackupArgs) -> Result<Value> {
+    let id = DbClusterId::parse(&args.cluster).context("--cluster")?;
+    let every = match args.every {
+        ClusterFullBackupArg::Week => Some(FullBackupEvery::Week),
+        ClusterFullBackupArg::Always => Some(FullBackupEvery::Always),
+        ClusterFullBackupArg::Default => None,
+    };
+    let store = open(&args.data)?;
+    if store.cluster(&id)?.is_none() {
+        bail!("cluster {id} does not exist");
+    }
+    if let Err(status) = store.set_full_backup_every(&id, every)? {
+        bail!("cluster {id} is {status}: only a Running cluster's schedule can change");
+    }
+    Ok(json!({
+        "DBClusterId": id.as_str(),
+        "FullBackupEvery": every.map_or("default", FullBackupEvery::as_str),
+    }))
 }
 
 fn create_cluster(args: ClusterCreateArgs) -> Result<Value> {

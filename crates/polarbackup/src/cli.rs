@@ -91,6 +91,36 @@ pub enum OnOff {
     Off,
 }
 
+/// How often automated backups are full (`--full-backup-every`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FullBackupEveryArg {
+    /// The first automated backup of each ISO week (UTC); the others are incremental.
+    Week,
+    /// Every automated backup.
+    Always,
+}
+
+impl FullBackupEveryArg {
+    pub fn model(self) -> polarbackup_model::policy::FullBackupEvery {
+        match self {
+            Self::Week => polarbackup_model::policy::FullBackupEvery::Week,
+            Self::Always => polarbackup_model::policy::FullBackupEvery::Always,
+        }
+    }
+}
+
+/// A cluster's own schedule of full backups (`admin cluster full-backup-every`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterFullBackupArg {
+    /// The first automated backup of each ISO week (UTC); the others are incremental.
+    Week,
+    /// Every automated backup.
+    Always,
+    /// Whatever the serving server's --full-backup-every says.
+    Default,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RamModeArg {
@@ -364,6 +394,21 @@ pub enum ClusterCommand {
     /// {"DBClusterId", "Retention", "Status", "KeptBackupIds", "DeletedBackupIds"}.
     #[command(long_about = DELETE_ABOUT)]
     Delete(ClusterDeleteArgs),
+    /// Set how often a Running cluster's automated backups are full: `week` (the first of
+    /// each ISO week, UTC; the others incremental), `always`, or `default` (the server's
+    /// --full-backup-every); prints {"DBClusterId", "FullBackupEvery"}.
+    FullBackupEvery(ClusterFullBackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterFullBackupArgs {
+    /// The cluster's DBClusterId.
+    #[arg(long)]
+    pub cluster: String,
+    #[arg(value_enum)]
+    pub every: ClusterFullBackupArg,
+    #[command(flatten)]
+    pub data: LocationArgs,
 }
 
 const DELETE_ABOUT: &str = "\

@@ -89,6 +89,13 @@ pub fn job_error(e: EngineError) -> JobError {
     }
 }
 
+/// The id of the set the engine says it built on: a job id, as it was handed over.
+fn parent_id(s: &str) -> Result<BackupJobId, JobError> {
+    s.parse::<u64>()
+        .map(BackupJobId)
+        .map_err(|_| JobError::Internal(format!("the engine named parent set {s:?}, not a set id")))
+}
+
 fn repo_error(e: polarbackup_repo::RepoError) -> JobError {
     JobError::Backup(e.to_string())
 }
@@ -108,11 +115,13 @@ impl Executor for PgExecutor {
                 cancel: &ctx.cancel,
                 clock: self.clock.clone(),
                 stall: self.stall,
-                parent: None,
+                parent: ctx.parent.as_ref().map(|s| s.id.to_string()),
             })
             .await
             .map_err(job_error)?;
+            let parent = summary.parent.as_deref().map(parent_id).transpose()?;
             Ok(Completed {
+                parent,
                 size: summary.raw_bytes,
                 stored_size: summary.stored_bytes,
                 consistent_time: Some(summary.consistent_time),

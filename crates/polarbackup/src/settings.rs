@@ -5,7 +5,7 @@ mod declare;
 #[cfg(test)]
 mod tests;
 
-use crate::cli::{LogFormat, OnOff, RamModeArg};
+use crate::cli::{FullBackupEveryArg, LogFormat, OnOff, RamModeArg};
 use crate::locations::{MetadataUrl, RepositoryUrl};
 use crate::scrub::ScrubConfig;
 use anyhow::Result;
@@ -146,6 +146,14 @@ declare::settings! {
         check: any,
         sample: "off",
         invalid: "maybe",
+    }
+    full_backup_every: FullBackupEveryArg {
+        default: "week",
+        env: "POLARBACKUP_FULL_BACKUP_EVERY",
+        help: "Which automated backups are full for clusters without a setting of their own                (`admin cluster full-backup-every`): `week`, the first of each ISO week (UTC),                the others incremental on the newest usable set; or `always`",
+        check: any,
+        sample: "always",
+        invalid: "daily",
     }
     log_backup: OnOff {
         default: "on",
@@ -383,6 +391,7 @@ impl Settings {
                 poll: WorkerConfig::IDLE_POLL,
                 scheduler: self.scheduler == OnOff::On,
                 orphan_sweep: WorkerConfig::ORPHAN_SWEEP,
+                full_backup_every: self.full_backup_every.model(),
             },
             archive: (self.log_backup == OnOff::On && self.workers > 0).then(|| ArchiveParts {
                 config: ArchiveConfig {

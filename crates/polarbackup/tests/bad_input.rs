@@ -174,6 +174,10 @@ fn documented() -> Vec<(u16, String)> {
         ApiError::IdempotentParameterMismatch,
         ApiError::BackupSetNotFound,
         ApiError::AutomatedBackupNotDeletable,
+        ApiError::BackupDependency {
+            id: 0,
+            children: Vec::new(),
+        },
         ApiError::ClusterStatus,
         ApiError::IncorrectBackupPolicy(""),
         ApiError::BackupLogNotFound,

@@ -83,6 +83,7 @@ pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> Ba
             end: summary.end_lsn,
         }),
         corrupt: None,
+        parent: None,
     }
 }
 

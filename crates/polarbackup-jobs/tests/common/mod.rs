@@ -110,5 +110,6 @@ pub fn completed(at: Timestamp) -> polarbackup_jobs::Completed {
             start: polarbackup_model::Lsn(0x0100_0028),
             end: polarbackup_model::Lsn(0x0100_0100),
         },
+        parent: None,
     }
 }

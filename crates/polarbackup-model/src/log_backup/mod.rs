@@ -4,6 +4,7 @@
 mod policy;
 mod recovery;
 
+pub use crate::backup_set::chain_available;
 pub use policy::{LogBackupPolicy, LogRetention, LogRetentionError};
 pub use recovery::{
     expired_wal, plan_restore, recovery_window, PlanError, RecoveryTarget, RecoveryWindow,

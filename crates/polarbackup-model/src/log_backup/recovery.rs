@@ -3,7 +3,7 @@
 //! so the API's window and the restore's choice can never disagree.
 
 use super::{BackupLogId, LogRetention, WalGap, WalObject, WalObjectKind};
-use crate::backup_set::BackupSet;
+use crate::backup_set::{chain_available, BackupSet};
 use crate::lsn::Lsn;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -129,13 +129,14 @@ impl<'a> Archive<'a> {
             .min()
     }
 
-    /// Follows the WAL from the end of `base` for as long as it is contiguous.
-    fn chain(&self, base: &'a BackupSet) -> Option<Chain<'a>> {
+    /// Follows the WAL from the end of `base` for as long as it is contiguous. `base` is
+    /// usable only when it and every set it is incremental on is available (`sets`).
+    fn chain(&self, base: &'a BackupSet, sets: &[BackupSet]) -> Option<Chain<'a>> {
         let (Some(range), Some(consistent)) = (base.wal, base.consistent_time) else {
             return None;
         };
         let begin = first_instant_after(consistent);
-        if !base.is_available() {
+        if !chain_available(base, sets) {
             return None;
         }
         let stop = self.first_gap_after(range.timeline, range.end);
@@ -186,7 +187,7 @@ fn first_instant_after(consistent: Timestamp) -> Timestamp {
 }
 
 fn chains<'a>(archive: &Archive<'a>, sets: &'a [BackupSet]) -> Vec<Chain<'a>> {
-    sets.iter().filter_map(|s| archive.chain(s)).collect()
+    sets.iter().filter_map(|s| archive.chain(s, sets)).collect()
 }
 
 /// The window of the chains that reach the newest instant: it grows backwards through every

@@ -1,6 +1,9 @@
-//! Retention: which backup sets of one cluster the level-1 retention period expires.
+//! Retention: which backup sets of one cluster the level-1 retention period expires, and which
+//! of those are spared because a kept incremental set is built on them.
 
 use super::backup_policy::BackupPolicy;
+use crate::backup_set::{chain_available, BackupSet};
+use crate::ids::BackupJobId;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 
@@ -61,5 +64,34 @@ pub fn expired<Id: Clone>(
                 && first_of_day.get(&finished.as_second().div_euclid(DAY)) != Some(i)
         })
         .map(|(_, (id, ..))| id.clone())
+        .collect()
+}
+
+/// Of the `expired` sets of one cluster (`sets` are all its listed sets), the ones that may
+/// really go: a set is spared while a kept set (not expired, or spared itself) is built on it,
+/// directly or through other sets (`parent`). Only a kept set whose whole chain is available
+/// ([`chain_available`]) spares its ancestors: one that cannot be restored anyway (a corrupt,
+/// failed or missing set below it) keeps nothing alive. So an expired child and its expired
+/// parent go in the same pass, and a parent spared by a child goes once that child expires.
+/// In input order.
+pub fn spare_parents(sets: &[BackupSet], expired: &[BackupJobId]) -> Vec<BackupJobId> {
+    let mut spared: Vec<BackupJobId> = Vec::new();
+    for kept in sets.iter().filter(|s| !expired.contains(&s.id)) {
+        if !chain_available(kept, sets) {
+            continue;
+        }
+        let mut parent = kept.parent;
+        while let Some(p) = parent {
+            if spared.contains(&p) {
+                break;
+            }
+            spared.push(p);
+            parent = sets.iter().find(|s| s.id == p).and_then(|s| s.parent);
+        }
+    }
+    expired
+        .iter()
+        .filter(|id| !spared.contains(id))
+        .copied()
         .collect()
 }

@@ -24,7 +24,10 @@
 //! if the new grid has a slot between `last_scheduled` and `now`, it is due once (as a catch-up).
 
 use super::backup_policy::BackupPolicy;
+use crate::job::BackupKind;
 use jiff::{SignedDuration, Timestamp};
+use std::fmt;
+use std::str::FromStr;
 
 /// How long after its start a slot's window stays open.
 pub const SLOT_WINDOW: SignedDuration = SignedDuration::from_hours(1);
@@ -139,4 +142,63 @@ pub fn format_next_backup_time(t: Timestamp) -> String {
 /// `PreferredNextBackupTime` for DescribeBackupPolicy at `now`: the first slot after `now`.
 pub fn preferred_next_backup_time(policy: &BackupPolicy, now: Timestamp) -> String {
     format_next_backup_time(next_slot_after(policy, now))
+}
+
+/// How often an automated backup is a full one (a cluster's setting, or the server's default
+/// for clusters that have none): the first slot of each ISO week (`week`, the default; the
+/// other slots take incremental backups on the newest usable set), or every slot (`always`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FullBackupEvery {
+    #[default]
+    Week,
+    Always,
+}
+
+impl FullBackupEvery {
+    pub const ALL: [FullBackupEvery; 2] = [Self::Week, Self::Always];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Week => "week",
+            Self::Always => "always",
+        }
+    }
+}
+
+impl fmt::Display for FullBackupEvery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FullBackupEvery {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s).ok_or(())
+    }
+}
+
+/// The ISO week (Monday 00:00 UTC to the next Monday) of `t`, as a count of weeks since the
+/// one holding 1970-01-01 (a Thursday).
+fn iso_week(t: Timestamp) -> i64 {
+    (day_of(t) + 3).div_euclid(7)
+}
+
+/// The kind of the automated job for `slot`, given the slot scheduled before it (`None`: never
+/// scheduled). With [`FullBackupEvery::Week`] a slot is full when it is the first of its ISO
+/// week (UTC), i.e. the previous slot lies in an earlier week (or there is none, or it lies
+/// after `slot`: a clock stepped back), and incremental otherwise; with
+/// [`FullBackupEvery::Always`] every slot is full.
+pub fn kind_for_slot(
+    setting: FullBackupEvery,
+    slot: Timestamp,
+    previous_slot: Option<Timestamp>,
+) -> BackupKind {
+    match (setting, previous_slot) {
+        (FullBackupEvery::Always, _) | (_, None) => BackupKind::Full,
+        (FullBackupEvery::Week, Some(prev)) if prev <= slot && iso_week(prev) == iso_week(slot) => {
+            BackupKind::Incremental
+        }
+        (FullBackupEvery::Week, Some(_)) => BackupKind::Full,
+    }
 }

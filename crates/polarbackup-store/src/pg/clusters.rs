@@ -9,9 +9,12 @@ use crate::rules::{final_set, split_on_deletion, NON_TERMINAL};
 use crate::sealing::{password_place, Sealer};
 use crate::{ids, ClusterStore, Result, StoreError};
 use jiff::Timestamp;
-use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
+use polarbackup_model::policy::{
+    BackupPolicy, FullBackupEvery, PolicyChange, RetentionOnClusterDeletion,
+};
 use polarbackup_model::{
-    BackupJob, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, NewCluster, TaskAction,
+    BackupJob, BackupKind, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, NewCluster,
+    TaskAction,
 };
 use postgres::GenericClient;
 
@@ -121,6 +124,8 @@ fn begin_deletion(
                 cluster,
                 JobMode::Automated,
                 TaskAction::TempBackupTask,
+                // The final set is kept alone: it must not need the sets deleted with it.
+                BackupKind::Full,
                 None,
                 now,
             )?;
@@ -296,9 +301,19 @@ impl ClusterStore for PgStore {
         &self,
         cluster: &DbClusterId,
         slot: Timestamp,
+        kind: BackupKind,
         now: Timestamp,
     ) -> Result<Option<BackupJob>> {
         let cluster = cluster.clone();
-        self.write(move |tx| policies::schedule(tx, &cluster, slot, now))
+        self.write(move |tx| policies::schedule(tx, &cluster, slot, kind, now))
+    }
+
+    fn set_full_backup_every(
+        &self,
+        cluster: &DbClusterId,
+        every: Option<FullBackupEvery>,
+    ) -> Result<std::result::Result<(), ClusterStatus>> {
+        let cluster = cluster.clone();
+        self.write(move |tx| policies::set_full_backup_every(tx, &cluster, every))
     }
 }

@@ -11,7 +11,7 @@ use crate::rules::{check_ended, check_forward, check_holder, take_over, NON_TERM
 use crate::{JobStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
-    BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, JobStatus, TaskAction,
+    BackupJob, BackupJobId, BackupKind, BackupSet, DbClusterId, JobMode, JobStatus, TaskAction,
 };
 use postgres::GenericClient;
 
@@ -20,18 +20,21 @@ pub fn insert(
     cluster: &DbClusterId,
     mode: JobMode,
     action: TaskAction,
+    kind: BackupKind,
     comment: Option<&str>,
     now: Timestamp,
 ) -> Result<BackupJob> {
     job_from(&c.query_one(
         &format!(
-            "INSERT INTO backup_jobs (cluster_id, mode, action, status, process, start_time, comment)
-             VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING {JOB_COLUMNS}"
+            "INSERT INTO backup_jobs (cluster_id, mode, action, kind, status, process, start_time,
+                 comment)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7) RETURNING {JOB_COLUMNS}"
         ),
         &[
             &cluster.as_str(),
             &mode.as_str(),
             &action.as_str(),
+            &kind.as_str(),
             &JobStatus::NoStart.as_str(),
             &secs(now),
             &comment,
@@ -113,6 +116,7 @@ fn create_manual(
         &req.cluster,
         JobMode::Manual,
         TaskAction::NormalBackupTask,
+        BackupKind::Full,
         req.comment.as_deref(),
         now,
     )?;
@@ -153,8 +157,9 @@ fn insert_set(c: &mut impl GenericClient, s: &BackupSet) -> Result<()> {
     let wal = wal_columns(s.wal.as_ref())?;
     c.execute(
         "INSERT INTO backup_sets (id, cluster_id, mode, status, start_time, end_time,
-             consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end,
+             parent_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         &[
             &db_id(s.id),
             &s.cluster_id.as_str(),
@@ -169,6 +174,7 @@ fn insert_set(c: &mut impl GenericClient, s: &BackupSet) -> Result<()> {
             &wal[0],
             &wal[1],
             &wal[2],
+            &s.parent.map(db_id),
         ],
     )?;
     Ok(())
@@ -265,7 +271,7 @@ impl JobStore for PgStore {
         now: Timestamp,
     ) -> Result<BackupJob> {
         let cluster = cluster.clone();
-        self.write(move |tx| insert(tx, &cluster, mode, action, None, now))
+        self.write(move |tx| insert(tx, &cluster, mode, action, BackupKind::Full, None, now))
     }
 
     fn create_manual_job(

@@ -188,6 +188,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX backup_jobs_by_cluster_end ON backup_jobs (cluster_id, ended_at);
     "#,
+    // 5 (SQLite's 14): incremental backups: a job's kind, a set's parent, a cluster's
+    // schedule of full backups.
+    r#"
+    ALTER TABLE backup_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'Full'
+        CHECK (kind IN ('Full', 'Incremental'));
+    ALTER TABLE backup_sets ADD COLUMN parent_id BIGINT;
+    CREATE INDEX backup_sets_by_parent ON backup_sets (parent_id);
+    ALTER TABLE clusters ADD COLUMN full_backup_every TEXT
+        CHECK (full_backup_every IN ('week', 'always'));
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

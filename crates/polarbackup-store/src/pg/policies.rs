@@ -6,8 +6,8 @@ use crate::rows::secs;
 use crate::rules::{decode_policy, encode_policy};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
-use polarbackup_model::policy::{BackupPolicy, PolicyChange};
-use polarbackup_model::{BackupJob, ClusterStatus, DbClusterId, JobMode, TaskAction};
+use polarbackup_model::policy::{BackupPolicy, FullBackupEvery, PolicyChange};
+use polarbackup_model::{BackupJob, BackupKind, ClusterStatus, DbClusterId, JobMode, TaskAction};
 use postgres::GenericClient;
 
 /// A cluster's policy (the default when none was ever stored) and its last scheduled slot.
@@ -91,6 +91,7 @@ pub fn schedule(
     c: &mut impl GenericClient,
     cluster: &DbClusterId,
     slot: Timestamp,
+    kind: BackupKind,
     now: Timestamp,
 ) -> Result<Option<BackupJob>> {
     if clusters::require_running(c, cluster)?.is_err() {
@@ -118,8 +119,26 @@ pub fn schedule(
         cluster,
         JobMode::Automated,
         TaskAction::NormalBackupTask,
+        kind,
         None,
         now,
     )?;
     Ok(Some(job))
+}
+
+/// Sets a Running cluster's schedule of full backups, in the caller's (serializable)
+/// transaction with the status check.
+pub fn set_full_backup_every(
+    c: &mut impl GenericClient,
+    cluster: &DbClusterId,
+    every: Option<FullBackupEvery>,
+) -> Result<std::result::Result<(), ClusterStatus>> {
+    if let Err(status) = clusters::require_running(c, cluster)? {
+        return Ok(Err(status));
+    }
+    c.execute(
+        "UPDATE clusters SET full_backup_every = $2 WHERE id = $1",
+        &[&cluster.as_str(), &every.map(FullBackupEvery::as_str)],
+    )?;
+    Ok(Ok(()))
 }

@@ -4,7 +4,7 @@
 use super::{all, clusters, jobs, opt, PgStore};
 use crate::records::{DeleteRefusal, SetFilter, SetPage};
 use crate::rows::{db_id, secs, set_from, SET_COLUMNS};
-use crate::rules::{deletable, page_offset, NON_TERMINAL};
+use crate::rules::{deletable, dependency, expirable, page_offset, NON_TERMINAL};
 use crate::{Result, SetStore, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
@@ -87,6 +87,9 @@ fn begin_delete(
             Err(refusal) => return Ok(Err(refusal)),
         }
     }
+    if let Some(refusal) = dependency(&sets, &children(c, &sets)?) {
+        return Ok(Err(refusal));
+    }
     for s in &sets {
         c.execute(
             "UPDATE backup_sets SET deleting = 1 WHERE id = $1",
@@ -94,6 +97,55 @@ fn begin_delete(
         )?;
     }
     Ok(Ok(sets))
+}
+
+/// `(parent, child)` for every set not being deleted whose parent is one of `sets`.
+fn children(
+    c: &mut impl GenericClient,
+    sets: &[BackupSet],
+) -> Result<Vec<(BackupJobId, BackupJobId)>> {
+    let parents: Vec<i64> = sets.iter().map(|s| db_id(s.id)).collect();
+    let rows = c.query(
+        "SELECT parent_id, id FROM backup_sets WHERE parent_id = ANY($1) AND deleting = 0",
+        &[&parents],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let parent: i64 = r.try_get(0)?;
+            let child: i64 = r.try_get(1)?;
+            Ok((
+                BackupJobId(u64::try_from(parent).unwrap_or(0)),
+                BackupJobId(u64::try_from(child).unwrap_or(0)),
+            ))
+        })
+        .collect()
+}
+
+/// Hides expired sets (never a detached one, nor one a kept incremental set is built on, read
+/// in the same serializable transaction).
+fn expire(c: &mut impl GenericClient, ids: &[BackupJobId]) -> Result<()> {
+    let wanted: Vec<i64> = ids.iter().copied().map(db_id).collect();
+    let clusters: Vec<String> = c
+        .query(
+            "SELECT DISTINCT cluster_id FROM backup_sets WHERE id = ANY($1) AND deleting = 0",
+            &[&wanted],
+        )?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut sets = Vec::new();
+    for cluster in clusters {
+        let cluster = DbClusterId::parse(&cluster)
+            .map_err(|_| StoreError::Corrupt(format!("cluster id {cluster:?}")))?;
+        sets.extend(sets_of(c, &cluster)?);
+    }
+    let ids: Vec<i64> = expirable(&sets, ids).into_iter().map(db_id).collect();
+    c.execute(
+        "UPDATE backup_sets SET deleting = 1
+         WHERE id = ANY($1) AND mode = 'Automated' AND detached = 0",
+        &[&ids],
+    )?;
+    Ok(())
 }
 
 /// All listed sets of a cluster that are not detached, for retention and deletion.
@@ -160,15 +212,8 @@ impl SetStore for PgStore {
     }
 
     fn expire_sets(&self, ids: &[BackupJobId]) -> Result<()> {
-        let ids: Vec<i64> = ids.iter().copied().map(db_id).collect();
-        self.write(move |tx| {
-            tx.execute(
-                "UPDATE backup_sets SET deleting = 1
-                 WHERE id = ANY($1) AND mode = 'Automated' AND detached = 0",
-                &[&ids],
-            )?;
-            Ok(())
-        })
+        let ids = ids.to_vec();
+        self.write(move |tx| expire(tx, &ids))
     }
 
     fn pending_deletions(&self) -> Result<Vec<BackupSet>> {

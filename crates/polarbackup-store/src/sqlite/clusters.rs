@@ -11,9 +11,12 @@ use crate::rules::{final_set, split_on_deletion};
 use crate::sealing::{password_place, Sealer};
 use crate::{ids, ClusterStore, Result, StoreError};
 use jiff::Timestamp;
-use polarbackup_model::policy::{BackupPolicy, PolicyChange, RetentionOnClusterDeletion};
+use polarbackup_model::policy::{
+    BackupPolicy, FullBackupEvery, PolicyChange, RetentionOnClusterDeletion,
+};
 use polarbackup_model::{
-    BackupJob, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, NewCluster, TaskAction,
+    BackupJob, BackupKind, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, NewCluster,
+    TaskAction,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -128,6 +131,8 @@ pub fn begin_deletion(
                 cluster,
                 JobMode::Automated,
                 TaskAction::TempBackupTask,
+                // The final set is kept alone: it must not need the sets deleted with it.
+                BackupKind::Full,
                 None,
                 now,
             )?;
@@ -294,8 +299,17 @@ impl ClusterStore for SqliteStore {
         &self,
         cluster: &DbClusterId,
         slot: Timestamp,
+        kind: BackupKind,
         now: Timestamp,
     ) -> Result<Option<BackupJob>> {
-        self.with(|c| policies::schedule(c, cluster, slot, now))
+        self.with(|c| policies::schedule(c, cluster, slot, kind, now))
+    }
+
+    fn set_full_backup_every(
+        &self,
+        cluster: &DbClusterId,
+        every: Option<FullBackupEvery>,
+    ) -> Result<std::result::Result<(), ClusterStatus>> {
+        self.with(|c| policies::set_full_backup_every(c, cluster, every))
     }
 }

@@ -11,7 +11,7 @@ use crate::rules::{check_ended, check_forward, check_holder, take_over};
 use crate::{JobStore, Result, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
-    BackupJob, BackupJobId, BackupSet, DbClusterId, JobMode, JobStatus, TaskAction,
+    BackupJob, BackupJobId, BackupKind, BackupSet, DbClusterId, JobMode, JobStatus, TaskAction,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -22,18 +22,21 @@ pub fn insert(
     cluster: &DbClusterId,
     mode: JobMode,
     action: TaskAction,
+    kind: BackupKind,
     comment: Option<&str>,
     now: Timestamp,
 ) -> Result<BackupJob> {
     Ok(c.query_row(
         &format!(
-            "INSERT INTO backup_jobs (cluster_id, mode, action, status, process, start_time, comment)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6) RETURNING {JOB_COLUMNS}"
+            "INSERT INTO backup_jobs (cluster_id, mode, action, kind, status, process, start_time,
+                 comment)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7) RETURNING {JOB_COLUMNS}"
         ),
         params![
             cluster.as_str(),
             mode.as_str(),
             action.as_str(),
+            kind.as_str(),
             JobStatus::NoStart.as_str(),
             secs(now),
             comment
@@ -119,6 +122,7 @@ fn create_manual(
         &req.cluster,
         JobMode::Manual,
         TaskAction::NormalBackupTask,
+        BackupKind::Full,
         req.comment.as_deref(),
         now,
     )?;
@@ -188,8 +192,9 @@ fn record_end(tx: &Connection, job: &BackupJob, set: Option<&BackupSet>) -> Resu
         let wal = wal_columns(s.wal.as_ref())?;
         tx.execute(
             "INSERT INTO backup_sets (id, cluster_id, mode, status, start_time, end_time,
-                 consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 consistent_time, size, stored_size, comment, wal_timeline, wal_start, wal_end,
+                 parent_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 db_id(s.id),
                 s.cluster_id.as_str(),
@@ -203,7 +208,8 @@ fn record_end(tx: &Connection, job: &BackupJob, set: Option<&BackupSet>) -> Resu
                 s.comment,
                 wal[0],
                 wal[1],
-                wal[2]
+                wal[2],
+                s.parent.map(db_id)
             ],
         )?;
     }
@@ -322,7 +328,7 @@ impl JobStore for SqliteStore {
         action: TaskAction,
         now: Timestamp,
     ) -> Result<BackupJob> {
-        self.with(|c| insert(c, cluster, mode, action, None, now))
+        self.with(|c| insert(c, cluster, mode, action, BackupKind::Full, None, now))
     }
 
     fn create_manual_job(

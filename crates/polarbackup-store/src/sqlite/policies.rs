@@ -6,8 +6,8 @@ use super::{clusters, jobs};
 use crate::rules::{decode_policy, encode_policy};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
-use polarbackup_model::policy::{BackupPolicy, PolicyChange};
-use polarbackup_model::{BackupJob, ClusterStatus, DbClusterId, JobMode, TaskAction};
+use polarbackup_model::policy::{BackupPolicy, FullBackupEvery, PolicyChange};
+use polarbackup_model::{BackupJob, BackupKind, ClusterStatus, DbClusterId, JobMode, TaskAction};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// A cluster's policy (the default when none was ever stored) and its last scheduled slot.
@@ -87,6 +87,7 @@ pub fn schedule(
     c: &mut Connection,
     cluster: &DbClusterId,
     slot: Timestamp,
+    kind: BackupKind,
     now: Timestamp,
 ) -> Result<Option<BackupJob>> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -115,9 +116,29 @@ pub fn schedule(
         cluster,
         JobMode::Automated,
         TaskAction::NormalBackupTask,
+        kind,
         None,
         now,
     )?;
     tx.commit()?;
     Ok(Some(job))
+}
+
+/// Sets a Running cluster's schedule of full backups, the status checked in the same write
+/// transaction.
+pub fn set_full_backup_every(
+    c: &mut Connection,
+    cluster: &DbClusterId,
+    every: Option<FullBackupEvery>,
+) -> Result<std::result::Result<(), ClusterStatus>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Err(status) = clusters::require_running(&tx, cluster)? {
+        return Ok(Err(status));
+    }
+    tx.execute(
+        "UPDATE clusters SET full_backup_every = ?2 WHERE id = ?1",
+        params![cluster.as_str(), every.map(FullBackupEvery::as_str)],
+    )?;
+    tx.commit()?;
+    Ok(Ok(()))
 }

@@ -5,7 +5,7 @@ use super::clusters;
 use super::rows::{db_id, secs, set_from, SET_COLUMNS};
 use super::SqliteStore;
 use crate::records::{DeleteRefusal, SetFilter, SetPage};
-use crate::rules::{deletable, page_offset};
+use crate::rules::{deletable, dependency, expirable, page_offset};
 use crate::{Result, SetStore, StoreError};
 use jiff::Timestamp;
 use polarbackup_model::{
@@ -91,6 +91,9 @@ fn begin_delete(
             Err(refusal) => return Ok(Err(refusal)),
         }
     }
+    if let Some(refusal) = dependency(&sets, &children(&tx, &sets)?) {
+        return Ok(Err(refusal));
+    }
     for s in &sets {
         tx.execute(
             "UPDATE backup_sets SET deleting = 1 WHERE id = ?1",
@@ -99,6 +102,20 @@ fn begin_delete(
     }
     tx.commit()?;
     Ok(Ok(sets))
+}
+
+/// `(parent, child)` for every set not being deleted whose parent is one of `sets`.
+fn children(c: &Connection, sets: &[BackupSet]) -> Result<Vec<(BackupJobId, BackupJobId)>> {
+    let mut stmt =
+        c.prepare_cached("SELECT id FROM backup_sets WHERE parent_id = ?1 AND deleting = 0")?;
+    let mut out = Vec::new();
+    for s in sets {
+        let rows = stmt.query_map([db_id(s.id)], |r| r.get::<_, i64>(0))?;
+        for child in rows {
+            out.push((s.id, BackupJobId(u64::try_from(child?).unwrap_or(0))));
+        }
+    }
+    Ok(out)
 }
 
 fn get(c: &Connection, id: BackupJobId) -> Result<Option<BackupSet>> {
@@ -148,11 +165,22 @@ pub fn sets_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<BackupSet>> 
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Hides expired sets (never a detached one); the workers remove their data and then their
-/// rows.
+/// Hides expired sets (never a detached one, nor one a kept incremental set is built on, read
+/// in the same transaction); the workers remove their data and then their rows.
 fn expire(c: &mut Connection, ids: &[BackupJobId]) -> Result<()> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut clusters: Vec<DbClusterId> = Vec::new();
     for id in ids {
+        let set = get(&tx, *id)?;
+        if let Some(s) = set.filter(|s| !clusters.contains(&s.cluster_id)) {
+            clusters.push(s.cluster_id);
+        }
+    }
+    let mut sets = Vec::new();
+    for cluster in &clusters {
+        sets.extend(sets_of(&tx, cluster)?);
+    }
+    for id in &expirable(&sets, ids) {
         tx.execute(
             "UPDATE backup_sets SET deleting = 1
              WHERE id = ?1 AND mode = 'Automated' AND detached = 0",

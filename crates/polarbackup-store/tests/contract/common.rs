@@ -4,8 +4,8 @@
 
 use jiff::Timestamp;
 use polarbackup_model::{
-    AccountId, BackupJob, BackupSet, BackupSetStatus, DbClusterId, JobStatus, Lsn, NewCluster,
-    TlsMode, WalRange,
+    AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, DbClusterId, JobStatus, Lsn,
+    NewCluster, TlsMode, WalRange,
 };
 use polarbackup_store::{
     CreateJobOutcome, ManualJobRequest, MasterKey, PgOptions, PgStore, SealReport, SetFilter,
@@ -210,6 +210,35 @@ pub fn finish_as(
     set
 }
 
+/// [`finish`] recording the set as incremental on `parent`.
+pub fn finish_on(store: &dyn Store, job: BackupJob, at: i64, parent: BackupJobId) -> BackupSet {
+    finish_on_as(store, job, at, parent, None)
+}
+
+/// [`finish_on`] by the worker `holder` that claimed the job.
+pub fn finish_on_as(
+    store: &dyn Store,
+    mut job: BackupJob,
+    at: i64,
+    parent: BackupJobId,
+    holder: Option<&str>,
+) -> BackupSet {
+    for (s, p) in [
+        (JobStatus::Preparing, 1),
+        (JobStatus::Uploading, 50),
+        (JobStatus::Checking, 95),
+        (JobStatus::Finished, 100),
+    ] {
+        job.advance(s, p, t(at)).expect("advance");
+    }
+    let set = BackupSet {
+        parent: Some(parent),
+        ..finished_set(&job, at)
+    };
+    store.end_job(&job, Some(&set), holder).expect("end");
+    set
+}
+
 pub fn finished_set(job: &BackupJob, at: i64) -> BackupSet {
     BackupSet {
         id: job.id,
@@ -228,6 +257,7 @@ pub fn finished_set(job: &BackupJob, at: i64) -> BackupSet {
             end: Lsn(0x0300_0100 + job.id.0 * 0x100),
         }),
         corrupt: None,
+        parent: None,
     }
 }
 

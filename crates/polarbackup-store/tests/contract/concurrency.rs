@@ -4,7 +4,9 @@
 use crate::common::{created, fail, manual, setup, t, Backend};
 use jiff::SignedDuration;
 use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion};
-use polarbackup_model::{AccessKeyId, BackupJobId, ClusterStatus, JobMode, JobStatus, TaskAction};
+use polarbackup_model::{
+    AccessKeyId, BackupJobId, BackupKind, ClusterStatus, JobMode, JobStatus, TaskAction,
+};
 use polarbackup_store::{CreateJobOutcome, JobFilter, Store, StoreError};
 use std::collections::BTreeSet;
 use std::sync::Barrier;
@@ -153,7 +155,7 @@ pub fn two_stores_schedule_each_slot_exactly_once(b: &dyn Backend) {
     let (store, _account, cluster) = setup(b);
     for slot in 1..=30 {
         let queued = race(b, |_, s| {
-            s.schedule_automated_job(&cluster, t(slot * 60), t(slot * 60))
+            s.schedule_automated_job(&cluster, t(slot * 60), BackupKind::Full, t(slot * 60))
                 .expect("schedule")
                 .map(|j| j.id)
         });

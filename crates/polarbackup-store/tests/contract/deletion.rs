@@ -4,8 +4,8 @@
 use crate::common::{created, fail, fail_as, finish, finish_as, manual, page, setup, t, Backend};
 use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion as Retention};
 use polarbackup_model::{
-    AccountId, BackupJob, BackupJobId, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode,
-    JobStatus, TaskAction,
+    AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, Cluster, ClusterStatus, DbClusterId,
+    JobMode, JobStatus, TaskAction,
 };
 use polarbackup_store::{
     ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, SetFilter, Store,
@@ -201,7 +201,7 @@ pub fn once_deleting_no_backup_policy_or_deletion_can_start(b: &dyn Backend) {
     );
     assert_eq!(
         store
-            .schedule_automated_job(&cluster, t(500), t(500))
+            .schedule_automated_job(&cluster, t(500), BackupKind::Full, t(500))
             .expect("schedule"),
         None
     );
@@ -368,7 +368,7 @@ pub fn latest_is_aborted_by_a_failed_final_backup_and_deletes_nothing(b: &dyn Ba
     assert_eq!(listed(&*store, &cluster), want);
     assert!(scheduled(&*store, &cluster));
     assert!(store
-        .schedule_automated_job(&cluster, t(300), t(300))
+        .schedule_automated_job(&cluster, t(300), BackupKind::Full, t(300))
         .expect("schedule")
         .is_some());
 }
@@ -410,7 +410,7 @@ pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
         s.spawn(|| {
             for i in 1.. {
                 if let Some(job) = scheduler
-                    .schedule_automated_job(&cluster, t(i), t(i))
+                    .schedule_automated_job(&cluster, t(i), BackupKind::Full, t(i))
                     .expect("schedule")
                 {
                     fail(&*scheduler, job, i);

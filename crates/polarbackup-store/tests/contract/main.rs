@@ -4,6 +4,7 @@
 mod common;
 mod concurrency;
 mod deletion;
+mod incremental;
 mod leases;
 mod lifecycle;
 mod policy;
@@ -74,6 +75,13 @@ macro_rules! store_contract {
                 verification::a_corrupt_set_is_unavailable_with_its_first_reason,
                 verification::the_scrub_claims_the_longest_unverified_set_once_until_its_claim_lapses,
                 verification::one_scrubber_wins_a_concurrent_claim,
+                incremental::kind_and_parent_round_trip,
+                incremental::the_full_backup_setting_needs_a_running_cluster,
+                incremental::a_parent_is_not_deleted_while_a_child_remains,
+                incremental::a_released_chain_is_deleted_together_or_tip_first,
+                incremental::cluster_deletion_still_removes_every_set,
+                incremental::retention_keeps_the_parents_of_a_kept_set,
+                incremental::a_broken_chain_keeps_nothing_alive,
             );
         }
     };

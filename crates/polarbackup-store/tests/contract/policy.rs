@@ -5,7 +5,9 @@ use crate::common::{new_cluster, setup, t, Backend};
 use polarbackup_model::policy::{
     BackupPolicy, BackupWindow, PolicyChange, RetentionDays, RetentionOnClusterDeletion,
 };
-use polarbackup_model::{AccountId, JobMode, JobStatus, NewCluster, TaskAction, TlsMode};
+use polarbackup_model::{
+    AccountId, BackupKind, JobMode, JobStatus, NewCluster, TaskAction, TlsMode,
+};
 use polarbackup_store::StoreError;
 
 pub fn a_new_cluster_has_the_default_policy_and_a_schedule_from_now(b: &dyn Backend) {
@@ -67,7 +69,7 @@ pub fn a_change_applies_only_the_fields_it_carries(b: &dyn Backend) {
 pub fn a_slot_is_scheduled_once_and_never_an_earlier_one(b: &dyn Backend) {
     let (store, _account, cluster) = setup(b);
     let job = store
-        .schedule_automated_job(&cluster, t(100), t(101))
+        .schedule_automated_job(&cluster, t(100), BackupKind::Full, t(101))
         .expect("schedule")
         .expect("a new slot");
     assert_eq!(
@@ -82,7 +84,7 @@ pub fn a_slot_is_scheduled_once_and_never_an_earlier_one(b: &dyn Backend) {
     for (slot, what) in [(100, "the same slot"), (50, "an earlier slot")] {
         assert_eq!(
             store
-                .schedule_automated_job(&cluster, t(slot), t(102))
+                .schedule_automated_job(&cluster, t(slot), BackupKind::Full, t(102))
                 .expect("schedule"),
             None,
             "{what}"
@@ -93,7 +95,7 @@ pub fn a_slot_is_scheduled_once_and_never_an_earlier_one(b: &dyn Backend) {
         Some(t(100))
     );
     let later = store
-        .schedule_automated_job(&cluster, t(200), t(201))
+        .schedule_automated_job(&cluster, t(200), BackupKind::Full, t(201))
         .expect("schedule")
         .expect("a later slot");
     assert!(later.id > job.id);

@@ -3,7 +3,7 @@
 //! validation (defaults < file < environment < flags); and secrets, which only the
 //! environment and the config file (private, like a `.pgpass`) may give.
 
-use crate::cli::{LogFormat, OnOff, RamModeArg};
+use crate::cli::{FullBackupEveryArg, LogFormat, OnOff, RamModeArg};
 use crate::locations::{MetadataUrl, RepositoryUrl};
 use anyhow::{anyhow, Context, Result};
 use clap::ValueEnum;
@@ -204,7 +204,7 @@ macro_rules! enum_values {
         }
     )*};
 }
-enum_values!(LogFormat, OnOff, RamModeArg);
+enum_values!(LogFormat, OnOff, RamModeArg, FullBackupEveryArg);
 
 /// A check that accepts every value of the type.
 pub fn any<T>(_: &T) -> Result<(), String> {

@@ -352,6 +352,7 @@ pub fn seed_sets(
                     end: polarbackup_model::Lsn(0x0100_0100),
                 }),
                 corrupt: None,
+                parent: None,
             };
             store.end_job(&job, Some(&set), None).expect("end the job");
             job.id.to_string()
