@@ -8,7 +8,8 @@ use crate::store_call::{blocking, job_write, retrying, Backoff};
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::policy::FullBackupEvery;
 use polarbackup_model::{
-    choose_parent, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, Clock, JobStatus,
+    chain_available, choose_parent, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus,
+    Clock, JobStatus,
 };
 use polarbackup_store::{failed_set, Store};
 use std::collections::HashSet;
@@ -284,6 +285,19 @@ impl Pool {
     }
 
     async fn finish(&self, mut job: BackupJob, done: Completed, lease: &Lease) {
+        if let Some(parent) = done.parent {
+            match self.chain_still_usable(&job, parent, lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let reason = format!(
+                        "the backup set {parent} this incremental backup was built on was deleted \
+                         or found corrupt while it ran; the next backup starts from another set"
+                    );
+                    return self.fail(job, reason, lease).await;
+                }
+                Err(e) => return not_recorded(job.id, &e),
+            }
+        }
         let now = self.clock.now();
         if let Err(e) = job.advance(JobStatus::Finished, 100, now) {
             let reason = JobError::Internal(e.to_string()).to_string();
@@ -311,6 +325,28 @@ impl Pool {
             }
             Err(e) => not_recorded(id, &e),
         }
+    }
+
+    /// Whether `parent` and every set below it are still listed and available: retention, a
+    /// DeleteBackup or a re-verification may have taken one away while the backup ran, and a
+    /// set whose chain is broken must not be recorded as usable.
+    async fn chain_still_usable(
+        &self,
+        job: &BackupJob,
+        parent: BackupJobId,
+        lease: &Lease,
+    ) -> Result<bool, JobError> {
+        let store = self.store.clone();
+        let cluster = job.cluster_id.clone();
+        let sets = retrying(Backoff::END, lease.cancel(), move || {
+            store.cluster_sets(&cluster)
+        })
+        .await
+        .map_err(job_write)?;
+        Ok(sets
+            .iter()
+            .find(|s| s.id == parent)
+            .is_some_and(|p| chain_available(p, &sets)))
     }
 
     /// Records the failure with its reason, then removes what the failed backup stored: only

@@ -36,6 +36,8 @@ struct Scripted {
     parents: Mutex<Vec<(BackupJobId, Option<BackupJobId>)>>,
     /// Take full backups whatever the parent (as the engine does when it cannot build on it).
     full_instead: AtomicBool,
+    /// Hold every job in Uploading, as "hold" does, until `release`.
+    hold_all: AtomicBool,
 }
 
 impl Executor for Scripted {
@@ -49,7 +51,9 @@ impl Executor for Scripted {
             if ctx.progress.job().comment.as_deref() == Some("fail") {
                 return Err(JobError::Backup("connection reset by peer".into()));
             }
-            if ctx.progress.job().comment.as_deref() == Some("hold") {
+            if ctx.progress.job().comment.as_deref() == Some("hold")
+                || self.hold_all.load(Ordering::SeqCst)
+            {
                 while !self.release.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -516,6 +520,49 @@ async fn an_incremental_job_builds_on_the_newest_set_whose_chain_is_available() 
     exec.full_instead.store(true, Ordering::SeqCst);
     let (seventh, parent) = run(BackupKind::Incremental).await;
     assert_eq!((given(seventh), parent), (Some(sixth), None));
+
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_set_whose_parent_went_away_while_it_ran_is_not_recorded() {
+    let fx = fixture();
+    let exec = Arc::new(Scripted::default());
+    let (shutdown, handle, wake) = fx.pool(exec.clone(), 30);
+    let slot = SystemClock.now() + SignedDuration::from_hours(1);
+    let (base, _) = run_one(&fx, &wake, slot, BackupKind::Full).await;
+
+    exec.hold_all.store(true, Ordering::SeqCst);
+    let job = fx
+        .store
+        .schedule_automated_job(
+            &fx.cluster,
+            slot + SignedDuration::from_hours(1),
+            BackupKind::Incremental,
+            SystemClock.now(),
+        )
+        .unwrap()
+        .expect("queued");
+    wake.notify_one();
+    common::wait_for("uploading", || {
+        fx.job_status(job.id).0 == JobStatus::Uploading
+    })
+    .await;
+    // The scrub finds the base corrupt while the incremental backup on it runs.
+    assert!(fx
+        .store
+        .mark_set_corrupt(base, "bad", SystemClock.now())
+        .unwrap());
+    exec.release.store(true, Ordering::SeqCst);
+    common::wait_for("ended", || fx.job_status(job.id).0 == JobStatus::Failed).await;
+    let (_, _, reason) = fx.job_status(job.id);
+    assert!(
+        reason.as_deref().unwrap_or("").contains("was built on"),
+        "{reason:?}"
+    );
+    assert!(exec.discarded.lock().unwrap().contains(&job.id));
+    assert!(!fx.store.backup_set(job.id).unwrap().unwrap().is_available());
 
     shutdown.cancel();
     handle.await.unwrap();

@@ -1,6 +1,7 @@
 //! Automated backups with a real PostgreSQL: a policy whose window is open now makes the
 //! scheduler queue an Automated job, which runs to Finished and lists as BackupMode Automated;
-//! the policy round-trips through the official SDK and every Malformed field is refused.
+//! the policy round-trips through the official SDK and every Malformed field is refused; an
+//! automated job after the week's first is incremental on it, and restores the whole database.
 
 mod common;
 
@@ -275,4 +276,109 @@ fn the_backup_policy_round_trips_and_each_malformed_field_is_refused() {
         (Some(404), Some("InvalidDBClusterId.NotFound")),
         "{res:#}"
     );
+}
+
+/// Waits until job `id` of `cluster` ended, and returns it.
+fn ended_job(
+    server: &Server,
+    cluster: &polarbackup_model::DbClusterId,
+    id: polarbackup_model::BackupJobId,
+) -> polarbackup_model::BackupJob {
+    let store = SqliteStore::open(&server.data_dir).expect("open the server's store");
+    let filter = polarbackup_store::JobFilter {
+        job_id: Some(id),
+        mode: None,
+        ended_since: jiff::Timestamp::UNIX_EPOCH,
+    };
+    common::wait_for(
+        "the automated job to end",
+        120,
+        || server.log(),
+        || {
+            let job = store
+                .list_jobs(cluster, &filter)
+                .expect("read the job")
+                .pop()?;
+            job.ended_at.is_some().then_some(job)
+        },
+    )
+}
+
+#[test]
+fn automated_backups_after_the_first_of_a_week_are_incremental_and_restore_whole() {
+    use polarbackup_model::{BackupKind, DbClusterId, JobStatus};
+    let pg = PgCluster::init();
+    pg.pgbench_init("postgres", 2);
+    let server = Server::start(bin(), None, &["--scheduler", "off"]);
+    let t = server.tenant();
+    let cluster = cluster_created_earlier(&server, &t, pg.port);
+    let id = DbClusterId::parse(&cluster).expect("cluster id");
+    let store = SqliteStore::open(&server.data_dir).expect("open the server's store");
+    // Two slots of this week, as the scheduler queues them: the first full, the next not.
+    let now = SystemClock.now();
+    let queue = |minutes_ago: i64, kind: BackupKind| {
+        let slot = now - SignedDuration::from_mins(minutes_ago);
+        let job = store
+            .schedule_automated_job(&id, slot, kind, SystemClock.now())
+            .expect("schedule")
+            .expect("queued");
+        ended_job(&server, &id, job.id)
+    };
+    let full = queue(2, BackupKind::Full);
+    assert_eq!(full.status, JobStatus::Finished, "{}", server.log());
+    let out = std::process::Command::new(pg.bin("pgbench"))
+        .args(["-n", "-t", "300", "-h"])
+        .arg(pg.socket_dir())
+        .args(["-p", &pg.port.to_string(), "-U", "postgres", "postgres"])
+        .output()
+        .expect("run pgbench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let incremental = queue(1, BackupKind::Incremental);
+    assert_eq!(incremental.status, JobStatus::Finished, "{}", server.log());
+    let expected = pg.table_digests("postgres");
+
+    let set = store
+        .backup_set(incremental.id)
+        .expect("read the set")
+        .expect("a set");
+    assert_eq!(set.parent, Some(full.id), "built on the week's full set");
+    let base = store.backup_set(full.id).expect("read").expect("a set");
+    assert!(
+        set.stored_size * 2 < base.stored_size,
+        "incremental {} bytes stored, full {}",
+        set.stored_size,
+        base.stored_size
+    );
+
+    let (scratch, target) = polarbackup_testkit::pg::restore_target();
+    let out = std::process::Command::new(bin())
+        .args([
+            "restore",
+            "--backup-id",
+            &incremental.id.to_string(),
+            "--target-dir",
+        ])
+        .arg(&target)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .output()
+        .expect("run restore");
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    polarbackup_testkit::pg::chown_to_postgres(scratch.path(), true);
+    let verify = polarbackup_testkit::pg::verify_backup(&target);
+    assert!(
+        verify.status.success(),
+        "pg_verifybackup: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let restored = PgCluster::start_on(&target);
+    assert_eq!(restored.table_digests("postgres"), expected);
 }
