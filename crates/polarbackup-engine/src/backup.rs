@@ -430,6 +430,9 @@ fn without_checksums(manifest: &[u8], diffed: &HashSet<String>) -> Result<Vec<u8
     .map_err(bad)
 }
 
+/// The Checking phase: every object was read back and checked by the writer as it was
+/// stored; what is left is to read the committed manifest back and find each object it names
+/// in place with its size.
 async fn verify(req: &BackupRequest<'_>, total: u64) -> Result<(), EngineError> {
     // verify() reports through a synchronous callback; hand the numbers to the async sink
     // through a channel that keeps only the latest value.
@@ -440,7 +443,7 @@ async fn verify(req: &BackupRequest<'_>, total: u64) -> Result<(), EngineError> 
         let mut cb = move |done: u64, total: u64| {
             let _ = tx.send((done, total));
         };
-        repo.verify(&id, &mut cb).await
+        repo.confirm(&id, &mut cb).await
     });
     let mut throttle = Throttle::new();
     loop {

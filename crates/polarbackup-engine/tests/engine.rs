@@ -16,8 +16,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-/// Records phases; optionally damages one stored object when Checking begins, the way a
-/// flipped bit on disk would.
+/// Records phases; optionally damages one stored object when Checking begins (after the
+/// writer read it back), the way a lost write would: it loses its last byte.
 struct Sink {
     phases: Mutex<Vec<Phase>>,
     corrupt_under: Option<PathBuf>,
@@ -35,8 +35,7 @@ impl ProgressSink for Sink {
             if let (Some(dir), true) = (&self.corrupt_under, first) {
                 let victim = first_chunk(dir);
                 let mut bytes = std::fs::read(&victim).unwrap();
-                let mid = bytes.len() / 2;
-                bytes[mid] ^= 0x40;
+                bytes.pop();
                 std::fs::write(&victim, bytes).unwrap();
             }
             self.phases.lock().unwrap().push(phase);

@@ -345,7 +345,8 @@ async fn a_failing_storage_read_fails_the_check() {
     );
 }
 
-/// A bit flipped on its way to storage is caught by the Checking phase, which names the object.
+/// A bit flipped on its way to storage is caught when the writer reads the object back, and
+/// the error names the object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_corrupted_on_write_is_caught_by_the_check() {
     let err = with_storage_faults(("2061", "2062"), |f| f.corrupt_nth(Call::Write, 2))
@@ -355,7 +356,7 @@ async fn data_corrupted_on_write_is_caught_by_the_check() {
     corrupt_reason(&err);
 }
 
-/// A bit flipped on its way back from storage is caught the same way.
+/// A bit flipped on its way back from storage (the writer's read-back) is caught the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_corrupted_on_read_is_caught_by_the_check() {
     let err = with_storage_faults(("2071", "2072"), |f| f.corrupt_nth(Call::Read, 1))

@@ -250,6 +250,63 @@ impl Repo {
         })
     }
 
+    /// What a backup's Checking phase still needs after its writer verified every object as
+    /// it stored it: the committed manifest read back and loaded, and each object it names
+    /// present with its recorded size (a few objects at a time). [`Repo::verify`] re-reads
+    /// everything instead, for sets written earlier.
+    pub async fn confirm(
+        &self,
+        backup_id: &str,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<VerifyReport, RepoError> {
+        const IN_FLIGHT: usize = 16;
+        let manifest = self.committed(backup_id).await?;
+        let objects: Vec<(String, u64)> = manifest
+            .archives
+            .iter()
+            .flat_map(|a| &a.chunks)
+            .map(|c| (c.object.clone(), c.stored_size))
+            .chain(
+                manifest
+                    .files
+                    .iter()
+                    .map(|f| (f.object.clone(), f.stored_size)),
+            )
+            .collect();
+        let total = manifest.totals.stored_bytes;
+        let mut done = 0u64;
+        progress(0, total);
+        let mut pending = objects.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < IN_FLIGHT {
+                let Some((object, size)) = pending.next() else {
+                    break;
+                };
+                let op = self.inner.op.clone();
+                let path = layout::object_path(backup_id, &object);
+                running.spawn(async move { stat_size(&op, &path, size).await.map(|()| size) });
+            }
+            let Some(next) = running.join_next().await else {
+                break;
+            };
+            done += next.map_err(RepoError::join)??;
+            progress(done, total);
+        }
+        Ok(VerifyReport {
+            backup_id: backup_id.to_owned(),
+            archives: manifest.archives.len(),
+            chunks: manifest
+                .archives
+                .iter()
+                .map(|a| a.chunks.len() as u64)
+                .sum(),
+            files: manifest.files.len(),
+            raw_bytes: manifest.totals.raw_bytes,
+            stored_bytes: total,
+        })
+    }
+
     /// Streams one archive's raw bytes, verified, with read-ahead and parallel decompression.
     pub async fn open_archive(
         &self,
@@ -359,6 +416,24 @@ pub(crate) async fn put_object(op: &Operator, path: &str, data: Vec<u8>) -> Resu
             .await
     };
     written.map(drop).map_err(|e| RepoError::storage(path, e))
+}
+
+/// Checks that the object at `path` exists with `want` bytes.
+async fn stat_size(op: &Operator, path: &str, want: u64) -> Result<(), RepoError> {
+    let size = match op.stat(path).await {
+        Ok(meta) => meta.content_length(),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(RepoError::corrupt(path, "object is missing"))
+        }
+        Err(e) => return Err(RepoError::storage(path, e)),
+    };
+    if size != want {
+        return Err(RepoError::corrupt(
+            path,
+            format!("object has {size} bytes, manifest says {want}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads one object, then checks and decompresses it on the blocking pool. The size is

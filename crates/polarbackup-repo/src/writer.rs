@@ -10,7 +10,7 @@ use crate::manifest::{
     ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION,
 };
 use crate::ordered::Ordered;
-use crate::repo::{put_object, remove_backup_dir, ChunkHook, Repo};
+use crate::repo::{fetch_object, put_object, remove_backup_dir, ChunkHook, Repo};
 use crate::{RepoError, RepoKey};
 
 /// Writes one backup. Nothing is visible as a backup until `commit` writes the manifest.
@@ -407,7 +407,10 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
 }
 
 /// Compresses, hashes and (with a key) encrypts `raw` on the blocking pool, after `before` (a
-/// test hook), then stores it as the backup's `object`: the manifest's entry for it.
+/// test hook), then stores it as the backup's `object` and reads it back, checking it as a
+/// restore would (size, stored digest, decryption, decompression, raw digest): the manifest's
+/// entry for it. Each object is so verified while later ones are still being compressed,
+/// instead of in a pass after the commit.
 async fn seal_and_store(
     op: &Operator,
     backup_id: &str,
@@ -418,6 +421,7 @@ async fn seal_and_store(
 ) -> Result<ChunkEntry, RepoError> {
     let path = layout::object_path(backup_id, &object);
     let sealed_path = path.clone();
+    let read_key = key.clone();
     let sealed = tokio::task::spawn_blocking(move || {
         before();
         codec::seal(
@@ -431,13 +435,15 @@ async fn seal_and_store(
     .map_err(RepoError::join)??;
     let stored_size = sealed.stored.len() as u64;
     put_object(op, &path, sealed.stored).await?;
-    Ok(ChunkEntry {
+    let entry = ChunkEntry {
         object,
         raw_size: sealed.raw_size,
         stored_size,
         raw_hash: sealed.raw_hash,
         stored_hash: sealed.stored_hash,
-    })
+    };
+    fetch_object(op, path, entry.clone(), checksum, read_key).await?;
+    Ok(entry)
 }
 
 #[cfg(test)]

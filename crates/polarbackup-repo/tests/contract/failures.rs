@@ -147,3 +147,27 @@ pub async fn a_failing_read_never_passes_verify(make: MakeBackend) {
     verify(&repo, ID).await.unwrap();
     assert_eq!(faults.injected(), 10);
 }
+
+/// A bit flipped on its way into storage, or on the writer's read-back, fails the write that
+/// stored it (each object is read back and checked as it is stored), naming the object; no
+/// manifest is written.
+pub async fn an_object_corrupted_on_its_way_fails_its_write(make: MakeBackend) {
+    for call in [Call::Write, Call::Read] {
+        let faults = Faults::default();
+        let (_backend, op, repo) = faulty(make, &faults, 2);
+        faults.corrupt_nth(call, 2);
+        let err = Workload::new().run(&repo).await.unwrap_err();
+        match &err {
+            RepoError::Corrupt { object, .. } => {
+                assert!(
+                    object.starts_with(&format!("backups/{ID}/")),
+                    "{call:?}: {err}"
+                )
+            }
+            other => panic!("{call:?}: expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(repo.manifest(ID).await.unwrap(), None, "{call:?}");
+        repo.delete(ID).await.unwrap();
+        assert!(objects(&op, ID).await.is_empty(), "{call:?}");
+    }
+}

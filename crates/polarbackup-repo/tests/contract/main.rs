@@ -73,12 +73,14 @@ macro_rules! every_case {
                 verify::verify_catches_swapped_chunks,
                 verify::verify_catches_tampered_manifest_hashes,
                 verify::inconsistent_or_hostile_manifests_do_not_load,
+                verify::confirm_names_a_missing_or_short_object,
                 lifecycle::abort_leaves_nothing,
                 lifecycle::a_crash_before_the_manifest_leaves_an_incomplete_set,
                 lifecycle::delete_removes_the_manifest_first_and_is_idempotent,
                 lifecycle::listing_finds_every_set_and_nothing_else,
                 failures::a_failing_write_never_yields_a_manifest_of_missing_data,
                 failures::a_failing_read_never_passes_verify,
+                failures::an_object_corrupted_on_its_way_fails_its_write,
             );
     };
 }

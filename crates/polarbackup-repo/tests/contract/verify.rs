@@ -207,3 +207,32 @@ pub async fn inconsistent_or_hostile_manifests_do_not_load(make: MakeBackend) {
         );
     }
 }
+
+/// `confirm` (a new backup's Checking phase, after its writer read every object back) finds
+/// each object in place with its size, and names one that is missing or short.
+pub async fn confirm_names_a_missing_or_short_object(make: MakeBackend) {
+    let (backend, repo, _) = setup(make).await;
+    let report = repo.confirm(ID, &mut |_, _| {}).await.unwrap();
+    assert_eq!((report.archives, report.chunks, report.files), (1, 3, 1));
+    let short = read_object(&backend.op, ID, &chunk(1)).await;
+    write_object(
+        &backend.op,
+        ID,
+        &chunk(1),
+        short[..short.len() - 1].to_vec(),
+    )
+    .await;
+    match repo.confirm(ID, &mut |_, _| {}).await {
+        Err(RepoError::Corrupt { object, .. }) => assert_eq!(object, path(ID, &chunk(1))),
+        other => panic!("expected the short chunk named, got {other:?}"),
+    }
+    backend.op.delete(&path(ID, &chunk(2))).await.unwrap();
+    write_object(&backend.op, ID, &chunk(1), short).await;
+    match repo.confirm(ID, &mut |_, _| {}).await {
+        Err(RepoError::Corrupt { object, reason }) => {
+            assert_eq!(object, path(ID, &chunk(2)));
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("expected the missing chunk named, got {other:?}"),
+    }
+}
