@@ -194,6 +194,9 @@ impl Prepared<'_> {
         // one overlaps the unpacking of the next instead of waiting for a pass at the end.
         let syncer = Arc::new(Syncer::start(SYNC_THREADS));
         let mut pg_control = None;
+        // What the last set unpacked into each destination, for the next set to prune.
+        let mut unpacked: std::collections::HashMap<PathBuf, HashSet<PathBuf>> =
+            std::collections::HashMap::new();
         let plan = stages.into_iter().flat_map(|s| {
             let (id, apply) = (s.backup_id, s.apply);
             s.archives
@@ -218,8 +221,10 @@ impl Prepared<'_> {
             };
             let files = syncer.clone();
             let hold = (name == "base.tar").then_some(PG_CONTROL);
+            let before = apply.then(|| unpacked.remove(&dest).unwrap_or_default());
+            let dest_for_task = dest.clone();
             let mut task = tokio::task::spawn_blocking(move || {
-                unpack(counted, &dest, &files, &object, hold, apply)
+                unpack(counted, &dest_for_task, &files, &object, hold, before)
             });
             let result = loop {
                 tokio::select! {
@@ -229,7 +234,7 @@ impl Prepared<'_> {
                     }
                 }
             };
-            let unpacked =
+            let unpacked_now =
                 result.map_err(|e| EngineError::Restore(format!("extraction task failed: {e}")))?;
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
@@ -240,9 +245,11 @@ impl Prepared<'_> {
             if let Some(e) = repo_error {
                 return Err(EngineError::Repo(e));
             }
-            if let Some(held) = unpacked? {
+            let (held, listed) = unpacked_now?;
+            if let Some(held) = held {
                 pg_control = Some(held);
             }
+            unpacked.insert(dest, listed);
         }
         let pg_control = pg_control.ok_or_else(|| {
             EngineError::Restore(format!(
@@ -487,17 +494,20 @@ impl<R> Counting<R> {
 /// instead of written. A stream that is not a valid tar is a corrupt `object`: its chunks
 /// matched their digests, so only a manifest that lies can get here.
 ///
-/// With `apply`, the archive is an incremental set laid over what earlier sets of its chain
-/// left in `dest`: its `INCREMENTAL.` entries are applied, its other entries replace what was
-/// there, and what it does not list is removed.
+/// Returns the held file and every path the archive listed.
+///
+/// With `apply` (`Some`: what the earlier set unpacked there), the archive is an incremental
+/// set laid over what earlier sets of its chain left in `dest`: its `INCREMENTAL.` entries are
+/// applied, its other entries replace what was there, and what the earlier set unpacked but
+/// this one does not list is removed.
 fn unpack(
     counting: Counting<SyncIoBridge<polarbackup_repo::ArchiveReader>>,
     dest: &Path,
     syncer: &Syncer,
     object: &str,
     hold: Option<&str>,
-    apply: bool,
-) -> Result<Option<Vec<u8>>, EngineError> {
+    apply: Option<HashSet<PathBuf>>,
+) -> Result<(Option<Vec<u8>>, HashSet<PathBuf>), EngineError> {
     let corrupt = |e: std::io::Error| {
         EngineError::Repo(RepoError::Corrupt {
             object: object.to_owned(),
@@ -539,7 +549,7 @@ fn unpack(
             .and_then(incremental::rebuilt_path)
             .filter(|_| kind.is_file());
         if let Some(rebuilt) = rebuilt {
-            if !apply {
+            if apply.is_none() {
                 return Err(corrupt(std::io::Error::other(format!(
                     "{} is an incremental entry in a full backup",
                     relative.display()
@@ -554,7 +564,7 @@ fn unpack(
             continue;
         }
         listed.insert(relative.clone());
-        if apply {
+        if apply.is_some() {
             let existing = dest.join(&relative);
             if std::fs::symlink_metadata(&existing).is_ok_and(|m| !m.is_dir()) {
                 std::fs::remove_file(&existing).map_err(fail)?;
@@ -575,14 +585,14 @@ fn unpack(
     for mut dir in directories {
         dir.unpack_in(&dest).map_err(fail)?;
     }
-    if apply {
-        incremental::apply::remove_unlisted(&dest, &listed).map_err(EngineError::Restore)?;
+    if let Some(before) = &apply {
+        incremental::apply::remove_stale(&dest, before, &listed).map_err(EngineError::Restore)?;
     }
     // Read to the end so the repository reader checks the whole-archive hash.
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| EngineError::Restore(format!("verifying the archive: {e}")))?;
-    Ok(held)
+    Ok((held, listed))
 }
 
 /// `relative` under `dest`, refusing a path whose directory resolves outside it (through a

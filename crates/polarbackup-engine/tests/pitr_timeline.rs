@@ -153,7 +153,7 @@ async fn scenario(major: u32) {
         let kind = WalObjectKind::Segment;
         wal.push(put(&repo, bump(), kind, 2, &s.name, s.start, s.bytes, times).await);
     }
-    let run = |target| restore_and_start(&repo, &base, &wal, major, target);
+    let run = |target| restore_and_start(&repo, std::slice::from_ref(&base), &wal, major, target);
 
     // Before the switch: replay stops on timeline 1, at B's commit.
     let r = run(RecoveryTarget::Time(after_a)).await;

@@ -54,35 +54,32 @@ pub(crate) fn apply_entry(path: &Path, size: u64, data: &mut impl Read) -> Resul
     Ok(())
 }
 
-/// Removes everything under `root` that is not in `keep` (paths relative to `root`): files a
-/// later set no longer lists were dropped on the server. Symlinks are removed, never
-/// followed; a directory is kept when it or anything below it is kept.
-pub(crate) fn remove_unlisted(root: &Path, keep: &HashSet<PathBuf>) -> Result<(), String> {
-    let kept_dirs: HashSet<&Path> = keep.iter().flat_map(|p| p.ancestors().skip(1)).collect();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
-            let child = rel.join(entry.file_name());
-            let kind = entry
-                .file_type()
-                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
-            let path = entry.path();
-            let removed = if kind.is_dir() {
-                if keep.contains(&child) || kept_dirs.contains(child.as_path()) {
-                    stack.push(child);
-                    continue;
-                }
-                std::fs::remove_dir_all(&path)
-            } else if keep.contains(&child) {
-                continue;
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(|e| format!("removing {}: {e}", path.display()))?;
-        }
+/// Removes what an earlier set of the chain unpacked under `root` (`before`, relative paths)
+/// and the set now applied no longer lists (`listed`): files dropped on the server since.
+/// Nothing else under `root` is touched (a point-in-time restore writes its WAL there at the
+/// same time), symlinks are removed, never followed, and a directory still holding a listed
+/// path stays.
+pub(crate) fn remove_stale(
+    root: &Path,
+    before: &HashSet<PathBuf>,
+    listed: &HashSet<PathBuf>,
+) -> Result<(), String> {
+    let listed_dirs: HashSet<&Path> = listed.iter().flat_map(|p| p.ancestors().skip(1)).collect();
+    let mut stale: Vec<&PathBuf> = before
+        .iter()
+        .filter(|p| !listed.contains(*p) && !listed_dirs.contains(p.as_path()))
+        .collect();
+    // Deepest first, so a directory is emptied of its stale entries before it goes.
+    stale.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for rel in stale {
+        let path = root.join(rel);
+        let removed = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        removed.map_err(|e| format!("removing {}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -148,29 +145,49 @@ mod tests {
     }
 
     #[test]
-    fn unlisted_files_and_directories_go_and_symlinks_are_not_followed() {
+    fn stale_entries_go_and_nothing_else_is_touched() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("precious"), b"x").unwrap();
         let root = dir.path();
-        for d in ["base/1", "base/2", "pg_tblspc"] {
+        for d in ["base/1", "base/2", "pg_tblspc", "polarbackup_wal"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
-        for f in ["base/1/100", "base/1/101", "base/2/200", "PG_VERSION"] {
+        for f in [
+            "base/1/100",
+            "base/1/101",
+            "base/2/200",
+            "PG_VERSION",
+            "polarbackup_wal/x",
+        ] {
             std::fs::write(root.join(f), b"x").unwrap();
         }
         std::os::unix::fs::symlink(outside.path(), root.join("pg_tblspc/16400")).unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("pg_tblspc/16401")).unwrap();
-        let keep: HashSet<PathBuf> = ["base/1/100", "PG_VERSION", "pg_tblspc/16400", "pg_tblspc"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
-        remove_unlisted(root, &keep).unwrap();
+        let set = |paths: &[&str]| paths.iter().map(PathBuf::from).collect::<HashSet<_>>();
+        let before = set(&[
+            "base",
+            "base/1",
+            "base/1/100",
+            "base/1/101",
+            "base/2",
+            "base/2/200",
+            "PG_VERSION",
+            "pg_tblspc",
+            "pg_tblspc/16400",
+            "pg_tblspc/16401",
+        ]);
+        let listed = set(&["base/1/100", "PG_VERSION", "pg_tblspc/16400", "pg_tblspc"]);
+        remove_stale(root, &before, &listed).unwrap();
         assert!(root.join("base/1/100").exists());
         assert!(!root.join("base/1/101").exists());
         assert!(!root.join("base/2").exists());
         assert!(root.join("pg_tblspc/16400").exists());
         assert!(std::fs::symlink_metadata(root.join("pg_tblspc/16401")).is_err());
         assert!(outside.path().join("precious").exists());
+        assert!(
+            root.join("polarbackup_wal/x").exists(),
+            "not the restore's: kept"
+        );
     }
 }

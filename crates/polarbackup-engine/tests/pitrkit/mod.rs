@@ -46,6 +46,18 @@ pub fn repo() -> (tempfile::TempDir, Repo) {
 
 /// A full backup of `cluster` by the engine, as set [`BACKUP_ID`], and its set record.
 pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> BackupSet {
+    backup_as(cluster, repo, scratch, BACKUP_ID, None).await
+}
+
+/// A backup of `cluster` by the engine as set `id`, incremental on `parent` when given (the
+/// engine may still take it full), and its set record.
+pub async fn backup_as(
+    cluster: &PgCluster,
+    repo: &Repo,
+    scratch: &Path,
+    id: u64,
+    parent: Option<u64>,
+) -> BackupSet {
     let mut cfg = ConnectConfig::new(
         PgHost::Unix(cluster.socket_dir().to_path_buf()),
         cluster.port,
@@ -54,7 +66,7 @@ pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> Ba
     cfg.tls = TlsMode::Disable;
     let started = crate::pgwal::db_now(cluster);
     let summary: BackupSummary = backup(BackupRequest {
-        backup_id: &BACKUP_ID.to_string(),
+        backup_id: &id.to_string(),
         source: &cfg,
         repo,
         scratch,
@@ -62,12 +74,12 @@ pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> Ba
         cancel: &CancellationToken::new(),
         clock: Arc::new(SystemClock),
         stall: polarbackup_engine::DEFAULT_STALL,
-        parent: None,
+        parent: parent.map(|p| p.to_string()),
     })
     .await
     .unwrap();
     BackupSet {
-        id: BackupJobId(BACKUP_ID),
+        id: BackupJobId(id),
         cluster_id: cluster_id(),
         mode: JobMode::Manual,
         status: BackupSetStatus::Success,
@@ -83,7 +95,7 @@ pub async fn full_backup(cluster: &PgCluster, repo: &Repo, scratch: &Path) -> Ba
             end: summary.end_lsn,
         }),
         corrupt: None,
-        parent: None,
+        parent: summary.parent.map(|p| BackupJobId(p.parse().unwrap())),
     }
 }
 
@@ -136,16 +148,17 @@ pub struct Restored {
     pub log: String,
 }
 
-/// Plans a restore to `target` from `base` and `wal`, restores it, starts PostgreSQL `major`
-/// on the result with a plain `pg_ctl start`, waits for promotion and checks it takes writes.
+/// Plans a restore to `target` from `sets` (the base and the sets it is built on) and `wal`,
+/// restores it, starts PostgreSQL `major` on the result with a plain `pg_ctl start`, waits for
+/// promotion and checks it takes writes.
 pub async fn restore_and_start(
     repo: &Repo,
-    base: &BackupSet,
+    sets: &[BackupSet],
     wal: &[WalObject],
     major: u32,
     target: RecoveryTarget,
 ) -> Restored {
-    let plan = plan_restore(std::slice::from_ref(base), wal, &[], target).unwrap();
+    let plan = plan_restore(sets, wal, &[], target).unwrap();
     assert_eq!(
         plan.wal.len(),
         wal.len(),
