@@ -47,6 +47,37 @@ impl Checksum {
     }
 }
 
+/// A digest computed piece by piece: the same value as [`Checksum::hex`] of the whole.
+enum Hasher {
+    Sha256(Sha256),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Hasher {
+    fn new(checksum: Checksum) -> Hasher {
+        match checksum {
+            Checksum::Sha256 => Hasher::Sha256(Sha256::new()),
+            Checksum::Blake3 => Hasher::Blake3(Box::new(blake3::Hasher::new())),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Blake3(h) => {
+                h.update(data);
+            }
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Blake3(h) => h.finalize().to_hex().to_string(),
+        }
+    }
+}
+
 /// See [`Checksum::chain`].
 pub(crate) enum Chain {
     Sha256(Sha256),
@@ -113,15 +144,68 @@ pub(crate) fn seal(
     })
 }
 
-/// Checks a stored object against the manifest and returns its raw bytes.
-/// The stored hash is checked before decrypting and decompressing, so garbage never reaches
-/// zstd unless the manifest itself was forged; even then the output is capped at `raw_size`.
-pub(crate) fn open(
+/// Checks a stored object against the manifest as [`open`] does, without keeping its raw
+/// bytes: they are decompressed in small pieces into the raw digest (a writer checking what it
+/// just stored needs no second copy of each chunk in memory).
+pub(crate) fn check(
     object: &str,
     stored: &[u8],
     want: &Expected<'_>,
     key: Option<&RepoKey>,
-) -> Result<Vec<u8>, RepoError> {
+) -> Result<(), RepoError> {
+    use std::io::Read;
+    let alg = want.checksum.as_str();
+    check_stored(object, stored, want)?;
+    let opened;
+    let compressed = match key {
+        Some(key) => {
+            opened = key.open(object, stored)?;
+            &opened[..]
+        }
+        None => stored,
+    };
+    let bad =
+        |e: std::io::Error| RepoError::corrupt(object, format!("zstd decompression failed: {e}"));
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed).map_err(bad)?;
+    let mut hasher = Hasher::new(want.checksum);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut raw_size = 0u64;
+    loop {
+        let n = decoder.read(&mut buf).map_err(bad)?;
+        if n == 0 {
+            break;
+        }
+        raw_size += n as u64;
+        if raw_size > want.raw_size {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    if raw_size != want.raw_size {
+        return Err(RepoError::corrupt(
+            object,
+            format!(
+                "raw size is {}{raw_size} bytes, manifest says {}",
+                if raw_size > want.raw_size {
+                    "over "
+                } else {
+                    ""
+                },
+                want.raw_size
+            ),
+        ));
+    }
+    if hasher.finish() != want.raw_hash {
+        return Err(RepoError::corrupt(
+            object,
+            format!("raw {alg} does not match the manifest"),
+        ));
+    }
+    Ok(())
+}
+
+/// The stored object's size and digest against the manifest.
+fn check_stored(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<(), RepoError> {
     let alg = want.checksum.as_str();
     if stored.len() as u64 != want.stored_size {
         return Err(RepoError::corrupt(
@@ -139,6 +223,20 @@ pub(crate) fn open(
             format!("stored {alg} does not match the manifest"),
         ));
     }
+    Ok(())
+}
+
+/// Checks a stored object against the manifest and returns its raw bytes.
+/// The stored hash is checked before decrypting and decompressing, so garbage never reaches
+/// zstd unless the manifest itself was forged; even then the output is capped at `raw_size`.
+pub(crate) fn open(
+    object: &str,
+    stored: &[u8],
+    want: &Expected<'_>,
+    key: Option<&RepoKey>,
+) -> Result<Vec<u8>, RepoError> {
+    let alg = want.checksum.as_str();
+    check_stored(object, stored, want)?;
     let opened;
     let compressed = match key {
         Some(key) => {
@@ -190,6 +288,31 @@ mod tests {
                 let s = seal(raw, 1, alg, None).unwrap();
                 assert_eq!(open("o", &s.stored, &expected(&s, alg), None).unwrap(), raw);
             }
+        }
+    }
+
+    #[test]
+    fn check_agrees_with_open_without_keeping_the_raw_bytes() {
+        let raw: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        for alg in [Checksum::Sha256, Checksum::Blake3] {
+            let s = seal(&raw, 1, alg, None).unwrap();
+            check("o", &s.stored, &expected(&s, alg), None).unwrap();
+            let wrong_raw = Expected {
+                raw_hash: &s.stored_hash,
+                ..expected(&s, alg)
+            };
+            assert!(check("o", &s.stored, &wrong_raw, None).is_err());
+            for raw_size in [s.raw_size - 1, s.raw_size + 1] {
+                let sized = Expected {
+                    raw_size,
+                    ..expected(&s, alg)
+                };
+                let err = check("o", &s.stored, &sized, None).unwrap_err();
+                assert!(err.to_string().contains("raw size"), "{err}");
+            }
+            let mut flipped = s.stored.clone();
+            flipped[10] ^= 1;
+            assert!(check("o", &flipped, &expected(&s, alg), None).is_err());
         }
     }
 

@@ -445,36 +445,52 @@ pub(crate) async fn fetch_object(
     checksum: Checksum,
     key: Option<RepoKey>,
 ) -> Result<Vec<u8>, RepoError> {
-    let missing_or = |e: opendal::Error, path: &str| match e.kind() {
-        ErrorKind::NotFound => RepoError::corrupt(path, "object is missing"),
-        ErrorKind::RangeNotSatisfied => RepoError::corrupt(path, "object is shorter than recorded"),
-        _ => RepoError::storage(path, e),
-    };
-    let size = op
-        .stat(&path)
-        .await
-        .map_err(|e| missing_or(e, &path))?
-        .content_length();
-    if size != want.stored_size {
-        return Err(RepoError::corrupt(
-            &path,
-            format!(
-                "object has {size} bytes, manifest says {}",
-                want.stored_size
-            ),
-        ));
-    }
-    let stored = op
-        .read_with(&path)
-        .range(0..want.stored_size)
-        .await
-        .map_err(|e| missing_or(e, &path))?
-        .to_bytes();
+    let stored = read_sized(op, &path, want.stored_size).await?;
     tokio::task::spawn_blocking(move || {
         codec::open(&path, &stored, &want.expected(checksum), key.as_ref())
     })
     .await
     .map_err(RepoError::join)?
+}
+
+/// [`fetch_object`] for a writer checking what it just stored: the same checks, without
+/// keeping the raw bytes.
+pub(crate) async fn check_object(
+    op: &Operator,
+    path: String,
+    want: ChunkEntry,
+    checksum: Checksum,
+    key: Option<RepoKey>,
+) -> Result<(), RepoError> {
+    let stored = read_sized(op, &path, want.stored_size).await?;
+    tokio::task::spawn_blocking(move || {
+        codec::check(&path, &stored, &want.expected(checksum), key.as_ref())
+    })
+    .await
+    .map_err(RepoError::join)?
+}
+
+/// The object at `path`, which must have `size` bytes: the size is checked first so an
+/// oversized (or truncated) object is never read into memory whole.
+async fn read_sized(op: &Operator, path: &str, size: u64) -> Result<bytes::Bytes, RepoError> {
+    let missing_or = |e: opendal::Error| match e.kind() {
+        ErrorKind::NotFound => RepoError::corrupt(path, "object is missing"),
+        ErrorKind::RangeNotSatisfied => RepoError::corrupt(path, "object is shorter than recorded"),
+        _ => RepoError::storage(path, e),
+    };
+    let found = op.stat(path).await.map_err(missing_or)?.content_length();
+    if found != size {
+        return Err(RepoError::corrupt(
+            path,
+            format!("object has {found} bytes, manifest says {size}"),
+        ));
+    }
+    Ok(op
+        .read_with(path)
+        .range(0..size)
+        .await
+        .map_err(missing_or)?
+        .to_bytes())
 }
 
 async fn fetch_file(

@@ -10,7 +10,7 @@ use crate::manifest::{
     ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION,
 };
 use crate::ordered::Ordered;
-use crate::repo::{fetch_object, put_object, remove_backup_dir, ChunkHook, Repo};
+use crate::repo::{check_object, put_object, remove_backup_dir, ChunkHook, Repo};
 use crate::{RepoError, RepoKey};
 
 /// Writes one backup. Nothing is visible as a backup until `commit` writes the manifest.
@@ -442,7 +442,7 @@ async fn seal_and_store(
         raw_hash: sealed.raw_hash,
         stored_hash: sealed.stored_hash,
     };
-    fetch_object(op, path, entry.clone(), checksum, read_key).await?;
+    check_object(op, path, entry.clone(), checksum, read_key).await?;
     Ok(entry)
 }
 
