@@ -192,7 +192,10 @@ impl Prepared<'_> {
         }
         // Files are fsynced on other threads as soon as they are written, so the writeback of
         // one overlaps the unpacking of the next instead of waiting for a pass at the end.
-        let syncer = Arc::new(Syncer::start(SYNC_THREADS));
+        // Rebuilding a chain replaces and prunes files an earlier set wrote, which may still
+        // be waiting for their fsync: such a file is gone, not lost.
+        let chain = stages.len() > 1;
+        let syncer = Arc::new(Syncer::start(SYNC_THREADS, chain));
         let mut pg_control = None;
         // What the last set unpacked into each destination, for the next set to prune.
         let mut unpacked: std::collections::HashMap<PathBuf, HashSet<PathBuf>> =
@@ -403,7 +406,8 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(threads: usize) -> Syncer {
+    /// With `missing_ok`, a file removed before its turn came is skipped.
+    fn start(threads: usize, missing_ok: bool) -> Syncer {
         let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
         let workers = (0..threads)
@@ -419,7 +423,14 @@ impl Syncer {
                         let Ok(path) = next else { break };
                         // Keep draining after an error so the sender never blocks on us.
                         if first_error.is_none() {
-                            if let Err(e) = std::fs::File::open(&path).and_then(|f| f.sync_all()) {
+                            let synced = std::fs::File::open(&path).and_then(|f| f.sync_all());
+                            if let Err(e) = synced.or_else(|e| {
+                                if missing_ok && e.kind() == std::io::ErrorKind::NotFound {
+                                    Ok(())
+                                } else {
+                                    Err(e)
+                                }
+                            }) {
                                 first_error = Some(std::io::Error::new(
                                     e.kind(),
                                     format!("fsync {}: {e}", path.display()),
@@ -631,7 +642,7 @@ mod tests {
     #[test]
     fn the_syncer_syncs_every_file_and_reports_a_failure() {
         let dir = tempfile::tempdir().unwrap();
-        let ok = Syncer::start(2);
+        let ok = Syncer::start(2, false);
         for i in 0..20 {
             let path = dir.path().join(format!("f{i}"));
             std::fs::write(&path, b"x").unwrap();
@@ -639,11 +650,17 @@ mod tests {
         }
         ok.finish().unwrap();
 
-        let failing = Syncer::start(2);
+        let failing = Syncer::start(2, false);
         failing.file(dir.path().join("f1"));
         failing.file(dir.path().join("missing"));
         failing.file(dir.path().join("f2"));
         let err = failing.finish().unwrap_err().to_string();
         assert!(err.contains("missing"), "{err}");
+
+        // Rebuilding a chain: a file pruned before its turn is skipped.
+        let chain = Syncer::start(2, true);
+        chain.file(dir.path().join("missing"));
+        chain.file(dir.path().join("f3"));
+        chain.finish().unwrap();
     }
 }
