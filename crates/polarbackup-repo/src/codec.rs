@@ -155,18 +155,10 @@ pub(crate) fn check(
 ) -> Result<(), RepoError> {
     use std::io::Read;
     let alg = want.checksum.as_str();
-    check_stored(object, stored, want)?;
-    let opened;
-    let compressed = match key {
-        Some(key) => {
-            opened = key.open(object, stored)?;
-            &opened[..]
-        }
-        None => stored,
-    };
+    let compressed = compressed_of(object, stored, want, key)?;
     let bad =
         |e: std::io::Error| RepoError::corrupt(object, format!("zstd decompression failed: {e}"));
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed).map_err(bad)?;
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(&compressed[..]).map_err(bad)?;
     let mut hasher = Hasher::new(want.checksum);
     let mut buf = vec![0u8; 256 * 1024];
     let mut raw_size = 0u64;
@@ -204,6 +196,21 @@ pub(crate) fn check(
     Ok(())
 }
 
+/// The compressed bytes of a stored object, after its size and digest were checked against
+/// the manifest (and, with a key, decrypted).
+fn compressed_of<'a>(
+    object: &str,
+    stored: &'a [u8],
+    want: &Expected<'_>,
+    key: Option<&RepoKey>,
+) -> Result<std::borrow::Cow<'a, [u8]>, RepoError> {
+    check_stored(object, stored, want)?;
+    Ok(match key {
+        Some(key) => std::borrow::Cow::Owned(key.open(object, stored)?),
+        None => std::borrow::Cow::Borrowed(stored),
+    })
+}
+
 /// The stored object's size and digest against the manifest.
 fn check_stored(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<(), RepoError> {
     let alg = want.checksum.as_str();
@@ -236,17 +243,9 @@ pub(crate) fn open(
     key: Option<&RepoKey>,
 ) -> Result<Vec<u8>, RepoError> {
     let alg = want.checksum.as_str();
-    check_stored(object, stored, want)?;
-    let opened;
-    let compressed = match key {
-        Some(key) => {
-            opened = key.open(object, stored)?;
-            &opened[..]
-        }
-        None => stored,
-    };
+    let compressed = compressed_of(object, stored, want, key)?;
     // raw_size is bounded by the validated manifest chunk size, so this allocation is too.
-    let raw = zstd::bulk::decompress(compressed, want.raw_size as usize)
+    let raw = zstd::bulk::decompress(&compressed, want.raw_size as usize)
         .map_err(|e| RepoError::corrupt(object, format!("zstd decompression failed: {e}")))?;
     if raw.len() as u64 != want.raw_size {
         return Err(RepoError::corrupt(

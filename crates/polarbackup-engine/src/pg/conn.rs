@@ -205,12 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
         let mut current: Option<ResultSetBuilder> = None;
         let mut error = None;
         loop {
-            let m = match self.framed.read().await? {
-                Backend::Msg(m) => m,
-                Backend::CopyBoth => {
-                    return Err(PgError::protocol("simple_query got CopyBothResponse"))
-                }
-            };
+            let m = self.read_message("simple_query").await?;
             match m {
                 Message::RowDescription(d) => current = Some(ResultSetBuilder::new(&d)?),
                 Message::DataRow(r) => current
@@ -256,12 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
         let mut error = None;
         let mut sent = false;
         loop {
-            let m = match self.framed.read().await? {
-                Backend::Msg(m) => m,
-                Backend::CopyBoth => {
-                    return Err(PgError::protocol("UPLOAD_MANIFEST got CopyBothResponse"))
-                }
-            };
+            let m = self.read_message("UPLOAD_MANIFEST").await?;
             match m {
                 Message::CopyInResponse(_) if !sent => {
                     // CopyData messages of at most 1 MiB, as pg_basebackup sends them.
@@ -298,6 +288,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
                     ))
                 }
             }
+        }
+    }
+
+    /// The next message of a command's answer; `what` names the command in the error for
+    /// a CopyBothResponse, which only START_REPLICATION may bring.
+    async fn read_message(&mut self, what: &str) -> Result<Message, PgError> {
+        match self.framed.read().await? {
+            Backend::Msg(m) => Ok(m),
+            Backend::CopyBoth => Err(PgError::protocol(format!("{what} got CopyBothResponse"))),
         }
     }
 
