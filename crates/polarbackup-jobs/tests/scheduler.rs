@@ -21,6 +21,50 @@ fn monday() -> Timestamp {
     "2026-01-05T00:00:00Z".parse().expect("time")
 }
 
+/// Records a job of `mode` that finished at `at` with its set, incremental on `parent` when
+/// given, as a worker would; returns its id.
+fn finished_set(
+    store: &SqliteStore,
+    cluster: &DbClusterId,
+    mode: JobMode,
+    at: Timestamp,
+    parent: Option<BackupJobId>,
+) -> BackupJobId {
+    let mut job = store
+        .insert_job(
+            cluster,
+            mode,
+            polarbackup_model::TaskAction::NormalBackupTask,
+            at,
+        )
+        .expect("job");
+    for (s, p) in [
+        (JobStatus::Preparing, 1),
+        (JobStatus::Uploading, 50),
+        (JobStatus::Checking, 95),
+        (JobStatus::Finished, 100),
+    ] {
+        job.advance(s, p, at).expect("advance");
+    }
+    let set = BackupSet {
+        id: job.id,
+        cluster_id: cluster.clone(),
+        mode,
+        status: BackupSetStatus::Success,
+        start_time: at,
+        end_time: at,
+        consistent_time: Some(at),
+        size: 1,
+        stored_size: 1,
+        comment: None,
+        wal: None,
+        corrupt: None,
+        parent,
+    };
+    store.end_job(&job, Some(&set), None).expect("end");
+    job.id
+}
+
 fn setup(dir: &std::path::Path, policy: &[(&str, &str)]) -> (SqliteStore, DbClusterId) {
     let store = SqliteStore::open(dir).expect("open");
     let account = store.create_account(None, monday()).expect("account").id;
@@ -170,41 +214,7 @@ fn retention_expires_old_automated_sets_but_keeps_the_newest_and_manual_ones() {
     let dir = tempfile::tempdir().expect("tmp");
     let (store, cluster) = setup(dir.path(), &[("DataLevel1BackupRetentionPeriod", "3")]);
     let clock = ManualClock::new(monday());
-    let finish = |mode: JobMode, at: Timestamp| {
-        let mut job = store
-            .insert_job(
-                &cluster,
-                mode,
-                polarbackup_model::TaskAction::NormalBackupTask,
-                at,
-            )
-            .expect("job");
-        for (s, p) in [
-            (JobStatus::Preparing, 1),
-            (JobStatus::Uploading, 50),
-            (JobStatus::Checking, 95),
-            (JobStatus::Finished, 100),
-        ] {
-            job.advance(s, p, at).expect("advance");
-        }
-        let set = BackupSet {
-            parent: None,
-            id: job.id,
-            cluster_id: cluster.clone(),
-            mode,
-            status: BackupSetStatus::Success,
-            start_time: at,
-            end_time: at,
-            consistent_time: Some(at),
-            size: 1,
-            stored_size: 1,
-            comment: None,
-            wal: None,
-            corrupt: None,
-        };
-        store.end_job(&job, Some(&set), None).expect("end");
-        job.id
-    };
+    let finish = |mode: JobMode, at: Timestamp| finished_set(&store, &cluster, mode, at, None);
     let day = |d: i64| monday() + SignedDuration::from_hours(24 * d);
     let old_auto = finish(JobMode::Automated, day(0));
     let old_manual = finish(JobMode::Manual, day(0));
@@ -358,39 +368,7 @@ fn retention_keeps_the_sets_a_kept_incremental_set_is_built_on() {
     let (store, cluster) = setup(dir.path(), &[("DataLevel1BackupRetentionPeriod", "3")]);
     let clock = ManualClock::new(monday());
     let finish = |at: Timestamp, parent: Option<BackupJobId>| {
-        let mut job = store
-            .insert_job(
-                &cluster,
-                JobMode::Automated,
-                polarbackup_model::TaskAction::NormalBackupTask,
-                at,
-            )
-            .expect("job");
-        for (s, p) in [
-            (JobStatus::Preparing, 1),
-            (JobStatus::Uploading, 50),
-            (JobStatus::Checking, 95),
-            (JobStatus::Finished, 100),
-        ] {
-            job.advance(s, p, at).expect("advance");
-        }
-        let set = BackupSet {
-            id: job.id,
-            cluster_id: cluster.clone(),
-            mode: JobMode::Automated,
-            status: BackupSetStatus::Success,
-            start_time: at,
-            end_time: at,
-            consistent_time: Some(at),
-            size: 1,
-            stored_size: 1,
-            comment: None,
-            wal: None,
-            corrupt: None,
-            parent,
-        };
-        store.end_job(&job, Some(&set), None).expect("end");
-        job.id
+        finished_set(&store, &cluster, JobMode::Automated, at, parent)
     };
     let day = |d: i64| monday() + SignedDuration::from_hours(24 * d);
     let full = finish(day(0), None);
