@@ -1,6 +1,8 @@
 //! `BackupWriter`: chunks, compresses and stores archives in parallel, then commits the manifest.
 
 use opendal::Operator;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 use crate::codec::{self, Checksum};
 use crate::config::MAX_CHUNK_SIZE;
@@ -15,8 +17,9 @@ use crate::{RepoError, RepoKey};
 
 /// Writes one backup. Nothing is visible as a backup until `commit` writes the manifest.
 ///
-/// Memory is bounded: one chunk being filled plus at most `parallelism` chunks being
-/// compressed or stored; `write` waits (backpressure) when all workers are busy.
+/// Memory is bounded: one chunk being filled plus at most twice `parallelism` chunks in
+/// flight, of which at most `parallelism` are being compressed at once (the others are being
+/// stored or read back); `write` waits (backpressure) when all are busy.
 /// After any error (or a cancelled call) the writer only accepts `abort`.
 pub struct BackupWriter {
     repo: Repo,
@@ -27,6 +30,9 @@ pub struct BackupWriter {
     open: Option<OpenArchive>,
     /// Chunks of the open archive being compressed and stored, oldest first.
     window: Ordered<ChunkEntry>,
+    /// Permits to compress: one per worker thread, so storing and reading back overlap
+    /// compression instead of holding a core's slot.
+    compressors: Arc<Semaphore>,
     raw_bytes: u64,
     stored_bytes: u64,
     /// Set while an operation runs and cleared when it succeeds, so an error or a dropped
@@ -55,6 +61,7 @@ struct ChunkJob {
     checksum: Checksum,
     hook: ChunkHook,
     key: Option<RepoKey>,
+    compressors: Arc<Semaphore>,
 }
 
 impl BackupWriter {
@@ -67,7 +74,8 @@ impl BackupWriter {
             archives: Vec::new(),
             files: Vec::new(),
             open: None,
-            window: Ordered::new(parallelism),
+            window: Ordered::new(parallelism * 2),
+            compressors: Arc::new(Semaphore::new(parallelism)),
             raw_bytes: 0,
             stored_bytes: 0,
             broken: false,
@@ -165,6 +173,7 @@ impl BackupWriter {
             self.repo.inner.key.clone(),
         );
         let backup_id = self.backup_id.clone();
+        let compressors = self.compressors.clone();
         let open = self.open_archive()?;
         let job = ChunkJob {
             op,
@@ -176,6 +185,7 @@ impl BackupWriter {
             checksum,
             hook,
             key,
+            compressors,
         };
         open.next_seq += 1;
         self.window.spawn(store_chunk(job));
@@ -238,7 +248,12 @@ impl BackupWriter {
             &self.backup_id,
             object,
             data.to_vec(),
-            (cfg.zstd_level, cfg.checksum, self.repo.inner.key.clone()),
+            (
+                cfg.zstd_level,
+                cfg.checksum,
+                self.repo.inner.key.clone(),
+                None,
+            ),
             || {},
         )
         .await?;
@@ -384,6 +399,9 @@ impl Drop for BackupWriter {
     }
 }
 
+/// How an object is sealed: zstd level, digest, key, and the permits compression waits for.
+type Sealing = (i32, Checksum, Option<RepoKey>, Option<Arc<Semaphore>>);
+
 /// Compresses and hashes one chunk on the blocking pool, then stores it.
 async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
     let ChunkJob {
@@ -396,6 +414,7 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         checksum,
         hook,
         key,
+        compressors,
     } = job;
     let object = layout::chunk_object(&archive, seq);
     let before = move || {
@@ -403,7 +422,8 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
             hook(seq);
         }
     };
-    seal_and_store(&op, &backup_id, object, raw, (level, checksum, key), before).await
+    let sealing = (level, checksum, key, Some(compressors));
+    seal_and_store(&op, &backup_id, object, raw, sealing, before).await
 }
 
 /// Compresses, hashes and (with a key) encrypts `raw` on the blocking pool, after `before` (a
@@ -416,12 +436,20 @@ async fn seal_and_store(
     backup_id: &str,
     object: String,
     raw: Vec<u8>,
-    (level, checksum, key): (i32, Checksum, Option<RepoKey>),
+    (level, checksum, key, compressors): Sealing,
     before: impl FnOnce() + Send + 'static,
 ) -> Result<ChunkEntry, RepoError> {
     let path = layout::object_path(backup_id, &object);
     let sealed_path = path.clone();
     let read_key = key.clone();
+    let permit = match compressors {
+        Some(c) => Some(
+            c.acquire_owned()
+                .await
+                .map_err(|_| RepoError::Internal("the compressors were closed".into()))?,
+        ),
+        None => None,
+    };
     let sealed = tokio::task::spawn_blocking(move || {
         before();
         codec::seal(
@@ -433,6 +461,7 @@ async fn seal_and_store(
     })
     .await
     .map_err(RepoError::join)??;
+    drop(permit);
     let stored_size = sealed.stored.len() as u64;
     put_object(op, &path, sealed.stored).await?;
     let entry = ChunkEntry {
