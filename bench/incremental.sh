@@ -29,7 +29,8 @@
 #      ratios to <date>-incr.summary.md.
 #   Per backup: wall time (command start to end; for polarbackup also the server's job time),
 #   bytes transferred and stored. polarbackup: transferred = the set's data archives' raw bytes
-#   (manifest.json, without pg_wal.tar), stored = every object of the set (compressed); for the
+#   (manifest.json, without pg_wal.tar), stored = every object of the set (compressed), and
+#   stored without WAL = the data archives' chunks (pgBackRest archives WAL apart); for the
 #   LSN method the server still streams the whole database, the diff runs in polarbackup (the
 #   row notes the relation blocks it saw and kept). pgBackRest: transferred = `info` delta (the
 #   files it copied), stored = the repository delta.
@@ -144,11 +145,11 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# machine: nproc=$(nproc) mem_gib=$(awk '/MemTotal/{printf "%.1f", $2/1048576}' /proc/meminfo) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\" kernel=$(uname -r)"
     echo "# pgbackrest=$(pgbackrest version | awk '{print $2}') polarbackup=$("$BIN" --version | awk '{print $2}') scale=$SCALE change_pct=$CHANGE_PCT"
     echo "# load average (1/5/15 min) at start: $LOAD_START"
-    printf 'tool\tpg\tkind\twall_s\tjob_s\ttransferred_bytes\tstored_bytes\tload1\tnotes\n'
+    printf 'tool\tpg\tkind\twall_s\tjob_s\ttransferred_bytes\tstored_bytes\tstored_data_bytes\tload1\tnotes\n'
 } >"$TSV"
-row() { # tool pg kind wall job transferred stored load notes
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV"
-    log "$(printf '%-11s pg%-3s %-12s wall=%ss job=%ss transferred=%s stored=%s load=%s %s' "$@")"
+row() { # tool pg kind wall job transferred stored stored_data load notes
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV"
+    log "$(printf '%-11s pg%-3s %-14s wall=%ss job=%ss transferred=%s stored=%s stored_data=%s load=%s %s' "$@")"
 }
 note() { echo "# $*" >>"$TSV"; log "$*"; }
 
@@ -172,6 +173,7 @@ job = o["BackupJobId"]
 data = [a for a in m["archives"] if a["name"] != "pg_wal.tar"]
 raw = sum(a["raw_size"] for a in data)
 stored = m["totals"]["stored_bytes"]
+stored_data = sum(c["stored_size"] for a in data for c in a["chunks"])
 wal = sum(a["raw_size"] for a in m["archives"] if a["name"] == "pg_wal.tar")
 def ts(s):
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
@@ -198,13 +200,13 @@ job_s = "%.2f" % (end - start) if start and end else "-"
 notes.append("job=%s,parent=%s,status=%s,wal_raw=%d,set_raw=%d,set_size=%s"
              % (job, o.get("ParentBackupId"), o["Status"], wal, m["totals"]["raw_bytes"], o.get("BackupSize")))
 notes.append("meta_incremental=%s,start_lsn=%s" % (m["meta"].get("incremental"), m["meta"].get("start_lsn")))
-print(job_s, raw, stored, ",".join(notes))
+print(job_s, raw, stored, stored_data, ",".join(notes))
 PY
 )"
-    read -r job_s raw stored notes <<<"$facts"
+    read -r job_s raw stored stored_data notes <<<"$facts"
     PB_START_LSN="$(sed 's/.*start_lsn=//' <<<"$notes")"
     PB_PARENT="$(json_field ParentBackupId <<<"$out")"
-    row polarbackup "$major" "$label" "$(elapsed "$t0" "$t1")" "$job_s" "$raw" "$stored" "$l" "$notes"
+    row polarbackup "$major" "$label" "$(elapsed "$t0" "$t1")" "$job_s" "$raw" "$stored" "$stored_data" "$l" "$notes"
 }
 
 # pgBackRest: one backup of type full or incr; appends a row.
@@ -221,7 +223,8 @@ i = b["info"]
 print(i["delta"], i["repository"]["delta"],
       "label=%s,type=%s,db_size=%d,repo_size=%d" % (b["label"], b["type"], i["size"], i["repository"]["size"]))')"
     read -r transferred stored notes <<<"$facts"
-    row pgbackrest "$major" "$label" "$(elapsed "$t0" "$t1")" - "$transferred" "$stored" "$l" "$notes"
+    # Its WAL is archived apart (archive-push), so the backup's repository delta is all data.
+    row pgbackrest "$major" "$label" "$(elapsed "$t0" "$t1")" - "$transferred" "$stored" "$stored" "$l" "$notes"
 }
 
 # summary_blocks MAJOR FROM_LSN TO_LSN WHAT: on 17+, the distinct relation blocks PostgreSQL's WAL
@@ -358,7 +361,7 @@ EOF
     "${PB[@]}" restore --backup-id "$incr_job" --target-dir "$target" >/dev/null 2>"$WORK/pb-restore.log" \
         || { cat "$WORK/pb-restore.log" >&2; die "polarbackup restore failed"; }
     t1=$EPOCHREALTIME
-    row polarbackup "$major" restore-incr "$(elapsed "$t0" "$t1")" - - - "$(load1)" "job=$incr_job,restored_bytes=$(du -sb "$target" | cut -f1)"
+    row polarbackup "$major" restore-incr "$(elapsed "$t0" "$t1")" - - - - "$(load1)" "job=$incr_job,restored_bytes=$(du -sb "$target" | cut -f1)"
     verify="$(as_pg "$pgbin/pg_verifybackup" "$target" 2>&1)" || { echo "$verify" >&2; die "pg_verifybackup failed"; }
     local check_sql="SELECT (SELECT count(*) FROM pgbench_accounts) || ' ' || (SELECT sum(abalance) FROM pgbench_accounts) || ' ' || (SELECT count(*) FROM pgbench_history) || ' ' || (SELECT count(*) FROM pgbench_tellers) || ' ' || (SELECT count(*) FROM pgbench_branches)"
     local source_counts restored_counts
@@ -401,15 +404,16 @@ for line in open(sys.argv[1]):
         continue
     rows.append(dict(zip(head, f)))
 mib = lambda b: "%.1f" % (int(b) / 1048576) if b not in ("", "-") else ""
-print("| tool | PostgreSQL | backup | wall s | job s | transferred MiB | stored MiB |")
-print("|---|---|---|---:|---:|---:|---:|")
+print("| tool | PostgreSQL | backup | wall s | job s | transferred MiB | stored MiB | stored without WAL MiB |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
 for r in rows:
     if not r["kind"].startswith("restore"):
-        print("| %s | %s | %s | %s | %s | %s | %s |" % (r["tool"], r["pg"], r["kind"], r["wall_s"],
-              r["job_s"] if r["job_s"] != "-" else "", mib(r["transferred_bytes"]), mib(r["stored_bytes"])))
+        print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (r["tool"], r["pg"], r["kind"], r["wall_s"],
+              r["job_s"] if r["job_s"] != "-" else "", mib(r["transferred_bytes"]), mib(r["stored_bytes"]),
+              mib(r["stored_data_bytes"])))
 print()
-print("| tool | PostgreSQL | change | incremental/full transferred | incremental/full stored | incremental/full wall |")
-print("|---|---|---|---:|---:|---:|")
+print("| tool | PostgreSQL | change | incremental/full transferred | incremental/full stored | same, without WAL | incremental/full wall |")
+print("|---|---|---|---:|---:|---:|---:|")
 pct = lambda a, b: "%.1f %%" % (100 * float(a) / float(b))
 for kind, change in (("incr-pgbench", "pgbench -t (spread)"), ("incr-clustered", "UPDATE of consecutive rows")):
     for tool in ("polarbackup", "pgbackrest"):
@@ -417,11 +421,12 @@ for kind, change in (("incr-pgbench", "pgbench -t (spread)"), ("incr-clustered",
             full = [r for r in rows if r["tool"] == tool and r["pg"] == pg and r["kind"] == "full"]
             inc = [r for r in rows if r["tool"] == tool and r["pg"] == pg and r["kind"] == kind]
             if not full or not inc:
-                print("| %s | %s | %s | not run | not run | not run |" % (tool, pg, change))
+                print("| %s | %s | %s | not run | not run | not run | not run |" % (tool, pg, change))
                 continue
             f, i = full[0], inc[0]
-            print("| %s | %s | %s | %s | %s | %s |" % (tool, pg, change, pct(i["transferred_bytes"], f["transferred_bytes"]),
-                  pct(i["stored_bytes"], f["stored_bytes"]), pct(i["wall_s"], f["wall_s"])))
+            print("| %s | %s | %s | %s | %s | %s | %s |" % (tool, pg, change, pct(i["transferred_bytes"], f["transferred_bytes"]),
+                  pct(i["stored_bytes"], f["stored_bytes"]), pct(i["stored_data_bytes"], f["stored_data_bytes"]),
+                  pct(i["wall_s"], f["wall_s"])))
 print()
 for c in comments:
     print("- " + c)
