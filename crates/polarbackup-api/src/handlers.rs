@@ -7,7 +7,7 @@
 use crate::authn::Caller;
 use crate::AppState;
 use crate::{log_backups, released};
-use polarbackup_model::{Cluster, ClusterStatus, DbClusterId};
+use polarbackup_model::{BackupKind, Cluster, ClusterStatus, DbClusterId};
 use polarbackup_store::{CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, SetFilter};
 use polarbackup_wire::describe_backup_tasks::{self as dbt, JobSelector};
 use polarbackup_wire::describe_backups::{self as dbs, BackupSelector};
@@ -141,6 +141,7 @@ fn create_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {
         client_token: req.client_token.clone(),
         fingerprint: req.fingerprint(),
         comment: req.comment.clone(),
+        kind: BackupKind::Full,
     };
     let outcome = state
         .store

@@ -293,6 +293,7 @@ impl Fixture {
             client_token: None,
             fingerprint: String::new(),
             comment: Some(comment.into()),
+            kind: polarbackup_model::BackupKind::Full,
         };
         match self
             .store

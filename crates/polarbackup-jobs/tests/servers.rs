@@ -120,6 +120,7 @@ fn queue(
         client_token: None,
         fingerprint: String::new(),
         comment: Some(comment.into()),
+        kind: polarbackup_model::BackupKind::Full,
     };
     match store
         .create_manual_job(&req, SystemClock.now(), 10)

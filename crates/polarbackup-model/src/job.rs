@@ -35,8 +35,8 @@ impl FromStr for JobMode {
 }
 
 /// What a backup job was asked to take: a full copy, or one incremental on an earlier set.
-/// Manual backups (CreateBackup) are always full; the scheduler picks the kind of automated
-/// ones ([`crate::policy::kind_for_slot`]). An incremental job whose engine found no usable
+/// CreateBackup's manual backups are always full (`admin backup --type` picks either); the
+/// scheduler picks the kind of automated ones ([`crate::policy::kind_for_slot`]). An incremental job whose engine found no usable
 /// base takes a full copy instead: its set then has no parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum BackupKind {

@@ -4,8 +4,8 @@
 use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
-    AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, ClusterStatus, DbClusterId,
-    JobMode, WalGap, WalObject,
+    AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, ClusterStatus,
+    DbClusterId, JobMode, WalGap, WalObject,
 };
 
 /// What [`crate::ClusterStore::begin_cluster_deletion`] did, in one transaction.
@@ -45,7 +45,7 @@ pub struct JobFilter {
     pub ended_since: Timestamp,
 }
 
-/// CreateBackup as the store sees it.
+/// A manual backup (CreateBackup, `admin backup`) as the store sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManualJobRequest {
     pub cluster: DbClusterId,
@@ -54,6 +54,8 @@ pub struct ManualJobRequest {
     /// What the token must keep meaning: a digest of the call's parameters.
     pub fingerprint: String,
     pub comment: Option<String>,
+    /// Full (CreateBackup) or Incremental (`admin backup --type incremental`).
+    pub kind: BackupKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,8 @@ const PASSWORD_ENV: &str = "POLARBACKUP_CLUSTER_PASSWORD";
 
 pub fn run(cmd: AdminCommand) -> Result<()> {
     let out = match cmd {
+        // Prints its own JSON: with --wait it does so before failing on a failed job.
+        AdminCommand::Backup(args) => return crate::admin_backup::run(args),
         AdminCommand::Account(AccountCommand::Create { name, data }) => {
             let store = open(&data)?;
             let account = store.create_account(name.as_deref(), SystemClock.now())?;

@@ -198,6 +198,10 @@ pub enum AdminCommand {
     /// RAM tools: simulate a decision, decode a denial's diagnostic message.
     #[command(subcommand)]
     Ram(RamCommand),
+    /// Queue a manual backup of a Running cluster, full or incremental, for the workers of
+    /// `polarbackup serve`; prints {"BackupJobId"} (with --wait, the job's outcome too).
+    #[command(long_about = BACKUP_ABOUT)]
+    Backup(BackupArgs),
     /// Copy an embedded installation's metadata (SQLite) into an empty PostgreSQL store, every
     /// id, key, policy, job and set as it was; prints the rows copied per table.
     #[command(long_about = MIGRATE_ABOUT)]
@@ -213,6 +217,21 @@ pub enum AdminCommand {
         data: LocationArgs,
     },
 }
+
+const BACKUP_ABOUT: &str = "\
+Queue a manual backup of a Running cluster, as CreateBackup does, but of the kind asked for: \
+`--type incremental` builds on the cluster's newest set whose whole chain is available (the \
+worker chooses it when the job starts; with no usable set, or when the engine cannot build on \
+it, the job takes a full backup and its set has no parent). It counts against the manual \
+backup limit like CreateBackup (at most 3 manual sets, finished or in progress, per cluster).
+
+The backup is run by the workers of `polarbackup serve` on this installation: with no server \
+running, or one started with --workers 0, the job stays queued.
+
+Prints one JSON object: {\"BackupJobId\"}. With --wait, polls the store until the job ends and \
+prints {\"BackupJobId\", \"DBClusterId\", \"Kind\", \"Status\", \"FailureReason\", \"BackupSize\", \
+\"StoredSize\", \"ParentBackupId\"} (ParentBackupId is null for a full set); exits 1 if the job \
+failed or did not end within --timeout.";
 
 const ROTATE_ABOUT: &str = "\
 Re-seal every access-key secret and database password in the metadata store with a new \
@@ -256,6 +275,42 @@ pub struct MigrateArgs {
     pub config: Option<PathBuf>,
     #[arg(long, help = spec::data_dir.help_with_env())]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The cluster's DBClusterId.
+    #[arg(long, value_name = "pc-…")]
+    pub cluster: String,
+    /// What to take.
+    #[arg(long = "type", value_enum, default_value_t = BackupTypeArg::Full)]
+    pub kind: BackupTypeArg,
+    /// Wait until the job ends and print its outcome; exit 1 if it failed.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: seconds to wait before giving up waiting (the job goes on in the server).
+    #[arg(long, default_value_t = 3600, requires = "wait")]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub data: LocationArgs,
+}
+
+/// `admin backup --type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackupTypeArg {
+    /// A full copy of the cluster.
+    Full,
+    /// Only what changed since the cluster's newest usable set (its parent).
+    Incremental,
+}
+
+impl BackupTypeArg {
+    pub fn kind(self) -> polarbackup_model::BackupKind {
+        match self {
+            Self::Full => polarbackup_model::BackupKind::Full,
+            Self::Incremental => polarbackup_model::BackupKind::Incremental,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! The `polarbackup` binary: `serve` runs the service, `admin` manages tenants and clusters.
 
 mod admin;
+mod admin_backup;
 mod admin_delete;
 mod admin_migrate;
 mod admin_ram;

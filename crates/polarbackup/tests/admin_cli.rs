@@ -215,3 +215,76 @@ fn concurrent_admin_commands_and_seeding_do_not_hit_a_locked_database() {
             .expect("a concurrent admin command or store write failed");
     }
 }
+
+#[test]
+fn admin_backup_refuses_what_it_cannot_queue_and_gives_up_waiting_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // No server runs on this installation: the job stays queued.
+    let t = Tenant::create(bin(), &data);
+    let out = admin_output(
+        bin(),
+        &data,
+        &[
+            "backup",
+            "--cluster",
+            &t.cluster_id,
+            "--wait",
+            "--timeout",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(printed["Status"], "NoStart", "{printed}");
+    assert_eq!(printed["Kind"], "Full", "{printed}");
+    assert_eq!(printed["BackupSize"], serde_json::Value::Null, "{printed}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gave up waiting after 1 s"), "{stderr}");
+
+    for (args, message) in [
+        (
+            vec!["backup", "--cluster", "pc-zzzzzzzzzzzzzzz"],
+            "does not exist",
+        ),
+        (vec!["backup", "--cluster", "nonsense"], "--cluster"),
+        (
+            vec![
+                "backup",
+                "--cluster",
+                &t.cluster_id,
+                "--type",
+                "differential",
+            ],
+            "invalid value",
+        ),
+        (
+            vec!["backup", "--cluster", &t.cluster_id, "--timeout", "5"],
+            "--wait",
+        ),
+    ] {
+        let out = admin_output(bin(), &data, &args);
+        assert!(!out.status.success(), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    // The queued job keeps the first cluster from being deleted: release a second one.
+    let second = t.add_cluster(bin(), &data);
+    let deleted = admin(
+        bin(),
+        &data,
+        &[
+            "cluster",
+            "delete",
+            "--cluster",
+            &second,
+            "--retention",
+            "NONE",
+        ],
+    );
+    assert_eq!(deleted["Status"], "Deleted", "{deleted}");
+    let out = admin_output(bin(), &data, &["backup", "--cluster", &second]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is Deleted"), "{stderr}");
+}

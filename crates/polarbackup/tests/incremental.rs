@@ -218,3 +218,126 @@ fn admin_sets_a_clusters_schedule_of_full_backups() {
         assert_eq!(setting(), None, "nothing changed");
     }
 }
+
+/// `admin backup ARGS… --cluster C --wait` on `server`'s installation; asserts success and
+/// returns the outcome it printed.
+fn admin_backup(server: &Server, cluster: &str, kind: &str) -> Value {
+    let out = admin_output(
+        common::bin(),
+        &server.data_dir,
+        &["backup", "--cluster", cluster, "--type", kind, "--wait"],
+    );
+    assert!(
+        out.status.success(),
+        "admin backup --type {kind}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn an_incremental_backup_taken_with_admin_backup_builds_on_the_previous_set_and_restores_whole() {
+    use polarbackup_testkit::pg::{self, PgCluster};
+    let db = PgCluster::init();
+    db.pgbench_init("postgres", 2);
+    let server = Server::start(common::bin(), None, &["--scheduler", "off"]);
+    let t = Tenant::create_at(common::bin(), &server.data_dir, "admin-backup", db.port);
+
+    let full = admin_backup(&server, &t.cluster_id, "full");
+    let full_id = full["BackupJobId"].as_str().expect("an id").to_owned();
+    assert_eq!(full["Status"], "Finished", "{full:#}");
+    assert_eq!(full["Kind"], "Full", "{full:#}");
+    assert_eq!(full["ParentBackupId"], Value::Null, "{full:#}");
+    let out = std::process::Command::new(db.bin("pgbench"))
+        .args(["-n", "-t", "300", "-h"])
+        .arg(db.socket_dir())
+        .args(["-p", &db.port.to_string(), "-U", "postgres", "postgres"])
+        .output()
+        .expect("run pgbench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = db.table_digests("postgres");
+
+    let incremental = admin_backup(&server, &t.cluster_id, "incremental");
+    assert_eq!(incremental["Status"], "Finished", "{incremental:#}");
+    assert_eq!(incremental["Kind"], "Incremental", "{incremental:#}");
+    assert_eq!(incremental["FailureReason"], Value::Null, "{incremental:#}");
+    assert_eq!(
+        incremental["ParentBackupId"].as_str(),
+        Some(full_id.as_str()),
+        "built on the full set: {incremental:#}"
+    );
+    let incremental_id = incremental["BackupJobId"].as_str().expect("an id");
+    // What it printed is what the store recorded.
+    let store = SqliteStore::open(&server.data_dir).expect("open the store");
+    let set = store
+        .backup_set(BackupJobId(incremental_id.parse().expect("numeric")))
+        .expect("read")
+        .expect("a set");
+    assert_eq!(
+        (
+            incremental["BackupSize"].as_u64(),
+            incremental["StoredSize"].as_u64(),
+            set.mode
+        ),
+        (Some(set.size), Some(set.stored_size), JobMode::Manual)
+    );
+    let full_stored = full["StoredSize"].as_u64().expect("a size");
+    assert!(
+        set.stored_size * 2 < full_stored,
+        "incremental {} bytes stored, full {full_stored}",
+        set.stored_size
+    );
+
+    let (scratch, target) = pg::restore_target();
+    let out = server.restore(incremental_id, &target, &[]);
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg::chown_to_postgres(scratch.path(), true);
+    let verify = pg::verify_backup(&target);
+    assert!(
+        verify.status.success(),
+        "pg_verifybackup: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let restored = PgCluster::start_on(&target);
+    assert_eq!(restored.table_digests("postgres"), expected);
+
+    // Manual backups count against CreateBackup's limit: a third is queued (without --wait it
+    // prints only its id), a fourth refused with a message naming the limit.
+    let out = admin_output(
+        common::bin(),
+        &server.data_dir,
+        &[
+            "backup",
+            "--cluster",
+            &t.cluster_id,
+            "--type",
+            "incremental",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let queued: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        queued
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["BackupJobId".to_owned()]),
+        "{queued}"
+    );
+    let out = admin_output(
+        common::bin(),
+        &server.data_dir,
+        &["backup", "--cluster", &t.cluster_id],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("BackupTimesExceeded"), "{stderr}");
+}

@@ -116,7 +116,7 @@ fn create_manual(
         &req.cluster,
         JobMode::Manual,
         TaskAction::NormalBackupTask,
-        BackupKind::Full,
+        req.kind,
         req.comment.as_deref(),
         now,
     )?;

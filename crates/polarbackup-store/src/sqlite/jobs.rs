@@ -122,7 +122,7 @@ fn create_manual(
         &req.cluster,
         JobMode::Manual,
         TaskAction::NormalBackupTask,
-        BackupKind::Full,
+        req.kind,
         req.comment.as_deref(),
         now,
     )?;

@@ -4,8 +4,8 @@
 
 use jiff::Timestamp;
 use polarbackup_model::{
-    AccountId, BackupJob, BackupJobId, BackupSet, BackupSetStatus, DbClusterId, JobStatus, Lsn,
-    NewCluster, TlsMode, WalRange,
+    AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, DbClusterId,
+    JobStatus, Lsn, NewCluster, TlsMode, WalRange,
 };
 use polarbackup_store::{
     CreateJobOutcome, ManualJobRequest, MasterKey, PgOptions, PgStore, SealReport, SetFilter,
@@ -172,6 +172,7 @@ pub fn manual(
         client_token: token.map(str::to_owned),
         fingerprint: fp.into(),
         comment: Some("c".into()),
+        kind: BackupKind::Full,
     }
 }
 

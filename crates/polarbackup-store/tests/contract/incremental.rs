@@ -7,7 +7,9 @@ use polarbackup_model::policy::{FullBackupEvery, RetentionOnClusterDeletion};
 use polarbackup_model::{
     BackupJob, BackupJobId, BackupKind, BackupSet, ClusterStatus, DbClusterId, JobMode, TaskAction,
 };
-use polarbackup_store::{ClusterDeletion, DeleteRefusal, JobFilter, Store};
+use polarbackup_store::{
+    ClusterDeletion, CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, Store,
+};
 
 fn listed(store: &dyn Store, cluster: &DbClusterId) -> Vec<BackupJobId> {
     store
@@ -126,6 +128,61 @@ pub fn kind_and_parent_round_trip(b: &dyn Backend) {
         );
         assert_eq!(read_setting(&*b.open()), every, "seen by another handle");
     }
+}
+
+/// `admin backup --type incremental`: a manual job keeps the kind it was asked for through the
+/// claim and the listing, counts against the manual limit like a full one, and its set records
+/// its parent; CreateBackup's requests stay full.
+pub fn a_manual_job_takes_the_kind_asked_for(b: &dyn Backend) {
+    let (store, account, cluster) = setup(b);
+    let full = created(
+        store
+            .create_manual_job(&manual(&account, &cluster, None, "fp"), t(100), 2)
+            .expect("create full"),
+    );
+    assert_eq!(full.kind, BackupKind::Full);
+    let base = finish(&*store, full, 110);
+    let request = ManualJobRequest {
+        kind: BackupKind::Incremental,
+        ..manual(&account, &cluster, None, "fp")
+    };
+    let job = created(
+        store
+            .create_manual_job(&request, t(200), 2)
+            .expect("create incremental"),
+    );
+    assert_eq!(
+        (job.kind, job.mode),
+        (BackupKind::Incremental, JobMode::Manual)
+    );
+    let listed_jobs = store
+        .list_jobs(
+            &cluster,
+            &JobFilter {
+                job_id: Some(job.id),
+                mode: None,
+                ended_since: t(0),
+            },
+        )
+        .expect("list");
+    assert_eq!(listed_jobs.len(), 1);
+    assert_eq!(listed_jobs[0].kind, BackupKind::Incremental);
+    // The limit counts the finished full set and the queued incremental job alike.
+    assert_eq!(
+        store.create_manual_job(&request, t(201), 2).expect("third"),
+        CreateJobOutcome::LimitReached
+    );
+    let claimed = store
+        .claim_job("w1", t(10_000), t(202))
+        .expect("claim")
+        .expect("queued");
+    assert_eq!(
+        (claimed.id, claimed.kind),
+        (job.id, BackupKind::Incremental)
+    );
+    let child = finish_on_as(&*store, claimed, 210, base.id, Some("w1"));
+    let read = store.backup_set(child.id).expect("read").expect("listed");
+    assert_eq!((read.parent, read.mode), (Some(base.id), JobMode::Manual));
 }
 
 pub fn the_full_backup_setting_needs_a_running_cluster(b: &dyn Backend) {

@@ -76,6 +76,7 @@ macro_rules! store_contract {
                 verification::the_scrub_claims_the_longest_unverified_set_once_until_its_claim_lapses,
                 verification::one_scrubber_wins_a_concurrent_claim,
                 incremental::kind_and_parent_round_trip,
+                incremental::a_manual_job_takes_the_kind_asked_for,
                 incremental::the_full_backup_setting_needs_a_running_cluster,
                 incremental::a_parent_is_not_deleted_while_a_child_remains,
                 incremental::a_released_chain_is_deleted_together_or_tip_first,
