@@ -54,14 +54,22 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
         }
         Err(e) => Err(e),
     };
-    let rendered = match &outcome {
-        Ok((action, body)) => render::success(action.name(), &request_id, body.clone(), format),
-        Err(e) => render::error(e, &request_id, &state.config.host_id, format),
+    // The body moves into the rendering: only what the log line needs is kept.
+    let (rendered, action, code) = match outcome {
+        Ok((action, body)) => (
+            render::success(action.name(), &request_id, body, format),
+            Some(action),
+            None,
+        ),
+        Err(e) => (
+            render::error(&e, &request_id, &state.config.host_id, format),
+            None,
+            Some(e.describe().1),
+        ),
     };
-    let code = outcome.as_ref().err().map(|e| e.describe().1);
     info!(
         request_id = %request_id,
-        action = outcome.as_ref().ok().map(|(a, _)| a.name()),
+        action = action.map(|a| a.name()),
         status = rendered.status,
         code = code.as_deref(),
         elapsed_ms = started.elapsed().as_millis() as u64,
