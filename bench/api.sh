@@ -116,6 +116,22 @@ proc_mem() { awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {print r, h}' "/proc/$1/
 loadgen() {
     "$LOADGEN" --connections "${CONNS:-$CONNECTIONS}" --seconds "$API_SECONDS" --warmup "$WARMUP" "$@"
 }
+# fsync_ms: the median of 50 fsyncs of an 8 KiB rewrite in $WORK, the floor of a durable nonce
+# write: with C closed-loop connections, requests/s cannot pass C / (commit latency).
+fsync_ms() {
+    python3 -c 'import os, sys, time
+p = os.path.join(sys.argv[1], "fsync.probe"); fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600); ts = []
+for i in range(50):
+    os.pwrite(fd, b"x" * 8192, 0); t = time.perf_counter(); os.fsync(fd); ts.append(time.perf_counter() - t)
+os.close(fd); os.unlink(p); ts.sort(); print("%.3f" % (ts[25] * 1e3))' "$WORK"
+}
+# cpu_per_request CPU0 CPU1 JSON: serve's CPU microseconds per request over warm-up and
+# measurement (the warm-up counted at the measured rate).
+cpu_per_request() {
+    python3 -c 'import json, sys
+o = json.loads(sys.argv[3]); n = float(o["rps"]) * (float(sys.argv[4]) + float(sys.argv[5]))
+print("%.0f" % ((float(sys.argv[2]) - float(sys.argv[1])) * 1e6 / n) if n else "n/a")' "$1" "$2" "$3" "$WARMUP" "$API_SECONDS"
+}
 # api_row PART VARIANT JOBS JSON [DETAIL]: the generator's numbers as a row.
 api_row() {
     local fields
@@ -189,7 +205,7 @@ BARE_ENDPOINT="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1])
 # A. DescribeBackupTasks at each size.
 api_part() {
 make_store
-local size out perf_pid="" mem
+local size out perf_pid="" mem cpu0 fsync
 for size in $SIZES; do
     seed_jobs "$size"
     serve "api-$size" "$DATA" -- --workers 0
@@ -201,11 +217,13 @@ for size in $SIZES; do
             >/dev/null 2>&1 &
         perf_pid=$!
     fi
+    fsync="$(fsync_ms)"
+    cpu0="$(proc_cpu "$PB_PID")"
     out="$(POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$PB_ENDPOINT" --key-id "$KEY_ID" \
         --vary "DBClusterId=$WORK/hot.txt" --save-body "$WORK/body.json")" \
         || { echo "$out" >&2; tail -20 "$WORK/api-$size.log" >&2; die "load generator failed at $size jobs"; }
     mem="$(proc_mem "$PB_PID")"
-    api_row api serve "$size" "$out" "rss_kib=${mem% *},hwm_kib=${mem#* }"
+    api_row api serve "$size" "$out" "rss_kib=${mem% *},hwm_kib=${mem#* },cpu_us_per_request=$(cpu_per_request "$cpu0" "$(proc_cpu "$PB_PID")" "$out"),fsync_ms=$fsync"
     if [ -n "$perf_pid" ]; then
         wait "$perf_pid" || true
         perf report -i "$WORK/perf.data" --stdio --children -g none --percent-limit 1 2>/dev/null \
@@ -358,6 +376,13 @@ for p, v, *_ in rows:
     if p == "bare" and v not in ("hyper", "hyper-after"):
         line("bare hyper, same body", get("bare", v))
 line("moto_server DescribeDBSnapshots", get("moto"))
+print()
+for s in sizes:
+    r = get("api", "serve", s)
+    if r and "fsync_ms" in r[1]:
+        f = float(r[1]["fsync_ms"])
+        print("- %s jobs: serve CPU %s us/request; fsync median %.2f ms, so at most %.0f requests/s on %s closed-loop connections (one durable nonce commit each)"
+              % (s, r[1].get("cpu_us_per_request", "n/a"), f, float(r[1]["connections"]) / f * 1e3 if f else 0, r[1]["connections"]))
 big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare"), get("moto")
 print()
 print("| goal | measured | met |")

@@ -4,8 +4,8 @@
 use crate::handlers::store_failure;
 use crate::AppState;
 use polarbackup_auth::{AuthError, KeyLookup, KeyMaterial, KeyRecord};
-use polarbackup_model::{AccessKey, AccessKeyId, AccountId, KeyKind, RamUser};
-use polarbackup_store::StoreError;
+use polarbackup_model::{AccessKeyId, AccountId, Cluster, DbClusterId, KeyKind, RamUser};
+use polarbackup_store::{Attachment, CallerRecords, StoreError};
 use polarbackup_wire::{ApiError, Params};
 use std::cell::RefCell;
 
@@ -16,24 +16,43 @@ pub struct Caller {
     pub access_key_id: AccessKeyId,
     /// The RAM user behind the key; `None` for the account's own keys.
     pub user: Option<RamUser>,
+    /// The policies attached to `user`, read with the key.
+    pub attachments: Vec<Attachment>,
+    /// The cluster the call names (its `DBClusterId`, when well-formed) as read with the key:
+    /// `None` inside when it is not stored. Authorization and the handler's ownership check
+    /// use it instead of reading it again.
+    pub named_cluster: Option<(DbClusterId, Option<Cluster>)>,
     pub source_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
 }
 
+impl Caller {
+    /// The cluster `id` as read with the key, if the call named that one.
+    pub fn cluster_read_with_key(&self, id: &DbClusterId) -> Option<Option<&Cluster>> {
+        match &self.named_cluster {
+            Some((named, cluster)) if named == id => Some(cluster.as_ref()),
+            _ => None,
+        }
+    }
+}
+
 /// Adapts the store to the verifier's lookup, remembering a store failure so that it becomes
-/// an InternalError rather than a misleading "key not found".
+/// an InternalError rather than a misleading "key not found". The key, its user, their
+/// policies and the named cluster are read in one snapshot.
 struct StoreKeys<'a> {
     state: &'a AppState,
+    cluster: Option<&'a DbClusterId>,
     failure: RefCell<Option<StoreError>>,
-    found: RefCell<Option<AccessKey>>,
+    found: RefCell<Option<CallerRecords>>,
 }
 
 impl KeyLookup for StoreKeys<'_> {
     fn lookup(&self, access_key_id: &str) -> Option<KeyRecord> {
         // An id no key could have is as unknown as one that is not stored.
         let id = AccessKeyId::parse(access_key_id).ok()?;
-        match self.state.store.key(&id) {
-            Ok(Some(key)) => {
+        match self.state.store.caller_records(&id, self.cluster) {
+            Ok(Some(records)) => {
+                let key = &records.key;
                 let material = match key.kind {
                     KeyKind::Hmac => KeyMaterial::Secret(key.secret.clone()),
                     KeyKind::Rsa => KeyMaterial::RsaPublicKeyPem(key.secret.clone()),
@@ -42,7 +61,7 @@ impl KeyLookup for StoreKeys<'_> {
                     material,
                     active: key.active,
                 };
-                *self.found.borrow_mut() = Some(key);
+                *self.found.borrow_mut() = Some(records);
                 Some(record)
             }
             Ok(None) => None,
@@ -54,6 +73,31 @@ impl KeyLookup for StoreKeys<'_> {
     }
 }
 
+/// A request whose signature checks out, before its nonce is used.
+pub struct Signed {
+    records: CallerRecords,
+    cluster: Option<DbClusterId>,
+    nonce: String,
+    /// Until when the nonce must stay remembered.
+    nonce_expires_at: jiff::Timestamp,
+    now: jiff::Timestamp,
+    source_ip: Option<std::net::IpAddr>,
+    user_agent: Option<String>,
+}
+
+impl Signed {
+    /// The nonce's write: key, nonce, until when it is kept, and the time of the call.
+    pub fn nonce(&self) -> (&AccessKeyId, &str, jiff::Timestamp, jiff::Timestamp) {
+        (
+            &self.records.key.id,
+            &self.nonce,
+            self.nonce_expires_at,
+            self.now,
+        )
+    }
+}
+
+/// Authentication, whole: the signature, then the nonce's durable write, then the caller.
 #[allow(clippy::too_many_arguments)]
 pub fn authenticate(
     state: &AppState,
@@ -63,7 +107,29 @@ pub fn authenticate(
     params: &Params,
     headers: &[(String, String)],
     body: &[u8],
+    cluster: Option<DbClusterId>,
 ) -> Result<Caller, ApiError> {
+    let signed = check_signature(
+        state, source_ip, method, path, params, headers, body, cluster,
+    )?;
+    let (key, nonce, expires_at, now) = signed.nonce();
+    let fresh = state.store.use_nonce(key, nonce, expires_at, now);
+    caller(signed, fresh)
+}
+
+/// The signature, checked against the key read (in one snapshot) with its user, their
+/// policies and the cluster the call names.
+#[allow(clippy::too_many_arguments)]
+pub fn check_signature(
+    state: &AppState,
+    source_ip: Option<std::net::IpAddr>,
+    method: &str,
+    path: &str,
+    params: &Params,
+    headers: &[(String, String)],
+    body: &[u8],
+    cluster: Option<DbClusterId>,
+) -> Result<Signed, ApiError> {
     let req = polarbackup_auth::Request {
         method,
         path,
@@ -74,6 +140,7 @@ pub fn authenticate(
     };
     let keys = StoreKeys {
         state,
+        cluster: cluster.as_ref(),
         failure: RefCell::new(None),
         found: RefCell::new(None),
     };
@@ -88,39 +155,47 @@ pub fn authenticate(
         return Err(ApiError::SecurityTokenMalformed);
     }
     // A nonce must stay remembered for as long as its timestamp would still be accepted.
-    let expires_at = verified
+    let nonce_expires_at = verified
         .timestamp
         .checked_add(polarbackup_auth::MAX_CLOCK_SKEW)
         .unwrap_or(verified.timestamp);
-    let key = keys.found.take().ok_or(ApiError::Internal)?;
-    let fresh = state
-        .store
-        .use_nonce(&key.id, &verified.nonce, expires_at, now)
-        .map_err(|e| store_failure(&e, "nonce store failed"))?;
-    if !fresh {
-        return Err(ApiError::SignatureNonceUsed);
-    }
-    let user = match &key.user {
-        None => None,
-        Some(id) => Some(
-            state
-                .store
-                .user(id)
-                .map_err(|e| store_failure(&e, "loading the key's user failed"))?
-                // A key whose user is gone must not act as the account.
-                .ok_or(ApiError::AccessKeyNotFound)?,
-        ),
-    };
+    let records = keys.found.take().ok_or(ApiError::Internal)?;
     let user_agent = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
         .map(|(_, v)| v.clone());
+    Ok(Signed {
+        records,
+        cluster,
+        nonce: verified.nonce,
+        nonce_expires_at,
+        now,
+        source_ip,
+        user_agent,
+    })
+}
+
+/// The caller of a signed request, given the answer of its nonce's write: refused when the
+/// nonce was used before, or the key's user is gone.
+pub fn caller(signed: Signed, fresh: Result<bool, StoreError>) -> Result<Caller, ApiError> {
+    let fresh = fresh.map_err(|e| store_failure(&e, "nonce store failed"))?;
+    if !fresh {
+        return Err(ApiError::SignatureNonceUsed);
+    }
+    let records = signed.records;
+    let key = records.key;
+    // A key whose user is gone must not act as the account.
+    if key.user.is_some() && records.user.is_none() {
+        return Err(ApiError::AccessKeyNotFound);
+    }
     Ok(Caller {
         account: key.account,
         access_key_id: key.id,
-        user,
-        source_ip,
-        user_agent,
+        user: records.user,
+        attachments: records.attachments,
+        named_cluster: signed.cluster.map(|id| (id, records.cluster)),
+        source_ip: signed.source_ip,
+        user_agent: signed.user_agent,
     })
 }
 

@@ -11,7 +11,8 @@ use polarbackup_auth::ram::{
 use polarbackup_model::DbClusterId;
 use polarbackup_store::PolicyKind;
 use polarbackup_wire::{AccessDenied, Action, ApiError, Params};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use tracing::{error, info, warn};
 
 /// How RAM decisions are applied.
@@ -40,13 +41,24 @@ pub fn resource_arn(
         .get(action.resource_param())
         .filter(|s| !s.is_empty())
         .unwrap_or("*");
+    let read;
     let region = match DbClusterId::parse(id) {
-        Ok(cid) => match state.store.cluster(&cid) {
-            Ok(Some(c)) if c.spec.account == caller.account => c.spec.region,
-            Ok(_) => state.config.region.clone(),
-            Err(e) => return Err(store_failure(&e, "cluster lookup for authorization failed")),
-        },
-        Err(_) => state.config.region.clone(),
+        Ok(cid) => {
+            let cluster = match caller.cluster_read_with_key(&cid) {
+                Some(c) => c,
+                None => {
+                    read = state.store.cluster(&cid).map_err(|e| {
+                        store_failure(&e, "cluster lookup for authorization failed")
+                    })?;
+                    read.as_ref()
+                }
+            };
+            match cluster {
+                Some(c) if c.spec.account == caller.account => c.spec.region.as_str(),
+                _ => state.config.region.as_str(),
+            }
+        }
+        Err(_) => state.config.region.as_str(),
     };
     Ok(format!(
         "acs:polardb:{region}:{}:dbcluster/{id}",
@@ -54,27 +66,53 @@ pub fn resource_arn(
     ))
 }
 
-/// The policies governing a user: system ones by name, custom ones parsed from the store.
-fn user_policies(state: &AppState, caller: &Caller) -> Result<Vec<AttachedPolicy>, ApiError> {
-    let Some(user) = &caller.user else {
-        return Ok(Vec::new());
-    };
-    let attachments = state
-        .store
-        .attachments(user)
-        .map_err(|e| store_failure(&e, "loading attachments failed"))?;
-    let mut out = Vec::with_capacity(attachments.len());
-    for a in attachments {
-        match (a.kind, a.document) {
+/// Parsed custom policies by their document's text, so a call does not parse the documents
+/// it just read. Keyed by the whole text, read in the same snapshot as the key: a changed
+/// document is another entry, so nothing stale is ever used. Bounded: emptied when full.
+struct ParsedPolicies(Mutex<HashMap<String, Arc<Policy>>>);
+
+impl ParsedPolicies {
+    const CAPACITY: usize = 1024;
+
+    fn get() -> &'static ParsedPolicies {
+        static CACHE: OnceLock<ParsedPolicies> = OnceLock::new();
+        CACHE.get_or_init(|| ParsedPolicies(Mutex::new(HashMap::new())))
+    }
+
+    fn parse(&self, document: &str) -> Result<Arc<Policy>, polarbackup_auth::ram::PolicyError> {
+        // Nothing in the map is left half-updated by a panic: reuse a poisoned lock.
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = lock().get(document) {
+            return Ok(p.clone());
+        }
+        let parsed = Arc::new(Policy::parse(document)?);
+        let mut map = lock();
+        if map.len() >= Self::CAPACITY {
+            map.clear();
+        }
+        map.insert(document.to_owned(), parsed.clone());
+        Ok(parsed)
+    }
+}
+
+/// The policies governing a user: system ones by name, custom ones parsed from the documents
+/// read with the key.
+fn user_policies(caller: &Caller) -> Vec<AttachedPolicy> {
+    if caller.user.is_none() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(caller.attachments.len());
+    for a in &caller.attachments {
+        match (a.kind, &a.document) {
             (PolicyKind::System, _) => match system_policy(&a.name) {
                 Some(p) => out.push(p),
                 None => warn!(policy = %a.name, "attached system policy is unknown; ignored"),
             },
-            (PolicyKind::Custom, Some(doc)) => match Policy::parse(&doc) {
-                Ok(p) => out.push(AttachedPolicy {
-                    name: a.name,
+            (PolicyKind::Custom, Some(doc)) => match ParsedPolicies::get().parse(doc) {
+                Ok(policy) => out.push(AttachedPolicy {
+                    name: a.name.clone(),
                     policy_type: PolicyType::Custom,
-                    policy: Arc::new(p),
+                    policy,
                 }),
                 // Validated when created; if it no longer parses, it grants nothing.
                 Err(e) => {
@@ -84,7 +122,7 @@ fn user_policies(state: &AppState, caller: &Caller) -> Result<Vec<AttachedPolicy
             (PolicyKind::Custom, None) => {}
         }
     }
-    Ok(out)
+    out
 }
 
 pub fn authorize(
@@ -118,7 +156,7 @@ pub fn authorize(
         resource: &resource,
         context: &context,
     };
-    let decision = evaluate(&request, &user_policies(state, caller)?);
+    let decision = evaluate(&request, &user_policies(caller));
     if decision.effect == DecisionEffect::Allow {
         return Ok(());
     }

@@ -6,6 +6,8 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
+use polarbackup_model::DbClusterId;
+use polarbackup_store::{NonceDone, StoreError};
 use polarbackup_wire::{render, Action, ApiError, Format, Params, API_VERSION};
 use std::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -40,25 +42,34 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
     let outcome = match read(&state, req).await {
         Ok(call) => {
             format = Format::parse(call.params.get("Format")).unwrap_or_default();
-            let st = state.clone();
-            let rid = request_id.clone();
-            tokio::task::spawn_blocking(move || process(&st, &call, &rid))
-                .await
-                .unwrap_or_else(|e| {
-                    error!(request_id = %request_id, error = %e, "request handler panicked");
-                    Err(ApiError::Internal)
-                })
+            if state.store.local_reads() {
+                answer_on_this_thread(&state, call, &request_id).await
+            } else {
+                let st = state.clone();
+                let rid = request_id.clone();
+                tokio::task::spawn_blocking(move || process(&st, &call, &rid))
+                    .await
+                    .unwrap_or_else(|e| panicked(&request_id, &e))
+            }
         }
         Err(e) => Err(e),
     };
-    let rendered = match &outcome {
-        Ok((action, body)) => render::success(action.name(), &request_id, body.clone(), format),
-        Err(e) => render::error(e, &request_id, &state.config.host_id, format),
+    // The body moves into the rendering: only what the log line needs is kept.
+    let (rendered, action, code) = match outcome {
+        Ok((action, body)) => (
+            render::success(action.name(), &request_id, body, format),
+            Some(action),
+            None,
+        ),
+        Err(e) => (
+            render::error(&e, &request_id, &state.config.host_id, format),
+            None,
+            Some(e.describe().1),
+        ),
     };
-    let code = outcome.as_ref().err().map(|e| e.describe().1);
     info!(
         request_id = %request_id,
-        action = outcome.as_ref().ok().map(|(a, _)| a.name()),
+        action = action.map(|a| a.name()),
         status = rendered.status,
         code = code.as_deref(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -148,24 +159,100 @@ async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
     })
 }
 
-/// Everything after the bytes are in: which action, who is calling, and the answer.
-fn process(
-    state: &AppState,
-    call: &Call,
-    request_id: &str,
-) -> Result<(Action, serde_json::Map<String, serde_json::Value>), ApiError> {
+type Outcome = Result<(Action, serde_json::Map<String, serde_json::Value>), ApiError>;
+
+fn panicked(request_id: &str, e: &dyn std::fmt::Display) -> Outcome {
+    error!(request_id = %request_id, error = %e, "request handler panicked");
+    Err(ApiError::Internal)
+}
+
+/// A sync step run on the async thread, a panic in it answered as `process`'s are.
+fn guarded<T>(request_id: &str, f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        error!(request_id = %request_id, "request handler panicked");
+        Err(ApiError::Internal)
+    })
+}
+
+/// `process` for a store whose request reads are local ([`polarbackup_store::Store::local_reads`]):
+/// the same steps in the same order, on this async thread, with no hand-off to a blocking
+/// thread. The nonce's durable write is queued to the store's committer and awaited; the
+/// handler runs here only for DescribeBackupTasks (whose reads are all local), on a blocking
+/// thread for every other action.
+async fn answer_on_this_thread(state: &AppState, call: Call, request_id: &str) -> Outcome {
+    let (action, signed) = guarded(request_id, || {
+        let action = route(&call)?;
+        let signed = authn::check_signature(
+            state,
+            call.peer,
+            call.method.as_str(),
+            &call.path,
+            &call.params,
+            &call.headers,
+            &call.body,
+            named_cluster(&call, action),
+        )
+        .inspect_err(|e| log_refusal(request_id, e))?;
+        Ok((action, signed))
+    })?;
+    let fresh = use_nonce(state, &signed).await;
+    let caller = guarded(request_id, || {
+        let caller = authn::caller(signed, fresh).inspect_err(|e| log_refusal(request_id, e))?;
+        debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
+        authz::authorize(state, &caller, action, &call.params, request_id)?;
+        Ok(caller)
+    })?;
+    if action == Action::DescribeBackupTasks {
+        let body = guarded(request_id, || {
+            dispatch(state, action, &caller, &call, request_id)
+        })?;
+        return Ok((action, body));
+    }
+    let st = state.clone();
+    let rid = request_id.to_owned();
+    tokio::task::spawn_blocking(move || {
+        dispatch(&st, action, &caller, &call, &rid).map(|body| (action, body))
+    })
+    .await
+    .unwrap_or_else(|e| panicked(request_id, &e))
+}
+
+/// The nonce's durable write, awaited without holding a thread where the store can.
+async fn use_nonce(state: &AppState, signed: &authn::Signed) -> Result<bool, StoreError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let done: NonceDone = Box::new(move |answer| {
+        let _ = tx.send(answer);
+    });
+    let (key, nonce, expires_at, now) = signed.nonce();
+    if let Err(done) = state.store.queue_nonce(key, nonce, expires_at, now, done) {
+        let store = state.store.clone();
+        let (key, nonce) = (key.clone(), nonce.to_owned());
+        tokio::task::spawn_blocking(move || {
+            done(store.use_nonce(&key, &nonce, expires_at, now));
+        });
+    }
+    rx.await.unwrap_or_else(|_| {
+        Err(StoreError::Io(std::io::Error::other(
+            "the nonce write ended without an answer",
+        )))
+    })
+}
+
+/// The cluster a call names, read with its key.
+fn named_cluster(call: &Call, action: Action) -> Option<DbClusterId> {
+    call.params
+        .get(action.resource_param())
+        .and_then(|id| DbClusterId::parse(id).ok())
+}
+
+/// Which action, checked before anything else: the format, the action and the version.
+fn route(call: &Call) -> Result<Action, ApiError> {
     Format::parse(call.params.get("Format"))?;
-    let header = |name: &str| {
-        call.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
     // V1 carries Action/Version as parameters; V3 only in headers.
     let action = call
         .params
         .get("Action")
-        .or_else(|| header("x-acs-action"))
+        .or_else(|| header(call, "x-acs-action"))
         .filter(|a| !a.is_empty())
         .ok_or(ApiError::MissingParameter("Action"))?;
     if call.path != "/" {
@@ -175,12 +262,44 @@ fn process(
     let version = call
         .params
         .get("Version")
-        .or_else(|| header("x-acs-version"))
+        .or_else(|| header(call, "x-acs-version"))
         .filter(|v| !v.is_empty())
         .ok_or(ApiError::MissingParameter("Version"))?;
     if version != API_VERSION {
         return Err(ApiError::InvalidVersion);
     }
+    Ok(action)
+}
+
+fn header<'a>(call: &'a Call, name: &str) -> Option<&'a str> {
+    call.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The handler, its internal errors logged.
+fn dispatch(
+    state: &AppState,
+    action: Action,
+    caller: &authn::Caller,
+    call: &Call,
+    request_id: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    handlers::dispatch(state, action, caller, &call.params, header(call, "host")).inspect_err(|e| {
+        if *e == ApiError::Internal {
+            error!(
+                request_id,
+                "internal error while handling {}",
+                action.name()
+            );
+        }
+    })
+}
+
+/// Everything after the bytes are in: which action, who is calling, and the answer.
+fn process(state: &AppState, call: &Call, request_id: &str) -> Outcome {
+    let action = route(call)?;
     let caller = authn::authenticate(
         state,
         call.peer,
@@ -189,21 +308,12 @@ fn process(
         &call.params,
         &call.headers,
         &call.body,
+        named_cluster(call, action),
     )
     .inspect_err(|e| log_refusal(request_id, e))?;
     debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
     authz::authorize(state, &caller, action, &call.params, request_id)?;
-    let body =
-        handlers::dispatch(state, action, &caller, &call.params, header("host")).map_err(|e| {
-            if e == ApiError::Internal {
-                error!(
-                    request_id,
-                    "internal error while handling {}",
-                    action.name()
-                );
-            }
-            e
-        })?;
+    let body = dispatch(state, action, &caller, call, request_id)?;
     Ok((action, body))
 }
 

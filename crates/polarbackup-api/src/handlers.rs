@@ -63,7 +63,8 @@ pub(crate) fn store_failure(e: &polarbackup_store::StoreError, what: &str) -> Ap
 }
 
 /// The caller's own cluster in any state, or `not_found`: a malformed id, an unknown one and
-/// another account's all get the same answer, so nothing leaks about other tenants.
+/// another account's all get the same answer, so nothing leaks about other tenants. The
+/// cluster the call names was read with its key; any other is read now.
 pub(crate) fn owned_cluster_any_state(
     state: &AppState,
     caller: &Caller,
@@ -73,7 +74,11 @@ pub(crate) fn owned_cluster_any_state(
     let Ok(id) = DbClusterId::parse(id) else {
         return Err(not_found);
     };
-    match state.store.cluster(&id).map_err(internal)? {
+    let cluster = match caller.cluster_read_with_key(&id) {
+        Some(read) => read.cloned(),
+        None => state.store.cluster(&id).map_err(internal)?,
+    };
+    match cluster {
         Some(c) if c.spec.account == caller.account => Ok(c),
         _ => Err(not_found),
     }

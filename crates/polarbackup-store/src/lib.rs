@@ -17,9 +17,9 @@ pub use error::StoreError;
 pub use migrate::{migrate_metadata, MigrationReport};
 pub use pg::{PgOptions, PgStore};
 pub use records::{
-    Attachment, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal, JobFilter,
-    ManualJobRequest, PolicyKind, RecoveryInputs, SetFilter, SetPage, StoredPolicy, WalFilter,
-    WalPage, WalRecorded,
+    Attachment, CallerRecords, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal,
+    JobFilter, ManualJobRequest, PolicyKind, RecoveryInputs, SetFilter, SetPage, StoredPolicy,
+    WalFilter, WalPage, WalRecorded,
 };
 pub use rules::failed_set;
 pub use sealing::{MasterKey, SealReport};
@@ -45,6 +45,47 @@ pub trait Store:
 {
     /// Cheap round trip, for health checks.
     fn ping(&self) -> Result<()>;
+
+    /// Whether [`Store::caller_records`], [`ClusterStore::cluster`] and
+    /// [`JobStore::list_jobs`] are answered from local files in microseconds, never waiting
+    /// for a write or a network (SQLite's read connections): the API then calls them on its
+    /// async threads instead of handing each call to a blocking one. False by default.
+    fn local_reads(&self) -> bool {
+        false
+    }
+
+    /// The records every signed call reads before it is answered: access key `key` (`None`
+    /// when it is not stored), its RAM user with the policies attached to them, and `cluster`
+    /// when the call names one. Both backends read them in one snapshot (a key, user or policy
+    /// change is seen whole or not at all) and one round trip instead of four; this default
+    /// reads them one by one.
+    fn caller_records(
+        &self,
+        key: &AccessKeyId,
+        cluster: Option<&DbClusterId>,
+    ) -> Result<Option<CallerRecords>> {
+        let Some(key) = self.key(key)? else {
+            return Ok(None);
+        };
+        let user = match &key.user {
+            Some(id) => self.user(id)?,
+            None => None,
+        };
+        let attachments = match &user {
+            Some(u) => self.attachments(u)?,
+            None => Vec::new(),
+        };
+        let cluster = match cluster {
+            Some(id) => self.cluster(id)?,
+            None => None,
+        };
+        Ok(Some(CallerRecords {
+            key,
+            user,
+            attachments,
+            cluster,
+        }))
+    }
 }
 
 /// Accounts and their access keys.
@@ -268,6 +309,9 @@ pub trait SetStore: Send + Sync {
     fn end_scrub(&self, id: BackupJobId, worker: &str, now: Timestamp) -> Result<bool>;
 }
 
+/// Called once with [`NonceStore::use_nonce`]'s answer, by [`NonceStore::queue_nonce`].
+pub type NonceDone = Box<dyn FnOnce(Result<bool>) + Send>;
+
 /// Signature nonces, single-use per key across restarts and servers.
 pub trait NonceStore: Send + Sync {
     /// Records a signature nonce for a key. Returns false when it was already used and has not
@@ -280,6 +324,22 @@ pub trait NonceStore: Send + Sync {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool>;
+
+    /// [`NonceStore::use_nonce`] without waiting, where the store can: `Ok(())` when the write
+    /// is queued and `done` will get its answer, on a thread of the store's own, once the nonce
+    /// is durable (SQLite's committer); `Err(done)` (this default) when the store cannot, and
+    /// the caller calls `use_nonce` on a thread that may block.
+    fn queue_nonce(
+        &self,
+        key: &AccessKeyId,
+        nonce: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+        done: NonceDone,
+    ) -> std::result::Result<(), NonceDone> {
+        let _ = (key, nonce, expires_at, now);
+        Err(done)
+    }
 }
 
 /// Log backups: the log-backup policy, the archiver's lease on each cluster, the WAL objects

@@ -4,9 +4,24 @@
 use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
-    AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, ClusterStatus,
-    DbClusterId, JobMode, WalGap, WalObject,
+    AccessKey, AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus,
+    Cluster, ClusterStatus, DbClusterId, JobMode, RamUser, WalGap, WalObject,
 };
+
+/// What authenticating and authorizing one call reads, in one snapshot
+/// ([`crate::Store::caller_records`]): the key, its RAM user and that user's policies, and the
+/// cluster the call names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerRecords {
+    pub key: AccessKey,
+    /// The key's RAM user; `None` for an account's own key, and for a user key whose user is
+    /// gone (which must then not act at all).
+    pub user: Option<RamUser>,
+    /// The policies attached to `user` (none without one).
+    pub attachments: Vec<Attachment>,
+    /// The cluster asked about, in any account and any state; `None` when it is not stored.
+    pub cluster: Option<Cluster>,
+}
 
 /// What [`crate::ClusterStore::begin_cluster_deletion`] did, in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]

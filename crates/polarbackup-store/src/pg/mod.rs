@@ -3,6 +3,7 @@
 //! a serialization failure or deadlock, so SQLite's read-then-write logic holds across
 //! servers.
 
+mod caller;
 mod clusters;
 mod jobs;
 mod migrations;
@@ -221,6 +222,14 @@ impl Fields for postgres::Row {
 impl Store for PgStore {
     fn ping(&self) -> Result<()> {
         self.read(|c| Ok(c.simple_query("SELECT 1").map(|_| ())?))
+    }
+
+    fn caller_records(
+        &self,
+        key: &polarbackup_model::AccessKeyId,
+        cluster: Option<&polarbackup_model::DbClusterId>,
+    ) -> Result<Option<crate::CallerRecords>> {
+        self.snapshot_caller_records(key, cluster)
     }
 }
 

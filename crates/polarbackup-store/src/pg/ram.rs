@@ -79,7 +79,14 @@ fn attach(
     Ok(n == 1)
 }
 
-fn attachment_from(r: &postgres::Row) -> Result<Attachment> {
+/// A user's attachments with their documents (`$1` the user, `$2` its account).
+pub(super) const ATTACHMENTS: &str =
+    "SELECT a.policy_type, a.policy_name, p.document FROM ram_attachments a
+     LEFT JOIN ram_policies p
+       ON a.policy_type = 'Custom' AND p.account_id = $2 AND p.name = a.policy_name
+     WHERE a.user_id = $1 ORDER BY a.policy_type, a.policy_name";
+
+pub(super) fn attachment_from(r: &postgres::Row) -> Result<Attachment> {
     let kind: String = r.try_get(0)?;
     Ok(Attachment {
         kind: PolicyKind::parse(&kind)
@@ -146,10 +153,7 @@ impl RamStore for PgStore {
         self.read(move |c| {
             all(
                 c,
-                "SELECT a.policy_type, a.policy_name, p.document FROM ram_attachments a
-                 LEFT JOIN ram_policies p
-                   ON a.policy_type = 'Custom' AND p.account_id = $2 AND p.name = a.policy_name
-                 WHERE a.user_id = $1 ORDER BY a.policy_type, a.policy_name",
+                ATTACHMENTS,
                 &[&user.id.as_str(), &user.account.as_str()],
                 attachment_from,
             )

@@ -67,7 +67,11 @@ fn insert_key(c: &mut impl GenericClient, sealer: &Sealer, key: &AccessKey) -> R
     Ok(())
 }
 
-fn get_key(c: &mut impl GenericClient, sealer: &Sealer, id: &str) -> Result<Option<AccessKey>> {
+pub(super) fn get_key(
+    c: &mut impl GenericClient,
+    sealer: &Sealer,
+    id: &str,
+) -> Result<Option<AccessKey>> {
     let key = opt(
         c,
         "SELECT * FROM access_keys WHERE id = $1",

@@ -249,25 +249,28 @@ fn create(c: &Connection, sealer: &Sealer, spec: &NewCluster, now: Timestamp) ->
     Err(StoreError::Conflict("cluster id"))
 }
 
+/// A cluster in any state, its password opened. Cached: most calls name a cluster.
+pub(super) fn get(c: &Connection, sealer: &Sealer, id: &DbClusterId) -> Result<Option<Cluster>> {
+    let cluster = c
+        .prepare_cached("SELECT * FROM clusters WHERE id = ?1")?
+        .query_row([id.as_str()], cluster_from)
+        .optional()?;
+    cluster
+        .map(|mut c| {
+            let place = password_place(c.id.as_str());
+            c.spec.password = sealer.open_opt(&place, c.spec.password.take())?;
+            Ok(c)
+        })
+        .transpose()
+}
+
 impl ClusterStore for SqliteStore {
     fn create_cluster(&self, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
         self.write(|tx| create(tx, &self.sealer, spec, now))
     }
 
     fn cluster(&self, id: &DbClusterId) -> Result<Option<Cluster>> {
-        // Cached: most calls name a cluster (authorization and ownership each look it up).
-        let cluster = self.with(|c| {
-            Ok(c.prepare_cached("SELECT * FROM clusters WHERE id = ?1")?
-                .query_row([id.as_str()], cluster_from)
-                .optional()?)
-        })?;
-        cluster
-            .map(|mut c| {
-                let place = password_place(c.id.as_str());
-                c.spec.password = self.sealer.open_opt(&place, c.spec.password.take())?;
-                Ok(c)
-            })
-            .transpose()
+        self.read(|c| get(c, &self.sealer, id))
     }
 
     fn begin_cluster_deletion(

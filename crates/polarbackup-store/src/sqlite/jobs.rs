@@ -354,7 +354,7 @@ impl JobStore for SqliteStore {
     }
 
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
-        self.with(|c| list(c, cluster, filter))
+        self.read(|c| list(c, cluster, filter))
     }
 
     fn claim_job(

@@ -1,5 +1,6 @@
 //! The embedded SQLite implementation of [`Store`], in `<data-dir>/metadata.sqlite`.
 
+mod caller;
 mod clusters;
 mod jobs;
 mod nonces;
@@ -11,10 +12,10 @@ mod sets;
 mod tenants;
 mod wal;
 
-use crate::rules::NoncePurge;
 use crate::sealing::Sealer;
-use crate::{migrations, Result, Store};
-use rusqlite::{Connection, TransactionBehavior};
+use crate::{migrations, CallerRecords, Result, Store};
+use polarbackup_model::{AccessKeyId, DbClusterId};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,13 +24,18 @@ use std::time::Duration;
 
 const DB_FILE: &str = "metadata.sqlite";
 
-/// One connection behind a mutex: SQLite serialises writers anyway, and WAL mode lets other
-/// processes (admin commands) read and write while the server runs.
+/// How many idle read connections a handle keeps.
+const MAX_IDLE_READERS: usize = 16;
+
+/// One connection behind a mutex for writes (SQLite serialises writers anyway) and most reads,
+/// and a pool of read-only connections for the reads every request makes, so that they never
+/// wait for a commit's fsync. WAL mode lets readers, the writer and other processes (admin
+/// commands) work at once; a read sees everything committed before it began.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
     path: PathBuf,
-    nonce_purge: NoncePurge,
-    nonce_batcher: nonces::NonceBatcher,
+    nonce_committer: nonces::NonceCommitter,
     sealer: Sealer,
 }
 
@@ -85,9 +91,9 @@ impl SqliteStore {
         migrations::apply(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
             path,
-            nonce_purge: NoncePurge::default(),
-            nonce_batcher: nonces::NonceBatcher::default(),
+            nonce_committer: nonces::NonceCommitter::default(),
             sealer: Sealer::default(),
         })
     }
@@ -113,6 +119,33 @@ impl SqliteStore {
         f(&mut conn)
     }
 
+    /// Runs `f` on a read-only connection of the pool (opened when none is idle), outside the
+    /// writer's lock: for the reads every request makes. Several statements that must agree
+    /// go in one transaction of `f`'s own (`unchecked_transaction`).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open_reader()?,
+        };
+        let out = f(&conn);
+        // A connection left inside a transaction (which cannot happen short of a bug) is not
+        // reused: it would pin an old snapshot.
+        if conn.is_autocommit() {
+            let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    fn open_reader(&self) -> Result<Connection> {
+        let conn = open_connection(&self.path)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+
     /// Runs `f` in one IMMEDIATE write transaction (the write lock is taken up front, so two
     /// read-then-write callers cannot interleave) and commits when it returns `Ok`.
     fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
@@ -125,8 +158,35 @@ impl SqliteStore {
     }
 }
 
+/// Another connection to the handle's database, which exists (the handle made it) and is
+/// already in WAL mode (which is persistent).
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
 impl Store for SqliteStore {
+    fn local_reads(&self) -> bool {
+        true
+    }
+
     fn ping(&self) -> Result<()> {
         self.with(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+
+    fn caller_records(
+        &self,
+        key: &AccessKeyId,
+        cluster: Option<&DbClusterId>,
+    ) -> Result<Option<CallerRecords>> {
+        self.read_caller_records(key, cluster)
     }
 }

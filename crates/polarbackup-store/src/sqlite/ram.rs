@@ -35,7 +35,7 @@ fn create_user(c: &Connection, account: &AccountId, name: &str, now: Timestamp) 
     Err(StoreError::Conflict("user id"))
 }
 
-fn user(c: &Connection, id: &RamUserId) -> Result<Option<RamUser>> {
+pub(super) fn user(c: &Connection, id: &RamUserId) -> Result<Option<RamUser>> {
     // Cached: every call of a RAM user loads it.
     Ok(c.prepare_cached("SELECT * FROM ram_users WHERE id = ?1")?
         .query_row([id.as_str()], user_from)
@@ -101,7 +101,7 @@ fn detach(c: &Connection, user: &RamUser, kind: PolicyKind, name: &str) -> Resul
     Ok(n == 1)
 }
 
-fn attachments(c: &Connection, user: &RamUser) -> Result<Vec<Attachment>> {
+pub(super) fn attachments(c: &Connection, user: &RamUser) -> Result<Vec<Attachment>> {
     // Cached: every call of a RAM user is authorized with them.
     let mut stmt = c.prepare_cached(
         "SELECT a.policy_type, a.policy_name, p.document FROM ram_attachments a
@@ -130,7 +130,7 @@ impl RamStore for SqliteStore {
     }
 
     fn user(&self, id: &RamUserId) -> Result<Option<RamUser>> {
-        self.with(|c| user(c, id))
+        self.read(|c| user(c, id))
     }
 
     fn create_policy(&self, policy: &StoredPolicy) -> Result<()> {
@@ -150,6 +150,6 @@ impl RamStore for SqliteStore {
     }
 
     fn attachments(&self, user: &RamUser) -> Result<Vec<Attachment>> {
-        self.with(|c| attachments(c, user))
+        self.read(|c| attachments(c, user))
     }
 }

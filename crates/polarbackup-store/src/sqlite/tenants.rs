@@ -64,7 +64,11 @@ fn insert_key(c: &Connection, sealer: &Sealer, key: &AccessKey) -> Result<()> {
     Ok(())
 }
 
-fn get_key(c: &Connection, sealer: &Sealer, id: &AccessKeyId) -> Result<Option<AccessKey>> {
+pub(super) fn get_key(
+    c: &Connection,
+    sealer: &Sealer,
+    id: &AccessKeyId,
+) -> Result<Option<AccessKey>> {
     // Cached: every signed request looks its key up.
     let key = c
         .prepare_cached("SELECT * FROM access_keys WHERE id = ?1")?
@@ -122,7 +126,7 @@ impl TenantStore for SqliteStore {
     }
 
     fn key(&self, id: &AccessKeyId) -> Result<Option<AccessKey>> {
-        self.with(|c| get_key(c, &self.sealer, id))
+        self.read(|c| get_key(c, &self.sealer, id))
     }
 
     fn bootstrap_account_key(

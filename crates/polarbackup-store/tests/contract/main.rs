@@ -28,6 +28,7 @@ macro_rules! store_contract {
                 records::nonces_are_single_use_until_they_expire,
                 records::concurrent_writers_share_one_database,
                 ram::users_keys_policies_and_attachments,
+                ram::caller_records_read_key_user_policies_and_cluster_together,
                 lifecycle::client_tokens_are_idempotent_and_bound_to_their_parameters,
                 lifecycle::at_most_three_manual_backups_exist_at_once,
                 lifecycle::one_lease_per_cluster_and_abandoned_jobs_are_found,

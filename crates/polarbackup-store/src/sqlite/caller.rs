@@ -1,0 +1,41 @@
+//! What every signed call reads before it is answered, in one read snapshot on a reader
+//! connection: never behind a commit's fsync.
+
+use super::{clusters, ram, tenants, SqliteStore};
+use crate::records::CallerRecords;
+use crate::Result;
+use polarbackup_model::{AccessKeyId, DbClusterId};
+
+impl SqliteStore {
+    pub(crate) fn read_caller_records(
+        &self,
+        key: &AccessKeyId,
+        cluster: Option<&DbClusterId>,
+    ) -> Result<Option<CallerRecords>> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let Some(key) = tenants::get_key(&tx, &self.sealer, key)? else {
+                return Ok(None);
+            };
+            let user = match &key.user {
+                Some(id) => ram::user(&tx, id)?,
+                None => None,
+            };
+            let attachments = match &user {
+                Some(u) => ram::attachments(&tx, u)?,
+                None => Vec::new(),
+            };
+            let cluster = match cluster {
+                Some(id) => clusters::get(&tx, &self.sealer, id)?,
+                None => None,
+            };
+            tx.commit()?;
+            Ok(Some(CallerRecords {
+                key,
+                user,
+                attachments,
+                cluster,
+            }))
+        })
+    }
+}
