@@ -4,8 +4,8 @@
 use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
-    AccessKey, AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus,
-    Cluster, ClusterStatus, DbClusterId, JobMode, RamUser, WalGap, WalObject,
+    AccessKey, AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, Cluster,
+    ClusterStatus, DbClusterId, JobMode, RamUser, WalGap, WalObject,
 };
 
 /// What authenticating and authorizing one call reads, in one snapshot
