@@ -458,14 +458,16 @@ async fn a_final_backup_interrupted_by_a_crash_aborts_the_deletion() {
     let exec = Arc::new(Scripted::default());
     exec.stored.lock().unwrap().insert(last);
     let (shutdown, handle, _) = fx.pool(exec.clone(), 30);
-    common::wait_for("deletion aborted", || {
+    // Recovery records the failure (which aborts the deletion) first and removes the data
+    // after it: both are waited for.
+    common::wait_for("deletion aborted and the data removed", || {
         fx.cluster_status() == ClusterStatus::Running
+            && !exec.stored.lock().unwrap().contains(&last)
     })
     .await;
     let (status, _, reason) = fx.job_status(last);
     assert_eq!(status, JobStatus::Failed);
     assert!(reason.unwrap().starts_with("interrupted"));
-    assert!(!exec.stored.lock().unwrap().contains(&last));
     assert!(fx.store.pending_deletions().unwrap().is_empty());
     shutdown.cancel();
     handle.await.unwrap();
