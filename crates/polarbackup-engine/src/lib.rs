@@ -6,6 +6,7 @@
 mod archive;
 mod backup;
 mod error;
+mod extract;
 mod incremental;
 mod partial;
 pub mod pg;

@@ -1,5 +1,6 @@
 //! Restore: a verified backup set back into a PostgreSQL data directory.
 
+use crate::extract::{with_writers, FileMeta, Syncer, SYNC_THREADS, WRITE_THREADS};
 use crate::partial::{Startable, Written, PG_CONTROL};
 use crate::{incremental, EngineError};
 use polarbackup_repo::{Repo, RepoError};
@@ -192,10 +193,7 @@ impl Prepared<'_> {
         }
         // Files are fsynced on other threads as soon as they are written, so the writeback of
         // one overlaps the unpacking of the next instead of waiting for a pass at the end.
-        // Rebuilding a chain replaces and prunes files an earlier set wrote, which may still
-        // be waiting for their fsync: such a file is gone, not lost.
-        let chain = stages.len() > 1;
-        let syncer = Arc::new(Syncer::start(SYNC_THREADS, chain));
+        let syncer = Arc::new(Syncer::start(SYNC_THREADS)?);
         let mut pg_control = None;
         // What the last set unpacked into each destination, for the next set to prune.
         let mut unpacked: std::collections::HashMap<PathBuf, HashSet<PathBuf>> =
@@ -268,7 +266,7 @@ impl Prepared<'_> {
         };
         let manifest_path = req.target.join("backup_manifest");
         tokio::fs::write(&manifest_path, backup_manifest).await?;
-        syncer.file(manifest_path);
+        syncer.path(manifest_path)?;
         // Like pg_basebackup and pgBackRest: the restored files are on disk before we say done.
         let roots = dests.clone();
         tokio::task::spawn_blocking(move || {
@@ -309,7 +307,7 @@ fn rebuilt_label_and_manifest(
         ));
     }
     std::fs::write(&label_path, incremental::native::full_label(&label))?;
-    syncer.file(label_path);
+    syncer.path(label_path)?;
     let text = std::str::from_utf8(backup_manifest)
         .map_err(|_| EngineError::Restore("the backup_manifest is not UTF-8".into()))?;
     incremental::native::full_manifest(text, target)
@@ -396,75 +394,6 @@ fn sync_dirs(root: &Path) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// How many threads fsync restored files while extraction goes on.
-const SYNC_THREADS: usize = 2;
-
-/// fsyncs files handed to it on a few threads; `finish` waits for all and reports the first error.
-struct Syncer {
-    tx: std::sync::mpsc::Sender<PathBuf>,
-    workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Syncer {
-    /// With `missing_ok`, a file removed before its turn came is skipped.
-    fn start(threads: usize, missing_ok: bool) -> Syncer {
-        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        let workers = (0..threads)
-            .map(|_| {
-                let rx = rx.clone();
-                std::thread::spawn(move || -> std::io::Result<()> {
-                    let mut first_error = None;
-                    loop {
-                        let next = rx
-                            .lock()
-                            .map_err(|_| std::io::Error::other("poisoned"))?
-                            .recv();
-                        let Ok(path) = next else { break };
-                        // Keep draining after an error so the sender never blocks on us.
-                        if first_error.is_none() {
-                            let synced = std::fs::File::open(&path).and_then(|f| f.sync_all());
-                            if let Err(e) = synced.or_else(|e| {
-                                if missing_ok && e.kind() == std::io::ErrorKind::NotFound {
-                                    Ok(())
-                                } else {
-                                    Err(e)
-                                }
-                            }) {
-                                first_error = Some(std::io::Error::new(
-                                    e.kind(),
-                                    format!("fsync {}: {e}", path.display()),
-                                ));
-                            }
-                        }
-                    }
-                    first_error.map_or(Ok(()), Err)
-                })
-            })
-            .collect();
-        Syncer { tx, workers }
-    }
-
-    fn file(&self, path: PathBuf) {
-        // The workers outlive every sender; a send can only fail after `finish`.
-        let _ = self.tx.send(path);
-    }
-
-    fn finish(self) -> Result<(), EngineError> {
-        drop(self.tx);
-        let mut result = Ok(());
-        for w in self.workers {
-            let r = w
-                .join()
-                .map_err(|_| EngineError::Restore("an fsync thread panicked".into()))?;
-            if let (Ok(()), Err(e)) = (&result, r) {
-                result = Err(EngineError::Io(e));
-            }
-        }
-        result
-    }
-}
-
 /// An archive's bytes as they are read: counted for progress, and cut off once cancelled.
 /// A repository error (a missing or corrupt object) is kept aside, as tar's own error on
 /// top of it would hide it.
@@ -537,61 +466,88 @@ fn unpack(
     archive.set_preserve_mtime(true);
     archive.set_overwrite(false);
     let dest = dest.canonicalize().map_err(fail)?;
-    // As tar's own `unpack`: directories last, deepest first, so their modes and times stick.
-    let mut directories = Vec::new();
-    let mut held = None;
-    let mut listed = HashSet::new();
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let kind = entry.header().entry_type();
-        let relative: PathBuf = entry
-            .path()
-            .map_err(fail)?
-            .components()
-            .filter(|c| matches!(c, std::path::Component::Normal(_)))
-            .collect();
-        if kind == tar::EntryType::Directory {
-            listed.insert(relative);
-            directories.push(entry);
-            continue;
-        }
-        let rebuilt = relative
-            .to_str()
-            .and_then(incremental::rebuilt_path)
-            .filter(|_| kind.is_file());
-        if let Some(rebuilt) = rebuilt {
-            if apply.is_none() {
-                return Err(corrupt(std::io::Error::other(format!(
-                    "{} is an incremental entry in a full backup",
-                    relative.display()
-                ))));
+    let entries = archive.entries().map_err(corrupt)?;
+    // Regular files are written by other threads meanwhile; all of them are done when
+    // `with_writers` returns.
+    let (directories, held, listed) = with_writers(WRITE_THREADS, syncer, |feed| {
+        // As tar's own `unpack`: directories last, deepest first, so their modes and times stick.
+        let mut directories = Vec::new();
+        let mut held = None;
+        let mut listed = HashSet::new();
+        // Directories made or checked for the files written into them.
+        let mut placed = HashSet::new();
+        for entry in entries {
+            let mut entry = entry.map_err(corrupt)?;
+            let kind = entry.header().entry_type();
+            let path = entry.path().map_err(fail)?;
+            // tar's `unpack_in` skips a path with `..` in it.
+            let climbs = path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir);
+            let relative: PathBuf = path
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            if kind == tar::EntryType::Directory {
+                listed.insert(relative);
+                directories.push(entry);
+                continue;
             }
-            let path = inside(&dest, Path::new(&rebuilt)).map_err(EngineError::Restore)?;
-            let size = entry.size();
-            incremental::apply::apply_entry(&path, size, &mut entry)
-                .map_err(EngineError::Restore)?;
-            syncer.file(path);
-            listed.insert(PathBuf::from(rebuilt));
-            continue;
-        }
-        listed.insert(relative.clone());
-        if apply.is_some() {
-            let existing = dest.join(&relative);
-            if std::fs::symlink_metadata(&existing).is_ok_and(|m| !m.is_dir()) {
-                std::fs::remove_file(&existing).map_err(fail)?;
+            let rebuilt = relative
+                .to_str()
+                .and_then(incremental::rebuilt_path)
+                .filter(|_| kind.is_file());
+            if let Some(rebuilt) = rebuilt {
+                if apply.is_none() {
+                    return Err(corrupt(std::io::Error::other(format!(
+                        "{} is an incremental entry in a full backup",
+                        relative.display()
+                    ))));
+                }
+                let path = inside(&dest, Path::new(&rebuilt)).map_err(EngineError::Restore)?;
+                let size = entry.size();
+                incremental::apply::apply_entry(&path, size, &mut entry)
+                    .map_err(EngineError::Restore)?;
+                syncer.path(path)?;
+                listed.insert(PathBuf::from(rebuilt));
+                continue;
+            }
+            listed.insert(relative.clone());
+            if apply.is_some() {
+                let existing = dest.join(&relative);
+                if std::fs::symlink_metadata(&existing).is_ok_and(|m| !m.is_dir()) {
+                    std::fs::remove_file(&existing).map_err(fail)?;
+                }
+            }
+            if kind.is_file() && hold.is_some_and(|h| relative == Path::new(h)) {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(fail)?;
+                held = Some(bytes);
+                continue;
+            }
+            if kind == tar::EntryType::Regular {
+                if climbs || relative.as_os_str().is_empty() {
+                    continue;
+                }
+                let path = place(&dest, &relative, &mut placed).map_err(fail)?;
+                let header = entry.header();
+                let meta = FileMeta {
+                    path,
+                    mode: header.mode().map_err(fail)?,
+                    mtime: header.mtime().ok(),
+                };
+                let size = entry.size();
+                feed.file(meta, size, &mut entry).map_err(fail)?;
+                continue;
+            }
+            // unpack_in refuses paths that leave `dest`; only what it wrote is synced.
+            if entry.unpack_in(&dest).map_err(fail)? && kind.is_file() {
+                syncer.path(dest.join(relative))?;
             }
         }
-        if kind.is_file() && hold.is_some_and(|h| relative == Path::new(h)) {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(fail)?;
-            held = Some(bytes);
-            continue;
-        }
-        // unpack_in refuses paths that leave `dest`; only what it wrote is synced.
-        if entry.unpack_in(&dest).map_err(fail)? && kind.is_file() {
-            syncer.file(dest.join(relative));
-        }
-    }
+        Ok((directories, held, listed))
+    })?;
+    let mut directories = directories;
     directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
     for mut dir in directories {
         dir.unpack_in(&dest).map_err(fail)?;
@@ -604,6 +560,48 @@ fn unpack(
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| EngineError::Restore(format!("verifying the archive: {e}")))?;
     Ok((held, listed))
+}
+
+/// Where the regular file `relative` goes under `dest`, its directory made as tar's
+/// `unpack_in` makes it: refused when that directory resolves outside `dest` (through a
+/// symlink an earlier entry made). A directory checked once stays good: nothing an archive
+/// holds replaces a directory.
+fn place(dest: &Path, relative: &Path, placed: &mut HashSet<PathBuf>) -> std::io::Result<PathBuf> {
+    let path = dest.join(relative);
+    let Some(parent) = path.parent() else {
+        return Err(std::io::Error::other("an entry without a directory"));
+    };
+    if placed.contains(parent) {
+        return Ok(path);
+    }
+    let check = |dir: &Path| -> std::io::Result<()> {
+        if dir.canonicalize()?.starts_with(dest) {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "{} leaves the restore target",
+                relative.display()
+            )))
+        }
+    };
+    let mut missing = Vec::new();
+    let mut ancestor = parent;
+    while ancestor.symlink_metadata().is_err() {
+        missing.push(ancestor);
+        match ancestor.parent() {
+            Some(up) => ancestor = up,
+            None => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        if let Some(up) = dir.parent() {
+            check(up)?;
+        }
+        std::fs::create_dir_all(dir)?;
+    }
+    check(parent)?;
+    placed.insert(parent.to_path_buf());
+    Ok(path)
 }
 
 /// `relative` under `dest`, refusing a path whose directory resolves outside it (through a
@@ -633,34 +631,4 @@ fn with_causes(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_syncer_syncs_every_file_and_reports_a_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Syncer::start(2, false);
-        for i in 0..20 {
-            let path = dir.path().join(format!("f{i}"));
-            std::fs::write(&path, b"x").unwrap();
-            ok.file(path);
-        }
-        ok.finish().unwrap();
-
-        let failing = Syncer::start(2, false);
-        failing.file(dir.path().join("f1"));
-        failing.file(dir.path().join("missing"));
-        failing.file(dir.path().join("f2"));
-        let err = failing.finish().unwrap_err().to_string();
-        assert!(err.contains("missing"), "{err}");
-
-        // Rebuilding a chain: a file pruned before its turn is skipped.
-        let chain = Syncer::start(2, true);
-        chain.file(dir.path().join("missing"));
-        chain.file(dir.path().join("f3"));
-        chain.finish().unwrap();
-    }
 }

@@ -1,0 +1,571 @@
+//! A restore's files written on a few threads while the archive is still being read, and
+//! fsynced on others as soon as each is complete.
+//!
+//! The thread reading the tar stream only parses headers and copies file contents into a
+//! fixed set of buffers (the memory bound). Small files are packed into one buffer and
+//! written as a batch; a large file is streamed to one writer piece by piece, its writeback
+//! started as it grows, so its fsync waits only for the tail. Every finished file goes to
+//! the [`Syncer`].
+
+use crate::EngineError;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::num::NonZeroU64;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+
+/// Bytes per buffer: the most one write call gets, and the room of one batch of small files.
+const PIECE: usize = 1 << 20;
+/// Buffers between the reading thread and the writers (the memory bound: 16 MiB).
+const BUFFERS: usize = 16;
+/// Small files in one batch at most.
+const BATCH_FILES: usize = 256;
+/// Pieces of one large file queued for its writer.
+const PIECES_QUEUED: usize = 4;
+/// A large file's writeback is started every this many bytes written.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+/// How many threads write files.
+pub(crate) const WRITE_THREADS: usize = 2;
+
+/// A regular file to create: where, and the mode and modification time its tar header gives.
+pub(crate) struct FileMeta {
+    pub(crate) path: PathBuf,
+    pub(crate) mode: u32,
+    /// Seconds since the epoch (tar's own `unpack` sets both times to it, 0 as 1).
+    pub(crate) mtime: Option<u64>,
+}
+
+enum Job {
+    /// Whole files, their contents side by side in `buf`.
+    Batch {
+        buf: Vec<u8>,
+        files: Vec<(FileMeta, std::ops::Range<usize>)>,
+    },
+    /// A file of `size` bytes whose contents arrive on `pieces`.
+    Stream {
+        meta: FileMeta,
+        size: u64,
+        pieces: Receiver<(Vec<u8>, usize)>,
+    },
+}
+
+/// The first error of any writer; once set, the reader stops.
+#[derive(Default)]
+struct Failure {
+    set: AtomicBool,
+    error: Mutex<Option<EngineError>>,
+}
+
+impl Failure {
+    fn record(&self, e: EngineError) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(e);
+        }
+        self.set.store(true, Ordering::Release);
+    }
+
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    fn take(&self) -> Option<EngineError> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// Runs `body` with a [`Feed`] whose files `threads` writers create meanwhile; returns once
+/// every file handed over was written and handed to `syncer`. A writer's error wins over
+/// `body`'s (which then only says the writers stopped).
+pub(crate) fn with_writers<T>(
+    threads: usize,
+    syncer: &Syncer,
+    body: impl FnOnce(&mut Feed) -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    let failure = Failure::default();
+    let (jobs_tx, jobs_rx) = channel::<Job>();
+    let jobs_rx = Mutex::new(jobs_rx);
+    let (free_tx, free_rx) = channel::<Vec<u8>>();
+    let result = std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            let (jobs, free, fail) = (&jobs_rx, free_tx.clone(), &failure);
+            let spawned = std::thread::Builder::new()
+                .name("restore-write".into())
+                .spawn_scoped(s, move || write_jobs(jobs, &free, syncer, fail));
+            if let Err(e) = spawned {
+                failure.record(EngineError::Restore(format!("starting a file writer: {e}")));
+            }
+        }
+        drop(free_tx);
+        let mut feed = Feed {
+            jobs: Some(jobs_tx),
+            free: free_rx,
+            allocated: 0,
+            batch: None,
+            failure: &failure,
+        };
+        let result = body(&mut feed).and_then(|t| feed.finish().map(|()| t));
+        // Whatever happened, the writers see the end of their queue and return.
+        drop(feed);
+        result
+    });
+    match failure.take() {
+        Some(e) => Err(e),
+        None => result,
+    }
+}
+
+/// The reading side: hands files to the writers.
+pub(crate) struct Feed<'a> {
+    jobs: Option<Sender<Job>>,
+    free: Receiver<Vec<u8>>,
+    allocated: usize,
+    /// The batch being filled: its buffer, the bytes used, the files in it.
+    batch: Option<(Vec<u8>, usize, Vec<(FileMeta, std::ops::Range<usize>)>)>,
+    failure: &'a Failure,
+}
+
+impl Feed<'_> {
+    /// Reads the `size` bytes of a regular file from `data` and has it written at
+    /// `meta.path` (which must not exist; its directory must).
+    pub(crate) fn file(
+        &mut self,
+        meta: FileMeta,
+        size: u64,
+        data: &mut impl Read,
+    ) -> std::io::Result<()> {
+        self.check()?;
+        match usize::try_from(size) {
+            Ok(small) if small <= PIECE => self.small(meta, small, data),
+            _ => self.stream(meta, size, data),
+        }
+    }
+
+    fn small(&mut self, meta: FileMeta, size: usize, data: &mut impl Read) -> std::io::Result<()> {
+        let full = self
+            .batch
+            .as_ref()
+            .is_some_and(|(_, used, files)| used + size > PIECE || files.len() >= BATCH_FILES);
+        if full {
+            self.send_batch()?;
+        }
+        if self.batch.is_none() {
+            self.batch = Some((self.buffer()?, 0, Vec::new()));
+        }
+        let Some((buf, used, files)) = &mut self.batch else {
+            return Err(stopped());
+        };
+        let range = *used..*used + size;
+        data.read_exact(&mut buf[range.clone()])?;
+        *used += size;
+        files.push((meta, range));
+        Ok(())
+    }
+
+    fn stream(&mut self, meta: FileMeta, size: u64, data: &mut impl Read) -> std::io::Result<()> {
+        let (tx, rx) = sync_channel(PIECES_QUEUED);
+        self.send(Job::Stream {
+            meta,
+            size,
+            pieces: rx,
+        })?;
+        let mut left = size;
+        while left > 0 {
+            self.check()?;
+            let mut buf = self.buffer()?;
+            let n = usize::try_from(left).map_or(PIECE, |l| l.min(PIECE));
+            data.read_exact(&mut buf[..n])?;
+            left -= n as u64;
+            tx.send((buf, n)).map_err(|_| stopped())?;
+        }
+        Ok(())
+    }
+
+    /// A free buffer of `PIECE` bytes, new while fewer than `BUFFERS` exist.
+    fn buffer(&mut self) -> std::io::Result<Vec<u8>> {
+        if let Ok(buf) = self.free.try_recv() {
+            return Ok(buf);
+        }
+        if self.allocated < BUFFERS {
+            self.allocated += 1;
+            return Ok(vec![0; PIECE]);
+        }
+        // Every writer returns every buffer, also after an error; none left means they are gone.
+        self.free.recv().map_err(|_| stopped())
+    }
+
+    fn send_batch(&mut self) -> std::io::Result<()> {
+        match self.batch.take() {
+            Some((buf, _, files)) => self.send(Job::Batch { buf, files }),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&mut self, job: Job) -> std::io::Result<()> {
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        jobs.send(job).map_err(|_| stopped())
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.failure.is_set() {
+            return Err(stopped());
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), EngineError> {
+        self.send_batch()
+            .map_err(|e| EngineError::Restore(e.to_string()))?;
+        self.jobs = None;
+        Ok(())
+    }
+}
+
+fn stopped() -> std::io::Error {
+    std::io::Error::other("the file writers stopped")
+}
+
+/// A writer: takes jobs until the feed is gone. After an error (its own or another
+/// writer's) it writes nothing more but still returns every buffer, so the feed never
+/// waits for one.
+fn write_jobs(
+    jobs: &Mutex<Receiver<Job>>,
+    free: &Sender<Vec<u8>>,
+    syncer: &Syncer,
+    failure: &Failure,
+) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        match job {
+            Job::Batch { buf, files } => {
+                for (meta, range) in files {
+                    if failure.is_set() {
+                        break;
+                    }
+                    let written = create(&meta).and_then(|mut f| {
+                        f.write_all(&buf[range])?;
+                        finish_file(f, &meta)
+                    });
+                    match written {
+                        Ok(f) => syncer.file(f, meta.path),
+                        Err(e) => failure.record(write_error(&meta, e)),
+                    }
+                }
+                let _ = free.send(buf);
+            }
+            Job::Stream { meta, size, pieces } => {
+                if !failure.is_set() {
+                    match stream_file(&meta, size, &pieces, free) {
+                        Ok(Some(f)) => syncer.file(f, meta.path),
+                        // The feed stopped inside the file: its own error says why.
+                        Ok(None) => {}
+                        Err(e) => failure.record(write_error(&meta, e)),
+                    }
+                }
+                for (buf, _) in pieces {
+                    let _ = free.send(buf);
+                }
+            }
+        }
+    }
+}
+
+fn write_error(meta: &FileMeta, e: std::io::Error) -> EngineError {
+    EngineError::Restore(format!("writing {}: {e}", meta.path.display()))
+}
+
+/// Writes a streamed file as its pieces arrive, starting the writeback of what it wrote
+/// every `WRITEBACK_EVERY` bytes; `None` when the feed stopped before its end.
+fn stream_file(
+    meta: &FileMeta,
+    size: u64,
+    pieces: &Receiver<(Vec<u8>, usize)>,
+    free: &Sender<Vec<u8>>,
+) -> std::io::Result<Option<File>> {
+    let mut file = create(meta)?;
+    let (mut written, mut flushed) = (0u64, 0u64);
+    while written < size {
+        // The feed stops sending only when the restore failed: this file is never used.
+        let Ok((buf, n)) = pieces.recv() else {
+            return Ok(None);
+        };
+        let wrote = file.write_all(&buf[..n]);
+        let _ = free.send(buf);
+        wrote?;
+        written += n as u64;
+        if written - flushed >= WRITEBACK_EVERY {
+            start_writeback(&file, flushed, written - flushed);
+            flushed = written;
+        }
+    }
+    finish_file(file, meta).map(Some)
+}
+
+/// Asks the kernel to start writing `len` bytes at `offset` back now (for a file just
+/// written, `POSIX_FADV_DONTNEED` starts an asynchronous writeback of the range and drops
+/// what was already clean), instead of leaving all of it to the final fsync. Only a hint:
+/// the fsync is what makes the data durable, so an error here changes nothing.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        file,
+        offset,
+        NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    );
+}
+
+fn create(meta: &FileMeta) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&meta.path)
+}
+
+/// Times and mode as tar's own `unpack` with preserved permissions and times sets them.
+fn finish_file(file: File, meta: &FileMeta) -> std::io::Result<File> {
+    if let Some(mtime) = meta.mtime {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(1));
+        file.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))?;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(meta.mode))?;
+    Ok(file)
+}
+
+/// How many threads fsync restored files while extraction goes on. fsyncs mostly wait for
+/// the disk and the journal, and concurrent ones share a journal commit.
+pub(crate) const SYNC_THREADS: usize = 4;
+/// Files waiting for an fsync at most (each holds a descriptor).
+const SYNC_QUEUED: usize = 256;
+
+/// fsyncs files handed to it on a few threads; `finish` waits for all and reports the first
+/// error. It takes open files, so a file removed meanwhile (a later set of a chain replaced
+/// it) is still synced, never missed or failed by name.
+pub(crate) struct Syncer {
+    tx: SyncSender<(File, PathBuf)>,
+    workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Syncer {
+    pub(crate) fn start(threads: usize) -> Result<Syncer, EngineError> {
+        let (tx, rx) = sync_channel::<(File, PathBuf)>(SYNC_QUEUED);
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..threads.max(1))
+            .map(|_| {
+                let rx = rx.clone();
+                let named = std::thread::Builder::new().name("restore-fsync".into());
+                named.spawn(move || -> std::io::Result<()> {
+                    let mut first_error = None;
+                    loop {
+                        let next = rx
+                            .lock()
+                            .map_err(|_| std::io::Error::other("poisoned"))?
+                            .recv();
+                        let Ok((file, path)) = next else { break };
+                        // Keep draining after an error so the sender never blocks on us.
+                        if first_error.is_none() {
+                            if let Err(e) = file.sync_all() {
+                                first_error = Some(std::io::Error::new(
+                                    e.kind(),
+                                    format!("fsync {}: {e}", path.display()),
+                                ));
+                            }
+                        }
+                    }
+                    first_error.map_or(Ok(()), Err)
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| EngineError::Restore(format!("starting an fsync thread: {e}")))?;
+        Ok(Syncer { tx, workers })
+    }
+
+    /// Queues `file` (at `path`, for errors) for an fsync.
+    pub(crate) fn file(&self, file: File, path: PathBuf) {
+        // The workers outlive every sender; a send can only fail after `finish`.
+        let _ = self.tx.send((file, path));
+    }
+
+    /// Opens `path` and queues it for an fsync.
+    pub(crate) fn path(&self, path: PathBuf) -> Result<(), EngineError> {
+        let file = File::open(&path).map_err(|e| {
+            EngineError::Io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
+        self.file(file, path);
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Result<(), EngineError> {
+        drop(self.tx);
+        let mut result = Ok(());
+        for w in self.workers {
+            let r = w
+                .join()
+                .map_err(|_| EngineError::Restore("an fsync thread panicked".into()))?;
+            if let (Ok(()), Err(e)) = (&result, r) {
+                result = Err(EngineError::Io(e));
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_syncer_syncs_every_file_and_reports_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Syncer::start(2).unwrap();
+        for i in 0..20 {
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, b"x").unwrap();
+            ok.path(path).unwrap();
+        }
+        ok.finish().unwrap();
+
+        // A file removed after it was queued is still synced (a later set replaced it).
+        let removed = Syncer::start(1).unwrap();
+        let path = dir.path().join("f1");
+        removed.path(path.clone()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        removed.finish().unwrap();
+
+        // A character device cannot be fsynced: the error names it.
+        let failing = Syncer::start(2).unwrap();
+        failing.path(dir.path().join("f2")).unwrap();
+        failing.path(PathBuf::from("/dev/null")).unwrap();
+        failing.path(dir.path().join("f3")).unwrap();
+        let err = failing.finish().unwrap_err().to_string();
+        assert!(err.contains("fsync /dev/null"), "{err}");
+    }
+
+    fn meta(path: PathBuf, mode: u32, mtime: u64) -> FileMeta {
+        FileMeta {
+            path,
+            mode,
+            mtime: Some(mtime),
+        }
+    }
+
+    #[test]
+    fn writers_write_small_and_large_files_with_their_mode_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sizes around the batch and piece boundaries, and several batches' worth of files.
+        let sizes = [
+            0,
+            1,
+            511,
+            PIECE - 1,
+            PIECE,
+            PIECE + 1,
+            3 * PIECE + 7,
+            20 << 20,
+        ];
+        let mut expected = Vec::new();
+        let syncer = Syncer::start(2).unwrap();
+        with_writers(2, &syncer, |feed| {
+            for (i, &size) in sizes.iter().chain(&[4096; 600]).enumerate() {
+                let data: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
+                let path = dir.path().join(format!("f{i}"));
+                let mode = if i % 2 == 0 { 0o600 } else { 0o640 };
+                feed.file(
+                    meta(path.clone(), mode, 1_000_000 + i as u64),
+                    size as u64,
+                    &mut &data[..],
+                )
+                .unwrap();
+                expected.push((path, data, mode, 1_000_000 + i as u64));
+            }
+            Ok(())
+        })
+        .unwrap();
+        syncer.finish().unwrap();
+        for (path, data, mode, mtime) in expected {
+            assert_eq!(std::fs::read(&path).unwrap(), data, "{}", path.display());
+            let m = std::fs::metadata(&path).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, mode);
+            let secs = m
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert_eq!(secs, mtime);
+        }
+    }
+
+    /// A reader that fails after `ok` bytes, like an archive cut off by a repository error.
+    struct CutOff {
+        ok: usize,
+    }
+
+    impl Read for CutOff {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.ok == 0 {
+                return Err(std::io::Error::other("the archive is cut off"));
+            }
+            let n = buf.len().min(self.ok);
+            buf[..n].fill(3);
+            self.ok -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_failing_inside_a_large_file_is_the_result_not_its_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start(1).unwrap();
+        let path = dir.path().join("big");
+        let err = with_writers(2, &syncer, |feed| {
+            feed.file(
+                meta(path.clone(), 0o600, 1),
+                8 * PIECE as u64,
+                &mut CutOff { ok: 2 * PIECE + 5 },
+            )
+            .map_err(EngineError::Io)
+        })
+        .unwrap_err()
+        .to_string();
+        syncer.finish().unwrap();
+        assert!(err.contains("cut off"), "{err}");
+    }
+
+    #[test]
+    fn a_writer_error_stops_the_feed_and_is_the_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start(1).unwrap();
+        let mut fed = 0;
+        let err = with_writers(2, &syncer, |feed| {
+            // The second file's directory is missing: its writer fails, and the feed stops
+            // within the files already queued.
+            let big = vec![1u8; 3 * PIECE];
+            for i in 0..100 {
+                let path = if i == 1 {
+                    dir.path().join("missing/f")
+                } else {
+                    dir.path().join(format!("f{i}"))
+                };
+                if let Err(e) = feed.file(meta(path, 0o600, 1), big.len() as u64, &mut &big[..]) {
+                    return Err(EngineError::Io(e));
+                }
+                fed += 1;
+            }
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        syncer.finish().unwrap();
+        assert!(err.contains("missing/f"), "{err}");
+        assert!(fed < 100, "the feed stopped");
+    }
+}
