@@ -1,13 +1,16 @@
 //! Fault injection on the backup path, each ending in an error that becomes the job's readable
 //! reason, and the next backup succeeding once the fault is gone: the database stalled or cut
 //! off (the testkit's proxy), restarted mid-backup, the repository's disk full (a real tmpfs),
-//! and the repository's storage failing, slow or corrupting data (`repo::faults`).
+//! and the repository's storage failing, slow or corrupting data (`repo::faults`); and a
+//! restore onto a full disk.
 
 mod common;
 
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::DEFAULT_STALL;
-use polarbackup_engine::{backup, BackupRequest, BackupSummary, EngineError, Phase, ProgressSink};
+use polarbackup_engine::{
+    backup, restore, BackupRequest, BackupSummary, EngineError, Phase, ProgressSink, RestoreRequest,
+};
 use polarbackup_model::SystemClock;
 use polarbackup_repo::faults::{Call, Faults};
 use polarbackup_repo::{Repo, RepoConfig};
@@ -283,6 +286,50 @@ async fn a_full_disk_fails_the_backup_and_frees_what_it_wrote() {
     );
     disk.resize(256);
     next_backup_succeeds("2032", &src, &repo, scratch.path()).await;
+}
+
+/// A restore onto a real 8 MiB tmpfs, smaller than the data: the file writers' "No space
+/// left on device" is the error, and everything the restore made is removed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_restore_and_removes_what_it_wrote() {
+    let cluster = common::Cluster::shared();
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = Repo::open_fs(&scratch.path().join("repo"), RepoConfig::default()).unwrap();
+    run(
+        "2041",
+        &cluster.unix(),
+        &repo,
+        scratch.path(),
+        &Watch::default(),
+        DEFAULT_STALL,
+    )
+    .await
+    .unwrap();
+    let disk = Tmpfs::mount(8);
+    let (target, ts) = (disk.path().join("data"), disk.path().join("ts"));
+    let mapping = [(cluster.tablespace_dir.display().to_string(), ts.clone())];
+    let err = restore(RestoreRequest {
+        repo: &repo,
+        backup_id: "2041",
+        target: &target,
+        tablespace_mapping: &mapping,
+        progress: &|_, _| {},
+        keep_partial: false,
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    eprintln!("disk full: {err}");
+    assert!(
+        err.contains("No space left on device") && err.contains("was removed"),
+        "{err}"
+    );
+    assert!(!target.exists() && !ts.exists());
+    assert!(
+        disk.used_bytes() < 1 << 20,
+        "the failed restore's files are gone: {} bytes used",
+        disk.used_bytes()
+    );
 }
 
 /// A repository whose storage misbehaves as planned by `faults`.
