@@ -117,13 +117,15 @@ pub(crate) fn with_writers<T>(
     }
 }
 
+/// The batch being filled: its buffer, the bytes used, the files in it.
+type Batch = (Vec<u8>, usize, Vec<(FileMeta, std::ops::Range<usize>)>);
+
 /// The reading side: hands files to the writers.
 pub(crate) struct Feed<'a> {
     jobs: Option<Sender<Job>>,
     free: Receiver<Vec<u8>>,
     allocated: usize,
-    /// The batch being filled: its buffer, the bytes used, the files in it.
-    batch: Option<(Vec<u8>, usize, Vec<(FileMeta, std::ops::Range<usize>)>)>,
+    batch: Option<Batch>,
     failure: &'a Failure,
 }
 
