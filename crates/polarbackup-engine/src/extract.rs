@@ -4,13 +4,12 @@
 //! The thread reading the tar stream only parses headers and copies file contents into a
 //! fixed set of buffers (the memory bound). Small files are packed into one buffer and
 //! written as a batch; a large file is streamed to one writer piece by piece, its writeback
-//! started as it grows, so its fsync waits only for the tail. Every finished file goes to
+//! flushed as it grows, so its fsync waits only for the tail. Every finished file goes to
 //! the [`Syncer`].
 
 use crate::EngineError;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::num::NonZeroU64;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +24,8 @@ const BUFFERS: usize = 16;
 const BATCH_FILES: usize = 256;
 /// Pieces of one large file queued for its writer.
 const PIECES_QUEUED: usize = 4;
-/// A large file's writeback is started every this many bytes written.
-const WRITEBACK_EVERY: u64 = 8 << 20;
+/// A large file is flushed (`fdatasync`, on a sync thread) every this many bytes written.
+const WRITEBACK_EVERY: u64 = 32 << 20;
 /// How many threads write files.
 pub(crate) const WRITE_THREADS: usize = 2;
 
@@ -263,7 +262,7 @@ fn write_jobs(
             }
             Job::Stream { meta, size, pieces } => {
                 if !failure.is_set() {
-                    match stream_file(&meta, size, &pieces, free) {
+                    match stream_file(&meta, size, &pieces, free, syncer) {
                         Ok(Some(f)) => syncer.file(f, meta.path),
                         // The feed stopped inside the file: its own error says why.
                         Ok(None) => {}
@@ -282,13 +281,15 @@ fn write_error(meta: &FileMeta, e: std::io::Error) -> EngineError {
     EngineError::Restore(format!("writing {}: {e}", meta.path.display()))
 }
 
-/// Writes a streamed file as its pieces arrive, starting the writeback of what it wrote
-/// every `WRITEBACK_EVERY` bytes; `None` when the feed stopped before its end.
+/// Writes a streamed file as its pieces arrive, having what it wrote so far flushed every
+/// `WRITEBACK_EVERY` bytes on a sync thread, so its final fsync waits only for the tail;
+/// `None` when the feed stopped before its end.
 fn stream_file(
     meta: &FileMeta,
     size: u64,
     pieces: &Receiver<(Vec<u8>, usize)>,
     free: &Sender<Vec<u8>>,
+    syncer: &Syncer,
 ) -> std::io::Result<Option<File>> {
     let mut file = create(meta)?;
     let (mut written, mut flushed) = (0u64, 0u64);
@@ -302,24 +303,11 @@ fn stream_file(
         wrote?;
         written += n as u64;
         if written - flushed >= WRITEBACK_EVERY {
-            start_writeback(&file, flushed, written - flushed);
+            syncer.data(file.try_clone()?, meta.path.clone());
             flushed = written;
         }
     }
     finish_file(file, meta).map(Some)
-}
-
-/// Asks the kernel to start writing `len` bytes at `offset` back now (for a file just
-/// written, `POSIX_FADV_DONTNEED` starts an asynchronous writeback of the range and drops
-/// what was already clean), instead of leaving all of it to the final fsync. Only a hint:
-/// the fsync is what makes the data durable, so an error here changes nothing.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    let _ = rustix::fs::fadvise(
-        file,
-        offset,
-        NonZeroU64::new(len),
-        rustix::fs::Advice::DontNeed,
-    );
 }
 
 fn create(meta: &FileMeta) -> std::io::Result<File> {
@@ -349,13 +337,15 @@ const SYNC_QUEUED: usize = 256;
 /// error. It takes open files, so a file removed meanwhile (a later set of a chain replaced
 /// it) is still synced, never missed or failed by name.
 pub(crate) struct Syncer {
-    tx: SyncSender<(File, PathBuf)>,
+    /// A file, its path (for errors), and whether it is complete (else only its data so far
+    /// is flushed).
+    tx: SyncSender<(File, PathBuf, bool)>,
     workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Syncer {
     pub(crate) fn start(threads: usize) -> Result<Syncer, EngineError> {
-        let (tx, rx) = sync_channel::<(File, PathBuf)>(SYNC_QUEUED);
+        let (tx, rx) = sync_channel::<(File, PathBuf, bool)>(SYNC_QUEUED);
         let rx = Arc::new(Mutex::new(rx));
         let workers = (0..threads.max(1))
             .map(|_| {
@@ -368,10 +358,17 @@ impl Syncer {
                             .lock()
                             .map_err(|_| std::io::Error::other("poisoned"))?
                             .recv();
-                        let Ok((file, path)) = next else { break };
+                        let Ok((file, path, complete)) = next else {
+                            break;
+                        };
                         // Keep draining after an error so the sender never blocks on us.
                         if first_error.is_none() {
-                            if let Err(e) = file.sync_all() {
+                            let synced = if complete {
+                                file.sync_all()
+                            } else {
+                                file.sync_data()
+                            };
+                            if let Err(e) = synced {
                                 first_error = Some(std::io::Error::new(
                                     e.kind(),
                                     format!("fsync {}: {e}", path.display()),
@@ -390,7 +387,13 @@ impl Syncer {
     /// Queues `file` (at `path`, for errors) for an fsync.
     pub(crate) fn file(&self, file: File, path: PathBuf) {
         // The workers outlive every sender; a send can only fail after `finish`.
-        let _ = self.tx.send((file, path));
+        let _ = self.tx.send((file, path, true));
+    }
+
+    /// Queues a flush of what was written to `file` so far: its writeback starts before the
+    /// file is complete. Its final fsync comes through [`Syncer::file`].
+    fn data(&self, file: File, path: PathBuf) {
+        let _ = self.tx.send((file, path, false));
     }
 
     /// Opens `path` and queues it for an fsync.
