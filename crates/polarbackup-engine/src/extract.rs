@@ -17,9 +17,11 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 /// Bytes per buffer: the most one write call gets, and the room of one batch of small files.
-const PIECE: usize = 1 << 20;
-/// Buffers between the reading thread and the writers (the memory bound: 16 MiB).
-const BUFFERS: usize = 16;
+/// Small enough that a buffer is still in the CPU's cache when its writer copies it into the
+/// page cache: with 1 MiB buffers the restore took ~1 CPU-s more (BENCHMARKS.md, issue 13).
+const PIECE: usize = 128 << 10;
+/// Buffers between the reading thread and the writers (the memory bound: 4 MiB).
+const BUFFERS: usize = 32;
 /// Small files in one batch at most.
 const BATCH_FILES: usize = 256;
 /// Pieces of one large file queued for its writer.
@@ -465,7 +467,8 @@ mod tests {
     #[test]
     fn writers_write_small_and_large_files_with_their_mode_and_time() {
         let dir = tempfile::tempdir().unwrap();
-        // Sizes around the batch and piece boundaries, and several batches' worth of files.
+        // Sizes around the batch and piece boundaries, one large enough to be flushed on
+        // its way, and several batches' worth of files.
         let sizes = [
             0,
             1,
@@ -474,7 +477,7 @@ mod tests {
             PIECE,
             PIECE + 1,
             3 * PIECE + 7,
-            20 << 20,
+            40 << 20,
         ];
         let mut expected = Vec::new();
         let syncer = Syncer::start(2).unwrap();
