@@ -337,21 +337,25 @@ const SYNC_QUEUED: usize = 256;
 
 /// fsyncs files handed to it on a few threads; `finish` waits for all and reports the first
 /// error. It takes open files, so a file removed meanwhile (a later set of a chain replaced
-/// it) is still synced, never missed or failed by name.
+/// it) is still synced, never missed or failed by name. Dropped unfinished (the restore
+/// failed), it closes what is queued without syncing it and waits for its threads, so no
+/// descriptor keeps a removed file's space.
 pub(crate) struct Syncer {
     /// A file, its path (for errors), and whether it is complete (else only its data so far
-    /// is flushed).
-    tx: SyncSender<(File, PathBuf, bool)>,
+    /// is flushed). `None` once finished.
+    tx: Option<SyncSender<(File, PathBuf, bool)>>,
     workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Syncer {
     pub(crate) fn start(threads: usize) -> Result<Syncer, EngineError> {
         let (tx, rx) = sync_channel::<(File, PathBuf, bool)>(SYNC_QUEUED);
         let rx = Arc::new(Mutex::new(rx));
+        let abandoned = Arc::new(AtomicBool::new(false));
         let workers = (0..threads.max(1))
             .map(|_| {
-                let rx = rx.clone();
+                let (rx, abandoned) = (rx.clone(), abandoned.clone());
                 let named = std::thread::Builder::new().name("restore-fsync".into());
                 named.spawn(move || -> std::io::Result<()> {
                     let mut first_error = None;
@@ -364,7 +368,7 @@ impl Syncer {
                             break;
                         };
                         // Keep draining after an error so the sender never blocks on us.
-                        if first_error.is_none() {
+                        if first_error.is_none() && !abandoned.load(Ordering::Acquire) {
                             let synced = if complete {
                                 file.sync_all()
                             } else {
@@ -383,19 +387,27 @@ impl Syncer {
             })
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| EngineError::Restore(format!("starting an fsync thread: {e}")))?;
-        Ok(Syncer { tx, workers })
+        Ok(Syncer {
+            tx: Some(tx),
+            workers,
+            abandoned,
+        })
     }
 
     /// Queues `file` (at `path`, for errors) for an fsync.
     pub(crate) fn file(&self, file: File, path: PathBuf) {
         // The workers outlive every sender; a send can only fail after `finish`.
-        let _ = self.tx.send((file, path, true));
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((file, path, true));
+        }
     }
 
     /// Queues a flush of what was written to `file` so far: its writeback starts before the
     /// file is complete. Its final fsync comes through [`Syncer::file`].
     fn data(&self, file: File, path: PathBuf) {
-        let _ = self.tx.send((file, path, false));
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((file, path, false));
+        }
     }
 
     /// Opens `path` and queues it for an fsync.
@@ -410,10 +422,10 @@ impl Syncer {
         Ok(())
     }
 
-    pub(crate) fn finish(self) -> Result<(), EngineError> {
-        drop(self.tx);
+    pub(crate) fn finish(mut self) -> Result<(), EngineError> {
+        self.tx = None;
         let mut result = Ok(());
-        for w in self.workers {
+        for w in std::mem::take(&mut self.workers) {
             let r = w
                 .join()
                 .map_err(|_| EngineError::Restore("an fsync thread panicked".into()))?;
@@ -422,6 +434,19 @@ impl Syncer {
             }
         }
         result
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        if self.workers.is_empty() {
+            return;
+        }
+        self.abandoned.store(true, Ordering::Release);
+        self.tx = None;
+        for w in std::mem::take(&mut self.workers) {
+            let _ = w.join();
+        }
     }
 }
 

@@ -324,12 +324,26 @@ async fn a_full_disk_fails_the_restore_and_removes_what_it_wrote() {
         err.contains("No space left on device") && err.contains("was removed"),
         "{err}"
     );
-    assert!(!target.exists() && !ts.exists());
+    let left: Vec<_> = walk(disk.path());
+    assert!(!target.exists() && !ts.exists(), "left behind: {left:?}");
     assert!(
         disk.used_bytes() < 1 << 20,
         "the failed restore's files are gone: {} bytes used",
         disk.used_bytes()
     );
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        found.push(path.clone());
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+    }
+    found
 }
 
 /// A repository whose storage misbehaves as planned by `faults`.
