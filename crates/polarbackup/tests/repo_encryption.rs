@@ -84,7 +84,9 @@ fn an_encrypted_repository_restores_only_with_its_key() {
     let job = wait_for_sets("the encrypted backup", 120, &server, &store, &cluster)[0]
         .id
         .to_string();
-    pg.psql("INSERT INTO cards VALUES (0, 'after the backup');");
+    // Committed durably (the testkit's servers default to synchronous_commit = off), so the
+    // flush position read next covers the commit, and the archive holding it holds the row.
+    pg.psql("SET synchronous_commit = on; INSERT INTO cards VALUES (0, 'after the backup');");
     let flushed: Lsn = pg
         .psql("SELECT pg_current_wal_flush_lsn();")
         .parse()
