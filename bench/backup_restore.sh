@@ -91,12 +91,7 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------------------------------
 # 1. dependencies and build
-if ! command -v pgbackrest >/dev/null 2>&1; then
-    log "installing pgbackrest from Debian"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq pgbackrest >/dev/null
-fi
+ensure_pgbackrest
 for tool in zstd tar setpriv du python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing"
 done

@@ -66,34 +66,14 @@ for v in $VERSIONS; do
     [ -x "$(pg_bin_dir "$v")/initdb" ] || die "$(pg_bin_dir "$v")/initdb not found (scripts/install-deps.sh --old-postgres)"
 done
 
-WORK=""
+cleanup_on_exit
 PB_PID=""
 PG_PID=""
 PG2_PID=""
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    stop_pid "$PB_PID" TERM "polarbackup serve"
-    stop_pid "$PG2_PID" INT "restored PostgreSQL"
-    stop_pid "$PG_PID" INT "source PostgreSQL"
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ "$KEEP" = 1 ]; then log "keeping $WORK"; else log "removing $WORK"; rm -rf "$WORK"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ------------------------------------------------------------------------------------------
 # 1. dependencies, binary, server
-if ! command -v pgbackrest >/dev/null 2>&1; then
-    log "installing pgbackrest from Debian"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq pgbackrest >/dev/null
-fi
+ensure_pgbackrest
 for tool in setpriv du python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing"
 done
@@ -125,6 +105,7 @@ log "starting polarbackup serve"
     "$BIN" serve --listen 127.0.0.1:0 --log-format json --scheduler off --log-backup off \
     >"$WORK/pb-serve.out" 2>"$WORK/pb-serve.log" &
 PB_PID=$!
+PIDS+=("$PB_PID")
 for _ in $(seq 1 300); do
     grep -q Listening "$WORK/pb-serve.out" 2>/dev/null && break
     kill -0 "$PB_PID" 2>/dev/null || { cat "$WORK/pb-serve.log" >&2; die "polarbackup serve exited"; }
@@ -296,6 +277,7 @@ $extra
 EOF
     as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$WORK/pg$major.log" -w -t 120 start >/dev/null
     PG_PID="$(head -1 "$pgdata/postmaster.pid")"
+    PIDS+=("$PG_PID")
     if ! pgbr_why="$(as_pg "${PGBR[@]}" stanza-create 2>&1)"; then
         pgbr_ok=0
         pgbr_why="$(tr '\n' ' ' <<<"$pgbr_why" | sed 's/  */ /g')"
@@ -371,8 +353,9 @@ EOF
     as_pg "$pgbin/pg_ctl" -D "$target" -l "$WORK/pg$major-restored.log" -w -t 600 -o "$opts" \
         start >/dev/null || { tail -20 "$WORK/pg$major-restored.log" >&2; die "PostgreSQL did not start on the restored directory"; }
     PG2_PID="$(head -1 "$target/postmaster.pid")"
+    PIDS+=("$PG2_PID")
     restored_counts="$(as_pg "$PSQL_BIN" -X -At -h "$WORK/sock2" -p "$port2" -U postgres -d postgres -c "$check_sql")"
-    stop_pid "$PG2_PID" INT "restored PostgreSQL"; PG2_PID=""
+    stop_tracked "$PG2_PID" INT "restored PostgreSQL"
     if [ "$source_counts" = "$restored_counts" ]; then
         note "PostgreSQL $major restore check: OK: pg_verifybackup: $verify; restored PostgreSQL started; accounts, sum(abalance), history, tellers, branches = $restored_counts, as the source"
     else
@@ -380,7 +363,7 @@ EOF
         die "the restored incremental differs from the source"
     fi
     rm -rf "$target"
-    stop_pid "$PG_PID" INT "source PostgreSQL"; PG_PID=""
+    stop_tracked "$PG_PID" INT "source PostgreSQL"
     rm -rf "$pgdata" "$WORK/pgbr-repo-$major"
 }
 

@@ -93,6 +93,23 @@ _bench_cleanup() {
     exit "$rc"
 }
 
+# stop_tracked PID SIGNAL WHAT: stops a server started earlier and forgets it, so the exit
+# cleanup never signals its PID again (by then another process may have it).
+stop_tracked() {
+    local pid="$1" kept=() p
+    stop_pid "$@"
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
+}
+
+# Debian's pgBackRest, the anchor several benchmarks measure against (as root).
+ensure_pgbackrest() {
+    command -v pgbackrest >/dev/null 2>&1 && return 0
+    log "installing pgbackrest from Debian"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null
+}
+
 # As root (PostgreSQL runs as user postgres): the project's dependencies, then PostgreSQL's
 # binaries in PGBIN.
 prepare_postgres_bench() {

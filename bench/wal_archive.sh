@@ -117,12 +117,7 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------------------------------
 # 1. dependencies and build
-if ! command -v pgbackrest >/dev/null 2>&1; then
-    log "installing pgbackrest from Debian"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq pgbackrest >/dev/null
-fi
+ensure_pgbackrest
 for tool in zstd setpriv du python3 base64; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing"
 done

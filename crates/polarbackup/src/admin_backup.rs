@@ -2,14 +2,13 @@
 //! store, for the workers of a running `serve`, and optionally waits for its outcome.
 
 use crate::cli::BackupArgs;
+use crate::job_watch::{watch, Watched};
 use anyhow::{bail, Context, Result};
 use polarbackup_model::{BackupJob, BackupJobId, Clock, DbClusterId, JobStatus, SystemClock};
-use polarbackup_store::{CreateJobOutcome, JobFilter, ManualJobRequest, Store};
+use polarbackup_store::{CreateJobOutcome, ManualJobRequest, Store};
 use polarbackup_wire::create_backup::MANUAL_BACKUP_LIMIT;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-
-const POLL: Duration = Duration::from_millis(500);
+use std::time::Duration;
 
 /// Queues the job and prints `{"BackupJobId"}`; with `--wait`, prints the job's outcome
 /// instead, and fails if the job failed or did not end in time.
@@ -74,46 +73,34 @@ pub fn run(args: BackupArgs) -> Result<()> {
     }
 }
 
-/// Polls the store until the job ended or `timeout` passed, printing each change of its status
-/// and Process on stderr. Returns the job as last read and the JSON summary to print.
+/// Follows the job until it ended or `timeout` passed. Returns the job as last read and the
+/// JSON summary to print.
 fn wait(
     store: &dyn Store,
     cluster: &DbClusterId,
     job: BackupJobId,
     timeout: Duration,
 ) -> Result<(BackupJob, Value)> {
-    let deadline = Instant::now() + timeout;
-    let filter = JobFilter {
-        job_id: Some(job),
-        mode: None,
-        ended_since: jiff::Timestamp::MIN,
+    let ended = |j: &BackupJob| matches!(j.status, JobStatus::Finished | JobStatus::Failed);
+    let j = match watch(store, cluster, job, "backup job", timeout, |j| {
+        Ok(ended(j).then(|| j.clone()))
+    })? {
+        Watched::Done(j) | Watched::TimedOut(j) => j,
     };
-    let mut shown = None;
-    loop {
-        let j = store
-            .list_jobs(cluster, &filter)?
-            .into_iter()
-            .next()
-            .with_context(|| format!("backup job {job} disappeared from the store"))?;
-        if shown != Some((j.status, j.process)) {
-            eprintln!("backup job {job}: {} {}%", j.status, j.process);
-            shown = Some((j.status, j.process));
-        }
-        let ended = matches!(j.status, JobStatus::Finished | JobStatus::Failed);
-        if ended || Instant::now() >= deadline {
-            let set = if ended { store.backup_set(job)? } else { None };
-            let summary = json!({
-                "BackupJobId": job.to_string(),
-                "DBClusterId": cluster.as_str(),
-                "Kind": j.kind.as_str(),
-                "Status": j.status.as_str(),
-                "FailureReason": j.failure_reason,
-                "BackupSize": set.as_ref().map(|s| s.size),
-                "StoredSize": set.as_ref().map(|s| s.stored_size),
-                "ParentBackupId": set.as_ref().and_then(|s| s.parent).map(|p| p.to_string()),
-            });
-            return Ok((j, summary));
-        }
-        std::thread::sleep(POLL);
-    }
+    let set = if ended(&j) {
+        store.backup_set(job)?
+    } else {
+        None
+    };
+    let summary = json!({
+        "BackupJobId": job.to_string(),
+        "DBClusterId": cluster.as_str(),
+        "Kind": j.kind.as_str(),
+        "Status": j.status.as_str(),
+        "FailureReason": j.failure_reason,
+        "BackupSize": set.as_ref().map(|s| s.size),
+        "StoredSize": set.as_ref().map(|s| s.stored_size),
+        "ParentBackupId": set.as_ref().and_then(|s| s.parent).map(|p| p.to_string()),
+    });
+    Ok((j, summary))
 }

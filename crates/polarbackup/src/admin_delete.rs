@@ -5,16 +5,17 @@
 use crate::cli::{ClusterDeleteArgs, RetentionArg};
 use crate::config;
 use crate::executor::PgExecutor;
+use crate::job_watch::{watch, Watched};
 use anyhow::{bail, Context, Result};
 use polarbackup_model::policy::RetentionOnClusterDeletion;
-use polarbackup_model::{BackupJobId, BackupSet, Clock, ClusterStatus, DbClusterId, SystemClock};
+use polarbackup_model::{
+    BackupJob, BackupJobId, BackupSet, Clock, ClusterStatus, DbClusterId, SystemClock,
+};
 use polarbackup_repo::Repo;
-use polarbackup_store::{ClusterDeletion, DeletionRefusal, JobFilter, Store, StoreError};
+use polarbackup_store::{ClusterDeletion, DeletionRefusal, Store, StoreError};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-const POLL: Duration = Duration::from_millis(500);
+use std::time::Duration;
 
 impl RetentionArg {
     fn policy(self) -> RetentionOnClusterDeletion {
@@ -97,55 +98,38 @@ fn ids(sets: &[BackupSet]) -> Vec<String> {
     sets.iter().map(|s| s.id.to_string()).collect()
 }
 
-/// Polls the store until the final backup has settled the deletion, printing each change of
-/// the job's status and Process on stderr.
+/// Follows the final backup until it has settled the deletion.
 fn wait_for_final_backup(
     store: &dyn Store,
     cluster: &DbClusterId,
     job: BackupJobId,
     timeout: Duration,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let filter = JobFilter {
-        job_id: Some(job),
-        mode: None,
-        ended_since: jiff::Timestamp::MIN,
-    };
-    let mut shown = None;
-    loop {
+    let settled = |j: &BackupJob| -> Result<Option<()>> {
         let status = store
             .cluster(cluster)?
             .map(|c| c.status)
             .context("the cluster disappeared from the store")?;
-        let j = store
-            .list_jobs(cluster, &filter)?
-            .into_iter()
-            .next()
-            .with_context(|| format!("backup job {job} disappeared from the store"))?;
-        if shown != Some((j.status, j.process)) {
-            eprintln!("final backup {job}: {} {}%", j.status, j.process);
-            shown = Some((j.status, j.process));
-        }
         match status {
-            ClusterStatus::Deleted => return Ok(()),
+            ClusterStatus::Deleted => Ok(Some(())),
             ClusterStatus::Running => bail!(
                 "deletion of cluster {cluster} aborted: its final backup (job {job}) failed: {}; \
                  the cluster is Running again and no backup set was deleted",
                 j.failure_reason.as_deref().unwrap_or("no reason recorded")
             ),
-            ClusterStatus::Deleting => {}
+            ClusterStatus::Deleting => Ok(None),
         }
-        if Instant::now() >= deadline {
-            bail!(
-                "gave up waiting after {} s: the final backup (job {job}) is {} at {}%; cluster \
-                 {cluster} stays Deleting and is released when the job finishes (is `polarbackup \
-                 serve` with workers running on this data directory?)",
-                timeout.as_secs(),
-                j.status,
-                j.process
-            );
-        }
-        std::thread::sleep(POLL);
+    };
+    match watch(store, cluster, job, "final backup", timeout, settled)? {
+        Watched::Done(()) => Ok(()),
+        Watched::TimedOut(j) => bail!(
+            "gave up waiting after {} s: the final backup (job {job}) is {} at {}%; cluster \
+             {cluster} stays Deleting and is released when the job finishes (is `polarbackup \
+             serve` with workers running on this data directory?)",
+            timeout.as_secs(),
+            j.status,
+            j.process
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ mod backends;
 mod cli;
 mod config;
 mod executor;
+mod job_watch;
 mod locations;
 mod log_reader;
 mod private;
