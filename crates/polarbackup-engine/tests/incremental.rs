@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Command;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -96,21 +95,6 @@ impl Env {
     }
 }
 
-/// `pgbench -n -t N` against `db`: updates spread over the accounts table.
-fn pgbench_run(pg: &PgCluster, db: &str, transactions: u32) {
-    let out = Command::new(pg.bin("pgbench"))
-        .args(["-n", "-t", &transactions.to_string(), "-h"])
-        .arg(pg.socket_dir())
-        .args(["-p", &pg.port.to_string(), "-U", SUPERUSER, db])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn assert_ok(what: &str, out: &std::process::Output) {
     assert!(
         out.status.success(),
@@ -144,7 +128,7 @@ async fn an_lsn_diff_chain_stores_the_changes_and_restores_the_newest_state() {
     assert_eq!(full.parent, None);
 
     // About 1 % of the accounts change; a table is created and another dropped.
-    pgbench_run(&pg, &db, 500);
+    pg.pgbench_run(&db, 500);
     pg.psql_db(
         &db,
         "CREATE TABLE added AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g;\n\
@@ -154,7 +138,7 @@ async fn an_lsn_diff_chain_stores_the_changes_and_restores_the_newest_state() {
     assert_eq!(first.parent.as_deref(), Some("1"));
     assert_eq!(env.method("2").await.as_deref(), Some("lsn"));
 
-    pgbench_run(&pg, &db, 500);
+    pg.pgbench_run(&db, 500);
     pg.psql_db(
         &db,
         "DELETE FROM added WHERE id > 10000; VACUUM added; DROP TABLE dropped;",
@@ -258,7 +242,7 @@ async fn a_native_chain_on_postgresql_18_rebuilds_exactly_as_pg_combinebackup() 
     let env = Env::new();
 
     env.backup(&pg, "1", None).await;
-    pgbench_run(&pg, &db, 300);
+    pg.pgbench_run(&db, 300);
     pg.psql_db(
         &db,
         "CREATE TABLE added AS SELECT g AS id FROM generate_series(1, 5000) g;",
@@ -271,7 +255,7 @@ async fn a_native_chain_on_postgresql_18_rebuilds_exactly_as_pg_combinebackup() 
         incr_data * 4 < full_data,
         "the server sent {incr_data} data bytes for the incremental set, {full_data} for the full one"
     );
-    pgbench_run(&pg, &db, 300);
+    pg.pgbench_run(&db, 300);
     pg.psql_db(&db, "TRUNCATE added; DROP TABLE pgbench_history;");
     env.backup(&pg, "3", Some("2")).await;
     assert_eq!(env.method("3").await.as_deref(), Some("native"));

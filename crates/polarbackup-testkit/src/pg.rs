@@ -280,6 +280,18 @@ impl PgCluster {
         assert_ok("pgbench -i", &out);
     }
 
+    /// `pgbench -n -t N` against `db`: N transactions of updates spread over the accounts
+    /// table (after [`PgCluster::pgbench_init`]).
+    pub fn pgbench_run(&self, db: &str, transactions: u32) {
+        let out = Command::new(self.bin("pgbench"))
+            .args(["-n", "-t", &transactions.to_string(), "-h"])
+            .arg(self.root.path())
+            .args(["-p", &self.port.to_string(), "-U", SUPERUSER, db])
+            .output()
+            .expect("run pgbench");
+        assert_ok("pgbench -t", &out);
+    }
+
     /// Every user table of `db` (as `schema.table`) with its row count and an md5 over all
     /// its rows in a canonical order: two databases with equal maps hold the same data.
     pub fn table_digests(&self, db: &str) -> BTreeMap<String, (u64, String)> {

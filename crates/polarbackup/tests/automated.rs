@@ -326,17 +326,7 @@ fn automated_backups_after_the_first_of_a_week_are_incremental_and_restore_whole
     };
     let full = queue(2, BackupKind::Full);
     assert_eq!(full.status, JobStatus::Finished, "{}", server.log());
-    let out = std::process::Command::new(pg.bin("pgbench"))
-        .args(["-n", "-t", "300", "-h"])
-        .arg(pg.socket_dir())
-        .args(["-p", &pg.port.to_string(), "-U", "postgres", "postgres"])
-        .output()
-        .expect("run pgbench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg.pgbench_run("postgres", 300);
     let incremental = queue(1, BackupKind::Incremental);
     assert_eq!(incremental.status, JobStatus::Finished, "{}", server.log());
     let expected = pg.table_digests("postgres");

@@ -249,17 +249,7 @@ fn an_incremental_backup_taken_with_admin_backup_builds_on_the_previous_set_and_
     assert_eq!(full["Status"], "Finished", "{full:#}");
     assert_eq!(full["Kind"], "Full", "{full:#}");
     assert_eq!(full["ParentBackupId"], Value::Null, "{full:#}");
-    let out = std::process::Command::new(db.bin("pgbench"))
-        .args(["-n", "-t", "300", "-h"])
-        .arg(db.socket_dir())
-        .args(["-p", &db.port.to_string(), "-U", "postgres", "postgres"])
-        .output()
-        .expect("run pgbench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    db.pgbench_run("postgres", 300);
     let expected = db.table_digests("postgres");
 
     let incremental = admin_backup(&server, &t.cluster_id, "incremental");
