@@ -300,3 +300,53 @@ async fn a_native_chain_on_postgresql_18_rebuilds_exactly_as_pg_combinebackup() 
 
     assert_eq!(digests_of_restored(&ours, Some(18), &db), expected);
 }
+
+/// PostgreSQL refuses an incremental BASE_BACKUP when its WAL summaries have a hole since the
+/// parent (`summarize_wal` was off while the WAL moved on and was recycled): the backup sees the
+/// hole first and takes the LSN diff instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hole_in_the_wal_summaries_takes_the_lsn_diff_instead_of_failing() {
+    let pg = PgCluster::init_major(18);
+    pg.psql("ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();");
+    pg.psql("CHECKPOINT;");
+    let db = pg.create_database("hole");
+    pg.pgbench_init(&db, 1);
+    let env = Env::new();
+    env.backup(&pg, "1", None).await;
+
+    pg.psql("ALTER SYSTEM SET summarize_wal = off; SELECT pg_reload_conf();");
+    wait_for(&pg, "SHOW summarize_wal;", "off");
+    for _ in 0..4 {
+        pg.pgbench_run(&db, 200);
+        pg.psql("SELECT pg_switch_wal(); CHECKPOINT;");
+    }
+    pg.psql("ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();");
+    pg.psql("SELECT pg_switch_wal(); CHECKPOINT;");
+    // The summarizer starts again after the recycled WAL: two summaries without a predecessor
+    // (the first one, and the first after the hole).
+    wait_for(
+        &pg,
+        "SELECT count(*) >= 2 FROM pg_available_wal_summaries() s WHERE NOT EXISTS \
+         (SELECT 1 FROM pg_available_wal_summaries() p WHERE p.end_lsn = s.start_lsn);",
+        "t",
+    );
+
+    pg.pgbench_run(&db, 100);
+    let set = env.backup(&pg, "2", Some("1")).await;
+    assert_eq!(set.parent.as_deref(), Some("1"));
+    assert_eq!(env.method("2").await.as_deref(), Some("lsn"));
+    let expected = pg.table_digests(&db);
+    let restored = env.restore("2", "restored").await;
+    assert_eq!(digests_of_restored(&restored, Some(18), &db), expected);
+}
+
+/// Polls `sql` once a second until it prints `want` (60 s at most).
+fn wait_for(pg: &PgCluster, sql: &str, want: &str) {
+    for _ in 0..60 {
+        if pg.psql(sql).trim() == want {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    panic!("`{sql}` never printed {want}");
+}

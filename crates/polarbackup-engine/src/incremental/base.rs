@@ -98,10 +98,7 @@ pub(crate) async fn choose(
         Ok(m) => m,
         Err(e) => return full(format!("the parent's backup_manifest cannot be read: {e}")),
     };
-    let summarized = facts
-        .summaries_from
-        .iter()
-        .any(|(tli, from)| *tli == p.timeline && *from <= p.start_lsn);
+    let summarized = facts.summaries_cover(p.timeline, p.start_lsn);
     let method = if facts.summarize_wal && summarized {
         Method::Native {
             manifest: backup_manifest,
