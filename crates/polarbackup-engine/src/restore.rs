@@ -112,6 +112,15 @@ pub(crate) async fn prepare(req: RestoreRequest<'_>) -> Result<Prepared<'_>, Eng
     let wal_dir = req.target.join("pg_wal");
     // Every destination is checked before anything is written.
     let last = chain.len() - 1;
+    // A tablespace an earlier set of the chain holds and the newest does not was dropped on the
+    // server since: its archive is skipped (like a dropped file, it is not restored), and its
+    // old location is neither required empty nor written.
+    let newest: HashSet<(String, Option<String>)> = chain[last]
+        .1
+        .archives
+        .iter()
+        .map(|a| (a.name.clone(), a.tablespace_location.clone()))
+        .collect();
     let mut stages = Vec::with_capacity(chain.len());
     let mut dests: Vec<PathBuf> = Vec::new();
     let mut total = 0;
@@ -120,6 +129,10 @@ pub(crate) async fn prepare(req: RestoreRequest<'_>) -> Result<Prepared<'_>, Eng
         for archive in &manifest.archives {
             // Only the newest set's WAL makes the rebuilt directory consistent.
             if archive.name == "pg_wal.tar" && i != last {
+                continue;
+            }
+            let key = (archive.name.clone(), archive.tablespace_location.clone());
+            if i != last && !newest.contains(&key) {
                 continue;
             }
             let dest = destination(

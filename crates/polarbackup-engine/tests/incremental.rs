@@ -78,13 +78,18 @@ impl Env {
 
     /// Restores `id` (and its chain) into a fresh directory owned by `postgres`.
     async fn restore(&self, id: &str, name: &str) -> PathBuf {
+        self.restore_mapped(id, name, &[]).await
+    }
+
+    /// [`Env::restore`] with tablespaces moved as `mapping` says.
+    async fn restore_mapped(&self, id: &str, name: &str, mapping: &[(String, PathBuf)]) -> PathBuf {
         let target = self.dir.path().join(name);
         let progress = |_: u64, _: u64| {};
         restore(RestoreRequest {
             repo: &self.repo,
             backup_id: id,
             target: &target,
-            tablespace_mapping: &[],
+            tablespace_mapping: mapping,
             progress: &progress,
             keep_partial: false,
         })
@@ -299,6 +304,48 @@ async fn a_native_chain_on_postgresql_18_rebuilds_exactly_as_pg_combinebackup() 
     );
 
     assert_eq!(digests_of_restored(&ours, Some(18), &db), expected);
+}
+
+/// A tablespace the full set holds and the server dropped before the incremental one is not
+/// restored: its archive is skipped, the place it was mapped to stays untouched, and its old
+/// location (still the live cluster's here) is not in the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tablespace_dropped_between_sets_of_a_chain_is_not_restored() {
+    let pg = PgCluster::init();
+    let env = Env::new();
+    let location = env.dir.path().join("ts-source");
+    std::fs::create_dir(&location).unwrap();
+    chown_to_postgres(&location, false);
+    let db = pg.create_database("dropped");
+    pg.psql(&format!(
+        "CREATE TABLESPACE gone LOCATION '{}';",
+        location.display()
+    ));
+    pg.psql_db(
+        &db,
+        "CREATE TABLE moved TABLESPACE gone AS SELECT g AS id FROM generate_series(1, 5000) g; \
+         CREATE TABLE kept AS SELECT g AS id FROM generate_series(1, 5000) g;",
+    );
+    env.backup(&pg, "1", None).await;
+    pg.psql_db(&db, "DROP TABLE moved; INSERT INTO kept VALUES (0);");
+    pg.psql("DROP TABLESPACE gone;");
+    env.backup(&pg, "2", Some("1")).await;
+    assert_eq!(env.method("2").await.as_deref(), Some("lsn"));
+    let expected = pg.table_digests(&db);
+
+    // Mapped: the mapped place is never created.
+    let mapped = env.dir.path().join("ts-mapped");
+    let mapping = [(location.display().to_string(), mapped.clone())];
+    let restored = env.restore_mapped("2", "restored", &mapping).await;
+    assert!(!mapped.exists(), "the dropped tablespace was restored");
+    let links: Vec<_> = std::fs::read_dir(restored.join("pg_tblspc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(links.is_empty(), "pg_tblspc still links {links:?}");
+    assert_eq!(digests_of_restored(&restored, None, &db), expected);
+    // Unmapped: the old location (the live cluster's, not empty) is not in the way.
+    env.restore("2", "unmapped").await;
 }
 
 /// PostgreSQL refuses an incremental BASE_BACKUP when its WAL summaries have a hole since the
