@@ -36,6 +36,7 @@
 #   BENCH_WORK_PARENT=/var/tmp  where the work directory goes (must be on the disk to measure)
 #   BENCH_RESULTS_DIR=bench/results  where the .tsv, .summary.md (and .perf.txt) go
 #   BENCH_KEEP=0              1: keep the work directory (servers are still stopped)
+#   BENCH_BIN=                a polarbackup binary to use instead of building one (say which build)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -97,10 +98,12 @@ for tool in zstd tar setpriv du python3; do
 done
 bash scripts/install-deps.sh
 
-log "cargo build --release -p polarbackup"
-build_t0=$EPOCHREALTIME
-cargo build --release --quiet -p polarbackup
-log "build took $(awk -v a="$build_t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s"
+if [ -z "${BENCH_BIN:-}" ]; then
+    log "cargo build --release -p polarbackup"
+    build_t0=$EPOCHREALTIME
+    cargo build --release --quiet -p polarbackup
+    log "build took $(awk -v a="$build_t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s"
+fi
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 DIRTY="$(git status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
 
@@ -109,7 +112,7 @@ chmod 755 "$WORK"
 mkdir -p "$WORK/bin" "$WORK/home" "$WORK/sock" "$WORK/sock2" "$WORK/pgbr-repo" \
     "$WORK/pgbr-log" "$WORK/pgbr-lock" "$WORK/pgbr-spool" "$WORK/pb-data"
 # A private copy: other builds in this tree must not swap the binary mid-run.
-cp target/release/polarbackup "$WORK/bin/polarbackup"
+cp "${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release/polarbackup}" "$WORK/bin/polarbackup"
 chown -R postgres:postgres "$WORK"
 BIN="$WORK/bin/polarbackup"
 log "work directory $WORK (commit $COMMIT, $DIRTY modified tracked source files)"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: dependencies, formatting, lints, then every test (no retries).
+# The project's test command: dependencies, formatting, lints, then every test (no retries),
+# and every benchmark at toy size (bench/smoke.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +14,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo test --workspace"
 cargo test --workspace
+
+echo "==> bash bench/smoke.sh (every benchmark at toy size)"
+bash bench/smoke.sh
