@@ -10,7 +10,7 @@ use polarbackup_model::{BackupJob, Clock, JobStatus};
 use polarbackup_store::JobStore;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::warn;
+use tracing::{info, warn};
 
 const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -118,6 +118,9 @@ impl Progress {
                 }
             } else {
                 st.job.advance(status, process, now).map_err(internal)?;
+                // Every phase in the log, however short: Checking may last milliseconds, too
+                // little for a poller of DescribeBackupTasks to see.
+                info!(job = %st.job.id, %status, process = st.job.process, "job entered a phase");
             }
             st.last_write = Some(Instant::now());
         }

@@ -626,6 +626,24 @@ fn phase_rank(status: &str) -> usize {
         .unwrap_or_else(|| panic!("unexpected status {status:?}"))
 }
 
+/// The phases `job` entered, with the Process it entered each at, from the server's log.
+fn phases_entered(log: &str, job: &str) -> Vec<(String, u8)> {
+    let field = |line: &str, name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(|v| v.trim_matches('"').to_owned())
+    };
+    log.lines()
+        .filter(|l| l.contains("job entered a phase"))
+        .filter(|l| field(l, "job=").as_deref() == Some(job))
+        .map(|l| {
+            let status = field(l, "status=").unwrap_or_default();
+            let process = field(l, "process=").and_then(|p| p.parse().ok());
+            (status, process.unwrap_or(u8::MAX))
+        })
+        .collect()
+}
+
 #[test]
 fn describe_backup_tasks_shows_every_phase_and_process_never_decreases() {
     let src = source();
@@ -657,10 +675,19 @@ fn describe_backup_tasks_shows_every_phase_and_process_never_decreases() {
         seen.iter().filter(|(s, _)| s == "Uploading").count() >= 2,
         "Process did not move during Uploading: {seen:?}"
     );
+    // Checking (the manifest read back, every object found) can take milliseconds, too little
+    // for the poller to be sure to see it; the server logs every phase the job entered.
+    let entered = phases_entered(&server.log(), &job);
+    assert_eq!(
+        entered.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["Preparing", "Waiting", "Uploading", "Checking"],
+        "{entered:?}\n{}",
+        server.log()
+    );
     assert!(
-        seen.iter()
-            .any(|(s, p)| s == "Checking" && (90..=99).contains(p)),
-        "Checking not seen: {seen:?}"
+        (90..=99).contains(&entered[3].1),
+        "Checking entered with Process {}",
+        entered[3].1
     );
     for (s, p) in &seen {
         let range = match s.as_str() {
