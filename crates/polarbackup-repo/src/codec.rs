@@ -130,7 +130,7 @@ pub(crate) fn seal(
     checksum: Checksum,
     key: Option<(&RepoKey, &str)>,
 ) -> Result<Sealed, RepoError> {
-    let compressed = zstd::bulk::compress(raw, level)
+    let compressed = compress(raw, level)
         .map_err(|e| RepoError::Internal(format!("zstd compression failed: {e}")))?;
     let stored = match key {
         Some((key, object)) => key.seal(object, &compressed)?,
@@ -144,14 +144,35 @@ pub(crate) fn seal(
     })
 }
 
-/// Checks a stored object against the manifest as [`open`] does, without keeping its raw
-/// bytes: they are decompressed in small pieces into the raw digest (a writer checking what it
-/// just stored needs no second copy of each chunk in memory).
+thread_local! {
+    /// Each thread's compression context and its level: a new context per chunk allocates and
+    /// clears a megabyte or two of tables (the output is the same either way).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `raw` as one zstd frame at `level`, through this thread's reused context.
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compressor = match slot {
+            Some((l, c)) if *l == level => c,
+            _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress(raw)
+    })
+}
+
+/// Checks a stored object against the manifest as [`open`] does, without keeping a second
+/// copy of its raw bytes: they are decompressed in small pieces, each hashed into the raw
+/// digest or, given `raw` (a writer checking what it just stored, with the bytes it sealed
+/// still in hand), compared with them. Those bytes are what `raw_hash` was computed from, so
+/// equality proves the raw digest without hashing a second time.
 pub(crate) fn check(
     object: &str,
     stored: &[u8],
     want: &Expected<'_>,
     key: Option<&RepoKey>,
+    raw: Option<&[u8]>,
 ) -> Result<(), RepoError> {
     use std::io::Read;
     let alg = want.checksum.as_str();
@@ -167,11 +188,22 @@ pub(crate) fn check(
         if n == 0 {
             break;
         }
+        let offset = raw_size as usize;
         raw_size += n as u64;
         if raw_size > want.raw_size {
             break;
         }
-        hasher.update(&buf[..n]);
+        match raw {
+            Some(raw) => {
+                if raw.get(offset..offset + n) != Some(&buf[..n]) {
+                    return Err(RepoError::corrupt(
+                        object,
+                        "decompresses to other bytes than were stored",
+                    ));
+                }
+            }
+            None => hasher.update(&buf[..n]),
+        }
     }
     if raw_size != want.raw_size {
         return Err(RepoError::corrupt(
@@ -187,7 +219,11 @@ pub(crate) fn check(
             ),
         ));
     }
-    if hasher.finish() != want.raw_hash {
+    let digest_ok = match raw {
+        Some(raw) => raw.len() as u64 == raw_size,
+        None => hasher.finish() == want.raw_hash,
+    };
+    if !digest_ok {
         return Err(RepoError::corrupt(
             object,
             format!("raw {alg} does not match the manifest"),
@@ -295,23 +331,59 @@ mod tests {
         let raw: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
         for alg in [Checksum::Sha256, Checksum::Blake3] {
             let s = seal(&raw, 1, alg, None).unwrap();
-            check("o", &s.stored, &expected(&s, alg), None).unwrap();
+            check("o", &s.stored, &expected(&s, alg), None, None).unwrap();
             let wrong_raw = Expected {
                 raw_hash: &s.stored_hash,
                 ..expected(&s, alg)
             };
-            assert!(check("o", &s.stored, &wrong_raw, None).is_err());
+            assert!(check("o", &s.stored, &wrong_raw, None, None).is_err());
             for raw_size in [s.raw_size - 1, s.raw_size + 1] {
                 let sized = Expected {
                     raw_size,
                     ..expected(&s, alg)
                 };
-                let err = check("o", &s.stored, &sized, None).unwrap_err();
+                let err = check("o", &s.stored, &sized, None, None).unwrap_err();
                 assert!(err.to_string().contains("raw size"), "{err}");
             }
             let mut flipped = s.stored.clone();
             flipped[10] ^= 1;
-            assert!(check("o", &flipped, &expected(&s, alg), None).is_err());
+            assert!(check("o", &flipped, &expected(&s, alg), None, None).is_err());
+        }
+    }
+
+    /// Given the bytes that were sealed, the check compares the decompressed object with
+    /// them: equal bytes pass, and so does nothing else (other bytes, a longer or shorter raw).
+    #[test]
+    fn check_against_the_sealed_bytes() {
+        let raw: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let s = seal(&raw, 1, Checksum::Blake3, None).unwrap();
+        let want = expected(&s, Checksum::Blake3);
+        check("o", &s.stored, &want, None, Some(&raw)).unwrap();
+        let mut other = raw.clone();
+        other[500_000] ^= 1;
+        let err = check("o", &s.stored, &want, None, Some(&other)).unwrap_err();
+        assert!(err.to_string().contains("other bytes"), "{err}");
+        for bad in [&raw[..raw.len() - 1], &[raw.as_slice(), b"x"].concat()[..]] {
+            assert!(matches!(
+                check("o", &s.stored, &want, None, Some(bad)),
+                Err(RepoError::Corrupt { .. })
+            ));
+        }
+        let mut flipped = s.stored.clone();
+        flipped[10] ^= 1;
+        assert!(check("o", &flipped, &want, None, Some(&raw)).is_err());
+    }
+
+    /// The reused per-thread context gives the same frame as a fresh one, also when the
+    /// level changes between calls.
+    #[test]
+    fn reused_compressor_matches_a_fresh_one() {
+        let raw: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 13) as u8).collect();
+        for level in [1, 3, 1] {
+            assert_eq!(
+                compress(&raw, level).unwrap(),
+                zstd::bulk::compress(&raw, level).unwrap()
+            );
         }
     }
 

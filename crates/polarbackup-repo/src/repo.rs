@@ -453,18 +453,27 @@ pub(crate) async fn fetch_object(
     .map_err(RepoError::join)?
 }
 
-/// [`fetch_object`] for a writer checking what it just stored: the same checks, without
-/// keeping the raw bytes.
+/// [`fetch_object`] for a writer checking what it just stored: the same checks, with the
+/// decompressed bytes compared with `raw`, the bytes it sealed (`codec::check`), which are
+/// handed back for reuse.
 pub(crate) async fn check_object(
     op: &Operator,
     path: String,
     want: ChunkEntry,
     checksum: Checksum,
     key: Option<RepoKey>,
-) -> Result<(), RepoError> {
+    raw: Vec<u8>,
+) -> Result<Vec<u8>, RepoError> {
     let stored = read_sized(op, &path, want.stored_size).await?;
     tokio::task::spawn_blocking(move || {
-        codec::check(&path, &stored, &want.expected(checksum), key.as_ref())
+        codec::check(
+            &path,
+            &stored,
+            &want.expected(checksum),
+            key.as_ref(),
+            Some(&raw),
+        )
+        .map(|()| raw)
     })
     .await
     .map_err(RepoError::join)?

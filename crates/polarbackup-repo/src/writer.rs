@@ -1,7 +1,7 @@
 //! `BackupWriter`: chunks, compresses and stores archives in parallel, then commits the manifest.
 
 use opendal::Operator;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 use crate::codec::{self, Checksum};
@@ -19,7 +19,8 @@ use crate::{RepoError, RepoKey};
 ///
 /// Memory is bounded: one chunk being filled plus at most twice `parallelism` chunks in
 /// flight, of which at most `parallelism` are being compressed at once (the others are being
-/// stored or read back); `write` waits (backpressure) when all are busy.
+/// stored or read back, each keeping its raw bytes for the check); `write` waits
+/// (backpressure) when all are busy. Raw buffers are reused (`Spares`).
 /// After any error (or a cancelled call) the writer only accepts `abort`.
 pub struct BackupWriter {
     repo: Repo,
@@ -33,6 +34,8 @@ pub struct BackupWriter {
     /// Permits to compress: one per worker thread, so storing and reading back overlap
     /// compression instead of holding a core's slot.
     compressors: Arc<Semaphore>,
+    /// Chunk buffers whose chunks were stored and checked, for the next ones.
+    spares: Arc<Spares>,
     raw_bytes: u64,
     stored_bytes: u64,
     /// Set while an operation runs and cleared when it succeeds, so an error or a dropped
@@ -62,11 +65,44 @@ struct ChunkJob {
     hook: ChunkHook,
     key: Option<RepoKey>,
     compressors: Arc<Semaphore>,
+    spares: Arc<Spares>,
+}
+
+/// Raw chunk buffers done with, kept for the next chunks: a new 8 MiB buffer costs a page
+/// fault for every 4 kB as it fills (the allocator hands such sizes back to the kernel when
+/// they are freed). At most `keep` are kept, the window's worth.
+struct Spares {
+    bufs: Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+    size: usize,
+}
+
+impl Spares {
+    /// An empty buffer of `size` bytes' capacity, reused if one is spare.
+    fn take(&self) -> Vec<u8> {
+        self.bufs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        if buf.capacity() != self.size {
+            return;
+        }
+        buf.clear();
+        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
+        if bufs.len() < self.keep {
+            bufs.push(buf);
+        }
+    }
 }
 
 impl BackupWriter {
     pub(crate) fn new(repo: Repo, backup_id: String, created_at: jiff::Timestamp) -> Self {
         let parallelism = repo.inner.cfg.parallelism;
+        let chunk_size = repo.inner.cfg.chunk_size;
         BackupWriter {
             repo,
             backup_id,
@@ -76,6 +112,11 @@ impl BackupWriter {
             open: None,
             window: Ordered::new(parallelism * 2),
             compressors: Arc::new(Semaphore::new(parallelism)),
+            spares: Arc::new(Spares {
+                bufs: Mutex::new(Vec::new()),
+                keep: parallelism * 2 + 1,
+                size: chunk_size,
+            }),
             raw_bytes: 0,
             stored_bytes: 0,
             broken: false,
@@ -117,7 +158,7 @@ impl BackupWriter {
         self.open = Some(OpenArchive {
             name: name.to_owned(),
             tablespace_location: tablespace_location.map(str::to_owned),
-            buf: Vec::with_capacity(self.repo.inner.cfg.chunk_size),
+            buf: self.spares.take(),
             next_seq: 0,
             raw_size: 0,
             chunks: Vec::new(),
@@ -148,7 +189,8 @@ impl BackupWriter {
             self.raw_bytes += n as u64;
             data = rest;
             if full {
-                self.seal_chunk(Vec::with_capacity(chunk_size)).await?;
+                let next = self.spares.take();
+                self.seal_chunk(next).await?;
             }
         }
         Ok(())
@@ -174,6 +216,7 @@ impl BackupWriter {
         );
         let backup_id = self.backup_id.clone();
         let compressors = self.compressors.clone();
+        let spares = self.spares.clone();
         let open = self.open_archive()?;
         let job = ChunkJob {
             op,
@@ -186,6 +229,7 @@ impl BackupWriter {
             hook,
             key,
             compressors,
+            spares,
         };
         open.next_seq += 1;
         self.window.spawn(store_chunk(job));
@@ -243,7 +287,7 @@ impl BackupWriter {
         self.broken = true;
         let object = layout::file_object(name);
         let cfg = &self.repo.inner.cfg;
-        let entry = seal_and_store(
+        let (entry, _) = seal_and_store(
             &self.repo.inner.op,
             &self.backup_id,
             object,
@@ -415,6 +459,7 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         hook,
         key,
         compressors,
+        spares,
     } = job;
     let object = layout::chunk_object(&archive, seq);
     let before = move || {
@@ -423,14 +468,17 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         }
     };
     let sealing = (level, checksum, key, Some(compressors));
-    seal_and_store(&op, &backup_id, object, raw, sealing, before).await
+    let (entry, raw) = seal_and_store(&op, &backup_id, object, raw, sealing, before).await?;
+    spares.give(raw);
+    Ok(entry)
 }
 
 /// Compresses, hashes and (with a key) encrypts `raw` on the blocking pool, after `before` (a
 /// test hook), then stores it as the backup's `object` and reads it back, checking it as a
-/// restore would (size, stored digest, decryption, decompression, raw digest): the manifest's
-/// entry for it. Each object is so verified while later ones are still being compressed,
-/// instead of in a pass after the commit.
+/// restore would (size, stored digest, decryption, decompression, and the decompressed bytes
+/// equal to `raw`, which the raw digest was computed from): the manifest's entry for it, and
+/// `raw` back for reuse. Each object is so verified while later ones are still being
+/// compressed, instead of in a pass after the commit.
 async fn seal_and_store(
     op: &Operator,
     backup_id: &str,
@@ -438,7 +486,7 @@ async fn seal_and_store(
     raw: Vec<u8>,
     (level, checksum, key, compressors): Sealing,
     before: impl FnOnce() + Send + 'static,
-) -> Result<ChunkEntry, RepoError> {
+) -> Result<(ChunkEntry, Vec<u8>), RepoError> {
     let path = layout::object_path(backup_id, &object);
     let sealed_path = path.clone();
     let read_key = key.clone();
@@ -450,7 +498,7 @@ async fn seal_and_store(
         ),
         None => None,
     };
-    let sealed = tokio::task::spawn_blocking(move || {
+    let (sealed, raw) = tokio::task::spawn_blocking(move || {
         before();
         codec::seal(
             &raw,
@@ -458,6 +506,7 @@ async fn seal_and_store(
             checksum,
             key.as_ref().map(|k| (k, &*sealed_path)),
         )
+        .map(|sealed| (sealed, raw))
     })
     .await
     .map_err(RepoError::join)??;
@@ -471,8 +520,8 @@ async fn seal_and_store(
         raw_hash: sealed.raw_hash,
         stored_hash: sealed.stored_hash,
     };
-    check_object(op, path, entry.clone(), checksum, read_key).await?;
-    Ok(entry)
+    let raw = check_object(op, path, entry.clone(), checksum, read_key, raw).await?;
+    Ok((entry, raw))
 }
 
 #[cfg(test)]

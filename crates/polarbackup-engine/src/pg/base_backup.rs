@@ -243,6 +243,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReplicationConn<S> {
         };
         tracing::debug!(%cmd, "starting base backup");
         self.send_query(&cmd).await?;
+        // Until the stream ends: bulk data, read in large pieces (see `set_coalesce`).
+        self.framed.set_coalesce(true);
         Ok(BaseBackupStream {
             conn: self,
             phase: Phase::StartResult,
@@ -344,6 +346,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BaseBackupStream<'_, S> {
             (Message::ReadyForQuery(_), Phase::AwaitReady { end_lsn, timeline }) => {
                 self.phase = Phase::Done;
                 self.conn.busy = false;
+                // The connection may take further commands, which want their answers at once.
+                self.conn.framed.set_coalesce(false);
                 Ok(Some(BackupEvent::Finished { end_lsn, timeline }))
             }
             (Message::ReadyForQuery(_), _) => Err(PgError::protocol(
