@@ -228,7 +228,7 @@ mod tests {
     fn rendering_straight_to_bytes_matches_the_generic_rendering() {
         let cluster = DbClusterId::parse("pc-abcdefghij12345").expect("id");
         let at = |s| jiff::Timestamp::from_second(s).expect("t");
-        let mut jobs = vec![
+        let mut jobs = [
             BackupJob::new(
                 BackupJobId(11111111),
                 cluster.clone(),
