@@ -359,6 +359,7 @@ ab_part() {
 local size="${SIZES##* }" r v order out cpu0 fsync bin
 [ -n "$AB_BIN_DIR" ] || die "the ab part needs BENCH_AB_BIN_DIR (build B)"
 cp "$AB_BIN_DIR/polarbackup" "$WORK/bin/polarbackup-b"
+echo "# ab: A = the binaries above, B = $AB_BIN_DIR/polarbackup" >>"$TSV"
 make_store
 seed_jobs "$size"
 # A copy each: a newer build may migrate its copy, which an older one would then refuse.
@@ -421,7 +422,7 @@ for s in sizes:
         f = float(r[1]["fsync_ms"])
         print("- %s jobs: serve CPU %s us/request; fsync median %.2f ms, so at most %.0f requests/s on %s closed-loop connections (one durable nonce commit each)"
               % (s, r[1].get("cpu_us_per_request", "n/a"), f, float(r[1]["connections"]) / f * 1e3 if f else 0, r[1]["connections"]))
-big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare"), get("moto")
+big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare", "hyper"), get("moto")
 print()
 print("| goal | measured | met |")
 print("|---|---|---|")
