@@ -290,6 +290,34 @@ fn nonces_from_before_their_own_file_are_still_refused() {
     assert!(!store
         .use_nonce(&k, "before", t(900), t(11))
         .expect("replay"));
+    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
+}
+
+/// The integrity check covers the nonce file too.
+#[test]
+fn the_integrity_check_reads_the_nonce_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    assert!(store.use_nonce(&k, "n", t(900), t(0)).expect("nonce"));
+    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
+    // An index whose entries no longer match its definition: what a torn file can look like.
+    let conn = raw(store.nonce_path());
+    conn.execute_batch(
+        "PRAGMA writable_schema = ON;
+         UPDATE sqlite_schema SET sql = replace(sql, '(expires_at)', '(nonce)')
+             WHERE name = 'nonces_by_expiry';
+         PRAGMA writable_schema = OFF;",
+    )
+    .expect("corrupt the index definition");
+    drop(conn);
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("reopen");
+    let found = store.integrity_check().expect("check");
+    assert!(
+        found != ["ok"] && found.iter().all(|r| r.starts_with("nonce file: ")),
+        "{found:?}"
+    );
 }
 
 /// The nonce file has a schema version of its own, and a newer one is refused.

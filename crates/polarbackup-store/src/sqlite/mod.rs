@@ -94,14 +94,24 @@ impl SqliteStore {
         &self.nonce_path
     }
 
-    /// `PRAGMA integrity_check`: `["ok"]` for a sound database file, else SQLite's findings
-    /// (the crash harness runs it after every restart).
+    /// `PRAGMA integrity_check` of the metadata file and the nonce file: `["ok"]` when both are
+    /// sound, else SQLite's findings, the nonce file's named as such (the crash harness runs it
+    /// after every restart).
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        self.with(|c| {
+        fn check(c: &Connection) -> Result<Vec<String>> {
             let mut stmt = c.prepare("PRAGMA integrity_check")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+        }
+        let mut found = self.with(|c| check(c))?;
+        let nonces = check(&open_connection(&self.nonce_path)?)?;
+        if nonces != ["ok"] {
+            if found == ["ok"] {
+                found.clear();
+            }
+            found.extend(nonces.into_iter().map(|r| format!("nonce file: {r}")));
+        }
+        Ok(found)
     }
 
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
