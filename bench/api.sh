@@ -12,6 +12,10 @@
 #           checks no signature.
 #   memory  serve's VmRSS/VmHWM with 10k clusters and 1M jobs, idle and while two backups of
 #           real throwaway PostgreSQL 15 clusters (pgbench -i -s BENCH_MEM_SCALE) run.
+#   ab      two builds compared under the same load: A (the binaries used above) and B
+#           (BENCH_AB_BIN_DIR), each serving its own copy of one store of the largest size,
+#           alternated A B, B A, ... for BENCH_AB_ROUNDS rounds (16 connections). A makes the
+#           store, so A must be the build with the older schema. Run it alone (BENCH_PARTS=ab).
 # Then the ratios against the issue's goals. Rows go to bench/results/<date>-api.tsv, the
 # summary to <date>-api.summary.md.
 #
@@ -41,7 +45,9 @@
 #   BENCH_MEM_VARIANTS="default MALLOC_ARENA_MAX=2"   the memory part once per word: serve as
 #                         it is, or with that environment setting (each backs up both clusters:
 #                         CreateBackup keeps 3 manual sets per cluster, so at most 3 variants)
-#   BENCH_PARTS=api,bare,moto,memory   which parts to run (bare and memory need api first)
+#   BENCH_PARTS=api,bare,moto,memory   which parts to run (bare and memory need api first;
+#                         ab is not in the default)
+#   BENCH_AB_BIN_DIR=DIR  BENCH_AB_ROUNDS=3   the ab part's build B and its rounds
 #   BENCH_PERF=0          1: perf record serve during the largest size (-> <date>-api.perf.txt)
 #   BENCH_BIN_DIR=DIR     take polarbackup, polarbackup-bench-api and polarbackup-bench-bare
 #                         from DIR instead of building them in release mode (say which build)
@@ -62,6 +68,8 @@ MEM_SCALE="${BENCH_MEM_SCALE:-10}"
 MEM_VARIANTS="${BENCH_MEM_VARIANTS:-default MALLOC_ARENA_MAX=2}"
 PARTS=",${BENCH_PARTS:-api,bare,moto,memory},"
 PERF="${BENCH_PERF:-0}"
+AB_BIN_DIR="${BENCH_AB_BIN_DIR:-}"
+AB_ROUNDS="${BENCH_AB_ROUNDS:-3}"
 KEEP="${BENCH_KEEP:-0}"
 PGBIN=/usr/lib/postgresql/15/bin
 
@@ -346,6 +354,37 @@ stop_serve
 [[ $PARTS == *,memory,* ]] && memory_part
 
 # ------------------------------------------------------------------------------------------
+# E. A/B: two builds alternated on copies of one store of the largest size.
+ab_part() {
+local size="${SIZES##* }" r v order out cpu0 fsync bin
+[ -n "$AB_BIN_DIR" ] || die "the ab part needs BENCH_AB_BIN_DIR (build B)"
+cp "$AB_BIN_DIR/polarbackup" "$WORK/bin/polarbackup-b"
+echo "# ab: A = the binaries above, B = $AB_BIN_DIR/polarbackup" >>"$TSV"
+make_store
+seed_jobs "$size"
+# A copy each: a newer build may migrate its copy, which an older one would then refuse.
+cp -a "$DATA" "$WORK/data-A"
+cp -a "$DATA" "$WORK/data-B"
+for r in $(seq 1 "$AB_ROUNDS"); do
+    order="A B"
+    [ $((r % 2)) = 0 ] && order="B A"
+    for v in $order; do
+        bin="$BIN"
+        [ "$v" = B ] && bin="$WORK/bin/polarbackup-b"
+        BIN="$bin" serve "ab-$v-$r" "$WORK/data-$v" -- --workers 0
+        fsync="$(fsync_ms)"
+        cpu0="$(proc_cpu "$PB_PID")"
+        out="$(POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$PB_ENDPOINT" --key-id "$KEY_ID" \
+            --vary "DBClusterId=$WORK/hot.txt")" \
+            || { echo "$out" >&2; tail -20 "$WORK/ab-$v-$r.log" >&2; die "load generator failed on $v"; }
+        api_row ab "$v" "$size" "$out" "round=$r,cpu_us_per_request=$(cpu_per_request "$cpu0" "$(proc_cpu "$PB_PID")" "$out"),fsync_ms=$fsync"
+        stop_serve
+    done
+done
+}
+[[ $PARTS == *,ab,* ]] && ab_part
+
+# ------------------------------------------------------------------------------------------
 log "results: $TSV"
 python3 - "$TSV" "$SIZES" >"$RESULTS_DIR/$STAMP-api.summary.md" <<'PY'
 import sys
@@ -383,7 +422,7 @@ for s in sizes:
         f = float(r[1]["fsync_ms"])
         print("- %s jobs: serve CPU %s us/request; fsync median %.2f ms, so at most %.0f requests/s on %s closed-loop connections (one durable nonce commit each)"
               % (s, r[1].get("cpu_us_per_request", "n/a"), f, float(r[1]["connections"]) / f * 1e3 if f else 0, r[1]["connections"]))
-big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare"), get("moto")
+big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare", "hyper"), get("moto")
 print()
 print("| goal | measured | met |")
 print("|---|---|---|")
@@ -399,6 +438,16 @@ if lat:
     goal("p99 at %s jobs < 5 ms (%s)" % (sizes[-1], lat[0]), float(b1[1]["p99_ms"]) if b1 else None, lambda x: x < 5)
     goal("p99(%s) <= 1.5x p99(%s) (%s)" % (sizes[-1], sizes[0], lat[0]), float(b1[1]["p99_ms"]) / float(s1[1]["p99_ms"]) if b1 and s1 else None, lambda x: x <= 1.5)
 goal("requests/s >= 20x moto", big[0] / moto[0] if big and moto else None, lambda x: x >= 20, "%.1f")
+ab = [(v, float(value), dict(f.split("=", 1) for f in detail.split(",") if "=" in f)) for p, v, j, value, unit, detail, load in rows if p == "ab"]
+if ab:
+    print()
+    print("| A/B round | A requests/s | B requests/s | B/A | A / B CPU us per request | fsync ms (A, B) |")
+    print("|---|---|---|---|---|---|")
+    for r in sorted({d["round"] for _, _, d in ab}, key=int):
+        a = [(x, d) for v, x, d in ab if v == "A" and d["round"] == r]
+        b = [(x, d) for v, x, d in ab if v == "B" and d["round"] == r]
+        if a and b:
+            print("| %s | %.0f | %.0f | %.2f | %s / %s | %s, %s |" % (r, a[0][0], b[0][0], b[0][0] / a[0][0], a[0][1]["cpu_us_per_request"], b[0][1]["cpu_us_per_request"], a[0][1]["fsync_ms"], b[0][1]["fsync_ms"]))
 for p, variant, *_ in rows:
     if p == "memory":
         r = get("memory", variant)

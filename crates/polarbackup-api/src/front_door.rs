@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use polarbackup_model::DbClusterId;
 use polarbackup_store::{NonceDone, StoreError};
+use polarbackup_wire::render::Answer;
 use polarbackup_wire::{render, Action, ApiError, Format, Params, API_VERSION};
 use std::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -57,7 +58,7 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
     // The body moves into the rendering: only what the log line needs is kept.
     let (rendered, action, code) = match outcome {
         Ok((action, body)) => (
-            render::success(action.name(), &request_id, body, format),
+            render::answer(action.name(), &request_id, body, format),
             Some(action),
             None,
         ),
@@ -159,7 +160,7 @@ async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
     })
 }
 
-type Outcome = Result<(Action, serde_json::Map<String, serde_json::Value>), ApiError>;
+type Outcome = Result<(Action, Answer), ApiError>;
 
 fn panicked(request_id: &str, e: &dyn std::fmt::Display) -> Outcome {
     error!(request_id = %request_id, error = %e, "request handler panicked");
@@ -285,7 +286,7 @@ fn dispatch(
     caller: &authn::Caller,
     call: &Call,
     request_id: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     handlers::dispatch(state, action, caller, &call.params, header(call, "host")).inspect_err(|e| {
         if *e == ApiError::Internal {
             error!(

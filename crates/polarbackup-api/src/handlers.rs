@@ -11,6 +11,7 @@ use polarbackup_model::{BackupKind, Cluster, ClusterStatus, DbClusterId};
 use polarbackup_store::{CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, SetFilter};
 use polarbackup_wire::describe_backup_tasks::{self as dbt, JobSelector};
 use polarbackup_wire::describe_backups::{self as dbs, BackupSelector};
+use polarbackup_wire::render::Answer;
 use polarbackup_wire::{backup_policy, create_backup, delete_backup, Action, ApiError, Params};
 use serde_json::{Map, Value};
 use tracing::{error, info, warn};
@@ -24,9 +25,9 @@ pub fn dispatch(
     caller: &Caller,
     params: &Params,
     host: Option<&str>,
-) -> Body {
-    match action {
-        Action::DescribeBackupTasks => describe_backup_tasks(state, caller, params),
+) -> Result<Answer, ApiError> {
+    let members = match action {
+        Action::DescribeBackupTasks => return describe_backup_tasks(state, caller, params),
         Action::CreateBackup => create_backup(state, caller, params),
         Action::DescribeBackups => describe_backups(state, caller, params),
         Action::DeleteBackup => delete_backup(state, caller, params),
@@ -44,7 +45,8 @@ pub fn dispatch(
         Action::DescribeLocalAvailableRecoveryTime => {
             log_backups::recovery_time(state, caller, params)
         }
-    }
+    };
+    members.map(Answer::Members)
 }
 
 pub(crate) fn internal(e: polarbackup_store::StoreError) -> ApiError {
@@ -107,11 +109,15 @@ pub(crate) fn not_running(status: ClusterStatus, not_found: ApiError) -> ApiErro
     }
 }
 
-fn describe_backup_tasks(state: &AppState, caller: &Caller, params: &Params) -> Body {
+fn describe_backup_tasks(
+    state: &AppState,
+    caller: &Caller,
+    params: &Params,
+) -> Result<Answer, ApiError> {
     let req = dbt::Request::parse(params)?;
     let cluster = owned_cluster(state, caller, &req.cluster_id, dbt::CLUSTER_NOT_FOUND)?;
     let job_id = match req.job {
-        JobSelector::Nothing => return Ok(dbt::response(&[])),
+        JobSelector::Nothing => return Ok(Answer::BackupJobs(Vec::new())),
         JobSelector::All => None,
         JobSelector::One(id) => Some(id),
     };
@@ -129,7 +135,7 @@ fn describe_backup_tasks(state: &AppState, caller: &Caller, params: &Params) -> 
         .store
         .list_jobs(&cluster.id, &filter)
         .map_err(internal)?;
-    Ok(dbt::response(&jobs))
+    Ok(Answer::BackupJobs(jobs))
 }
 
 fn create_backup(state: &AppState, caller: &Caller, params: &Params) -> Body {

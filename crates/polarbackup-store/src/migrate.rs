@@ -7,8 +7,8 @@ use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 use rusqlite::types::Value;
 
-/// In foreign-key order. Archiver leases are not copied: they belong to the old server's
-/// streamers, and the new servers take them afresh.
+/// In foreign-key order; the nonces follow, from their own file. Archiver leases are not
+/// copied: they belong to the old server's streamers, and the new servers take them afresh.
 const TABLES: &[&str] = &[
     "accounts",
     "ram_users",
@@ -23,7 +23,6 @@ const TABLES: &[&str] = &[
     "log_backup_policies",
     "wal_objects",
     "wal_gaps",
-    "nonces",
 ];
 
 /// Tables whose ids come from a sequence, which must continue past SQLite's.
@@ -117,6 +116,13 @@ fn read_sqlite(from: &SqliteStore) -> Result<(Vec<Table>, Vec<(&'static str, i64
             sequences.push((name, seq));
         }
         tx.commit()?;
+        // Nonces still unused may only be refused again, so a later read of them is as good.
+        let (columns, rows) = crate::sqlite::nonce_rows(from)?;
+        tables.push(Table {
+            name: "nonces",
+            columns,
+            rows,
+        });
         Ok((tables, sequences))
     })
 }

@@ -176,3 +176,162 @@ fn wal_objects_and_gaps_from_schema_9_keep_their_times() {
     assert!(recorded.id > BackupLogId(4), "ids go on: {:?}", recorded.id);
     assert_eq!(recorded.object, precise);
 }
+
+fn raw(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("raw")
+}
+
+fn count_nonces(path: &std::path::Path, table: &str) -> i64 {
+    raw(path)
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .expect("count")
+}
+
+/// Nonces are kept in a private file of their own: committing one leaves the metadata file, and
+/// so the page caches of the connections reading keys, clusters and jobs from it, untouched.
+#[test]
+fn nonces_live_in_a_private_file_of_their_own() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let exp = t(900);
+    // `data_version` moves when another connection commits to that file.
+    let reader = raw(store.path());
+    let version = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("PRAGMA data_version", [], |r| r.get(0))
+            .expect("data_version")
+    };
+    let before = version(&reader);
+    assert!(store.use_nonce(&k, "n1", exp, t(0)).expect("nonce"));
+    assert_eq!(
+        version(&reader),
+        before,
+        "a nonce commit touched the metadata file"
+    );
+    assert_eq!(count_nonces(store.nonce_path(), "nonces"), 1);
+    assert_eq!(count_nonces(store.path(), "legacy_nonces"), 0);
+    assert_eq!(
+        store.nonce_path(),
+        dir.path().join("metadata.sqlite-nonces").as_path()
+    );
+    let mode = std::fs::metadata(store.nonce_path())
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+/// A nonce used before a restart is refused after it, and expired ones are purged from the
+/// nonce file (not merely taken over when used again).
+#[test]
+fn nonces_survive_a_restart_and_expired_ones_are_purged() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    for i in 0..10 {
+        assert!(store
+            .use_nonce(&k, &format!("old-{i}"), t(10), t(0))
+            .expect("nonce"));
+    }
+    assert!(store.use_nonce(&k, "kept", t(900), t(0)).expect("nonce"));
+    let nonce_path = store.nonce_path().to_owned();
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("reopen");
+    assert!(!store.use_nonce(&k, "kept", t(900), t(1)).expect("replay"));
+    assert!(!store.use_nonce(&k, "old-3", t(10), t(2)).expect("replay"));
+    assert_eq!(count_nonces(&nonce_path, "nonces"), 11);
+    // The handle purged at its first use (none had expired), and does again a minute later.
+    assert!(store.use_nonce(&k, "new", t(960), t(60)).expect("nonce"));
+    assert_eq!(count_nonces(&nonce_path, "nonces"), 12);
+    assert!(store.use_nonce(&k, "newer", t(961), t(61)).expect("nonce"));
+    assert_eq!(count_nonces(&nonce_path, "nonces"), 3);
+    assert!(!store.use_nonce(&k, "kept", t(900), t(62)).expect("replay"));
+}
+
+/// An older version kept nonces in the metadata file: after the upgrade they are in the nonce
+/// file, still refused within their window, and gone from the metadata file.
+#[test]
+fn nonces_from_before_their_own_file_are_still_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let conn = raw(&dir.path().join("metadata.sqlite"));
+    conn.execute_batch(include_str!("fixtures/schema-9.sql"))
+        .expect("the sample");
+    conn.execute(
+        "INSERT INTO nonces (key_id, nonce, expires_at) VALUES ('k', 'before', ?1), ('k', 'stale', ?2)",
+        [t(900).as_second(), t(5).as_second()],
+    )
+    .expect("nonces of the old version");
+    drop(conn);
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    assert_eq!(count_nonces(store.path(), "legacy_nonces"), 0);
+    assert_eq!(count_nonces(store.nonce_path(), "nonces"), 2);
+    assert!(!store
+        .use_nonce(&k, "before", t(900), t(10))
+        .expect("replay"));
+    assert!(store
+        .use_nonce(&k, "stale", t(910), t(10))
+        .expect("expired"));
+    assert!(store.use_nonce(&k, "fresh", t(910), t(10)).expect("nonce"));
+    drop(store);
+    // A crash between the two commits left a row in both files: moved again, kept once.
+    let store = SqliteStore::open(dir.path()).expect("open");
+    raw(store.path())
+        .execute(
+            "INSERT INTO legacy_nonces (key_id, nonce, expires_at) VALUES ('k', 'fresh', ?1)",
+            [t(910).as_second()],
+        )
+        .expect("left behind");
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("open");
+    assert_eq!(count_nonces(store.path(), "legacy_nonces"), 0);
+    assert!(!store.use_nonce(&k, "fresh", t(910), t(11)).expect("replay"));
+    assert!(!store
+        .use_nonce(&k, "before", t(900), t(11))
+        .expect("replay"));
+    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
+}
+
+/// The integrity check covers the nonce file too.
+#[test]
+fn the_integrity_check_reads_the_nonce_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    assert!(store.use_nonce(&k, "n", t(900), t(0)).expect("nonce"));
+    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
+    // An index whose entries no longer match its definition: what a torn file can look like.
+    let conn = raw(store.nonce_path());
+    conn.execute_batch(
+        "PRAGMA writable_schema = ON;
+         UPDATE sqlite_schema SET sql = replace(sql, '(expires_at)', '(nonce)')
+             WHERE name = 'nonces_by_expiry';
+         PRAGMA writable_schema = OFF;",
+    )
+    .expect("corrupt the index definition");
+    drop(conn);
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("reopen");
+    let found = store.integrity_check().expect("check");
+    assert!(
+        found != ["ok"] && found.iter().all(|r| r.starts_with("nonce file: ")),
+        "{found:?}"
+    );
+}
+
+/// The nonce file has a schema version of its own, and a newer one is refused.
+#[test]
+fn a_newer_nonce_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let path = store.nonce_path().to_owned();
+    drop(store);
+    raw(&path)
+        .pragma_update(None, "user_version", 999)
+        .expect("bump");
+    assert!(matches!(
+        SqliteStore::open(dir.path()),
+        Err(StoreError::TooNew { found: 999, .. })
+    ));
+}

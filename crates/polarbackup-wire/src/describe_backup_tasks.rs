@@ -1,8 +1,10 @@
 //! DescribeBackupTasks: request validation and the response shape (API.md §3.1).
 
-use crate::{format_time, ApiError, Params};
+use crate::{format_time, ApiError, Format, Params};
 use polarbackup_model::{BackupJob, JobMode};
+use quick_xml::escape::escape;
 use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
 
 /// A validated request. The cluster id is kept as sent: an id of the wrong shape is simply a
 /// cluster that does not exist, and must be reported exactly like one.
@@ -55,6 +57,115 @@ pub fn response(jobs: &[BackupJob]) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("Items".into(), json!({ "BackupJob": items }));
     body
+}
+
+/// The success body straight to bytes: byte for byte what [`crate::render::success`] makes of
+/// [`response`]'s members (the test below holds them together), without building the
+/// `serde_json::Value` tree. DescribeBackupTasks is the call the API answers most; the tree
+/// and its rendering were about a seventh of its CPU.
+pub fn render(request_id: &str, jobs: &[BackupJob], format: Format) -> String {
+    let mut out = Vec::with_capacity(128 + 224 * jobs.len());
+    let mut scratch = String::with_capacity(24);
+    match format {
+        Format::Json => {
+            out.extend_from_slice(b"{\"RequestId\":");
+            json_str(&mut out, request_id);
+            out.extend_from_slice(b",\"Items\":{\"BackupJob\":[");
+            for (i, job) in jobs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let mut open = b'{';
+                each_field(job, &mut scratch, |name, value| {
+                    out.push(open);
+                    open = b',';
+                    json_str(&mut out, name);
+                    out.push(b':');
+                    json_str(&mut out, value);
+                });
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}}");
+        }
+        Format::Xml => {
+            out.extend_from_slice(
+                b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeBackupTasksResponse>",
+            );
+            xml_field(&mut out, "RequestId", request_id);
+            out.extend_from_slice(b"<Items>");
+            for job in jobs {
+                out.extend_from_slice(b"<BackupJob>");
+                each_field(job, &mut scratch, |name, value| {
+                    xml_field(&mut out, name, value)
+                });
+                out.extend_from_slice(b"</BackupJob>");
+            }
+            out.extend_from_slice(b"</Items></DescribeBackupTasksResponse>");
+        }
+    }
+    // Only whole `str`s were written, so this never takes the lossy path.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// A job's members in [`response`]'s order, each value as the string it renders as.
+fn each_field(job: &BackupJob, scratch: &mut String, mut f: impl FnMut(&str, &str)) {
+    scratch.clear();
+    push_time(scratch, job.start_time);
+    f("StartTime", scratch);
+    scratch.clear();
+    let _ = write!(scratch, "{}", job.process);
+    f("Process", scratch);
+    scratch.clear();
+    let _ = write!(scratch, "{}", job.id);
+    f("BackupJobId", scratch);
+    f("JobMode", job.mode.as_str());
+    f("BackupProgressStatus", job.status.as_str());
+    f("TaskAction", job.action.as_str());
+}
+
+/// [`format_time`] without parsing its format on every call (years 0 to 9999; any other
+/// goes through it).
+fn push_time(out: &mut String, t: jiff::Timestamp) {
+    let dt = jiff::tz::Offset::UTC.to_datetime(t);
+    let year = dt.year();
+    if !(0..=9999).contains(&year) {
+        out.push_str(&format_time(t));
+        return;
+    }
+    let digits = |out: &mut String, n: i16, width: u32| {
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10i16.pow(p) % 10) as u8));
+        }
+    };
+    digits(out, year, 4);
+    out.push('-');
+    digits(out, dt.month().into(), 2);
+    out.push('-');
+    digits(out, dt.day().into(), 2);
+    out.push('T');
+    digits(out, dt.hour().into(), 2);
+    out.push(':');
+    digits(out, dt.minute().into(), 2);
+    out.push(':');
+    digits(out, dt.second().into(), 2);
+    out.push('Z');
+}
+
+/// A JSON string literal exactly as `serde_json` writes a `Value::String`.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `<name>value</name>`, the value escaped as [`crate::render`] escapes strings.
+fn xml_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(b'<');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'>');
+    out.extend_from_slice(escape(value).as_bytes());
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'>');
 }
 
 #[cfg(test)]
@@ -110,5 +221,60 @@ mod tests {
             Value::Object(response(&[])),
             json!({"Items":{"BackupJob":[]}})
         );
+    }
+
+    /// The direct rendering is the generic one's bytes, in both formats, escaping included.
+    #[test]
+    fn rendering_straight_to_bytes_matches_the_generic_rendering() {
+        let cluster = DbClusterId::parse("pc-abcdefghij12345").expect("id");
+        let at = |s| jiff::Timestamp::from_second(s).expect("t");
+        let mut jobs = [
+            BackupJob::new(
+                BackupJobId(11111111),
+                cluster.clone(),
+                JobMode::Automated,
+                TaskAction::NormalBackupTask,
+                at(1_596_871_441),
+            ),
+            BackupJob::new(
+                BackupJobId(u64::MAX),
+                cluster.clone(),
+                JobMode::Manual,
+                TaskAction::TempBackupTask,
+                // Year 5 and the last second of a day: padding.
+                "0005-03-01T23:59:59.999Z".parse().expect("t"),
+            ),
+            BackupJob::new(
+                BackupJobId(7),
+                cluster,
+                JobMode::Manual,
+                TaskAction::NormalBackupTask,
+                "9999-12-30T21:59:59Z".parse().expect("t"),
+            ),
+        ];
+        jobs[0].process = 100;
+        jobs[2].process = 9;
+        let ids = [
+            "0F5A92D0-1C2B-4A3E-9F00-ABCDEF012345",
+            "quote\" back\\ <tag> & 'apos' \u{1} \n\t é ✓",
+            "",
+        ];
+        for format in [Format::Json, Format::Xml] {
+            for rid in ids {
+                for n in 0..=jobs.len() {
+                    let generic = crate::render::success(
+                        "DescribeBackupTasks",
+                        rid,
+                        response(&jobs[..n]),
+                        format,
+                    );
+                    assert_eq!(
+                        render(rid, &jobs[..n], format),
+                        generic.body,
+                        "{format:?}, {n} jobs"
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Rendering a response body as JSON or as PolarDB's XML.
 
 use crate::ApiError;
+use polarbackup_model::BackupJob;
 use quick_xml::escape::escape;
 use serde_json::{Map, Value};
 
@@ -38,6 +39,32 @@ pub struct Rendered {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+}
+
+/// What a handler answers: the members of its success body, or, for DescribeBackupTasks, the
+/// jobs, which are rendered straight to bytes ([`crate::describe_backup_tasks::render`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Members(Map<String, Value>),
+    BackupJobs(Vec<BackupJob>),
+}
+
+impl From<Map<String, Value>> for Answer {
+    fn from(members: Map<String, Value>) -> Self {
+        Self::Members(members)
+    }
+}
+
+/// A handler's answer as the success body of `action`.
+pub fn answer(action: &str, request_id: &str, answer: Answer, format: Format) -> Rendered {
+    match answer {
+        Answer::Members(body) => success(action, request_id, body, format),
+        Answer::BackupJobs(jobs) => Rendered {
+            status: 200,
+            content_type: format.content_type(),
+            body: crate::describe_backup_tasks::render(request_id, &jobs, format),
+        },
+    }
 }
 
 /// A success body for `action`: `body` must be an object; RequestId goes first.

@@ -239,16 +239,21 @@ fn list(c: &Connection, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec
     // Two ranges of `backup_jobs_by_cluster_end` (not ended; ended since), so the cluster's
     // older history is never read. Named: left to itself the planner scans the by-start index
     // for the first part, to save a sort of a few rows (at 100 jobs a cluster, 3x slower).
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM backup_jobs INDEXED BY backup_jobs_by_cluster_end
-         WHERE cluster_id = ?1 AND ended_at IS NULL
-           AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR mode = ?3)
-         UNION ALL
-         SELECT {JOB_COLUMNS} FROM backup_jobs INDEXED BY backup_jobs_by_cluster_end
-         WHERE cluster_id = ?1 AND ended_at >= ?4
-           AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR mode = ?3)
-         ORDER BY start_time DESC, id DESC"
-    ))?;
+    // Built once: DescribeBackupTasks runs it on every call.
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "SELECT {JOB_COLUMNS} FROM backup_jobs INDEXED BY backup_jobs_by_cluster_end
+             WHERE cluster_id = ?1 AND ended_at IS NULL
+               AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR mode = ?3)
+             UNION ALL
+             SELECT {JOB_COLUMNS} FROM backup_jobs INDEXED BY backup_jobs_by_cluster_end
+             WHERE cluster_id = ?1 AND ended_at >= ?4
+               AND (?2 IS NULL OR id = ?2) AND (?3 IS NULL OR mode = ?3)
+             ORDER BY start_time DESC, id DESC"
+        )
+    });
+    let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map(
         params![
             cluster.as_str(),

@@ -1,4 +1,5 @@
-//! The embedded SQLite implementation of [`Store`], in `<data-dir>/metadata.sqlite`.
+//! The embedded SQLite implementation of [`Store`], in `<data-dir>/metadata.sqlite`, with the
+//! signature nonces in `metadata.sqlite-nonces` next to it.
 
 mod caller;
 mod clusters;
@@ -35,6 +36,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// The nonces' own database file (`nonces`), next to `path`.
+    nonce_path: PathBuf,
     nonce_committer: nonces::NonceCommitter,
     sealer: Sealer,
 }
@@ -66,33 +69,17 @@ impl SqliteStore {
                     .create(dir)?;
             }
         }
-        let mut conn = Connection::open(&path)?;
-        // The file holds key secrets and database passwords: owner only.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        // Switching to WAL needs a moment of exclusive access and does not wait on the busy
-        // handler, so processes opening a fresh directory together retry briefly.
-        let mut attempt = 0;
-        loop {
-            match conn.pragma_update(None, "journal_mode", "WAL") {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 100 =>
-                {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        }
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut conn = create_wal_file(&path)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Room for every statement a request runs, so the cache never evicts one of them.
         conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;
+        let nonce_path = nonces::open_db(&path, &mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             path,
+            nonce_path,
             nonce_committer: nonces::NonceCommitter::default(),
             sealer: Sealer::default(),
         })
@@ -102,14 +89,29 @@ impl SqliteStore {
         &self.path
     }
 
-    /// `PRAGMA integrity_check`: `["ok"]` for a sound database file, else SQLite's findings
-    /// (the crash harness runs it after every restart).
+    /// The nonces' database file (`<path>-nonces`).
+    pub fn nonce_path(&self) -> &Path {
+        &self.nonce_path
+    }
+
+    /// `PRAGMA integrity_check` of the metadata file and the nonce file: `["ok"]` when both are
+    /// sound, else SQLite's findings, the nonce file's named as such (the crash harness runs it
+    /// after every restart).
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        self.with(|c| {
+        fn check(c: &Connection) -> Result<Vec<String>> {
             let mut stmt = c.prepare("PRAGMA integrity_check")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+        }
+        let mut found = self.with(|c| check(c))?;
+        let nonces = check(&open_connection(&self.nonce_path)?)?;
+        if nonces != ["ok"] {
+            if found == ["ok"] {
+                found.clear();
+            }
+            found.extend(nonces.into_iter().map(|r| format!("nonce file: {r}")));
+        }
+        Ok(found)
     }
 
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -156,6 +158,38 @@ impl SqliteStore {
             Ok(out)
         })
     }
+}
+
+/// Every nonce `store` keeps, with the column names (for `migrate_metadata`).
+pub(crate) fn nonce_rows(
+    store: &SqliteStore,
+) -> Result<(Vec<String>, Vec<Vec<rusqlite::types::Value>>)> {
+    nonces::all_rows(&store.nonce_path)
+}
+
+/// Opens (creating) the database file `path`, private to its owner, in WAL mode with
+/// `synchronous=FULL`.
+fn create_wal_file(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    // The metadata file holds key secrets and database passwords: owner only.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // Switching to WAL needs a moment of exclusive access and does not wait on the busy
+    // handler, so processes opening a fresh directory together retry briefly.
+    let mut attempt = 0;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 100 =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
 }
 
 /// Another connection to the handle's database, which exists (the handle made it) and is

@@ -1,6 +1,13 @@
 //! Signature nonces in SQLite: one row per (key, nonce) until it expires; expired rows are
 //! purged now and then, a bounded batch at a time ([`crate::rules::NoncePurge`]).
 //!
+//! They live in a database file of their own, `<metadata file>-nonces` (WAL mode,
+//! `synchronous=FULL`, its own schema version): every signed request commits one, and a commit
+//! to the metadata file would empty the page cache of every connection reading keys, clusters
+//! and jobs from it. Rows an older version left in the metadata file (`legacy_nonces`,
+//! migration 15) are moved here at open, so a nonce used before the upgrade is still refused
+//! within its window.
+//!
 //! Group commit on a thread of the handle's own: every signed request writes its nonce
 //! durably, and one commit (one fsync) per request was the API's ceiling. Callers queue their
 //! nonce ([`NonceStore::queue_nonce`], or [`NonceStore::use_nonce`], which queues and waits);
@@ -15,10 +22,71 @@ use super::rows::secs;
 use crate::rules::{NoncePurge, NONCE_PURGE_BATCH};
 use crate::{NonceDone, Result, StoreError};
 use jiff::Timestamp;
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, TransactionBehavior};
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+
+/// Opens (creating and migrating) the nonce database next to the metadata file `main`, whose
+/// connection is `main_conn`, and moves into it the nonces an older version kept in the
+/// metadata file. Returns its path.
+pub(super) fn open_db(main: &Path, main_conn: &mut Connection) -> Result<PathBuf> {
+    let mut name = OsString::from(main.as_os_str());
+    name.push("-nonces");
+    let path = PathBuf::from(name);
+    let mut conn = super::create_wal_file(&path)?;
+    crate::migrations::apply_nonces(&mut conn)?;
+    adopt_legacy(main_conn, &mut conn)?;
+    Ok(path)
+}
+
+/// Moves `legacy_nonces` (metadata file) into the nonce database: committed there first, then
+/// deleted from the metadata file, so a crash between the two leaves a nonce in both (moved
+/// again at the next open) and never in neither. The metadata file's write lock is held
+/// throughout, so processes opening the store together move each row once.
+fn adopt_legacy(main: &mut Connection, nonces: &mut Connection) -> Result<()> {
+    let tx = main.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let any: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM legacy_nonces)", [], |r| {
+        r.get(0)
+    })?;
+    if !any {
+        return Ok(());
+    }
+    let into = nonces.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert = into.prepare(
+            "INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key_id, nonce) DO UPDATE
+                 SET expires_at = max(nonces.expires_at, excluded.expires_at)",
+        )?;
+        let mut select = tx.prepare("SELECT key_id, nonce, expires_at FROM legacy_nonces")?;
+        let mut rows = select.query([])?;
+        while let Some(r) = rows.next()? {
+            insert.execute(params![
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?
+            ])?;
+        }
+    }
+    into.commit()?;
+    tx.execute("DELETE FROM legacy_nonces", [])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Every stored nonce, with its column names, in one read (for `migrate_metadata`).
+pub(crate) fn all_rows(path: &Path) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
+    let conn = super::open_connection(path)?;
+    let mut stmt = conn.prepare("SELECT key_id, nonce, expires_at FROM nonces")?;
+    let columns = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    let rows = stmt
+        .query_map([], |r| (0..3).map(|i| r.get::<_, Value>(i)).collect())?
+        .collect::<rusqlite::Result<Vec<Vec<Value>>>>()?;
+    Ok((columns, rows))
+}
 
 /// One caller's nonce.
 struct Row {
@@ -99,7 +167,7 @@ impl Drop for NonceCommitter {
     }
 }
 
-/// Opens the committer's connection and starts its thread.
+/// Opens the committer's connection to the nonce database `path` and starts its thread.
 fn start(path: &Path, shared: Arc<Shared>) -> Result<JoinHandle<()>> {
     let conn = super::open_connection(path)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -214,7 +282,7 @@ impl crate::NonceStore for super::SqliteStore {
         done: NonceDone,
     ) -> std::result::Result<(), NonceDone> {
         self.nonce_committer
-            .queue(&self.path, key.as_str(), nonce, expires_at, now, done);
+            .queue(&self.nonce_path, key.as_str(), nonce, expires_at, now, done);
         Ok(())
     }
 }

@@ -11,19 +11,44 @@ use polarbackup_model::{
 };
 use rusqlite::Row;
 
-impl Fields for Row<'_> {
+/// A row with its statement's column names read once. rusqlite finds a column by name by asking
+/// SQLite for each column's name in turn, per field: a job row decodes ten fields, and those
+/// searches were about a twentieth of the API's CPU.
+pub struct Named<'r, 's> {
+    row: &'r Row<'s>,
+    names: Vec<&'r str>,
+}
+
+impl<'r, 's> Named<'r, 's> {
+    pub fn new(row: &'r Row<'s>) -> Self {
+        Self {
+            row,
+            names: row.as_ref().column_names(),
+        }
+    }
+
+    /// The column `col`, matched as rusqlite matches names (ASCII case ignored, first wins).
+    fn index(&self, col: &str) -> rusqlite::Result<usize> {
+        self.names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(col))
+            .ok_or_else(|| rusqlite::Error::InvalidColumnName(col.to_owned()))
+    }
+}
+
+impl Fields for Named<'_, '_> {
     type Error = rusqlite::Error;
     fn text(&self, col: &str) -> rusqlite::Result<String> {
-        self.get(col)
+        self.row.get(self.index(col)?)
     }
     fn opt_text(&self, col: &str) -> rusqlite::Result<Option<String>> {
-        self.get(col)
+        self.row.get(self.index(col)?)
     }
     fn int(&self, col: &str) -> rusqlite::Result<i64> {
-        self.get(col)
+        self.row.get(self.index(col)?)
     }
     fn opt_int(&self, col: &str) -> rusqlite::Result<Option<i64>> {
-        self.get(col)
+        self.row.get(self.index(col)?)
     }
     fn corrupt(what: &str, value: &str) -> rusqlite::Error {
         rusqlite::Error::FromSqlConversionFailure(
@@ -38,7 +63,7 @@ impl Fields for Row<'_> {
 macro_rules! decoders {
     ($($name:ident -> $ty:ty),* $(,)?) => {$(
         pub fn $name(row: &Row<'_>) -> rusqlite::Result<$ty> {
-            rows::$name(row)
+            rows::$name(&Named::new(row))
         }
     )*};
 }
