@@ -79,6 +79,15 @@ impl<T: Send + 'static> Ordered<T> {
         }
     }
 
+    /// Aborts every task and waits until each has stopped, so none of them touches storage
+    /// after this returns (a task being polled when aborted finishes that poll first).
+    pub(crate) async fn cancel(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.settle().await;
+    }
+
     pub(crate) fn abort_all(&mut self) {
         for task in self.tasks.drain(..) {
             task.abort();
@@ -145,6 +154,34 @@ mod tests {
         window.settle().await;
         assert_eq!(finished.load(Ordering::SeqCst), 3);
         assert!(window.next().await.is_none());
+    }
+
+    /// Once `cancel` returned, no task of the window runs any further.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancel_stops_every_task_before_it_returns() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let after = Arc::new(AtomicUsize::new(0));
+        let mut window: Ordered<()> = Ordered::new(3);
+        for _ in 0..3 {
+            let (started, after) = (started.clone(), after.clone());
+            window.spawn(async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                after.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            });
+        }
+        while started.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        window.cancel().await;
+        assert!(window.next().await.is_none());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            after.load(Ordering::SeqCst),
+            0,
+            "a task ran on after cancel"
+        );
     }
 
     #[tokio::test]

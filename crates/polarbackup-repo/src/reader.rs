@@ -93,7 +93,13 @@ impl ArchiveReader {
     }
 
     pub(crate) async fn next_verified(&mut self) -> Result<Option<Verified>, RepoError> {
-        std::future::poll_fn(|cx| self.poll_verified(cx)).await
+        let next = std::future::poll_fn(|cx| self.poll_verified(cx)).await;
+        if next.is_err() {
+            // The reads still ahead are stopped before the error is returned: once a verify or
+            // restore has failed, nothing of it goes on touching the repository.
+            self.window.cancel().await;
+        }
+        next
     }
 
     fn fill(&mut self) {
