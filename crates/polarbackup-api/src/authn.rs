@@ -97,39 +97,31 @@ impl Signed {
     }
 }
 
-/// Authentication, whole: the signature, then the nonce's durable write, then the caller.
-#[allow(clippy::too_many_arguments)]
-pub fn authenticate(
-    state: &AppState,
-    source_ip: Option<std::net::IpAddr>,
-    method: &str,
-    path: &str,
-    params: &Params,
-    headers: &[(String, String)],
-    body: &[u8],
-    cluster: Option<DbClusterId>,
-) -> Result<Caller, ApiError> {
-    let signed = check_signature(
-        state, source_ip, method, path, params, headers, body, cluster,
-    )?;
-    let (key, nonce, expires_at, now) = signed.nonce();
-    let fresh = state.store.use_nonce(key, nonce, expires_at, now);
-    caller(signed, fresh)
+/// A request as authentication reads it.
+pub struct Incoming<'a> {
+    pub source_ip: Option<std::net::IpAddr>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub params: &'a Params,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
 }
 
 /// The signature, checked against the key read (in one snapshot) with its user, their
 /// policies and the cluster the call names.
-#[allow(clippy::too_many_arguments)]
 pub fn check_signature(
     state: &AppState,
-    source_ip: Option<std::net::IpAddr>,
-    method: &str,
-    path: &str,
-    params: &Params,
-    headers: &[(String, String)],
-    body: &[u8],
+    incoming: &Incoming<'_>,
     cluster: Option<DbClusterId>,
 ) -> Result<Signed, ApiError> {
+    let Incoming {
+        source_ip,
+        method,
+        path,
+        params,
+        headers,
+        body,
+    } = *incoming;
     let req = polarbackup_auth::Request {
         method,
         path,

@@ -23,6 +23,19 @@ struct Call {
     body: Bytes,
 }
 
+impl Call {
+    fn incoming(&self) -> authn::Incoming<'_> {
+        authn::Incoming {
+            source_ip: self.peer,
+            method: self.method.as_str(),
+            path: &self.path,
+            params: &self.params,
+            headers: &self.headers,
+            body: &self.body,
+        }
+    }
+}
+
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.ping()).await {
@@ -183,25 +196,11 @@ fn guarded<T>(request_id: &str, f: impl FnOnce() -> Result<T, ApiError>) -> Resu
 async fn answer_on_this_thread(state: &AppState, call: Call, request_id: &str) -> Outcome {
     let (action, signed) = guarded(request_id, || {
         let action = route(&call)?;
-        let signed = authn::check_signature(
-            state,
-            call.peer,
-            call.method.as_str(),
-            &call.path,
-            &call.params,
-            &call.headers,
-            &call.body,
-            named_cluster(&call, action),
-        )
-        .inspect_err(|e| log_refusal(request_id, e))?;
-        Ok((action, signed))
+        Ok((action, signed(state, &call, action, request_id)?))
     })?;
     let fresh = use_nonce(state, &signed).await;
     let caller = guarded(request_id, || {
-        let caller = authn::caller(signed, fresh).inspect_err(|e| log_refusal(request_id, e))?;
-        debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
-        authz::authorize(state, &caller, action, &call.params, request_id)?;
-        Ok(caller)
+        authorized(state, signed, fresh, action, &call, request_id)
     })?;
     if action == Action::DescribeBackupTasks {
         let body = guarded(request_id, || {
@@ -301,21 +300,38 @@ fn dispatch(
 /// Everything after the bytes are in: which action, who is calling, and the answer.
 fn process(state: &AppState, call: &Call, request_id: &str) -> Outcome {
     let action = route(call)?;
-    let caller = authn::authenticate(
-        state,
-        call.peer,
-        call.method.as_str(),
-        &call.path,
-        &call.params,
-        &call.headers,
-        &call.body,
-        named_cluster(call, action),
-    )
-    .inspect_err(|e| log_refusal(request_id, e))?;
-    debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
-    authz::authorize(state, &caller, action, &call.params, request_id)?;
+    let signed = signed(state, call, action, request_id)?;
+    let (key, nonce, expires_at, now) = signed.nonce();
+    let fresh = state.store.use_nonce(key, nonce, expires_at, now);
+    let caller = authorized(state, signed, fresh, action, call, request_id)?;
     let body = dispatch(state, action, &caller, call, request_id)?;
     Ok((action, body))
+}
+
+/// The signature checked against the key read with its records; a refusal is logged.
+fn signed(
+    state: &AppState,
+    call: &Call,
+    action: Action,
+    request_id: &str,
+) -> Result<authn::Signed, ApiError> {
+    authn::check_signature(state, &call.incoming(), named_cluster(call, action))
+        .inspect_err(|e| log_refusal(request_id, e))
+}
+
+/// The caller, once its nonce's durable write answered `fresh`, authorized for `action`.
+fn authorized(
+    state: &AppState,
+    signed: authn::Signed,
+    fresh: Result<bool, StoreError>,
+    action: Action,
+    call: &Call,
+    request_id: &str,
+) -> Result<authn::Caller, ApiError> {
+    let caller = authn::caller(signed, fresh).inspect_err(|e| log_refusal(request_id, e))?;
+    debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
+    authz::authorize(state, &caller, action, &call.params, request_id)?;
+    Ok(caller)
 }
 
 fn log_refusal(request_id: &str, e: &ApiError) {
