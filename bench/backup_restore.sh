@@ -140,27 +140,7 @@ PGDATA="$WORK/pgdata"
 PORT="$(free_port)"
 PORT2="$(free_port)"
 PGBR_CONF="$WORK/pgbackrest.conf"
-cat >"$PGBR_CONF" <<EOF
-[global]
-repo1-path=$WORK/pgbr-repo
-repo1-retention-full=99
-log-path=$WORK/pgbr-log
-lock-path=$WORK/pgbr-lock
-spool-path=$WORK/pgbr-spool
-log-level-console=warn
-log-level-file=info
-compress-type=zst
-compress-level=1
-process-max=2
-start-fast=y
-
-[bench]
-pg1-path=$PGDATA
-pg1-port=$PORT
-pg1-socket-path=$WORK/sock
-pg1-user=postgres
-EOF
-chown postgres:postgres "$PGBR_CONF"
+pgbr_conf "$PGBR_CONF" "$WORK/pgbr-repo" bench "$PGDATA" "$PORT" process-max=2
 PGBR=(pgbackrest "--config=$PGBR_CONF" --stanza=bench)
 
 log "initdb (port $PORT)"

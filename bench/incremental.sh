@@ -101,16 +101,8 @@ load1() { cut -d' ' -f1 /proc/loadavg; }
 PB=(as_pg env POLARBACKUP_DATA_DIR="$WORK/pb-data" "$BIN")
 
 log "starting polarbackup serve"
-"${AS_PG[@]}" POLARBACKUP_DATA_DIR="$WORK/pb-data" POLARBACKUP_LOG=info \
-    "$BIN" serve --listen 127.0.0.1:0 --log-format json --scheduler off --log-backup off \
-    >"$WORK/pb-serve.out" 2>"$WORK/pb-serve.log" &
-PB_PID=$!
-PIDS+=("$PB_PID")
-for _ in $(seq 1 300); do
-    grep -q Listening "$WORK/pb-serve.out" 2>/dev/null && break
-    kill -0 "$PB_PID" 2>/dev/null || { cat "$WORK/pb-serve.log" >&2; die "polarbackup serve exited"; }
-    sleep 0.1
-done
+SERVE_AS=("${AS_PG[@]}")
+serve pb-serve "$WORK/pb-data" POLARBACKUP_LOG=info -- --log-format json
 PB_ACCOUNT="$("${PB[@]}" admin account create --name bench | json_field AccountId)"
 
 # ------------------------------------------------------------------------------------------
@@ -232,28 +224,7 @@ run_version() {
     pgdata="$WORK/pg$major"
     PSQL=(as_pg "$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 -h "$WORK/sock" -p "$port" -U postgres -d postgres)
     conf="$WORK/pgbackrest-$major.conf"
-    cat >"$conf" <<EOF
-[global]
-repo1-path=$WORK/pgbr-repo-$major
-repo1-retention-full=99
-log-path=$WORK/pgbr-log
-lock-path=$WORK/pgbr-lock
-spool-path=$WORK/pgbr-spool
-log-level-console=warn
-log-level-file=info
-compress-type=zst
-compress-level=1
-process-max=2
-start-fast=y
-
-[pg$major]
-pg1-path=$pgdata
-pg1-port=$port
-pg1-socket-path=$WORK/sock
-pg1-user=postgres
-EOF
-    mkdir -p "$WORK/pgbr-repo-$major" "$WORK/pgbr-log" "$WORK/pgbr-lock" "$WORK/pgbr-spool"
-    chown -R postgres:postgres "$conf" "$WORK/pgbr-repo-$major" "$WORK/pgbr-log" "$WORK/pgbr-lock" "$WORK/pgbr-spool"
+    pgbr_conf "$conf" "$WORK/pgbr-repo-$major" "pg$major" "$pgdata" "$port" process-max=2
     PGBR=(pgbackrest "--config=$conf" "--stanza=pg$major")
 
     log "=== PostgreSQL $major: initdb (port $port)"

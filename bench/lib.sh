@@ -54,13 +54,14 @@ pg_start() {
     PIDS+=("$(head -1 "$dir/postmaster.pid")")
 }
 
-# serve NAME DATA_DIR [ENV=VALUE…] -- [FLAGS…]: starts polarbackup, sets PB_ENDPOINT and PB_PID.
+# serve NAME DATA_DIR [ENV=VALUE…] -- [FLAGS…]: starts polarbackup, sets PB_ENDPOINT and PB_PID;
+# as the user SERVE_AS runs it as (a command prefix such as AS_PG), if set.
 serve() {
     local name="$1" data="$2" envs=() i
     shift 2
     while [ "$#" -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
     [ "${1:-}" = -- ] && shift
-    env "${envs[@]}" POLARBACKUP_DATA_DIR="$data" "$BIN" serve --listen 127.0.0.1:0 \
+    ${SERVE_AS[@]+"${SERVE_AS[@]}"} env "${envs[@]}" POLARBACKUP_DATA_DIR="$data" "$BIN" serve --listen 127.0.0.1:0 \
         --scheduler off --log-backup off "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
     PB_PID=$!
     PIDS+=("$PB_PID")
@@ -108,6 +109,41 @@ ensure_pgbackrest() {
     log "installing pgbackrest from Debian"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null
+}
+
+# pgbr_conf FILE REPO STANZA PGDATA PORT [LINE...]: the pgBackRest configuration every benchmark
+# measures against (zst level 1, fast start, repository REPO, logs, lock and spool under WORK),
+# with the LINEs added to [global] (process-max, archive-async); its directories are made, and
+# everything is owned by postgres.
+pgbr_conf() {
+    local file="$1" repo="$2" stanza="$3" pgdata="$4" port="$5"
+    shift 5
+    mkdir -p "$repo" "$WORK/pgbr-log" "$WORK/pgbr-lock" "$WORK/pgbr-spool"
+    {
+        cat <<EOF
+[global]
+repo1-path=$repo
+repo1-retention-full=99
+log-path=$WORK/pgbr-log
+lock-path=$WORK/pgbr-lock
+spool-path=$WORK/pgbr-spool
+log-level-console=warn
+log-level-file=info
+compress-type=zst
+compress-level=1
+start-fast=y
+EOF
+        printf '%s\n' "$@"
+        cat <<EOF
+
+[$stanza]
+pg1-path=$pgdata
+pg1-port=$port
+pg1-socket-path=$WORK/sock
+pg1-user=postgres
+EOF
+    } >"$file"
+    chown -R postgres:postgres "$file" "$repo" "$WORK/pgbr-log" "$WORK/pgbr-lock" "$WORK/pgbr-spool"
 }
 
 # As root (PostgreSQL runs as user postgres): the project's dependencies, then PostgreSQL's

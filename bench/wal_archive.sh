@@ -269,28 +269,7 @@ psql_src() { as_pg "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$WORK/sock" -p
 
 write_pgbr_conf() {
     PGBR_CONF="$WORK/pgbackrest.conf"
-    mkdir -p "$WORK/pgbr-repo" "$WORK/pgbr-log" "$WORK/pgbr-lock" "$WORK/pgbr-spool"
-    cat >"$PGBR_CONF" <<EOF
-[global]
-repo1-path=$WORK/pgbr-repo
-repo1-retention-full=99
-log-path=$WORK/pgbr-log
-lock-path=$WORK/pgbr-lock
-spool-path=$WORK/pgbr-spool
-log-level-console=warn
-log-level-file=info
-archive-async=y
-compress-type=zst
-compress-level=1
-process-max=$PGBR_PMAX
-start-fast=y
-
-[bench]
-pg1-path=$PGDATA
-pg1-port=$PORT
-pg1-socket-path=$WORK/sock
-pg1-user=postgres
-EOF
+    pgbr_conf "$PGBR_CONF" "$WORK/pgbr-repo" bench "$PGDATA" "$PORT" archive-async=y "process-max=$PGBR_PMAX"
     # The archive command: into pgBackRest's cgroup first, so that its detached async
     # process is accounted there too.
     cat >"$WORK/bin/pgbackrest-archive-push" <<EOF
@@ -299,7 +278,6 @@ ${CG:+echo \$\$ >$CG/pgbr/cgroup.procs}
 exec pgbackrest --config=$PGBR_CONF --stanza=bench archive-push "\$1"
 EOF
     chmod 755 "$WORK/bin/pgbackrest-archive-push"
-    chown -R postgres:postgres "$WORK/pgbr-repo" "$WORK/pgbr-log" "$WORK/pgbr-lock" "$WORK/pgbr-spool" "$PGBR_CONF"
 }
 
 PB_DATA=""

@@ -344,31 +344,8 @@ fn automated_backups_after_the_first_of_a_week_are_incremental_and_restore_whole
         base.stored_size
     );
 
-    let (scratch, target) = polarbackup_testkit::pg::restore_target();
-    let out = std::process::Command::new(bin())
-        .args([
-            "restore",
-            "--backup-id",
-            &incremental.id.to_string(),
-            "--target-dir",
-        ])
-        .arg(&target)
-        .arg("--data-dir")
-        .arg(&server.data_dir)
-        .output()
-        .expect("run restore");
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        common::restored_digests(&server, &incremental.id.to_string(), "postgres"),
+        expected
     );
-    polarbackup_testkit::pg::chown_to_postgres(scratch.path(), true);
-    let verify = polarbackup_testkit::pg::verify_backup(&target);
-    assert!(
-        verify.status.success(),
-        "pg_verifybackup: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    let restored = PgCluster::start_on(&target);
-    assert_eq!(restored.table_digests("postgres"), expected);
 }

@@ -526,3 +526,28 @@ pub fn archiving_after_a_backup(pg: &polarbackup_testkit::pg::PgCluster) -> Arch
         store,
     }
 }
+
+/// `polarbackup restore` of set `id` into a fresh directory owned by `postgres`, checked by
+/// `pg_verifybackup`, started: the restored server's table digests of `db`.
+pub fn restored_digests(
+    server: &Server,
+    id: &str,
+    db: &str,
+) -> std::collections::BTreeMap<String, (u64, String)> {
+    use polarbackup_testkit::pg::{self, PgCluster};
+    let (scratch, target) = pg::restore_target();
+    let out = server.restore(id, &target, &[]);
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg::chown_to_postgres(scratch.path(), true);
+    let verify = pg::verify_backup(&target);
+    assert!(
+        verify.status.success(),
+        "pg_verifybackup: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    PgCluster::start_on(&target).table_digests(db)
+}
