@@ -1,5 +1,6 @@
 //! The worker pool: recovery, claiming under a lease, heartbeats, ending jobs, deletions.
 
+use crate::busy::PoolStats;
 use crate::error::JobError;
 use crate::executor::{Completed, Executor, JobContext};
 use crate::lease::Lease;
@@ -53,6 +54,7 @@ struct Pool {
     clock: Arc<dyn Clock>,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
+    stats: Arc<PoolStats>,
     /// Unique per process start, so a restarted server never mistakes old leases for its own.
     /// Every write on a claimed job is fenced by it in the store.
     id: Arc<str>,
@@ -69,11 +71,26 @@ pub fn start(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let stats = Arc::default();
+    start_observed(store, clock, executor, config, wake, shutdown, stats)
+}
+
+/// [`start`], with `stats` kept up to date with the backups the pool runs.
+pub fn start_observed(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    executor: Arc<dyn Executor>,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+    stats: Arc<PoolStats>,
+) -> tokio::task::JoinHandle<()> {
     let pool = Arc::new(Pool {
         store,
         clock,
         executor,
         config,
+        stats,
         id: format!("worker-{}", uuid::Uuid::new_v4()).into(),
     });
     tokio::spawn(async move { pool.run(wake, shutdown).await })
@@ -178,6 +195,8 @@ impl Pool {
     }
 
     async fn run_job(self: Arc<Self>, job: BackupJob, cancel: CancellationToken) {
+        let pool = self.clone();
+        let _busy = pool.stats.enter();
         let id = job.id;
         let lease = Lease::new(cancel);
         let store = self.store.clone();
