@@ -17,4 +17,4 @@ pub use error::JobError;
 pub use executor::{BoxFuture, Completed, Executor, JobContext};
 pub use progress::Progress;
 pub use tokio_util::sync::CancellationToken;
-pub use worker::{start, WorkerConfig};
+pub use worker::{start, start_with_lease_clock, WorkerConfig};

@@ -50,7 +50,12 @@ impl WorkerConfig {
 
 struct Pool {
     store: Arc<dyn Store>,
+    /// Job times, the schedule and retention.
     clock: Arc<dyn Clock>,
+    /// Leases: claims, heartbeats and crash recovery. They measure real time between
+    /// heartbeats that sleep in real time, so a clock moved forward under `--test-controls`
+    /// never makes a live worker's lease look lapsed.
+    lease_clock: Arc<dyn Clock>,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
     /// Unique per process start, so a restarted server never mistakes old leases for its own.
@@ -69,9 +74,34 @@ pub fn start(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let lease_clock = clock.clone();
+    start_with_lease_clock(
+        store,
+        clock,
+        lease_clock,
+        executor,
+        config,
+        wake,
+        shutdown,
+    )
+}
+
+/// [`start`], with leases timed by `lease_clock` (the wall clock) while job times, the
+/// schedule and retention follow `clock` (a clock a test may move forward). A job that crash
+/// recovery ends carries `lease_clock`'s time as its end.
+pub fn start_with_lease_clock(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    lease_clock: Arc<dyn Clock>,
+    executor: Arc<dyn Executor>,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let pool = Arc::new(Pool {
         store,
         clock,
+        lease_clock,
         executor,
         config,
         id: format!("worker-{}", uuid::Uuid::new_v4()).into(),
@@ -119,7 +149,7 @@ impl Pool {
     async fn claim(&self) -> Result<Option<BackupJob>, JobError> {
         let store = self.store.clone();
         let id = self.id.clone();
-        let now = self.clock.now();
+        let now = self.lease_clock.now();
         let until = self.lease_until();
         blocking(move || store.claim_job(&id, until, now)).await
     }
@@ -140,7 +170,7 @@ impl Pool {
             blocking(move || crate::scheduler::tick(store.as_ref(), clock.as_ref(), every)).await?;
         }
         let store = self.store.clone();
-        let now = self.clock.now();
+        let now = self.lease_clock.now();
         for job in blocking(move || store.abandoned_jobs(now)).await? {
             let store = self.store.clone();
             let taken =
@@ -280,7 +310,7 @@ impl Pool {
     }
 
     fn lease_until(&self) -> Timestamp {
-        let now = self.clock.now();
+        let now = self.lease_clock.now();
         now.checked_add(self.config.lease).unwrap_or(now)
     }
 

@@ -18,6 +18,7 @@ mod restore;
 mod scrub;
 mod serve;
 mod settings;
+mod test_controls;
 mod verify;
 
 use clap::Parser;
