@@ -500,10 +500,40 @@ mod tests {
     }
 
     #[test]
+    fn test_controls_are_a_bare_flag_of_serve_and_no_setting() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let serve = |argv: &[&str]| match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Serve(s)) => Ok(s),
+            Ok(_) => panic!("not serve"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert!(!serve(&["polarbackup", "serve"]).unwrap().test_controls);
+        assert!(
+            serve(&["polarbackup", "serve", "--test-controls"])
+                .unwrap()
+                .test_controls
+        );
+        assert!(serve(&["polarbackup", "serve", "--test-controls=true"]).is_err());
+        // Neither a config file key nor an environment variable turns them on.
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("polarbackup.toml");
+        std::fs::write(&file, "test_controls = true\n").expect("write");
+        let args = serve(&["polarbackup", "serve", "--config", &file.display().to_string()])
+            .unwrap();
+        let refused = crate::settings::Settings::resolve(&args.settings, &|name| {
+            (name == "POLARBACKUP_TEST_CONTROLS").then(|| "true".into())
+        })
+        .unwrap_err();
+        assert!(format!("{refused:#}").contains("unknown field"), "{refused:#}");
+        assert!(!args.test_controls);
+    }
+
+    #[test]
     fn a_fault_fires_its_times_in_its_phase_only_then_is_gone() {
         let faults = Faults::default();
-        let a = DbClusterId::parse("pc-aaaaaaaaaaaaaaaaa").unwrap();
-        let b = DbClusterId::parse("pc-bbbbbbbbbbbbbbbbb").unwrap();
+        let a = DbClusterId::parse("pc-aaaaaaaaaaaaaaa").unwrap();
+        let b = DbClusterId::parse("pc-bbbbbbbbbbbbbbb").unwrap();
         faults.inject(a.clone(), JobStatus::Uploading, "disk on fire".into(), 2);
         assert_eq!(faults.fire(&a, JobStatus::Preparing), None);
         assert_eq!(faults.fire(&b, JobStatus::Uploading), None);

@@ -325,6 +325,21 @@ fn without_test_controls_every_command_is_refused_and_no_socket_exists() {
     }
     assert!(controlled.log().contains("TEST CONTROLS ARE ON"));
     controlled.admin(&["clock", "advance", "--by", "7d"]);
+    // Faults name a cluster the installation has.
+    let out = controlled.target().output(&[
+        "fault",
+        "inject",
+        "--cluster",
+        "pc-000000000000000",
+        "--phase",
+        "Preparing",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cluster pc-000000000000000 does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(controlled.stop().success());
     assert!(!socket.exists(), "the socket outlived its server");
     let out = controlled.target().output(&["clock", "show"]);
