@@ -75,15 +75,7 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let lease_clock = clock.clone();
-    start_with_lease_clock(
-        store,
-        clock,
-        lease_clock,
-        executor,
-        config,
-        wake,
-        shutdown,
-    )
+    start_with_lease_clock(store, clock, lease_clock, executor, config, wake, shutdown)
 }
 
 /// [`start`], with leases timed by `lease_clock` (the wall clock) while job times, the

@@ -121,7 +121,10 @@ mod tests {
             clock.advance(-SignedDuration::from_secs(1)),
             Err(AdvanceError::NotForward)
         );
-        assert_eq!(clock.advance(OffsetClock::MAX_OFFSET), Err(AdvanceError::TooFar));
+        assert_eq!(
+            clock.advance(OffsetClock::MAX_OFFSET),
+            Err(AdvanceError::TooFar)
+        );
         assert_eq!(clock.offset(), day, "a refused advance changes nothing");
         assert_eq!(clock.advance(day), Ok(day + day));
     }

@@ -1,11 +1,11 @@
 //! The jobs' executor: PostgreSQL backups by the engine, into the repository (and, under
 //! `serve --test-controls`, the injected faults that fail or slow them).
 
+use crate::test_controls::Faults;
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{backup, BackupRequest, EngineError, Phase, ProgressSink};
-use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, JobError, Progress};
-use crate::test_controls::Faults;
 use polarbackup_jobs::CancellationToken;
+use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, JobError, Progress};
 use polarbackup_model::{
     BackupJobId, Clock, Cluster, DbClusterId, JobStatus, TlsMode as ClusterTls, WalRange,
 };

@@ -3,10 +3,10 @@
 use crate::archiver::PgArchiver;
 use crate::backends::{self, Locations};
 use crate::cli::LogFormat;
+use crate::cli::ServeCommand;
 use crate::config;
 use crate::executor::PgExecutor;
 use crate::log_reader::RepoLogReader;
-use crate::cli::ServeCommand;
 use crate::settings::Settings;
 use crate::test_controls::TestControls;
 use anyhow::{Context, Result};
@@ -130,7 +130,11 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
         warn!("--workers 0: serving the API only; queued backups will not run here");
     }
     let control_socket = match &controls {
-        Some(c) => Some(crate::test_controls::listen(&cfg.data_dir, c, store.clone())?),
+        Some(c) => Some(crate::test_controls::listen(
+            &cfg.data_dir,
+            c,
+            store.clone(),
+        )?),
         None => None,
     };
     let state = AppState {

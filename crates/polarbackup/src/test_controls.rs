@@ -6,6 +6,7 @@
 use crate::cli::{ClockCommand, FaultCommand};
 use anyhow::{anyhow, bail, Context, Result};
 use jiff::SignedDuration;
+use polarbackup_jobs::CancellationToken;
 use polarbackup_model::{Clock, DbClusterId, JobStatus, OffsetClock};
 use polarbackup_store::Store;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use polarbackup_jobs::CancellationToken;
 use tracing::{info, warn};
 
 /// The socket's name in the data directory.
@@ -230,7 +230,9 @@ pub fn listen(
         );
     }
     match std::fs::remove_file(&path) {
-        Ok(()) => warn!(path = %path.display(), "replaced a test-control socket left by a server that stopped"),
+        Ok(()) => {
+            warn!(path = %path.display(), "replaced a test-control socket left by a server that stopped")
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
     }
@@ -284,7 +286,8 @@ impl Service {
     async fn answer(self: Arc<Self>, stream: tokio::net::UnixStream) {
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
-        let mut reader = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+        let mut reader =
+            tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
         let read = tokio::time::timeout(CLIENT_TIMEOUT, reader.read_line(&mut line)).await;
         let response = match read {
             Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
@@ -442,10 +445,9 @@ pub fn fault_command(cmd: FaultCommand) -> Result<Value> {
             };
             call(&data_dir, &req)
         }
-        FaultCommand::Clear { cluster, data } => call(
-            &data.settings()?.data_dir,
-            &Request::FaultClear { cluster },
-        ),
+        FaultCommand::Clear { cluster, data } => {
+            call(&data.settings()?.data_dir, &Request::FaultClear { cluster })
+        }
     }
 }
 
@@ -494,7 +496,17 @@ mod tests {
         assert_eq!(secs("90m"), Ok(5_400));
         assert_eq!(secs("30s"), Ok(30));
         assert_eq!(secs("2w"), Ok(1_209_600));
-        for bad in ["", "0h", "25", "h", "-1h", "1.5h", "1y", "1h 30m", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "0h",
+            "25",
+            "h",
+            "-1h",
+            "1.5h",
+            "1y",
+            "1h 30m",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
@@ -519,13 +531,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let file = dir.path().join("polarbackup.toml");
         std::fs::write(&file, "test_controls = true\n").expect("write");
-        let args = serve(&["polarbackup", "serve", "--config", &file.display().to_string()])
-            .unwrap();
+        let args = serve(&[
+            "polarbackup",
+            "serve",
+            "--config",
+            &file.display().to_string(),
+        ])
+        .unwrap();
         let refused = crate::settings::Settings::resolve(&args.settings, &|name| {
             (name == "POLARBACKUP_TEST_CONTROLS").then(|| "true".into())
         })
         .unwrap_err();
-        assert!(format!("{refused:#}").contains("unknown field"), "{refused:#}");
+        assert!(
+            format!("{refused:#}").contains("unknown field"),
+            "{refused:#}"
+        );
         assert!(!args.test_controls);
     }
 
@@ -537,15 +557,25 @@ mod tests {
         faults.inject(a.clone(), JobStatus::Uploading, "disk on fire".into(), 2);
         assert_eq!(faults.fire(&a, JobStatus::Preparing), None);
         assert_eq!(faults.fire(&b, JobStatus::Uploading), None);
-        assert_eq!(faults.fire(&a, JobStatus::Uploading).as_deref(), Some("disk on fire"));
-        assert_eq!(faults.fire(&a, JobStatus::Uploading).as_deref(), Some("disk on fire"));
+        assert_eq!(
+            faults.fire(&a, JobStatus::Uploading).as_deref(),
+            Some("disk on fire")
+        );
+        assert_eq!(
+            faults.fire(&a, JobStatus::Uploading).as_deref(),
+            Some("disk on fire")
+        );
         assert_eq!(faults.fire(&a, JobStatus::Uploading), None);
         assert_eq!(faults.clear(None), 0, "a spent fault leaves nothing behind");
 
         faults.slow(a.clone(), MIB);
         faults.inject(a.clone(), JobStatus::Checking, "x".into(), 1);
         assert_eq!(faults.fire(&a, JobStatus::Checking).as_deref(), Some("x"));
-        assert_eq!(faults.slow_rate(&a), Some(MIB), "the throttle outlives the fault");
+        assert_eq!(
+            faults.slow_rate(&a),
+            Some(MIB),
+            "the throttle outlives the fault"
+        );
         assert_eq!(faults.clear(Some(&b)), 0);
         assert_eq!(faults.clear(Some(&a)), 1);
         assert_eq!(faults.slow_rate(&a), None);

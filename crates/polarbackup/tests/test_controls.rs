@@ -52,12 +52,17 @@ fn job(server: &Server, t: &Tenant, id: &str) -> Value {
 
 /// Polls the job until it is Finished or Failed.
 fn ended(server: &Server, t: &Tenant, id: &str) -> Value {
-    wait_for("the job to end", 180, || server.log(), || {
-        let j = job(server, t, id);
-        ["Finished", "Failed"]
-            .contains(&j["BackupProgressStatus"].as_str().unwrap_or_default())
-            .then_some(j)
-    })
+    wait_for(
+        "the job to end",
+        180,
+        || server.log(),
+        || {
+            let j = job(server, t, id);
+            ["Finished", "Failed"]
+                .contains(&j["BackupProgressStatus"].as_str().unwrap_or_default())
+                .then_some(j)
+        },
+    )
 }
 
 fn repo_has(data_dir: &Path, id: &str) -> bool {
@@ -107,11 +112,16 @@ fn advancing_the_clock_past_a_backup_window_runs_an_automated_backup_to_finished
     assert_eq!(server.admin(&["clock", "show"])["OffsetSeconds"], 90_000);
 
     // SDK calls, signed with the real time, still pass; the window has passed for the server.
-    let automated = wait_for("an automated job", 60, || server.log(), || {
-        jobs(&server, &t, json!({"BackupMode": "Automated"}))
-            .into_iter()
-            .next()
-    });
+    let automated = wait_for(
+        "an automated job",
+        60,
+        || server.log(),
+        || {
+            jobs(&server, &t, json!({"BackupMode": "Automated"}))
+                .into_iter()
+                .next()
+        },
+    );
     let id = automated["BackupJobId"].as_str().expect("id").to_owned();
     let done = ended(&server, &t, &id);
     assert_eq!(
@@ -205,7 +215,9 @@ fn a_fault_injected_at_uploading_fails_the_next_backup_there_with_its_reason() {
     );
     // Its reason, as the job records it (`admin backup --wait` prints it): the fault was used
     // up by that one backup, so the next one finishes.
-    let out = server.target().output(&["backup", "--cluster", &t.cluster_id, "--wait"]);
+    let out = server
+        .target()
+        .output(&["backup", "--cluster", &t.cluster_id, "--wait"]);
     let next: Value = serde_json::from_slice(&out.stdout).expect("admin backup's JSON");
     assert!(out.status.success(), "{next:#}\n{}", server.log());
     assert_eq!(next["Status"], "Finished", "{next:#}");
@@ -224,7 +236,9 @@ fn a_fault_injected_at_uploading_fails_the_next_backup_there_with_its_reason() {
         "2",
     ]);
     for _ in 0..2 {
-        let out = server.target().output(&["backup", "--cluster", &t.cluster_id, "--wait"]);
+        let out = server
+            .target()
+            .output(&["backup", "--cluster", &t.cluster_id, "--wait"]);
         let failed: Value = serde_json::from_slice(&out.stdout).expect("admin backup's JSON");
         assert!(!out.status.success(), "{failed:#}");
         assert_eq!(failed["Status"], "Failed", "{failed:#}");
@@ -236,8 +250,14 @@ fn a_fault_injected_at_uploading_fails_the_next_backup_there_with_its_reason() {
             "Failed"
         );
     }
-    let out = server.target().output(&["backup", "--cluster", &t.cluster_id, "--wait"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = server
+        .target()
+        .output(&["backup", "--cluster", &t.cluster_id, "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // A phase fault without --reason names the phase; clear removes it before it fires.
     let injected = server.admin(&[
@@ -260,11 +280,21 @@ fn a_slow_upload_is_held_to_its_rate_until_cleared() {
     let pg = PgCluster::init();
     pg.pgbench_init("postgres", 2);
     let (server, t) = controlled(&pg, &[]);
-    server.admin(&["fault", "inject", "--cluster", &t.cluster_id, "--slow-mibps", "1"]);
+    server.admin(&[
+        "fault",
+        "inject",
+        "--cluster",
+        &t.cluster_id,
+        "--slow-mibps",
+        "1",
+    ]);
     let id = create_backup_v3(&server, &t);
-    wait_for("the upload to start", 60, || server.log(), || {
-        (job(&server, &t, &id)["BackupProgressStatus"] == "Uploading").then_some(())
-    });
+    wait_for(
+        "the upload to start",
+        60,
+        || server.log(),
+        || (job(&server, &t, &id)["BackupProgressStatus"] == "Uploading").then_some(()),
+    );
     // At 1 MiB/s the ~60 MiB of the database take a minute: some seconds later the upload is
     // still in its first part. Meanwhile the clock jumps a day: leases follow the wall clock,
     // so crash recovery (every worker pass, 2 s) does not take the running job for abandoned.
@@ -273,7 +303,11 @@ fn a_slow_upload_is_held_to_its_rate_until_cleared() {
     std::thread::sleep(Duration::from_secs(6));
     let during = job(&server, &t, &id);
     assert_eq!(during["BackupProgressStatus"], "Uploading", "{during:#}");
-    let process: u8 = during["Process"].as_str().unwrap_or("").parse().expect("Process");
+    let process: u8 = during["Process"]
+        .as_str()
+        .unwrap_or("")
+        .parse()
+        .expect("Process");
     assert!(process < 40, "{during:#}");
     server.admin(&["fault", "clear"]);
     let done = ended(&server, &t, &id);
@@ -294,8 +328,22 @@ fn without_test_controls_every_command_is_refused_and_no_socket_exists() {
     let commands: [&[&str]; 6] = [
         &["clock", "advance", "--by", "25h"],
         &["clock", "show"],
-        &["fault", "inject", "--cluster", &t.cluster_id, "--phase", "Uploading"],
-        &["fault", "inject", "--cluster", &t.cluster_id, "--slow-mibps", "5"],
+        &[
+            "fault",
+            "inject",
+            "--cluster",
+            &t.cluster_id,
+            "--phase",
+            "Uploading",
+        ],
+        &[
+            "fault",
+            "inject",
+            "--cluster",
+            &t.cluster_id,
+            "--slow-mibps",
+            "5",
+        ],
         &["fault", "clear"],
         &["fault", "clear", "--cluster", &t.cluster_id],
     ];
@@ -320,7 +368,10 @@ fn without_test_controls_every_command_is_refused_and_no_socket_exists() {
     let socket = controlled.data_dir.join("test-controls.sock");
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&socket).expect("the socket").permissions().mode();
+        let mode = std::fs::metadata(&socket)
+            .expect("the socket")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
     assert!(controlled.log().contains("TEST CONTROLS ARE ON"));

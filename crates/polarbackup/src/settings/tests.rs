@@ -64,8 +64,10 @@ impl Inputs {
         let Command::Serve(args) = cli.command else {
             panic!("not serve: {argv:?}");
         };
-        Settings::resolve(&args.settings, &|name| self.env.get(name).map(OsString::from))
-            .map_err(|e| format!("{e:#}"))
+        Settings::resolve(&args.settings, &|name| {
+            self.env.get(name).map(OsString::from)
+        })
+        .map_err(|e| format!("{e:#}"))
     }
 }
 
