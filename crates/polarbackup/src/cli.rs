@@ -233,99 +233,11 @@ pub enum AdminCommand {
     /// A running `serve --test-controls` server's clock: move it forward, or show how far
     /// ahead it is. Refused by any other server.
     #[command(subcommand)]
-    Clock(ClockCommand),
+    Clock(crate::test_controls::ClockCommand),
     /// Make a running `serve --test-controls` server's backups fail in a phase, or upload
     /// slowly. Refused by any other server.
     #[command(subcommand)]
-    Fault(FaultCommand),
-}
-
-/// `admin clock`.
-#[derive(Debug, Subcommand)]
-pub enum ClockCommand {
-    /// Move the server's clock forward, so schedules, retention and expiry act as that much
-    /// later (the API still takes requests signed with the real time); prints {"OffsetSeconds",
-    /// "Offset", "Now"}. The clock never moves back, except by restarting the server.
-    Advance {
-        /// How far: a sum of whole seconds, minutes, hours, days or weeks, e.g. 25h, 7d, 1d12h.
-        #[arg(long, value_name = "DURATION", value_parser = crate::test_controls::parse_duration)]
-        by: jiff::SignedDuration,
-        #[command(flatten)]
-        data: LocationArgs,
-    },
-    /// Print how far ahead of the wall clock the server's clock is: {"OffsetSeconds",
-    /// "Offset", "Now"}.
-    Show {
-        #[command(flatten)]
-        data: LocationArgs,
-    },
-}
-
-/// `admin fault`.
-#[derive(Debug, Subcommand)]
-pub enum FaultCommand {
-    /// Make the cluster's next backups fail in a phase with a reason, as DescribeBackupTasks
-    /// then shows it (`--phase`), or hold its uploads to a rate until cleared (`--slow-mibps`).
-    /// Prints the faults in place.
-    Inject(FaultInjectArgs),
-    /// Remove the injected faults of one cluster, or of every cluster.
-    Clear {
-        /// Only this cluster's [default: every cluster's].
-        #[arg(long, value_name = "pc-…")]
-        cluster: Option<String>,
-        #[command(flatten)]
-        data: LocationArgs,
-    },
-}
-
-#[derive(Debug, Args)]
-#[command(group(
-    clap::ArgGroup::new("fault").required(true).args(["phase", "slow_mibps"])
-))]
-pub struct FaultInjectArgs {
-    /// The cluster's DBClusterId.
-    #[arg(long, value_name = "pc-…")]
-    pub cluster: String,
-    /// The phase the backups fail in (once they reach it: what they stored is removed, as
-    /// for any failed backup).
-    #[arg(long, value_enum)]
-    pub phase: Option<FaultPhaseArg>,
-    /// The failure reason the job shows [default: one naming the phase and the test controls].
-    #[arg(long, requires = "phase")]
-    pub reason: Option<String>,
-    /// How many of the cluster's next backups fail (each that reaches the phase counts).
-    #[arg(long, requires = "phase", value_parser = clap::value_parser!(u32).range(1..))]
-    pub times: Option<u32>,
-    /// Instead: hold the cluster's backups' uploads to N MiB/s until `admin fault clear`.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub slow_mibps: Option<u32>,
-    #[command(flatten)]
-    pub data: LocationArgs,
-}
-
-/// `admin fault inject --phase`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FaultPhaseArg {
-    #[value(name = "Preparing")]
-    Preparing,
-    #[value(name = "Waiting")]
-    Waiting,
-    #[value(name = "Uploading")]
-    Uploading,
-    #[value(name = "Checking")]
-    Checking,
-}
-
-impl FaultPhaseArg {
-    pub fn phase(self) -> crate::test_controls::FaultPhase {
-        use crate::test_controls::FaultPhase;
-        match self {
-            Self::Preparing => FaultPhase::Preparing,
-            Self::Waiting => FaultPhase::Waiting,
-            Self::Uploading => FaultPhase::Uploading,
-            Self::Checking => FaultPhase::Checking,
-        }
-    }
+    Fault(crate::test_controls::FaultCommand),
 }
 
 const BACKUP_ABOUT: &str = "\

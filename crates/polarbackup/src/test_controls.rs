@@ -3,8 +3,9 @@
 //! directory that only such a server creates). A production server has none of this: no
 //! socket, a wall clock nothing can move, and an executor without a fault plan.
 
-use crate::cli::{ClockCommand, FaultCommand};
+use crate::cli::LocationArgs;
 use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
 use jiff::SignedDuration;
 use polarbackup_jobs::CancellationToken;
 use polarbackup_model::{Clock, DbClusterId, JobStatus, OffsetClock};
@@ -41,12 +42,16 @@ impl TestControls {
     }
 }
 
-/// A phase a backup may be made to fail in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A phase a backup may be made to fail in (`admin fault inject --phase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 pub enum FaultPhase {
+    #[value(name = "Preparing")]
     Preparing,
+    #[value(name = "Waiting")]
     Waiting,
+    #[value(name = "Uploading")]
     Uploading,
+    #[value(name = "Checking")]
     Checking,
 }
 
@@ -192,6 +197,71 @@ pub enum Request {
 enum Response {
     Ok(Value),
     Error(String),
+}
+
+/// `admin clock`.
+#[derive(Debug, Subcommand)]
+pub enum ClockCommand {
+    /// Move the server's clock forward, so schedules, retention and expiry act as that much
+    /// later (the API still takes requests signed with the real time); prints {"OffsetSeconds",
+    /// "Offset", "Now"}. The clock never moves back, except by restarting the server.
+    Advance {
+        /// How far: a sum of whole seconds, minutes, hours, days or weeks, e.g. 25h, 7d, 1d12h.
+        #[arg(long, value_name = "DURATION", value_parser = crate::test_controls::parse_duration)]
+        by: jiff::SignedDuration,
+        #[command(flatten)]
+        data: LocationArgs,
+    },
+    /// Print how far ahead of the wall clock the server's clock is: {"OffsetSeconds",
+    /// "Offset", "Now"}.
+    Show {
+        #[command(flatten)]
+        data: LocationArgs,
+    },
+}
+
+/// `admin fault`.
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Make the cluster's next backups fail in a phase (`--phase`): each ends Failed
+    /// (DescribeBackupTasks, DescribeBackups) with the reason as its failure reason (`admin
+    /// backup --wait` prints it); or hold its uploads to a rate until cleared
+    /// (`--slow-mibps`). Prints the faults in place.
+    Inject(FaultInjectArgs),
+    /// Remove the injected faults of one cluster, or of every cluster.
+    Clear {
+        /// Only this cluster's [default: every cluster's].
+        #[arg(long, value_name = "pc-…")]
+        cluster: Option<String>,
+        #[command(flatten)]
+        data: LocationArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("fault").required(true).args(["phase", "slow_mibps"])
+))]
+pub struct FaultInjectArgs {
+    /// The cluster's DBClusterId.
+    #[arg(long, value_name = "pc-…")]
+    pub cluster: String,
+    /// The phase the backups fail in (once they reach it: what they stored is removed, as
+    /// for any failed backup).
+    #[arg(long, value_enum)]
+    pub phase: Option<FaultPhase>,
+    /// The failure reason the job shows [default: one naming the phase and the test controls].
+    #[arg(long, requires = "phase")]
+    pub reason: Option<String>,
+    /// How many of the cluster's next backups fail (each that reaches the phase counts)
+    /// [default: 1].
+    #[arg(long, requires = "phase", value_parser = clap::value_parser!(u32).range(1..))]
+    pub times: Option<u32>,
+    /// Instead: hold the cluster's backups' uploads to N MiB/s until `admin fault clear`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub slow_mibps: Option<u32>,
+    #[command(flatten)]
+    pub data: LocationArgs,
 }
 
 /// Where the socket of the server on `data_dir` is.
@@ -433,7 +503,7 @@ pub fn fault_command(cmd: FaultCommand) -> Result<Value> {
             let req = match (args.phase, args.slow_mibps) {
                 (Some(phase), _) => Request::FaultInject {
                     cluster: args.cluster,
-                    phase: phase.phase(),
+                    phase,
                     reason: args.reason,
                     times: args.times.unwrap_or(1),
                 },
