@@ -126,7 +126,7 @@ impl Faults {
         let faults = all.get_mut(cluster)?;
         let fault = faults.fail.as_mut().filter(|f| f.phase == phase)?;
         let reason = fault.reason.clone();
-        fault.times -= 1;
+        fault.times = fault.times.saturating_sub(1);
         if fault.times == 0 {
             faults.fail = None;
         }
