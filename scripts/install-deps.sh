@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what polarbackup's tests need on Debian 12, as root: PostgreSQL (initdb) and the
 # official Alibaba Cloud Python SDKs used as black-box clients, SeaweedFS (weed) for the S3
-# repository tests; with --old-postgres also the
+# repository tests, promtool and the Prometheus text parser for the metrics tests; with --old-postgres also the
 # servers of the other PostgreSQL majors (13, 14, 16, 17, and 18 with its client programs) the tests run against. Idempotent; silent when
 # everything is already there.
 set -euo pipefail
@@ -45,11 +45,32 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
     apt-get install -y -qq python3 python3-pip >/dev/null
 fi
 
+# promtool checks and unit-tests examples/prometheus-alerts.yml (the metrics test). Only the
+# binary, unpacked from Debian's prometheus package into a cache: installing the package would
+# also start a Prometheus server on the machine.
+PROMTOOL_DIR="${POLARBACKUP_PROMTOOL_DIR:-/var/cache/polarbackup/promtool}"
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$PROMTOOL_DIR/usr/bin/promtool" ]; then
+    log "unpacking promtool from Debian's prometheus package"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        (cd "$tmp" && apt-get download prometheus >/dev/null)
+    }
+    mkdir -p "$PROMTOOL_DIR"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+    install -m 0755 "$tmp/x/usr/bin/promtool" -D "$PROMTOOL_DIR/usr/bin/promtool"
+    rm -rf "$tmp"
+    "$PROMTOOL_DIR/usr/bin/promtool" --version >/dev/null
+fi
+
 # module to import -> exact distribution pin (the versions PROTOCOL.md's captures were made with)
 PY_PACKAGES=(
     "alibabacloud_polardb20170801:alibabacloud-polardb20170801==9.2.1"
     "aliyunsdkcore:aliyun-python-sdk-core==2.16.1"
     "aliyunsdkpolardb:aliyun-python-sdk-polardb==1.8.58"
+    # The Prometheus text-format parser the metrics test reads `/metrics` with.
+    "prometheus_client:prometheus-client==0.26.0"
 )
 
 missing=()

@@ -53,9 +53,12 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     // Until Format is known, errors are JSON, which every SDK parses.
     let mut format = Format::Json;
+    // For the metrics: the action named, if the API knows it, whatever the outcome.
+    let mut named = None;
     let outcome = match read(&state, req).await {
         Ok(call) => {
             format = Format::parse(call.params.get("Format")).unwrap_or_default();
+            named = action_named(&call).and_then(|a| Action::parse(a).ok());
             if state.store.local_reads() {
                 answer_on_this_thread(&state, call, &request_id).await
             } else {
@@ -81,12 +84,17 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
             Some(e.describe().1),
         ),
     };
+    let elapsed = started.elapsed();
+    if let Some(metrics) = &state.metrics {
+        let code = code.as_deref().unwrap_or(polarbackup_metrics::SUCCESS);
+        metrics.observe_request(named.map(Action::name), code, elapsed);
+    }
     info!(
         request_id = %request_id,
         action = action.map(|a| a.name()),
         status = rendered.status,
         code = code.as_deref(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_ms = elapsed.as_millis() as u64,
         "request"
     );
     respond(rendered, &request_id)
@@ -248,13 +256,7 @@ fn named_cluster(call: &Call, action: Action) -> Option<DbClusterId> {
 /// Which action, checked before anything else: the format, the action and the version.
 fn route(call: &Call) -> Result<Action, ApiError> {
     Format::parse(call.params.get("Format"))?;
-    // V1 carries Action/Version as parameters; V3 only in headers.
-    let action = call
-        .params
-        .get("Action")
-        .or_else(|| header(call, "x-acs-action"))
-        .filter(|a| !a.is_empty())
-        .ok_or(ApiError::MissingParameter("Action"))?;
+    let action = action_named(call).ok_or(ApiError::MissingParameter("Action"))?;
     if call.path != "/" {
         return Err(ApiError::InvalidAction);
     }
@@ -269,6 +271,14 @@ fn route(call: &Call) -> Result<Action, ApiError> {
         return Err(ApiError::InvalidVersion);
     }
     Ok(action)
+}
+
+/// The action a call names: V1 carries Action/Version as parameters, V3 only in headers.
+fn action_named(call: &Call) -> Option<&str> {
+    call.params
+        .get("Action")
+        .or_else(|| header(call, "x-acs-action"))
+        .filter(|a| !a.is_empty())
 }
 
 fn header<'a>(call: &'a Call, name: &str) -> Option<&'a str> {

@@ -42,6 +42,22 @@ pub async fn serve(
     serve_router(listener, router(state), settings, host_id, shutdown).await
 }
 
+/// Serves `GET /metrics` (`--metrics-listen`) on `listener` until `shutdown`: the Prometheus
+/// exposition, rendered on a blocking thread because a scrape reads the store. Nothing else
+/// is served there, and it answers no API call.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<polarbackup_metrics::Metrics>,
+    settings: HttpSettings,
+    host_id: Arc<str>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", axum::routing::get(crate::metrics::scrape))
+        .with_state(metrics);
+    serve_router(listener, app, settings, host_id, shutdown).await
+}
+
 async fn serve_router(
     listener: TcpListener,
     app: Router,

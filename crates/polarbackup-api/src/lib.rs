@@ -8,6 +8,7 @@ mod front_door;
 mod handlers;
 pub mod http;
 mod log_backups;
+mod metrics;
 mod parse_errors;
 mod released;
 
@@ -138,6 +139,8 @@ pub struct AppState {
     pub work_available: Arc<tokio::sync::Notify>,
     /// What download links serve.
     pub logs: Arc<dyn LogReader>,
+    /// Where answered calls are counted (`--metrics-listen`); `None`: not counted.
+    pub metrics: Option<Arc<polarbackup_metrics::Metrics>>,
 }
 
 /// The whole HTTP surface: `/healthz`, the download links, and the RPC endpoint on every

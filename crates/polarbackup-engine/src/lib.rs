@@ -21,7 +21,7 @@ mod wal;
 pub mod xlog;
 
 pub use archive::{
-    archive, drop_archive_slot, ArchiveEnd, ArchiveRequest, Recorded, WalSink,
+    archive, drop_archive_slot, ArchiveEnd, ArchivePosition, ArchiveRequest, Recorded, WalSink,
     DEFAULT_PARTIAL_INTERVAL,
 };
 pub use backup::{backup, BackupRequest, BackupSummary};

@@ -200,6 +200,7 @@ impl Running {
                 stall,
                 resume,
                 cancel: &c,
+                position: None,
             };
             archive(req, &*sink).await
         });

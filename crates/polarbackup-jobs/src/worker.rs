@@ -1,5 +1,6 @@
 //! The worker pool: recovery, claiming under a lease, heartbeats, ending jobs, deletions.
 
+use crate::busy::PoolStats;
 use crate::error::JobError;
 use crate::executor::{Completed, Executor, JobContext};
 use crate::lease::Lease;
@@ -58,6 +59,7 @@ struct Pool {
     lease_clock: Arc<dyn Clock>,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
+    stats: Arc<PoolStats>,
     /// Unique per process start, so a restarted server never mistakes old leases for its own.
     /// Every write on a claimed job is fenced by it in the store.
     id: Arc<str>,
@@ -74,28 +76,50 @@ pub fn start(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let lease_clock = clock.clone();
-    start_with_lease_clock(store, clock, lease_clock, executor, config, wake, shutdown)
+    let stats = Arc::default();
+    let clocks = PoolClocks::one(clock);
+    start_observed(store, clocks, executor, config, wake, shutdown, stats)
 }
 
-/// [`start`], with leases timed by `lease_clock` (the wall clock) while job times, the
-/// schedule and retention follow `clock` (a clock a test may move forward). A job that crash
-/// recovery ends carries `lease_clock`'s time as its end.
-pub fn start_with_lease_clock(
+/// The clocks a pool runs on.
+#[derive(Clone)]
+pub struct PoolClocks {
+    /// Job and set times, the schedule and retention.
+    pub service: Arc<dyn Clock>,
+    /// Leases: claims, heartbeats and crash recovery (the wall clock). A job that crash
+    /// recovery ends carries this clock's time as its end.
+    pub lease: Arc<dyn Clock>,
+}
+
+impl PoolClocks {
+    /// One clock for everything (production: the wall clock).
+    pub fn one(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            lease: clock.clone(),
+            service: clock,
+        }
+    }
+}
+
+/// [`start`], with `stats` kept up to date with the backups the pool runs, and leases timed
+/// by `clocks.lease` while job times, the schedule and retention follow `clocks.service` (a
+/// clock `serve --test-controls` may move forward).
+pub fn start_observed(
     store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    lease_clock: Arc<dyn Clock>,
+    clocks: PoolClocks,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
+    stats: Arc<PoolStats>,
 ) -> tokio::task::JoinHandle<()> {
     let pool = Arc::new(Pool {
         store,
-        clock,
-        lease_clock,
+        clock: clocks.service,
+        lease_clock: clocks.lease,
         executor,
         config,
+        stats,
         id: format!("worker-{}", uuid::Uuid::new_v4()).into(),
     });
     tokio::spawn(async move { pool.run(wake, shutdown).await })
@@ -200,6 +224,8 @@ impl Pool {
     }
 
     async fn run_job(self: Arc<Self>, job: BackupJob, cancel: CancellationToken) {
+        let pool = self.clone();
+        let _busy = pool.stats.enter();
         let id = job.id;
         let lease = Lease::new(cancel);
         let store = self.store.clone();

@@ -92,6 +92,7 @@ impl JobStore for FaultyStore {
         insert_job(cluster: &DbClusterId, mode: JobMode, action: TaskAction, now: Timestamp) -> StoreResult<BackupJob>;
         create_manual_job(req: &ManualJobRequest, now: Timestamp, limit: u32) -> StoreResult<CreateJobOutcome>;
         list_jobs(cluster: &DbClusterId, filter: &JobFilter) -> StoreResult<Vec<BackupJob>>;
+        job_counts() -> StoreResult<Vec<(DbClusterId, polarbackup_model::JobStatus, u64)>>;
         claim_job(worker: &str, lease_until: Timestamp, now: Timestamp) -> StoreResult<Option<BackupJob>>;
         abandoned_jobs(now: Timestamp) -> StoreResult<Vec<BackupJob>>;
         fail_abandoned_job(id: BackupJobId, reason: &str, now: Timestamp) -> StoreResult<Option<BackupJob>>;

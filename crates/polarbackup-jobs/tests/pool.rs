@@ -5,8 +5,8 @@ mod common;
 
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::{
-    start, start_with_lease_clock, BoxFuture, CancellationToken, Completed, Executor, JobContext,
-    JobError, WorkerConfig,
+    start, start_observed, BoxFuture, CancellationToken, Completed, Executor, JobContext, JobError,
+    PoolClocks, WorkerConfig,
 };
 use polarbackup_model::policy::RetentionOnClusterDeletion as Retention;
 use polarbackup_model::{
@@ -605,10 +605,12 @@ async fn a_clock_moved_forward_while_a_job_runs_leaves_its_lease_alone() {
     let service = Arc::new(ManualClock::new(SystemClock.now()));
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
-    let handle = start_with_lease_clock(
+    let handle = start_observed(
         fx.store.clone(),
-        service.clone(),
-        Arc::new(SystemClock),
+        PoolClocks {
+            service: service.clone(),
+            lease: Arc::new(SystemClock),
+        },
         exec.clone(),
         WorkerConfig {
             concurrency: 2,
@@ -620,6 +622,7 @@ async fn a_clock_moved_forward_while_a_job_runs_leaves_its_lease_alone() {
         },
         wake.clone(),
         shutdown.clone(),
+        Arc::default(),
     );
     let held = fx.queue("hold");
     let second = fx.queue("ok");

@@ -31,8 +31,8 @@ use polarbackup_model::policy::{
 };
 use polarbackup_model::{
     AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupKind, BackupLogId,
-    BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, LogBackupPolicy, LogRetention,
-    NewCluster, NewWalObject, RamUser, RamUserId, TaskAction, WalGap, WalObject,
+    BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, JobStatus, LogBackupPolicy,
+    LogRetention, NewCluster, NewWalObject, RamUser, RamUserId, TaskAction, WalGap, WalObject,
 };
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -224,6 +224,9 @@ pub trait JobStore: Send + Sync {
         -> Result<()>;
     /// Jobs of one cluster, newest first.
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>>;
+    /// How many jobs each cluster has stored, by status, in one read (for metrics); a
+    /// cluster or status without jobs is left out.
+    fn job_counts(&self) -> Result<Vec<(DbClusterId, JobStatus, u64)>>;
     /// Takes the lease on the oldest queued job whose cluster is not busy (a cluster being
     /// deleted included: its final backup must run).
     fn claim_job(

@@ -8,8 +8,8 @@ use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
     AccessKey, AccessKeyId, Account, AccountId, BackupJob, BackupJobId, BackupLogId, BackupSet,
-    Cluster, DbClusterId, Lsn, NewCluster, NewWalObject, RamUser, RamUserId, WalGap, WalObject,
-    WalObjectKind, WalRange,
+    Cluster, DbClusterId, JobStatus, Lsn, NewCluster, NewWalObject, RamUser, RamUserId, WalGap,
+    WalObject, WalObjectKind, WalRange,
 };
 
 /// A result row of either backend, read by column name.
@@ -80,6 +80,15 @@ fn user_id<R: Fields>(v: &str) -> Result<RamUserId, R::Error> {
 fn parsed<R: Fields, T: std::str::FromStr>(row: &R, col: &str, what: &str) -> Result<T, R::Error> {
     let v = row.text(col)?;
     parse::<R, _>(what, &v, |s| s.parse().ok())
+}
+
+/// A [`crate::JobStore::job_counts`] row: `cluster_id, status, n`.
+pub fn job_count_from<R: Fields>(row: &R) -> Result<(DbClusterId, JobStatus, u64), R::Error> {
+    Ok((
+        cluster_id(row, "cluster_id")?,
+        parsed(row, "status", "job status")?,
+        number::<R, _>("job count", row.int("n")?)?,
+    ))
 }
 
 pub fn account_from<R: Fields>(row: &R) -> Result<Account, R::Error> {

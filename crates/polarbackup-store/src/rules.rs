@@ -90,6 +90,10 @@ pub fn expirable(sets: &[BackupSet], expired: &[BackupJobId]) -> Vec<BackupJobId
     polarbackup_model::policy::spare_parents(sets, expired)
 }
 
+/// [`crate::JobStore::job_counts`] on either backend (`count(*)` is an integer on both).
+pub const JOB_COUNTS: &str = "SELECT cluster_id, status, count(*) AS n FROM backup_jobs
+     GROUP BY cluster_id, status ORDER BY cluster_id, status";
+
 /// Queued or running: the statuses a job can still leave (an SQL list).
 pub const NON_TERMINAL: &str = "('NoStart','Preparing','Waiting','Uploading','Checking')";
 

@@ -23,6 +23,19 @@ pub fn python() -> String {
     std::env::var("POLARBACKUP_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
+/// Prometheus's `promtool`: `$POLARBACKUP_PROMTOOL`, else where `scripts/install-deps.sh`
+/// unpacks it, else `promtool` on the PATH.
+pub fn promtool() -> PathBuf {
+    if let Some(p) = std::env::var_os("POLARBACKUP_PROMTOOL") {
+        return p.into();
+    }
+    let cached = Path::new("/var/cache/polarbackup/promtool/usr/bin/promtool");
+    if cached.exists() {
+        return cached.to_path_buf();
+    }
+    PathBuf::from("promtool")
+}
+
 /// A driver request for `client` against `server` with `tenant`'s key and these business
 /// parameters. Add raw options with `req["name"] = value`.
 pub fn request(client: &str, server: &Server, tenant: &Tenant, params: Value) -> Value {

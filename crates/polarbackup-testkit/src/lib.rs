@@ -28,7 +28,7 @@ pub mod s3;
 mod server;
 mod tmpfs;
 
-pub use driver::{driver_path, python, request, sdk, sdk_batch, workspace_root};
+pub use driver::{driver_path, promtool, python, request, sdk, sdk_batch, workspace_root};
 pub use proxy::ThrottledProxy;
 pub use ram::RamUser;
 /// The master key given to every server (and restore) on one shared test store, as operators

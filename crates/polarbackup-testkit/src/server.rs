@@ -23,6 +23,8 @@ pub struct Server {
     watchdog: Option<Child>,
     /// The address from the Listening line.
     pub addr: SocketAddr,
+    /// The metrics listener's address (`--metrics-listen`), from the same line.
+    pub metrics_addr: Option<SocketAddr>,
     /// `--data-dir` as passed to the server.
     pub data_dir: PathBuf,
     /// The binary that was started (for admin commands).
@@ -127,9 +129,9 @@ impl ServerBuilder {
             }
         });
 
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
+        let (addr, metrics_addr) = match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => match parse_listening(&line) {
-                Some(addr) => addr,
+                Some(addr) => (addr, parse_metrics(&line)),
                 None => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -154,6 +156,7 @@ impl ServerBuilder {
             child: Some(child),
             watchdog,
             addr,
+            metrics_addr,
             data_dir,
             bin: bin.to_path_buf(),
             env: self.env,
@@ -300,6 +303,11 @@ impl Drop for Server {
 fn parse_listening(line: &str) -> Option<SocketAddr> {
     let v: Value = serde_json::from_str(line.trim()).ok()?;
     v.get("Listening")?.as_str()?.parse().ok()
+}
+
+fn parse_metrics(line: &str) -> Option<SocketAddr> {
+    let v: Value = serde_json::from_str(line.trim()).ok()?;
+    v.get("Metrics")?.as_str()?.parse().ok()
 }
 
 fn read_log(path: &Path) -> String {

@@ -22,6 +22,7 @@ pub const OWNERS: &[(&str, &[&str])] = &[
     ("tokio-postgres", &["polarbackup-engine"]),
     ("postgres-protocol", &["polarbackup-engine"]),
     ("postgres-types", &["polarbackup-engine"]),
+    ("prometheus-client", &["polarbackup-metrics"]),
 ];
 
 pub const STORE: &str = "polarbackup-store";

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The short names the table uses for polarbackup crates (`model` = `polarbackup-model`).
 pub const SHORT_NAMES: &[&str] = &[
-    "model", "wire", "auth", "store", "repo", "engine", "jobs", "api", "tls",
+    "model", "wire", "auth", "store", "repo", "engine", "jobs", "api", "tls", "metrics",
 ];
 
 pub const TESTKIT: &str = "polarbackup-testkit";

@@ -3,7 +3,8 @@
 
 use crate::executor::{connect_config, job_error};
 use polarbackup_engine::{
-    archive, drop_archive_slot, ArchiveEnd as EngineEnd, ArchiveRequest, Recorded, WalSink,
+    archive, drop_archive_slot, ArchiveEnd as EngineEnd, ArchivePosition, ArchiveRequest, Recorded,
+    WalSink,
 };
 use polarbackup_jobs::archiver::{
     ArchiveContext, ArchiveEnd, ArchiveSink, RecordOutcome, WalArchiver,
@@ -11,7 +12,8 @@ use polarbackup_jobs::archiver::{
 use polarbackup_jobs::{BoxFuture, JobError};
 use polarbackup_model::{Clock, Cluster, DbClusterId, NewWalObject, WalGap};
 use polarbackup_repo::Repo;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct PgArchiver {
@@ -20,6 +22,58 @@ pub struct PgArchiver {
     pub partial_interval: Duration,
     /// The progress deadline (`--stall-secs`): a silent server ends the run, which restarts.
     pub stall: Duration,
+    /// Where each running archive stands, for metrics.
+    pub positions: Positions,
+}
+
+/// The position of every archive this server runs now; one leaves the map when its run ends
+/// (so a cluster whose archiver is not running here has no lag series from this server).
+#[derive(Debug, Default, Clone)]
+pub struct Positions(Arc<Mutex<HashMap<DbClusterId, Arc<ArchivePosition>>>>);
+
+impl Positions {
+    /// WAL not archived yet, in bytes, per cluster whose archive runs here.
+    pub fn lags(&self) -> HashMap<DbClusterId, u64> {
+        self.lock()
+            .iter()
+            .filter_map(|(c, p)| p.lag_bytes().map(|l| (c.clone(), l)))
+            .collect()
+    }
+
+    fn enter(&self, cluster: &DbClusterId) -> PositionGuard<'_> {
+        let position = Arc::new(ArchivePosition::default());
+        self.lock().insert(cluster.clone(), position.clone());
+        PositionGuard {
+            positions: self,
+            cluster: cluster.clone(),
+            position,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DbClusterId, Arc<ArchivePosition>>> {
+        // Inserts and removes only: a poisoned map is still consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One run's entry in [`Positions`], removed when the run ends.
+struct PositionGuard<'a> {
+    positions: &'a Positions,
+    cluster: DbClusterId,
+    position: Arc<ArchivePosition>,
+}
+
+impl Drop for PositionGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.positions.lock();
+        // Only our own entry: a newer run of the same cluster may have replaced it.
+        if map
+            .get(&self.cluster)
+            .is_some_and(|p| Arc::ptr_eq(p, &self.position))
+        {
+            map.remove(&self.cluster);
+        }
+    }
 }
 
 /// The engine's sink, recording through the jobs' lease-fenced sink.
@@ -48,6 +102,7 @@ impl WalArchiver for PgArchiver {
     ) -> BoxFuture<'a, Result<ArchiveEnd, JobError>> {
         Box::pin(async move {
             let source = connect_config(&ctx.cluster);
+            let watched = self.positions.enter(&ctx.cluster.id);
             let end = archive(
                 ArchiveRequest {
                     cluster: &ctx.cluster.id,
@@ -58,6 +113,7 @@ impl WalArchiver for PgArchiver {
                     stall: self.stall,
                     resume: ctx.resume,
                     cancel: &ctx.cancel,
+                    position: Some(&watched.position),
                 },
                 &Sink(&ctx.sink),
             )

@@ -11,7 +11,7 @@ use crate::settings::Settings;
 use crate::test_controls::TestControls;
 use anyhow::{Context, Result};
 use polarbackup_api::{AppState, DiagnosticKey, LinkSecret, RamMode};
-use polarbackup_jobs::CancellationToken;
+use polarbackup_jobs::{CancellationToken, PoolClocks};
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
 use polarbackup_store::prelude::*;
 use std::io::Write;
@@ -81,11 +81,15 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
     std::fs::create_dir_all(&scratch).context("creating the scratch directory")?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
+    let pool = Arc::new(polarbackup_jobs::PoolStats::default());
+    let positions = crate::archiver::Positions::default();
     let workers = (cfg.workers.concurrency > 0).then(|| {
-        polarbackup_jobs::start_with_lease_clock(
+        polarbackup_jobs::start_observed(
             store.clone(),
-            clocks.service.clone(),
-            clocks.wall.clone(),
+            PoolClocks {
+                service: clocks.service.clone(),
+                lease: clocks.wall.clone(),
+            },
             Arc::new(PgExecutor {
                 repo: repo.clone(),
                 scratch,
@@ -96,6 +100,7 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
             cfg.workers.clone(),
             wake.clone(),
             shutdown.clone(),
+            pool.clone(),
         )
     });
     let archivers = cfg.archive.clone().map(|archive| {
@@ -107,6 +112,7 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
                 clock: clocks.wall.clone(),
                 partial_interval: archive.partial_interval,
                 stall: cfg.stall,
+                positions: positions.clone(),
             }),
             archive.config,
             wake.clone(),
@@ -129,6 +135,36 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
     if workers.is_none() {
         warn!("--workers 0: serving the API only; queued backups will not run here");
     }
+    let metrics = cfg.metrics_listen.map(|_| {
+        Arc::new(polarbackup_metrics::Metrics::new(Arc::new(
+            crate::metrics::ServerSampler {
+                store: store.clone(),
+                workers: pool,
+                slots: cfg.workers.concurrency,
+                archives: positions,
+            },
+        )))
+    });
+    let mut metrics_addr = None;
+    let metrics_task = match (cfg.metrics_listen, &metrics) {
+        (Some(at), Some(metrics)) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the metrics listener {at}"))?;
+            let addr = listener.local_addr()?;
+            info!(%addr, "metrics at /metrics");
+            metrics_addr = Some(addr.to_string());
+            let stop = shutdown.clone();
+            Some(tokio::spawn(polarbackup_api::http::serve_metrics(
+                listener,
+                metrics.clone(),
+                cfg.http,
+                cfg.api.host_id.as_str().into(),
+                async move { stop.cancelled().await },
+            )))
+        }
+        _ => None,
+    };
     let control_socket = match &controls {
         Some(c) => Some(crate::test_controls::listen(
             &cfg.data_dir,
@@ -138,6 +174,7 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
         None => None,
     };
     let state = AppState {
+        metrics,
         store,
         clock: clocks.service,
         request_clock: clocks.wall,
@@ -158,11 +195,11 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
     );
     // One machine-readable line on stdout, so scripts can use port 0.
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{}",
-        serde_json::json!({ "Listening": addr.to_string() })
-    )?;
+    let mut line = serde_json::json!({ "Listening": addr.to_string() });
+    if let Some(m) = metrics_addr {
+        line["Metrics"] = m.into();
+    }
+    writeln!(out, "{line}")?;
     out.flush()?;
     drop(out);
     if cfg.api.ram.mode == RamMode::Off {
@@ -174,6 +211,11 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
     drop(control_socket);
     // Running backups are cancelled and end as Failed, their partial data removed.
     shutdown.cancel();
+    if let Some(task) = metrics_task {
+        if !matches!(task.await, Ok(Ok(()))) {
+            warn!("the metrics listener ended abnormally");
+        }
+    }
     // Archivers store the segment in progress before they stop.
     for (what, task) in [("worker pool", workers), ("WAL archivers", archivers)] {
         if let Some(task) = task {

@@ -10,7 +10,7 @@ use crate::locations::{MetadataUrl, RepositoryUrl};
 use crate::scrub::ScrubConfig;
 use anyhow::Result;
 use declare::{any, within};
-pub use declare::{OptionalFile, CONFIG_ENV};
+pub use declare::{OptionalAddr, OptionalFile, CONFIG_ENV};
 use jiff::SignedDuration;
 use polarbackup_api::{
     ApiConfig, DiagnosticKey, HttpSettings, LinkConfig, LinkSecret, RamConfig, RamMode,
@@ -51,6 +51,16 @@ declare::settings! {
         check: any,
         sample: "127.0.0.1:9000",
         invalid: "localhost:8080",
+    }
+    metrics_listen: OptionalAddr {
+        default: "",
+        env: "POLARBACKUP_METRICS_LISTEN",
+        help: "Serve Prometheus metrics at http://ADDR/metrics (empty, the default: off). \
+               Nothing else is served there and no key is asked for: bind it where only the \
+               monitoring system reaches",
+        check: any,
+        sample: "127.0.0.1:9187",
+        invalid: "localhost:9187",
     }
     data_dir: PathBuf {
         default: "./polarbackup-data",
@@ -331,6 +341,8 @@ fn host_name(h: &str) -> Result<(), String> {
 #[derive(Debug)]
 pub struct Parts {
     pub listen: SocketAddr,
+    /// `--metrics-listen`; `None`: no metrics.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub api: ApiConfig,
     pub http: HttpSettings,
@@ -361,6 +373,7 @@ impl Settings {
     pub fn into_parts(self, diagnostic_key: DiagnosticKey, link_secret: LinkSecret) -> Parts {
         Parts {
             listen: self.listen,
+            metrics_listen: self.metrics_listen.0,
             data_dir: self.data_dir,
             api: ApiConfig {
                 host_id: self.host_id,

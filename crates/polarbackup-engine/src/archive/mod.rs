@@ -21,6 +21,7 @@ use polarbackup_model::{Clock, DbClusterId};
 use polarbackup_repo::Repo;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,32 @@ pub struct ArchiveRequest<'a> {
     /// nothing archived yet.
     pub resume: Option<(u32, Lsn)>,
     pub cancel: &'a CancellationToken,
+    /// Kept up to date while the stream runs, for metrics (`None`: not watched).
+    pub position: Option<&'a ArchivePosition>,
+}
+
+/// Where one cluster's archiver stands: the server's WAL end as it last reported it, and the
+/// end of the WAL stored and recorded. Written by the running archive, read by anyone.
+#[derive(Debug, Default)]
+pub struct ArchivePosition {
+    server_end: AtomicU64,
+    archived_end: AtomicU64,
+}
+
+impl ArchivePosition {
+    pub(crate) fn set(&self, server_end: Lsn, archived_end: Option<Lsn>) {
+        self.server_end.store(server_end.0, Ordering::Relaxed);
+        self.archived_end
+            .store(archived_end.map_or(0, |l| l.0), Ordering::Relaxed);
+    }
+
+    /// WAL the server has written that is not archived yet, in bytes; `None` until the server
+    /// reported its end and something is archived.
+    pub fn lag_bytes(&self) -> Option<u64> {
+        let server = self.server_end.load(Ordering::Relaxed);
+        let archived = self.archived_end.load(Ordering::Relaxed);
+        (server != 0 && archived != 0).then(|| server.saturating_sub(archived))
+    }
 }
 
 /// The default of [`ArchiveRequest::partial_interval`].
@@ -93,4 +120,24 @@ pub async fn drop_archive_slot(
     let dropped = slot::drop(&conn, &slot_name(cluster)).await;
     conn.close().await;
     dropped
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_is_known_once_the_server_reported_and_something_is_archived() {
+        let p = ArchivePosition::default();
+        assert_eq!(p.lag_bytes(), None);
+        p.set(Lsn(0x3000_0000), None);
+        assert_eq!(p.lag_bytes(), None, "nothing archived yet");
+        p.set(Lsn::INVALID, Some(Lsn(0x2000_0000)));
+        assert_eq!(p.lag_bytes(), None, "the server has not said where it is");
+        p.set(Lsn(0x3000_0000), Some(Lsn(0x2000_0000)));
+        assert_eq!(p.lag_bytes(), Some(0x1000_0000));
+        // A keepalive older than the archive (reported before the last store) is no lag.
+        p.set(Lsn(0x1000_0000), Some(Lsn(0x2000_0000)));
+        assert_eq!(p.lag_bytes(), Some(0));
+    }
 }

@@ -81,6 +81,7 @@ pub async fn archive(
             asm,
             archived,
         );
+        session.position = req.position;
         if start.history {
             let stored = session
                 .store_history(&mut conn, start.timeline, None)

@@ -45,6 +45,8 @@ pub struct Session<'a> {
     pub archived: Option<(u32, Lsn)>,
     /// When the WAL not yet stored must be stored as a partial.
     deadline: Option<Instant>,
+    /// Where the caller watches the lag.
+    pub position: Option<&'a super::ArchivePosition>,
 }
 
 /// How often the server hears from us: often enough that the slot follows the archive
@@ -74,6 +76,7 @@ impl<'a> Session<'a> {
             asm,
             archived,
             deadline: None,
+            position: None,
         }
     }
 
@@ -101,6 +104,9 @@ impl<'a> Session<'a> {
     ) -> Result<Ended, EngineError> {
         let silence = self.stall.limit;
         loop {
+            if let Some(p) = self.position {
+                p.set(stream.server_wal_end(), self.archived.map(|(_, end)| end));
+            }
             let deadline = self.deadline;
             let silent_at = stream.last_heard() + silence;
             let event = tokio::select! {

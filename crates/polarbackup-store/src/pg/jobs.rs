@@ -4,8 +4,8 @@
 use super::{all, clusters, opt, PgStore};
 use crate::records::{CreateJobOutcome, JobFilter, ManualJobRequest};
 use crate::rows::{
-    db_id, db_size, job_from, job_id, leased_from, secs, wal_columns, Leased, JOB_COLUMNS,
-    LEASED_COLUMNS,
+    db_id, db_size, job_count_from, job_from, job_id, leased_from, secs, wal_columns, Leased,
+    JOB_COLUMNS, LEASED_COLUMNS,
 };
 use crate::rules::{check_ended, check_forward, check_holder, take_over, NON_TERMINAL};
 use crate::{JobStore, Result, StoreError};
@@ -309,6 +309,10 @@ impl JobStore for PgStore {
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
         let (cluster, filter) = (cluster.clone(), filter.clone());
         self.read(move |c| list(c, &cluster, &filter))
+    }
+
+    fn job_counts(&self) -> Result<Vec<(DbClusterId, JobStatus, u64)>> {
+        self.read(|c| all(c, crate::rules::JOB_COUNTS, &[], job_count_from))
     }
 
     fn claim_job(

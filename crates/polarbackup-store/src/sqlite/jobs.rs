@@ -3,7 +3,8 @@
 
 use super::clusters;
 use super::rows::{
-    db_id, db_size, job_from, leased_from, secs, wal_columns, Leased, JOB_COLUMNS, LEASED_COLUMNS,
+    db_id, db_size, job_count_from, job_from, leased_from, secs, wal_columns, Leased, JOB_COLUMNS,
+    LEASED_COLUMNS,
 };
 use super::SqliteStore;
 use crate::records::{CreateJobOutcome, JobFilter, ManualJobRequest};
@@ -360,6 +361,14 @@ impl JobStore for SqliteStore {
 
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
         self.read(|c| list(c, cluster, filter))
+    }
+
+    fn job_counts(&self) -> Result<Vec<(DbClusterId, JobStatus, u64)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(crate::rules::JOB_COUNTS)?;
+            let rows = stmt.query_map([], job_count_from)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
     }
 
     fn claim_job(

@@ -75,6 +75,7 @@ decoders!(
     policy_from -> crate::StoredPolicy,
     cluster_from -> Cluster,
     job_from -> BackupJob,
+    job_count_from -> (polarbackup_model::DbClusterId, polarbackup_model::JobStatus, u64),
     leased_from -> Leased,
     set_from -> BackupSet,
     wal_object_from -> WalObject,

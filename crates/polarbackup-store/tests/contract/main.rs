@@ -24,6 +24,7 @@ macro_rules! store_contract {
                 records::keys_round_trip_and_toggle,
                 records::job_ids_increase_across_reopen,
                 records::listing_filters_orders_and_hides_history,
+                records::job_counts_cover_every_cluster_and_status_in_one_read,
                 records::updates_never_move_a_job_backwards,
                 records::nonces_are_single_use_until_they_expire,
                 records::concurrent_writers_share_one_database,

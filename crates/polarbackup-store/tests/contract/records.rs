@@ -222,3 +222,30 @@ pub fn concurrent_writers_share_one_database(b: &dyn Backend) {
         assert_eq!(store.list_jobs(&c, &all(t(0))).expect("list").len(), 20);
     }
 }
+
+pub fn job_counts_cover_every_cluster_and_status_in_one_read(b: &dyn Backend) {
+    let store = b.open();
+    assert!(store.job_counts().expect("counts").is_empty());
+    let c = cluster(&*store);
+    let other = cluster(&*store);
+    let job = |cl: &DbClusterId, at: i64| {
+        store
+            .insert_job(cl, JobMode::Manual, TaskAction::NormalBackupTask, t(at))
+            .expect("job")
+    };
+    let mut failed = job(&c, 10);
+    failed.fail("boom", t(11)).expect("fail");
+    store.update_job(&failed, None).expect("update");
+    job(&c, 20);
+    job(&c, 30);
+    job(&other, 40);
+    let mut want = vec![
+        (c.clone(), JobStatus::NoStart, 2),
+        (c.clone(), JobStatus::Failed, 1),
+        (other.clone(), JobStatus::NoStart, 1),
+    ];
+    want.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+    let mut got = store.job_counts().expect("counts");
+    got.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+    assert_eq!(got, want);
+}

@@ -76,6 +76,30 @@ impl Debug for Secret {
     }
 }
 
+/// An address setting that may be unset: the empty text (the default) means none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Ok(OptionalAddr(None));
+        }
+        s.parse().map(|a| OptionalAddr(Some(a)))
+    }
+}
+
+impl TryFrom<String> for OptionalAddr {
+    type Error = std::net::AddrParseError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// A file setting that may be unset: the empty text (the default) means none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(from = "PathBuf")]
@@ -185,7 +209,8 @@ from_str_values!(
     PathBuf,
     SocketAddr,
     super::Days,
-    OptionalFile
+    OptionalFile,
+    OptionalAddr
 );
 
 macro_rules! enum_values {
