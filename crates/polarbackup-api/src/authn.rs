@@ -136,7 +136,7 @@ pub fn check_signature(
         failure: RefCell::new(None),
         found: RefCell::new(None),
     };
-    let now = state.clock.now();
+    let now = state.request_clock.now();
     let verified = polarbackup_auth::verify(&req, now, &keys);
     if let Some(e) = keys.failure.take() {
         return Err(store_failure(&e, "key lookup failed"));

@@ -143,7 +143,7 @@ pub fn authorize(
     let resource = resource_arn(state, caller, action, params)?;
     // Plain HTTP only; `admin ram simulate` fills the same defaults.
     let mut context = Context::new()
-        .with_request_defaults(state.clock.now(), false)
+        .with_request_defaults(state.request_clock.now(), false)
         .with_access_id(caller.access_key_id.as_str());
     if let Some(ip) = caller.source_ip {
         context = context.with_source_ip(ip);

@@ -127,7 +127,12 @@ impl ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// The service's time: job times, schedules, job history, download links' expiry.
     pub clock: Arc<dyn Clock>,
+    /// The caller's time: the signature's timestamp window, nonces and RAM's
+    /// `acs:CurrentTime`. SDKs sign with the real time, so this is the wall clock even when
+    /// `clock` was moved forward (`serve --test-controls`).
+    pub request_clock: Arc<dyn Clock>,
     pub config: Arc<ApiConfig>,
     /// Wakes the workers when a job is queued or a set is marked for deletion. The API never
     /// runs a backup itself: it records the work and returns.

@@ -19,4 +19,4 @@ pub use error::JobError;
 pub use executor::{BoxFuture, Completed, Executor, JobContext};
 pub use progress::Progress;
 pub use tokio_util::sync::CancellationToken;
-pub use worker::{start, start_observed, WorkerConfig};
+pub use worker::{start, start_observed, PoolClocks, WorkerConfig};

@@ -51,7 +51,12 @@ impl WorkerConfig {
 
 struct Pool {
     store: Arc<dyn Store>,
+    /// Job times, the schedule and retention.
     clock: Arc<dyn Clock>,
+    /// Leases: claims, heartbeats and crash recovery. They measure real time between
+    /// heartbeats that sleep in real time, so a clock moved forward under `--test-controls`
+    /// never makes a live worker's lease look lapsed.
+    lease_clock: Arc<dyn Clock>,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
     stats: Arc<PoolStats>,
@@ -72,13 +77,36 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let stats = Arc::default();
-    start_observed(store, clock, executor, config, wake, shutdown, stats)
+    let clocks = PoolClocks::one(clock);
+    start_observed(store, clocks, executor, config, wake, shutdown, stats)
 }
 
-/// [`start`], with `stats` kept up to date with the backups the pool runs.
+/// The clocks a pool runs on.
+#[derive(Clone)]
+pub struct PoolClocks {
+    /// Job and set times, the schedule and retention.
+    pub service: Arc<dyn Clock>,
+    /// Leases: claims, heartbeats and crash recovery (the wall clock). A job that crash
+    /// recovery ends carries this clock's time as its end.
+    pub lease: Arc<dyn Clock>,
+}
+
+impl PoolClocks {
+    /// One clock for everything (production: the wall clock).
+    pub fn one(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            lease: clock.clone(),
+            service: clock,
+        }
+    }
+}
+
+/// [`start`], with `stats` kept up to date with the backups the pool runs, and leases timed
+/// by `clocks.lease` while job times, the schedule and retention follow `clocks.service` (a
+/// clock `serve --test-controls` may move forward).
 pub fn start_observed(
     store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    clocks: PoolClocks,
     executor: Arc<dyn Executor>,
     config: WorkerConfig,
     wake: Arc<Notify>,
@@ -87,7 +115,8 @@ pub fn start_observed(
 ) -> tokio::task::JoinHandle<()> {
     let pool = Arc::new(Pool {
         store,
-        clock,
+        clock: clocks.service,
+        lease_clock: clocks.lease,
         executor,
         config,
         stats,
@@ -136,7 +165,7 @@ impl Pool {
     async fn claim(&self) -> Result<Option<BackupJob>, JobError> {
         let store = self.store.clone();
         let id = self.id.clone();
-        let now = self.clock.now();
+        let now = self.lease_clock.now();
         let until = self.lease_until();
         blocking(move || store.claim_job(&id, until, now)).await
     }
@@ -157,7 +186,7 @@ impl Pool {
             blocking(move || crate::scheduler::tick(store.as_ref(), clock.as_ref(), every)).await?;
         }
         let store = self.store.clone();
-        let now = self.clock.now();
+        let now = self.lease_clock.now();
         for job in blocking(move || store.abandoned_jobs(now)).await? {
             let store = self.store.clone();
             let taken =
@@ -299,7 +328,7 @@ impl Pool {
     }
 
     fn lease_until(&self) -> Timestamp {
-        let now = self.clock.now();
+        let now = self.lease_clock.now();
         now.checked_add(self.config.lease).unwrap_or(now)
     }
 

@@ -5,12 +5,13 @@ mod common;
 
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::{
-    start, BoxFuture, CancellationToken, Completed, Executor, JobContext, JobError, WorkerConfig,
+    start, start_observed, BoxFuture, CancellationToken, Completed, Executor, JobContext, JobError,
+    PoolClocks, WorkerConfig,
 };
 use polarbackup_model::policy::RetentionOnClusterDeletion as Retention;
 use polarbackup_model::{
     AccountId, BackupJobId, BackupKind, BackupSetStatus, Clock, ClusterStatus, DbClusterId,
-    JobStatus, SystemClock,
+    JobStatus, ManualClock, SystemClock,
 };
 use polarbackup_store::prelude::*;
 use polarbackup_store::{
@@ -592,4 +593,67 @@ async fn run_one(
     .await;
     let set = fx.store.backup_set(job.id).unwrap().expect("set");
     (job.id, set.parent)
+}
+
+/// `serve --test-controls` moves the service's clock forward while backups run: with leases
+/// on a clock of their own (the wall clock), the running job is not taken for abandoned, and
+/// its times follow the moved clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_moved_forward_while_a_job_runs_leaves_its_lease_alone() {
+    let fx = fixture();
+    let exec = Arc::new(Scripted::default());
+    let service = Arc::new(ManualClock::new(SystemClock.now()));
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let handle = start_observed(
+        fx.store.clone(),
+        PoolClocks {
+            service: service.clone(),
+            lease: Arc::new(SystemClock),
+        },
+        exec.clone(),
+        WorkerConfig {
+            concurrency: 2,
+            lease: SignedDuration::from_secs(3),
+            poll: Duration::from_millis(50),
+            scheduler: false,
+            orphan_sweep: Duration::from_secs(600),
+            full_backup_every: polarbackup_model::policy::FullBackupEvery::Week,
+        },
+        wake.clone(),
+        shutdown.clone(),
+        Arc::default(),
+    );
+    let held = fx.queue("hold");
+    let second = fx.queue("ok");
+    wake.notify_one();
+    common::wait_for("uploading", || {
+        fx.job_status(held).0 == JobStatus::Uploading
+    })
+    .await;
+    let jumped_from = service.now();
+    service.advance(SignedDuration::from_hours(24));
+    // Many worker passes (recovery and claims), while a lease from before the jump would have
+    // lapsed a day ago on the moved clock.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fx.job_status(held).0, JobStatus::Uploading);
+    assert_eq!(
+        fx.job_status(second).0,
+        JobStatus::NoStart,
+        "a second job of the busy cluster was claimed"
+    );
+    exec.release.store(true, Ordering::SeqCst);
+    common::wait_for("both finished", || {
+        fx.job_status(held).0 == JobStatus::Finished
+            && fx.job_status(second).0 == JobStatus::Finished
+    })
+    .await;
+    let sets = fx.store.cluster_sets(&fx.cluster).unwrap();
+    let set = sets.iter().find(|s| s.id == held).expect("its set");
+    assert!(
+        set.end_time.as_second() >= (jumped_from + SignedDuration::from_hours(24)).as_second(),
+        "the set's end follows the moved clock: {set:?}"
+    );
+    shutdown.cancel();
+    handle.await.unwrap();
 }

@@ -12,7 +12,7 @@ pub mod policy;
 pub mod tenant;
 
 pub use backup_set::{chain_available, choose_parent, BackupSet, BackupSetStatus, WalRange};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{AdvanceError, Clock, ManualClock, OffsetClock, SystemClock};
 pub use cluster::{Cluster, ClusterStatus, NewCluster, TlsMode};
 pub use ids::{AccessKeyId, AccountId, BackupJobId, DbClusterId, IdError, RamUserId};
 pub use job::{BackupJob, BackupKind, JobMode, JobStatus, TaskAction, TransitionError};

@@ -73,6 +73,8 @@ pub fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Policy(cmd) => crate::admin_ram::policy(cmd)?,
         AdminCommand::Ram(cmd) => crate::admin_ram::ram(cmd)?,
         AdminCommand::MigrateMetadata(args) => crate::admin_migrate::run(args)?,
+        AdminCommand::Clock(cmd) => crate::test_controls::clock_command(cmd)?,
+        AdminCommand::Fault(cmd) => crate::test_controls::fault_command(cmd)?,
         AdminCommand::RotateMasterKey { new_key_file, data } => {
             let new = Arc::new(config::read_master_key_file(&new_key_file)?);
             let locations = data.locations()?;

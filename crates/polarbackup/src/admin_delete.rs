@@ -198,6 +198,7 @@ fn remove_deleted_data(
         clock: Arc::new(SystemClock),
         // Only removes data here; never takes a backup.
         stall: polarbackup_engine::DEFAULT_STALL,
+        faults: None,
     };
     let mut attempt = 0;
     loop {

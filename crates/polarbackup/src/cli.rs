@@ -22,7 +22,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the API server.
     #[command(after_long_help = crate::settings::SECRETS_HELP)]
-    Serve(ServeArgs),
+    Serve(ServeCommand),
     /// Manage accounts, access keys and clusters (works while the server runs).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -34,6 +34,20 @@ pub enum Command {
     /// unavailable (IsAvail "0", never restored from). Exits 0 when every set is good, 1
     /// otherwise, naming each corrupt set's object and reason.
     Verify(VerifyArgs),
+}
+
+/// `polarbackup serve`: its settings, and the one switch that is not a setting.
+#[derive(Debug, Args)]
+pub struct ServeCommand {
+    #[command(flatten)]
+    pub settings: ServeArgs,
+    /// For testing code against this server, never in production: `admin clock advance`
+    /// may move the server's clock forward (schedules, retention, expiry) and `admin fault
+    /// inject` may fail or slow its backups, through a socket in the data directory (0600)
+    /// that only a server started with this flag opens. A flag only, never the environment or
+    /// the config file, so it is always in plain sight on the command line.
+    #[arg(long)]
+    pub test_controls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +230,14 @@ pub enum AdminCommand {
         #[command(flatten)]
         data: LocationArgs,
     },
+    /// A running `serve --test-controls` server's clock: move it forward, or show how far
+    /// ahead it is. Refused by any other server.
+    #[command(subcommand)]
+    Clock(crate::test_controls::ClockCommand),
+    /// Make a running `serve --test-controls` server's backups fail in a phase, or upload
+    /// slowly. Refused by any other server.
+    #[command(subcommand)]
+    Fault(crate::test_controls::FaultCommand),
 }
 
 const BACKUP_ABOUT: &str = "\

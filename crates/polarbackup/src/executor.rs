@@ -1,42 +1,99 @@
-//! The jobs' executor: PostgreSQL backups by the engine, into the repository.
+//! The jobs' executor: PostgreSQL backups by the engine, into the repository (and, under
+//! `serve --test-controls`, the injected faults that fail or slow them).
 
+use crate::test_controls::Faults;
 use polarbackup_engine::pg::{ConnectConfig, PgHost, TlsMode};
 use polarbackup_engine::{backup, BackupRequest, EngineError, Phase, ProgressSink};
+use polarbackup_jobs::CancellationToken;
 use polarbackup_jobs::{BoxFuture, Completed, Executor, JobContext, JobError, Progress};
-use polarbackup_model::{BackupJobId, Clock, Cluster, JobStatus, TlsMode as ClusterTls, WalRange};
+use polarbackup_model::{
+    BackupJobId, Clock, Cluster, DbClusterId, JobStatus, TlsMode as ClusterTls, WalRange,
+};
 use polarbackup_repo::Repo;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tracing::warn;
 
 pub struct PgExecutor {
     pub repo: Repo,
     /// Private working space (WAL on its way into the repository).
     pub scratch: PathBuf,
-    /// The engine's time source (a backup's consistent time).
+    /// The engine's time source (a backup's consistent time, when the database sent none):
+    /// the wall clock, as the database's own is.
     pub clock: Arc<dyn Clock>,
     /// The progress deadline (`--stall-secs`).
     pub stall: Duration,
+    /// Injected faults (`serve --test-controls` only; `None` in production).
+    pub faults: Option<Arc<Faults>>,
 }
 
-/// Maps engine phases onto the job's lifecycle.
-struct JobSink<'a>(&'a Progress);
+/// Maps engine phases onto the job's lifecycle; under test controls, also fails or slows
+/// the backup as the fault plan says.
+struct JobSink<'a> {
+    progress: &'a Progress,
+    cluster: &'a DbClusterId,
+    faults: Option<&'a Faults>,
+    /// Stops the engine when an injected fault fires (a child of the job's token).
+    stop: CancellationToken,
+    /// The injected fault's reason, once one fired: the job's failure reason.
+    fired: Mutex<Option<String>>,
+    /// When the upload began, for `--slow-mibps`.
+    upload_started: Mutex<Option<Instant>>,
+}
 
 impl JobSink<'_> {
     async fn enter(&self, status: JobStatus, process: u8) {
-        if self.0.job().status != status {
-            if let Err(e) = self.0.phase(status, process).await {
+        if self.progress.job().status != status {
+            if let Err(e) = self.progress.phase(status, process).await {
                 warn!(error = %e, "progress not recorded");
             }
         }
+        self.inject(status);
     }
 
     async fn fraction(&self, status: JobStatus, done: u64, total: u64) {
         self.enter(status, status.process_range().0).await;
-        if let Err(e) = self.0.fraction(done, total).await {
+        if let Err(e) = self.progress.fraction(done, total).await {
             warn!(error = %e, "progress not recorded");
         }
+    }
+
+    /// The backup is in `status` (recorded): if a fault waits there, it fails here, through
+    /// the engine's own cancellation and cleanup.
+    fn inject(&self, status: JobStatus) {
+        let Some(faults) = self.faults else { return };
+        let mut fired = self.fired.lock().unwrap_or_else(|e| e.into_inner());
+        if fired.is_some() {
+            return;
+        }
+        if let Some(reason) = faults.fire(self.cluster, status) {
+            warn!(cluster = %self.cluster, phase = %status.as_str(), %reason, "test controls: failing the backup");
+            *fired = Some(reason);
+            self.stop.cancel();
+        }
+    }
+
+    /// `--slow-mibps`: waits until `done` bytes are no more than the rate allows.
+    async fn throttle(&self, done: u64) {
+        let Some(rate) = self.faults.and_then(|f| f.slow_rate(self.cluster)) else {
+            return;
+        };
+        let started = *self
+            .upload_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+        let due = Duration::from_secs_f64(done as f64 / rate as f64);
+        let wait = due.saturating_sub(started.elapsed());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.stop.cancelled() => {}
+        }
+    }
+
+    fn fired(&self) -> Option<String> {
+        self.fired.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -51,6 +108,7 @@ impl ProgressSink for JobSink<'_> {
                 Phase::Waiting => self.enter(JobStatus::Waiting, 5).await,
                 Phase::Uploading { done, total } => {
                     self.fraction(JobStatus::Uploading, done, total).await;
+                    self.throttle(done).await;
                 }
                 Phase::Checking { done, total } => {
                     self.fraction(JobStatus::Checking, done, total).await;
@@ -105,20 +163,32 @@ impl Executor for PgExecutor {
         Box::pin(async move {
             let source = connect_config(&ctx.cluster);
             let id = ctx.job_id.to_string();
-            let sink = JobSink(&ctx.progress);
-            let summary = backup(BackupRequest {
+            let sink = JobSink {
+                progress: &ctx.progress,
+                cluster: &ctx.cluster.id,
+                faults: self.faults.as_deref(),
+                stop: ctx.cancel.child_token(),
+                fired: Mutex::new(None),
+                upload_started: Mutex::new(None),
+            };
+            let outcome = backup(BackupRequest {
                 backup_id: &id,
                 source: &source,
                 repo: &self.repo,
                 scratch: &self.scratch,
                 progress: &sink,
-                cancel: &ctx.cancel,
+                cancel: &sink.stop,
                 clock: self.clock.clone(),
                 stall: self.stall,
                 parent: ctx.parent.as_ref().map(|s| s.id.to_string()),
             })
-            .await
-            .map_err(job_error)?;
+            .await;
+            // An injected fault fails the job like any failure: the worker records the reason,
+            // then removes whatever the backup stored.
+            if let Some(reason) = sink.fired() {
+                return Err(JobError::Backup(reason));
+            }
+            let summary = outcome.map_err(job_error)?;
             let parent = summary.parent.as_deref().map(parent_id).transpose()?;
             Ok(Completed {
                 parent,

@@ -19,6 +19,7 @@ mod restore;
 mod scrub;
 mod serve;
 mod settings;
+mod test_controls;
 mod verify;
 
 use clap::Parser;

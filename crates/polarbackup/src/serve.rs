@@ -3,27 +3,30 @@
 use crate::archiver::PgArchiver;
 use crate::backends::{self, Locations};
 use crate::cli::LogFormat;
+use crate::cli::ServeCommand;
 use crate::config;
 use crate::executor::PgExecutor;
 use crate::log_reader::RepoLogReader;
-use crate::settings::{ServeArgs, Settings};
+use crate::settings::Settings;
+use crate::test_controls::TestControls;
 use anyhow::{Context, Result};
 use polarbackup_api::{AppState, DiagnosticKey, LinkSecret, RamMode};
-use polarbackup_jobs::CancellationToken;
+use polarbackup_jobs::{CancellationToken, PoolClocks};
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
 use polarbackup_store::prelude::*;
 use std::io::Write;
 use std::sync::Arc;
 use tracing::{info, warn};
 
-pub fn run(args: ServeArgs) -> Result<()> {
-    let settings = Settings::load(&args)?;
+pub fn run(args: ServeCommand) -> Result<()> {
+    let settings = Settings::load(&args.settings)?;
     init_logging(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings))
+    let controls = args.test_controls.then(TestControls::new);
+    runtime.block_on(serve(settings, controls))
 }
 
 fn init_logging(format: LogFormat) {
@@ -39,7 +42,19 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(cfg: Settings) -> Result<()> {
+/// Which clock runs what. Without test controls both are the wall clock. With them, `service`
+/// is the clock `admin clock advance` moves forward: schedules, retention, job and set times,
+/// job history, download links' expiry, the scrub's period. `wall` stays the wall clock for
+/// what must follow real time: the API's signature timestamp window, nonces and RAM's
+/// `acs:CurrentTime` (SDKs sign with the real time), leases (heartbeats sleep in real time),
+/// the engine and the WAL archivers (their times are the database's own clock, which the
+/// recovery window is built on).
+struct Clocks {
+    service: Arc<dyn Clock>,
+    wall: Arc<dyn Clock>,
+}
+
+async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
     let locations = Locations::from_settings(&cfg)?;
     backends::ensure_data_dir(&cfg.data_dir)?;
     // The store's own client may block (SQLite, or a pool that connects): off the runtime.
@@ -47,8 +62,15 @@ async fn serve(cfg: Settings) -> Result<()> {
     let store = tokio::task::spawn_blocking(move || opened.open_store())
         .await
         .context("opening the metadata store")??;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    ensure_root_key(store.as_ref(), clock.as_ref())?;
+    let wall: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clocks = Clocks {
+        service: match &controls {
+            Some(c) => c.clock.clone(),
+            None => wall.clone(),
+        },
+        wall,
+    };
+    ensure_root_key(store.as_ref(), clocks.wall.as_ref())?;
     let diagnostic_key = DiagnosticKey(config::diagnostic_key(&cfg.data_dir)?);
     let link_secret = LinkSecret(config::link_secret(&cfg.data_dir, &cfg.link_secret_file)?);
     let cfg = cfg.into_parts(diagnostic_key, link_secret);
@@ -64,12 +86,16 @@ async fn serve(cfg: Settings) -> Result<()> {
     let workers = (cfg.workers.concurrency > 0).then(|| {
         polarbackup_jobs::start_observed(
             store.clone(),
-            clock.clone(),
+            PoolClocks {
+                service: clocks.service.clone(),
+                lease: clocks.wall.clone(),
+            },
             Arc::new(PgExecutor {
                 repo: repo.clone(),
                 scratch,
-                clock: clock.clone(),
+                clock: clocks.wall.clone(),
                 stall: cfg.stall,
+                faults: controls.as_ref().map(|c| c.faults.clone()),
             }),
             cfg.workers.clone(),
             wake.clone(),
@@ -80,10 +106,10 @@ async fn serve(cfg: Settings) -> Result<()> {
     let archivers = cfg.archive.clone().map(|archive| {
         polarbackup_jobs::archiver::start_archivers(
             store.clone(),
-            clock.clone(),
+            clocks.wall.clone(),
             Arc::new(PgArchiver {
                 repo: repo.clone(),
-                clock: clock.clone(),
+                clock: clocks.wall.clone(),
                 partial_interval: archive.partial_interval,
                 stall: cfg.stall,
                 positions: positions.clone(),
@@ -98,7 +124,7 @@ async fn serve(cfg: Settings) -> Result<()> {
             crate::scrub::start(
                 locations.clone(),
                 store.clone(),
-                clock.clone(),
+                clocks.service.clone(),
                 scrub,
                 shutdown.clone(),
             )
@@ -139,10 +165,19 @@ async fn serve(cfg: Settings) -> Result<()> {
         }
         _ => None,
     };
+    let control_socket = match &controls {
+        Some(c) => Some(crate::test_controls::listen(
+            &cfg.data_dir,
+            c,
+            store.clone(),
+        )?),
+        None => None,
+    };
     let state = AppState {
         metrics,
         store,
-        clock,
+        clock: clocks.service,
+        request_clock: clocks.wall,
         config: Arc::new(cfg.api.clone()),
         work_available: wake,
         logs: Arc::new(RepoLogReader { repo }),
@@ -173,6 +208,7 @@ async fn serve(cfg: Settings) -> Result<()> {
     polarbackup_api::http::serve(listener, state, cfg.http, shutdown_signal())
         .await
         .context("serving")?;
+    drop(control_socket);
     // Running backups are cancelled and end as Failed, their partial data removed.
     shutdown.cancel();
     if let Some(task) = metrics_task {

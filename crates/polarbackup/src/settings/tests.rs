@@ -64,8 +64,10 @@ impl Inputs {
         let Command::Serve(args) = cli.command else {
             panic!("not serve: {argv:?}");
         };
-        Settings::resolve(&args, &|name| self.env.get(name).map(OsString::from))
-            .map_err(|e| format!("{e:#}"))
+        Settings::resolve(&args.settings, &|name| {
+            self.env.get(name).map(OsString::from)
+        })
+        .map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -350,7 +352,7 @@ fn resolve_with(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Settings::resolve(&args, &|name| env.get(name).map(OsString::from))
+    Settings::resolve(&args.settings, &|name| env.get(name).map(OsString::from))
         .map_err(|e| format!("{e:#}"))
 }
 
