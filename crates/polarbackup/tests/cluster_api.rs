@@ -692,9 +692,11 @@ fn latest_through_the_api_keeps_the_final_backup_and_releases_the_log_backup() {
             "DeleteDBCluster",
             json!({"DBClusterId": t.cluster_id, "BackupRetentionPolicyOnClusterDeletion": "LATEST"}),
         ),
-        list_request("v3", server, t, json!({})),
+        // The tenant has another cluster (made with its account): name this one.
+        list_request("v3", server, t, json!({"DBClusterIds": t.cluster_id})),
     ]);
     assert_eq!(r[0]["ok"], true, "{:#}", r[0]);
+    assert_eq!(listed(&r[1]), [t.cluster_id.as_str()], "{:#}", r[1]);
     let item = &wire_body(&r[1])["Items"]["DBCluster"][0];
     assert_eq!(
         item["DBClusterStatus"], "Deleting",
