@@ -150,14 +150,11 @@ fn release_log_backup(
     let Some(c) = store.cluster(cluster)? else {
         return Ok((0, "absent".into()));
     };
-    let archiver = PgArchiver {
-        repo: repo.clone(),
-        clock: Arc::new(SystemClock),
-        // Only drops the slot and removes WAL here; never archives.
-        partial_interval: Duration::from_secs(10),
-        stall: polarbackup_engine::DEFAULT_STALL,
-        positions: Default::default(),
-    };
+    let archiver = PgArchiver::for_release(
+        repo.clone(),
+        Arc::new(SystemClock),
+        polarbackup_engine::DEFAULT_STALL,
+    );
     let done = runtime
         .block_on(release_log_backup_of(store, &archiver, &c))
         .context("removing the cluster's log backup")?;

@@ -542,6 +542,41 @@ fn detached_ids(server: &Server, t: &Tenant, cluster: &str) -> Value {
     ))
 }
 
+/// Records one archived WAL segment of `cluster` in the store, under an archiver lease taken
+/// for the purpose (nothing archives on the server), with stand-in data in the repository.
+/// Returns the file's path.
+fn seed_wal(data_dir: &Path, cluster: &str) -> PathBuf {
+    let store = polarbackup_store::SqliteStore::open(data_dir).expect("open the store");
+    let id = DbClusterId::parse(cluster).expect("cluster id");
+    let now = SystemClock.now();
+    assert!(store
+        .claim_archiver(&id, "seed", now + SignedDuration::from_hours(1), now)
+        .expect("claim"));
+    let name = "000000010000000000000001".to_owned();
+    let key = format!("wal/{cluster}/{name}.zst");
+    let object = polarbackup_model::NewWalObject {
+        cluster_id: id.clone(),
+        timeline: 1,
+        kind: polarbackup_model::WalObjectKind::Segment,
+        name,
+        start: polarbackup_model::Lsn(0x0100_0000),
+        end: polarbackup_model::Lsn(0x0200_0000),
+        size: 0x0100_0000,
+        stored_size: 3,
+        key: key.clone(),
+        digest: "0".repeat(64),
+        start_time: now - SignedDuration::from_mins(2),
+        end_time: now - SignedDuration::from_mins(1),
+    };
+    let recorded = store.record_wal("seed", &object, now).expect("record");
+    assert!(recorded.is_some_and(|r| r.recorded.is_some()));
+    store.release_archiver(&id, "seed").expect("release");
+    let path = data_dir.join("repo").join(&key);
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("wal dir");
+    std::fs::write(&path, "zst").expect("stand-in WAL");
+    path
+}
+
 #[test]
 fn delete_db_cluster_is_carried_out_by_the_workers_with_each_retention() {
     let server = Server::start(bin(), None, &[]);
@@ -553,6 +588,9 @@ fn delete_db_cluster_is_carried_out_by_the_workers_with_each_retention() {
     let none_sets = seed_sets(&server.data_dir, &none);
     let all_sets = seed_sets(&server.data_dir, &all);
     let policy_sets = seed_sets(&server.data_dir, &by_policy);
+    // Archived WAL of `none` (log backup is off on this server: its workers' releaser
+    // removes it, as the archivers would).
+    let wal = seed_wal(&server.data_dir, &none);
     let res = sdk(call_as(
         "v3",
         &server,
@@ -593,7 +631,12 @@ fn delete_db_cluster_is_carried_out_by_the_workers_with_each_retention() {
     for (client, cluster) in [("old-typed-post", &none), ("v3", &all), ("v3", &by_policy)] {
         wait_until_gone(&server, &t, client, cluster);
     }
-    // NONE: every set's data is gone, and the cluster is unknown everywhere.
+    // NONE: its WAL went too (rows and data); every set's data is gone, and the cluster is
+    // unknown everywhere.
+    assert!(!wal.exists(), "archived WAL left at {}", wal.display());
+    let store = polarbackup_store::SqliteStore::open(&server.data_dir).expect("store");
+    let id = DbClusterId::parse(&none).expect("id");
+    assert!(store.wal_objects(&id).expect("wal").is_empty());
     for id in &none_sets {
         assert!(
             !repo_dir(&server.data_dir, id).exists(),

@@ -8,7 +8,7 @@ mod seam;
 mod sink;
 mod supervisor;
 
-pub use release::{release_deleted_clusters, release_log_backup, LogRelease};
+pub use release::{release_deleted_clusters, release_log_backup, start_releaser, LogRelease};
 pub use retention::remove_expired_wal;
 pub use seam::{ArchiveContext, ArchiveEnd, WalArchiver};
 pub use sink::{ArchiveSink, RecordOutcome};

@@ -9,6 +9,8 @@ use crate::store_call::blocking;
 use polarbackup_model::{Cluster, ClusterStatus};
 use polarbackup_store::Store;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// What a release did.
@@ -82,4 +84,26 @@ pub async fn release_deleted_clusters(
         }
     }
     Ok(released)
+}
+
+/// Runs [`release_deleted_clusters`] every `poll` until `shutdown`: for a server whose
+/// archivers are off (theirs run it on every pass), so a deleted cluster's log backup is
+/// released whichever servers archive.
+pub fn start_releaser(
+    store: Arc<dyn Store>,
+    archiver: Arc<dyn WalArchiver>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = release_deleted_clusters(store.clone(), archiver.as_ref()).await {
+                warn!(error = %e, "could not look for deleted clusters to release");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    })
 }
