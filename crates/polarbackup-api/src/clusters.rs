@@ -48,6 +48,7 @@ fn shown_cluster(
 /// listed (as `Deleting`) until the workers have finished releasing it.
 pub fn describe_clusters(state: &AppState, caller: &Caller, params: &Params) -> Body {
     let req = ddc::Request::parse(params)?;
+    let now = state.clock.now();
     let listed = state
         .store
         .account_clusters(&caller.account)
@@ -55,7 +56,7 @@ pub fn describe_clusters(state: &AppState, caller: &Caller, params: &Params) -> 
     let matching: Vec<(&Cluster, ClusterStatus)> = listed
         .iter()
         .map(|l| (&l.cluster, shown_status(&l.cluster, l.releasing)))
-        .filter(|(c, shown)| req.matches(c, *shown))
+        .filter(|(c, shown)| req.matches(c, *shown, now))
         .collect();
     let total = matching.len();
     let page = req.page(matching);

@@ -4,6 +4,7 @@
 
 use crate::describe_backups::paging;
 use crate::{format_time, ApiError, Params};
+use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{Cluster, ClusterStatus};
 use serde_json::{json, Map, Value};
 
@@ -55,6 +56,25 @@ pub struct Request {
     pub db_type: Option<String>,
     pub page_size: u32,
     pub page_number: u32,
+    /// `RecentCreationInterval`: only clusters created within this many days (0–15).
+    pub created_within_days: Option<u8>,
+    /// A filter on what no polarbackup cluster has (`PayType` other than `Postpaid`,
+    /// `Expired=true`, `DBNodeIds`, `ConnectionString`, `Tag.N.*`,
+    /// `RecentExpirationInterval`): nothing matches.
+    pub matches_nothing: bool,
+}
+
+/// `Recent*Interval`: an integer number of days, 0 to 15.
+fn interval(p: &Params, name: &'static str) -> Result<Option<u8>, ApiError> {
+    match filter(p, name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u8>()
+            .ok()
+            .filter(|d| *d <= 15 && v.bytes().all(|b| b.is_ascii_digit()))
+            .map(Some)
+            .ok_or(ApiError::Malformed(name)),
+    }
 }
 
 /// A region id as the API writes them (`cn-hangzhou`, `ap-southeast-1`).
@@ -99,6 +119,19 @@ impl Request {
             return Err(ApiError::Malformed("DBClusterStatus"));
         }
         let (page_size, page_number) = paging(p)?;
+        let created_within_days = interval(p, "RecentCreationInterval")?;
+        let expiring = interval(p, "RecentExpirationInterval")?;
+        let has_tag = p
+            .query
+            .iter()
+            .chain(&p.form)
+            .any(|(k, v)| k.starts_with("Tag.") && !v.is_empty());
+        let matches_nothing = filter(p, "PayType").is_some_and(|t| t != "Postpaid")
+            || filter(p, "Expired").is_some_and(|e| e.eq_ignore_ascii_case("true"))
+            || filter(p, "DBNodeIds").is_some()
+            || filter(p, "ConnectionString").is_some()
+            || expiring.is_some()
+            || has_tag;
         Ok(Self {
             region,
             ids,
@@ -107,12 +140,19 @@ impl Request {
             db_type: filter(p, "DBType"),
             page_size,
             page_number,
+            created_within_days,
+            matches_nothing,
         })
     }
 
-    /// Whether a cluster shown with `shown` status passes every filter.
-    pub fn matches(&self, c: &Cluster, shown: ClusterStatus) -> bool {
-        c.spec.region == self.region
+    /// Whether a cluster shown with `shown` status passes every filter at `now`.
+    pub fn matches(&self, c: &Cluster, shown: ClusterStatus, now: Timestamp) -> bool {
+        !self.matches_nothing
+            && c.spec.region == self.region
+            && self.created_within_days.is_none_or(|d| {
+                now.checked_sub(SignedDuration::from_hours(24 * i64::from(d)))
+                    .is_ok_and(|since| c.created_at >= since)
+            })
             && self
                 .ids
                 .as_ref()
@@ -246,6 +286,48 @@ pub(crate) mod tests {
         Request::parse(&Params::decode(q, None))
     }
 
+    /// A day after the test clusters were created.
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_596_871_441 + 86_400).expect("t")
+    }
+
+    #[test]
+    fn filters_on_what_no_cluster_has_match_nothing() {
+        let a = cluster("pc-aaaaaaaaaaaaaaa", None);
+        let running = ClusterStatus::Running;
+        let r = |q: &str| parse(&format!("RegionId=cn-hangzhou{q}")).expect(q);
+        for q in [
+            "&PayType=Postpaid",
+            "&Expired=false",
+            "&Tag.1.Key=",
+            "&RecentCreationInterval=1",
+        ] {
+            assert!(r(q).matches(&a, running, now()), "{q}");
+        }
+        assert!(!r("&RecentCreationInterval=0").matches(&a, running, now()));
+        for q in [
+            "&PayType=Prepaid",
+            "&Expired=true",
+            "&DBNodeIds=pi-x",
+            "&ConnectionString=x.polardb.rds.aliyuncs.com",
+            "&Tag.1.Key=env&Tag.1.Value=prod",
+            "&RecentExpirationInterval=7",
+        ] {
+            assert!(!r(q).matches(&a, running, now()), "{q}");
+        }
+        for (q, name) in [
+            ("&RecentCreationInterval=16", "RecentCreationInterval"),
+            ("&RecentCreationInterval=x", "RecentCreationInterval"),
+            ("&RecentExpirationInterval=-1", "RecentExpirationInterval"),
+        ] {
+            assert_eq!(
+                parse(&format!("RegionId=cn-hangzhou{q}")),
+                Err(ApiError::Malformed(name)),
+                "{q}"
+            );
+        }
+    }
+
     #[test]
     fn parameters_and_their_domains() {
         assert_eq!(parse(""), Err(ApiError::MissingParameter("RegionId")));
@@ -310,23 +392,25 @@ pub(crate) mod tests {
         let b = cluster("pc-bbbbbbbbbbbbbbb", None);
         let r = |q: &str| parse(&format!("RegionId=cn-hangzhou{q}")).expect(q);
         let running = ClusterStatus::Running;
-        assert!(r("").matches(&a, running));
+        assert!(r("").matches(&a, running, now()));
         assert!(!parse("RegionId=cn-beijing")
             .expect("ok")
-            .matches(&a, running));
-        assert!(r("&DBClusterIds=pc-bbbbbbbbbbbbbbb,pc-aaaaaaaaaaaaaaa").matches(&a, running));
-        assert!(!r("&DBClusterIds=pc-bbbbbbbbbbbbbbb,nonsense").matches(&a, running));
-        assert!(r("&DBClusterStatus=Running").matches(&a, running));
-        assert!(!r("&DBClusterStatus=Running").matches(&a, ClusterStatus::Deleting));
-        assert!(r("&DBClusterStatus=Deleting").matches(&a, ClusterStatus::Deleting));
-        assert!(r("&DBClusterDescription=orders").matches(&a, running));
-        assert!(!r("&DBClusterDescription=orders").matches(&b, running));
+            .matches(&a, running, now()));
         assert!(
-            r("&DBClusterDescription=bbbb").matches(&b, running),
+            r("&DBClusterIds=pc-bbbbbbbbbbbbbbb,pc-aaaaaaaaaaaaaaa").matches(&a, running, now())
+        );
+        assert!(!r("&DBClusterIds=pc-bbbbbbbbbbbbbbb,nonsense").matches(&a, running, now()));
+        assert!(r("&DBClusterStatus=Running").matches(&a, running, now()));
+        assert!(!r("&DBClusterStatus=Running").matches(&a, ClusterStatus::Deleting, now()));
+        assert!(r("&DBClusterStatus=Deleting").matches(&a, ClusterStatus::Deleting, now()));
+        assert!(r("&DBClusterDescription=orders").matches(&a, running, now()));
+        assert!(!r("&DBClusterDescription=orders").matches(&b, running, now()));
+        assert!(
+            r("&DBClusterDescription=bbbb").matches(&b, running, now()),
             "the id stands in"
         );
-        assert!(r("&DBType=postgresql").matches(&a, running));
-        assert!(!r("&DBType=MySQL").matches(&a, running));
+        assert!(r("&DBType=postgresql").matches(&a, running, now()));
+        assert!(!r("&DBType=MySQL").matches(&a, running, now()));
     }
 
     #[test]

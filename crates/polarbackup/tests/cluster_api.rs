@@ -157,6 +157,8 @@ fn describe_db_clusters_pages_filters_and_lists_only_the_callers_clusters() {
             ),
             list(json!({"DBType": "MySQL"})),
             list_request(client, server, &stranger, json!({})),
+            list(json!({"PayType": "Prepaid"})),
+            list(json!({"RecentCreationInterval": "1", "PageSize": "100"})),
         ]);
         // The default page: 30 of 32, then the rest; no cluster twice.
         let first = listed(&r[0]);
@@ -202,6 +204,11 @@ fn describe_db_clusters_pages_filters_and_lists_only_the_callers_clusters() {
         assert!(listed(&r[9]).is_empty(), "{client}: another region");
         assert!(listed(&r[10]).is_empty(), "{client}: another engine");
         assert_eq!(listed(&r[11]), [stranger.cluster_id.as_str()], "{client}");
+        assert!(
+            listed(&r[12]).is_empty(),
+            "{client}: every cluster is Postpaid"
+        );
+        assert_eq!(sorted(listed(&r[13])), all, "{client}: created today");
     }
 
     // The typed model of the new SDK reads the integers and the list.
@@ -252,6 +259,8 @@ fn describe_db_clusters_refuses_bad_parameters_with_their_codes() {
             list(json!({"PageNumber": "0"})),
             list(json!({"PageNumber": "-3"})),
             list(json!({"DBClusterStatus": "running"})),
+            list(json!({"RecentCreationInterval": "16"})),
+            list(json!({"RecentExpirationInterval": "x"})),
             call_as(
                 client,
                 server,
@@ -268,7 +277,9 @@ fn describe_db_clusters_refuses_bad_parameters_with_their_codes() {
         assert_error(&r[2], 400, "InvalidPageNumber.Malformed");
         assert_error(&r[3], 400, "InvalidPageNumber.Malformed");
         assert_error(&r[4], 400, "InvalidDBClusterStatus.Malformed");
-        assert_error(&r[5], 400, "InvalidRegionId.Malformed");
+        assert_error(&r[5], 400, "InvalidRecentCreationInterval.Malformed");
+        assert_error(&r[6], 400, "InvalidRecentExpirationInterval.Malformed");
+        assert_error(&r[7], 400, "InvalidRegionId.Malformed");
     }
     // The new SDK sends no RegionId unless told (the old one always adds its own).
     let res = sdk(call_as("v3", server, &t, "DescribeDBClusters", json!({})));
