@@ -26,6 +26,20 @@ pub struct PgArchiver {
     pub positions: Positions,
 }
 
+impl PgArchiver {
+    /// One that only releases deleted clusters' log backups (drops slots, removes WAL) and
+    /// never archives: for `admin cluster delete` and a server whose archivers are off.
+    pub fn for_release(repo: Repo, clock: Arc<dyn Clock>, stall: Duration) -> Self {
+        Self {
+            repo,
+            clock,
+            partial_interval: Duration::from_secs(10),
+            stall,
+            positions: Positions::default(),
+        }
+    }
+}
+
 /// The position of every archive this server runs now; one leaves the map when its run ends
 /// (so a cluster whose archiver is not running here has no lag series from this server).
 #[derive(Debug, Default, Clone)]

@@ -119,6 +119,17 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
             shutdown.clone(),
         )
     });
+    if archivers.is_none() && workers.is_some() {
+        // Deleted clusters' log backups are released here too (archivers do it on each pass).
+        let releaser = PgArchiver::for_release(repo.clone(), clock.clone(), cfg.stall);
+        let poll = polarbackup_jobs::WorkerConfig::IDLE_POLL;
+        polarbackup_jobs::archiver::start_releaser(
+            store.clone(),
+            Arc::new(releaser),
+            poll,
+            shutdown.clone(),
+        );
+    }
     let scrub = match cfg.scrub.clone() {
         Some(scrub) => Some(
             crate::scrub::start(
