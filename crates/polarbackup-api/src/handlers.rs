@@ -2,7 +2,8 @@
 //!
 //! A deleted cluster is answered exactly as an unknown one, except by DescribeDetachedBackups
 //! and DeleteBackup while it retains sets (`released`); a cluster being deleted answers reads
-//! and refuses changes with `OperationDenied.DBClusterStatus`.
+//! and refuses changes with `OperationDenied.DBClusterStatus`. The cluster APIs are in
+//! `clusters`.
 
 use crate::authn::Caller;
 use crate::AppState;
