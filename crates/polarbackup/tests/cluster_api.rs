@@ -201,7 +201,7 @@ fn describe_db_clusters_pages_filters_and_lists_only_the_callers_clusters() {
         );
         assert!(listed(&r[9]).is_empty(), "{client}: another region");
         assert!(listed(&r[10]).is_empty(), "{client}: another engine");
-        assert_eq!(listed(&r[11]), [stranger.cluster_id.clone()], "{client}");
+        assert_eq!(listed(&r[11]), [stranger.cluster_id.as_str()], "{client}");
     }
 
     // The typed model of the new SDK reads the integers and the list.
@@ -404,7 +404,7 @@ fn delete_db_cluster_refusals() {
         list_request("v3", server, &stranger, json!({})),
         list_request("v3", server, &t, json!({"DBClusterStatus": "Running"})),
     ]);
-    assert_eq!(listed(&r[0]), [stranger.cluster_id.clone()]);
+    assert_eq!(listed(&r[0]), [stranger.cluster_id.as_str()]);
     assert_eq!(total(&r[1]), 3);
 
     // LATEST queues the final backup, which nobody runs here: the cluster stays Deleting,
@@ -457,7 +457,7 @@ fn delete_db_cluster_refusals() {
             json!({"DBClusterId": latest}),
         ),
     ]);
-    assert_eq!(listed(&r[0]), [latest.clone()]);
+    assert_eq!(listed(&r[0]), [latest.as_str()]);
     assert_eq!(
         wire_body(&r[0])["Items"]["DBCluster"][0]["DBClusterStatus"],
         "Deleting"
@@ -653,7 +653,7 @@ fn delete_db_cluster_is_carried_out_by_the_workers_with_each_retention() {
     }
     // The tenant's first cluster is untouched.
     let res = sdk(list_request("v3", &server, &t, json!({})));
-    assert_eq!(listed(&res), [t.cluster_id.clone()]);
+    assert_eq!(listed(&res), [t.cluster_id.as_str()]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,5 +853,5 @@ fn ram_users_need_each_cluster_action() {
     ));
     assert_eq!(res["ok"], true, "{res:#}");
     let res = sdk(list_request("v3", server, &t, json!({})));
-    assert_eq!(listed(&res), [t.cluster_id.clone()], "{res:#}");
+    assert_eq!(listed(&res), [t.cluster_id.as_str()], "{res:#}");
 }
