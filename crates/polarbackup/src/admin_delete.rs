@@ -156,6 +156,7 @@ fn release_log_backup(
         // Only drops the slot and removes WAL here; never archives.
         partial_interval: Duration::from_secs(10),
         stall: polarbackup_engine::DEFAULT_STALL,
+        positions: Default::default(),
     };
     let done = runtime
         .block_on(release_log_backup_of(store, &archiver, &c))
