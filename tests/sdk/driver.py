@@ -133,6 +133,12 @@ TYPED_ACTIONS = {
         "DescribeLocalAvailableRecoveryTimeRequest",
         "describe_local_available_recovery_time",
     ),
+    "DescribeDBClusters": ("DescribeDBClustersRequest", "describe_dbclusters"),
+    "DescribeDBClusterAttribute": (
+        "DescribeDBClusterAttributeRequest",
+        "describe_dbcluster_attribute",
+    ),
+    "DeleteDBCluster": ("DeleteDBClusterRequest", "delete_dbcluster"),
 }
 
 

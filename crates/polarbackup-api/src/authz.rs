@@ -27,7 +27,8 @@ pub enum RamMode {
 }
 
 /// The resource a call is authorized on: `acs:polardb:<region>:<account>:dbcluster/<id>` with
-/// the request's `DBClusterId` whether or not that cluster exists. The region is the cluster's
+/// the request's `DBClusterId` whether or not that cluster exists (`*` for DescribeDBClusters,
+/// a listing, and when it is absent). The region is the cluster's
 /// own when the caller's account has it (so a region-scoped policy cannot be sidestepped), and
 /// the server's region otherwise; `RegionId` is ignored, as PolarDB's central endpoint does.
 /// With every cluster in the server's region, nothing in a denial depends on existence.
@@ -37,8 +38,9 @@ pub fn resource_arn(
     action: Action,
     params: &Params,
 ) -> Result<String, ApiError> {
-    let id = params
-        .get(action.resource_param())
+    let id = action
+        .resource_param()
+        .and_then(|name| params.get(name))
         .filter(|s| !s.is_empty())
         .unwrap_or("*");
     let read;

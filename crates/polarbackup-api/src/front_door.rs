@@ -248,8 +248,9 @@ async fn use_nonce(state: &AppState, signed: &authn::Signed) -> Result<bool, Sto
 
 /// The cluster a call names, read with its key.
 fn named_cluster(call: &Call, action: Action) -> Option<DbClusterId> {
-    call.params
-        .get(action.resource_param())
+    action
+        .resource_param()
+        .and_then(|name| call.params.get(name))
         .and_then(|id| DbClusterId::parse(id).ok())
 }
 

@@ -2,11 +2,12 @@
 //!
 //! A deleted cluster is answered exactly as an unknown one, except by DescribeDetachedBackups
 //! and DeleteBackup while it retains sets (`released`); a cluster being deleted answers reads
-//! and refuses changes with `OperationDenied.DBClusterStatus`.
+//! and refuses changes with `OperationDenied.DBClusterStatus`. The cluster APIs are in
+//! `clusters`.
 
 use crate::authn::Caller;
 use crate::AppState;
-use crate::{log_backups, released};
+use crate::{clusters, log_backups, released};
 use polarbackup_model::{BackupKind, Cluster, ClusterStatus, DbClusterId};
 use polarbackup_store::{CreateJobOutcome, DeleteRefusal, JobFilter, ManualJobRequest, SetFilter};
 use polarbackup_wire::describe_backup_tasks::{self as dbt, JobSelector};
@@ -45,6 +46,9 @@ pub fn dispatch(
         Action::DescribeLocalAvailableRecoveryTime => {
             log_backups::recovery_time(state, caller, params)
         }
+        Action::DescribeDBClusters => clusters::describe_clusters(state, caller, params),
+        Action::DescribeDBClusterAttribute => clusters::describe_attribute(state, caller, params),
+        Action::DeleteDBCluster => clusters::delete_cluster(state, caller, params),
     };
     members.map(Answer::Members)
 }

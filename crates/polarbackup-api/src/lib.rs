@@ -3,6 +3,7 @@
 
 mod authn;
 mod authz;
+mod clusters;
 mod console;
 mod download;
 mod front_door;

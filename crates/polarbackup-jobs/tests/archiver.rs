@@ -346,13 +346,14 @@ async fn a_gap_is_recorded_and_queues_a_full_backup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_cluster_stops_its_archiver_and_records_nothing_more() {
+async fn a_deleted_cluster_stops_its_archiver_and_its_log_backup_is_released() {
     let s = setup(1);
     let c = &s.clusters[0];
     let stats = Arc::new(Mutex::new(Stats::default()));
     let stop = CancellationToken::new();
     let task = start(&s, Scripted::new(Script::Stream, "a", stats.clone()), &stop);
     wait_for("archived", || archived(&s, c) == 1).await;
+    let recorded = s.store.wal_objects(c).unwrap()[0].object.key.clone();
     s.store
         .begin_cluster_deletion(c, Some(RetentionOnClusterDeletion::All), SystemClock.now())
         .unwrap()
@@ -360,9 +361,13 @@ async fn a_deleted_cluster_stops_its_archiver_and_records_nothing_more() {
     // The heartbeat (every 2 s with a 6 s lease) finds the cluster gone and stops it.
     wait_for("archiver stopped", || stats.lock().unwrap().active[c] == 0).await;
     assert_eq!(stats.lock().unwrap().late, vec![RecordOutcome::LeaseLost]);
-    assert_eq!(archived(&s, c), 1);
+    // The release pass (as for DeleteDBCluster: nobody else would) drops the slot and removes
+    // the recorded WAL, data and rows.
+    wait_for("released", || archived(&s, c) == 0).await;
+    let deleted = stats.lock().unwrap().deleted.clone();
+    assert!(deleted.contains(&recorded), "{deleted:?}");
     // What it stored too late for a record goes again: nothing would ever remove it.
-    assert_eq!(stats.lock().unwrap().deleted, vec!["a-late-0".to_owned()]);
+    assert!(deleted.contains(&"a-late-0".to_owned()), "{deleted:?}");
     stop.cancel();
     task.await.unwrap();
     assert_eq!(
@@ -370,9 +375,17 @@ async fn a_deleted_cluster_stops_its_archiver_and_records_nothing_more() {
         1,
         "a deleted cluster is not archived again"
     );
-    // Its slot is dropped once more after the archiver stopped, in case a reconnect made it
-    // again after the deletion dropped it.
-    assert_eq!(stats.lock().unwrap().dropped, vec![c.clone()]);
+    // The slot is dropped by the release, and once more after the archiver stopped, in case a
+    // reconnect made it again after the release dropped it.
+    let dropped = stats.lock().unwrap().dropped.clone();
+    assert!(
+        !dropped.is_empty() && dropped.iter().all(|d| d == c),
+        "{dropped:?}"
+    );
+    assert!(
+        s.store.released_with_wal().unwrap().is_empty(),
+        "nothing left to release"
+    );
 }
 
 #[tokio::test]

@@ -22,8 +22,9 @@ use polarbackup_model::{
 };
 use polarbackup_store::{
     Attachment, ClusterDeletion, ClusterStore, CreateJobOutcome, DeleteRefusal, DeletionRefusal,
-    JobFilter, JobStore, ManualJobRequest, NonceStore, PolicyKind, RamStore, Result as StoreResult,
-    SetFilter, SetPage, SetStore, SqliteStore, Store, StoreError, StoredPolicy, TenantStore,
+    JobFilter, JobStore, ListedCluster, ManualJobRequest, NonceStore, PolicyKind, RamStore,
+    Result as StoreResult, SetFilter, SetPage, SetStore, SqliteStore, Store, StoreError,
+    StoredPolicy, TenantStore,
 };
 use polarbackup_store::{RecoveryInputs, WalFilter, WalPage, WalRecorded, WalStore};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -152,6 +153,8 @@ impl ClusterStore for FaultyStore {
     delegate! {
         create_cluster(cluster: &NewCluster, now: Timestamp) -> StoreResult<Cluster>;
         cluster(id: &DbClusterId) -> StoreResult<Option<Cluster>>;
+        account_clusters(account: &AccountId) -> StoreResult<Vec<ListedCluster>>;
+        released_with_wal() -> StoreResult<Vec<Cluster>>;
         begin_cluster_deletion(cluster: &DbClusterId, retention: Option<RetentionOnClusterDeletion>, now: Timestamp) -> StoreResult<std::result::Result<ClusterDeletion, DeletionRefusal>>;
         backup_policy(cluster: &DbClusterId) -> StoreResult<(BackupPolicy, Option<Timestamp>)>;
         modify_backup_policy(cluster: &DbClusterId, change: &PolicyChange) -> StoreResult<std::result::Result<BackupPolicy, ClusterStatus>>;

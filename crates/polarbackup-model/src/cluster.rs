@@ -103,7 +103,9 @@ pub struct Cluster {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClusterStatus {
     Running,
-    /// `admin cluster delete` with `LATEST` retention: the final `TempBackupTask` runs.
+    /// DeleteDBCluster or `admin cluster delete` with `LATEST` retention: the final
+    /// `TempBackupTask` runs. (The cluster APIs also show a `Deleted` cluster whose release the
+    /// workers have not finished as `Deleting`.)
     Deleting,
     /// Released. The live APIs answer as for an unknown cluster; retained (detached) sets are
     /// listed by DescribeDetachedBackups.

@@ -18,8 +18,8 @@ pub use migrate::{migrate_metadata, MigrationReport};
 pub use pg::{PgOptions, PgStore};
 pub use records::{
     Attachment, CallerRecords, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal,
-    JobFilter, ManualJobRequest, PolicyKind, RecoveryInputs, SetFilter, SetPage, StoredPolicy,
-    WalFilter, WalPage, WalRecorded,
+    JobFilter, ListedCluster, ManualJobRequest, PolicyKind, RecoveryInputs, SetFilter, SetPage,
+    StoredPolicy, WalFilter, WalPage, WalRecorded,
 };
 pub use rules::failed_set;
 pub use sealing::{MasterKey, SealReport};
@@ -146,6 +146,14 @@ pub trait ClusterStore: Send + Sync {
     fn create_cluster(&self, cluster: &NewCluster, now: Timestamp) -> Result<Cluster>;
     /// A cluster in any lifecycle state (a deleted one is a tombstone).
     fn cluster(&self, id: &DbClusterId) -> Result<Option<Cluster>>;
+    /// The clusters of `account` the cluster APIs show, newest first: every one not `Deleted`,
+    /// and a `Deleted` one the workers are still releasing ([`ListedCluster::releasing`]:
+    /// sets hidden for deletion not yet removed, or WAL objects still recorded), read in one
+    /// statement.
+    fn account_clusters(&self, account: &AccountId) -> Result<Vec<ListedCluster>>;
+    /// `Deleted` clusters that still have recorded WAL objects: what the archivers' release
+    /// pass removes (with the replication slot), as `admin cluster delete` does itself.
+    fn released_with_wal(&self) -> Result<Vec<Cluster>>;
     /// Starts deleting a Running cluster with `retention`, or with its policy's
     /// `BackupRetentionPolicyOnClusterDeletion` when `None`. One write transaction checks that
     /// no job is queued or running and switches the status: `ALL`/`NONE` end `Deleted` at once

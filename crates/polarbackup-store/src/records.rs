@@ -42,6 +42,16 @@ pub enum ClusterDeletion {
     },
 }
 
+/// A cluster as the cluster APIs (DescribeDBClusters, DescribeDBClusterAttribute) show it
+/// ([`crate::ClusterStore::account_clusters`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedCluster {
+    pub cluster: Cluster,
+    /// `Deleted` in the store, but the workers have not finished releasing it: sets hidden for
+    /// deletion still hold data, or archived WAL is still recorded. Shown as `Deleting`.
+    pub releasing: bool,
+}
+
 /// Why a cluster deletion did not start; nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeletionRefusal {

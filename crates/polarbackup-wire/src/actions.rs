@@ -16,10 +16,13 @@ pub enum Action {
     ModifyLogBackupPolicy,
     DescribeBackupLogDownloadLinks,
     DescribeLocalAvailableRecoveryTime,
+    DescribeDBClusters,
+    DescribeDBClusterAttribute,
+    DeleteDBCluster,
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 15] = [
         Action::DescribeBackupTasks,
         Action::CreateBackup,
         Action::DescribeBackups,
@@ -32,6 +35,9 @@ impl Action {
         Action::ModifyLogBackupPolicy,
         Action::DescribeBackupLogDownloadLinks,
         Action::DescribeLocalAvailableRecoveryTime,
+        Action::DescribeDBClusters,
+        Action::DescribeDBClusterAttribute,
+        Action::DeleteDBCluster,
     ];
 
     /// Action names are case-sensitive, as on the real gateway.
@@ -56,6 +62,9 @@ impl Action {
             Self::ModifyLogBackupPolicy => "ModifyLogBackupPolicy",
             Self::DescribeBackupLogDownloadLinks => "DescribeBackupLogDownloadLinks",
             Self::DescribeLocalAvailableRecoveryTime => "DescribeLocalAvailableRecoveryTime",
+            Self::DescribeDBClusters => "DescribeDBClusters",
+            Self::DescribeDBClusterAttribute => "DescribeDBClusterAttribute",
+            Self::DeleteDBCluster => "DeleteDBCluster",
         }
     }
 
@@ -71,16 +80,23 @@ impl Action {
             | Self::DescribeBackupLogs
             | Self::DescribeLogBackupPolicy
             | Self::DescribeBackupLogDownloadLinks
-            | Self::DescribeLocalAvailableRecoveryTime => "get",
+            | Self::DescribeLocalAvailableRecoveryTime
+            | Self::DescribeDBClusterAttribute => "get",
+            Self::DescribeDBClusters => "list",
             Self::CreateBackup => "create",
-            Self::DeleteBackup => "delete",
+            Self::DeleteBackup | Self::DeleteDBCluster => "delete",
             Self::ModifyBackupPolicy | Self::ModifyLogBackupPolicy => "update",
         }
     }
 
-    /// The request parameter naming the `dbcluster` resource the action is authorized on.
-    pub fn resource_param(self) -> &'static str {
-        "DBClusterId"
+    /// The request parameter naming the `dbcluster` resource the action is authorized on;
+    /// `None` for DescribeDBClusters, a listing authorized on `dbcluster/*` whatever the
+    /// request carries (so no parameter can narrow the resource a policy is checked against).
+    pub fn resource_param(self) -> Option<&'static str> {
+        match self {
+            Self::DescribeDBClusters => None,
+            _ => Some("DBClusterId"),
+        }
     }
 
     /// The RAM action checked before the call runs.
@@ -115,7 +131,7 @@ mod tests {
         assert_eq!(detached.ram_action(), "polardb:DescribeDetachedBackups");
         assert_eq!(
             (detached.access_level(), detached.resource_param()),
-            ("get", "DBClusterId")
+            ("get", Some("DBClusterId"))
         );
     }
 
@@ -124,8 +140,25 @@ mod tests {
         for a in Action::ALL {
             assert_eq!(Action::parse(a.name()), Ok(a));
             assert_eq!(a.ram_action(), format!("polardb:{}", a.name()));
-            assert_eq!(a.resource_param(), "DBClusterId");
+            let listing = a == Action::DescribeDBClusters;
+            assert_eq!(a.resource_param().is_none(), listing, "{a:?}");
         }
+    }
+
+    #[test]
+    fn cluster_actions() {
+        let level = |name| Action::parse(name).expect(name).access_level();
+        assert_eq!(level("DescribeDBClusters"), "list");
+        assert_eq!(level("DescribeDBClusterAttribute"), "get");
+        assert_eq!(level("DeleteDBCluster"), "delete");
+        assert_eq!(
+            Action::DeleteDBCluster.resource_param(),
+            Some("DBClusterId")
+        );
+        assert_eq!(
+            Action::parse("DescribeDbClusters"),
+            Err(ApiError::InvalidAction)
+        );
     }
 
     #[test]

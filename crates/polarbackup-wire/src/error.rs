@@ -79,6 +79,12 @@ pub enum ApiError {
     /// The cluster is being deleted: only reads are answered.
     #[error("the cluster is being deleted")]
     ClusterStatus,
+    /// DeleteDBCluster of a cluster that is not Running (being deleted already).
+    #[error("the cluster is not Running")]
+    ClusterNotRunning,
+    /// DeleteDBCluster while a backup job of the cluster is queued or running.
+    #[error("a backup job of the cluster is queued or running")]
+    OperateStatus,
     /// A policy field for a feature this service does not have (level-2, cross-region, ...).
     #[error("unsupported backup policy field {0}")]
     IncorrectBackupPolicy(&'static str),
@@ -301,6 +307,16 @@ impl ApiError {
                 "OperationDenied.DBClusterStatus",
                 "The operation is not permitted due to status of cluster.".into(),
             ),
+            ClusterNotRunning => (
+                403,
+                "OperationDenied.ClusterStatus",
+                "The operation is not permitted due to status of cluster: it is not Running.".into(),
+            ),
+            OperateStatus => (
+                403,
+                "OperationDenied.OperateStatus",
+                "The operation is not permitted while a backup job of the cluster is queued or running; wait until it ends (DescribeBackupTasks) and try again.".into(),
+            ),
             IncorrectBackupPolicy(field) => {
                 return (
                     403,
@@ -402,6 +418,35 @@ mod tests {
         .describe();
         assert_eq!(code, "SignatureDoesNotMatch");
         assert!(msg.ends_with("server string to sign is:GET&%2F&A%3D1"));
+    }
+
+    #[test]
+    fn cluster_api_codes() {
+        let code = |e: ApiError| {
+            let (status, code, _) = e.describe();
+            (status, code)
+        };
+        assert_eq!(
+            code(ApiError::ClusterNotRunning),
+            (403, "OperationDenied.ClusterStatus".into())
+        );
+        assert_eq!(
+            code(ApiError::OperateStatus),
+            (403, "OperationDenied.OperateStatus".into())
+        );
+        assert_eq!(
+            code(ApiError::Malformed(
+                "BackupRetentionPolicyOnClusterDeletion"
+            )),
+            (
+                400,
+                "InvalidBackupRetentionPolicyOnClusterDeletion.Malformed".into()
+            )
+        );
+        assert_eq!(
+            code(ApiError::MissingParameter("RegionId")),
+            (400, "MissingRegionId".into())
+        );
     }
 
     #[test]

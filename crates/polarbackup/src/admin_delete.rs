@@ -2,11 +2,13 @@
 //! LATEST, NONE), waits for a LATEST deletion's final backup, and removes deleted sets' data
 //! itself, so a deletion completes without a server running (except LATEST's backup).
 
+use crate::archiver::PgArchiver;
 use crate::cli::{ClusterDeleteArgs, RetentionArg};
 use crate::config;
 use crate::executor::PgExecutor;
 use crate::job_watch::{watch, Watched};
 use anyhow::{bail, Context, Result};
+use polarbackup_jobs::archiver::release_log_backup as release_log_backup_of;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
     BackupJob, BackupJobId, BackupSet, Clock, ClusterStatus, DbClusterId, SystemClock,
@@ -135,39 +137,31 @@ fn wait_for_final_backup(
 
 /// A released cluster's log backup goes with it (logs are kept "as long as the cluster"; the
 /// retained full sets restore by themselves): its WAL rows and objects are removed and the
-/// replication slot is dropped on the database, so it holds no WAL any more. Returns the number
-/// of WAL objects removed and what became of the slot (`dropped`, `absent`, or why not).
+/// replication slot is dropped on the database, so it holds no WAL any more, by the same code
+/// the archivers of a running server use for a deletion made through the API. Returns the
+/// number of WAL objects removed and what became of the slot (`dropped`, `absent`, or why
+/// not).
 fn release_log_backup(
     runtime: &tokio::runtime::Runtime,
     store: Arc<dyn Store>,
     cluster: &DbClusterId,
     repo: &Repo,
 ) -> Result<(usize, String)> {
-    let ids: Vec<_> = store
-        .wal_objects(cluster)?
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
-    let removed = store.remove_wal(cluster, &ids)?;
-    runtime.block_on(async {
-        // Everything under the cluster's prefix: recorded objects, and any an archiver stored
-        // but could no longer record once the deletion began.
-        let mut keys: Vec<String> = removed.iter().map(|w| w.object.key.clone()).collect();
-        keys.extend(repo.list_wal(cluster.as_str()).await.unwrap_or_default());
-        keys.sort();
-        keys.dedup();
-        for key in &keys {
-            repo.delete_wal(key)
-                .await
-                .with_context(|| format!("removing the log backup object {key}"))?;
-        }
-        anyhow::Ok(())
-    })?;
     let Some(c) = store.cluster(cluster)? else {
-        return Ok((removed.len(), "absent".into()));
+        return Ok((0, "absent".into()));
     };
-    let source = crate::executor::connect_config(&c);
-    let slot = match runtime.block_on(polarbackup_engine::drop_archive_slot(&source, cluster)) {
+    let archiver = PgArchiver {
+        repo: repo.clone(),
+        clock: Arc::new(SystemClock),
+        // Only drops the slot and removes WAL here; never archives.
+        partial_interval: Duration::from_secs(10),
+        stall: polarbackup_engine::DEFAULT_STALL,
+        positions: Default::default(),
+    };
+    let done = runtime
+        .block_on(release_log_backup_of(store, &archiver, &c))
+        .context("removing the cluster's log backup")?;
+    let slot = match done.slot {
         Ok(true) => "dropped".to_owned(),
         Ok(false) => "absent".to_owned(),
         Err(e) => {
@@ -179,7 +173,7 @@ fn release_log_backup(
             format!("not dropped: {e}")
         }
     };
-    Ok((removed.len(), slot))
+    Ok((done.removed, slot))
 }
 
 /// Removes the repository data of the cluster's sets hidden for deletion, then their rows. A

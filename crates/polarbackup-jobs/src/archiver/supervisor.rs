@@ -1,7 +1,8 @@
 //! Runs one archiver per Running cluster that this server holds the archiver lease of: claims
 //! free clusters, renews the leases, restarts failed archivers with backoff, applies WAL
-//! retention, and stops them all on shutdown.
+//! retention, releases deleted clusters' WAL and slots, and stops them all on shutdown.
 
+use super::release::release_deleted_clusters;
 use super::retention::remove_expired_wal;
 use super::seam::{ArchiveContext, ArchiveEnd, WalArchiver};
 use super::sink::ArchiveSink;
@@ -94,6 +95,11 @@ impl Supervisor {
                     }
                 }
                 Err(e) => warn!(error = %e, "could not look for clusters to archive"),
+            }
+            if let Err(e) =
+                release_deleted_clusters(self.store.clone(), self.archiver.as_ref()).await
+            {
+                warn!(error = %e, "could not look for deleted clusters to release");
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,

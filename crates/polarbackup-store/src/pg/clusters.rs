@@ -2,8 +2,8 @@
 //! the end of a LATEST deletion's final backup, decided in the transaction that ends the job.
 //! [`ClusterStore`] for [`PgStore`] (its policy half is in `policies`).
 
-use super::{jobs, opt, policies, sets, tenants, PgStore};
-use crate::records::{ClusterDeletion, DeletionRefusal};
+use super::{all, jobs, opt, policies, sets, tenants, PgStore};
+use crate::records::{ClusterDeletion, DeletionRefusal, ListedCluster};
 use crate::rows::{cluster_from, db_id, job_from, secs, JOB_COLUMNS};
 use crate::rules::{final_set, split_on_deletion, NON_TERMINAL};
 use crate::sealing::{password_place, Sealer};
@@ -13,8 +13,8 @@ use polarbackup_model::policy::{
     BackupPolicy, FullBackupEvery, PolicyChange, RetentionOnClusterDeletion,
 };
 use polarbackup_model::{
-    BackupJob, BackupKind, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, NewCluster,
-    TaskAction,
+    AccountId, BackupJob, BackupKind, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode,
+    NewCluster, TaskAction,
 };
 use postgres::GenericClient;
 
@@ -244,7 +244,62 @@ fn create(
     Err(StoreError::Conflict("cluster id"))
 }
 
+/// Whether a Deleted cluster's release is unfinished (an SQL expression over `c`).
+const RELEASING: &str = "(c.status = 'Deleted' AND (
+        EXISTS (SELECT 1 FROM backup_sets s WHERE s.cluster_id = c.id AND s.deleting = 1)
+        OR EXISTS (SELECT 1 FROM wal_objects w WHERE w.cluster_id = c.id)))";
+
+impl PgStore {
+    fn opened(&self, mut c: Cluster) -> Result<Cluster> {
+        let place = password_place(c.id.as_str());
+        c.spec.password = self.sealer.open_opt(&place, c.spec.password.take())?;
+        Ok(c)
+    }
+}
+
+fn listed_from(r: &postgres::Row) -> Result<(Cluster, bool)> {
+    Ok((cluster_from(r)?, r.try_get("releasing")?))
+}
+
 impl ClusterStore for PgStore {
+    fn account_clusters(&self, account: &AccountId) -> Result<Vec<ListedCluster>> {
+        let account = account.clone();
+        let rows = self.read(move |c| {
+            all(
+                c,
+                &format!(
+                    "SELECT c.*, {RELEASING} AS releasing FROM clusters c
+                     WHERE c.account_id = $1 AND (c.status <> 'Deleted' OR {RELEASING})
+                     ORDER BY c.created_at DESC, c.id"
+                ),
+                &[&account.as_str()],
+                listed_from,
+            )
+        })?;
+        rows.into_iter()
+            .map(|(cluster, releasing)| {
+                Ok(ListedCluster {
+                    cluster: self.opened(cluster)?,
+                    releasing,
+                })
+            })
+            .collect()
+    }
+
+    fn released_with_wal(&self) -> Result<Vec<Cluster>> {
+        let rows = self.read(move |c| {
+            all(
+                c,
+                "SELECT c.* FROM clusters c WHERE c.status = 'Deleted'
+                     AND EXISTS (SELECT 1 FROM wal_objects w WHERE w.cluster_id = c.id)
+                 ORDER BY c.id",
+                &[],
+                cluster_from,
+            )
+        })?;
+        rows.into_iter().map(|c| self.opened(c)).collect()
+    }
+
     fn create_cluster(&self, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
         let (spec, sealer) = (spec.clone(), self.sealer.clone());
         self.write(move |tx| create(tx, &sealer, &spec, now))

@@ -6,7 +6,7 @@ use super::jobs::{self, NON_TERMINAL};
 use super::rows::{cluster_from, db_id, job_from, secs, JOB_COLUMNS};
 use super::{policies, sets};
 use super::{tenants, SqliteStore};
-use crate::records::{ClusterDeletion, DeletionRefusal};
+use crate::records::{ClusterDeletion, DeletionRefusal, ListedCluster};
 use crate::rules::{final_set, split_on_deletion};
 use crate::sealing::{password_place, Sealer};
 use crate::{ids, ClusterStore, Result, StoreError};
@@ -15,8 +15,8 @@ use polarbackup_model::policy::{
     BackupPolicy, FullBackupEvery, PolicyChange, RetentionOnClusterDeletion,
 };
 use polarbackup_model::{
-    BackupJob, BackupKind, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode, NewCluster,
-    TaskAction,
+    AccountId, BackupJob, BackupKind, BackupSet, Cluster, ClusterStatus, DbClusterId, JobMode,
+    NewCluster, TaskAction,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -264,7 +264,59 @@ pub(super) fn get(c: &Connection, sealer: &Sealer, id: &DbClusterId) -> Result<O
         .transpose()
 }
 
+/// Whether a Deleted cluster's release is unfinished (an SQL expression over `c`).
+const RELEASING: &str = "(c.status = 'Deleted' AND (
+        EXISTS (SELECT 1 FROM backup_sets s WHERE s.cluster_id = c.id AND s.deleting = 1)
+        OR EXISTS (SELECT 1 FROM wal_objects w WHERE w.cluster_id = c.id)))";
+
+fn opened(sealer: &Sealer, mut c: Cluster) -> Result<Cluster> {
+    let place = password_place(c.id.as_str());
+    c.spec.password = sealer.open_opt(&place, c.spec.password.take())?;
+    Ok(c)
+}
+
+fn account_clusters(
+    c: &Connection,
+    sealer: &Sealer,
+    account: &AccountId,
+) -> Result<Vec<ListedCluster>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT c.*, {RELEASING} AS releasing FROM clusters c
+         WHERE c.account_id = ?1 AND (c.status <> 'Deleted' OR {RELEASING})
+         ORDER BY c.created_at DESC, c.id"
+    ))?;
+    let rows = stmt.query_map([account.as_str()], |r| {
+        Ok((cluster_from(r)?, r.get::<_, bool>("releasing")?))
+    })?;
+    rows.map(|row| {
+        let (cluster, releasing) = row?;
+        Ok(ListedCluster {
+            cluster: opened(sealer, cluster)?,
+            releasing,
+        })
+    })
+    .collect()
+}
+
+fn released_with_wal(c: &Connection, sealer: &Sealer) -> Result<Vec<Cluster>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT c.* FROM clusters c WHERE c.status = 'Deleted'
+             AND EXISTS (SELECT 1 FROM wal_objects w WHERE w.cluster_id = c.id)
+         ORDER BY c.id",
+    )?;
+    let rows = stmt.query_map([], cluster_from)?;
+    rows.map(|row| opened(sealer, row?)).collect()
+}
+
 impl ClusterStore for SqliteStore {
+    fn account_clusters(&self, account: &AccountId) -> Result<Vec<ListedCluster>> {
+        self.read(|c| account_clusters(c, &self.sealer, account))
+    }
+
+    fn released_with_wal(&self) -> Result<Vec<Cluster>> {
+        self.read(|c| released_with_wal(c, &self.sealer))
+    }
+
     fn create_cluster(&self, spec: &NewCluster, now: Timestamp) -> Result<Cluster> {
         self.write(|tx| create(tx, &self.sealer, spec, now))
     }

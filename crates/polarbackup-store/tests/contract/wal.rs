@@ -563,3 +563,81 @@ pub fn wal_and_gap_times_keep_their_microseconds(b: &dyn Backend) {
     assert_eq!(page(29, 29), vec![earlier.id, object.id], "both span 29");
     assert_eq!(page(30, 31), vec![earlier.id], "only one ends in 30");
 }
+
+/// What DescribeDBClusters reads: an account's clusters, newest first, none of another
+/// account's; a deleted one stays (as `releasing`) while sets hidden for deletion or recorded
+/// WAL remain, and `released_with_wal` names the deleted clusters whose WAL is still recorded.
+pub fn the_cluster_apis_list_a_deleted_cluster_until_its_release_is_done(b: &dyn Backend) {
+    use crate::common::{finish, new_cluster};
+    use polarbackup_model::{JobMode, TaskAction};
+    let (store, account, first) = setup(b);
+    let second = new_cluster(&*store, &account);
+    let stranger = store.create_account(None, t(0)).expect("account").id;
+    let theirs = new_cluster(&*store, &stranger);
+    let listing = |account| {
+        store
+            .account_clusters(account)
+            .expect("list")
+            .into_iter()
+            .map(|l| (l.cluster.id, l.cluster.status, l.releasing))
+            .collect::<Vec<_>>()
+    };
+    let mut both = vec![
+        (first.clone(), ClusterStatus::Running, false),
+        (second.clone(), ClusterStatus::Running, false),
+    ];
+    let mut listed = listing(&account);
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
+    both.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(listed, both);
+    assert_eq!(
+        listing(&stranger),
+        [(theirs.clone(), ClusterStatus::Running, false)]
+    );
+    let one = store.account_clusters(&account).expect("list");
+    assert_eq!(one[0].cluster.spec.account, account);
+
+    // `first`: a finished set, hidden for deletion by NONE, listed until it is forgotten.
+    let job = store
+        .insert_job(
+            &first,
+            JobMode::Automated,
+            TaskAction::NormalBackupTask,
+            t(3),
+        )
+        .expect("job");
+    let set = finish(&*store, job, 4);
+    store
+        .begin_cluster_deletion(&first, Some(Retention::None), t(5))
+        .expect("begin")
+        .expect("deleted");
+    assert!(listing(&account).contains(&(first.clone(), ClusterStatus::Deleted, true)));
+    assert!(store.released_with_wal().expect("released").is_empty());
+    store.forget_set(set.id).expect("forget");
+    assert!(!listing(&account).iter().any(|(id, _, _)| *id == first));
+
+    // `second`: archived WAL, deleted with ALL; listed until the WAL rows are removed.
+    let o = recorded(&*store, &segment(&second, 1, 1, 2));
+    store
+        .begin_cluster_deletion(&second, Some(Retention::All), t(6))
+        .expect("begin")
+        .expect("deleted");
+    assert_eq!(
+        listing(&account),
+        [(second.clone(), ClusterStatus::Deleted, true)]
+    );
+    let released = store.released_with_wal().expect("released");
+    assert_eq!(
+        released.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        [&second]
+    );
+    assert_eq!(released[0].status, ClusterStatus::Deleted);
+    store.remove_wal(&second, &[o.id]).expect("remove");
+    assert!(listing(&account).is_empty());
+    assert!(store.released_with_wal().expect("released").is_empty());
+    assert_eq!(
+        listing(&stranger).len(),
+        1,
+        "another account's cluster stays"
+    );
+}
