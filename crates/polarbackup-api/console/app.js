@@ -227,7 +227,7 @@ async function showClusters() {
       return h(
         "tr",
         { "data-cluster": id },
-        h("td", {}, h("a", { href: `#/cluster/${encodeURIComponent(id)}`, class: "cluster-link" }, id), cl.DBClusterDescription ? h("div", { class: "muted small" }, cl.DBClusterDescription) : null),
+        h("td", {}, h("a", { href: `#/cluster/${encodeURIComponent(id)}`, class: "cluster-link" }, id), cl.DBClusterDescription && cl.DBClusterDescription !== id ? h("div", { class: "muted small" }, cl.DBClusterDescription) : null),
         h("td", {}, h("span", { class: `pill ${String(cl.DBClusterStatus).toLowerCase()}` }, cl.DBClusterStatus)),
         last,
         next,
@@ -307,7 +307,7 @@ async function showCluster(id, tab) {
     .then((a) => {
       if (gen !== generation) return;
       const facts = document.getElementById("cluster-facts");
-      if (facts) facts.textContent = [a.DBClusterDescription, a.DBClusterStatus, a.DBType && `${a.DBType} ${a.DBVersion || ""}`].filter(Boolean).join(" · ");
+      if (facts) facts.textContent = [a.DBClusterDescription !== id && a.DBClusterDescription, a.DBClusterStatus, a.DBType && `${a.DBType} ${a.DBVersion || ""}`].filter(Boolean).join(" · ");
     })
     .catch(() => {});
   if (tab === "policy") return policyTab(gen, id, body);
@@ -511,6 +511,7 @@ async function policyTab(gen, id, body) {
         try {
           await call("ModifyBackupPolicy", { DBClusterId: id, ...change });
           p = await call("DescribeBackupPolicy", { DBClusterId: id });
+          document.getElementById("policy-next").textContent = p.PreferredNextBackupTime || "none";
           status.replaceChildren(h("p", { class: "ok", id: "policy-saved" }, `Saved. Next scheduled backup: ${p.PreferredNextBackupTime || "none"}`));
         } catch (e) {
           status.replaceChildren(errorBox(e, "ModifyBackupPolicy"));

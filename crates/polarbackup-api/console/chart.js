@@ -22,6 +22,7 @@ export function humanBytes(n) {
 }
 
 export function humanSeconds(s) {
+  if (s < 10) return `${Number(s.toFixed(1))} s`;
   s = Math.round(s);
   if (s < 120) return `${s} s`;
   if (s < 7200) return `${Math.round(s / 60)} min`;

@@ -70,7 +70,10 @@ const ASSETS: &[Asset] = &[
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(index))
-        .route("/console/", get(|| async { Redirect::permanent("/console") }))
+        .route(
+            "/console/",
+            get(|| async { Redirect::permanent("/console") }),
+        )
         .route("/console/settings.json", get(settings))
         .route("/console/{name}", get(asset))
 }
