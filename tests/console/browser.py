@@ -258,10 +258,12 @@ try:
     target.clear()
     target.send_keys(cfg["target_dir"])
     result["restore_by_set"] = css("#restore-command").text
-    if css("#restore-by-time").is_enabled():
-        css("#restore-by-time").click()
-        result["restore_by_time"] = css("#restore-command").text
-        result["recovery_window"] = css("#recovery-window").text
+    check(css("#restore-by-time").is_enabled(), "no recovery window to restore into")
+    css("#restore-by-time").click()
+    target.clear()
+    target.send_keys(cfg["target_dir_time"])
+    result["restore_by_time"] = css("#restore-command").text
+    result["recovery_window"] = css("#recovery-window").text
     shot("restore")
 
     # --- the clusters page after the backup ---
@@ -300,16 +302,21 @@ try:
     drain_network()
     sign_out()
 
-    # --- the owner deletes the set ---
+    # --- the owner backs up again and deletes that set ---
     sign_in(cfg["key_id"], cfg["secret"])
     wait("the clusters page", lambda: csss(row))
     driver.get(f"{base}/console#/cluster/{cluster}/backups")
-    wait("the set", lambda: csss(f'{set_row}[data-status="Success"]'))
-    css(f"{set_row} button.delete-set").click()
-    check(csss(set_row), "one click deleted the set without asking")
-    css(f"{set_row} button.delete-set").click()
-    wait("the set to go", lambda: not csss(set_row) and csss("#sets tbody tr"), secs=60)
-    result["deleted"] = job
+    wait("the first set", lambda: csss(f'{set_row}[data-status="Success"]'))
+    css("#backup-now").click()
+    second = re.search(r"job (\d+)", wait("a second job", lambda: css("#backup-started").text)).group(1)
+    check(second != job, f"the second backup got the first one's id {job}")
+    second_row = f'#sets tr[data-backup="{second}"]'
+    wait("the second set", lambda: csss(f'{second_row}[data-status="Success"]'), secs=300, every=0.5)
+    css(f"{second_row} button.delete-set").click()
+    check(csss(second_row), "one click deleted the set without asking")
+    css(f"{second_row} button.delete-set").click()
+    wait("the second set to go", lambda: not csss(second_row) and csss(set_row), secs=60)
+    result["deleted"] = second
     drain_network()
 
     # --- the secret never left the browser ---

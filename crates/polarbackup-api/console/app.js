@@ -182,7 +182,7 @@ async function showClusters() {
       { class: "scroll" },
       h(
         "table",
-        { id: "clusters", class: "grid-table" },
+        { id: "clusters", class: "grid-table stack" },
         h("thead", {}, h("tr", {}, h("th", {}, "Cluster"), h("th", {}, "Status"), h("th", {}, "Last successful backup"), h("th", {}, "Next scheduled backup"), h("th", {}, "Recovery window"))),
         table,
       ),
@@ -220,15 +220,15 @@ async function showClusters() {
   table.replaceChildren(
     ...clusters.map((cl) => {
       const id = cl.DBClusterId;
-      const last = h("td", { class: "last" }, "…");
-      const next = h("td", { class: "next" }, "…");
-      const win = h("td", { class: "window" }, "…");
+      const last = h("td", { class: "last", "data-label": "Last successful backup" }, "…");
+      const next = h("td", { class: "next", "data-label": "Next scheduled backup" }, "…");
+      const win = h("td", { class: "window", "data-label": "Recovery window" }, "…");
       fillClusterRow(id, last, next, win);
       return h(
         "tr",
         { "data-cluster": id },
         h("td", {}, h("a", { href: `#/cluster/${encodeURIComponent(id)}`, class: "cluster-link" }, id), cl.DBClusterDescription && cl.DBClusterDescription !== id ? h("div", { class: "muted small" }, cl.DBClusterDescription) : null),
-        h("td", {}, h("span", { class: `pill ${String(cl.DBClusterStatus).toLowerCase()}` }, cl.DBClusterStatus)),
+        h("td", { "data-label": "Status" }, h("span", { class: `pill ${String(cl.DBClusterStatus).toLowerCase()}` }, cl.DBClusterStatus)),
         last,
         next,
         win,
@@ -324,7 +324,7 @@ function backupsTab(gen, id, body) {
     h("div", { id: "jobs" }, h("p", { class: "muted" }, "Loading…")),
     h("h2", {}, "Backup sets"),
     h("div", { id: "sets-error" }),
-    h("div", { class: "scroll" }, h("table", { id: "sets", class: "grid-table" }, h("thead", {}, h("tr", {}, ["Set", "Status", "Mode", "Type", "Started", "Duration", "Size", ""].map((t) => h("th", {}, t)))), h("tbody", {}))),
+    h("div", { class: "scroll" }, h("table", { id: "sets", class: "grid-table stack" }, h("thead", {}, h("tr", {}, ["Set", "Status", "Mode", "Type", "Started", "Duration", "Size", ""].map((t) => h("th", {}, t)))), h("tbody", {}))),
     h("h2", {}, "Sizes and durations"),
     h("div", { id: "chart" }),
   );
@@ -441,12 +441,12 @@ async function loadSets(gen, id) {
             "tr",
             { "data-backup": s.BackupId, "data-status": s.BackupStatus },
             h("td", {}, s.BackupId, s.Comment ? h("div", { class: "muted small" }, s.Comment) : null),
-            h("td", {}, h("span", { class: `pill ${String(s.BackupStatus).toLowerCase()}` }, s.BackupStatus), s.IsAvail === "0" && s.BackupStatus === "Success" ? h("div", { class: "muted small" }, "unavailable") : null),
-            h("td", {}, s.BackupMode),
-            h("td", {}, s.BackupType || ""),
-            h("td", {}, s.BackupStartTime),
-            h("td", { class: "num" }, humanSeconds(dur(s))),
-            h("td", { class: "num", title: `${s.BackupSetSize} bytes` }, humanBytes(s.BackupSetSize || 0)),
+            h("td", { "data-label": "Status" }, h("span", { class: `pill ${String(s.BackupStatus).toLowerCase()}` }, s.BackupStatus), s.IsAvail === "0" && s.BackupStatus === "Success" ? h("div", { class: "muted small" }, "unavailable") : null),
+            h("td", { "data-label": "Mode" }, s.BackupMode),
+            h("td", { "data-label": "Type" }, s.BackupType || ""),
+            h("td", { "data-label": "Started" }, s.BackupStartTime),
+            h("td", { class: "num", "data-label": "Duration" }, humanSeconds(dur(s))),
+            h("td", { class: "num", "data-label": "Size", title: `${s.BackupSetSize} bytes` }, humanBytes(s.BackupSetSize || 0)),
             h("td", {}, del, out),
           );
         })),

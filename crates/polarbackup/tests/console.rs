@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use polarbackup_testkit::pg::PgCluster;
+use polarbackup_testkit::pg::{self, PgCluster};
 use polarbackup_testkit::{Server, Tenant, ThrottledProxy};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -92,6 +92,26 @@ fn upload_in(pg: &PgCluster, secs: u64) -> u64 {
     (bytes / secs).max(1_000_000)
 }
 
+/// Runs a `polarbackup restore …` line the console showed, word for word, with this
+/// installation's data directory added; asserts success.
+fn run_shown(server: &Server, line: &str) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[..2], ["polarbackup", "restore"], "{line}");
+    let out = Command::new(bin())
+        .args(&words[1..])
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run restore");
+    assert!(
+        out.status.success(),
+        "{line}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn ok(res: &Value) -> Value {
     assert_eq!(res["ok"], true, "expected success, got {res:#}");
     wire_body(res).clone()
@@ -114,6 +134,9 @@ fn the_console_in_a_real_browser() {
     let c = t.cluster_id.clone();
     let reader = server.ram_user(&t.account_id, "console-reader", &[READ_ONLY]);
     let _ = std::fs::remove_dir_all(shots_dir());
+    // Where the restore commands the console shows will write (each absent or empty).
+    let (by_set_scratch, by_set_target) = pg::restore_target();
+    let (_by_time_scratch, by_time_target) = pg::restore_target();
 
     // The page itself: its type and the policy that keeps everything on this origin.
     let (status, head) = get(&server, "/console");
@@ -138,7 +161,8 @@ fn the_console_in_a_real_browser() {
         "ram_secret": reader.secret,
         "cluster": c,
         "shots": shots_dir(),
-        "target_dir": "/srv/restored",
+        "target_dir": by_set_target,
+        "target_dir_time": by_time_target,
     }));
     eprintln!("browser report: {report:#}");
 
@@ -225,26 +249,39 @@ fn the_console_in_a_real_browser() {
         "{report:#}"
     );
 
-    // The restore commands, exactly as `polarbackup restore` takes them.
+    // The restore commands the console showed, run word for word (on this installation: its
+    // data directory added, as the console says): the set's gives back the table.
+    let by_set = report["restore_by_set"].as_str().expect("a command");
     assert_eq!(
-        report["restore_by_set"],
-        format!("polarbackup restore --backup-id {job} --target-dir /srv/restored")
+        by_set,
+        format!(
+            "polarbackup restore --backup-id {job} --target-dir {}",
+            by_set_target.display()
+        )
     );
-    // By time: the window's end as shown (the set is deleted later, so the window the SDK
-    // reports now is another), inside the window the clusters page showed.
+    run_shown(&server, by_set);
+    pg::chown_to_postgres(by_set_scratch.path(), true);
+    let restored = PgCluster::start_on(&by_set_target);
+    assert_eq!(restored.psql("SELECT count(*) FROM t;"), "50000");
+    drop(restored);
+    // By time: the window's end as shown, inside the window the clusters page showed.
     let shown_window = report["recovery_window"].as_str().expect("a window");
     let (begin, end) = shown_window.split_once(" → ").expect("begin → end");
     assert!(begin <= end && begin.ends_with('Z'), "{shown_window}");
+    let by_time = report["restore_by_time"].as_str().expect("a command");
     assert_eq!(
-        report["restore_by_time"],
+        by_time,
         format!(
-            "polarbackup restore --cluster {c} --recovery-time {end} --target-dir /srv/restored"
+            "polarbackup restore --cluster {c} --recovery-time {end} --target-dir {}",
+            by_time_target.display()
         )
     );
     assert!(
         row[4].as_str().unwrap().starts_with(begin),
         "{row:?} vs {shown_window}"
     );
+    run_shown(&server, by_time);
+    assert!(by_time_target.join("PG_VERSION").is_file());
 
     // The read-only RAM user's denial, as the SDK gets it.
     let denied = call_v3(
@@ -260,14 +297,22 @@ fn the_console_in_a_real_browser() {
     assert!(shown.contains(message), "{shown:?} lacks {message:?}");
     assert!(shown.contains("NoPermissionType"), "{shown:?}");
 
-    // The set the browser deleted is gone.
+    // The set the browser deleted is gone; the first one stays.
+    let deleted = report["deleted"].as_str().expect("the deleted set");
+    assert_ne!(deleted, job);
     let sets = ok(&call_v3(
         &server,
         &t,
         "DescribeBackups",
-        json!({"DBClusterId": c, "StartTime": "2000-01-01T00:00Z", "EndTime": "2099-01-01T00:00Z", "BackupId": job}),
+        json!({"DBClusterId": c, "StartTime": "2000-01-01T00:00Z", "EndTime": "2099-01-01T00:00Z"}),
     ));
-    assert_eq!(sets["TotalRecordCount"], "0", "{sets:#}");
+    let ids: Vec<&str> = sets["Items"]["Backup"]
+        .as_array()
+        .expect("sets")
+        .iter()
+        .filter_map(|s| s["BackupId"].as_str())
+        .collect();
+    assert_eq!(ids, [job], "{sets:#}");
 
     // Neither secret reached the server (the browser checked every request it sent; the
     // server's log has neither either).
