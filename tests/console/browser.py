@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -334,3 +335,4 @@ try:
     print(json.dumps(result))
 finally:
     driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)

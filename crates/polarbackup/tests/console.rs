@@ -151,6 +151,21 @@ fn the_console_in_a_real_browser() {
         header(&head, "content-type"),
         "text/javascript; charset=utf-8"
     );
+    assert_eq!(header(&head, "cache-control"), "no-cache");
+    // The browser's copy is asked after by its ETag, and kept while it is this binary's.
+    let etag = header(&head, "etag");
+    assert!(etag.starts_with('"'), "{head}");
+    let req = format!(
+        "GET /console/app.js HTTP/1.1\r\nHost: {}\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    let (status, _, body) = polarbackup_testkit::http::exchange(
+        server.addr,
+        req.as_bytes(),
+        std::time::Duration::from_secs(10),
+    )
+    .expect("GET");
+    assert_eq!((status, body.as_str()), (304, ""));
     assert_eq!(get(&server, "/console/nothing.js").0, 404);
 
     let report = browse(&json!({
