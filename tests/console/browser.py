@@ -254,12 +254,21 @@ try:
 
     # --- the restore command ---
     css("#tab-restore").click()
-    cmd = wait("the restore command", lambda: css("#restore-command").text)
+    wait("the restore command", lambda: css("#restore-command").text)
+
+    def window_shown():
+        # The archiver may not have stored the WAL past the backup yet: the page again.
+        if csss("#restore-by-time") and css("#restore-by-time").is_enabled():
+            return True
+        driver.refresh()
+        wait("the restore command", lambda: css("#restore-command").text)
+        return False
+
+    wait("a recovery window", window_shown, secs=60, every=1)
     target = css("#restore-target")
     target.clear()
     target.send_keys(cfg["target_dir"])
     result["restore_by_set"] = css("#restore-command").text
-    check(css("#restore-by-time").is_enabled(), "no recovery window to restore into")
     css("#restore-by-time").click()
     target.clear()
     target.send_keys(cfg["target_dir_time"])
