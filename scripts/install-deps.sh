@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what polarbackup's tests need on Debian 12, as root: PostgreSQL (initdb) and the
 # official Alibaba Cloud Python SDKs used as black-box clients, SeaweedFS (weed) for the S3
-# repository tests, promtool and the Prometheus text parser for the metrics tests; with --old-postgres also the
+# repository tests, promtool and the Prometheus text parser for the metrics tests, headless
+# Chromium, its chromedriver and Selenium for the web console's browser tests; with --old-postgres also the
 # servers of the other PostgreSQL majors (13, 14, 16, 17, and 18 with its client programs) the tests run against. Idempotent; silent when
 # everything is already there.
 set -euo pipefail
@@ -28,6 +29,22 @@ if ! have_initdb; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq postgresql >/dev/null
+fi
+
+# The web console's browser tests drive Debian's headless Chromium through its chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || [ ! -x /usr/bin/chromedriver ]; then
+    log "installing chromium and chromium-driver"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# Node runs the console's signer tests (node --test).
+if ! command -v node >/dev/null 2>&1; then
+    log "installing nodejs"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq nodejs >/dev/null
 fi
 
 # The engine's TLS tests make their certificates with openssl.
@@ -71,6 +88,9 @@ PY_PACKAGES=(
     "aliyunsdkpolardb:aliyun-python-sdk-polardb==1.8.58"
     # The Prometheus text-format parser the metrics test reads `/metrics` with.
     "prometheus_client:prometheus-client==0.26.0"
+    # WebDriver bindings the console's browser tests drive Chromium with (its chromedriver is
+    # Debian's, named explicitly, so Selenium Manager never downloads one).
+    "selenium:selenium==4.51.0"
 )
 
 missing=()

@@ -4,6 +4,7 @@
 mod authn;
 mod authz;
 mod clusters;
+mod console;
 mod download;
 mod front_door;
 mod handlers;
@@ -144,13 +145,14 @@ pub struct AppState {
     pub metrics: Option<Arc<polarbackup_metrics::Metrics>>,
 }
 
-/// The whole HTTP surface: `/healthz`, the download links, and the RPC endpoint on every
-/// other path.
+/// The whole HTTP surface: `/healthz`, the download links, the web console (`/console`), and
+/// the RPC endpoint on every other path.
 pub fn router(state: AppState) -> Router {
     let downloads = format!("{}{{id}}", polarbackup_wire::download_link::PATH_PREFIX);
     Router::new()
         .route("/healthz", get(front_door::healthz))
         .route(&downloads, get(download::backup_log))
+        .merge(console::routes())
         .fallback(front_door::rpc)
         .with_state(state)
 }
