@@ -121,7 +121,7 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
     });
     if archivers.is_none() && workers.is_some() {
         // Deleted clusters' log backups are released here too (archivers do it on each pass).
-        let releaser = PgArchiver::for_release(repo.clone(), clock.clone(), cfg.stall);
+        let releaser = PgArchiver::for_release(repo.clone(), clocks.wall.clone(), cfg.stall);
         let poll = polarbackup_jobs::WorkerConfig::IDLE_POLL;
         polarbackup_jobs::archiver::start_releaser(
             store.clone(),

@@ -295,7 +295,15 @@ fn metrics_match_what_the_api_reports_after_a_backup() {
             && shown_end <= epoch(&window_after["RecoveryEndTime"]),
         "{shown_end} not within {window_before} .. {window_after}"
     );
-    assert!(must(&after, "polarbackup_recovery_window_seconds", per.clone()) > 0.0);
+    let shown_start = must(
+        &after,
+        "polarbackup_recovery_window_start_timestamp_seconds",
+        per.clone(),
+    );
+    assert_eq!(
+        must(&after, "polarbackup_recovery_window_seconds", per.clone()),
+        shown_end - shown_start
+    );
     assert!(
         must(
             &after,
