@@ -13,7 +13,10 @@ SCALE="${QUICKSTART_PGBENCH_SCALE:-20}"   # ~300 MB of pgbench data
 bash scripts/install-deps.sh
 echo "==> building polarbackup (release)"
 cargo build --release --quiet -p polarbackup
-bin="$PWD/target/release/polarbackup"
+# Where cargo put it: CARGO_TARGET_DIR if set (relative to here if relative), else ./target.
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+bin="$target_dir/release/polarbackup"
 
 pgbin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 [ -x "$pgbin/initdb" ] || { echo "PostgreSQL server binaries not found" >&2; exit 1; }
