@@ -69,6 +69,7 @@ pub async fn release_deleted_clusters(
                     Err(e) => warn!(
                         cluster = %cluster.id,
                         error = %e,
+                        removed = done.removed,
                         "released the deleted cluster's log backup, but could not drop its replication slot"
                     ),
                     Ok(_) => info!(
