@@ -27,43 +27,26 @@ const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
+/// An [`Asset`] of `console/<name>`, served as `content_type`.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../console/", $name)),
+        }
+    };
+}
+
 /// The console's files, as served under `/console/<name>` (`index.html` also at `/console`).
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: HTML,
-        body: include_bytes!("../console/index.html"),
-    },
-    Asset {
-        name: "console.css",
-        content_type: CSS,
-        body: include_bytes!("../console/console.css"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: JS,
-        body: include_bytes!("../console/app.js"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: JS,
-        body: include_bytes!("../console/api.js"),
-    },
-    Asset {
-        name: "sign.js",
-        content_type: JS,
-        body: include_bytes!("../console/sign.js"),
-    },
-    Asset {
-        name: "chart.js",
-        content_type: JS,
-        body: include_bytes!("../console/chart.js"),
-    },
-    Asset {
-        name: "favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../console/favicon.svg"),
-    },
+    asset!("index.html", HTML),
+    asset!("console.css", CSS),
+    asset!("app.js", JS),
+    asset!("api.js", JS),
+    asset!("sign.js", JS),
+    asset!("chart.js", JS),
+    asset!("favicon.svg", "image/svg+xml"),
 ];
 
 /// The routes: `/console`, `/console/` and `/console/<asset>`.

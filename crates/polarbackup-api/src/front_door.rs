@@ -58,7 +58,9 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
     let outcome = match read(&state, req).await {
         Ok(call) => {
             format = Format::parse(call.params.get("Format")).unwrap_or_default();
-            named = action_named(&call).and_then(|a| Action::parse(a).ok());
+            if state.metrics.is_some() {
+                named = action_named(&call).and_then(|a| Action::parse(a).ok());
+            }
             if state.store.local_reads() {
                 answer_on_this_thread(&state, call, &request_id).await
             } else {
@@ -85,10 +87,6 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
         ),
     };
     let elapsed = started.elapsed();
-    if let Some(metrics) = &state.metrics {
-        let code = code.as_deref().unwrap_or(polarbackup_metrics::SUCCESS);
-        metrics.observe_request(named.map(Action::name), code, elapsed);
-    }
     info!(
         request_id = %request_id,
         action = action.map(|a| a.name()),
@@ -97,6 +95,10 @@ pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
         elapsed_ms = elapsed.as_millis() as u64,
         "request"
     );
+    if let Some(metrics) = &state.metrics {
+        let code = code.map_or(polarbackup_metrics::SUCCESS.into(), Into::into);
+        metrics.observe_request(named.map(Action::name), code, elapsed);
+    }
     respond(rendered, &request_id)
 }
 

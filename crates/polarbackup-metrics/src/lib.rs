@@ -16,6 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,13 +25,13 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    action: String,
-    code: String,
+    action: &'static str,
+    code: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
-    action: String,
+    action: &'static str,
 }
 
 /// The label of a call whose action is not one the API knows: client-chosen strings never
@@ -88,13 +89,17 @@ impl Metrics {
     /// Records one answered call. `action` is the action's name when the API knows it (any
     /// other string is recorded as [`UNKNOWN_ACTION`] by the caller), `code` the PolarDB error
     /// code or [`SUCCESS`].
-    pub fn observe_request(&self, action: Option<&str>, code: &str, elapsed: Duration) {
-        let action = action.unwrap_or(UNKNOWN_ACTION).to_owned();
+    pub fn observe_request(
+        &self,
+        action: Option<&'static str>,
+        code: Cow<'static, str>,
+        elapsed: Duration,
+    ) {
+        let action = action.unwrap_or(UNKNOWN_ACTION);
+        // Labels borrow the static names (or take an error code's String as it is): no
+        // allocation per answered call.
         self.requests
-            .get_or_create(&RequestLabels {
-                action: action.clone(),
-                code: code.to_owned(),
-            })
+            .get_or_create(&RequestLabels { action, code })
             .inc();
         self.latency
             .get_or_create(&ActionLabel { action })

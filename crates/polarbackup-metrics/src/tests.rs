@@ -138,10 +138,10 @@ fn an_unreadable_store_shows_as_store_up_0_and_no_cluster_series() {
 fn requests_are_counted_by_action_and_code_with_their_latency() {
     let m = Metrics::new(Arc::new(Fixed(Ok(Snapshot::default()))));
     let ms = Duration::from_millis;
-    m.observe_request(Some("DescribeBackupTasks"), SUCCESS, ms(1));
-    m.observe_request(Some("DescribeBackupTasks"), SUCCESS, ms(3));
-    m.observe_request(Some("CreateBackup"), "Forbidden.RAM", ms(2));
-    m.observe_request(None, "InvalidAction.NotFound", ms(1));
+    m.observe_request(Some("DescribeBackupTasks"), SUCCESS.into(), ms(1));
+    m.observe_request(Some("DescribeBackupTasks"), SUCCESS.into(), ms(3));
+    m.observe_request(Some("CreateBackup"), "Forbidden.RAM".into(), ms(2));
+    m.observe_request(None, "InvalidAction.NotFound".into(), ms(1));
     let l = lines(&m);
     has(
         &l,

@@ -466,8 +466,19 @@ impl Tenant {
 
     /// [`Tenant::add_cluster_at`] on any installation.
     pub fn add_cluster_on(&self, target: &AdminTarget, port: u16, user: &str) -> String {
+        self.add_cluster_with(target, port, user, &[])
+    }
+
+    /// [`Tenant::add_cluster_on`] with more `admin cluster create` arguments (a description).
+    pub fn add_cluster_with(
+        &self,
+        target: &AdminTarget,
+        port: u16,
+        user: &str,
+        extra: &[&str],
+    ) -> String {
         let port = port.to_string();
-        let cluster = target.run(&[
+        let mut args = vec![
             "cluster",
             "create",
             "--account",
@@ -482,8 +493,9 @@ impl Tenant {
             &port,
             "--user",
             user,
-        ]);
-        str_field(&cluster, "DBClusterId")
+        ];
+        args.extend_from_slice(extra);
+        str_field(&target.run(&args), "DBClusterId")
     }
 }
 

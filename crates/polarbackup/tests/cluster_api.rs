@@ -81,33 +81,16 @@ fn total(res: &Value) -> u64 {
         .unwrap_or_else(|| panic!("{res:#}"))
 }
 
-/// `admin cluster create` for the tenant's account, with a description; PostgreSQL on a port
-/// nobody listens on (nothing here backs up or archives).
+/// A cluster of the tenant's account, with a description; PostgreSQL on a port nobody
+/// listens on (nothing here backs up or archives).
 fn add_cluster(target: &AdminTarget, t: &Tenant, description: Option<&str>) -> String {
-    let port = free_port().to_string();
-    let mut args = vec![
-        "cluster",
-        "create",
-        "--account",
-        &t.account_id,
-        "--region",
-        REGION,
-        "--engine",
-        "postgresql",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--user",
+    let described = description.map(|d| ["--description", d]);
+    t.add_cluster_with(
+        target,
+        free_port(),
         "postgres",
-    ];
-    if let Some(d) = description {
-        args.extend(["--description", d]);
-    }
-    target.run(&args)["DBClusterId"]
-        .as_str()
-        .expect("DBClusterId")
-        .to_owned()
+        described.as_ref().map_or(&[], |d| &d[..]),
+    )
 }
 
 fn sorted(ids: impl IntoIterator<Item = String>) -> Vec<String> {

@@ -65,6 +65,13 @@ fn ended(server: &Server, t: &Tenant, id: &str) -> Value {
     )
 }
 
+/// `admin fault inject --cluster` the tenant's cluster, with `args`.
+fn inject(server: &Server, t: &Tenant, args: &[&str]) -> Value {
+    let mut all = vec!["fault", "inject", "--cluster", &t.cluster_id];
+    all.extend_from_slice(args);
+    server.admin(&all)
+}
+
 fn repo_has(data_dir: &Path, id: &str) -> bool {
     data_dir.join("repo").join("backups").join(id).exists()
 }
@@ -169,16 +176,7 @@ fn a_fault_injected_at_uploading_fails_the_next_backup_there_with_its_reason() {
     let pg = PgCluster::init();
     let (server, t) = controlled(&pg, &[]);
     let reason = "injected: the object store is full (test)";
-    let injected = server.admin(&[
-        "fault",
-        "inject",
-        "--cluster",
-        &t.cluster_id,
-        "--phase",
-        "Uploading",
-        "--reason",
-        reason,
-    ]);
+    let injected = inject(&server, &t, &["--phase", "Uploading", "--reason", reason]);
     assert_eq!(injected["Faults"][0]["Phase"], "Uploading", "{injected}");
     assert_eq!(injected["Faults"][0]["Times"], 1, "{injected}");
 
@@ -223,18 +221,11 @@ fn a_fault_injected_at_uploading_fails_the_next_backup_there_with_its_reason() {
     assert_eq!(next["Status"], "Finished", "{next:#}");
 
     // `--times 2`: the next two fail with the reason, then backups succeed again.
-    server.admin(&[
-        "fault",
-        "inject",
-        "--cluster",
-        &t.cluster_id,
-        "--phase",
-        "Uploading",
-        "--reason",
-        reason,
-        "--times",
-        "2",
-    ]);
+    inject(
+        &server,
+        &t,
+        &["--phase", "Uploading", "--reason", reason, "--times", "2"],
+    );
     for _ in 0..2 {
         let out = server
             .target()
@@ -260,14 +251,7 @@ fn a_fault_injected_at_uploading_fails_the_next_backup_there_with_its_reason() {
     );
 
     // A phase fault without --reason names the phase; clear removes it before it fires.
-    let injected = server.admin(&[
-        "fault",
-        "inject",
-        "--cluster",
-        &t.cluster_id,
-        "--phase",
-        "Checking",
-    ]);
+    let injected = inject(&server, &t, &["--phase", "Checking"]);
     let default = injected["Faults"][0]["Reason"].as_str().expect("a reason");
     assert!(default.contains("Checking"), "{injected}");
     let cleared = server.admin(&["fault", "clear", "--cluster", &t.cluster_id]);
@@ -280,14 +264,7 @@ fn a_slow_upload_is_held_to_its_rate_until_cleared() {
     let pg = PgCluster::init();
     pg.pgbench_init("postgres", 2);
     let (server, t) = controlled(&pg, &[]);
-    server.admin(&[
-        "fault",
-        "inject",
-        "--cluster",
-        &t.cluster_id,
-        "--slow-mibps",
-        "1",
-    ]);
+    inject(&server, &t, &["--slow-mibps", "1"]);
     let id = create_backup_v3(&server, &t);
     wait_for(
         "the upload to start",
