@@ -12,6 +12,8 @@
 #           checks no signature.
 #   memory  serve's VmRSS/VmHWM with 10k clusters and 1M jobs, idle and while two backups of
 #           real throwaway PostgreSQL 15 clusters (pgbench -i -s BENCH_MEM_SCALE) run.
+#   metrics one GET /metrics (--metrics-listen) with every cluster of the largest store: time,
+#           size and series, and serve's memory after it.
 #   ab      two builds compared under the same load: A (the binaries used above) and B
 #           (BENCH_AB_BIN_DIR), each serving its own copy of one store of the largest size,
 #           alternated A B, B A, ... for BENCH_AB_ROUNDS rounds (16 connections). A makes the
@@ -45,8 +47,9 @@
 #   BENCH_MEM_VARIANTS="default MALLOC_ARENA_MAX=2"   the memory part once per word: serve as
 #                         it is, or with that environment setting (each backs up both clusters:
 #                         CreateBackup keeps 3 manual sets per cluster, so at most 3 variants)
-#   BENCH_PARTS=api,bare,moto,memory   which parts to run (bare and memory need api first;
-#                         ab is not in the default)
+#   BENCH_PARTS=api,bare,moto,memory,metrics   which parts to run (bare, memory and metrics
+#                         need api first; ab is not in the default)
+#   BENCH_METRICS_SCRAPES=5   scrapes timed in the metrics part
 #   BENCH_AB_BIN_DIR=DIR  BENCH_AB_ROUNDS=3   the ab part's build B and its rounds
 #   BENCH_PERF=0          1: perf record serve during the largest size (-> <date>-api.perf.txt)
 #   BENCH_BIN_DIR=DIR     take polarbackup, polarbackup-bench-api and polarbackup-bench-bare
@@ -66,7 +69,7 @@ CONNECTIONS="${BENCH_API_CONNECTIONS:-16}"
 LAT_CONNECTIONS="${BENCH_API_LATENCY_CONNECTIONS:-1}"
 MEM_SCALE="${BENCH_MEM_SCALE:-10}"
 MEM_VARIANTS="${BENCH_MEM_VARIANTS:-default MALLOC_ARENA_MAX=2}"
-PARTS=",${BENCH_PARTS:-api,bare,moto,memory},"
+PARTS=",${BENCH_PARTS:-api,bare,moto,memory,metrics},"
 PERF="${BENCH_PERF:-0}"
 AB_BIN_DIR="${BENCH_AB_BIN_DIR:-}"
 AB_ROUNDS="${BENCH_AB_ROUNDS:-3}"
@@ -354,6 +357,36 @@ stop_serve
 [[ $PARTS == *,memory,* ]] && memory_part
 
 # ------------------------------------------------------------------------------------------
+# F. One /metrics scrape of the largest store: every Running cluster's backups, jobs, WAL and
+# recovery window are read from the store at each scrape (issue 14's metrics). Its own serve,
+# so the exposition's memory never counts in the memory part.
+metrics_part() {
+local port out
+port="$(free_port)"
+serve metrics "$DATA" -- --workers 0 --metrics-listen "127.0.0.1:$port"
+out="$(python3 - "http://127.0.0.1:$port/metrics" "${BENCH_METRICS_SCRAPES:-5}" <<'PY'
+import statistics, sys, time, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+times, body = [], b""
+for _ in range(n):
+    t0 = time.perf_counter()
+    body = urllib.request.urlopen(url, timeout=600).read()
+    times.append((time.perf_counter() - t0) * 1e3)
+lines = body.decode().splitlines()
+series = sum(1 for l in lines if l and not l.startswith("#"))
+clusters = len({l.split('cluster="', 1)[1].split('"', 1)[0] for l in lines if 'cluster="' in l})
+assert clusters > 0, "no cluster in the scrape"
+print("%.1f median_ms=%.1f,min_ms=%.1f,max_ms=%.1f,bytes=%d,series=%d,clusters=%d,scrapes=%d"
+      % (statistics.median(times), statistics.median(times), min(times), max(times), len(body), series, clusters, n))
+PY
+)" || die "scraping /metrics failed"
+mem="$(proc_mem "$PB_PID")"
+row metrics scrape "${SIZES##* }" "${out%% *}" ms "${out#* },rss_after_kib=${mem% *},hwm_kib=${mem#* }"
+stop_serve
+}
+[[ $PARTS == *,metrics,* ]] && metrics_part
+
+# ------------------------------------------------------------------------------------------
 # E. A/B: two builds alternated on copies of one store of the largest size.
 ab_part() {
 local size="${SIZES##* }" r v order out cpu0 fsync bin
@@ -448,6 +481,11 @@ if ab:
         b = [(x, d) for v, x, d in ab if v == "B" and d["round"] == r]
         if a and b:
             print("| %s | %.0f | %.0f | %.2f | %s / %s | %s, %s |" % (r, a[0][0], b[0][0], b[0][0] / a[0][0], a[0][1]["cpu_us_per_request"], b[0][1]["cpu_us_per_request"], a[0][1]["fsync_ms"], b[0][1]["fsync_ms"]))
+m = get("metrics", "scrape")
+if m:
+    print()
+    print("- /metrics scrape, %s clusters, %s jobs: median %.0f ms (min %s, max %s), %s bytes, %s series; serve RSS after %s KiB"
+          % (m[1]["clusters"], sizes[-1], m[0], m[1]["min_ms"], m[1]["max_ms"], m[1]["bytes"], m[1]["series"], m[1]["rss_after_kib"]))
 for p, variant, *_ in rows:
     if p == "memory":
         r = get("memory", variant)

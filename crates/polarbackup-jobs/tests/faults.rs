@@ -26,7 +26,9 @@ use polarbackup_store::{
     Result as StoreResult, SetFilter, SetPage, SetStore, SqliteStore, Store, StoreError,
     StoredPolicy, TenantStore,
 };
-use polarbackup_store::{RecoveryInputs, WalFilter, WalPage, WalRecorded, WalStore};
+use polarbackup_store::{
+    ClusterOverview, RecoveryInputs, WalFilter, WalPage, WalRecorded, WalStore,
+};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -112,6 +114,7 @@ impl WalStore for FaultyStore {
         wal_object(id: BackupLogId) -> StoreResult<Option<WalObject>>;
         remove_wal(cluster: &DbClusterId, ids: &[BackupLogId]) -> StoreResult<Vec<WalObject>>;
         recovery_inputs(cluster: &DbClusterId) -> StoreResult<RecoveryInputs>;
+        recovery_overview() -> StoreResult<Vec<ClusterOverview>>;
         record_gap(worker: &str, gap: &WalGap, now: Timestamp) -> StoreResult<bool>;
         gaps(cluster: &DbClusterId) -> StoreResult<Vec<WalGap>>;
     }

@@ -17,9 +17,9 @@ pub use error::StoreError;
 pub use migrate::{migrate_metadata, MigrationReport};
 pub use pg::{PgOptions, PgStore};
 pub use records::{
-    Attachment, CallerRecords, ClusterDeletion, CreateJobOutcome, DeleteRefusal, DeletionRefusal,
-    JobFilter, ListedCluster, ManualJobRequest, PolicyKind, RecoveryInputs, SetFilter, SetPage,
-    StoredPolicy, WalFilter, WalPage, WalRecorded,
+    Attachment, CallerRecords, ClusterDeletion, ClusterOverview, CreateJobOutcome, DeleteRefusal,
+    DeletionRefusal, JobFilter, ListedCluster, ManualJobRequest, PolicyKind, RecoveryInputs,
+    SetFilter, SetPage, StoredPolicy, WalFilter, WalPage, WalRecorded,
 };
 pub use rules::failed_set;
 pub use sealing::{MasterKey, SealReport};
@@ -408,6 +408,10 @@ pub trait WalStore: Send + Sync {
     /// window and a restore plan are computed from, so retention or a gap recorded meanwhile
     /// cannot make them disagree.
     fn recovery_inputs(&self, cluster: &DbClusterId) -> Result<RecoveryInputs>;
+    /// Every Running cluster with its log-backup policy and, as `recovery_inputs` reads them,
+    /// its available sets, WAL objects and gaps: a handful of statements in one read snapshot
+    /// whatever the number of clusters (a metrics scrape reads them all), ordered by cluster.
+    fn recovery_overview(&self) -> Result<Vec<ClusterOverview>>;
 
     /// Records a gap in a cluster's archive, if `worker` holds the cluster's archiver lease at
     /// `now` and the cluster is Running (checked in the same transaction, as for

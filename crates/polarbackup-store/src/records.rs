@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use polarbackup_model::policy::RetentionOnClusterDeletion;
 use polarbackup_model::{
     AccessKey, AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, Cluster,
-    ClusterStatus, DbClusterId, JobMode, RamUser, WalGap, WalObject,
+    ClusterStatus, DbClusterId, JobMode, LogBackupPolicy, RamUser, WalGap, WalObject,
 };
 
 /// What authenticating and authorizing one call reads, in one snapshot
@@ -199,6 +199,18 @@ pub struct WalRecorded {
     pub recorded: Option<WalObject>,
     /// Objects it replaced: their data is the caller's to delete.
     pub replaced: Vec<WalObject>,
+}
+
+/// A Running cluster as [`crate::WalStore::recovery_overview`] reads it: what a metrics scrape
+/// shows of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOverview {
+    pub cluster: DbClusterId,
+    pub created_at: Timestamp,
+    pub log_policy: LogBackupPolicy,
+    /// Its available sets only ([`BackupSet::is_available`], listed): the last backup and the
+    /// recovery window need no other (a chain through an unavailable set is broken either way).
+    pub available: RecoveryInputs,
 }
 
 /// What [`crate::WalStore::recovery_inputs`] reads in one snapshot.

@@ -261,6 +261,17 @@ fn wal_from<R: Fields>(row: &R) -> Result<Option<WalRange>, R::Error> {
     }))
 }
 
+/// A row of [`crate::rules::overview::CLUSTERS`]: id, creation time, stored log retention.
+pub fn overview_cluster_from<R: Fields>(
+    row: &R,
+) -> Result<(DbClusterId, Timestamp, Option<i64>), R::Error> {
+    Ok((
+        cluster_id(row, "id")?,
+        time(row, "created_at")?,
+        row.opt_int("retention_days")?,
+    ))
+}
+
 pub fn set_from<R: Fields>(row: &R) -> Result<BackupSet, R::Error> {
     Ok(BackupSet {
         id: job_id::<R>(row.int("id")?)?,

@@ -94,6 +94,92 @@ pub fn expirable(sets: &[BackupSet], expired: &[BackupJobId]) -> Vec<BackupJobId
 pub const JOB_COUNTS: &str = "SELECT cluster_id, status, count(*) AS n FROM backup_jobs
      GROUP BY cluster_id, status ORDER BY cluster_id, status";
 
+/// [`crate::WalStore::recovery_overview`]'s statements, the same on either backend: the
+/// Running clusters with their log retention, then their available sets, WAL objects and gaps,
+/// each ordered by cluster; [`overview::deal`] hands them to their clusters.
+pub mod overview {
+    use super::decode_log_policy;
+    use crate::records::{ClusterOverview, RecoveryInputs};
+    use crate::rows::{GAP_COLUMNS, SET_COLUMNS, WAL_COLUMNS};
+    use crate::Result;
+    use jiff::Timestamp;
+    use polarbackup_model::{BackupSet, DbClusterId, WalGap, WalObject};
+    use std::collections::HashMap;
+
+    const RUNNING: &str = "SELECT id FROM clusters WHERE status = 'Running'";
+
+    pub const CLUSTERS: &str = "SELECT c.id, c.created_at, p.retention_days
+         FROM clusters c LEFT JOIN log_backup_policies p ON p.cluster_id = c.id
+         WHERE c.status = 'Running' ORDER BY c.id";
+
+    /// Listed, `Success` and not found corrupt: [`polarbackup_model::BackupSet::is_available`]
+    /// in SQL, so the failed sets a long history holds are never read.
+    pub fn sets() -> String {
+        format!(
+            "SELECT {SET_COLUMNS} FROM backup_sets
+             WHERE deleting = 0 AND detached = 0 AND status = 'Success'
+               AND corrupt_reason IS NULL AND cluster_id IN ({RUNNING})
+             ORDER BY cluster_id, id"
+        )
+    }
+
+    pub fn wal() -> String {
+        format!(
+            "SELECT {WAL_COLUMNS} FROM wal_objects WHERE cluster_id IN ({RUNNING})
+             ORDER BY cluster_id, start_lsn, timeline, id"
+        )
+    }
+
+    pub fn gaps() -> String {
+        format!(
+            "SELECT {GAP_COLUMNS} FROM wal_gaps WHERE cluster_id IN ({RUNNING})
+             ORDER BY cluster_id, detected_us, id"
+        )
+    }
+
+    /// The overview from its statements' rows (read in one snapshot): each set, object and gap goes
+    /// to its cluster. A set the SQL read as available is held to the model's rule as well.
+    pub fn deal(
+        clusters: Vec<(DbClusterId, Timestamp, Option<i64>)>,
+        sets: Vec<BackupSet>,
+        wal: Vec<WalObject>,
+        gaps: Vec<WalGap>,
+    ) -> Result<Vec<ClusterOverview>> {
+        let mut out = Vec::with_capacity(clusters.len());
+        let mut index = HashMap::with_capacity(clusters.len());
+        for (cluster, created_at, days) in clusters {
+            let log_policy = decode_log_policy(&cluster, days)?;
+            index.insert(cluster.clone(), out.len());
+            out.push(ClusterOverview {
+                cluster,
+                created_at,
+                log_policy,
+                available: RecoveryInputs {
+                    sets: Vec::new(),
+                    wal: Vec::new(),
+                    gaps: Vec::new(),
+                },
+            });
+        }
+        for set in sets.into_iter().filter(BackupSet::is_available) {
+            if let Some(&i) = index.get(&set.cluster_id) {
+                out[i].available.sets.push(set);
+            }
+        }
+        for object in wal {
+            if let Some(&i) = index.get(&object.object.cluster_id) {
+                out[i].available.wal.push(object);
+            }
+        }
+        for gap in gaps {
+            if let Some(&i) = index.get(&gap.cluster_id) {
+                out[i].available.gaps.push(gap);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Queued or running: the statuses a job can still leave (an SQL list).
 pub const NON_TERMINAL: &str = "('NoStart','Preparing','Waiting','Uploading','Checking')";
 

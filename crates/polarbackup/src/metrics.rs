@@ -39,16 +39,12 @@ impl ServerSampler {
             }
         }
         let lags = self.archives.lags();
+        // One read for every cluster: a few statements per scrape, not a few per cluster.
         let mut clusters = Vec::new();
-        // Each cluster read on its own: a cluster deleted meanwhile is skipped, not an error.
-        for (id, _, _) in self.store.schedules()? {
-            let Some(cluster) = self.store.cluster(&id)? else {
-                continue;
-            };
-            let inputs = self.store.recovery_inputs(&id)?;
-            let policy = self.store.log_backup_policy(&id)?;
-            let available: Vec<_> = inputs.sets.iter().filter(|s| s.is_available()).collect();
-            let last_backup = available
+        for o in self.store.recovery_overview()? {
+            let inputs = &o.available;
+            let last_backup = inputs
+                .sets
                 .iter()
                 .max_by_key(|s| (s.end_time, s.id))
                 .map(|s| LastBackup {
@@ -59,21 +55,21 @@ impl ServerSampler {
                 });
             let window = recovery_window(&inputs.sets, &inputs.wal, &inputs.gaps)
                 .map(|w| (whole_second(w.begin), whole_second(w.end)));
-            let by_status = counts.get(&id).copied().unwrap_or_default();
+            let by_status = counts.get(&o.cluster).copied().unwrap_or_default();
             clusters.push(ClusterSample {
-                cluster: id.as_str().to_owned(),
-                created_at: cluster.created_at,
+                cluster: o.cluster.as_str().to_owned(),
+                created_at: o.created_at,
                 last_backup,
-                available_sets: available.len() as u64,
+                available_sets: inputs.sets.len() as u64,
                 jobs: JobStatus::ALL
                     .iter()
                     .zip(by_status)
                     .map(|(s, n)| (s.as_str(), n))
                     .collect(),
                 newest_wal: inputs.wal.iter().map(|w| w.object.end_time).max(),
-                wal_lag_bytes: lags.get(&id).copied(),
+                wal_lag_bytes: lags.get(&o.cluster).copied(),
                 recovery_window: window,
-                log_retention_seconds: match policy.retention {
+                log_retention_seconds: match o.log_policy.retention {
                     LogRetention::Days(d) => Some(u64::from(d) * 86_400),
                     LogRetention::Forever => None,
                 },

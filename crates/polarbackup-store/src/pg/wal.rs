@@ -3,9 +3,10 @@
 //! gaps it found. [`WalStore`] for [`PgStore`].
 
 use super::{all, clusters, sets, PgStore};
-use crate::records::{RecoveryInputs, WalFilter, WalPage, WalRecorded};
+use crate::records::{ClusterOverview, RecoveryInputs, WalFilter, WalPage, WalRecorded};
 use crate::rows::{
-    db_log_id, db_lsn, db_size, gap_from, micros, secs, wal_object_from, GAP_COLUMNS, WAL_COLUMNS,
+    db_log_id, db_lsn, db_size, gap_from, micros, overview_cluster_from, secs, set_from,
+    wal_object_from, GAP_COLUMNS, WAL_COLUMNS,
 };
 use crate::rules::{decode_log_policy, page_offset, wal_page_bounds, wal_replacement};
 use crate::{Result, StoreError, WalStore};
@@ -320,6 +321,17 @@ impl WalStore for PgStore {
                 wal: by_lsn(tx, &cluster)?,
                 gaps: gaps_of(tx, &cluster)?,
             })
+        })
+    }
+
+    fn recovery_overview(&self) -> Result<Vec<ClusterOverview>> {
+        use crate::rules::overview;
+        self.snapshot(|tx| {
+            let clusters = all(tx, overview::CLUSTERS, &[], overview_cluster_from)?;
+            let sets = all(tx, &overview::sets(), &[], set_from)?;
+            let wal = all(tx, &overview::wal(), &[], wal_object_from)?;
+            let gaps = all(tx, &overview::gaps(), &[], gap_from)?;
+            overview::deal(clusters, sets, wal, gaps)
         })
     }
 

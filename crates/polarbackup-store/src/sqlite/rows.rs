@@ -80,4 +80,5 @@ decoders!(
     set_from -> BackupSet,
     wal_object_from -> WalObject,
     gap_from -> WalGap,
+    overview_cluster_from -> (polarbackup_model::DbClusterId, jiff::Timestamp, Option<i64>),
 );

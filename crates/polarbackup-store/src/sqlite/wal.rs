@@ -4,10 +4,11 @@
 
 use super::clusters;
 use super::rows::{
-    db_log_id, db_lsn, db_size, gap_from, micros, secs, wal_object_from, GAP_COLUMNS, WAL_COLUMNS,
+    db_log_id, db_lsn, db_size, gap_from, micros, overview_cluster_from, secs, set_from,
+    wal_object_from, GAP_COLUMNS, WAL_COLUMNS,
 };
 use super::SqliteStore;
-use crate::records::{RecoveryInputs, WalFilter, WalPage, WalRecorded};
+use crate::records::{ClusterOverview, RecoveryInputs, WalFilter, WalPage, WalRecorded};
 use crate::rules::{decode_log_policy, page_offset, wal_page_bounds, wal_replacement};
 use crate::{Result, StoreError, WalStore};
 use jiff::Timestamp;
@@ -233,6 +234,17 @@ fn insert_gap(c: &Connection, gap: &WalGap) -> Result<()> {
     Ok(())
 }
 
+/// Every row of a statement without parameters.
+fn every<T>(
+    c: &Connection,
+    sql: &str,
+    decode: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map([], decode)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 fn gaps_of(c: &Connection, cluster: &DbClusterId) -> Result<Vec<WalGap>> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {GAP_COLUMNS} FROM wal_gaps WHERE cluster_id = ?1 ORDER BY detected_us, id"
@@ -320,6 +332,21 @@ impl WalStore for SqliteStore {
             };
             tx.commit()?;
             Ok(inputs)
+        })
+    }
+
+    fn recovery_overview(&self) -> Result<Vec<ClusterOverview>> {
+        use crate::rules::overview;
+        self.read(|c| {
+            // One read snapshot across the statements, on a reader connection: a scrape of
+            // many clusters never holds up the writer.
+            let tx = c.unchecked_transaction()?;
+            let clusters = every(&tx, overview::CLUSTERS, overview_cluster_from)?;
+            let sets = every(&tx, &overview::sets(), set_from)?;
+            let wal = every(&tx, &overview::wal(), wal_object_from)?;
+            let gaps = every(&tx, &overview::gaps(), gap_from)?;
+            tx.commit()?;
+            overview::deal(clusters, sets, wal, gaps)
         })
     }
 

@@ -71,6 +71,7 @@ macro_rules! store_contract {
                 wal::gaps_round_trip_oldest_first_and_read_with_the_rest_in_one_snapshot,
                 wal::wal_and_gap_times_keep_their_microseconds,
                 wal::the_cluster_apis_list_a_deleted_cluster_until_its_release_is_done,
+                wal::the_recovery_overview_reads_every_running_cluster_with_its_available_sets,
                 secrets::stored_secrets_are_sealed_and_read_back_in_clear,
                 secrets::a_store_opened_with_another_key_is_refused,
                 secrets::plaintext_left_by_an_older_version_is_sealed_at_open,

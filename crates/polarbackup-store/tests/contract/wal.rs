@@ -641,3 +641,90 @@ pub fn the_cluster_apis_list_a_deleted_cluster_until_its_release_is_done(b: &dyn
         "another account's cluster stays"
     );
 }
+
+/// The metrics' one read: every Running cluster (another account's too, a deleted one never)
+/// with its log policy and what `recovery_inputs` reads of it, failed and corrupt sets left out.
+pub fn the_recovery_overview_reads_every_running_cluster_with_its_available_sets(b: &dyn Backend) {
+    use crate::common::{fail, finish, new_cluster};
+    use polarbackup_model::{JobMode, TaskAction};
+    let (store, account, first) = setup(b);
+    let job = |cluster: &DbClusterId, at: i64| {
+        store
+            .insert_job(
+                cluster,
+                JobMode::Automated,
+                TaskAction::NormalBackupTask,
+                t(at),
+            )
+            .expect("job")
+    };
+    let good = finish(&*store, job(&first, 1), 10);
+    let corrupt = finish(&*store, job(&first, 11), 20);
+    assert!(store
+        .mark_set_corrupt(corrupt.id, "digest mismatch", t(21))
+        .expect("mark"));
+    fail(&*store, job(&first, 21), 30);
+    let newer = finish(&*store, job(&first, 31), 40);
+    recorded(&*store, &segment(&first, 1, 10, 20));
+    recorded(&*store, &segment(&first, 2, 20, 30));
+    let gap = WalGap {
+        cluster_id: first.clone(),
+        timeline: 1,
+        from: Lsn(3 * SEG),
+        to: Lsn(5 * SEG),
+        detected_at: t(35),
+        reason: "WAL removed".into(),
+    };
+    assert!(store.record_gap("w", &gap, t(3)).expect("record"));
+    store
+        .modify_log_backup_policy(&first, LogRetention::Days(30))
+        .expect("modify")
+        .expect("running");
+
+    let stranger = store.create_account(None, t(0)).expect("account").id;
+    let theirs = new_cluster(&*store, &stranger);
+    let gone = new_cluster(&*store, &account);
+    finish(&*store, job(&gone, 50), 60);
+    recorded(&*store, &segment(&gone, 1, 50, 60));
+    store
+        .begin_cluster_deletion(&gone, Some(Retention::All), t(70))
+        .expect("delete")
+        .expect("no job");
+
+    // Another handle, as a second server's scrape.
+    let other = b.open();
+    let overview = other.recovery_overview().expect("overview");
+    let mut running = vec![first.clone(), theirs.clone()];
+    running.sort();
+    let listed: Vec<_> = overview.iter().map(|o| o.cluster.clone()).collect();
+    assert_eq!(
+        listed, running,
+        "Running clusters by id, the deleted one left out"
+    );
+    for o in &overview {
+        let cluster = other.cluster(&o.cluster).expect("get").expect("stored");
+        assert_eq!(o.created_at, cluster.created_at);
+        assert_eq!(
+            o.log_policy,
+            other.log_backup_policy(&o.cluster).expect("policy")
+        );
+        let mut inputs = other.recovery_inputs(&o.cluster).expect("inputs");
+        inputs.sets.retain(|s| s.is_available());
+        assert_eq!(o.available, inputs, "{}", o.cluster);
+    }
+    let mine = overview.iter().find(|o| o.cluster == first).expect("first");
+    assert_eq!(
+        mine.available.sets.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![good.id, newer.id],
+        "the failed and the corrupt set are left out"
+    );
+    assert_eq!(mine.available.wal.len(), 2);
+    assert_eq!(mine.available.gaps, vec![gap]);
+    assert_eq!(mine.log_policy.retention, LogRetention::Days(30));
+    let empty = overview
+        .iter()
+        .find(|o| o.cluster == theirs)
+        .expect("theirs");
+    assert_eq!(empty.log_policy, LogBackupPolicy::default());
+    assert!(empty.available.sets.is_empty() && empty.available.wal.is_empty());
+}
