@@ -233,8 +233,13 @@ async fn jobs_finish_with_a_set_or_fail_with_their_data_removed() {
         "Failed keeps the last progress (halfway through Uploading)"
     );
     assert_eq!(reason.as_deref(), Some("connection reset by peer"));
+    // The failure is recorded first and the data removed after it: the job can be seen
+    // Failed while its data is still there.
+    common::wait_for("its data removed", || {
+        !exec.stored.lock().unwrap().contains(&bad)
+    })
+    .await;
     assert!(exec.discarded.lock().unwrap().contains(&bad));
-    assert!(!exec.stored.lock().unwrap().contains(&bad));
     assert_eq!(fx.sets()[0], (bad, BackupSetStatus::Failed, 0));
 
     // Shutdown cancels a running backup; it ends Failed, not silently dropped.
@@ -565,7 +570,11 @@ async fn an_incremental_set_whose_parent_went_away_while_it_ran_is_not_recorded(
         reason.as_deref().unwrap_or("").contains("was built on"),
         "{reason:?}"
     );
-    assert!(exec.discarded.lock().unwrap().contains(&job.id));
+    // Its data is removed after the failure is recorded.
+    common::wait_for("its data removed", || {
+        exec.discarded.lock().unwrap().contains(&job.id)
+    })
+    .await;
     assert!(!fx.store.backup_set(job.id).unwrap().unwrap().is_available());
 
     shutdown.cancel();

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{bin, wire_body};
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{AccountId, Clock, NewCluster, SystemClock, TlsMode};
 use polarbackup_store::prelude::*;
 use polarbackup_store::SqliteStore;
@@ -21,11 +21,10 @@ fn call(server: &Server, t: &Tenant, client: &str, action: &str, params: Value) 
     sdk(req)
 }
 
-/// Registers `port` as a cluster created two hours ago, so the window open now is a slot the
-/// scheduler owes it.
-fn cluster_created_earlier(server: &Server, t: &Tenant, port: u16) -> String {
+/// Registers `port` as a cluster created at `created` (its schedule starts then: the slots
+/// after it are owed).
+fn cluster_created_at(server: &Server, t: &Tenant, port: u16, created: Timestamp) -> String {
     let store = SqliteStore::open(&server.data_dir).expect("open the server's store");
-    let created = SystemClock.now() - SignedDuration::from_hours(2);
     store
         .create_cluster(
             &NewCluster {
@@ -48,9 +47,25 @@ fn cluster_created_earlier(server: &Server, t: &Tenant, port: u16) -> String {
         .to_string()
 }
 
-fn current_window() -> String {
-    let hour = SystemClock.now().to_zoned(jiff::tz::TimeZone::UTC).hour();
-    format!("{:02}:00Z-{:02}:00Z", hour, (hour + 1) % 24)
+/// Registers `port` as a cluster created two hours ago.
+fn cluster_created_earlier(server: &Server, t: &Tenant, port: u16) -> String {
+    cluster_created_at(
+        server,
+        t,
+        port,
+        SystemClock.now() - SignedDuration::from_hours(2),
+    )
+}
+
+/// The one-hour window `now` is in, and the second before it opened.
+fn current_window(now: Timestamp) -> (String, Timestamp) {
+    let hour = now.to_zoned(jiff::tz::TimeZone::UTC).hour();
+    let opened =
+        Timestamp::from_second(now.as_second() - now.as_second().rem_euclid(3600)).expect("a time");
+    (
+        format!("{:02}:00Z-{:02}:00Z", hour, (hour + 1) % 24),
+        opened - SignedDuration::from_secs(1),
+    )
 }
 
 #[test]
@@ -59,9 +74,13 @@ fn an_automated_backup_due_now_runs_to_finished() {
     pg.pgbench_init("postgres", 1);
     let server = Server::start(bin(), None, &["--scheduler", "on"]);
     let mut t = server.tenant();
-    t.cluster_id = cluster_created_earlier(&server, &t, pg.port);
+    // The cluster exists from just before the window open now, so that window's slot is owed,
+    // and no other: the scheduler runs (every 2 s) before the policy below is set, and a
+    // cluster created earlier could owe a slot of the default policy (02:00Z) too; between
+    // 03:00Z and 04:00Z it queued that one first (two jobs, "one job per slot" failed).
+    let (window, just_before) = current_window(SystemClock.now());
+    t.cluster_id = cluster_created_at(&server, &t, pg.port, just_before);
 
-    let window = current_window();
     let res = call(
         &server,
         &t,

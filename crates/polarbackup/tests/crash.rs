@@ -13,7 +13,7 @@ mod crash_checks;
 
 use common::{bin, call_v3, wire_body};
 use crash_checks as check;
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::policy::{BackupWindow, PolicyChange};
 use polarbackup_model::{
     AccountId, BackupJob, BackupSetStatus, DbClusterId, JobMode, JobStatus, NewCluster, TlsMode,
@@ -230,10 +230,17 @@ impl Harness {
         }
     }
 
-    /// A cluster on the same PostgreSQL, created two hours ago, whose backup window is open
-    /// now: the scheduler owes it one automated backup.
+    /// A cluster on the same PostgreSQL, created the second before the backup window open now
+    /// began, with that window: the scheduler owes it one automated backup.
     fn cluster_due_now(&self) -> DbClusterId {
         let now = check::now();
+        // Created any earlier, the cluster could owe a slot of the default policy (02:00Z) as
+        // well: between 03:00Z and 04:00Z a scheduler pass between the two writes below queued
+        // that slot, then the new window's ("the slot ran twice"). Created just before this
+        // window, it owes this one slot whichever policy the pass reads.
+        let created = Timestamp::from_second(now.as_second() - now.as_second().rem_euclid(3600))
+            .expect("a time")
+            - SignedDuration::from_secs(1);
         let cluster = self
             .store
             .create_cluster(
@@ -250,7 +257,7 @@ impl Harness {
                     tls_mode: TlsMode::Disable,
                     tls_ca_file: None,
                 },
-                now - SignedDuration::from_hours(2),
+                created,
             )
             .expect("create a cluster")
             .id;
