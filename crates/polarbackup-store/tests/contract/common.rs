@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use polarbackup_model::{
     AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, DbClusterId,
-    JobStatus, Lsn, NewCluster, TlsMode, WalRange,
+    JobMode, JobStatus, Lsn, NewCluster, TaskAction, TlsMode, WalRange,
 };
 use polarbackup_store::{
     CreateJobOutcome, ManualJobRequest, MasterKey, PgOptions, PgStore, SealReport, SetFilter,
@@ -158,6 +158,17 @@ pub fn new_cluster(store: &dyn Store, account: &AccountId) -> DbClusterId {
         )
         .expect("cluster")
         .id
+}
+/// A queued automated backup job of `cluster`, created at `at`.
+pub fn automated(store: &dyn Store, cluster: &DbClusterId, at: i64) -> BackupJob {
+    store
+        .insert_job(
+            cluster,
+            JobMode::Automated,
+            TaskAction::NormalBackupTask,
+            t(at),
+        )
+        .expect("job")
 }
 
 pub fn manual(

@@ -1,7 +1,9 @@
 //! Cluster deletion in the store: refused while a job is queued or running, atomic against
 //! CreateBackup and the scheduler, and what NONE, ALL and LATEST (finished or failed) leave.
 
-use crate::common::{created, fail, fail_as, finish, finish_as, manual, page, setup, t, Backend};
+use crate::common::{
+    automated, created, fail, fail_as, finish, finish_as, manual, page, setup, t, Backend,
+};
 use polarbackup_model::policy::{PolicyChange, RetentionOnClusterDeletion as Retention};
 use polarbackup_model::{
     AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, Cluster, ClusterStatus, DbClusterId,
@@ -61,17 +63,6 @@ fn pending(store: &dyn Store) -> Vec<BackupJobId> {
 fn scheduled(store: &dyn Store, cluster: &DbClusterId) -> bool {
     let all = store.schedules().expect("schedules");
     all.iter().any(|(id, _, _)| id == cluster)
-}
-
-fn automated(store: &dyn Store, cluster: &DbClusterId, at: i64) -> BackupJob {
-    store
-        .insert_job(
-            cluster,
-            JobMode::Automated,
-            TaskAction::NormalBackupTask,
-            t(at),
-        )
-        .expect("job")
 }
 
 /// A CreateBackup job, queued.
@@ -385,7 +376,7 @@ pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
     let made = AtomicUsize::new(0);
     let pause = || std::thread::sleep(Duration::from_micros(500));
     let deleted = std::thread::scope(|s| {
-        s.spawn(|| {
+        let creating = s.spawn(|| {
             for i in 0.. {
                 match creator
                     .create_manual_job(&req, t(i), 1_000_000)
@@ -407,7 +398,7 @@ pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
                 pause();
             }
         });
-        s.spawn(|| {
+        let scheduling = s.spawn(|| {
             for i in 1.. {
                 if let Some(job) = scheduler
                     .schedule_automated_job(&cluster, t(i), BackupKind::Full, t(i))
@@ -424,17 +415,24 @@ pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
                 pause();
             }
         });
+        // A writer ends on its own only once the cluster is deleted: one that ended before
+        // (it panicked, maybe leaving a job that blocks the deletion for good) ends the race at
+        // once, and the scope's end reports its panic.
+        let writer_gone = || creating.is_finished() || scheduling.is_finished();
         // Let both get going before racing them.
-        while made.load(Ordering::SeqCst) < 20 {
+        while made.load(Ordering::SeqCst) < 20 && !writer_gone() {
             pause();
         }
         // Race for a while; then let the writers wind down, so a store whose transactions take
         // longer than the writers' pauses (a server round trip) still reaches a free moment.
         let racing = std::time::Instant::now();
         let mut deleted = false;
-        for _ in 0..100_000 {
+        while racing.elapsed() < Duration::from_secs(120) {
             if racing.elapsed() > Duration::from_secs(3) {
                 stop.store(true, Ordering::SeqCst);
+            }
+            if writer_gone() && !stop.load(Ordering::SeqCst) {
+                break;
             }
             match store
                 .begin_cluster_deletion(&cluster, Some(Retention::None), t(0))
@@ -444,7 +442,9 @@ pub fn jobs_racing_a_deletion_never_land_after_it(b: &dyn Backend) {
                     deleted = true;
                     break;
                 }
-                Err(DeletionRefusal::ActiveJob(_)) => std::thread::yield_now(),
+                // Paced like the writers: a deletion retried without a pause can starve them
+                // of serializable commits on a loaded machine.
+                Err(DeletionRefusal::ActiveJob(_)) => pause(),
                 Err(other) => panic!("{other:?}"),
             }
         }

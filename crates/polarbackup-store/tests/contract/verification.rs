@@ -1,27 +1,15 @@
 //! Re-verification of stored sets: a set found corrupt becomes unavailable with its reason,
 //! and the scrub's claim hands each due set to one server at a time.
 
-use crate::common::{fail, finish, page, setup, t, Backend};
+use crate::common::{automated, fail, finish, page, setup, t, Backend};
 use crate::concurrency::{race, THREADS};
-use polarbackup_model::{BackupJob, BackupJobId, DbClusterId, JobMode, TaskAction};
-use polarbackup_store::Store;
-
-fn job(store: &dyn Store, cluster: &DbClusterId, at: i64) -> BackupJob {
-    store
-        .insert_job(
-            cluster,
-            JobMode::Automated,
-            TaskAction::NormalBackupTask,
-            t(at),
-        )
-        .expect("job")
-}
+use polarbackup_model::BackupJobId;
 
 pub fn a_corrupt_set_is_unavailable_with_its_first_reason(b: &dyn Backend) {
     let (store, _account, cluster) = setup(b);
-    let good = finish(&*store, job(&*store, &cluster, 1), 10);
-    let bad = finish(&*store, job(&*store, &cluster, 11), 20);
-    let failed = fail(&*store, job(&*store, &cluster, 21), 30);
+    let good = finish(&*store, automated(&*store, &cluster, 1), 10);
+    let bad = finish(&*store, automated(&*store, &cluster, 11), 20);
+    let failed = fail(&*store, automated(&*store, &cluster, 21), 30);
     let reason = "backups/x/objects/c1: BLAKE3 mismatch";
     assert!(store.mark_set_corrupt(bad.id, reason, t(40)).expect("mark"));
     assert!(
@@ -80,8 +68,8 @@ pub fn a_corrupt_set_is_unavailable_with_its_first_reason(b: &dyn Backend) {
 
 pub fn the_scrub_claims_the_longest_unverified_set_once_until_its_claim_lapses(b: &dyn Backend) {
     let (store, _account, cluster) = setup(b);
-    let a = finish(&*store, job(&*store, &cluster, 1), 10);
-    let c = finish(&*store, job(&*store, &cluster, 11), 20);
+    let a = finish(&*store, automated(&*store, &cluster, 1), 10);
+    let c = finish(&*store, automated(&*store, &cluster, 11), 20);
     let claim = |w: &str, before: i64, until: i64, now: i64| {
         store
             .claim_scrub(w, t(before), t(until), t(now))
@@ -119,7 +107,7 @@ pub fn the_scrub_claims_the_longest_unverified_set_once_until_its_claim_lapses(b
     assert!(store.end_scrub(a.id, "w1", t(270)).expect("end"));
     // A corrupt set is not scrubbed again; a deleted one is not scrubbed at all.
     assert!(store.mark_set_corrupt(a.id, "bad", t(280)).expect("mark"));
-    let deleted = finish(&*store, job(&*store, &cluster, 21), 30);
+    let deleted = finish(&*store, automated(&*store, &cluster, 21), 30);
     store.expire_sets(&[deleted.id]).expect("expire");
     assert_eq!(claim("w1", 1000, 2000, 1000), Some(c.id));
     assert_eq!(claim("w2", 1000, 2000, 1000), None);
@@ -130,7 +118,7 @@ pub fn one_scrubber_wins_a_concurrent_claim(b: &dyn Backend) {
     for round in 0..3 {
         let set = finish(
             &*store,
-            job(&*store, &cluster, round * 10 + 1),
+            automated(&*store, &cluster, round * 10 + 1),
             round * 10 + 5,
         );
         let won = race(b, |i, s| {

@@ -645,19 +645,9 @@ pub fn the_cluster_apis_list_a_deleted_cluster_until_its_release_is_done(b: &dyn
 /// The metrics' one read: every Running cluster (another account's too, a deleted one never)
 /// with its log policy and what `recovery_inputs` reads of it, failed and corrupt sets left out.
 pub fn the_recovery_overview_reads_every_running_cluster_with_its_available_sets(b: &dyn Backend) {
-    use crate::common::{fail, finish, new_cluster};
-    use polarbackup_model::{JobMode, TaskAction};
+    use crate::common::{automated, fail, finish, new_cluster};
     let (store, account, first) = setup(b);
-    let job = |cluster: &DbClusterId, at: i64| {
-        store
-            .insert_job(
-                cluster,
-                JobMode::Automated,
-                TaskAction::NormalBackupTask,
-                t(at),
-            )
-            .expect("job")
-    };
+    let job = |cluster: &DbClusterId, at: i64| automated(&*store, cluster, at);
     let good = finish(&*store, job(&first, 1), 10);
     let corrupt = finish(&*store, job(&first, 11), 20);
     assert!(store
