@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_error, bin, seed_sets, wire_body};
+use common::{assert_error, bin, lease_lapses_at, seed_sets, wire_body};
 use jiff::Timestamp;
 use polarbackup_model::{
     BackupJobId, BackupSetStatus, Clock, DbClusterId, JobMode, JobStatus, SystemClock,
@@ -387,21 +387,6 @@ fn repo_ids(data_dir: &Path) -> Vec<String> {
         .collect();
     ids.sort();
     ids
-}
-
-/// The first second at which job `id`'s lease has lapsed, as crash recovery decides it
-/// (`abandoned_jobs`), once nobody renews it any more (its server was killed).
-fn lease_lapses_at(data_dir: &Path, id: &str) -> i64 {
-    let store = SqliteStore::open(data_dir).expect("open the store");
-    let id = BackupJobId::parse(id).expect("job id");
-    let from = SystemClock.now().as_second();
-    (from..from + 3600)
-        .find(|s| {
-            let at = Timestamp::from_second(*s).expect("a time");
-            let abandoned = store.abandoned_jobs(at).expect("abandoned jobs");
-            abandoned.iter().any(|j| j.id == id)
-        })
-        .expect("the lease lapses within the hour")
 }
 
 /// The job as the store holds it, with its failure reason (the API shows no reason).
@@ -1242,7 +1227,7 @@ fn a_backup_interrupted_by_a_server_crash_fails_after_restart_and_leaves_nothing
     // When the lease runs out, read from the store: the kill comes anywhere in a heartbeat's
     // period, and a late heartbeat (a busy machine) leaves less of the lease after the kill,
     // so no fixed time after the kill is a bound on it.
-    let lapses = lease_lapses_at(&data, &job);
+    let lapses = lease_lapses_at(&SqliteStore::open(&data).expect("open the store"), &job);
     let server = Server::start(bin(), Some(&data), &lease);
     // The lease has to run out before the new server may recover the job.
     let seen = watch(&server, &t, &job, ENDED, 0, 60);

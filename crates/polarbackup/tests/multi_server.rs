@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{bin, restore_elsewhere, wait_for, wire_body};
+use common::{bin, lease_lapses_at, restore_elsewhere, wait_for, wire_body};
 use jiff::Timestamp;
 use polarbackup_model::{BackupJob, BackupJobId, DbClusterId, JobStatus, TlsMode};
 use polarbackup_repo::{Repo, RepoConfig, RepoUrl, S3Credentials};
@@ -434,18 +434,7 @@ fn three_servers_on_one_store_and_repository_run_each_backup_once_and_recover_a_
     // Where the lease ends, as the store holds it now that nobody renews it: recovery may take
     // the job only after that second. (A fixed time after the kill is no bound: the kill comes
     // anywhere in a heartbeat's period, and a late heartbeat leaves less of the lease.)
-    let lease_expires: i64 = shared
-        .meta
-        .psql_db(
-            "polarbackup",
-            &format!(
-                "SELECT lease_expires FROM backup_jobs WHERE id = {}",
-                doomed.parse::<i64>().expect("a job id")
-            ),
-        )
-        .trim()
-        .parse()
-        .expect("the running job's lease");
+    let lapses = lease_lapses_at(&shared.store(), &doomed);
 
     let live: Vec<&Server> = servers.iter().filter(|s| s.pid().is_some()).collect();
     let doomed_job = [(clusters[0].clone(), doomed.clone())];
@@ -456,8 +445,8 @@ fn three_servers_on_one_store_and_repository_run_each_backup_once_and_recover_a_
     let stored = shared.stored_job(&clusters[0], &doomed);
     let ended = stored.ended_at.expect("ended").as_second();
     assert!(
-        ended > lease_expires,
-        "recovered at {ended}, before the lease ran out at {lease_expires} ({recovered_after:?} after the kill)"
+        ended >= lapses,
+        "recovered at {ended}, before the lease ran out at {lapses} ({recovered_after:?} after the kill)"
     );
     assert_eq!(stored.status, JobStatus::Failed, "{stored:?}");
     let reason = stored.failure_reason.unwrap_or_default();

@@ -551,3 +551,18 @@ pub fn restored_digests(
     );
     PgCluster::start_on(&target).table_digests(db)
 }
+
+/// The first second at which job `id`'s lease has lapsed, as crash recovery decides it
+/// (`abandoned_jobs`), once nobody renews it any more (its server was killed): a recovered job
+/// must end no earlier. Read right after the kill, while the job is still running.
+pub fn lease_lapses_at(store: &dyn Store, id: &str) -> i64 {
+    let id = polarbackup_model::BackupJobId::parse(id).expect("job id");
+    let from = SystemClock.now().as_second();
+    (from..from + 3600)
+        .find(|s| {
+            let at = Timestamp::from_second(*s).expect("a time");
+            let abandoned = store.abandoned_jobs(at).expect("abandoned jobs");
+            abandoned.iter().any(|j| j.id == id)
+        })
+        .expect("the lease lapses within the hour")
+}
