@@ -310,12 +310,7 @@ fn stopped() -> std::io::Error {
 /// A writer: takes jobs until the feed is gone. After an error (its own or another
 /// writer's) it writes nothing more but still returns every buffer, so the feed never
 /// waits for one.
-fn write_jobs(
-    jobs: &Mutex<Receiver<Job>>,
-    free: &Sender<u64>,
-    syncer: &Syncer,
-    failure: &Failure,
-) {
+fn write_jobs(jobs: &Mutex<Receiver<Job>>, free: &Sender<u64>, syncer: &Syncer, failure: &Failure) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -750,9 +750,14 @@ mod tests {
     /// A tar stream with what the unpacking must get right whatever the chunks: empty files,
     /// files around the block and piece sizes, one over several pieces, a GNU long name, a
     /// pax header, a directory, a symlink and the held `pg_control`.
-    fn archive() -> (Vec<u8>, Vec<(String, Vec<u8>, u32)>) {
+    /// Each regular file: its path, contents and mode.
+    type Files = Vec<(String, Vec<u8>, u32)>;
+
+    fn archive() -> (Vec<u8>, Files) {
         let mut files = Vec::new();
-        let sizes = [0, 1, 511, 512, 513, 0, 4096, 131_071, 131_072, 131_073, 300_001];
+        let sizes = [
+            0, 1, 511, 512, 513, 0, 4096, 131_071, 131_072, 131_073, 300_001,
+        ];
         for (i, &size) in sizes.iter().enumerate() {
             let data: Vec<u8> = (0..size).map(|b| (b * 31 + i) as u8).collect();
             files.push((format!("base/1/f{i}"), data, 0o600 + (i as u32 % 2) * 0o40));
@@ -796,10 +801,8 @@ mod tests {
         size: usize,
         end: Option<RepoError>,
     ) -> (Chunks, Arc<std::sync::Mutex<Option<RepoError>>>) {
-        let mut parts: std::collections::VecDeque<Bytes> = bytes
-            .chunks(size)
-            .map(Bytes::copy_from_slice)
-            .collect();
+        let mut parts: std::collections::VecDeque<Bytes> =
+            bytes.chunks(size).map(Bytes::copy_from_slice).collect();
         let mut end = end;
         let next: NextChunk = Box::new(move || match parts.pop_front() {
             Some(part) => Ok(Some(part)),
@@ -819,20 +822,17 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let syncer = Syncer::start(1).unwrap();
             let (source, _) = chunks(&tar, size, None);
-            let (held, listed) = unpack(
-                source,
-                dir.path(),
-                &syncer,
-                "obj",
-                Some(PG_CONTROL),
-                None,
-            )
-            .unwrap();
+            let (held, listed) =
+                unpack(source, dir.path(), &syncer, "obj", Some(PG_CONTROL), None).unwrap();
             syncer.finish().unwrap();
             assert_eq!(held.as_deref(), Some(&[7u8; 8192][..]), "chunks of {size}");
             for (i, (path, data, mode)) in files.iter().enumerate() {
                 let at = dir.path().join(path);
-                assert_eq!(&std::fs::read(&at).unwrap(), data, "{path}, chunks of {size}");
+                assert_eq!(
+                    &std::fs::read(&at).unwrap(),
+                    data,
+                    "{path}, chunks of {size}"
+                );
                 let m = std::fs::metadata(&at).unwrap();
                 assert_eq!(m.permissions().mode() & 0o7777, *mode, "{path}");
                 let mtime = m.modified().unwrap().duration_since(std::time::UNIX_EPOCH);

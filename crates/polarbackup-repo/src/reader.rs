@@ -142,7 +142,11 @@ impl ArchiveReader {
             let pool = self.pool.clone();
             // The window's chunks, the one being handed out and a few held by its consumer.
             let keep = self.window.limit() + 2;
-            let buf = pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+            let buf = pool
+                .lock()
+                .ok()
+                .and_then(|mut p| p.pop())
+                .unwrap_or_default();
             self.window.spawn(async move {
                 let stored_size = chunk.stored_size;
                 let buf = fetch_object_into(&op, path, chunk, checksum, key, buf).await?;
