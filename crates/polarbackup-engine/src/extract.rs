@@ -1,27 +1,33 @@
 //! A restore's files written on a few threads while the archive is still being read, and
 //! fsynced on others as soon as each is complete.
 //!
-//! The thread reading the tar stream only parses headers and copies file contents into a
-//! fixed set of buffers (the memory bound). Small files are packed into one buffer and
-//! written as a batch; a large file is streamed to one writer piece by piece, its writeback
-//! flushed as it grows, so its fsync waits only for the tail. Every finished file goes to
-//! the [`Syncer`].
+//! The thread reading the tar stream only parses headers and hands file contents over as
+//! pieces of the archive's verified chunks (`Bytes` slices, no copy): the writers' `write(2)`
+//! is the only copy of a file's bytes after decompression. Small files go in batches; a large
+//! file is streamed to one writer piece by piece, its writeback flushed as it grows, so its
+//! final fsync waits only for the tail. Every finished file goes to the [`Syncer`].
 
 use crate::EngineError;
+use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
-/// Bytes per buffer: the most one write call gets, and the room of one batch of small files.
-/// Small enough that a buffer is still in the CPU's cache when its writer copies it into the
-/// page cache: with 1 MiB buffers the restore took ~1 CPU-s more (BENCHMARKS.md, issue 13).
+/// Bytes per piece: the most one write call gets, and the most file contents in one batch of
+/// small files.
 const PIECE: usize = 128 << 10;
-/// Buffers between the reading thread and the writers (the memory bound: 4 MiB).
+/// Pieces (and batches) between the reading thread and the writers: at most 4 MiB of file
+/// contents queued.
 const BUFFERS: usize = 32;
+/// The pieces in flight lie in at most this many chunks after the oldest one any of them lies
+/// in: what the writers keep of the archive is at most `CHUNK_SPAN + 1` chunks (the read-ahead
+/// holds the ones after).
+const CHUNK_SPAN: u64 = 2;
 /// Small files in one batch at most.
 const BATCH_FILES: usize = 256;
 /// Pieces of one large file queued for its writer.
@@ -30,6 +36,15 @@ const PIECES_QUEUED: usize = 4;
 const WRITEBACK_EVERY: u64 = 32 << 20;
 /// How many threads write files.
 pub(crate) const WRITE_THREADS: usize = 2;
+
+/// Where a file's contents come from: the archive's verified chunks, numbered in order.
+pub(crate) trait Contents {
+    /// The next at most `max` (> 0) bytes of the archive (fewer at the end of a chunk), and
+    /// the number of the chunk they lie in; an error if the archive ends first.
+    fn piece(&mut self, max: usize) -> std::io::Result<(Bytes, u64)>;
+    /// The number of the chunk the next byte lies in (or the last one read).
+    fn chunk(&self) -> u64;
+}
 
 /// A regular file to create: where, and the mode and modification time its tar header gives.
 pub(crate) struct FileMeta {
@@ -40,16 +55,18 @@ pub(crate) struct FileMeta {
 }
 
 enum Job {
-    /// Whole files, their contents side by side in `buf`.
+    /// Whole files and their contents; `chunk` is the first chunk they lie in (the
+    /// batch's token, handed back when it is written).
     Batch {
-        buf: Vec<u8>,
-        files: Vec<(FileMeta, std::ops::Range<usize>)>,
+        chunk: u64,
+        files: Vec<(FileMeta, Bytes)>,
     },
-    /// A file of `size` bytes whose contents arrive on `pieces`.
+    /// A file of `size` bytes whose contents arrive on `pieces`, each with the chunk it lies
+    /// in (its token).
     Stream {
         meta: FileMeta,
         size: u64,
-        pieces: Receiver<(Vec<u8>, usize)>,
+        pieces: Receiver<(Bytes, u64)>,
     },
 }
 
@@ -88,7 +105,7 @@ pub(crate) fn with_writers<T>(
     let failure = Failure::default();
     let (jobs_tx, jobs_rx) = channel::<Job>();
     let jobs_rx = Mutex::new(jobs_rx);
-    let (free_tx, free_rx) = channel::<Vec<u8>>();
+    let (free_tx, free_rx) = channel::<u64>();
     let result = std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             let (jobs, free, fail) = (&jobs_rx, free_tx.clone(), &failure);
@@ -103,7 +120,8 @@ pub(crate) fn with_writers<T>(
         let mut feed = Feed {
             jobs: Some(jobs_tx),
             free: free_rx,
-            allocated: 0,
+            in_flight: 0,
+            chunks: BTreeMap::new(),
             batch: None,
             failure: &failure,
         };
@@ -118,26 +136,30 @@ pub(crate) fn with_writers<T>(
     }
 }
 
-/// The batch being filled: its buffer, the bytes used, the files in it.
-type Batch = (Vec<u8>, usize, Vec<(FileMeta, std::ops::Range<usize>)>);
+/// The batch being filled: its token's chunk, the bytes used, the files in it.
+type Batch = (u64, usize, Vec<(FileMeta, Bytes)>);
 
 /// The reading side: hands files to the writers.
 pub(crate) struct Feed<'a> {
     jobs: Option<Sender<Job>>,
-    free: Receiver<Vec<u8>>,
-    allocated: usize,
+    /// Tokens handed back by the writers: the chunk of a piece or batch written.
+    free: Receiver<u64>,
+    /// Tokens out (pieces and batches queued or being written, the batch being filled).
+    in_flight: usize,
+    /// How many tokens out lie in each chunk.
+    chunks: BTreeMap<u64, usize>,
     batch: Option<Batch>,
     failure: &'a Failure,
 }
 
 impl Feed<'_> {
-    /// Reads the `size` bytes of a regular file from `data` and has it written at
+    /// Takes the `size` bytes of a regular file from `data` and has it written at
     /// `meta.path` (which must not exist; its directory must).
     pub(crate) fn file(
         &mut self,
         meta: FileMeta,
         size: u64,
-        data: &mut impl Read,
+        data: &mut impl Contents,
     ) -> std::io::Result<()> {
         self.check()?;
         match usize::try_from(size) {
@@ -146,28 +168,38 @@ impl Feed<'_> {
         }
     }
 
-    fn small(&mut self, meta: FileMeta, size: usize, data: &mut impl Read) -> std::io::Result<()> {
-        let full = self
-            .batch
-            .as_ref()
-            .is_some_and(|(_, used, files)| used + size > PIECE || files.len() >= BATCH_FILES);
+    fn small(
+        &mut self,
+        meta: FileMeta,
+        size: usize,
+        data: &mut impl Contents,
+    ) -> std::io::Result<()> {
+        let (bytes, chunk) = whole(data, size)?;
+        // A batch's files lie in the chunk of its token (or were copied out of two).
+        let full = self.batch.as_ref().is_some_and(|(first, used, files)| {
+            used + size > PIECE || files.len() >= BATCH_FILES || chunk != *first
+        });
         if full {
             self.send_batch()?;
         }
         if self.batch.is_none() {
-            self.batch = Some((self.buffer()?, 0, Vec::new()));
+            self.token(chunk)?;
+            self.batch = Some((chunk, 0, Vec::new()));
         }
-        let Some((buf, used, files)) = &mut self.batch else {
+        let Some((_, used, files)) = &mut self.batch else {
             return Err(stopped());
         };
-        let range = *used..*used + size;
-        data.read_exact(&mut buf[range.clone()])?;
         *used += size;
-        files.push((meta, range));
+        files.push((meta, bytes));
         Ok(())
     }
 
-    fn stream(&mut self, meta: FileMeta, size: u64, data: &mut impl Read) -> std::io::Result<()> {
+    fn stream(
+        &mut self,
+        meta: FileMeta,
+        size: u64,
+        data: &mut impl Contents,
+    ) -> std::io::Result<()> {
         let (tx, rx) = sync_channel(PIECES_QUEUED);
         self.send(Job::Stream {
             meta,
@@ -177,31 +209,56 @@ impl Feed<'_> {
         let mut left = size;
         while left > 0 {
             self.check()?;
-            let mut buf = self.buffer()?;
             let n = usize::try_from(left).map_or(PIECE, |l| l.min(PIECE));
-            data.read_exact(&mut buf[..n])?;
-            left -= n as u64;
-            tx.send((buf, n)).map_err(|_| stopped())?;
+            let (piece, chunk) = data.piece(n)?;
+            self.token(chunk)?;
+            left -= piece.len() as u64;
+            tx.send((piece, chunk)).map_err(|_| stopped())?;
         }
         Ok(())
     }
 
-    /// A free buffer of `PIECE` bytes, new while fewer than `BUFFERS` exist.
-    fn buffer(&mut self) -> std::io::Result<Vec<u8>> {
-        if let Ok(buf) = self.free.try_recv() {
-            return Ok(buf);
+    /// Takes a token for a piece (or batch) lying in `chunk`: waits while `BUFFERS` are out,
+    /// or while the oldest one out lies more than `CHUNK_SPAN` chunks back.
+    fn token(&mut self, chunk: u64) -> std::io::Result<()> {
+        while let Ok(done) = self.free.try_recv() {
+            self.returned(done);
         }
-        if self.allocated < BUFFERS {
-            self.allocated += 1;
-            return Ok(vec![0; PIECE]);
+        while self.in_flight >= BUFFERS
+            || self
+                .chunks
+                .keys()
+                .next()
+                .is_some_and(|&oldest| chunk > oldest + CHUNK_SPAN)
+        {
+            // The batch being filled holds a token too: sent, its writer hands it back.
+            if self.batch.is_some() {
+                self.send_batch()?;
+                continue;
+            }
+            // Every writer hands back every token, also after an error; none coming back
+            // means they are gone.
+            let done = self.free.recv().map_err(|_| stopped())?;
+            self.returned(done);
         }
-        // Every writer returns every buffer, also after an error; none left means they are gone.
-        self.free.recv().map_err(|_| stopped())
+        self.in_flight += 1;
+        *self.chunks.entry(chunk).or_default() += 1;
+        Ok(())
+    }
+
+    fn returned(&mut self, chunk: u64) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(n) = self.chunks.get_mut(&chunk) {
+            *n -= 1;
+            if *n == 0 {
+                self.chunks.remove(&chunk);
+            }
+        }
     }
 
     fn send_batch(&mut self) -> std::io::Result<()> {
         match self.batch.take() {
-            Some((buf, _, files)) => self.send(Job::Batch { buf, files }),
+            Some((chunk, _, files)) => self.send(Job::Batch { chunk, files }),
             None => Ok(()),
         }
     }
@@ -226,6 +283,26 @@ impl Feed<'_> {
     }
 }
 
+/// The `size` (≤ `PIECE`) bytes of a small file and the chunk they (or their end) lie in: a
+/// slice of one chunk, or, for a file across a chunk boundary, a copy of its parts.
+fn whole(data: &mut impl Contents, size: usize) -> std::io::Result<(Bytes, u64)> {
+    if size == 0 {
+        return Ok((Bytes::new(), data.chunk()));
+    }
+    let (first, mut chunk) = data.piece(size)?;
+    if first.len() == size {
+        return Ok((first, chunk));
+    }
+    let mut joined = Vec::with_capacity(size);
+    joined.extend_from_slice(&first);
+    while joined.len() < size {
+        let (more, c) = data.piece(size - joined.len())?;
+        joined.extend_from_slice(&more);
+        chunk = c;
+    }
+    Ok((Bytes::from(joined), chunk))
+}
+
 fn stopped() -> std::io::Error {
     std::io::Error::other("the file writers stopped")
 }
@@ -233,12 +310,7 @@ fn stopped() -> std::io::Error {
 /// A writer: takes jobs until the feed is gone. After an error (its own or another
 /// writer's) it writes nothing more but still returns every buffer, so the feed never
 /// waits for one.
-fn write_jobs(
-    jobs: &Mutex<Receiver<Job>>,
-    free: &Sender<Vec<u8>>,
-    syncer: &Syncer,
-    failure: &Failure,
-) {
+fn write_jobs(jobs: &Mutex<Receiver<Job>>, free: &Sender<u64>, syncer: &Syncer, failure: &Failure) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -246,13 +318,13 @@ fn write_jobs(
         };
         let Ok(job) = job else { return };
         match job {
-            Job::Batch { buf, files } => {
-                for (meta, range) in files {
+            Job::Batch { chunk, files } => {
+                for (meta, bytes) in files {
                     if failure.is_set() {
                         break;
                     }
                     let written = create(&meta).and_then(|mut f| {
-                        f.write_all(&buf[range])?;
+                        f.write_all(&bytes)?;
                         finish_file(f, &meta)
                     });
                     match written {
@@ -260,7 +332,7 @@ fn write_jobs(
                         Err(e) => failure.record(write_error(&meta, e)),
                     }
                 }
-                let _ = free.send(buf);
+                let _ = free.send(chunk);
             }
             Job::Stream { meta, size, pieces } => {
                 if !failure.is_set() {
@@ -271,8 +343,8 @@ fn write_jobs(
                         Err(e) => failure.record(write_error(&meta, e)),
                     }
                 }
-                for (buf, _) in pieces {
-                    let _ = free.send(buf);
+                for (_, chunk) in pieces {
+                    let _ = free.send(chunk);
                 }
             }
         }
@@ -289,19 +361,22 @@ fn write_error(meta: &FileMeta, e: std::io::Error) -> EngineError {
 fn stream_file(
     meta: &FileMeta,
     size: u64,
-    pieces: &Receiver<(Vec<u8>, usize)>,
-    free: &Sender<Vec<u8>>,
+    pieces: &Receiver<(Bytes, u64)>,
+    free: &Sender<u64>,
     syncer: &Syncer,
 ) -> std::io::Result<Option<File>> {
     let mut file = create(meta)?;
     let (mut written, mut flushed) = (0u64, 0u64);
     while written < size {
         // The feed stops sending only when the restore failed: this file is never used.
-        let Ok((buf, n)) = pieces.recv() else {
+        let Ok((piece, chunk)) = pieces.recv() else {
             return Ok(None);
         };
-        let wrote = file.write_all(&buf[..n]);
-        let _ = free.send(buf);
+        let wrote = file.write_all(&piece);
+        // The piece (with the last one, its chunk) is let go before its token goes back.
+        let n = piece.len();
+        drop(piece);
+        let _ = free.send(chunk);
         wrote?;
         written += n as u64;
         if written - flushed >= WRITEBACK_EVERY {
@@ -481,6 +556,40 @@ mod tests {
         assert!(err.contains("fsync /dev/null"), "{err}");
     }
 
+    /// Contents cut into chunks of `chunk` bytes, as the archive's chunks cut a file.
+    struct Chunked {
+        data: Bytes,
+        chunk: usize,
+        taken: usize,
+    }
+
+    impl Chunked {
+        fn new(data: &[u8], chunk: usize) -> Chunked {
+            Chunked {
+                data: Bytes::copy_from_slice(data),
+                chunk,
+                taken: 0,
+            }
+        }
+    }
+
+    impl Contents for Chunked {
+        fn piece(&mut self, max: usize) -> std::io::Result<(Bytes, u64)> {
+            if self.data.is_empty() {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let in_chunk = self.chunk - self.taken % self.chunk;
+            let n = max.min(in_chunk).min(self.data.len());
+            let number = (self.taken / self.chunk) as u64;
+            self.taken += n;
+            Ok((self.data.split_to(n), number))
+        }
+
+        fn chunk(&self) -> u64 {
+            (self.taken / self.chunk) as u64
+        }
+    }
+
     fn meta(path: PathBuf, mode: u32, mtime: u64) -> FileMeta {
         FileMeta {
             path,
@@ -511,10 +620,13 @@ mod tests {
                 let data: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
                 let path = dir.path().join(format!("f{i}"));
                 let mode = if i % 2 == 0 { 0o600 } else { 0o640 };
+                // Chunk sizes that cut files anywhere: inside a small file, between
+                // pieces, and in a large file many times.
+                let chunk = [PIECE / 3, 4096, 1 << 20, 777][i % 4];
                 feed.file(
                     meta(path.clone(), mode, 1_000_000 + i as u64),
                     size as u64,
-                    &mut &data[..],
+                    &mut Chunked::new(&data, chunk),
                 )
                 .unwrap();
                 expected.push((path, data, mode, 1_000_000 + i as u64));
@@ -537,20 +649,23 @@ mod tests {
         }
     }
 
-    /// A reader that fails after `ok` bytes, like an archive cut off by a repository error.
+    /// Contents that fail after `ok` bytes, like an archive cut off by a repository error.
     struct CutOff {
         ok: usize,
     }
 
-    impl Read for CutOff {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+    impl Contents for CutOff {
+        fn piece(&mut self, max: usize) -> std::io::Result<(Bytes, u64)> {
             if self.ok == 0 {
                 return Err(std::io::Error::other("the archive is cut off"));
             }
-            let n = buf.len().min(self.ok);
-            buf[..n].fill(3);
+            let n = max.min(self.ok).min(5000);
             self.ok -= n;
-            Ok(n)
+            Ok((Bytes::from(vec![3; n]), 0))
+        }
+
+        fn chunk(&self) -> u64 {
+            0
         }
     }
 
@@ -588,7 +703,8 @@ mod tests {
                 } else {
                     dir.path().join(format!("f{i}"))
                 };
-                if let Err(e) = feed.file(meta(path, 0o600, 1), big.len() as u64, &mut &big[..]) {
+                let mut contents = Chunked::new(&big, 1 << 20);
+                if let Err(e) = feed.file(meta(path, 0o600, 1), big.len() as u64, &mut contents) {
                     return Err(EngineError::Io(e));
                 }
                 fed += 1;

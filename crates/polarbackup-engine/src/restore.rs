@@ -1,17 +1,19 @@
 //! Restore: a verified backup set back into a PostgreSQL data directory.
 
-use crate::extract::{with_writers, FileMeta, Syncer, SYNC_THREADS, WRITE_THREADS};
+use crate::extract::{with_writers, Contents, FileMeta, Syncer, SYNC_THREADS, WRITE_THREADS};
 use crate::partial::{Startable, Written, PG_CONTROL};
 use crate::{incremental, EngineError};
+use bytes::{Buf, Bytes};
 use polarbackup_repo::{Repo, RepoError};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::io::SyncIoBridge;
 use tokio_util::sync::CancellationToken;
 
 pub struct RestoreRequest<'a> {
@@ -227,12 +229,11 @@ impl Prepared<'_> {
             let reader = req.repo.open_archive(&backup_id, &name).await?;
             let object = reader.object();
             let repo_error = Arc::new(std::sync::Mutex::new(None));
-            let counted = Counting {
-                inner: SyncIoBridge::new(reader),
-                done: done.clone(),
-                cancel: cancel.clone(),
-                repo_error: repo_error.clone(),
-            };
+            let runtime = tokio::runtime::Handle::current();
+            let mut reader = reader;
+            // Runs on the blocking thread that unpacks, like `SyncIoBridge`.
+            let next = Box::new(move || runtime.block_on(reader.next_chunk()));
+            let counted = Chunks::new(next, done.clone(), cancel.clone(), repo_error.clone());
             let files = syncer.clone();
             let hold = (name == "base.tar").then_some(PG_CONTROL);
             let before = apply.then(|| unpacked.remove(&dest).unwrap_or_default());
@@ -407,39 +408,129 @@ fn sync_dirs(root: &Path) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// An archive's bytes as they are read: counted for progress, and cut off once cancelled.
-/// A repository error (a missing or corrupt object) is kept aside, as tar's own error on
-/// top of it would hide it.
-struct Counting<R> {
-    inner: R,
+/// An archive's bytes as they are read, chunk by chunk: counted for progress, and cut off once
+/// cancelled. A repository error (a missing or corrupt object) is kept aside, as tar's own
+/// error on top of it would hide it.
+///
+/// Two readers share it: tar, through `Read` (headers, and every entry but a regular file),
+/// and the file writers' feed, through [`Contents`], which takes a regular file's contents
+/// as slices of the verified chunks, without copying them. What the feed took is owed to tar
+/// (`credit`): tar skips a file's contents by reading them, and those reads are answered
+/// without data until the credit is used up, so tar's count of its position stays right.
+struct Chunks {
+    /// The archive's next verified chunk; `None` at its verified end.
+    next: NextChunk,
+    /// What is left of the chunk being read.
+    current: Bytes,
+    /// How many chunks were read (`current` is the last of them).
+    chunk: u64,
+    /// Bytes the feed took that tar has not yet skipped.
+    credit: u64,
     done: Arc<AtomicU64>,
     cancel: CancellationToken,
     repo_error: Arc<std::sync::Mutex<Option<RepoError>>>,
 }
 
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+type NextChunk = Box<dyn FnMut() -> Result<Option<Bytes>, RepoError> + Send>;
+
+impl Chunks {
+    fn new(
+        next: NextChunk,
+        done: Arc<AtomicU64>,
+        cancel: CancellationToken,
+        repo_error: Arc<std::sync::Mutex<Option<RepoError>>>,
+    ) -> Chunks {
+        Chunks {
+            next,
+            current: Bytes::new(),
+            chunk: 0,
+            credit: 0,
+            done,
+            cancel,
+            repo_error,
+        }
+    }
+
+    /// Makes `current` hold unread bytes; `false` at the archive's verified end.
+    fn fill(&mut self) -> std::io::Result<bool> {
         if self.cancel.is_cancelled() {
             return Err(std::io::Error::other("cancelled"));
         }
-        let n = self.inner.read(buf).map_err(|e| self.keep_repo_error(e))?;
+        while self.current.is_empty() {
+            match (self.next)() {
+                Ok(Some(chunk)) => {
+                    self.current = chunk;
+                    self.chunk += 1;
+                }
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    let text = e.to_string();
+                    if let Ok(mut slot) = self.repo_error.lock() {
+                        slot.get_or_insert(e);
+                    }
+                    return Err(std::io::Error::other(text));
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.credit > 0 {
+            // tar skipping what the feed took: nothing to hand over.
+            let n = usize::try_from(self.credit).map_or(buf.len(), |c| c.min(buf.len()));
+            self.credit -= n as u64;
+            return Ok(n);
+        }
+        if buf.is_empty() || !self.fill()? {
+            return Ok(0);
+        }
+        let n = self.current.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
         self.done.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
 
-impl<R> Counting<R> {
-    fn keep_repo_error(&self, e: std::io::Error) -> std::io::Error {
-        if !e.get_ref().is_some_and(|inner| inner.is::<RepoError>()) {
-            return e;
+impl Contents for Chunks {
+    fn piece(&mut self, max: usize) -> std::io::Result<(Bytes, u64)> {
+        if !self.fill()? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the archive ends inside a file",
+            ));
         }
-        let text = e.to_string();
-        if let Some(Ok(repo)) = e.into_inner().map(|inner| inner.downcast::<RepoError>()) {
-            if let Ok(mut slot) = self.repo_error.lock() {
-                slot.get_or_insert(*repo);
-            }
-        }
-        std::io::Error::other(text)
+        let piece = self.current.split_to(self.current.len().min(max));
+        self.credit += piece.len() as u64;
+        self.done.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        Ok((piece, self.chunk))
+    }
+
+    fn chunk(&self) -> u64 {
+        self.chunk
+    }
+}
+
+/// [`Chunks`] for both its readers, on the one thread that unpacks an archive.
+#[derive(Clone)]
+struct Shared(Rc<RefCell<Chunks>>);
+
+impl Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+impl Contents for Shared {
+    fn piece(&mut self, max: usize) -> std::io::Result<(Bytes, u64)> {
+        self.0.borrow_mut().piece(max)
+    }
+
+    fn chunk(&self) -> u64 {
+        self.0.borrow().chunk()
     }
 }
 
@@ -454,7 +545,7 @@ impl<R> Counting<R> {
 /// applied, its other entries replace what was there, and what the earlier set unpacked but
 /// this one does not list is removed.
 fn unpack(
-    counting: Counting<SyncIoBridge<polarbackup_repo::ArchiveReader>>,
+    chunks: Chunks,
     dest: &Path,
     syncer: &Syncer,
     object: &str,
@@ -474,7 +565,11 @@ fn unpack(
             with_causes(&e)
         ))
     };
-    let mut archive = tar::Archive::new(counting);
+    // tar reads headers (and what is not a regular file) from the chunks; regular files'
+    // contents are taken from them directly.
+    let chunks = Shared(Rc::new(RefCell::new(chunks)));
+    let mut contents = chunks.clone();
+    let mut archive = tar::Archive::new(chunks);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(false);
@@ -550,7 +645,8 @@ fn unpack(
                     mtime: header.mtime().ok(),
                 };
                 let size = entry.size();
-                feed.file(meta, size, &mut entry).map_err(fail)?;
+                // Taken past tar, which then skips them (`Chunks::credit`).
+                feed.file(meta, size, &mut contents).map_err(fail)?;
                 continue;
             }
             // unpack_in refuses paths that leave `dest`; only what it wrote is synced.
@@ -644,4 +740,135 @@ fn with_causes(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A tar stream with what the unpacking must get right whatever the chunks: empty files,
+    /// files around the block and piece sizes, one over several pieces, a GNU long name, a
+    /// pax header, a directory, a symlink and the held `pg_control`.
+    /// Each regular file: its path, contents and mode.
+    type Files = Vec<(String, Vec<u8>, u32)>;
+
+    fn archive() -> (Vec<u8>, Files) {
+        let mut files = Vec::new();
+        let sizes = [
+            0, 1, 511, 512, 513, 0, 4096, 131_071, 131_072, 131_073, 300_001,
+        ];
+        for (i, &size) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..size).map(|b| (b * 31 + i) as u8).collect();
+            files.push((format!("base/1/f{i}"), data, 0o600 + (i as u32 % 2) * 0o40));
+        }
+        let long = format!("base/{}/long", "d".repeat(150));
+        files.push((long, b"a file with a long name".to_vec(), 0o600));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o700);
+        dir.set_mtime(1_700_000_000);
+        dir.set_size(0);
+        b.append_data(&mut dir, "base", std::io::empty()).unwrap();
+        for (i, (path, data, mode)) in files.iter().enumerate() {
+            if i == 3 {
+                b.append_pax_extensions([("comment", &b"restored as is"[..])])
+                    .unwrap();
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(*mode);
+            h.set_mtime(1_700_000_000 + i as u64);
+            b.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        b.append_link(&mut link, "base/link", "1/f0").unwrap();
+        let mut control = tar::Header::new_gnu();
+        control.set_size(8192);
+        control.set_mode(0o600);
+        b.append_data(&mut control, PG_CONTROL, &[7u8; 8192][..])
+            .unwrap();
+        (b.into_inner().unwrap(), files)
+    }
+
+    /// `bytes` in chunks of `size`, then `end` (the verified end, or an error).
+    fn chunks(
+        bytes: &[u8],
+        size: usize,
+        end: Option<RepoError>,
+    ) -> (Chunks, Arc<std::sync::Mutex<Option<RepoError>>>) {
+        let mut parts: std::collections::VecDeque<Bytes> =
+            bytes.chunks(size).map(Bytes::copy_from_slice).collect();
+        let mut end = end;
+        let next: NextChunk = Box::new(move || match parts.pop_front() {
+            Some(part) => Ok(Some(part)),
+            None => end.take().map_or(Ok(None), Err),
+        });
+        let repo_error = Arc::new(std::sync::Mutex::new(None));
+        let done = Arc::new(AtomicU64::new(0));
+        let c = Chunks::new(next, done, CancellationToken::new(), repo_error.clone());
+        (c, repo_error)
+    }
+
+    #[test]
+    fn files_come_out_whole_wherever_the_chunks_cut_the_tar_stream() {
+        let (tar, files) = archive();
+        // 512 ± 1 cut headers and contents at every offset of a block; 3 cuts every header.
+        for size in [3, 511, 512, 513, 4099, 65_536, 1 << 20] {
+            let dir = tempfile::tempdir().unwrap();
+            let syncer = Syncer::start(1).unwrap();
+            let (source, _) = chunks(&tar, size, None);
+            let (held, listed) =
+                unpack(source, dir.path(), &syncer, "obj", Some(PG_CONTROL), None).unwrap();
+            syncer.finish().unwrap();
+            assert_eq!(held.as_deref(), Some(&[7u8; 8192][..]), "chunks of {size}");
+            for (i, (path, data, mode)) in files.iter().enumerate() {
+                let at = dir.path().join(path);
+                assert_eq!(
+                    &std::fs::read(&at).unwrap(),
+                    data,
+                    "{path}, chunks of {size}"
+                );
+                let m = std::fs::metadata(&at).unwrap();
+                assert_eq!(m.permissions().mode() & 0o7777, *mode, "{path}");
+                let mtime = m.modified().unwrap().duration_since(std::time::UNIX_EPOCH);
+                assert_eq!(mtime.unwrap().as_secs(), 1_700_000_000 + i as u64, "{path}");
+                assert!(listed.contains(Path::new(path)), "{path}");
+            }
+            let link = std::fs::read_link(dir.path().join("base/link")).unwrap();
+            assert_eq!(link, Path::new("1/f0"));
+            assert!(!dir.path().join(PG_CONTROL).exists(), "held, not written");
+        }
+    }
+
+    #[test]
+    fn an_archive_cut_inside_a_file_fails_and_a_repository_error_is_kept() {
+        let (tar, _) = archive();
+        let inside = tar.len() - 8192 - 1024 - 100_000;
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start(1).unwrap();
+        let (source, kept) = chunks(&tar[..inside], 4096, None);
+        let err = unpack(source, dir.path(), &syncer, "obj", Some(PG_CONTROL), None)
+            .unwrap_err()
+            .to_string();
+        syncer.finish().unwrap();
+        assert!(err.contains("ends inside a file"), "{err}");
+        assert!(kept.lock().unwrap().is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start(1).unwrap();
+        let bad = RepoError::Corrupt {
+            object: "backups/x/c1".into(),
+            reason: "stored blake3 does not match the manifest".into(),
+        };
+        let (source, kept) = chunks(&tar[..inside], 4096, Some(bad));
+        assert!(unpack(source, dir.path(), &syncer, "obj", None, None).is_err());
+        syncer.finish().unwrap();
+        let kept = kept.lock().unwrap().take().map(|e| e.to_string());
+        assert!(kept.is_some_and(|e| e.contains("backups/x/c1")));
+    }
 }

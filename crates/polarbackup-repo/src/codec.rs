@@ -272,17 +272,53 @@ fn check_stored(object: &str, stored: &[u8], want: &Expected<'_>) -> Result<(), 
 /// Checks a stored object against the manifest and returns its raw bytes.
 /// The stored hash is checked before decrypting and decompressing, so garbage never reaches
 /// zstd unless the manifest itself was forged; even then the output is capped at `raw_size`.
+#[cfg(test)]
 pub(crate) fn open(
     object: &str,
     stored: &[u8],
     want: &Expected<'_>,
     key: Option<&RepoKey>,
 ) -> Result<Vec<u8>, RepoError> {
+    open_into(object, stored, want, key, Vec::new())
+}
+
+thread_local! {
+    /// Each thread's decompression context, reused like [`COMPRESSOR`].
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// [`open`], decompressing into `buf` (its contents are dropped; its capacity is reused, so a
+/// reader that recycles its chunk buffers does not fault in fresh pages for every chunk).
+pub(crate) fn open_into(
+    object: &str,
+    stored: &[u8],
+    want: &Expected<'_>,
+    key: Option<&RepoKey>,
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>, RepoError> {
     let alg = want.checksum.as_str();
     let compressed = compressed_of(object, stored, want, key)?;
     // raw_size is bounded by the validated manifest chunk size, so this allocation is too.
-    let raw = zstd::bulk::decompress(&compressed, want.raw_size as usize)
-        .map_err(|e| RepoError::corrupt(object, format!("zstd decompression failed: {e}")))?;
+    // The output is capped by the buffer's capacity (raw_size, or a recycled chunk's); more
+    // than raw_size is refused below.
+    let cap = want.raw_size as usize;
+    buf.clear();
+    if buf.capacity() < cap {
+        buf = Vec::with_capacity(cap);
+    }
+    let bad =
+        |e: std::io::Error| RepoError::corrupt(object, format!("zstd decompression failed: {e}"));
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let decompressor = match slot {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(bad)?),
+        };
+        decompressor
+            .decompress_to_buffer(&compressed[..], &mut buf)
+            .map_err(bad)
+    })?;
+    let raw = buf;
     if raw.len() as u64 != want.raw_size {
         return Err(RepoError::corrupt(
             object,

@@ -30,6 +30,11 @@ impl<T: Send + 'static> Ordered<T> {
         }
     }
 
+    /// The most tasks at once.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         self.tasks.len() >= self.limit
     }

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -12,7 +13,7 @@ use crate::codec::{Chain, Checksum};
 use crate::layout;
 use crate::manifest::ArchiveEntry;
 use crate::ordered::Ordered;
-use crate::repo::{fetch_object, Repo};
+use crate::repo::{fetch_object_into, Repo};
 use crate::{RepoError, RepoKey};
 
 /// Reads an archive chunk by chunk (`next_chunk`) or as a byte stream (`AsyncRead`).
@@ -36,6 +37,36 @@ pub struct ArchiveReader {
     state: State,
     /// The part of the current chunk not yet handed out through `AsyncRead`.
     pending: Bytes,
+    /// Buffers of chunks whose bytes were all dropped, decompressed into again.
+    pool: Pool,
+}
+
+/// Spare chunk buffers: a chunk's buffer comes back here when the last `Bytes` of it is
+/// dropped (wherever that is: a restore's file writer holds slices of chunks), so reading
+/// an archive does not allocate, and fault in, a fresh buffer per chunk.
+type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// A decompressed chunk's buffer; dropped, it goes back to its pool (if that has room).
+struct Recycled {
+    buf: Vec<u8>,
+    pool: Pool,
+    keep: usize,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < self.keep {
+                pool.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
 }
 
 pub(crate) struct Verified {
@@ -70,6 +101,7 @@ impl ArchiveReader {
             chunks_seen: 0,
             state: State::Reading,
             pending: Bytes::new(),
+            pool: Pool::default(),
         }
     }
 
@@ -107,11 +139,19 @@ impl ArchiveReader {
             let chunk = self.entry.chunks[self.next_spawn].clone();
             let path = layout::object_path(&self.backup_id, &chunk.object);
             let (op, checksum, key) = (self.op.clone(), self.checksum, self.key.clone());
+            let pool = self.pool.clone();
+            // The window's chunks, the one being handed out and a few held by its consumer.
+            let keep = self.window.limit() + 2;
+            let buf = pool
+                .lock()
+                .ok()
+                .and_then(|mut p| p.pop())
+                .unwrap_or_default();
             self.window.spawn(async move {
                 let stored_size = chunk.stored_size;
-                let data = fetch_object(&op, path, chunk, checksum, key).await?;
+                let buf = fetch_object_into(&op, path, chunk, checksum, key, buf).await?;
                 Ok(Verified {
-                    data: Bytes::from(data),
+                    data: Bytes::from_owner(Recycled { buf, pool, keep }),
                     stored_size,
                 })
             });

@@ -445,9 +445,22 @@ pub(crate) async fn fetch_object(
     checksum: Checksum,
     key: Option<RepoKey>,
 ) -> Result<Vec<u8>, RepoError> {
+    fetch_object_into(op, path, want, checksum, key, Vec::new()).await
+}
+
+/// [`fetch_object`], decompressing into `buf` (a recycled chunk buffer; its contents are
+/// dropped, its capacity reused).
+pub(crate) async fn fetch_object_into(
+    op: &Operator,
+    path: String,
+    want: ChunkEntry,
+    checksum: Checksum,
+    key: Option<RepoKey>,
+    buf: Vec<u8>,
+) -> Result<Vec<u8>, RepoError> {
     let stored = read_sized(op, &path, want.stored_size).await?;
     tokio::task::spawn_blocking(move || {
-        codec::open(&path, &stored, &want.expected(checksum), key.as_ref())
+        codec::open_into(&path, &stored, &want.expected(checksum), key.as_ref(), buf)
     })
     .await
     .map_err(RepoError::join)?
