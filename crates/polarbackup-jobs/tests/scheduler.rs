@@ -292,6 +292,50 @@ fn kinds(store: &dyn Store, cluster: &DbClusterId) -> Vec<BackupKind> {
     jobs.iter().map(|j| j.kind).collect()
 }
 
+/// Ends every queued automated job of `cluster` Finished at `at` with a set that has a WAL
+/// range (so an incremental backup can build on it), as a worker would.
+fn finish_queued(store: &SqliteStore, cluster: &DbClusterId, at: Timestamp) {
+    let f = JobFilter {
+        job_id: None,
+        mode: Some(JobMode::Automated),
+        ended_since: Timestamp::MIN,
+    };
+    for mut job in store.list_jobs(cluster, &f).expect("list") {
+        if job.status != JobStatus::NoStart {
+            continue;
+        }
+        for (s, p) in [
+            (JobStatus::Preparing, 1),
+            (JobStatus::Uploading, 50),
+            (JobStatus::Checking, 95),
+            (JobStatus::Finished, 100),
+        ] {
+            job.advance(s, p, at).expect("advance");
+        }
+        let lsn = polarbackup_model::Lsn(job.id.0 * 1000);
+        let set = BackupSet {
+            id: job.id,
+            cluster_id: cluster.clone(),
+            mode: JobMode::Automated,
+            status: BackupSetStatus::Success,
+            start_time: at,
+            end_time: at,
+            consistent_time: Some(at),
+            size: 1,
+            stored_size: 1,
+            comment: None,
+            wal: Some(polarbackup_model::WalRange {
+                timeline: 1,
+                start: lsn,
+                end: polarbackup_model::Lsn(lsn.0 + 10),
+            }),
+            corrupt: None,
+            parent: None,
+        };
+        store.end_job(&job, Some(&set), None).expect("end");
+    }
+}
+
 #[test]
 fn the_first_automated_backup_of_each_week_is_full_the_others_incremental() {
     use BackupKind::{Full, Incremental};
@@ -301,18 +345,18 @@ fn the_first_automated_backup_of_each_week_is_full_the_others_incremental() {
     let run_week = |default: FullBackupEvery| {
         for _ in 0..(7 * 24 * 4) {
             tick(&store, &clock, default).expect("tick");
+            finish_queued(&store, &cluster, clock.now());
             clock.advance(SignedDuration::from_mins(15));
         }
     };
     run_week(FullBackupEvery::Week);
     run_week(FullBackupEvery::Week);
-    // The cluster's schedule started on Monday 00:00 (its creation), so its first slot, in the
-    // same week, asks for an incremental backup: with no set to build on, the worker gives it
-    // no parent and the engine takes a full one.
+    // The cluster's schedule started on Monday 00:00 (its creation), so its first slot lies in
+    // the same week as the previous "slot"; it is full because there is no set to build on.
     assert_eq!(
         kinds(&store, &cluster),
         vec![
-            Incremental,
+            Full,
             Incremental,
             Incremental,
             Full,
@@ -351,14 +395,54 @@ fn after_downtime_the_catch_up_of_a_new_week_is_full() {
     // Wednesday afternoon, whose catch-up is the first slot of its week.
     for _ in 0..(3 * 24 * 4) {
         tick(&store, &clock, FullBackupEvery::Week).expect("tick");
+        finish_queued(&store, &cluster, clock.now());
         clock.advance(SignedDuration::from_mins(15));
     }
     clock.set(monday() + SignedDuration::from_hours(9 * 24 + 15));
     tick(&store, &clock, FullBackupEvery::Week).expect("tick");
-    // (The first slot is incremental: the schedule started on Monday, see above.)
+    assert_eq!(kinds(&store, &cluster), vec![Full, Incremental, Full]);
+}
+
+#[test]
+fn with_no_set_to_build_on_every_slot_is_full() {
+    use BackupKind::Full;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (store, cluster) = setup(dir.path(), MWF_0200);
+    let clock = ManualClock::new(monday());
+    // The jobs never finish (say, the database is down all week): each slot that would be
+    // incremental has nothing to build on, so it is queued as what the engine will take.
+    for _ in 0..(7 * 24 * 4) {
+        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
+        clock.advance(SignedDuration::from_mins(15));
+    }
+    assert_eq!(kinds(&store, &cluster), vec![Full, Full, Full]);
+    let f = JobFilter {
+        job_id: None,
+        mode: Some(JobMode::Automated),
+        ended_since: Timestamp::MIN,
+    };
+    for mut job in store.list_jobs(&cluster, &f).expect("list") {
+        job.fail("the database was down", clock.now())
+            .expect("fail");
+        store.end_job(&job, None, None).expect("end");
+    }
+    // Next week, Monday's full set is found corrupt: it is nothing to build on, so Wednesday's
+    // slot is full too; Friday's builds on Wednesday's.
+    for _ in 0..(7 * 24 * 4) {
+        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
+        let queued = kinds(&store, &cluster).len();
+        finish_queued(&store, &cluster, clock.now());
+        if queued == 4 {
+            let monday_set = store.cluster_sets(&cluster).expect("sets")[0].id;
+            assert!(store
+                .mark_set_corrupt(monday_set, "chunk 3 digest mismatch", clock.now())
+                .expect("mark"));
+        }
+        clock.advance(SignedDuration::from_mins(15));
+    }
     assert_eq!(
-        kinds(&store, &cluster),
-        vec![Incremental, Incremental, Full]
+        kinds(&store, &cluster)[3..],
+        [Full, Full, BackupKind::Incremental]
     );
 }
 
