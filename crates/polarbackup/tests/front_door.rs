@@ -336,22 +336,29 @@ fn serve_refuses_a_config_file_with_unknown_keys() {
 fn sigterm_lets_an_in_flight_request_finish() {
     let mut server = Server::start(bin(), None, &[]);
     let body = "Action=DescribeBackupTasks&Version=2017-08-01&DBClusterId=pc-aaaaaaaaaaaaaaa";
-    let (first, rest) = body.split_at(20);
     let mut conn = TcpStream::connect(server.endpoint()).expect("connect");
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     write!(
         conn,
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
     conn.flush().unwrap();
-    // The server is now inside the request, waiting for the rest of the body.
-    std::thread::sleep(Duration::from_millis(300));
+    // The interim answer comes once the server parsed the head and started reading the body:
+    // from then on the request is in flight, however slowly the machine runs.
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).expect("the interim response");
+        interim.push(byte[0]);
+    }
+    let interim = String::from_utf8_lossy(&interim).into_owned();
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
     let client = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(700));
-        conn.write_all(rest.as_bytes()).unwrap();
+        conn.write_all(body.as_bytes()).unwrap();
         let mut out = String::new();
         conn.read_to_string(&mut out).unwrap();
         out
