@@ -22,6 +22,7 @@ pub mod checks;
 mod driver;
 pub mod http;
 pub mod pg;
+mod ports;
 mod proxy;
 pub mod ram;
 pub mod s3;
@@ -36,5 +37,6 @@ pub use ram::RamUser;
 pub const SHARED_MASTER_KEY: &str =
     "6d61737465722d6b65792d666f722d7368617265642d746573742d73746f7265";
 
-pub use server::{admin, admin_output, free_port, AdminTarget, Server, ServerBuilder, Tenant};
+pub use ports::free_port;
+pub use server::{admin, admin_output, AdminTarget, Server, ServerBuilder, Tenant};
 pub use tmpfs::Tmpfs;

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,7 +110,7 @@ impl PgCluster {
     fn start(&mut self) {
         let mut last_err = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = crate::free_port();
             let out = as_postgres(
                 &self.bin.join("pg_ctl"),
                 &[
@@ -566,11 +565,4 @@ fn append(path: &Path, text: &str) {
         .open(path)
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     f.write_all(text.as_bytes()).expect("append");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }

