@@ -190,6 +190,12 @@ impl Running {
             sink.clone(),
             env.cluster.clone(),
         );
+        // As the store gives it: the recorded object `resume` comes from.
+        let newest = sink
+            .live()
+            .into_iter()
+            .filter(|o| o.kind != WalObjectKind::History)
+            .find(|o| Some((o.timeline, o.end)) == resume);
         let task = tokio::spawn(async move {
             let req = ArchiveRequest {
                 cluster: &id,
@@ -199,6 +205,7 @@ impl Running {
                 partial_interval,
                 stall,
                 resume,
+                resume_object: newest.as_ref(),
                 cancel: &c,
                 position: None,
             };
@@ -457,6 +464,48 @@ async fn the_slot_never_passes_what_is_recorded() {
         restart <= recorded,
         "slot at {restart}, recorded {recorded}"
     );
+}
+
+/// The database behind the cluster was made anew (another system identifier): the archiver
+/// refuses it before making anything for it, and the archive is left as it was. The old
+/// database still resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_another_database_system_is_refused() {
+    let old = PgCluster::init();
+    let env = env("pc-archivesystem01");
+    let sink = Arc::new(Sink::default());
+    let run = Running::start(&env, &unix(&old), &sink, None, PARTIAL_INTERVAL);
+    let end = switch_wal(&old);
+    wait_for("a whole segment", || {
+        sink.has(|o| o.kind == WalObjectKind::Segment && o.end >= end)
+    })
+    .await;
+    run.stop().await.unwrap();
+    let archived = sink.live();
+
+    let new = PgCluster::init();
+    let system = |pg: &PgCluster| pg.psql("SELECT system_identifier FROM pg_control_system();");
+    assert_ne!(system(&old), system(&new));
+    let run = Running::start(&env, &unix(&new), &sink, sink.resume(), PARTIAL_INTERVAL);
+    let err = match run.ended().await {
+        Err(EngineError::Stream(m)) => m,
+        other => panic!("the other system was archived: {other:?}"),
+    };
+    assert!(
+        err.contains(&format!("PostgreSQL system {}", system(&new)))
+            && err.contains(&format!("holds system {}", system(&old))),
+        "{err}"
+    );
+    assert_eq!(slot(&new, &env), None, "no slot made on the other system");
+    assert_eq!(sink.live(), archived, "the archive is untouched");
+
+    let run = Running::start(&env, &unix(&old), &sink, sink.resume(), PARTIAL_INTERVAL);
+    let next = switch_wal(&old);
+    wait_for("the next segment", || {
+        sink.has(|o| o.kind == WalObjectKind::Segment && o.end >= next)
+    })
+    .await;
+    run.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

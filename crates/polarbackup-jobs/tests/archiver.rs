@@ -128,7 +128,7 @@ impl WalArchiver for Scripted {
                 }
                 let k = self.keys.fetch_add(1, Ordering::SeqCst);
                 let key = format!("wal/{}/{}-{k}", id, self.name);
-                let n = ctx.resume.map_or(1, |(_, end)| end.0 / SEG);
+                let n = ctx.resume().map_or(1, |(_, end)| end.0 / SEG);
                 match ctx
                     .sink
                     .record(object(&id, n, key, SystemClock.now()))

@@ -41,6 +41,11 @@ pub struct ArchiveRequest<'a> {
     /// The newest durable WAL the store holds for this cluster: (timeline, end LSN); None =
     /// nothing archived yet.
     pub resume: Option<(u32, Lsn)>,
+    /// The newest segment or partial the store holds (the one `resume` comes from). Its long
+    /// page header names the database system the archive belongs to, and a server that is
+    /// another system (the database was made anew behind the cluster) is refused: its WAL
+    /// would mix with the archive's and replace objects of the same name. `None`: unchecked.
+    pub resume_object: Option<&'a NewWalObject>,
     pub cancel: &'a CancellationToken,
     /// Kept up to date while the stream runs, for metrics (`None`: not watched).
     pub position: Option<&'a ArchivePosition>,

@@ -11,8 +11,9 @@ use super::store::{Outcome, Target};
 use super::{ArchiveEnd, ArchiveRequest, WalSink};
 use crate::pg::{Lsn, ReplicationConn};
 use crate::stall::Deadline;
+use crate::xlog::segment_geometry;
 use crate::{sql, EngineError};
-use polarbackup_model::log_backup::{slot_name, WalGap};
+use polarbackup_model::log_backup::{slot_name, NewWalObject, WalGap, WalObjectKind};
 use std::future::Future;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -144,6 +145,9 @@ async fn open(
         })?
         .map_err(connect_err)?;
     let system = conn.identify_system().await.map_err(connect_err)?;
+    if let Some(newest) = req.resume_object {
+        same_system(req, newest, &system.system_id).await?;
+    }
     let seg_size = conn.wal_segment_size().await.map_err(connect_err)?;
     if !seg_size.is_power_of_two() || !(1 << 20..=1 << 30).contains(&seg_size) {
         return Err(EngineError::Stream(format!(
@@ -186,6 +190,34 @@ async fn open(
         start,
         note,
     })
+}
+
+/// Refuses a server that is not the database system whose WAL the archive holds, before
+/// anything (a slot, an object) is made for it.
+async fn same_system(
+    req: &ArchiveRequest<'_>,
+    newest: &NewWalObject,
+    server: &str,
+) -> Result<(), EngineError> {
+    if newest.kind == WalObjectKind::History {
+        return Ok(());
+    }
+    let raw = req
+        .repo
+        .read_wal(&newest.key, newest.size, &newest.digest)
+        .await?;
+    let archived = segment_geometry(newest.start, &raw)
+        .map_err(|e| EngineError::Wal(format!("archived WAL object {}: {e}", newest.key)))?
+        .system_id;
+    if server.parse::<u64>().ok() == Some(archived) {
+        return Ok(());
+    }
+    Err(EngineError::Stream(format!(
+        "the database is PostgreSQL system {server}, but this cluster's WAL archive holds \
+         system {archived}: it was made anew (initdb) or another server answers at the \
+         cluster's address. Archiving stays stopped so that the two cannot mix; to back the \
+         new database up, register it as a new cluster"
+    )))
 }
 
 /// The slot's restart point, after creating a missing slot or replacing an invalidated one

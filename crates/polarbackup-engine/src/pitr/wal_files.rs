@@ -4,7 +4,7 @@
 //! other size; the zeros read as the end of the WAL).
 
 use super::WAL_DIR;
-use crate::xlog::{MemoryWal, WalReader, WalSource};
+use crate::xlog::{segment_geometry, WalSource};
 use crate::EngineError;
 use polarbackup_model::log_backup::{WalObject, WalObjectKind};
 use polarbackup_model::Lsn;
@@ -120,12 +120,8 @@ fn check_segment(
     if w.object.kind == WalObjectKind::History {
         return Ok(());
     }
-    // The long page header is all the reader needs to open the segment.
-    let mut head = MemoryWal::new();
-    head.insert(w.object.start, raw[..raw.len().min(64)].to_vec());
-    let geometry = WalReader::open(head, w.object.start)
-        .map_err(|e| bad(w, &format!("is not a WAL segment: {e}")))?
-        .geometry();
+    let geometry = segment_geometry(w.object.start, raw)
+        .map_err(|e| bad(w, &format!("is not a WAL segment: {e}")))?;
     if geometry.seg_size != seg_size {
         return Err(bad(
             w,

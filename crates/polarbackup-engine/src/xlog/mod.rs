@@ -12,6 +12,6 @@ mod source;
 #[cfg(test)]
 mod testwal;
 
-pub use reader::{Geometry, Step, WalEnd, WalReader};
+pub use reader::{segment_geometry, Geometry, Step, WalEnd, WalReader};
 pub use record::{pg_timestamp, BlockRef, Record, XactEnd, XactEndKind, RM_XACT_ID, RM_XLOG_ID};
 pub use source::{MemoryWal, WalSource};

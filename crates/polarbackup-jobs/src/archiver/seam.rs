@@ -3,18 +3,28 @@
 use super::sink::ArchiveSink;
 use crate::error::JobError;
 use crate::executor::BoxFuture;
+use polarbackup_model::log_backup::NewWalObject;
 use polarbackup_model::{Cluster, DbClusterId, Lsn};
 use tokio_util::sync::CancellationToken;
 
 /// What a supervisor hands the engine for one cluster.
 pub struct ArchiveContext {
     pub cluster: Cluster,
-    /// The newest durable WAL the store holds: (timeline, end); `None` before the first.
-    pub resume: Option<(u32, Lsn)>,
+    /// The newest durable segment or partial the store holds (on the newest timeline, reaching
+    /// furthest): streaming resumes at its end, and it is the archive's own database system
+    /// that the server must be. `None` before the first.
+    pub newest: Option<NewWalObject>,
     /// Records stored objects and gaps under this server's lease.
     pub sink: ArchiveSink,
     /// Fires on shutdown or a lost lease: store what is in hand (best effort) and return.
     pub cancel: CancellationToken,
+}
+
+impl ArchiveContext {
+    /// Where the archive ends: (timeline, end LSN) of [`ArchiveContext::newest`].
+    pub fn resume(&self) -> Option<(u32, Lsn)> {
+        self.newest.as_ref().map(|o| (o.timeline, o.end))
+    }
 }
 
 /// Why an archiver returned without an error.

@@ -9,7 +9,7 @@ use super::sink::ArchiveSink;
 use crate::lease::Lease;
 use crate::store_call::blocking;
 use jiff::{SignedDuration, Timestamp};
-use polarbackup_model::{Clock, ClusterStatus, DbClusterId, Lsn, WalObjectKind};
+use polarbackup_model::{Clock, ClusterStatus, DbClusterId, WalObjectKind};
 use polarbackup_store::Store;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -252,14 +252,14 @@ impl Supervisor {
             return Ok(None);
         };
         // The newest WAL on the newest timeline: where streaming resumes.
-        let resume: Option<(u32, Lsn)> = wal
-            .iter()
+        let newest = wal
+            .into_iter()
             .filter(|w| w.object.kind != WalObjectKind::History)
-            .map(|w| (w.object.timeline, w.object.end))
-            .max();
+            .max_by_key(|w| (w.object.timeline, w.object.end))
+            .map(|w| w.object);
         let ctx = ArchiveContext {
             cluster,
-            resume,
+            newest,
             sink: ArchiveSink {
                 store: self.store.clone(),
                 clock: self.clock.clone(),
