@@ -488,7 +488,7 @@ async fn a_server_of_another_database_system_is_refused() {
     assert_ne!(system(&old), system(&new));
     let run = Running::start(&env, &unix(&new), &sink, sink.resume(), PARTIAL_INTERVAL);
     let err = match run.ended().await {
-        Err(EngineError::Stream(m)) => m,
+        Err(EngineError::Prerequisite(m)) => m,
         other => panic!("the other system was archived: {other:?}"),
     };
     assert!(

@@ -212,7 +212,7 @@ async fn same_system(
     if server.parse::<u64>().ok() == Some(archived) {
         return Ok(());
     }
-    Err(EngineError::Stream(format!(
+    Err(EngineError::Prerequisite(format!(
         "the database is PostgreSQL system {server}, but this cluster's WAL archive holds \
          system {archived}: it was made anew (initdb) or another server answers at the \
          cluster's address. Archiving stays stopped so that the two cannot mix; to back the \
