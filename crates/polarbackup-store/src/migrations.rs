@@ -256,6 +256,12 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX nonces_by_expiry;
     ALTER TABLE nonces RENAME TO legacy_nonces;
     "#,
+    // 16: `job_counts` (every metrics scrape) groups all jobs by cluster and status; without
+    // this index it read every job's row and sorted them (~0.5 s at a million jobs), with it
+    // it counts index entries in order (~60 ms).
+    r#"
+    CREATE INDEX backup_jobs_by_cluster_status ON backup_jobs (cluster_id, status);
+    "#,
 ];
 
 /// The nonce database's schema (`<metadata file>-nonces`), versioned on its own.

@@ -35,8 +35,8 @@ fn servers_opening_a_fresh_database_together_migrate_it_once() {
         &backend.options().dbname,
         "SELECT count(*) || ':' || max(version) FROM polarbackup_schema",
     );
-    // Each of the five migrations applied exactly once.
-    assert_eq!(versions, "5:5");
+    // Each of the six migrations applied exactly once.
+    assert_eq!(versions, "6:6");
 }
 
 #[test]
