@@ -9,8 +9,8 @@ use jiff::{SignedDuration, Timestamp};
 use polarbackup_jobs::scheduler::tick;
 use polarbackup_model::policy::{FullBackupEvery, PolicyChange, RetentionOnClusterDeletion};
 use polarbackup_model::{
-    AccountId, BackupJobId, BackupKind, BackupSet, BackupSetStatus, Clock, DbClusterId, JobMode,
-    JobStatus, ManualClock,
+    AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, Clock, DbClusterId,
+    JobMode, JobStatus, Lsn, ManualClock, WalRange,
 };
 use polarbackup_store::prelude::*;
 use polarbackup_store::{DeletionRefusal, JobFilter, SqliteStore};
@@ -30,7 +30,7 @@ fn finished_set(
     at: Timestamp,
     parent: Option<BackupJobId>,
 ) -> BackupJobId {
-    let mut job = store
+    let job = store
         .insert_job(
             cluster,
             mode,
@@ -38,6 +38,17 @@ fn finished_set(
             at,
         )
         .expect("job");
+    record_finished(store, job, at, None, parent)
+}
+
+/// Ends `job` Finished at `at` with its set, as a worker would; returns its id.
+fn record_finished(
+    store: &SqliteStore,
+    mut job: BackupJob,
+    at: Timestamp,
+    wal: Option<WalRange>,
+    parent: Option<BackupJobId>,
+) -> BackupJobId {
     for (s, p) in [
         (JobStatus::Preparing, 1),
         (JobStatus::Uploading, 50),
@@ -48,8 +59,8 @@ fn finished_set(
     }
     let set = BackupSet {
         id: job.id,
-        cluster_id: cluster.clone(),
-        mode,
+        cluster_id: job.cluster_id.clone(),
+        mode: job.mode,
         status: BackupSetStatus::Success,
         start_time: at,
         end_time: at,
@@ -57,7 +68,7 @@ fn finished_set(
         size: 1,
         stored_size: 1,
         comment: None,
-        wal: None,
+        wal,
         corrupt: None,
         parent,
     };
@@ -83,20 +94,40 @@ fn new_cluster(store: &dyn Store, account: &AccountId, policy: &[(&str, &str)]) 
     cluster
 }
 
-fn automated(store: &dyn Store, cluster: &DbClusterId) -> Vec<Timestamp> {
+/// The cluster's automated jobs, oldest first.
+fn automated_jobs(store: &dyn Store, cluster: &DbClusterId) -> Vec<BackupJob> {
     let f = JobFilter {
         job_id: None,
         mode: Some(JobMode::Automated),
         ended_since: Timestamp::MIN,
     };
-    let mut t: Vec<_> = store
-        .list_jobs(cluster, &f)
-        .expect("list")
+    let mut jobs = store.list_jobs(cluster, &f).expect("list");
+    jobs.sort_by_key(|j| j.id);
+    jobs
+}
+
+fn automated(store: &dyn Store, cluster: &DbClusterId) -> Vec<Timestamp> {
+    let mut t: Vec<_> = automated_jobs(store, cluster)
         .iter()
         .map(|j| j.start_time)
         .collect();
     t.sort();
     t
+}
+
+/// Ticks every quarter hour for `days`, calling `after` after each tick.
+fn ticks(
+    store: &dyn Store,
+    clock: &ManualClock,
+    default: FullBackupEvery,
+    days: i64,
+    mut after: impl FnMut(),
+) {
+    for _ in 0..(days * 24 * 4) {
+        tick(store, clock, default).expect("tick");
+        after();
+        clock.advance(SignedDuration::from_mins(15));
+    }
 }
 
 const MWF_0200: &[(&str, &str)] = &[
@@ -109,10 +140,7 @@ fn three_weeks_of_monday_wednesday_friday_windows() {
     let dir = tempfile::tempdir().expect("tmp");
     let (store, cluster) = setup(dir.path(), MWF_0200);
     let clock = ManualClock::new(monday());
-    for _ in 0..(21 * 24 * 4) {
-        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
-        clock.advance(SignedDuration::from_mins(15));
-    }
+    ticks(&store, &clock, FullBackupEvery::Week, 21, || {});
     let got = automated(&store, &cluster);
     assert_eq!(got.len(), 9, "{got:?}");
     for t in &got {
@@ -188,10 +216,7 @@ fn a_downtime_over_many_windows_gives_one_catch_up() {
     let dir = tempfile::tempdir().expect("tmp");
     let (store, cluster) = setup(dir.path(), &[("PreferredBackupTime", "02:00Z-03:00Z")]);
     let clock = ManualClock::new(monday());
-    for _ in 0..(3 * 24 * 4) {
-        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
-        clock.advance(SignedDuration::from_mins(15));
-    }
+    ticks(&store, &clock, FullBackupEvery::Week, 3, || {});
     assert_eq!(automated(&store, &cluster).len(), 3, "one a day");
     // Down for ten days, back at 12:00 on a day whose window has passed.
     clock.advance(SignedDuration::from_hours(10 * 24 + 12));
@@ -247,10 +272,7 @@ fn a_released_cluster_gets_no_more_automated_backups() {
     let dir = tempfile::tempdir().expect("tmp");
     let (store, cluster) = setup(dir.path(), &[("PreferredBackupTime", "02:00Z-03:00Z")]);
     let clock = ManualClock::new(monday());
-    for _ in 0..(24 * 4) {
-        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
-        clock.advance(SignedDuration::from_mins(15));
-    }
+    ticks(&store, &clock, FullBackupEvery::Week, 1, || {});
     assert_eq!(automated(&store, &cluster).len(), 1);
     // The queued job holds the deletion off until it ends.
     let all = JobFilter {
@@ -282,57 +304,26 @@ fn a_released_cluster_gets_no_more_automated_backups() {
 
 /// The kinds of the cluster's automated jobs, oldest first.
 fn kinds(store: &dyn Store, cluster: &DbClusterId) -> Vec<BackupKind> {
-    let f = JobFilter {
-        job_id: None,
-        mode: Some(JobMode::Automated),
-        ended_since: Timestamp::MIN,
-    };
-    let mut jobs = store.list_jobs(cluster, &f).expect("list");
-    jobs.sort_by_key(|j| j.id);
-    jobs.iter().map(|j| j.kind).collect()
+    automated_jobs(store, cluster)
+        .iter()
+        .map(|j| j.kind)
+        .collect()
 }
 
 /// Ends every queued automated job of `cluster` Finished at `at` with a set that has a WAL
 /// range (so an incremental backup can build on it), as a worker would.
 fn finish_queued(store: &SqliteStore, cluster: &DbClusterId, at: Timestamp) {
-    let f = JobFilter {
-        job_id: None,
-        mode: Some(JobMode::Automated),
-        ended_since: Timestamp::MIN,
-    };
-    for mut job in store.list_jobs(cluster, &f).expect("list") {
+    for job in automated_jobs(store, cluster) {
         if job.status != JobStatus::NoStart {
             continue;
         }
-        for (s, p) in [
-            (JobStatus::Preparing, 1),
-            (JobStatus::Uploading, 50),
-            (JobStatus::Checking, 95),
-            (JobStatus::Finished, 100),
-        ] {
-            job.advance(s, p, at).expect("advance");
-        }
-        let lsn = polarbackup_model::Lsn(job.id.0 * 1000);
-        let set = BackupSet {
-            id: job.id,
-            cluster_id: cluster.clone(),
-            mode: JobMode::Automated,
-            status: BackupSetStatus::Success,
-            start_time: at,
-            end_time: at,
-            consistent_time: Some(at),
-            size: 1,
-            stored_size: 1,
-            comment: None,
-            wal: Some(polarbackup_model::WalRange {
-                timeline: 1,
-                start: lsn,
-                end: polarbackup_model::Lsn(lsn.0 + 10),
-            }),
-            corrupt: None,
-            parent: None,
+        let start = Lsn(job.id.0 * 1000);
+        let wal = WalRange {
+            timeline: 1,
+            start,
+            end: Lsn(start.0 + 10),
         };
-        store.end_job(&job, Some(&set), None).expect("end");
+        record_finished(store, job, at, Some(wal), None);
     }
 }
 
@@ -343,11 +334,9 @@ fn the_first_automated_backup_of_each_week_is_full_the_others_incremental() {
     let (store, cluster) = setup(dir.path(), MWF_0200);
     let clock = ManualClock::new(monday());
     let run_week = |default: FullBackupEvery| {
-        for _ in 0..(7 * 24 * 4) {
-            tick(&store, &clock, default).expect("tick");
-            finish_queued(&store, &cluster, clock.now());
-            clock.advance(SignedDuration::from_mins(15));
-        }
+        ticks(&store, &clock, default, 7, || {
+            finish_queued(&store, &cluster, clock.now())
+        })
     };
     run_week(FullBackupEvery::Week);
     run_week(FullBackupEvery::Week);
@@ -393,11 +382,9 @@ fn after_downtime_the_catch_up_of_a_new_week_is_full() {
     let clock = ManualClock::new(monday());
     // Monday's and Wednesday's slots run; the server is down from Thursday to the next
     // Wednesday afternoon, whose catch-up is the first slot of its week.
-    for _ in 0..(3 * 24 * 4) {
-        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
-        finish_queued(&store, &cluster, clock.now());
-        clock.advance(SignedDuration::from_mins(15));
-    }
+    ticks(&store, &clock, FullBackupEvery::Week, 3, || {
+        finish_queued(&store, &cluster, clock.now())
+    });
     clock.set(monday() + SignedDuration::from_hours(9 * 24 + 15));
     tick(&store, &clock, FullBackupEvery::Week).expect("tick");
     assert_eq!(kinds(&store, &cluster), vec![Full, Incremental, Full]);
@@ -411,25 +398,16 @@ fn with_no_set_to_build_on_every_slot_is_full() {
     let clock = ManualClock::new(monday());
     // The jobs never finish (say, the database is down all week): each slot that would be
     // incremental has nothing to build on, so it is queued as what the engine will take.
-    for _ in 0..(7 * 24 * 4) {
-        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
-        clock.advance(SignedDuration::from_mins(15));
-    }
+    ticks(&store, &clock, FullBackupEvery::Week, 7, || {});
     assert_eq!(kinds(&store, &cluster), vec![Full, Full, Full]);
-    let f = JobFilter {
-        job_id: None,
-        mode: Some(JobMode::Automated),
-        ended_since: Timestamp::MIN,
-    };
-    for mut job in store.list_jobs(&cluster, &f).expect("list") {
+    for mut job in automated_jobs(&store, &cluster) {
         job.fail("the database was down", clock.now())
             .expect("fail");
         store.end_job(&job, None, None).expect("end");
     }
     // Next week, Monday's full set is found corrupt: it is nothing to build on, so Wednesday's
     // slot is full too; Friday's builds on Wednesday's.
-    for _ in 0..(7 * 24 * 4) {
-        tick(&store, &clock, FullBackupEvery::Week).expect("tick");
+    ticks(&store, &clock, FullBackupEvery::Week, 7, || {
         let queued = kinds(&store, &cluster).len();
         finish_queued(&store, &cluster, clock.now());
         if queued == 4 {
@@ -438,8 +416,7 @@ fn with_no_set_to_build_on_every_slot_is_full() {
                 .mark_set_corrupt(monday_set, "chunk 3 digest mismatch", clock.now())
                 .expect("mark"));
         }
-        clock.advance(SignedDuration::from_mins(15));
-    }
+    });
     assert_eq!(
         kinds(&store, &cluster)[3..],
         [Full, Full, BackupKind::Incremental]
