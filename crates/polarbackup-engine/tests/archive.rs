@@ -76,6 +76,14 @@ impl Sink {
             .max_by_key(|&(tl, end)| (tl, end))
     }
 
+    /// The newest segment or partial, as the store gives it to the archiver to resume from.
+    fn newest(&self) -> Option<NewWalObject> {
+        self.live()
+            .into_iter()
+            .filter(|o| o.kind != WalObjectKind::History)
+            .max_by_key(|o| (o.timeline, o.end))
+    }
+
     fn has(&self, f: impl Fn(&NewWalObject) -> bool) -> bool {
         self.state.lock().unwrap().live.iter().any(f)
     }
@@ -168,7 +176,7 @@ impl Running {
         env: &Env,
         src: &ConnectConfig,
         sink: &Arc<Sink>,
-        resume: Option<(u32, Lsn)>,
+        resume: Option<NewWalObject>,
         partial_interval: Duration,
     ) -> Running {
         Running::start_with(env, src, sink, resume, partial_interval, STALL)
@@ -178,7 +186,7 @@ impl Running {
         env: &Env,
         src: &ConnectConfig,
         sink: &Arc<Sink>,
-        resume: Option<(u32, Lsn)>,
+        resume: Option<NewWalObject>,
         partial_interval: Duration,
         stall: Duration,
     ) -> Running {
@@ -190,12 +198,6 @@ impl Running {
             sink.clone(),
             env.cluster.clone(),
         );
-        // As the store gives it: the recorded object `resume` comes from.
-        let newest = sink
-            .live()
-            .into_iter()
-            .filter(|o| o.kind != WalObjectKind::History)
-            .find(|o| Some((o.timeline, o.end)) == resume);
         let task = tokio::spawn(async move {
             let req = ArchiveRequest {
                 cluster: &id,
@@ -204,8 +206,7 @@ impl Running {
                 clock: Arc::new(SystemClock),
                 partial_interval,
                 stall,
-                resume,
-                resume_object: newest.as_ref(),
+                resume: resume.as_ref(),
                 cancel: &c,
                 position: None,
             };
@@ -447,7 +448,7 @@ async fn the_slot_never_passes_what_is_recorded() {
 
     // The lease lost on the second record: the run ends at once.
     let sink2 = Arc::new(Sink::losing_lease_from(2));
-    let run = Running::start(&env, &src, &sink2, sink.resume(), PARTIAL_INTERVAL);
+    let run = Running::start(&env, &src, &sink2, sink.newest(), PARTIAL_INTERVAL);
     let mut end = None;
     for _ in 0..20 {
         switch_wal(&pg);
@@ -486,7 +487,7 @@ async fn a_server_of_another_database_system_is_refused() {
     let new = PgCluster::init();
     let system = |pg: &PgCluster| pg.psql("SELECT system_identifier FROM pg_control_system();");
     assert_ne!(system(&old), system(&new));
-    let run = Running::start(&env, &unix(&new), &sink, sink.resume(), PARTIAL_INTERVAL);
+    let run = Running::start(&env, &unix(&new), &sink, sink.newest(), PARTIAL_INTERVAL);
     let err = match run.ended().await {
         Err(EngineError::Prerequisite(m)) => m,
         other => panic!("the other system was archived: {other:?}"),
@@ -499,10 +500,22 @@ async fn a_server_of_another_database_system_is_refused() {
     assert_eq!(slot(&new, &env), None, "no slot made on the other system");
     assert_eq!(sink.live(), archived, "the archive is untouched");
 
-    let run = Running::start(&env, &unix(&old), &sink, sink.resume(), PARTIAL_INTERVAL);
+    let run = Running::start(&env, &unix(&old), &sink, sink.newest(), PARTIAL_INTERVAL);
     let next = switch_wal(&old);
     wait_for("the next segment", || {
         sink.has(|o| o.kind == WalObjectKind::Segment && o.end >= next)
+    })
+    .await;
+    run.stop().await.unwrap();
+
+    // The newest object lost from the repository cannot tell the system: not checked, and
+    // archiving goes on.
+    let newest = sink.newest().unwrap();
+    env.repo.delete_wal(&newest.key).await.unwrap();
+    let run = Running::start(&env, &unix(&old), &sink, Some(newest), PARTIAL_INTERVAL);
+    let after = switch_wal(&old);
+    wait_for("a segment after the lost object", || {
+        sink.has(|o| o.kind == WalObjectKind::Segment && o.end >= after)
     })
     .await;
     run.stop().await.unwrap();
@@ -537,7 +550,8 @@ async fn cancel_and_resume_leave_no_hole() {
     write_rows(&pg, 2000);
     let boundary = switch_wal(&pg);
     write_rows(&pg, 100);
-    let run = Running::start(&env, &src, &sink, Some((tl, end)), PARTIAL_INTERVAL);
+    assert_eq!(sink.resume(), Some((tl, end)), "nothing recorded meanwhile");
+    let run = Running::start(&env, &src, &sink, sink.newest(), PARTIAL_INTERVAL);
     wait_for("the resumed archive", || {
         sink.has(|o| o.kind == WalObjectKind::Partial && o.start == boundary)
     })
@@ -598,7 +612,7 @@ async fn a_stalled_stream_ends_the_run_and_the_next_run_goes_on() {
     // a new run takes the slot and archives on without a hole.
     link.stall(false);
     let resume = sink.resume();
-    let run = start(resume);
+    let run = start(sink.newest());
     write_rows(&pg, 100);
     wait_for("WAL after the stall", || sink.resume() > resume).await;
     assert_eq!(run.stop().await.unwrap(), ArchiveEnd::Cancelled);
@@ -635,7 +649,8 @@ async fn an_invalidated_slot_is_a_gap(pg: PgCluster, cluster: &str) {
     pg.psql("CHECKPOINT;");
     assert_eq!(slot(&pg, &env).unwrap().1, "lost");
 
-    let run = Running::start(&env, &src, &sink, Some((tl, end)), PARTIAL_INTERVAL);
+    assert_eq!(sink.resume(), Some((tl, end)), "nothing recorded meanwhile");
+    let run = Running::start(&env, &src, &sink, sink.newest(), PARTIAL_INTERVAL);
     wait_for("the gap", || !sink.gaps().is_empty()).await;
     write_rows(&pg, 100);
     let gap = sink.gaps().remove(0);
@@ -662,7 +677,7 @@ async fn an_invalidated_slot_is_a_gap(pg: PgCluster, cluster: &str) {
     // A slot gone while the archiver is away, but not its WAL: made anew, no gap.
     assert!(drop_archive_slot(&src, &env.cluster).await.unwrap());
     write_rows(&pg, 100);
-    let run = Running::start(&env, &src, &sink, sink.resume(), PARTIAL_INTERVAL);
+    let run = Running::start(&env, &src, &sink, sink.newest(), PARTIAL_INTERVAL);
     let flushed = lsn(&pg, "SELECT pg_current_wal_flush_lsn();");
     wait_for("the WAL written meanwhile", || {
         sink.resume().is_some_and(|(_, end)| end >= flushed)
@@ -684,7 +699,7 @@ async fn an_invalidated_slot_is_a_gap(pg: PgCluster, cluster: &str) {
         switch_wal(&pg);
     }
     pg.psql("CHECKPOINT;");
-    let run = Running::start(&env, &src, &sink, sink.resume(), PARTIAL_INTERVAL);
+    let run = Running::start(&env, &src, &sink, sink.newest(), PARTIAL_INTERVAL);
     wait_for("the second gap", || sink.gaps().len() == 2).await;
     run.stop().await.unwrap();
     let second = sink.gaps().remove(1);
@@ -781,7 +796,7 @@ async fn timeline_switches_are_followed() {
         &env_b,
         &tcp(address.port()),
         &sink_b,
-        sink_b.resume(),
+        sink_b.newest(),
         PARTIAL_INTERVAL,
     );
     write_rows(&standby, 1000);

@@ -38,14 +38,12 @@ pub struct ArchiveRequest<'a> {
     /// The progress deadline: a server silent this long although asked to answer is
     /// stalled; the run ends with `EngineError::Stalled` and the caller reconnects.
     pub stall: Duration,
-    /// The newest durable WAL the store holds for this cluster: (timeline, end LSN); None =
-    /// nothing archived yet.
-    pub resume: Option<(u32, Lsn)>,
-    /// The newest segment or partial the store holds (the one `resume` comes from). Its long
-    /// page header names the database system the archive belongs to, and a server that is
-    /// another system (the database was made anew behind the cluster) is refused: its WAL
-    /// would mix with the archive's and replace objects of the same name. `None`: unchecked.
-    pub resume_object: Option<&'a NewWalObject>,
+    /// The newest durable segment or partial the store holds for this cluster (`None`: nothing
+    /// archived yet). Streaming resumes at its end, and its long page header names the
+    /// database system the archive belongs to: a server that is another system (the database
+    /// was made anew behind the cluster) is refused, as its WAL would mix with the archive's
+    /// and replace objects of the same name.
+    pub resume: Option<&'a NewWalObject>,
     pub cancel: &'a CancellationToken,
     /// Kept up to date while the stream runs, for metrics (`None`: not watched).
     pub position: Option<&'a ArchivePosition>,

@@ -14,6 +14,7 @@ use crate::stall::Deadline;
 use crate::xlog::segment_geometry;
 use crate::{sql, EngineError};
 use polarbackup_model::log_backup::{slot_name, NewWalObject, WalGap, WalObjectKind};
+use polarbackup_repo::RepoError;
 use std::future::Future;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -29,7 +30,7 @@ pub async fn archive(
     sink: &dyn WalSink,
 ) -> Result<ArchiveEnd, EngineError> {
     let slot = slot_name(req.cluster);
-    let mut archived = req.resume;
+    let mut archived = req.resume.map(|o| (o.timeline, o.end));
     // Set once the server said it removed WAL after `archived`.
     let mut lost: Option<String> = None;
     for _ in 0..MAX_STARTS {
@@ -145,7 +146,7 @@ async fn open(
         })?
         .map_err(connect_err)?;
     let system = conn.identify_system().await.map_err(connect_err)?;
-    if let Some(newest) = req.resume_object {
+    if let Some(newest) = req.resume {
         same_system(req, newest, &system.system_id).await?;
     }
     let seg_size = conn.wal_segment_size().await.map_err(connect_err)?;
@@ -193,7 +194,8 @@ async fn open(
 }
 
 /// Refuses a server that is not the database system whose WAL the archive holds, before
-/// anything (a slot, an object) is made for it.
+/// anything (a slot, an object) is made for it. An object that is gone or damaged cannot tell
+/// (the check is skipped, with a warning); a repository that cannot be read fails the run.
 async fn same_system(
     req: &ArchiveRequest<'_>,
     newest: &NewWalObject,
@@ -202,10 +204,22 @@ async fn same_system(
     if newest.kind == WalObjectKind::History {
         return Ok(());
     }
-    let raw = req
+    let raw = match req
         .repo
         .read_wal(&newest.key, newest.size, &newest.digest)
-        .await?;
+        .await
+    {
+        Ok(raw) => raw,
+        Err(e @ (RepoError::NotFound(_) | RepoError::Corrupt { .. })) => {
+            warn!(
+                cluster = req.cluster.as_str(),
+                error = %e,
+                "the archive's newest WAL object cannot be read; the database system is not checked"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let archived = segment_geometry(newest.start, &raw)
         .map_err(|e| EngineError::Wal(format!("archived WAL object {}: {e}", newest.key)))?
         .system_id;
