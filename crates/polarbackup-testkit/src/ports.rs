@@ -57,7 +57,11 @@ mod tests {
         let start = ephemeral_start().expect("a Linux kernel's port range");
         for _ in 0..20 {
             let port = free_port();
-            assert!((FLOOR..start).contains(&port), "{port} vs {start}");
+            if start > FLOOR + 1_000 {
+                assert!((FLOOR..start).contains(&port), "{port} vs {start}");
+            } else {
+                assert_ne!(port, 0, "no room below {start}: the kernel's pick");
+            }
             TcpListener::bind(("127.0.0.1", port)).expect("free");
         }
     }
