@@ -108,22 +108,11 @@ backup() { # label round
     python3 - "$out" "$WORK/ab-$label/serve.log" "$label" "$round" \
         "$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')" \
         "$(awk -v a="$p0" -v b="$p1" 'BEGIN{printf "%.2f", b-a}')" "$l" >>"$TSV" <<'PY'
-import json, sys, datetime
+import json, sys
+sys.path.insert(0, "bench")
+from job_times import job_times
 o = json.loads(sys.argv[1])
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-start = end = None
-for line in open(sys.argv[2]):
-    try:
-        e = json.loads(line)
-    except ValueError:
-        continue
-    f = e.get("fields", {})
-    if str(f.get("job")) == o["job"]:
-        if f.get("message") == "backup started":
-            start = ts(e["timestamp"])
-        elif f.get("message") == "backup finished":
-            end = ts(e["timestamp"])
+start, end = job_times(sys.argv[2], o["job"])
 job_s = "%.3f" % (end - start) if start and end else ""
 fs = ",".join(["start_epoch=%.3f" % o["start_epoch"]] + ["%s=%s" % kv for kv in o["first_seen"].items()])
 print("\t".join([sys.argv[3], sys.argv[4], "%.3f" % o["wall"], job_s, sys.argv[5], sys.argv[6], sys.argv[7], fs]))

@@ -289,25 +289,14 @@ pb_backup() { # run cache
     s="$(timed_sync)"
     cpu1="$(proc_cpu "$PB_PID")"; pg1="$(pg_cpu)"
     read -r wall job status notes < <(python3 - "$out" "$WORK/pb-serve.log" <<'PY'
-import json, sys, datetime
+import json, sys
+sys.path.insert(0, "bench")
+from job_times import job_times
 o = json.loads(sys.argv[1])
 fs = o["first_seen"]
 cpu = o.get("server_cpu", {})
-def ts(s):
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 # Server-side start/finish from the JSON log (exact, unlike polling).
-start = end = None
-for line in open(sys.argv[2]):
-    try:
-        e = json.loads(line)
-    except ValueError:
-        continue
-    f = e.get("fields", {})
-    if str(f.get("job")) == o["job"]:
-        if f.get("message") == "backup started":
-            start = ts(e["timestamp"])
-        elif f.get("message") == "backup finished":
-            end = ts(e["timestamp"])
+start, end = job_times(sys.argv[2], o["job"])
 notes = []
 if "Uploading" in fs and "Checking" in fs:
     notes.append("to_uploading_s=%.2f" % fs["Uploading"])
