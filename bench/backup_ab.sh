@@ -49,6 +49,7 @@ PIDS+=("$PG_PID")
 pg_cpu() { sed 's/.*) //' "/proc/$PG_PID/stat" | awk -v t="$CLK_TCK" '{ printf "%.2f", ($12 + $13 + $14 + $15) / t }'; }
 
 declare -A ENDPOINT SPID KEYID SECRET ACCOUNT
+SERVE_AS=("${AS_PG[@]}")
 for label in A B; do
     var="AB_$label"
     mkdir -p "$WORK/ab-$label"
@@ -56,17 +57,11 @@ for label in A B; do
     chown -R postgres:postgres "$WORK/ab-$label"
     bin="$WORK/ab-$label/polarbackup"
     data="$WORK/ab-$label/data"
-    "${AS_PG[@]}" POLARBACKUP_DATA_DIR="$data" POLARBACKUP_LOG="${AB_LOG:-info}" \
-        "$bin" serve --listen 127.0.0.1:0 --log-format json \
-        --log-backup off --scheduler off --scrub-days 0 >"$WORK/ab-$label/serve.out" 2>>"$WORK/ab-$label/serve.log" &
-    SPID[$label]=$!
-    PIDS+=("${SPID[$label]}")
-    for _ in $(seq 1 300); do
-        grep -q Listening "$WORK/ab-$label/serve.out" 2>/dev/null && break
-        kill -0 "${SPID[$label]}" 2>/dev/null || die "server $label exited"
-        sleep 0.1
-    done
-    ENDPOINT[$label]="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["Listening"])' "$WORK/ab-$label/serve.out")"
+    BIN="$bin"
+    serve "ab-$label/serve" "$data" POLARBACKUP_LOG="${AB_LOG:-info}" -- \
+        --log-format json --scrub-days 0
+    SPID[$label]="$PB_PID"
+    ENDPOINT[$label]="$PB_ENDPOINT"
     ACCOUNT[$label]="$(as_pg env POLARBACKUP_DATA_DIR="$data" "$bin" admin account create --name ab | json_field AccountId)"
     key="$(as_pg env POLARBACKUP_DATA_DIR="$data" "$bin" admin key create --account "${ACCOUNT[$label]}")"
     KEYID[$label]="$(json_field AccessKeyId <<<"$key")"

@@ -198,17 +198,8 @@ export POLARBACKUP_DATA_DIR="$WORK/pb-data"
 # Log backup, scheduler and scrub off: every backup round registers a cluster, and each one's WAL
 # archiver (a walsender on a permanent slot) would otherwise run through the later rounds of every
 # tool, taking CPU from what is measured.
-"${AS_PG[@]}" POLARBACKUP_DATA_DIR="$WORK/pb-data" POLARBACKUP_LOG=info \
-    "$BIN" serve --listen 127.0.0.1:0 --log-format json \
-    --log-backup off --scheduler off --scrub-days 0 >"$WORK/pb-serve.out" 2>"$WORK/pb-serve.log" &
-PB_PID=$!
-for _ in $(seq 1 300); do
-    grep -q Listening "$WORK/pb-serve.out" 2>/dev/null && break
-    kill -0 "$PB_PID" 2>/dev/null || { cat "$WORK/pb-serve.log" >&2; die "polarbackup serve exited"; }
-    sleep 0.1
-done
-PB_ENDPOINT="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["Listening"])' "$WORK/pb-serve.out")"
-json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+SERVE_AS=("${AS_PG[@]}")
+serve pb-serve "$WORK/pb-data" POLARBACKUP_LOG=info -- --log-format json --scrub-days 0
 PB_ACCOUNT="$(as_pg env POLARBACKUP_DATA_DIR="$WORK/pb-data" "$BIN" admin account create --name bench | json_field AccountId)"
 PB_KEY_JSON="$(as_pg env POLARBACKUP_DATA_DIR="$WORK/pb-data" "$BIN" admin key create --account "$PB_ACCOUNT")"
 PB_KEY_ID="$(json_field AccessKeyId <<<"$PB_KEY_JSON")"

@@ -137,17 +137,7 @@ impl<S: WalSource> WalReader<S> {
     pub fn geometry(&self) -> Geometry {
         self.geometry
     }
-}
 
-/// The geometry the long page header of a segment states; `raw` holds the segment's bytes
-/// from `segment_start` on (a prefix is enough).
-pub fn segment_geometry(segment_start: Lsn, raw: &[u8]) -> Result<Geometry, EngineError> {
-    let mut head = super::MemoryWal::new();
-    head.insert(segment_start, raw[..raw.len().min(LONG_HEADER)].to_vec());
-    Ok(WalReader::open(head, segment_start)?.geometry())
-}
-
-impl<S: WalSource> WalReader<S> {
     /// The next record, or where the WAL ends (again on every later call).
     pub fn next_record(&mut self) -> Result<Step, EngineError> {
         if let Some(end) = &self.end {
@@ -389,6 +379,14 @@ impl<S: WalSource> WalReader<S> {
         }
         Ok(())
     }
+}
+
+/// The geometry the long page header of a segment states; `raw` holds the segment's bytes
+/// from `segment_start` on (a prefix is enough).
+pub fn segment_geometry(segment_start: Lsn, raw: &[u8]) -> Result<Geometry, EngineError> {
+    let mut head = super::MemoryWal::new();
+    head.insert(segment_start, raw[..raw.len().min(LONG_HEADER)].to_vec());
+    Ok(WalReader::open(head, segment_start)?.geometry())
 }
 
 fn short_record(rec: u64, tot_len: u32) -> Stop {
