@@ -262,20 +262,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX backup_jobs_by_cluster_status ON backup_jobs (cluster_id, status);
     "#,
-];
-
-/// The nonce database's schema (`<metadata file>-nonces`), versioned on its own.
-pub const NONCE_MIGRATIONS: &[&str] = &[
-    // 1: one row per (key, nonce) until it expires and is purged.
-    r#"
-    CREATE TABLE nonces (
-        key_id      TEXT NOT NULL,
-        nonce       TEXT NOT NULL,
-        expires_at  INTEGER NOT NULL,
-        PRIMARY KEY (key_id, nonce)
-    ) WITHOUT ROWID;
-    CREATE INDEX nonces_by_expiry ON nonces (expires_at);
-    "#,
+    // 17: signature nonces move from their SQLite file (`-nonces`) to an append-only log
+    // (`-nonce-log`), at open. No table changes: the version bump keeps a binary that would
+    // still use the SQLite file from opening the store.
+    "",
 ];
 
 /// Brings the schema up to the last of [`MIGRATIONS`]; refuses a database written by a newer binary. Each step
@@ -283,11 +273,6 @@ pub const NONCE_MIGRATIONS: &[&str] = &[
 /// directory at once cannot both apply the same migration.
 pub fn apply(conn: &mut Connection) -> Result<()> {
     apply_list(conn, MIGRATIONS)
-}
-
-/// [`apply`] for the nonce database, with [`NONCE_MIGRATIONS`].
-pub fn apply_nonces(conn: &mut Connection) -> Result<()> {
-    apply_list(conn, NONCE_MIGRATIONS)
 }
 
 fn apply_list(conn: &mut Connection, migrations: &[&str]) -> Result<()> {

@@ -181,20 +181,13 @@ fn raw(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).expect("raw")
 }
 
-fn count_nonces(path: &std::path::Path, table: &str) -> i64 {
-    raw(path)
-        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .expect("count")
-}
-
-/// Nonces are kept in a private file of their own: committing one leaves the metadata file, and
-/// so the page caches of the connections reading keys, clusters and jobs from it, untouched.
+/// Nonces are kept in a private log of their own: using one leaves the metadata file, and so
+/// the page caches of the connections reading keys, clusters and jobs from it, untouched.
 #[test]
-fn nonces_live_in_a_private_file_of_their_own() {
+fn nonces_live_in_a_private_log_of_their_own() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = SqliteStore::open(dir.path()).expect("open");
     let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
-    let exp = t(900);
     // `data_version` moves when another connection commits to that file.
     let reader = raw(store.path());
     let version = |c: &rusqlite::Connection| -> i64 {
@@ -202,19 +195,26 @@ fn nonces_live_in_a_private_file_of_their_own() {
             .expect("data_version")
     };
     let before = version(&reader);
-    assert!(store.use_nonce(&k, "n1", exp, t(0)).expect("nonce"));
+    let log = std::fs::metadata(store.nonce_log_path())
+        .expect("log")
+        .len();
+    assert!(store.use_nonce(&k, "n1", t(900), t(0)).expect("nonce"));
     assert_eq!(
         version(&reader),
         before,
-        "a nonce commit touched the metadata file"
+        "a nonce touched the metadata file"
     );
-    assert_eq!(count_nonces(store.nonce_path(), "nonces"), 1);
-    assert_eq!(count_nonces(store.path(), "legacy_nonces"), 0);
+    assert!(
+        std::fs::metadata(store.nonce_log_path())
+            .expect("log")
+            .len()
+            > log
+    );
     assert_eq!(
-        store.nonce_path(),
-        dir.path().join("metadata.sqlite-nonces").as_path()
+        store.nonce_log_path(),
+        dir.path().join("metadata.sqlite-nonce-log").as_path()
     );
-    let mode = std::fs::metadata(store.nonce_path())
+    let mode = std::fs::metadata(store.nonce_log_path())
         .expect("meta")
         .permissions()
         .mode()
@@ -222,37 +222,142 @@ fn nonces_live_in_a_private_file_of_their_own() {
     assert_eq!(mode, 0o600);
 }
 
-/// A nonce used before a restart is refused after it, and expired ones are purged from the
-/// nonce file (not merely taken over when used again).
+/// A nonce used before a restart is refused after it, by a handle opened before or after.
 #[test]
-fn nonces_survive_a_restart_and_expired_ones_are_purged() {
+fn nonces_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
     let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
     let store = SqliteStore::open(dir.path()).expect("open");
-    for i in 0..10 {
-        assert!(store
-            .use_nonce(&k, &format!("old-{i}"), t(10), t(0))
-            .expect("nonce"));
-    }
+    let early = SqliteStore::open(dir.path()).expect("another handle");
+    assert!(early.use_nonce(&k, "early", t(900), t(0)).expect("nonce"));
     assert!(store.use_nonce(&k, "kept", t(900), t(0)).expect("nonce"));
-    let nonce_path = store.nonce_path().to_owned();
     drop(store);
     let store = SqliteStore::open(dir.path()).expect("reopen");
     assert!(!store.use_nonce(&k, "kept", t(900), t(1)).expect("replay"));
-    assert!(!store.use_nonce(&k, "old-3", t(10), t(2)).expect("replay"));
-    assert_eq!(count_nonces(&nonce_path, "nonces"), 11);
-    // The handle purged at its first use (none had expired), and does again a minute later.
-    assert!(store.use_nonce(&k, "new", t(960), t(60)).expect("nonce"));
-    assert_eq!(count_nonces(&nonce_path, "nonces"), 12);
-    assert!(store.use_nonce(&k, "newer", t(961), t(61)).expect("nonce"));
-    assert_eq!(count_nonces(&nonce_path, "nonces"), 3);
-    assert!(!store.use_nonce(&k, "kept", t(900), t(62)).expect("replay"));
+    assert!(!store.use_nonce(&k, "early", t(900), t(1)).expect("replay"));
+    assert!(!early.use_nonce(&k, "kept", t(900), t(1)).expect("replay"));
+    // Expired: may be used again, once.
+    assert!(store
+        .use_nonce(&k, "kept", t(2000), t(901))
+        .expect("expired"));
+    assert!(!early
+        .use_nonce(&k, "kept", t(2000), t(902))
+        .expect("replay"));
 }
 
-/// An older version kept nonces in the metadata file: after the upgrade they are in the nonce
-/// file, still refused within their window, and gone from the metadata file.
+/// Queues `n` nonces `{prefix}-{i}` without waiting (the committer takes them in a few large
+/// batches), then waits for every answer: how many were fresh.
+fn queue_many(store: &SqliteStore, n: usize, prefix: &str, expires: i64, now: i64) -> usize {
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..n {
+        let tx = tx.clone();
+        let done: polarbackup_store::NonceDone = Box::new(move |a| {
+            let _ = tx.send(a.expect("nonce"));
+        });
+        if store
+            .queue_nonce(&k, &format!("{prefix}-{i}"), t(expires), t(now), done)
+            .is_err()
+        {
+            panic!("the SQLite store queues");
+        }
+    }
+    drop(tx);
+    rx.iter().filter(|f| *f).count()
+}
+
+/// Once most of the log has expired it is rewritten with the live nonces only; handles that
+/// read the old file move to the new one and still refuse what was used, and what each
+/// writes after is seen by the other.
 #[test]
-fn nonces_from_before_their_own_file_are_still_refused() {
+fn the_log_is_compacted_once_mostly_expired() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let other = SqliteStore::open(dir.path()).expect("another handle");
+    assert!(store.use_nonce(&k, "kept", t(900), t(0)).expect("nonce"));
+    assert_eq!(queue_many(&store, 120_000, "short", 10, 0), 120_000);
+    assert!(!other.use_nonce(&k, "short-7", t(10), t(1)).expect("replay"));
+    let big = std::fs::metadata(store.nonce_log_path())
+        .expect("log")
+        .len();
+    // A minute on, the expired ones are dropped: the next write compacts.
+    assert!(store.use_nonce(&k, "later", t(960), t(100)).expect("nonce"));
+    let small = std::fs::metadata(store.nonce_log_path())
+        .expect("log")
+        .len();
+    assert!(small < big / 100, "{small} of {big} bytes left");
+    assert!(!other.use_nonce(&k, "kept", t(900), t(101)).expect("replay"));
+    assert!(!other
+        .use_nonce(&k, "later", t(960), t(101))
+        .expect("replay"));
+    assert!(other.use_nonce(&k, "fresh", t(960), t(101)).expect("nonce"));
+    assert!(!store
+        .use_nonce(&k, "fresh", t(960), t(102))
+        .expect("replay"));
+    assert!(store
+        .use_nonce(&k, "short-7", t(960), t(102))
+        .expect("expired"));
+    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
+}
+
+/// Appends `bytes` to the nonce log as a crash (or damage) would leave them.
+fn append_raw(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("log")
+        .write_all(bytes)
+        .expect("append");
+}
+
+/// A write cut off by a crash at the end of the log is no damage: nobody was answered for it,
+/// and the next write cuts it off. Damage with whole frames after it fails every use of a
+/// nonce (never a replay accepted) and the integrity check names it.
+#[test]
+fn an_unfinished_write_is_cut_off_and_damage_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    assert!(store.use_nonce(&k, "a", t(900), t(0)).expect("nonce"));
+    let path = store.nonce_log_path().to_owned();
+    drop(store);
+    let whole = std::fs::read(&path).expect("log");
+    // A frame announcing 64 bytes, 10 of them written.
+    append_raw(
+        &path,
+        &[
+            64, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+        ],
+    );
+    let store = SqliteStore::open(dir.path()).expect("open");
+    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
+    assert!(!store.use_nonce(&k, "a", t(900), t(1)).expect("replay"));
+    assert!(store.use_nonce(&k, "b", t(900), t(1)).expect("nonce"));
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("open");
+    assert!(!store.use_nonce(&k, "b", t(900), t(2)).expect("replay"));
+    drop(store);
+    // A byte of the first frame's payload flipped, with a whole frame after it.
+    let mut bytes = std::fs::read(&path).expect("log");
+    assert!(bytes.len() > whole.len());
+    bytes[whole.len() - 1] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("damage");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let found = store.integrity_check().expect("check");
+    assert!(
+        found.len() == 1 && found[0].starts_with("nonce log: ") && found[0].contains("damaged"),
+        "{found:?}"
+    );
+    assert!(store.use_nonce(&k, "c", t(900), t(3)).is_err());
+    assert!(store.use_nonce(&k, "a", t(900), t(3)).is_err());
+}
+
+/// An older version kept nonces in the metadata file: after the upgrade they are in the log,
+/// still refused within their window, and gone from the metadata file.
+#[test]
+fn nonces_from_the_metadata_file_are_still_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let conn = raw(&dir.path().join("metadata.sqlite"));
     conn.execute_batch(include_str!("fixtures/schema-9.sql"))
@@ -264,9 +369,13 @@ fn nonces_from_before_their_own_file_are_still_refused() {
     .expect("nonces of the old version");
     drop(conn);
     let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let legacy = |store: &SqliteStore| -> i64 {
+        raw(store.path())
+            .query_row("SELECT count(*) FROM legacy_nonces", [], |r| r.get(0))
+            .expect("count")
+    };
     let store = SqliteStore::open(dir.path()).expect("open");
-    assert_eq!(count_nonces(store.path(), "legacy_nonces"), 0);
-    assert_eq!(count_nonces(store.nonce_path(), "nonces"), 2);
+    assert_eq!(legacy(&store), 0);
     assert!(!store
         .use_nonce(&k, "before", t(900), t(10))
         .expect("replay"));
@@ -274,9 +383,8 @@ fn nonces_from_before_their_own_file_are_still_refused() {
         .use_nonce(&k, "stale", t(910), t(10))
         .expect("expired"));
     assert!(store.use_nonce(&k, "fresh", t(910), t(10)).expect("nonce"));
-    drop(store);
-    // A crash between the two commits left a row in both files: moved again, kept once.
-    let store = SqliteStore::open(dir.path()).expect("open");
+    // A crash between the log's sync and the metadata file's commit left a row in both:
+    // moved again, still refused.
     raw(store.path())
         .execute(
             "INSERT INTO legacy_nonces (key_id, nonce, expires_at) VALUES ('k', 'fresh', ?1)",
@@ -285,7 +393,7 @@ fn nonces_from_before_their_own_file_are_still_refused() {
         .expect("left behind");
     drop(store);
     let store = SqliteStore::open(dir.path()).expect("open");
-    assert_eq!(count_nonces(store.path(), "legacy_nonces"), 0);
+    assert_eq!(legacy(&store), 0);
     assert!(!store.use_nonce(&k, "fresh", t(910), t(11)).expect("replay"));
     assert!(!store
         .use_nonce(&k, "before", t(900), t(11))
@@ -293,45 +401,57 @@ fn nonces_from_before_their_own_file_are_still_refused() {
     assert_eq!(store.integrity_check().expect("check"), ["ok"]);
 }
 
-/// The integrity check covers the nonce file too.
+/// Versions with schema 15–16 kept nonces in a SQLite file of their own: moved into the log
+/// at open (still refused), the file and its WAL removed.
 #[test]
-fn the_integrity_check_reads_the_nonce_file() {
+fn nonces_from_the_sqlite_nonce_file_are_still_refused() {
     let dir = tempfile::tempdir().expect("tmp");
-    let store = SqliteStore::open(dir.path()).expect("open");
-    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
-    assert!(store.use_nonce(&k, "n", t(900), t(0)).expect("nonce"));
-    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
-    // An index whose entries no longer match its definition: what a torn file can look like.
-    let conn = raw(store.nonce_path());
+    let old = dir.path().join("metadata.sqlite-nonces");
+    let conn = raw(&old);
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
     conn.execute_batch(
-        "PRAGMA writable_schema = ON;
-         UPDATE sqlite_schema SET sql = replace(sql, '(expires_at)', '(nonce)')
-             WHERE name = 'nonces_by_expiry';
-         PRAGMA writable_schema = OFF;",
+        "CREATE TABLE nonces (key_id TEXT NOT NULL, nonce TEXT NOT NULL,
+             expires_at INTEGER NOT NULL, PRIMARY KEY (key_id, nonce)) WITHOUT ROWID;
+         PRAGMA user_version = 1;",
     )
-    .expect("corrupt the index definition");
+    .expect("the nonce file of schema 16");
+    conn.execute(
+        "INSERT INTO nonces VALUES ('k', 'before', ?1)",
+        [t(900).as_second()],
+    )
+    .expect("a nonce");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    // Opened while the old file's last commit is still in its WAL.
+    let store = SqliteStore::open(dir.path()).expect("open");
     drop(conn);
+    assert!(!store
+        .use_nonce(&k, "before", t(900), t(10))
+        .expect("replay"));
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = old.clone().into_os_string();
+        name.push(suffix);
+        assert!(!std::path::Path::new(&name).exists(), "{name:?} left");
+    }
     drop(store);
     let store = SqliteStore::open(dir.path()).expect("reopen");
-    let found = store.integrity_check().expect("check");
-    assert!(
-        found != ["ok"] && found.iter().all(|r| r.starts_with("nonce file: ")),
-        "{found:?}"
-    );
+    assert!(!store
+        .use_nonce(&k, "before", t(900), t(11))
+        .expect("replay"));
 }
 
-/// The nonce file has a schema version of its own, and a newer one is refused.
+/// The log has a format version of its own, and a later one is refused.
 #[test]
-fn a_newer_nonce_schema_is_refused() {
+fn a_newer_nonce_log_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = SqliteStore::open(dir.path()).expect("open");
-    let path = store.nonce_path().to_owned();
+    let path = store.nonce_log_path().to_owned();
     drop(store);
-    raw(&path)
-        .pragma_update(None, "user_version", 999)
-        .expect("bump");
+    let mut bytes = std::fs::read(&path).expect("log");
+    bytes[8] = 2;
+    std::fs::write(&path, &bytes).expect("bump");
     assert!(matches!(
         SqliteStore::open(dir.path()),
-        Err(StoreError::TooNew { found: 999, .. })
+        Err(StoreError::TooNew { found: 2, .. })
     ));
 }

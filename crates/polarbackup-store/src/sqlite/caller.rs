@@ -1,5 +1,6 @@
 //! What every signed call reads before it is answered, in one read snapshot on a reader
-//! connection: never behind a commit's fsync.
+//! connection (never behind a commit's fsync), or from the handle's cache while nothing was
+//! written since it was read (`cache`).
 
 use super::{clusters, ram, tenants, SqliteStore};
 use crate::records::CallerRecords;
@@ -8,6 +9,22 @@ use polarbackup_model::{AccessKeyId, DbClusterId};
 
 impl SqliteStore {
     pub(crate) fn read_caller_records(
+        &self,
+        key: &AccessKeyId,
+        cluster: Option<&DbClusterId>,
+    ) -> Result<Option<CallerRecords>> {
+        let version = self.cache.version(&self.path)?;
+        if let Some(hit) = self.cache.caller(key, cluster) {
+            return Ok(Some(hit));
+        }
+        let read = self.read_caller_records_now(key, cluster)?;
+        if let Some(records) = &read {
+            self.cache.keep_caller(version, key, cluster, records);
+        }
+        Ok(read)
+    }
+
+    fn read_caller_records_now(
         &self,
         key: &AccessKeyId,
         cluster: Option<&DbClusterId>,

@@ -360,7 +360,14 @@ impl JobStore for SqliteStore {
     }
 
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>> {
-        self.read(|c| list(c, cluster, filter))
+        // DescribeBackupTasks on every call: from the cache while nothing was written.
+        let version = self.cache.version(&self.path)?;
+        if let Some(hit) = self.cache.jobs(cluster, filter) {
+            return Ok(hit);
+        }
+        let jobs = self.read(|c| list(c, cluster, filter))?;
+        self.cache.keep_jobs(version, cluster, filter, &jobs);
+        Ok(jobs)
     }
 
     fn job_counts(&self) -> Result<Vec<(DbClusterId, JobStatus, u64)>> {

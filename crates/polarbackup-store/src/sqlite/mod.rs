@@ -1,9 +1,11 @@
 //! The embedded SQLite implementation of [`Store`], in `<data-dir>/metadata.sqlite`, with the
-//! signature nonces in `metadata.sqlite-nonces` next to it.
+//! signature nonces in the log `metadata.sqlite-nonce-log` next to it.
 
+mod cache;
 mod caller;
 mod clusters;
 mod jobs;
+mod nonce_log;
 mod nonces;
 mod policies;
 mod ram;
@@ -36,9 +38,11 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
-    /// The nonces' own database file (`nonces`), next to `path`.
-    nonce_path: PathBuf,
+    /// The nonce log (`nonce_log`), next to `path`.
+    nonce_log: PathBuf,
     nonce_committer: nonces::NonceCommitter,
+    /// What every signed call reads, while nothing is written (`cache`).
+    cache: cache::ReadCache,
     sealer: Sealer,
 }
 
@@ -74,13 +78,14 @@ impl SqliteStore {
         // Room for every statement a request runs, so the cache never evicts one of them.
         conn.set_prepared_statement_cache_capacity(64);
         migrations::apply(&mut conn)?;
-        let nonce_path = nonces::open_db(&path, &mut conn)?;
+        let nonce_log = nonces::open_log(&path, &mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             path,
-            nonce_path,
+            nonce_log,
             nonce_committer: nonces::NonceCommitter::default(),
+            cache: cache::ReadCache::default(),
             sealer: Sealer::default(),
         })
     }
@@ -89,27 +94,26 @@ impl SqliteStore {
         &self.path
     }
 
-    /// The nonces' database file (`<path>-nonces`).
-    pub fn nonce_path(&self) -> &Path {
-        &self.nonce_path
+    /// The nonce log (`<path>-nonce-log`).
+    pub fn nonce_log_path(&self) -> &Path {
+        &self.nonce_log
     }
 
-    /// `PRAGMA integrity_check` of the metadata file and the nonce file: `["ok"]` when both are
-    /// sound, else SQLite's findings, the nonce file's named as such (the crash harness runs it
-    /// after every restart).
+    /// `PRAGMA integrity_check` of the metadata file and a read of the whole nonce log:
+    /// `["ok"]` when both are sound, else the findings, the log's named as such (the crash
+    /// harness runs it after every restart).
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        fn check(c: &Connection) -> Result<Vec<String>> {
+        let mut found = self.with(|c| {
             let mut stmt = c.prepare("PRAGMA integrity_check")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        }
-        let mut found = self.with(|c| check(c))?;
-        let nonces = check(&open_connection(&self.nonce_path)?)?;
-        if nonces != ["ok"] {
+        })?;
+        let log = nonces::check_log(&self.nonce_log);
+        if !log.is_empty() {
             if found == ["ok"] {
                 found.clear();
             }
-            found.extend(nonces.into_iter().map(|r| format!("nonce file: {r}")));
+            found.extend(log);
         }
         Ok(found)
     }
@@ -164,7 +168,7 @@ impl SqliteStore {
 pub(crate) fn nonce_rows(
     store: &SqliteStore,
 ) -> Result<(Vec<String>, Vec<Vec<rusqlite::types::Value>>)> {
-    nonces::all_rows(&store.nonce_path)
+    nonces::all_rows(&store.nonce_log)
 }
 
 /// Opens (creating) the database file `path`, private to its owner, in WAL mode with

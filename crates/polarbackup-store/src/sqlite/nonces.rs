@@ -1,91 +1,139 @@
-//! Signature nonces in SQLite: one row per (key, nonce) until it expires; expired rows are
-//! purged now and then, a bounded batch at a time ([`crate::rules::NoncePurge`]).
+//! Signature nonces on SQLite stores: kept in the nonce log next to the metadata file
+//! ([`super::nonce_log`], `<metadata file>-nonce-log`), not in SQLite: every signed request
+//! uses one, and a SQLite transaction per batch of them (page writes, WAL, checkpoints) was
+//! the largest share of the API's CPU after the job listing.
 //!
-//! They live in a database file of their own, `<metadata file>-nonces` (WAL mode,
-//! `synchronous=FULL`, its own schema version): every signed request commits one, and a commit
-//! to the metadata file would empty the page cache of every connection reading keys, clusters
-//! and jobs from it. Rows an older version left in the metadata file (`legacy_nonces`,
-//! migration 15) are moved here at open, so a nonce used before the upgrade is still refused
-//! within its window.
+//! Group commit on a thread of the handle's own: callers queue their nonce
+//! ([`NonceStore::queue_nonce`], or [`NonceStore::use_nonce`], which queues and waits); the
+//! committer checks every nonce queued so far against the log, appends the fresh ones as one
+//! frame, syncs it, and only then answers each caller, so a nonce is still used once, durably,
+//! across every handle of the data directory. Callers arriving meanwhile queue for the next
+//! batch, and no caller's thread waits for a sync unless it asked to. A batch that fails is
+//! retried one nonce at a time, so each caller gets its own answer (out of space stays out of
+//! space).
 //!
-//! Group commit on a thread of the handle's own: every signed request writes its nonce
-//! durably, and one commit (one fsync) per request was the API's ceiling. Callers queue their
-//! nonce ([`NonceStore::queue_nonce`], or [`NonceStore::use_nonce`], which queues and waits);
-//! the committer writes every nonce queued so far in one transaction on its own connection,
-//! commits, and only then answers each caller, so a nonce is still used once, durably. Callers
-//! arriving meanwhile queue for the next transaction, and no caller's thread waits for a
-//! commit unless it asked to. A batch that fails is retried one nonce per transaction, so each
-//! caller gets its own answer (out of space stays out of space). The reads every request
-//! makes run on other connections, never behind this fsync.
+//! Older versions kept nonces in the metadata file (`legacy_nonces` since migration 15) and
+//! then in a SQLite file of their own (`<metadata file>-nonces`): both are moved into the log
+//! at open, synced there before they are deleted, so a nonce used before the upgrade is still
+//! refused within its window.
 
+use super::nonce_log::{self, NonceLog, Record};
 use super::rows::secs;
-use crate::rules::{NoncePurge, NONCE_PURGE_BATCH};
 use crate::{NonceDone, Result, StoreError};
 use jiff::Timestamp;
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-/// Opens (creating and migrating) the nonce database next to the metadata file `main`, whose
-/// connection is `main_conn`, and moves into it the nonces an older version kept in the
-/// metadata file. Returns its path.
-pub(super) fn open_db(main: &Path, main_conn: &mut Connection) -> Result<PathBuf> {
+/// `<main>` with `suffix` appended to its file name.
+fn beside(main: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(main.as_os_str());
-    name.push("-nonces");
-    let path = PathBuf::from(name);
-    let mut conn = super::create_wal_file(&path)?;
-    crate::migrations::apply_nonces(&mut conn)?;
-    adopt_legacy(main_conn, &mut conn)?;
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Opens (creating) the nonce log next to the metadata file `main`, whose connection is
+/// `main_conn`, and moves into it the nonces older versions kept elsewhere. Returns its path.
+pub(super) fn open_log(main: &Path, main_conn: &mut Connection) -> Result<PathBuf> {
+    let path = beside(main, "-nonce-log");
+    let mut log = NonceLog::open(&path)?;
+    // Under the log's lock, so processes opening the store together move each row once and
+    // none finds a file another has just removed.
+    log.locked(|log| {
+        adopt_sqlite_file(&beside(main, "-nonces"), log)?;
+        adopt_legacy_table(main_conn, log)
+    })?;
     Ok(path)
 }
 
-/// Moves `legacy_nonces` (metadata file) into the nonce database: committed there first, then
-/// deleted from the metadata file, so a crash between the two leaves a nonce in both (moved
-/// again at the next open) and never in neither. The metadata file's write lock is held
-/// throughout, so processes opening the store together move each row once.
-fn adopt_legacy(main: &mut Connection, nonces: &mut Connection) -> Result<()> {
-    let tx = main.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let any: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM legacy_nonces)", [], |r| {
-        r.get(0)
-    })?;
-    if !any {
+/// Moves the nonce database of schema 15–16 (`<main>-nonces`) into the log, then removes it.
+fn adopt_sqlite_file(old: &Path, log: &mut NonceLog) -> Result<()> {
+    if !old.exists() {
         return Ok(());
     }
-    let into = nonces.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut insert = into.prepare(
-            "INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key_id, nonce) DO UPDATE
-                 SET expires_at = max(nonces.expires_at, excluded.expires_at)",
+    let records = {
+        let conn = Connection::open_with_flags(
+            old,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let mut select = tx.prepare("SELECT key_id, nonce, expires_at FROM legacy_nonces")?;
-        let mut rows = select.query([])?;
-        while let Some(r) = rows.next()? {
-            insert.execute(params![
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?
-            ])?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > 1 {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported: 1,
+            });
+        }
+        if version == 0 {
+            Vec::new()
+        } else {
+            read_records(&conn, "nonces")?
+        }
+    };
+    log.append_records(&records)?;
+    for suffix in ["-wal", "-shm", ""] {
+        match std::fs::remove_file(beside(old, suffix)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
         }
     }
-    into.commit()?;
+    Ok(())
+}
+
+/// Moves `legacy_nonces` (metadata file) into the log: synced there first, then deleted from
+/// the metadata file, so a crash between the two leaves a nonce in both (moved again at the
+/// next open) and never in neither.
+fn adopt_legacy_table(main: &mut Connection, log: &mut NonceLog) -> Result<()> {
+    let tx = main.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let records = read_records(&tx, "legacy_nonces")?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    log.append_records(&records)?;
     tx.execute("DELETE FROM legacy_nonces", [])?;
     tx.commit()?;
     Ok(())
 }
 
-/// Every stored nonce, with its column names, in one read (for `migrate_metadata`).
+fn read_records(conn: &Connection, table: &str) -> Result<Vec<Record>> {
+    let mut stmt = conn.prepare(&format!("SELECT key_id, nonce, expires_at FROM {table}"))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Record {
+            key: r.get(0)?,
+            nonce: r.get(1)?,
+            expires_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Every stored nonce (the latest expiry of each), with column names, in one read (for
+/// `migrate_metadata`).
 pub(crate) fn all_rows(path: &Path) -> Result<(Vec<String>, Vec<Vec<Value>>)> {
-    let conn = super::open_connection(path)?;
-    let mut stmt = conn.prepare("SELECT key_id, nonce, expires_at FROM nonces")?;
-    let columns = stmt.column_names().iter().map(|s| s.to_string()).collect();
-    let rows = stmt
-        .query_map([], |r| (0..3).map(|i| r.get::<_, Value>(i)).collect())?
-        .collect::<rusqlite::Result<Vec<Vec<Value>>>>()?;
+    let mut latest: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for r in nonce_log::read_all(path)? {
+        let e = latest.entry((r.key, r.nonce)).or_insert(r.expires_at);
+        *e = (*e).max(r.expires_at);
+    }
+    let columns = ["key_id", "nonce", "expires_at"].map(String::from).to_vec();
+    let rows = latest
+        .into_iter()
+        .map(|((k, n), e)| vec![Value::Text(k), Value::Text(n), Value::Integer(e)])
+        .collect();
     Ok((columns, rows))
+}
+
+/// What the integrity check finds in the log: nothing when it reads whole (a write cut off
+/// at its end by a crash is not damage: nobody was answered for it, and the next write cuts
+/// it off).
+pub(crate) fn check_log(path: &Path) -> Vec<String> {
+    match nonce_log::read_all(path) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![format!("nonce log: {e}")],
+    }
 }
 
 /// One caller's nonce.
@@ -167,18 +215,16 @@ impl Drop for NonceCommitter {
     }
 }
 
-/// Opens the committer's connection to the nonce database `path` and starts its thread.
+/// Opens the committer's handle on the log `path` and starts its thread.
 fn start(path: &Path, shared: Arc<Shared>) -> Result<JoinHandle<()>> {
-    let conn = super::open_connection(path)?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let log = NonceLog::open(path)?;
     let thread = std::thread::Builder::new()
-        .name("sqlite-nonces".into())
-        .spawn(move || run(&shared, conn))?;
+        .name("nonce-log".into())
+        .spawn(move || run(&shared, log))?;
     Ok(thread)
 }
 
-fn run(shared: &Shared, mut conn: Connection) {
-    let purge = NoncePurge::default();
+fn run(shared: &Shared, mut log: NonceLog) {
     loop {
         let batch = {
             let mut q = shared.lock();
@@ -193,60 +239,36 @@ fn run(shared: &Shared, mut conn: Connection) {
         // A panic (a bug) drops the batch's callbacks, which their callers see as an error;
         // the committer carries on with the next batch.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit_batch(&mut conn, &purge, batch)
+            commit_batch(&mut log, batch)
         }));
     }
 }
 
-fn commit_batch(conn: &mut Connection, purge: &NoncePurge, batch: Vec<(Row, NonceDone)>) {
+fn commit_batch(log: &mut NonceLog, batch: Vec<(Row, NonceDone)>) {
     let (rows, dones): (Vec<Row>, Vec<NonceDone>) = batch.into_iter().unzip();
-    match write(conn, purge, &rows) {
+    match log.use_batch(&uses(&rows)) {
         Ok(fresh) => {
             for (done, fresh) in dones.into_iter().zip(fresh) {
                 done(Ok(fresh));
             }
         }
-        // Nothing committed: each alone, so each caller gets its own answer.
+        // Nothing written: each alone, so each caller gets its own answer.
         Err(_) => {
             for (row, done) in rows.iter().zip(dones) {
-                done(write(conn, purge, std::slice::from_ref(row)).map(|f| f[0]));
+                done(
+                    log.use_batch(&uses(std::slice::from_ref(row)))
+                        .map(|f| f[0]),
+                );
             }
         }
     }
 }
 
-/// Writes `rows` in one IMMEDIATE transaction: whether each nonce was fresh.
-fn write(conn: &mut Connection, purge: &NoncePurge, rows: &[Row]) -> Result<Vec<bool>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let fresh = rows
-        .iter()
-        .map(|r| write_one(&tx, purge, r))
-        .collect::<Result<Vec<bool>>>()?;
-    tx.commit()?;
-    Ok(fresh)
-}
-
-/// The purge (when due) and one nonce's write, inside the batch's transaction.
-fn write_one(tx: &Connection, purge: &NoncePurge, r: &Row) -> Result<bool> {
-    if purge.due(r.now) {
-        let n = tx.execute(
-            "DELETE FROM nonces WHERE (key_id, nonce) IN
-                 (SELECT key_id, nonce FROM nonces WHERE expires_at < ?1 LIMIT ?2)",
-            params![secs(r.now), NONCE_PURGE_BATCH],
-        )?;
-        purge.purged(n);
-    }
-    // An expired row (not purged yet) is taken over: the nonce may be used again. A nonce
-    // given twice in one batch conflicts with its first write, as across transactions.
-    // Cached: every signed request makes this write.
-    let changed = tx
-        .prepare_cached(
-            "INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at
-                 WHERE nonces.expires_at < ?4",
-        )?
-        .execute(params![r.key, r.nonce, secs(r.expires_at), secs(r.now)])?;
-    Ok(changed == 1)
+/// The log's view of `rows`: key, nonce, expiry and the caller's now (seconds).
+fn uses(rows: &[Row]) -> Vec<(&str, &str, i64, i64)> {
+    rows.iter()
+        .map(|r| (&*r.key, &*r.nonce, secs(r.expires_at), secs(r.now)))
+        .collect()
 }
 
 /// What a caller whose callback was dropped unanswered (a bug in the committer) gets.
@@ -282,7 +304,7 @@ impl crate::NonceStore for super::SqliteStore {
         done: NonceDone,
     ) -> std::result::Result<(), NonceDone> {
         self.nonce_committer
-            .queue(&self.nonce_path, key.as_str(), nonce, expires_at, now, done);
+            .queue(&self.nonce_log, key.as_str(), nonce, expires_at, now, done);
         Ok(())
     }
 }

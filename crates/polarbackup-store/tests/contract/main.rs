@@ -27,6 +27,8 @@ macro_rules! store_contract {
                 records::job_counts_cover_every_cluster_and_status_in_one_read,
                 records::updates_never_move_a_job_backwards,
                 records::nonces_are_single_use_until_they_expire,
+                records::caller_records_show_every_change_at_once,
+                records::job_listing_shows_every_change_at_once,
                 records::concurrent_writers_share_one_database,
                 ram::users_keys_policies_and_attachments,
                 ram::caller_records_read_key_user_policies_and_cluster_together,

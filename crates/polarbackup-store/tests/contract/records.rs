@@ -1,6 +1,6 @@
 //! Keys, job ids, job listing and updates, and nonces: the records every backend keeps.
 
-use crate::common::{new_cluster, t, Backend};
+use crate::common::{automated, finish, new_cluster, t, Backend};
 use jiff::{SignedDuration, Timestamp};
 use polarbackup_model::{
     AccessKeyId, BackupJobId, DbClusterId, JobMode, JobStatus, KeyKind, TaskAction,
@@ -248,4 +248,85 @@ pub fn job_counts_cover_every_cluster_and_status_in_one_read(b: &dyn Backend) {
     let mut got = store.job_counts().expect("counts");
     got.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
     assert_eq!(got, want);
+}
+
+/// What every call reads (its key, user, policies and cluster) shows a change committed by any
+/// handle at once, however often it was read before (a backend may keep it in memory only
+/// while nothing changed).
+pub fn caller_records_show_every_change_at_once(b: &dyn Backend) {
+    use polarbackup_store::{PolicyKind, StoredPolicy};
+    let reader = b.open();
+    let writer = b.open();
+    let account = writer.create_account(None, t(0)).expect("account");
+    let c = new_cluster(&*writer, &account.id);
+    let user = writer.create_user(&account.id, "u", t(0)).expect("user");
+    let key = writer.create_user_key(&user, t(0)).expect("key");
+    writer
+        .create_policy(&StoredPolicy {
+            account: account.id.clone(),
+            name: "p".into(),
+            document: r#"{"Version":"1","Statement":[]}"#.into(),
+            created_at: t(0),
+        })
+        .expect("policy");
+    let read = || {
+        reader
+            .caller_records(&key.id, Some(&c))
+            .expect("read")
+            .expect("stored")
+    };
+    for _ in 0..3 {
+        assert!(read().key.active && read().attachments.is_empty());
+    }
+    writer
+        .attach_policy(&user, PolicyKind::Custom, "p")
+        .expect("attach");
+    assert_eq!(read().attachments.len(), 1);
+    writer.set_key_active(&key.id, false).expect("disable");
+    assert!(!read().key.active);
+    // Through the reading handle itself too.
+    reader.set_key_active(&key.id, true).expect("enable");
+    assert!(read().key.active);
+    reader
+        .detach_policy(&user, PolicyKind::Custom, "p")
+        .expect("detach");
+    assert!(read().attachments.is_empty());
+    let before = read().cluster.expect("cluster").status;
+    writer
+        .begin_cluster_deletion(
+            &c,
+            Some(polarbackup_model::policy::RetentionOnClusterDeletion::All),
+            t(5),
+        )
+        .expect("delete")
+        .expect("deleted");
+    assert_ne!(read().cluster.expect("cluster").status, before);
+}
+
+/// The job listing shows a job created, moved or ended through any handle at once, and a
+/// later `ended_since` hides what ended before it, however often the cluster was listed.
+pub fn job_listing_shows_every_change_at_once(b: &dyn Backend) {
+    let reader = b.open();
+    let writer = b.open();
+    let c = cluster(&*writer);
+    let list = |since: i64| reader.list_jobs(&c, &all(t(since))).expect("list");
+    assert!(list(0).is_empty());
+    let first = automated(&*writer, &c, 10);
+    for _ in 0..3 {
+        assert_eq!(list(0).len(), 1);
+    }
+    let mut moved = first.clone();
+    moved
+        .advance(JobStatus::Preparing, 1, t(11))
+        .expect("prepare");
+    writer.update_job(&moved, None).expect("update");
+    assert_eq!(list(0)[0].status, JobStatus::Preparing);
+    finish(&*writer, moved, 20);
+    assert_eq!(list(0)[0].status, JobStatus::Finished);
+    assert_eq!(list(20).len(), 1, "ended at 20: still listed from 20");
+    assert!(list(21).is_empty(), "ended at 20: history from 21");
+    assert_eq!(list(0).len(), 1, "an earlier floor reads again");
+    let second = automated(&*reader, &c, 30);
+    let ids: Vec<_> = list(21).iter().map(|j| j.id).collect();
+    assert_eq!(ids, [second.id]);
 }

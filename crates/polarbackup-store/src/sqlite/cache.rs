@@ -1,0 +1,147 @@
+//! What every signed call reads (its key, user, policies, the named cluster, and for
+//! DescribeBackupTasks the cluster's recent jobs), kept in memory while nothing was written to
+//! the metadata file.
+//!
+//! `PRAGMA data_version` on a connection of the cache's own moves whenever any other
+//! connection, in this process or another (an `admin` command, a second server), commits to
+//! the file; the cache is emptied when it has moved. A lookup reads the version before it
+//! reads the store, and keeps what it read only if the cache still holds that version, so an
+//! entry never outlives the next check after a commit: a call sees every change committed
+//! before it began, as a read of its own would.
+
+use super::rows::secs;
+use crate::records::{CallerRecords, JobFilter};
+use crate::Result;
+use jiff::Timestamp;
+use polarbackup_model::{AccessKeyId, BackupJob, BackupJobId, DbClusterId, JobMode};
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+/// Entries kept at most per kind; past it the kind is emptied (every entry is cheap to read
+/// again, and a flood of distinct calls must not grow the server).
+const MAX_ENTRIES: usize = 4096;
+
+type CallerKey = (AccessKeyId, Option<DbClusterId>);
+type JobsKey = (DbClusterId, Option<BackupJobId>, Option<&'static str>);
+
+#[derive(Default)]
+struct Entries {
+    version: Option<i64>,
+    callers: HashMap<CallerKey, CallerRecords>,
+    /// A listing read with `ended_since` = the timestamp kept: it answers any later one
+    /// (fewer ended jobs pass) by filtering.
+    jobs: HashMap<JobsKey, (Timestamp, Vec<BackupJob>)>,
+}
+
+/// The cache of one handle. Its watch connection is opened at the first lookup.
+#[derive(Default)]
+pub(super) struct ReadCache {
+    watch: Mutex<Option<Connection>>,
+    entries: Mutex<Entries>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Entries are replaced whole and a connection is left between statements: a poisoned
+    // lock holds nothing half-written.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ReadCache {
+    /// The file's version now, the cache emptied if it moved since the last lookup.
+    pub(super) fn version(&self, path: &Path) -> Result<i64> {
+        let v = {
+            let mut watch = lock(&self.watch);
+            if watch.is_none() {
+                let conn = super::open_connection(path)?;
+                conn.pragma_update(None, "query_only", "ON")?;
+                *watch = Some(conn);
+            }
+            let conn = watch.as_ref().expect("opened above");
+            let v = conn
+                .prepare_cached("PRAGMA data_version")?
+                .query_row([], |r| r.get::<_, i64>(0))?;
+            v
+        };
+        let mut e = lock(&self.entries);
+        if e.version != Some(v) {
+            *e = Entries {
+                version: Some(v),
+                ..Entries::default()
+            };
+        }
+        Ok(v)
+    }
+
+    pub(super) fn caller(
+        &self,
+        key: &AccessKeyId,
+        cluster: Option<&DbClusterId>,
+    ) -> Option<CallerRecords> {
+        lock(&self.entries)
+            .callers
+            .get(&(key.clone(), cluster.cloned()))
+            .cloned()
+    }
+
+    /// Keeps `records`, read after [`ReadCache::version`] returned `v`, unless a commit was
+    /// seen since.
+    pub(super) fn keep_caller(
+        &self,
+        v: i64,
+        key: &AccessKeyId,
+        cluster: Option<&DbClusterId>,
+        records: &CallerRecords,
+    ) {
+        let mut e = lock(&self.entries);
+        if e.version == Some(v) {
+            if e.callers.len() >= MAX_ENTRIES {
+                e.callers.clear();
+            }
+            e.callers
+                .insert((key.clone(), cluster.cloned()), records.clone());
+        }
+    }
+
+    pub(super) fn jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Option<Vec<BackupJob>> {
+        let e = lock(&self.entries);
+        let (since, jobs) = e.jobs.get(&jobs_key(cluster, filter))?;
+        let floor = secs(filter.ended_since);
+        (floor >= secs(*since)).then(|| {
+            jobs.iter()
+                .filter(|j| j.ended_at.is_none_or(|t| secs(t) >= floor))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Keeps a listing read after [`ReadCache::version`] returned `v`, unless a commit was
+    /// seen since.
+    pub(super) fn keep_jobs(
+        &self,
+        v: i64,
+        cluster: &DbClusterId,
+        filter: &JobFilter,
+        jobs: &[BackupJob],
+    ) {
+        let mut e = lock(&self.entries);
+        if e.version == Some(v) {
+            if e.jobs.len() >= MAX_ENTRIES {
+                e.jobs.clear();
+            }
+            e.jobs.insert(
+                jobs_key(cluster, filter),
+                (filter.ended_since, jobs.to_vec()),
+            );
+        }
+    }
+}
+
+fn jobs_key(cluster: &DbClusterId, filter: &JobFilter) -> JobsKey {
+    (
+        cluster.clone(),
+        filter.job_id,
+        filter.mode.map(JobMode::as_str),
+    )
+}

@@ -1,0 +1,463 @@
+//! The nonce log, `<metadata file>-nonce-log`: an append-only file of the signature nonces
+//! used, read into a set in memory, so using one costs a lookup, an append and a share of one
+//! `fdatasync` instead of a SQLite transaction.
+//!
+//! Layout: a 16-byte header (magic, format version), then frames. A frame is one committed
+//! batch: payload length (u32 LE), the first 8 bytes of the payload's SHA-256, the payload.
+//! The payload is records: expiry (i64 LE, seconds), key id and nonce (each u16 LE length and
+//! bytes). A frame is complete and its digest matches, or it is the unfinished write of a
+//! process that died (nobody was answered for it) and is cut off by the next writer.
+//!
+//! Several handles, in one process or several, share the file: every read and write happens
+//! under an exclusive `flock` of it, and each handle first folds in what others appended since
+//! it last looked, so a nonce is used once across all of them. Compaction writes the live
+//! records to a new file and renames it over the log; a handle that then takes the lock on the
+//! old file sees that the path names another file, and starts over from the new one.
+
+use crate::{Result, StoreError};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"PBNONCE\n";
+/// The format this binary writes; a log of a later one is refused.
+pub(super) const FORMAT: u32 = 1;
+const HEADER_LEN: u64 = 16;
+const FRAME_HEAD: usize = 12;
+/// A frame larger than this is damage, not a batch (a batch is bounded by the requests a
+/// server takes in at once; adoption and compaction split theirs).
+const MAX_FRAME: usize = 16 << 20;
+/// Compaction starts once the log holds this many records and more than twice the live ones.
+const COMPACT_MIN_RECORDS: u64 = 100_000;
+/// How often (seconds of the callers' clock) a handle drops expired nonces from its set.
+const PRUNE_EVERY: i64 = 60;
+
+/// One nonce as stored: which key, which nonce, until when (seconds) it may not be used again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub key: String,
+    pub nonce: String,
+    pub expires_at: i64,
+}
+
+/// One handle's view of the log: the file, how far of it is folded into `live`, and the
+/// nonces not yet expired (by a keyed 64-bit hash of key and nonce: a collision could only
+/// refuse a fresh nonce, never accept a used one).
+pub(super) struct NonceLog {
+    path: PathBuf,
+    file: File,
+    read_to: u64,
+    records: u64,
+    live: HashMap<u64, i64>,
+    hasher: RandomState,
+    next_prune: i64,
+}
+
+impl NonceLog {
+    /// Opens the log at `path`, creating it (0600, header written and synced) if missing, and
+    /// refusing a file that is not a nonce log or is of a later format. Reads no records.
+    pub(super) fn open(path: &Path) -> Result<Self> {
+        let file = open_file(path)?;
+        let mut log = Self {
+            path: path.to_owned(),
+            file,
+            read_to: HEADER_LEN,
+            records: 0,
+            live: HashMap::new(),
+            hasher: RandomState::new(),
+            next_prune: i64::MIN,
+        };
+        log.locked(|log| log.ensure_header())?;
+        Ok(log)
+    }
+
+    /// Runs `f` holding the log's lock, on the file the path names now (reopened, and read
+    /// from the start, when compaction replaced it).
+    pub(super) fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        loop {
+            self.file.lock()?;
+            let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
+            match self.file.metadata() {
+                Ok(m) if current == Some(m.ino()) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = self.file.unlock();
+                    return Err(e.into());
+                }
+            }
+            let _ = self.file.unlock();
+            self.file = open_file(&self.path)?;
+            self.read_to = HEADER_LEN;
+            self.records = 0;
+            self.live.clear();
+        }
+        let out = f(self);
+        let _ = self.file.unlock();
+        out
+    }
+
+    /// Writes the header of a new (or torn-at-birth) file, or checks the one there.
+    fn ensure_header(&mut self) -> Result<()> {
+        let len = self.file.metadata()?.len();
+        if len < HEADER_LEN {
+            let mut header = [0u8; HEADER_LEN as usize];
+            header[..8].copy_from_slice(MAGIC);
+            header[8..12].copy_from_slice(&FORMAT.to_le_bytes());
+            self.file.set_len(0)?;
+            self.file.write_all_at(&header, 0)?;
+            self.file.sync_all()?;
+            sync_dir(&self.path)?;
+            return Ok(());
+        }
+        let mut header = [0u8; HEADER_LEN as usize];
+        self.file.read_exact_at(&mut header, 0)?;
+        check_header(&header)
+    }
+
+    /// Folds in the frames appended since this handle last looked; cuts off an unfinished
+    /// frame at the end (its writer died before answering anyone). Call under the lock.
+    fn catch_up(&mut self) -> Result<()> {
+        if self.read_to == HEADER_LEN {
+            self.ensure_header()?;
+        }
+        let len = self.file.metadata()?.len();
+        if len <= self.read_to {
+            return Ok(());
+        }
+        self.file.seek(SeekFrom::Start(self.read_to))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &self.file);
+        let mut at = self.read_to;
+        let mut found = Vec::new();
+        let end = loop {
+            match read_frame(&mut reader, len - at)? {
+                Frame::Whole(payload) => {
+                    at += (FRAME_HEAD + payload.len()) as u64;
+                    found.extend(decode(&payload)?);
+                }
+                Frame::End => break None,
+                Frame::Unfinished => break Some(at),
+                Frame::Damaged => return Err(damaged(at)),
+            }
+        };
+        drop(reader);
+        for r in found {
+            let h = self.hash(&r.key, &r.nonce);
+            let e = self.live.entry(h).or_insert(r.expires_at);
+            *e = (*e).max(r.expires_at);
+            self.records += 1;
+        }
+        if let Some(at) = end {
+            self.file.set_len(at)?;
+            self.file.sync_all()?;
+        }
+        self.read_to = at;
+        Ok(())
+    }
+
+    /// Uses each nonce of `batch` (key, nonce, expiry, the caller's now) against everything
+    /// any handle has written, appends the fresh ones as one frame and syncs it: whether each
+    /// was fresh. A nonce is fresh when unknown or expired before its caller's now; one given
+    /// twice in a batch is fresh the first time only. Nothing is answered on error, and the
+    /// set is left as the file has it.
+    pub(super) fn use_batch(&mut self, batch: &[(&str, &str, i64, i64)]) -> Result<Vec<bool>> {
+        self.locked(|log| {
+            log.catch_up()?;
+            // The earliest caller's now: a nonce still in use for any caller stays in the set.
+            let now = batch.iter().map(|b| b.3).min().unwrap_or(i64::MIN);
+            log.prune(now);
+            let mut fresh = Vec::with_capacity(batch.len());
+            let mut written = Vec::new();
+            let mut payload = Vec::new();
+            for &(key, nonce, expires_at, now) in batch {
+                let h = log.hash(key, nonce);
+                let used = log.live.get(&h).is_some_and(|&e| e >= now);
+                if !used {
+                    written.push((h, log.live.insert(h, expires_at)));
+                    encode(&mut payload, key, nonce, expires_at)?;
+                }
+                fresh.push(!used);
+            }
+            if let Err(e) = log.append(&payload) {
+                for (h, before) in written.into_iter().rev() {
+                    match before {
+                        Some(e) => log.live.insert(h, e),
+                        None => log.live.remove(&h),
+                    };
+                }
+                return Err(e);
+            }
+            log.records += fresh.iter().filter(|f| **f).count() as u64;
+            if log.records > COMPACT_MIN_RECORDS && log.records > 2 * log.live.len() as u64 {
+                // The batch is durable: a failed compaction leaves the log as it was.
+                let _ = log.compact(now);
+            }
+            Ok(fresh)
+        })
+    }
+
+    /// Appends `payload` (records) as one frame and syncs it. Call under the lock, caught up.
+    fn append(&mut self, payload: &[u8]) -> Result<()> {
+        if payload.is_empty() {
+            return Ok(());
+        }
+        let frame = frame(payload);
+        let written = self
+            .file
+            .write_all_at(&frame, self.read_to)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Whatever reached the file is an unfinished frame: cut it off now if we can
+            // (else the next writer does).
+            let _ = self.file.set_len(self.read_to);
+            return Err(e.into());
+        }
+        self.read_to += frame.len() as u64;
+        Ok(())
+    }
+
+    /// Appends `records` (of other files, at adoption) in frames, synced, without checking
+    /// them against the set (a nonce kept twice is refused the same). Call under the lock.
+    pub(super) fn append_records(&mut self, records: &[Record]) -> Result<()> {
+        self.catch_up()?;
+        for chunk in records.chunks(10_000) {
+            let mut payload = Vec::new();
+            for r in chunk {
+                encode(&mut payload, &r.key, &r.nonce, r.expires_at)?;
+            }
+            self.append(&payload)?;
+            for r in chunk {
+                let h = self.hash(&r.key, &r.nonce);
+                let e = self.live.entry(h).or_insert(r.expires_at);
+                *e = (*e).max(r.expires_at);
+            }
+            self.records += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Drops nonces expired before `now` from the set, once a minute.
+    fn prune(&mut self, now: i64) {
+        if now >= self.next_prune {
+            self.live.retain(|_, e| *e >= now);
+            self.next_prune = now.saturating_add(PRUNE_EVERY);
+        }
+    }
+
+    /// Rewrites the log with the records not expired at `now`, into a new file renamed over
+    /// it (synced, then the directory synced), and moves this handle to it. Call under the
+    /// lock, caught up.
+    fn compact(&mut self, now: i64) -> Result<()> {
+        let kept: Vec<Record> = scan(&self.file, self.read_to)?
+            .into_iter()
+            .filter(|r| r.expires_at >= now)
+            .collect();
+        let mut tmp_name = self.path.clone().into_os_string();
+        tmp_name.push(".compacting");
+        let tmp = PathBuf::from(tmp_name);
+        let mut out = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut bytes = Vec::with_capacity(HEADER_LEN as usize);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FORMAT.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        for chunk in kept.chunks(10_000) {
+            let mut payload = Vec::new();
+            for r in chunk {
+                encode(&mut payload, &r.key, &r.nonce, r.expires_at)?;
+            }
+            bytes.extend_from_slice(&frame(&payload));
+        }
+        out.write_all(&bytes)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        sync_dir(&self.path)?;
+        // The new file is complete: a handle that locks it from now on finds everything there,
+        // and one waiting for the old file's lock moves over when it gets it. (`locked` then
+        // unlocks the new file, which this handle never locked: a no-op.)
+        let old = std::mem::replace(&mut self.file, out);
+        let _ = old.unlock();
+        self.read_to = bytes.len() as u64;
+        self.records = kept.len() as u64;
+        Ok(())
+    }
+
+    fn hash(&self, key: &str, nonce: &str) -> u64 {
+        self.hasher.hash_one((key, nonce))
+    }
+}
+
+/// Every record of the log at `path`, read under a shared lock (an unfinished frame at the end
+/// left out): for `migrate_metadata` and the integrity check.
+pub(crate) fn read_all(path: &Path) -> Result<Vec<Record>> {
+    let file = File::open(path)?;
+    file.lock_shared()?;
+    let len = file.metadata()?.len();
+    let out = scan(&file, len);
+    let _ = file.unlock();
+    out
+}
+
+fn scan(file: &File, len: u64) -> Result<Vec<Record>> {
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0)?;
+    check_header(&header)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    reader.seek(SeekFrom::Start(HEADER_LEN))?;
+    let mut at = HEADER_LEN;
+    let mut records = Vec::new();
+    loop {
+        match read_frame(&mut reader, len - at)? {
+            Frame::Whole(payload) => {
+                at += (FRAME_HEAD + payload.len()) as u64;
+                records.extend(decode(&payload)?);
+            }
+            Frame::End | Frame::Unfinished => return Ok(records),
+            Frame::Damaged => return Err(damaged(at)),
+        }
+    }
+}
+
+enum Frame {
+    Whole(Vec<u8>),
+    /// Nothing left.
+    End,
+    /// The last frame, cut short or torn: a write its process did not finish (nobody was
+    /// answered for it).
+    Unfinished,
+    /// A frame that does not check out with bytes after it: the file was damaged since.
+    Damaged,
+}
+
+/// Reads the frame at the reader's position, `left` bytes before the end of the file.
+fn read_frame(reader: &mut impl Read, left: u64) -> Result<Frame> {
+    if left == 0 {
+        return Ok(Frame::End);
+    }
+    if left < FRAME_HEAD as u64 {
+        return Ok(Frame::Unfinished);
+    }
+    let mut head = [0u8; FRAME_HEAD];
+    reader.read_exact(&mut head)?;
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    // A write cut short is the last thing in the file: its length not written yet, or the
+    // frame it announces reaching past the end, or torn (its digest wrong) up to the end.
+    let extent = (FRAME_HEAD + len) as u64;
+    if len == 0 || extent > left {
+        return Ok(Frame::Unfinished);
+    }
+    if len > MAX_FRAME {
+        return Ok(Frame::Damaged);
+    }
+    let mut payload = vec![0u8; len];
+    reader.read_exact(&mut payload)?;
+    if digest(&payload) != head[4..] {
+        // With frames after it, it was damaged since it was written whole.
+        return Ok(if extent == left {
+            Frame::Unfinished
+        } else {
+            Frame::Damaged
+        });
+    }
+    Ok(Frame::Whole(payload))
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEAD + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&digest(payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+fn digest(payload: &[u8]) -> [u8; 8] {
+    let d = ring::digest::digest(&ring::digest::SHA256, payload);
+    d.as_ref()[..8].try_into().expect("8 bytes")
+}
+
+fn encode(out: &mut Vec<u8>, key: &str, nonce: &str, expires_at: i64) -> Result<()> {
+    out.extend_from_slice(&expires_at.to_le_bytes());
+    for s in [key, nonce] {
+        let len = u16::try_from(s.len())
+            .map_err(|_| StoreError::Corrupt(format!("a nonce or key id of {} bytes", s.len())))?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    Ok(())
+}
+
+/// The records of a whole frame's payload (its digest matched, so damage here is a bug or a
+/// forged file, refused as corrupt).
+fn decode(mut p: &[u8]) -> Result<Vec<Record>> {
+    let bad = || StoreError::Corrupt("a nonce log frame with a malformed record".into());
+    let mut out = Vec::new();
+    while !p.is_empty() {
+        let (exp, rest) = p.split_at_checked(8).ok_or_else(bad)?;
+        let expires_at = i64::from_le_bytes(exp.try_into().expect("8 bytes"));
+        p = rest;
+        let mut text = || -> Result<String> {
+            let (len, rest) = p.split_at_checked(2).ok_or_else(bad)?;
+            let len = u16::from_le_bytes(len.try_into().expect("2 bytes")) as usize;
+            let (s, rest) = rest.split_at_checked(len).ok_or_else(bad)?;
+            p = rest;
+            String::from_utf8(s.to_vec()).map_err(|_| bad())
+        };
+        let key = text()?;
+        let nonce = text()?;
+        out.push(Record {
+            key,
+            nonce,
+            expires_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Damage inside the log fails every use of a nonce until an operator looks (refusing
+/// requests is safer than accepting a replay of a nonce whose record was lost).
+fn damaged(at: u64) -> StoreError {
+    StoreError::Corrupt(format!("the nonce log is damaged at byte {at}"))
+}
+
+fn check_header(header: &[u8; HEADER_LEN as usize]) -> Result<()> {
+    if &header[..8] != MAGIC {
+        return Err(StoreError::Corrupt(
+            "the nonce log has no nonce log header".into(),
+        ));
+    }
+    let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if format > FORMAT {
+        return Err(StoreError::TooNew {
+            found: format.into(),
+            supported: FORMAT.into(),
+        });
+    }
+    Ok(())
+}
+
+fn open_file(path: &Path) -> Result<File> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?)
+}
+
+/// Syncs the directory holding `path`, so a file created or renamed there stays.
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
