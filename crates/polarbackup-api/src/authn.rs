@@ -5,7 +5,7 @@ use crate::handlers::store_failure;
 use crate::AppState;
 use polarbackup_auth::{AuthError, KeyLookup, KeyMaterial, KeyRecord};
 use polarbackup_model::{AccessKeyId, AccountId, Cluster, DbClusterId, KeyKind, RamUser};
-use polarbackup_store::{Attachment, CallerRecords, StoreError};
+use polarbackup_store::{Attachment, CallerRecords, ReadMark, StoreError};
 use polarbackup_wire::{ApiError, Params};
 use std::cell::RefCell;
 
@@ -22,6 +22,8 @@ pub struct Caller {
     /// `None` inside when it is not stored. Authorization and the handler's ownership check
     /// use it instead of reading it again.
     pub named_cluster: Option<(DbClusterId, Option<Cluster>)>,
+    /// Where the store stood when the records were read, for the call's later reads.
+    pub mark: Option<ReadMark>,
     pub source_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
 }
@@ -186,6 +188,7 @@ pub fn caller(signed: Signed, fresh: Result<bool, StoreError>) -> Result<Caller,
         user: records.user,
         attachments: records.attachments,
         named_cluster: signed.cluster.map(|id| (id, records.cluster)),
+        mark: records.mark,
         source_ip: signed.source_ip,
         user_agent: signed.user_agent,
     })

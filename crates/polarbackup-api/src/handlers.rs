@@ -137,7 +137,7 @@ fn describe_backup_tasks(
     };
     let jobs = state
         .store
-        .list_jobs(&cluster.id, &filter)
+        .list_jobs_read_with(&cluster.id, &filter, caller.mark)
         .map_err(internal)?;
     Ok(Answer::BackupJobs(jobs))
 }

@@ -18,8 +18,8 @@ pub use migrate::{migrate_metadata, MigrationReport};
 pub use pg::{PgOptions, PgStore};
 pub use records::{
     Attachment, CallerRecords, ClusterDeletion, ClusterOverview, CreateJobOutcome, DeleteRefusal,
-    DeletionRefusal, JobFilter, ListedCluster, ManualJobRequest, PolicyKind, RecoveryInputs,
-    SetFilter, SetPage, StoredPolicy, WalFilter, WalPage, WalRecorded,
+    DeletionRefusal, JobFilter, ListedCluster, ManualJobRequest, PolicyKind, ReadMark,
+    RecoveryInputs, SetFilter, SetPage, StoredPolicy, WalFilter, WalPage, WalRecorded,
 };
 pub use rules::failed_set;
 pub use sealing::{MasterKey, SealReport};
@@ -84,6 +84,7 @@ pub trait Store:
             user,
             attachments,
             cluster,
+            mark: None,
         }))
     }
 }
@@ -232,6 +233,19 @@ pub trait JobStore: Send + Sync {
         -> Result<()>;
     /// Jobs of one cluster, newest first.
     fn list_jobs(&self, cluster: &DbClusterId, filter: &JobFilter) -> Result<Vec<BackupJob>>;
+    /// [`JobStore::list_jobs`] in a call whose caller records were read at `mark`: a store
+    /// that keeps reads in memory answers from them, without checking again for changes,
+    /// while it still stands at `mark` (the call sees every change made before it began
+    /// either way).
+    fn list_jobs_read_with(
+        &self,
+        cluster: &DbClusterId,
+        filter: &JobFilter,
+        mark: Option<ReadMark>,
+    ) -> Result<Vec<BackupJob>> {
+        let _ = mark;
+        self.list_jobs(cluster, filter)
+    }
     /// How many jobs each cluster has stored, by status, in one read (for metrics); a
     /// cluster or status without jobs is left out.
     fn job_counts(&self) -> Result<Vec<(DbClusterId, JobStatus, u64)>>;

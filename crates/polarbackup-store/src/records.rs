@@ -21,6 +21,17 @@ pub struct CallerRecords {
     pub attachments: Vec<Attachment>,
     /// The cluster asked about, in any account and any state; `None` when it is not stored.
     pub cluster: Option<Cluster>,
+    /// Where the handle that read them stood (a backend that keeps reads in memory): a later
+    /// read of the same call ([`crate::JobStore::list_jobs_read_with`]) may skip the check for
+    /// changes made since while the handle still stands there.
+    pub mark: Option<ReadMark>,
+}
+
+/// A handle's position in the changes to its store, as [`CallerRecords::mark`] keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMark {
+    pub(crate) handle: u64,
+    pub(crate) version: i64,
 }
 
 /// What [`crate::ClusterStore::begin_cluster_deletion`] did, in one transaction.

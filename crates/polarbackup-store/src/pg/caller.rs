@@ -57,6 +57,7 @@ impl PgStore {
                 user,
                 attachments,
                 cluster,
+                mark: None,
             }))
         })
     }

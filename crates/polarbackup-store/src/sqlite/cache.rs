@@ -10,13 +10,14 @@
 //! before it began, as a read of its own would.
 
 use super::rows::secs;
-use crate::records::{CallerRecords, JobFilter};
+use crate::records::{CallerRecords, JobFilter, ReadMark};
 use crate::Result;
 use jiff::Timestamp;
 use polarbackup_model::{AccessKeyId, BackupJob, BackupJobId, DbClusterId, JobMode};
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Entries kept at most per kind; past it the kind is emptied (every entry is cheap to read
@@ -36,10 +37,23 @@ struct Entries {
 }
 
 /// The cache of one handle. Its watch connection is opened at the first lookup.
-#[derive(Default)]
 pub(super) struct ReadCache {
+    /// Which handle, in the marks it gives ([`ReadMark`]): a mark of another handle's cache
+    /// says nothing about this one's.
+    id: u64,
     watch: Mutex<Option<Connection>>,
     entries: Mutex<Entries>,
+}
+
+impl Default for ReadCache {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            watch: Mutex::default(),
+            entries: Mutex::default(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,6 +86,21 @@ impl ReadCache {
             };
         }
         Ok(v)
+    }
+
+    /// The mark of version `v`, for the records of a call read at it.
+    pub(super) fn mark(&self, v: i64) -> ReadMark {
+        ReadMark {
+            handle: self.id,
+            version: v,
+        }
+    }
+
+    /// Whether this cache still holds what it held at `mark` (no change seen since): the
+    /// version `mark` names, when it is this cache's.
+    pub(super) fn stands_at(&self, mark: ReadMark) -> Option<i64> {
+        (mark.handle == self.id && lock(&self.entries).version == Some(mark.version))
+            .then_some(mark.version)
     }
 
     pub(super) fn caller(

@@ -14,10 +14,12 @@ impl SqliteStore {
         cluster: Option<&DbClusterId>,
     ) -> Result<Option<CallerRecords>> {
         let version = self.cache.version(&self.path)?;
+        let mark = Some(self.cache.mark(version));
         if let Some(hit) = self.cache.caller(key, cluster) {
-            return Ok(Some(hit));
+            return Ok(Some(CallerRecords { mark, ..hit }));
         }
         let read = self.read_caller_records_now(key, cluster)?;
+        let read = read.map(|r| CallerRecords { mark, ..r });
         if let Some(records) = &read {
             self.cache.keep_caller(version, key, cluster, records);
         }
@@ -52,6 +54,7 @@ impl SqliteStore {
                 user,
                 attachments,
                 cluster,
+                mark: None,
             }))
         })
     }

@@ -29,6 +29,7 @@ macro_rules! store_contract {
                 records::nonces_are_single_use_until_they_expire,
                 records::caller_records_show_every_change_at_once,
                 records::job_listing_shows_every_change_at_once,
+                records::a_listing_read_with_a_mark_shows_what_came_before_it,
                 records::concurrent_writers_share_one_database,
                 ram::users_keys_policies_and_attachments,
                 ram::caller_records_read_key_user_policies_and_cluster_together,

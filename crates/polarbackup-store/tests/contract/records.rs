@@ -330,3 +330,36 @@ pub fn job_listing_shows_every_change_at_once(b: &dyn Backend) {
     let ids: Vec<_> = list(21).iter().map(|j| j.id).collect();
     assert_eq!(ids, [second.id]);
 }
+
+/// A call lists jobs with the mark its caller records were read at: every change made before
+/// those records were read shows, and a mark of another handle is no shortcut.
+pub fn a_listing_read_with_a_mark_shows_what_came_before_it(b: &dyn Backend) {
+    let reader = b.open();
+    let other = b.open();
+    let writer = b.open();
+    let account = writer.create_account(None, t(0)).expect("account");
+    let c = new_cluster(&*writer, &account.id);
+    let key = writer.create_key(&account.id, t(0)).expect("key");
+    let mark = |s: &dyn Store| {
+        s.caller_records(&key.id, Some(&c))
+            .expect("read")
+            .expect("stored")
+            .mark
+    };
+    automated(&*writer, &c, 10);
+    // Both handles' first reads, after the same changes.
+    let m = mark(&*reader);
+    let foreign = mark(&*other);
+    let list = |m| {
+        reader
+            .list_jobs_read_with(&c, &all(t(0)), m)
+            .expect("list")
+            .len()
+    };
+    assert_eq!(list(m), 1);
+    automated(&*writer, &c, 20);
+    assert_eq!(list(foreign), 2, "another handle's mark skipped the check");
+    automated(&*writer, &c, 30);
+    let m = mark(&*reader);
+    assert_eq!(list(m), 3);
+}
