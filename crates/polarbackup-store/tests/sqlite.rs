@@ -281,8 +281,10 @@ fn the_log_is_compacted_once_mostly_expired() {
     let big = std::fs::metadata(store.nonce_log_path())
         .expect("log")
         .len();
-    // A minute on, the expired ones are dropped: the next write compacts.
+    // A minute on, the expired ones are dropped: the next write compacts, once its caller
+    // was answered (the one after waits for that).
     assert!(store.use_nonce(&k, "later", t(960), t(100)).expect("nonce"));
+    assert!(store.use_nonce(&k, "after", t(960), t(100)).expect("nonce"));
     let small = std::fs::metadata(store.nonce_log_path())
         .expect("log")
         .len();

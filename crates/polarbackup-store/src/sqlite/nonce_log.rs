@@ -54,6 +54,9 @@ pub(super) struct NonceLog {
     live: HashMap<u64, i64>,
     hasher: RandomState,
     next_prune: i64,
+    /// The latest batch's earliest caller's now (seconds): compaction drops what expired
+    /// before it.
+    last_now: i64,
 }
 
 impl NonceLog {
@@ -69,6 +72,7 @@ impl NonceLog {
             live: HashMap::new(),
             hasher: RandomState::new(),
             next_prune: i64::MIN,
+            last_now: i64::MIN,
         };
         log.locked(|log| log.ensure_header())?;
         Ok(log)
@@ -190,11 +194,25 @@ impl NonceLog {
                 return Err(e);
             }
             log.records += fresh.iter().filter(|f| **f).count() as u64;
-            if log.records > COMPACT_MIN_RECORDS && log.records > 2 * log.live.len() as u64 {
-                // The batch is durable: a failed compaction leaves the log as it was.
-                let _ = log.compact(now);
-            }
+            log.last_now = log.last_now.max(now);
+
             Ok(fresh)
+        })
+    }
+
+    /// Compacts the log once it holds more than twice the live records (and enough to be
+    /// worth it), dropping what expired before the latest batch. Called after a batch's callers were
+    /// answered, so none waits for it; a failed compaction leaves the log as it was.
+    pub(super) fn compact_if_due(&mut self) -> Result<()> {
+        if self.records <= COMPACT_MIN_RECORDS || self.records <= 2 * self.live.len() as u64 {
+            return Ok(());
+        }
+        self.locked(|log| {
+            log.catch_up()?;
+            if log.records > COMPACT_MIN_RECORDS && log.records > 2 * log.live.len() as u64 {
+                log.compact(log.last_now)?;
+            }
+            Ok(())
         })
     }
 
