@@ -457,3 +457,39 @@ fn a_newer_nonce_log_is_refused() {
         Err(StoreError::TooNew { found: 2, .. })
     ));
 }
+
+/// A nonce the log cannot hold (longer than 65535 bytes) fails alone: the others of its batch
+/// are still used once, not taken as used by the failed batch.
+#[test]
+fn a_nonce_too_long_for_the_log_fails_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let long = "n".repeat(70_000);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let nonces: Vec<String> = (0..50)
+        .map(|i| format!("before-{i}"))
+        .chain([long.clone()])
+        .chain((0..50).map(|i| format!("after-{i}")))
+        .collect();
+    for n in &nonces {
+        let (tx, n2) = (tx.clone(), n.clone());
+        let done: polarbackup_store::NonceDone = Box::new(move |a| {
+            let _ = tx.send((n2, a.map_err(|e| e.to_string())));
+        });
+        if store.queue_nonce(&k, n, t(900), t(0), done).is_err() {
+            panic!("the SQLite store queues");
+        }
+    }
+    drop(tx);
+    for (n, answer) in rx.iter() {
+        if n == long {
+            assert!(answer.is_err(), "a nonce of 70000 bytes was stored");
+        } else {
+            assert_eq!(answer, Ok(true), "{n}");
+        }
+    }
+    assert!(!store
+        .use_nonce(&k, "before-3", t(900), t(1))
+        .expect("replay"));
+}

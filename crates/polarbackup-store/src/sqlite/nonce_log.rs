@@ -134,12 +134,15 @@ impl NonceLog {
         self.file.seek(SeekFrom::Start(self.read_to))?;
         let mut reader = std::io::BufReader::with_capacity(1 << 20, &self.file);
         let mut at = self.read_to;
-        let mut found = Vec::new();
+        let (hasher, live) = (&self.hasher, &mut self.live);
         let end = loop {
             match read_frame(&mut reader, len - at)? {
                 Frame::Whole(payload) => {
                     at += (FRAME_HEAD + payload.len()) as u64;
-                    found.extend(decode(&payload)?);
+                    for r in decode(&payload)? {
+                        remember(live, hasher, &r);
+                        self.records += 1;
+                    }
                 }
                 Frame::End => break None,
                 Frame::Unfinished => break Some(at),
@@ -147,12 +150,6 @@ impl NonceLog {
             }
         };
         drop(reader);
-        for r in found {
-            let h = self.hash(&r.key, &r.nonce);
-            let e = self.live.entry(h).or_insert(r.expires_at);
-            *e = (*e).max(r.expires_at);
-            self.records += 1;
-        }
         if let Some(at) = end {
             self.file.set_len(at)?;
             self.file.sync_all()?;
@@ -175,16 +172,21 @@ impl NonceLog {
             let mut fresh = Vec::with_capacity(batch.len());
             let mut written = Vec::new();
             let mut payload = Vec::new();
+            let mut decided = Ok(());
             for &(key, nonce, expires_at, now) in batch {
                 let h = log.hash(key, nonce);
                 let used = log.live.get(&h).is_some_and(|&e| e >= now);
                 if !used {
+                    decided = encode(&mut payload, key, nonce, expires_at);
+                    if decided.is_err() {
+                        break;
+                    }
                     written.push((h, log.live.insert(h, expires_at)));
-                    encode(&mut payload, key, nonce, expires_at)?;
                 }
                 fresh.push(!used);
             }
-            if let Err(e) = log.append(&payload) {
+            // Nothing of the batch is used unless all of it is written.
+            if let Err(e) = decided.and_then(|()| log.append(&payload)) {
                 for (h, before) in written.into_iter().rev() {
                     match before {
                         Some(e) => log.live.insert(h, e),
@@ -195,14 +197,14 @@ impl NonceLog {
             }
             log.records += fresh.iter().filter(|f| **f).count() as u64;
             log.last_now = log.last_now.max(now);
-
             Ok(fresh)
         })
     }
 
     /// Compacts the log once it holds more than twice the live records (and enough to be
-    /// worth it), dropping what expired before the latest batch. Called after a batch's callers were
-    /// answered, so none waits for it; a failed compaction leaves the log as it was.
+    /// worth it), dropping what expired before the latest batch. Called after a batch's
+    /// callers were answered, so none waits for it; a failed compaction leaves the log as it
+    /// was.
     pub(super) fn compact_if_due(&mut self) -> Result<()> {
         if self.records <= COMPACT_MIN_RECORDS || self.records <= 2 * self.live.len() as u64 {
             return Ok(());
@@ -247,9 +249,7 @@ impl NonceLog {
             }
             self.append(&payload)?;
             for r in chunk {
-                let h = self.hash(&r.key, &r.nonce);
-                let e = self.live.entry(h).or_insert(r.expires_at);
-                *e = (*e).max(r.expires_at);
+                remember(&mut self.live, &self.hasher, r);
             }
             self.records += chunk.len() as u64;
         }
@@ -268,10 +268,7 @@ impl NonceLog {
     /// it (synced, then the directory synced), and moves this handle to it. Call under the
     /// lock, caught up.
     fn compact(&mut self, now: i64) -> Result<()> {
-        let kept: Vec<Record> = scan(&self.file, self.read_to)?
-            .into_iter()
-            .filter(|r| r.expires_at >= now)
-            .collect();
+        let kept = scan(&self.file, self.read_to, |r| r.expires_at >= now)?;
         let mut tmp_name = self.path.clone().into_os_string();
         tmp_name.push(".compacting");
         let tmp = PathBuf::from(tmp_name);
@@ -318,12 +315,13 @@ pub(crate) fn read_all(path: &Path) -> Result<Vec<Record>> {
     let file = File::open(path)?;
     file.lock_shared()?;
     let len = file.metadata()?.len();
-    let out = scan(&file, len);
+    let out = scan(&file, len, |_| true);
     let _ = file.unlock();
     out
 }
 
-fn scan(file: &File, len: u64) -> Result<Vec<Record>> {
+/// The records of the log's first `len` bytes that `keep` keeps.
+fn scan(file: &File, len: u64, keep: impl Fn(&Record) -> bool) -> Result<Vec<Record>> {
     let mut header = [0u8; HEADER_LEN as usize];
     file.read_exact_at(&mut header, 0)?;
     check_header(&header)?;
@@ -335,7 +333,7 @@ fn scan(file: &File, len: u64) -> Result<Vec<Record>> {
         match read_frame(&mut reader, len - at)? {
             Frame::Whole(payload) => {
                 at += (FRAME_HEAD + payload.len()) as u64;
-                records.extend(decode(&payload)?);
+                records.extend(decode(&payload)?.into_iter().filter(&keep));
             }
             Frame::End | Frame::Unfinished => return Ok(records),
             Frame::Damaged => return Err(damaged(at)),
@@ -385,6 +383,14 @@ fn read_frame(reader: &mut impl Read, left: u64) -> Result<Frame> {
         });
     }
     Ok(Frame::Whole(payload))
+}
+
+/// Notes a record read or written in `live`: the latest expiry of a nonce stands.
+fn remember(live: &mut HashMap<u64, i64>, hasher: &RandomState, r: &Record) {
+    let e = live
+        .entry(hasher.hash_one((r.key.as_str(), r.nonce.as_str())))
+        .or_insert(r.expires_at);
+    *e = (*e).max(r.expires_at);
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
