@@ -79,6 +79,9 @@ impl ReadCache {
             v
         };
         let mut e = lock(&self.entries);
+        // Any difference, not only a larger value (the counter may wrap). A lookup that read
+        // the version just before another saw it move may set the older one back: what it
+        // keeps then was read after the move, and the next lookup sees the newer version.
         if e.version != Some(v) {
             *e = Entries {
                 version: Some(v),
