@@ -611,23 +611,26 @@ fn a_full_disk_answers_503_and_reads_keep_working() {
     assert_eq!(before[1]["status"], 200, "{:#}", before[1]);
 
     disk.fill("filler");
-    // Several calls of each kind, so the store's spare pages are used up, not just one.
-    let full = sdk_batch((0..20).flat_map(|_| [modify(), read()]).collect());
+    // Writes (and the nonce every signed call appends) go on in room the files already hold
+    // (SQLite reuses its WAL, the nonce log fills its last page), so calls may succeed for a
+    // while; each is answered 200 or 503, and 503 comes once that room is used up.
     let mut unavailable = 0;
-    for res in &full {
-        let status = res["status"].as_u64().unwrap_or(0);
-        assert!(status == 200 || status == 503, "{res:#}");
-        if status == 503 {
-            assert_eq!(res["code"], "ServiceUnavailable", "{res:#}");
-            assert_error_envelope(res);
-            unavailable += 1;
+    for _ in 0..50 {
+        let full = sdk_batch((0..10).flat_map(|_| [modify(), read()]).collect());
+        for res in &full {
+            let status = res["status"].as_u64().unwrap_or(0);
+            assert!(status == 200 || status == 503, "{res:#}");
+            if status == 503 {
+                assert_eq!(res["code"], "ServiceUnavailable", "{res:#}");
+                assert_error_envelope(res);
+                unavailable += 1;
+            }
+        }
+        if unavailable > 0 {
+            break;
         }
     }
-    assert!(
-        full.iter().step_by(2).all(|r| r["status"] == 503),
-        "a write succeeded on a full disk: {full:#?}"
-    );
-    assert!(unavailable > 0);
+    assert!(unavailable > 0, "1000 calls on a full disk and no 503");
     assert!(!server.log().contains("InternalError"), "{}", server.log());
 
     // Room again: everything works.
