@@ -246,8 +246,14 @@ fn nonces_survive_a_restart() {
 }
 
 /// Queues `n` nonces `{prefix}-{i}` without waiting (the committer takes them in a few large
-/// batches), then waits for every answer: how many were fresh.
-fn queue_many(store: &SqliteStore, n: usize, prefix: &str, expires: i64, now: i64) -> usize {
+/// batches): the answers, as they come.
+fn queue_all(
+    store: &SqliteStore,
+    n: usize,
+    prefix: &str,
+    expires: i64,
+    now: i64,
+) -> std::sync::mpsc::Receiver<bool> {
     let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
     let (tx, rx) = std::sync::mpsc::channel();
     for i in 0..n {
@@ -262,8 +268,15 @@ fn queue_many(store: &SqliteStore, n: usize, prefix: &str, expires: i64, now: i6
             panic!("the SQLite store queues");
         }
     }
-    drop(tx);
-    rx.iter().filter(|f| *f).count()
+    rx
+}
+
+/// [`queue_all`], then waits for every answer: how many were fresh.
+fn queue_many(store: &SqliteStore, n: usize, prefix: &str, expires: i64, now: i64) -> usize {
+    queue_all(store, n, prefix, expires, now)
+        .iter()
+        .filter(|f| *f)
+        .count()
 }
 
 /// Once most of the log has expired it is rewritten with the live nonces only; handles that
@@ -492,4 +505,36 @@ fn a_nonce_too_long_for_the_log_fails_alone() {
     assert!(!store
         .use_nonce(&k, "before-3", t(900), t(1))
         .expect("replay"));
+}
+
+/// A batch larger than a frame may hold (half a million nonces queued while another process
+/// held the log, ~20 MB) is written as several frames, all read back by another handle.
+#[test]
+fn a_batch_larger_than_a_frame_is_read_back_whole() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let holder = std::fs::File::open(store.nonce_log_path()).expect("log");
+    holder.lock().expect("hold the log");
+    // Queueing never waits for the log, not even the first nonce, which starts the committer.
+    let padded = format!("{}-", "p".repeat(20));
+    let answers = queue_all(&store, 500_000, &padded, 900, 0);
+    holder.unlock().expect("release the log");
+    assert_eq!(answers.iter().filter(|f| *f).count(), 500_000);
+    assert!(
+        std::fs::metadata(store.nonce_log_path())
+            .expect("log")
+            .len()
+            > 16 << 20
+    );
+    let other = SqliteStore::open(dir.path()).expect("another handle");
+    for i in [0, 250_000, 499_999] {
+        let n = format!("{padded}-{i}");
+        assert!(
+            !other.use_nonce(&k, &n, t(900), t(1)).expect("replay"),
+            "{i}"
+        );
+    }
+    assert!(other.use_nonce(&k, "fresh", t(900), t(1)).expect("nonce"));
+    assert_eq!(other.integrity_check().expect("check"), ["ok"]);
 }

@@ -27,9 +27,11 @@ const MAGIC: &[u8; 8] = b"PBNONCE\n";
 pub(super) const FORMAT: u32 = 1;
 const HEADER_LEN: u64 = 16;
 const FRAME_HEAD: usize = 12;
-/// A frame larger than this is damage, not a batch (a batch is bounded by the requests a
-/// server takes in at once; adoption and compaction split theirs).
+/// A frame larger than this is damage: writers close a frame once its payload reaches
+/// `FRAME_TARGET`, and one record is at most 8 + 2 × (2 + 65535) bytes.
 const MAX_FRAME: usize = 16 << 20;
+/// Where writers close a frame and start the next (a large batch, adoption, compaction).
+const FRAME_TARGET: usize = 1 << 20;
 /// Compaction starts once the log holds this many records and more than twice the live ones.
 const COMPACT_MIN_RECORDS: u64 = 100_000;
 /// How often (seconds of the callers' clock) a handle drops expired nonces from its set.
@@ -171,13 +173,13 @@ impl NonceLog {
             log.prune(now);
             let mut fresh = Vec::with_capacity(batch.len());
             let mut written = Vec::new();
-            let mut payload = Vec::new();
+            let mut frames = Frames::default();
             let mut decided = Ok(());
             for &(key, nonce, expires_at, now) in batch {
                 let h = log.hash(key, nonce);
                 let used = log.live.get(&h).is_some_and(|&e| e >= now);
                 if !used {
-                    decided = encode(&mut payload, key, nonce, expires_at);
+                    decided = frames.push(key, nonce, expires_at);
                     if decided.is_err() {
                         break;
                     }
@@ -186,7 +188,7 @@ impl NonceLog {
                 fresh.push(!used);
             }
             // Nothing of the batch is used unless all of it is written.
-            if let Err(e) = decided.and_then(|()| log.append(&payload)) {
+            if let Err(e) = decided.and_then(|()| log.append(&frames.finish())) {
                 for (h, before) in written.into_iter().rev() {
                     match before {
                         Some(e) => log.live.insert(h, e),
@@ -218,15 +220,15 @@ impl NonceLog {
         })
     }
 
-    /// Appends `payload` (records) as one frame and syncs it. Call under the lock, caught up.
-    fn append(&mut self, payload: &[u8]) -> Result<()> {
-        if payload.is_empty() {
+    /// Appends `frames` (whole frames, [`Frames`]) and syncs them. Call under the lock,
+    /// caught up.
+    fn append(&mut self, frames: &[u8]) -> Result<()> {
+        if frames.is_empty() {
             return Ok(());
         }
-        let frame = frame(payload);
         let written = self
             .file
-            .write_all_at(&frame, self.read_to)
+            .write_all_at(frames, self.read_to)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             // Whatever reached the file is an unfinished frame: cut it off now if we can
@@ -234,7 +236,7 @@ impl NonceLog {
             let _ = self.file.set_len(self.read_to);
             return Err(e.into());
         }
-        self.read_to += frame.len() as u64;
+        self.read_to += frames.len() as u64;
         Ok(())
     }
 
@@ -242,17 +244,15 @@ impl NonceLog {
     /// them against the set (a nonce kept twice is refused the same). Call under the lock.
     pub(super) fn append_records(&mut self, records: &[Record]) -> Result<()> {
         self.catch_up()?;
-        for chunk in records.chunks(10_000) {
-            let mut payload = Vec::new();
-            for r in chunk {
-                encode(&mut payload, &r.key, &r.nonce, r.expires_at)?;
-            }
-            self.append(&payload)?;
-            for r in chunk {
-                remember(&mut self.live, &self.hasher, r);
-            }
-            self.records += chunk.len() as u64;
+        let mut frames = Frames::default();
+        for r in records {
+            frames.push(&r.key, &r.nonce, r.expires_at)?;
         }
+        self.append(&frames.finish())?;
+        for r in records {
+            remember(&mut self.live, &self.hasher, r);
+        }
+        self.records += records.len() as u64;
         Ok(())
     }
 
@@ -279,17 +279,15 @@ impl NonceLog {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
+        let mut frames = Frames::default();
+        for r in &kept {
+            frames.push(&r.key, &r.nonce, r.expires_at)?;
+        }
         let mut bytes = Vec::with_capacity(HEADER_LEN as usize);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT.to_le_bytes());
         bytes.extend_from_slice(&[0; 4]);
-        for chunk in kept.chunks(10_000) {
-            let mut payload = Vec::new();
-            for r in chunk {
-                encode(&mut payload, &r.key, &r.nonce, r.expires_at)?;
-            }
-            bytes.extend_from_slice(&frame(&payload));
-        }
+        bytes.extend_from_slice(&frames.finish());
         out.write_all(&bytes)?;
         out.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
@@ -393,12 +391,38 @@ fn remember(live: &mut HashMap<u64, i64>, hasher: &RandomState, r: &Record) {
     *e = (*e).max(r.expires_at);
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FRAME_HEAD + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&digest(payload));
-    out.extend_from_slice(payload);
-    out
+/// Records encoded into frames, each closed once its payload reaches [`FRAME_TARGET`].
+#[derive(Default)]
+struct Frames {
+    done: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Frames {
+    fn push(&mut self, key: &str, nonce: &str, expires_at: i64) -> Result<()> {
+        encode(&mut self.payload, key, nonce, expires_at)?;
+        if self.payload.len() >= FRAME_TARGET {
+            self.close();
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        if self.payload.is_empty() {
+            return;
+        }
+        self.done
+            .extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        self.done.extend_from_slice(&digest(&self.payload));
+        self.done.extend_from_slice(&self.payload);
+        self.payload.clear();
+    }
+
+    /// Every frame, ready to append.
+    fn finish(mut self) -> Vec<u8> {
+        self.close();
+        self.done
+    }
 }
 
 fn digest(payload: &[u8]) -> [u8; 8] {
@@ -406,12 +430,16 @@ fn digest(payload: &[u8]) -> [u8; 8] {
     d.as_ref()[..8].try_into().expect("8 bytes")
 }
 
+/// Appends one record to `out`, or nothing when a field is too long for the format.
 fn encode(out: &mut Vec<u8>, key: &str, nonce: &str, expires_at: i64) -> Result<()> {
+    let len = |s: &str| {
+        u16::try_from(s.len())
+            .map_err(|_| StoreError::Corrupt(format!("a nonce or key id of {} bytes", s.len())))
+    };
+    let (key_len, nonce_len) = (len(key)?, len(nonce)?);
     out.extend_from_slice(&expires_at.to_le_bytes());
-    for s in [key, nonce] {
-        let len = u16::try_from(s.len())
-            .map_err(|_| StoreError::Corrupt(format!("a nonce or key id of {} bytes", s.len())))?;
-        out.extend_from_slice(&len.to_le_bytes());
+    for (n, s) in [(key_len, key), (nonce_len, nonce)] {
+        out.extend_from_slice(&n.to_le_bytes());
         out.extend_from_slice(s.as_bytes());
     }
     Ok(())

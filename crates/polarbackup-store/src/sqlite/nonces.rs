@@ -215,16 +215,19 @@ impl Drop for NonceCommitter {
     }
 }
 
-/// Opens the committer's handle on the log `path` and starts its thread.
+/// Starts the committer's thread, which opens its handle on the log `path` itself: opening
+/// takes the log's lock, which another process may hold a while, and the caller may be an
+/// async thread.
 fn start(path: &Path, shared: Arc<Shared>) -> Result<JoinHandle<()>> {
-    let log = NonceLog::open(path)?;
+    let path = path.to_owned();
     let thread = std::thread::Builder::new()
         .name("nonce-log".into())
-        .spawn(move || run(&shared, log))?;
+        .spawn(move || run(&shared, &path))?;
     Ok(thread)
 }
 
-fn run(shared: &Shared, mut log: NonceLog) {
+fn run(shared: &Shared, path: &Path) {
+    let mut log = None;
     loop {
         let batch = {
             let mut q = shared.lock();
@@ -239,7 +242,22 @@ fn run(shared: &Shared, mut log: NonceLog) {
         // A panic (a bug) drops the batch's callbacks, which their callers see as an error;
         // the committer carries on with the next batch.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            commit_batch(&mut log, batch)
+            if log.is_none() {
+                match NonceLog::open(path) {
+                    Ok(opened) => log = Some(opened),
+                    // Every caller of the batch gets the failure; the next batch tries again.
+                    Err(e) => {
+                        let e = e.to_string();
+                        for (_, done) in batch {
+                            done(Err(StoreError::Io(std::io::Error::other(e.clone()))));
+                        }
+                        return;
+                    }
+                }
+            }
+            if let Some(log) = &mut log {
+                commit_batch(log, batch);
+            }
         }));
     }
 }
