@@ -128,11 +128,11 @@ impl ReadCache {
     ) {
         let mut e = lock(&self.entries);
         if e.version == Some(v) {
-            if e.callers.len() >= MAX_ENTRIES {
-                e.callers.clear();
-            }
-            e.callers
-                .insert((key.clone(), cluster.cloned()), records.clone());
+            keep(
+                &mut e.callers,
+                (key.clone(), cluster.cloned()),
+                records.clone(),
+            );
         }
     }
 
@@ -159,15 +159,18 @@ impl ReadCache {
     ) {
         let mut e = lock(&self.entries);
         if e.version == Some(v) {
-            if e.jobs.len() >= MAX_ENTRIES {
-                e.jobs.clear();
-            }
-            e.jobs.insert(
-                jobs_key(cluster, filter),
-                (filter.ended_since, jobs.to_vec()),
-            );
+            let entry = (filter.ended_since, jobs.to_vec());
+            keep(&mut e.jobs, jobs_key(cluster, filter), entry);
         }
     }
+}
+
+/// Inserts into one kind of entries, emptied first when full ([`MAX_ENTRIES`]).
+fn keep<K: std::hash::Hash + Eq, V>(entries: &mut HashMap<K, V>, key: K, value: V) {
+    if entries.len() >= MAX_ENTRIES {
+        entries.clear();
+    }
+    entries.insert(key, value);
 }
 
 fn jobs_key(cluster: &DbClusterId, filter: &JobFilter) -> JobsKey {

@@ -109,11 +109,8 @@ impl NonceLog {
     fn ensure_header(&mut self) -> Result<()> {
         let len = self.file.metadata()?.len();
         if len < HEADER_LEN {
-            let mut header = [0u8; HEADER_LEN as usize];
-            header[..8].copy_from_slice(MAGIC);
-            header[8..12].copy_from_slice(&FORMAT.to_le_bytes());
             self.file.set_len(0)?;
-            self.file.write_all_at(&header, 0)?;
+            self.file.write_all_at(&header(), 0)?;
             self.file.sync_all()?;
             sync_dir(&self.path)?;
             return Ok(());
@@ -133,26 +130,12 @@ impl NonceLog {
         if len <= self.read_to {
             return Ok(());
         }
-        self.file.seek(SeekFrom::Start(self.read_to))?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, &self.file);
-        let mut at = self.read_to;
-        let (hasher, live) = (&self.hasher, &mut self.live);
-        let end = loop {
-            match read_frame(&mut reader, len - at)? {
-                Frame::Whole(payload) => {
-                    at += (FRAME_HEAD + payload.len()) as u64;
-                    for r in decode(&payload)? {
-                        remember(live, hasher, &r);
-                        self.records += 1;
-                    }
-                }
-                Frame::End => break None,
-                Frame::Unfinished => break Some(at),
-                Frame::Damaged => return Err(damaged(at)),
-            }
-        };
-        drop(reader);
-        if let Some(at) = end {
+        let (hasher, live, records) = (&self.hasher, &mut self.live, &mut self.records);
+        let at = walk(&self.file, self.read_to, len, |r| {
+            remember(live, hasher, &r);
+            *records += 1;
+        })?;
+        if at < len {
             self.file.set_len(at)?;
             self.file.sync_all()?;
         }
@@ -283,10 +266,7 @@ impl NonceLog {
         for r in &kept {
             frames.push(&r.key, &r.nonce, r.expires_at)?;
         }
-        let mut bytes = Vec::with_capacity(HEADER_LEN as usize);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&FORMAT.to_le_bytes());
-        bytes.extend_from_slice(&[0; 4]);
+        let mut bytes = header().to_vec();
         bytes.extend_from_slice(&frames.finish());
         out.write_all(&bytes)?;
         out.sync_all()?;
@@ -303,7 +283,7 @@ impl NonceLog {
     }
 
     fn hash(&self, key: &str, nonce: &str) -> u64 {
-        self.hasher.hash_one((key, nonce))
+        hash(&self.hasher, key, nonce)
     }
 }
 
@@ -323,17 +303,29 @@ fn scan(file: &File, len: u64, keep: impl Fn(&Record) -> bool) -> Result<Vec<Rec
     let mut header = [0u8; HEADER_LEN as usize];
     file.read_exact_at(&mut header, 0)?;
     check_header(&header)?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    reader.seek(SeekFrom::Start(HEADER_LEN))?;
-    let mut at = HEADER_LEN;
     let mut records = Vec::new();
+    walk(file, HEADER_LEN, len, |r| {
+        if keep(&r) {
+            records.push(r);
+        }
+    })?;
+    Ok(records)
+}
+
+/// Hands `each` the records of the whole frames from byte `from` to `len`, one frame at a
+/// time: where they end (before `len` when the last frame is unfinished), or an error for
+/// damage.
+fn walk(file: &File, from: u64, len: u64, mut each: impl FnMut(Record)) -> Result<u64> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    reader.seek(SeekFrom::Start(from))?;
+    let mut at = from;
     loop {
         match read_frame(&mut reader, len - at)? {
             Frame::Whole(payload) => {
                 at += (FRAME_HEAD + payload.len()) as u64;
-                records.extend(decode(&payload)?.into_iter().filter(&keep));
+                decode(&payload)?.into_iter().for_each(&mut each);
             }
-            Frame::End | Frame::Unfinished => return Ok(records),
+            Frame::End | Frame::Unfinished => return Ok(at),
             Frame::Damaged => return Err(damaged(at)),
         }
     }
@@ -386,9 +378,14 @@ fn read_frame(reader: &mut impl Read, left: u64) -> Result<Frame> {
 /// Notes a record read or written in `live`: the latest expiry of a nonce stands.
 fn remember(live: &mut HashMap<u64, i64>, hasher: &RandomState, r: &Record) {
     let e = live
-        .entry(hasher.hash_one((r.key.as_str(), r.nonce.as_str())))
+        .entry(hash(hasher, &r.key, &r.nonce))
         .or_insert(r.expires_at);
     *e = (*e).max(r.expires_at);
+}
+
+/// A nonce's place in the set: a keyed hash of its key and itself.
+fn hash(hasher: &RandomState, key: &str, nonce: &str) -> u64 {
+    hasher.hash_one((key, nonce))
 }
 
 /// Records encoded into frames, each closed once its payload reaches [`FRAME_TARGET`].
@@ -476,6 +473,14 @@ fn decode(mut p: &[u8]) -> Result<Vec<Record>> {
 /// requests is safer than accepting a replay of a nonce whose record was lost).
 fn damaged(at: u64) -> StoreError {
     StoreError::Corrupt(format!("the nonce log is damaged at byte {at}"))
+}
+
+/// The header this binary writes: magic, format version, 4 bytes reserved (zero).
+fn header() -> [u8; HEADER_LEN as usize] {
+    let mut header = [0u8; HEADER_LEN as usize];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&FORMAT.to_le_bytes());
+    header
 }
 
 fn check_header(header: &[u8; HEADER_LEN as usize]) -> Result<()> {
