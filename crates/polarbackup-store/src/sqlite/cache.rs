@@ -7,9 +7,11 @@
 //! the file; the cache is emptied when it has moved. A lookup reads the version before it
 //! reads the store, and keeps what it read only if the cache still holds that version, so an
 //! entry never outlives the next check after a commit: a call sees every change committed
-//! before it began, as a read of its own would.
+//! before it began, as a read of its own would. The version is read again only when the
+//! wal-index header has changed since it was last read ([`super::wal_index`]).
 
 use super::rows::secs;
+use super::wal_index::{Header, WalIndex};
 use crate::records::{CallerRecords, JobFilter, ReadMark};
 use crate::Result;
 use jiff::Timestamp;
@@ -36,12 +38,55 @@ struct Entries {
     jobs: HashMap<JobsKey, (Timestamp, Vec<BackupJob>)>,
 }
 
+/// The connection the version is read on, and the file's wal-index.
+struct Watch {
+    conn: Connection,
+    index: Option<WalIndex>,
+    /// The wal-index header read just before the version was last read, and that version.
+    seen: Option<(Header, i64)>,
+}
+
+impl Watch {
+    fn open(path: &Path) -> Result<Self> {
+        let conn = super::open_connection(path)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        // The first read builds the wal-index if no connection has yet.
+        read_version(&conn)?;
+        let index = WalIndex::open(path, &conn);
+        Ok(Self {
+            conn,
+            index,
+            seen: None,
+        })
+    }
+
+    fn version(&mut self) -> Result<i64> {
+        // Read before the version: a commit between the two shows as a changed header next
+        // time, so an unchanged one proves nothing was committed since the version was read.
+        let header = self.index.as_ref().and_then(WalIndex::header);
+        if let (Some(now), Some((seen, v))) = (header, self.seen) {
+            if now == seen {
+                return Ok(v);
+            }
+        }
+        let v = read_version(&self.conn)?;
+        self.seen = header.map(|h| (h, v));
+        Ok(v)
+    }
+}
+
+fn read_version(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get::<_, i64>(0))?)
+}
+
 /// The cache of one handle. Its watch connection is opened at the first lookup.
 pub(super) struct ReadCache {
     /// Which handle, in the marks it gives ([`ReadMark`]): a mark of another handle's cache
     /// says nothing about this one's.
     id: u64,
-    watch: Mutex<Option<Connection>>,
+    watch: Mutex<Option<Watch>>,
     entries: Mutex<Entries>,
 }
 
@@ -68,15 +113,9 @@ impl ReadCache {
         let v = {
             let mut watch = lock(&self.watch);
             if watch.is_none() {
-                let conn = super::open_connection(path)?;
-                conn.pragma_update(None, "query_only", "ON")?;
-                *watch = Some(conn);
+                *watch = Some(Watch::open(path)?);
             }
-            let conn = watch.as_ref().expect("opened above");
-            let v = conn
-                .prepare_cached("PRAGMA data_version")?
-                .query_row([], |r| r.get::<_, i64>(0))?;
-            v
+            watch.as_mut().expect("opened above").version()?
         };
         let mut e = lock(&self.entries);
         // Any difference, not only a larger value (the counter may wrap). A lookup that read

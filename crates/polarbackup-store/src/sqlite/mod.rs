@@ -14,6 +14,7 @@ mod secrets;
 mod sets;
 mod tenants;
 mod wal;
+mod wal_index;
 
 use crate::sealing::Sealer;
 use crate::{migrations, CallerRecords, Result, Store};

@@ -148,6 +148,9 @@ struct Row {
 struct Queue {
     pending: Vec<(Row, NonceDone)>,
     closed: bool,
+    /// The committer is asleep on `changed`: only then does a new nonce wake it (a wake-up
+    /// is a system call, and while it writes a batch the committer looks at the queue anyway).
+    idle: bool,
 }
 
 #[derive(Default)]
@@ -199,8 +202,13 @@ impl NonceCommitter {
             expires_at,
             now,
         };
-        self.shared.lock().pending.push((row, done));
-        self.shared.changed.notify_one();
+        let mut q = self.shared.lock();
+        q.pending.push((row, done));
+        let idle = q.idle;
+        drop(q);
+        if idle {
+            self.shared.changed.notify_one();
+        }
     }
 }
 
@@ -232,7 +240,9 @@ fn run(shared: &Shared, path: &Path) {
         let batch = {
             let mut q = shared.lock();
             while q.pending.is_empty() && !q.closed {
+                q.idle = true;
                 q = shared.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+                q.idle = false;
             }
             if q.pending.is_empty() {
                 return;
