@@ -13,7 +13,6 @@ mod executor;
 mod job_watch;
 mod locations;
 mod log_reader;
-mod log_writer;
 mod metrics;
 mod private;
 mod restore;

@@ -7,7 +7,6 @@ use crate::cli::ServeCommand;
 use crate::config;
 use crate::executor::PgExecutor;
 use crate::log_reader::RepoLogReader;
-use crate::log_writer;
 use crate::settings::Settings;
 use crate::test_controls::TestControls;
 use anyhow::{Context, Result};
@@ -21,8 +20,7 @@ use tracing::{info, warn};
 
 pub fn run(args: ServeCommand) -> Result<()> {
     let settings = Settings::load(&args.settings)?;
-    // Held until serve returns: dropping it writes the lines still queued.
-    let _log = init_logging(settings.log_format)?;
+    init_logging(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,21 +29,17 @@ pub fn run(args: ServeCommand) -> Result<()> {
     runtime.block_on(serve(settings, controls))
 }
 
-/// Log lines go to stderr in batches ([`crate::log_writer`]).
-fn init_logging(format: LogFormat) -> Result<log_writer::Flush> {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POLARBACKUP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) =
-        log_writer::batched(std::io::stderr()).context("starting the log writer")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    Ok(guard)
 }
 
 /// Which clock runs what. Without test controls both are the wall clock. With them, `service`
