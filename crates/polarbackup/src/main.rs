@@ -25,12 +25,6 @@ mod verify;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// mimalloc rather than glibc's allocator: an API call allocates and frees a few hundred
-/// small buffers (headers, records, the rendered body), and glibc's malloc, free and realloc
-/// were about 14 % of its CPU (bench/results/2026-12-03-1353-api.perf.txt).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     // Before any thread or file: everything this process creates is its owner's only.
     private::restrict_umask();
