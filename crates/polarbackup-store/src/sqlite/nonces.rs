@@ -252,9 +252,10 @@ fn run(shared: &Shared, path: &Path) {
         // A panic (a bug) drops the batch's callbacks, which their callers see as an error;
         // the committer carries on with the next batch.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if log.is_none() {
-                match NonceLog::open(path) {
-                    Ok(opened) => log = Some(opened),
+            let log = match &mut log {
+                Some(log) => log,
+                None => match NonceLog::open(path) {
+                    Ok(opened) => log.insert(opened),
                     // Every caller of the batch gets the failure; the next batch tries again.
                     Err(e) => {
                         let e = e.to_string();
@@ -263,11 +264,9 @@ fn run(shared: &Shared, path: &Path) {
                         }
                         return;
                     }
-                }
-            }
-            if let Some(log) = &mut log {
-                commit_batch(log, batch);
-            }
+                },
+            };
+            commit_batch(log, batch);
         }));
     }
 }
