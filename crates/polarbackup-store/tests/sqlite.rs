@@ -291,16 +291,12 @@ fn the_log_is_compacted_once_mostly_expired() {
     assert!(store.use_nonce(&k, "kept", t(900), t(0)).expect("nonce"));
     assert_eq!(queue_many(&store, 120_000, "short", 10, 0), 120_000);
     assert!(!other.use_nonce(&k, "short-7", t(10), t(1)).expect("replay"));
-    let big = std::fs::metadata(store.nonce_log_path())
-        .expect("log")
-        .len();
+    let big = frames_len(store.nonce_log_path());
     // A minute on, the expired ones are dropped: the next write compacts, once its caller
     // was answered (the one after waits for that).
     assert!(store.use_nonce(&k, "later", t(960), t(100)).expect("nonce"));
     assert!(store.use_nonce(&k, "after", t(960), t(100)).expect("nonce"));
-    let small = std::fs::metadata(store.nonce_log_path())
-        .expect("log")
-        .len();
+    let small = frames_len(store.nonce_log_path());
     assert!(small < big / 100, "{small} of {big} bytes left");
     assert!(!other.use_nonce(&k, "kept", t(900), t(101)).expect("replay"));
     assert!(!other
@@ -316,48 +312,106 @@ fn the_log_is_compacted_once_mostly_expired() {
     assert_eq!(store.integrity_check().expect("check"), ["ok"]);
 }
 
-/// Appends `bytes` to the nonce log as a crash (or damage) would leave them.
-fn append_raw(path: &std::path::Path, bytes: &[u8]) {
-    use std::io::Write;
+/// The length of the nonce log's frames: the file without its zero tail.
+fn frames_len(path: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(path).expect("log");
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1) as u64
+}
+
+/// Writes `bytes` into the nonce log at `at`, as a crash (or damage) would leave them.
+fn write_raw_at(path: &std::path::Path, at: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
     std::fs::OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(path)
         .expect("log")
-        .write_all(bytes)
-        .expect("append");
+        .write_all_at(bytes, at)
+        .expect("write");
+}
+
+/// A frame announcing 64 bytes, 10 of them written.
+const TORN: [u8; 22] = [
+    64, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+];
+
+/// Frames are written into a tail of zeros the file already has, so a nonce's sync does not
+/// change the file's length (no journal commit). A log without the tail (one an older version
+/// cut off, taking it for an unfinished frame) is read and written the same.
+#[test]
+fn nonces_are_written_into_a_zero_tail() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let path = store.nonce_log_path().to_owned();
+    let len = || std::fs::metadata(&path).expect("log").len();
+    assert!(store.use_nonce(&k, "a", t(900), t(0)).expect("nonce"));
+    let reserved = len();
+    assert!(reserved > frames_len(&path) + 32 * 1024, "{reserved}");
+    for i in 0..50 {
+        assert!(store
+            .use_nonce(&k, &format!("c{i}"), t(900), t(0))
+            .expect("nonce"));
+    }
+    assert_eq!(len(), reserved);
+    drop(store);
+    // What an older version leaves: the frames only.
+    let frames = frames_len(&path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("log")
+        .set_len(frames)
+        .expect("cut");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let other = SqliteStore::open(dir.path()).expect("another handle");
+    assert!(!store.use_nonce(&k, "c7", t(900), t(1)).expect("replay"));
+    assert!(store.use_nonce(&k, "d", t(900), t(1)).expect("nonce"));
+    assert!(!other.use_nonce(&k, "d", t(900), t(1)).expect("replay"));
+    assert!(other.use_nonce(&k, "e", t(900), t(1)).expect("nonce"));
+    assert!(!store.use_nonce(&k, "e", t(900), t(1)).expect("replay"));
+    assert!(len() > frames_len(&path));
+    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
 }
 
 /// A write cut off by a crash at the end of the log is no damage: nobody was answered for it,
-/// and the next write cuts it off. Damage with whole frames after it fails every use of a
-/// nonce (never a replay accepted) and the integrity check names it.
+/// and the next write cuts it off, whether its start is there (a process died in it) or only
+/// later pieces of it, past a zero head (a machine crashed before its first block was
+/// written). Damage with whole frames after it fails every use of a nonce (never a replay
+/// accepted) and the integrity check names it.
 #[test]
 fn an_unfinished_write_is_cut_off_and_damage_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
     let store = SqliteStore::open(dir.path()).expect("open");
     assert!(store.use_nonce(&k, "a", t(900), t(0)).expect("nonce"));
+    assert!(store.use_nonce(&k, "a2", t(900), t(0)).expect("nonce"));
     let path = store.nonce_log_path().to_owned();
     drop(store);
-    let whole = std::fs::read(&path).expect("log");
-    // A frame announcing 64 bytes, 10 of them written.
-    append_raw(
-        &path,
-        &[
-            64, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
-        ],
-    );
-    let store = SqliteStore::open(dir.path()).expect("open");
-    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
-    assert!(!store.use_nonce(&k, "a", t(900), t(1)).expect("replay"));
-    assert!(store.use_nonce(&k, "b", t(900), t(1)).expect("nonce"));
-    drop(store);
-    let store = SqliteStore::open(dir.path()).expect("open");
-    assert!(!store.use_nonce(&k, "b", t(900), t(2)).expect("replay"));
-    drop(store);
-    // A byte of the first frame's payload flipped, with a whole frame after it.
+    let whole = frames_len(&path);
+    let file_len = std::fs::metadata(&path).expect("log").len();
+    assert!(file_len > whole + 1000, "no zero tail: {file_len} bytes");
+    for (case, at) in [
+        ("a prefix", whole),
+        ("a piece past a zero head", whole + 700),
+    ] {
+        write_raw_at(&path, at, &TORN);
+        let store = SqliteStore::open(dir.path()).expect("open");
+        assert_eq!(store.integrity_check().expect("check"), ["ok"], "{case}");
+        assert!(!store.use_nonce(&k, "a", t(900), t(1)).expect("replay"));
+        let fresh = format!("b-{at}");
+        assert!(store.use_nonce(&k, &fresh, t(900), t(1)).expect("nonce"));
+        let now = std::fs::read(&path).expect("log");
+        assert!(!now.windows(TORN.len()).any(|w| w == TORN), "{case} kept");
+        drop(store);
+        let store = SqliteStore::open(dir.path()).expect("open");
+        assert!(!store.use_nonce(&k, &fresh, t(900), t(2)).expect("replay"));
+        assert_eq!(store.integrity_check().expect("check"), ["ok"], "{case}");
+        drop(store);
+    }
+    // A byte of the first frames' payload flipped, with whole frames after it.
     let mut bytes = std::fs::read(&path).expect("log");
-    assert!(bytes.len() > whole.len());
-    bytes[whole.len() - 1] ^= 0xff;
+    assert!(frames_len(&path) > whole);
+    bytes[whole as usize - 1] ^= 0xff;
     std::fs::write(&path, &bytes).expect("damage");
     let store = SqliteStore::open(dir.path()).expect("open");
     let found = store.integrity_check().expect("check");

@@ -8,6 +8,15 @@
 //! bytes). A frame is complete and its digest matches, or it is the unfinished write of a
 //! process that died (nobody was answered for it) and is cut off by the next writer.
 //!
+//! The file is kept longer than its frames by a tail of written zeros (a zero frame head ends
+//! the log), extended by the write that finds it short: a frame then mostly overwrites blocks
+//! the file already has, so its `fdatasync` flushes data only, with no journal commit for a
+//! new size (that commit, and the journal thread it waits for on a busy machine, were most of
+//! the sync's cost). Versions that wrote no tail read one as an unfinished frame of length 0
+//! and cut it off: the records are the same either way. A torn write is a prefix (a process
+//! died in it) followed by zeros, or after a machine crash any pieces of it past the last
+//! frame; either is cut off, while a bad frame with anything but zeros after it is damage.
+//!
 //! Several handles, in one process or several, share the file: every read and write happens
 //! under an exclusive `flock` of it, and each handle first folds in what others appended since
 //! it last looked, so a nonce is used once across all of them. Compaction writes the live
@@ -36,6 +45,11 @@ const FRAME_TARGET: usize = 1 << 20;
 const COMPACT_MIN_RECORDS: u64 = 100_000;
 /// How often (seconds of the callers' clock) a handle drops expired nonces from its set.
 const PRUNE_EVERY: i64 = 60;
+/// The zero tail: once a write would leave less than `TAIL_LOW` of it, that write carries
+/// zeros up to `TAIL` past its frames (one larger write and a size change, in its one sync,
+/// every ~100 KiB of nonces).
+const TAIL_LOW: u64 = 32 << 10;
+const TAIL: u64 = 128 << 10;
 
 /// One nonce as stored: which key, which nonce, until when (seconds) it may not be used again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +65,13 @@ pub(crate) struct Record {
 pub(super) struct NonceLog {
     path: PathBuf,
     file: File,
+    /// Where this handle's view of the frames ends (the next frame goes here).
     read_to: u64,
+    /// The file's length when this handle last looked (frames and the zero tail).
+    len: u64,
+    /// Whether the tail after `read_to` was found all zeros since the file was opened: until
+    /// then it may hold pieces of a write torn by a crash.
+    tail_checked: bool,
     records: u64,
     live: HashMap<u64, i64>,
     hasher: RandomState,
@@ -70,6 +90,8 @@ impl NonceLog {
             path: path.to_owned(),
             file,
             read_to: HEADER_LEN,
+            len: 0,
+            tail_checked: false,
             records: 0,
             live: HashMap::new(),
             hasher: RandomState::new(),
@@ -97,6 +119,8 @@ impl NonceLog {
             let _ = self.file.unlock();
             self.file = open_file(&self.path)?;
             self.read_to = HEADER_LEN;
+            self.len = 0;
+            self.tail_checked = false;
             self.records = 0;
             self.live.clear();
         }
@@ -127,20 +151,34 @@ impl NonceLog {
             self.ensure_header()?;
         }
         let len = self.file.metadata()?.len();
-        if len <= self.read_to {
+        self.len = len;
+        if len <= self.read_to || (self.tail_checked && self.zero_head_at(self.read_to)?) {
             return Ok(());
         }
         let (hasher, live, records) = (&self.hasher, &mut self.live, &mut self.records);
-        let at = walk(&self.file, self.read_to, len, |r| {
+        let check_tail = !self.tail_checked;
+        let (at, stop) = walk(&self.file, self.read_to, len, check_tail, |r| {
             remember(live, hasher, &r);
             *records += 1;
         })?;
-        if at < len {
+        if stop == Stop::Unfinished {
             self.file.set_len(at)?;
             self.file.sync_all()?;
+            self.len = at;
         }
         self.read_to = at;
+        self.tail_checked = true;
         Ok(())
+    }
+
+    /// Whether a whole zero frame head is at `at`: nothing was appended there.
+    fn zero_head_at(&self, at: u64) -> Result<bool> {
+        if self.len.saturating_sub(at) < FRAME_HEAD as u64 {
+            return Ok(false);
+        }
+        let mut head = [0u8; FRAME_HEAD];
+        self.file.read_exact_at(&mut head, at)?;
+        Ok(head == [0; FRAME_HEAD])
     }
 
     /// Uses each nonce of `batch` (key, nonce, expiry, the caller's now) against everything
@@ -171,7 +209,7 @@ impl NonceLog {
                 fresh.push(!used);
             }
             // Nothing of the batch is used unless all of it is written.
-            if let Err(e) = decided.and_then(|()| log.append(&frames.finish())) {
+            if let Err(e) = decided.and_then(|()| log.append(frames.finish())) {
                 for (h, before) in written.into_iter().rev() {
                     match before {
                         Some(e) => log.live.insert(h, e),
@@ -203,23 +241,30 @@ impl NonceLog {
         })
     }
 
-    /// Appends `frames` (whole frames, [`Frames`]) and syncs them. Call under the lock,
-    /// caught up.
-    fn append(&mut self, frames: &[u8]) -> Result<()> {
+    /// Writes `frames` (whole frames, [`Frames`]) at the end of the log, extending the zero
+    /// tail when due, and syncs them. Call under the lock, caught up.
+    fn append(&mut self, mut frames: Vec<u8>) -> Result<()> {
         if frames.is_empty() {
             return Ok(());
         }
+        let end = self.read_to + frames.len() as u64;
+        if self.len < end + TAIL_LOW {
+            frames.resize(frames.len() + TAIL as usize, 0);
+        }
         let written = self
             .file
-            .write_all_at(frames, self.read_to)
+            .write_all_at(&frames, self.read_to)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             // Whatever reached the file is an unfinished frame: cut it off now if we can
             // (else the next writer does).
-            let _ = self.file.set_len(self.read_to);
+            if self.file.set_len(self.read_to).is_ok() {
+                self.len = self.read_to;
+            }
             return Err(e.into());
         }
-        self.read_to += frames.len() as u64;
+        self.len = self.len.max(self.read_to + frames.len() as u64);
+        self.read_to = end;
         Ok(())
     }
 
@@ -231,7 +276,7 @@ impl NonceLog {
         for r in records {
             frames.push(&r.key, &r.nonce, r.expires_at)?;
         }
-        self.append(&frames.finish())?;
+        self.append(frames.finish())?;
         for r in records {
             remember(&mut self.live, &self.hasher, r);
         }
@@ -278,6 +323,7 @@ impl NonceLog {
         let old = std::mem::replace(&mut self.file, out);
         let _ = old.unlock();
         self.read_to = bytes.len() as u64;
+        self.len = self.read_to;
         self.records = kept.len() as u64;
         Ok(())
     }
@@ -304,7 +350,7 @@ fn scan(file: &File, len: u64, keep: impl Fn(&Record) -> bool) -> Result<Vec<Rec
     file.read_exact_at(&mut header, 0)?;
     check_header(&header)?;
     let mut records = Vec::new();
-    walk(file, HEADER_LEN, len, |r| {
+    walk(file, HEADER_LEN, len, false, |r| {
         if keep(&r) {
             records.push(r);
         }
@@ -312,20 +358,36 @@ fn scan(file: &File, len: u64, keep: impl Fn(&Record) -> bool) -> Result<Vec<Rec
     Ok(records)
 }
 
+/// Why [`walk`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// At the end of the file or at the zero tail.
+    End,
+    /// At a write its process did not finish (nobody was answered for it), to be cut off.
+    Unfinished,
+}
+
 /// Hands `each` the records of the whole frames from byte `from` to `len`, one frame at a
-/// time: where they end (before `len` when the last frame is unfinished), or an error for
-/// damage.
-fn walk(file: &File, from: u64, len: u64, mut each: impl FnMut(Record)) -> Result<u64> {
+/// time: where they end and why, or an error for damage. With `check_tail`, a zero tail with
+/// anything but zeros in it (a write torn by a crash, its head lost) is unfinished.
+fn walk(
+    file: &File,
+    from: u64,
+    len: u64,
+    check_tail: bool,
+    mut each: impl FnMut(Record),
+) -> Result<(u64, Stop)> {
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     reader.seek(SeekFrom::Start(from))?;
     let mut at = from;
     loop {
-        match read_frame(&mut reader, len - at)? {
+        match read_frame(&mut reader, len - at, check_tail)? {
             Frame::Whole(payload) => {
                 at += (FRAME_HEAD + payload.len()) as u64;
                 decode(&payload)?.into_iter().for_each(&mut each);
             }
-            Frame::End | Frame::Unfinished => return Ok(at),
+            Frame::End => return Ok((at, Stop::End)),
+            Frame::Unfinished => return Ok((at, Stop::Unfinished)),
             Frame::Damaged => return Err(damaged(at)),
         }
     }
@@ -333,25 +395,31 @@ fn walk(file: &File, from: u64, len: u64, mut each: impl FnMut(Record)) -> Resul
 
 enum Frame {
     Whole(Vec<u8>),
-    /// Nothing left.
+    /// Nothing left but zeros.
     End,
     /// The last frame, cut short or torn: a write its process did not finish (nobody was
     /// answered for it).
     Unfinished,
-    /// A frame that does not check out with bytes after it: the file was damaged since.
+    /// A frame that does not check out with more than zeros after it: the file was damaged
+    /// since.
     Damaged,
 }
 
 /// Reads the frame at the reader's position, `left` bytes before the end of the file.
-fn read_frame(reader: &mut impl Read, left: u64) -> Result<Frame> {
+fn read_frame(reader: &mut impl Read, left: u64, check_tail: bool) -> Result<Frame> {
     if left == 0 {
         return Ok(Frame::End);
     }
-    if left < FRAME_HEAD as u64 {
+    let mut head = [0u8; FRAME_HEAD];
+    let got = left.min(FRAME_HEAD as u64);
+    reader.read_exact(&mut head[..got as usize])?;
+    if head == [0; FRAME_HEAD] {
+        let clean = !check_tail || rest_is_zero(reader, left - got)?;
+        return Ok(if clean { Frame::End } else { Frame::Unfinished });
+    }
+    if got < FRAME_HEAD as u64 {
         return Ok(Frame::Unfinished);
     }
-    let mut head = [0u8; FRAME_HEAD];
-    reader.read_exact(&mut head)?;
     let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
     // A write cut short is the last thing in the file: its length not written yet, or the
     // frame it announces reaching past the end, or torn (its digest wrong) up to the end.
@@ -365,14 +433,28 @@ fn read_frame(reader: &mut impl Read, left: u64) -> Result<Frame> {
     let mut payload = vec![0u8; len];
     reader.read_exact(&mut payload)?;
     if digest(&payload) != head[4..] {
-        // With frames after it, it was damaged since it was written whole.
-        return Ok(if extent == left {
+        // With more than the zero tail after it, it was damaged since it was written whole.
+        return Ok(if rest_is_zero(reader, left - extent)? {
             Frame::Unfinished
         } else {
             Frame::Damaged
         });
     }
     Ok(Frame::Whole(payload))
+}
+
+/// Whether the reader's next `left` bytes are all zero.
+fn rest_is_zero(reader: &mut impl Read, mut left: u64) -> Result<bool> {
+    let mut buf = [0u8; 8 << 10];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        reader.read_exact(&mut buf[..n])?;
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        left -= n as u64;
+    }
+    Ok(true)
 }
 
 /// Notes a record read or written in `live`: the latest expiry of a nonce stands.
