@@ -35,4 +35,8 @@ step "bench/backup_restore.sh"
 BENCH_BIN="$bins/polarbackup" BENCH_SIZE_MB=48 BENCH_RUNS=1 BENCH_RESTORE_RUNS=1 BENCH_COLD=0 \
     bash bench/backup_restore.sh >"$results/backup_restore.log" 2>&1 \
     || { tail -40 "$results/backup_restore.log" >&2; exit 1; }
+step "bench/fsync_tail.py"
+python3 bench/fsync_tail.py "$results" 50 1 1 >"$results/fsync_tail.log" 2>&1 \
+    || { tail -40 "$results/fsync_tail.log" >&2; exit 1; }
+
 step "every benchmark ran"

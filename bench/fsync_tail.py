@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""What one nonce batch's sync costs on this file system: a 64-byte record written and
+fdatasync'ed N times, either appended (the file grows: every sync also commits the new size
+through the journal) or written into zeros the file already has (the nonce log's zero tail:
+data only). Each case runs idle and beside BUSY busy loops (the API under load keeps both cores
+busy, and an append's sync then waits for the journal thread to be scheduled). Prints p50, p90,
+p99 and p99.9 in ms per case and round.
+
+    python3 bench/fsync_tail.py [DIR] [N] [ROUNDS] [BUSY]     # defaults: /var/tmp 3000 3 2
+"""
+
+import multiprocessing
+import os
+import sys
+import time
+
+
+def run(path, into_zeros, n):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        if into_zeros:
+            os.write(fd, b"\0" * (n * 64 + 4096))
+            os.fsync(fd)
+            os.lseek(fd, 0, os.SEEK_SET)
+        lat = []
+        for _ in range(n):
+            os.write(fd, b"x" * 63 + b"\n")
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            lat.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    lat.sort()
+    return [round(lat[int(len(lat) * q)] * 1000, 3) for q in (0.5, 0.9, 0.99, 0.999)]
+
+
+def spin(stop):
+    while not stop.is_set():
+        pass
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else "/var/tmp"
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    busy = int(sys.argv[4]) if len(sys.argv) > 4 else 2
+    print("case\tload\tround\tp50_ms\tp90_ms\tp99_ms\tp99.9_ms")
+    for load in ("idle", f"{busy} busy loops"):
+        stop = multiprocessing.Event()
+        spinners = []
+        if load != "idle":
+            spinners = [multiprocessing.Process(target=spin, args=(stop,)) for _ in range(busy)]
+            for p in spinners:
+                p.start()
+        try:
+            for r in range(1, rounds + 1):
+                for case, zeros in (("append", False), ("into zeros", True)):
+                    q = run(os.path.join(d, f"fsync-tail-{os.getpid()}"), zeros, n)
+                    print(case, load, r, *q, sep="\t", flush=True)
+        finally:
+            stop.set()
+            for p in spinners:
+                p.join()
+
+
+if __name__ == "__main__":
+    main()
