@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """What one nonce batch's sync costs on this file system: a 64-byte record written and
-fdatasync'ed N times, either appended (the file grows: every sync also commits the new size
-through the journal) or written into zeros the file already has (the nonce log's zero tail:
-data only). Each case runs idle and beside BUSY busy loops (the API under load keeps both cores
-busy, and an append's sync then waits for the journal thread to be scheduled). Prints p50, p90,
-p99 and p99.9 in ms per case and round.
+fdatasync'ed N times, either appended (the file grows: every sync also writes the inode's new
+size, or commits it through the journal on a journaling file system) or written into zeros the
+file already has (the nonce log's zero tail: data only). Each case runs idle and beside BUSY
+busy loops (the API under load keeps both cores busy). Prints p50, p90, p99 and p99.9 in ms per
+case and round.
 
     python3 bench/fsync_tail.py [DIR] [N] [ROUNDS] [BUSY]     # defaults: /var/tmp 3000 3 2
 """

@@ -335,7 +335,7 @@ const TORN: [u8; 22] = [
 ];
 
 /// Frames are written into a tail of zeros the file already has, so a nonce's sync does not
-/// change the file's length (no journal commit). A log without the tail (one an older version
+/// change the file's length (no inode write). A log without the tail (one an older version
 /// cut off, taking it for an unfinished frame) is read and written the same.
 #[test]
 fn nonces_are_written_into_a_zero_tail() {

@@ -10,9 +10,9 @@
 //!
 //! The file is kept longer than its frames by a tail of written zeros (a zero frame head ends
 //! the log), extended by the write that finds it short: a frame then mostly overwrites blocks
-//! the file already has, so its `fdatasync` flushes data only, with no journal commit for a
-//! new size (that commit, and the journal thread it waits for on a busy machine, were most of
-//! the sync's cost). Versions that wrote no tail read one as an unfinished frame of length 0
+//! the file already has, so its `fdatasync` writes the data only, not the inode's new size (a
+//! second write, or a journal commit on a journaling file system: about a third of the sync's
+//! time here, `bench/fsync_tail.py`). Versions that wrote no tail read one as an unfinished frame of length 0
 //! and cut it off: the records are the same either way. A torn write is a prefix (a process
 //! died in it) followed by zeros, or after a machine crash any pieces of it past the last
 //! frame; either is cut off, while a bad frame with anything but zeros after it is damage.
