@@ -795,6 +795,52 @@ fn soft_mode_allows_a_denied_call_and_logs_the_would_be_denial() {
     assert_eq!(would.len(), 2, "{log}");
 }
 
+/// A replayed call is refused as a replay, before RAM: a user's denied call answers
+/// Forbidden.RAM, the same request again SignatureNonceUsed, and only the first is logged as a
+/// denial (DescribeBackupTasks, answered while its nonce is written, and CreateBackup alike; in
+/// soft mode, the would-be denial is logged once too).
+#[test]
+fn a_replay_is_refused_as_a_replay_before_ram() {
+    for mode in ["strict", "soft"] {
+        let server = Server::start(bin(), None, &["--ram-mode", mode]);
+        let t = server.tenant();
+        let nobody = server.ram_user(&t.account_id, "nobody", &[]);
+        let u = nobody.tenant(&t.cluster_id);
+        let mut reqs = Vec::new();
+        for action in ["DescribeBackupTasks", "CreateBackup"] {
+            let mut req = call_on(&server, "raw", &u, action, &t.cluster_id);
+            req["sig"] = json!("v3");
+            req["nonce"] = json!(format!("{mode}-{action}-replayed"));
+            reqs.push(req.clone());
+            reqs.push(req);
+        }
+        let res = sdk_batch(reqs);
+        for (i, action) in ["DescribeBackupTasks", "CreateBackup"].iter().enumerate() {
+            let (first, replay) = (&res[2 * i], &res[2 * i + 1]);
+            if mode == "strict" {
+                assert_denied(first, &nobody, action, "ImplicitDeny");
+            } else {
+                assert_ok(first);
+            }
+            assert_error(replay, 400, "SignatureNonceUsed");
+            assert_error_envelope(replay);
+        }
+        let log = wait_for_log(&server, "polardb:CreateBackup");
+        let note = if mode == "strict" {
+            "RAM denied"
+        } else {
+            "RAM would deny"
+        };
+        for action in ["DescribeBackupTasks", "CreateBackup"] {
+            let logged = log
+                .lines()
+                .filter(|l| l.contains(note) && l.contains(&format!("polardb:{action}")))
+                .count();
+            assert_eq!(logged, 1, "{mode}, {action}:\n{log}");
+        }
+    }
+}
+
 #[test]
 fn off_mode_allows_everything_and_warns_at_start() {
     let server = Server::start(bin(), None, &["--ram-mode", "off"]);
