@@ -172,22 +172,10 @@ pub fn check_signature(
 /// The caller of a signed request, given the answer of its nonce's write: refused when the
 /// nonce was used before, or the key's user is gone.
 pub fn caller(signed: Signed, fresh: Result<bool, StoreError>) -> Result<Caller, ApiError> {
-    check_fresh(fresh)?;
-    signed_caller(signed)
-}
-
-/// The nonce's write answered: refused when the nonce was used before, or not written.
-pub fn check_fresh(fresh: Result<bool, StoreError>) -> Result<(), ApiError> {
     let fresh = fresh.map_err(|e| store_failure(&e, "nonce store failed"))?;
     if !fresh {
         return Err(ApiError::SignatureNonceUsed);
     }
-    Ok(())
-}
-
-/// [`caller`] before its nonce's answer (which must then be checked with [`check_fresh`], and
-/// its refusal come first, before anything is answered): refused when the key's user is gone.
-pub fn signed_caller(signed: Signed) -> Result<Caller, ApiError> {
     let records = signed.records;
     let key = records.key;
     // A key whose user is gone must not act as the account.

@@ -127,8 +127,6 @@ fn user_policies(caller: &Caller) -> Vec<AttachedPolicy> {
     out
 }
 
-/// RAM's decision on a call, refused or allowed; a refusal is logged here (in soft mode, the
-/// refusal it would have been, and the call allowed).
 pub fn authorize(
     state: &AppState,
     caller: &Caller,
@@ -136,72 +134,12 @@ pub fn authorize(
     params: &Params,
     request_id: &str,
 ) -> Result<(), ApiError> {
-    match verdict(state, caller, action, params)? {
-        Verdict::Allowed => Ok(()),
-        Verdict::Denied(denial) => denial.answer(state.config.ram.mode, request_id),
-    }
-}
-
-/// Whether RAM allows the call outright: [`authorize`]'s decision with nothing logged, for an
-/// answer made while the call's nonce is still being written. Anything else (a refusal, soft
-/// mode's note, an error) is left to `authorize`, once the nonce is known fresh.
-pub fn allows(state: &AppState, caller: &Caller, action: Action, params: &Params) -> bool {
-    matches!(verdict(state, caller, action, params), Ok(Verdict::Allowed))
-}
-
-enum Verdict {
-    Allowed,
-    Denied(Box<Denial>),
-}
-
-/// A RAM user's call that its policies do not allow: what the log and the answer say.
-struct Denial {
-    user: String,
-    ram_action: String,
-    level: &'static str,
-    resource: String,
-    kind: &'static str,
-    account: String,
-    diagnostic: String,
-}
-
-impl Denial {
-    fn answer(self, mode: RamMode, request_id: &str) -> Result<(), ApiError> {
-        let Denial {
-            user,
-            ram_action,
-            level,
-            resource,
-            kind,
-            account,
-            diagnostic,
-        } = self;
-        if mode == RamMode::Soft {
-            info!(request_id, user = %user, action = %ram_action, level, %resource, decision = kind, "RAM would deny (soft mode: allowed)");
-            return Ok(());
-        }
-        info!(request_id, user = %user, action = %ram_action, level, %resource, decision = kind, "RAM denied");
-        Err(ApiError::ForbiddenRam(Box::new(AccessDenied {
-            auth_action: ram_action,
-            principal_owner_id: account,
-            principal_display_name: user,
-            no_permission_type: kind.into(),
-            encoded_diagnostic_message: diagnostic,
-        })))
-    }
-}
-
-fn verdict(
-    state: &AppState,
-    caller: &Caller,
-    action: Action,
-    params: &Params,
-) -> Result<Verdict, ApiError> {
     let Some(user) = &caller.user else {
-        return Ok(Verdict::Allowed);
+        return Ok(());
     };
-    if state.config.ram.mode == RamMode::Off {
-        return Ok(Verdict::Allowed);
+    let mode = state.config.ram.mode;
+    if mode == RamMode::Off {
+        return Ok(());
     }
     let ram_action = action.ram_action();
     let resource = resource_arn(state, caller, action, params)?;
@@ -222,24 +160,26 @@ fn verdict(
     };
     let decision = evaluate(&request, &user_policies(caller));
     if decision.effect == DecisionEffect::Allow {
-        return Ok(Verdict::Allowed);
+        return Ok(());
     }
     let kind = match decision.effect {
         DecisionEffect::ExplicitDeny => "ExplicitDeny",
         _ => "ImplicitDeny",
     };
-    let diagnostic = encode_diagnostic(
-        &decision,
-        &request,
-        state.config.ram.diagnostic_key.as_bytes(),
-    );
-    Ok(Verdict::Denied(Box::new(Denial {
-        user: user.id.to_string(),
-        level: action.access_level(),
-        resource,
-        kind,
-        account: caller.account.to_string(),
-        diagnostic,
-        ram_action,
+    if mode == RamMode::Soft {
+        info!(request_id, user = %user.id, action = %ram_action, level = action.access_level(), %resource, decision = kind, "RAM would deny (soft mode: allowed)");
+        return Ok(());
+    }
+    info!(request_id, user = %user.id, action = %ram_action, level = action.access_level(), %resource, decision = kind, "RAM denied");
+    Err(ApiError::ForbiddenRam(Box::new(AccessDenied {
+        auth_action: ram_action.clone(),
+        principal_owner_id: caller.account.to_string(),
+        principal_display_name: user.id.to_string(),
+        no_permission_type: kind.into(),
+        encoded_diagnostic_message: encode_diagnostic(
+            &decision,
+            &request,
+            state.config.ram.diagnostic_key.as_bytes(),
+        ),
     })))
 }

@@ -199,23 +199,25 @@ fn guarded<T>(request_id: &str, f: impl FnOnce() -> Result<T, ApiError>) -> Resu
 }
 
 /// `process` for a store whose request reads are local ([`polarbackup_store::Store::local_reads`]):
-/// the same steps on this async thread, with no hand-off to a blocking thread. The nonce's
-/// durable write is queued to the store's committer and awaited; DescribeBackupTasks (whose
-/// reads are all local) is answered here, while that write runs, every other action on a
-/// blocking thread once it is done.
+/// the same steps in the same order, on this async thread, with no hand-off to a blocking
+/// thread. The nonce's durable write is queued to the store's committer and awaited; the
+/// handler runs here only for DescribeBackupTasks (whose reads are all local), on a blocking
+/// thread for every other action.
 async fn answer_on_this_thread(state: &AppState, call: Call, request_id: &str) -> Outcome {
     let (action, signed) = guarded(request_id, || {
         let action = route(&call)?;
         Ok((action, signed(state, &call, action, request_id)?))
     })?;
-    let nonce = queue_nonce(state, &signed);
-    if action == Action::DescribeBackupTasks {
-        return answer_while_nonce_writes(state, signed, nonce, &call, request_id).await;
-    }
-    let fresh = nonce_answer(nonce).await;
+    let fresh = use_nonce(state, &signed).await;
     let caller = guarded(request_id, || {
         authorized(state, signed, fresh, action, &call, request_id)
     })?;
+    if action == Action::DescribeBackupTasks {
+        let body = guarded(request_id, || {
+            dispatch(state, action, &caller, &call, request_id)
+        })?;
+        return Ok((action, body));
+    }
     let st = state.clone();
     let rid = request_id.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -225,50 +227,8 @@ async fn answer_on_this_thread(state: &AppState, call: Call, request_id: &str) -
     .unwrap_or_else(|e| panicked(request_id, &e))
 }
 
-/// DescribeBackupTasks, which changes nothing, answered while its nonce is being written: the
-/// caller, RAM's decision and the jobs are worked out now, and the answer goes out only once
-/// the nonce is known fresh. Each refusal is the one `authorized` gives, in its order and
-/// logged only when it is the answer: the nonce's first, then a user gone, then RAM (whose
-/// refusal, or soft mode's note, is worked out again after the nonce).
-async fn answer_while_nonce_writes(
-    state: &AppState,
-    signed: authn::Signed,
-    nonce: NonceAnswer,
-    call: &Call,
-    request_id: &str,
-) -> Outcome {
-    let action = Action::DescribeBackupTasks;
-    let (caller, early) = guarded(request_id, || {
-        let caller = authn::signed_caller(signed);
-        let early = match &caller {
-            Ok(c) if authz::allows(state, c, action, &call.params) => {
-                Some(dispatch(state, action, c, call, request_id))
-            }
-            _ => None,
-        };
-        Ok((caller, early))
-    })?;
-    let fresh = nonce_answer(nonce).await;
-    guarded(request_id, || {
-        authn::check_fresh(fresh).inspect_err(|e| log_refusal(request_id, e))?;
-        let caller = caller.inspect_err(|e| log_refusal(request_id, e))?;
-        debug!(request_id, key = %caller.access_key_id, account = %caller.account, "authenticated");
-        let answer = match early {
-            Some(answer) => answer?,
-            None => {
-                authz::authorize(state, &caller, action, &call.params, request_id)?;
-                dispatch(state, action, &caller, call, request_id)?
-            }
-        };
-        Ok((action, answer))
-    })
-}
-
-/// The answer to a queued nonce write.
-type NonceAnswer = tokio::sync::oneshot::Receiver<Result<bool, StoreError>>;
-
-/// Queues the nonce's durable write now, without holding a thread where the store can.
-fn queue_nonce(state: &AppState, signed: &authn::Signed) -> NonceAnswer {
+/// The nonce's durable write, awaited without holding a thread where the store can.
+async fn use_nonce(state: &AppState, signed: &authn::Signed) -> Result<bool, StoreError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let done: NonceDone = Box::new(move |answer| {
         let _ = tx.send(answer);
@@ -281,10 +241,6 @@ fn queue_nonce(state: &AppState, signed: &authn::Signed) -> NonceAnswer {
             done(store.use_nonce(&key, &nonce, expires_at, now));
         });
     }
-    rx
-}
-
-async fn nonce_answer(rx: NonceAnswer) -> Result<bool, StoreError> {
     rx.await.unwrap_or_else(|_| {
         Err(StoreError::Io(std::io::Error::other(
             "the nonce write ended without an answer",

@@ -797,8 +797,8 @@ fn soft_mode_allows_a_denied_call_and_logs_the_would_be_denial() {
 
 /// A replayed call is refused as a replay, before RAM: a user's denied call answers
 /// Forbidden.RAM, the same request again SignatureNonceUsed, and only the first is logged as a
-/// denial (DescribeBackupTasks, answered while its nonce is written, and CreateBackup alike; in
-/// soft mode, the would-be denial is logged once too).
+/// denial (DescribeBackupTasks, answered on the async thread, and CreateBackup, on a blocking
+/// one, alike; in soft mode, the would-be denial is logged once too).
 #[test]
 fn a_replay_is_refused_as_a_replay_before_ram() {
     for mode in ["strict", "soft"] {
