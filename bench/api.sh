@@ -124,10 +124,19 @@ row() { # part variant jobs value unit detail
 }
 # proc_mem PID: "VmRSS VmHWM" in KiB.
 proc_mem() { awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {print r, h}' "/proc/$1/status"; }
+# cpu_ticks: "stolen all" ticks of every vCPU so far (/proc/stat): the time the hypervisor ran
+# something else while a vCPU of this machine had work, and all time.
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t}' /proc/stat; }
 # loadgen ARGS…: one measurement; prints the generator's JSON line (CONNS overrides the
-# connection count).
+# connection count) and leaves in $WORK/steal the share of the vCPUs' time the host stole
+# meanwhile (api_row adds it to the row).
 loadgen() {
-    "$LOADGEN" --connections "${CONNS:-$CONNECTIONS}" --seconds "$API_SECONDS" --warmup "$WARMUP" "$@"
+    local before status=0
+    before="$(cpu_ticks)"
+    "$LOADGEN" --connections "${CONNS:-$CONNECTIONS}" --seconds "$API_SECONDS" --warmup "$WARMUP" "$@" || status=$?
+    python3 -c 'import sys; s0, t0, s1, t1 = map(int, sys.argv[1:5])
+print("%.1f" % (100.0 * (s1 - s0) / (t1 - t0)) if t1 > t0 else "n/a")' $before $(cpu_ticks) >"$WORK/steal"
+    return "$status"
 }
 # fsync_ms: the median of 50 fsyncs of an 8 KiB rewrite in $WORK, the floor of a durable nonce
 # write: with C closed-loop connections, requests/s cannot pass C / (commit latency).
@@ -151,7 +160,7 @@ api_row() {
     fields="$(python3 -c 'import json,sys; o=json.loads(sys.argv[1])
 print(o["rps"], "p50_ms=%s,p99_ms=%s,requests=%s,errors=%s,mean_body_bytes=%s,reconnects=%s,protocol=%s,connections=%s" % (
     o["p50_ms"], o["p99_ms"], o["requests"], o["errors"], o["mean_body_bytes"], o["reconnects"], o["protocol"], o["connections"]))' "$4")"
-    row "$1" "$2" "$3" "${fields%% *}" "req/s" "${fields#* }${5:+,$5}"
+    row "$1" "$2" "$3" "${fields%% *}" "req/s" "${fields#* }${5:+,$5},steal_pct=$(cat "$WORK/steal" 2>/dev/null || echo n/a)"
 }
 
 DATA="$WORK/data"
@@ -455,8 +464,8 @@ for s in sizes:
     r = get("api", "serve", s)
     if r and "fsync_ms" in r[1]:
         f = float(r[1]["fsync_ms"])
-        print("- %s jobs: serve CPU %s us/request; fsync median %.2f ms, so at most %.0f requests/s on %s closed-loop connections (one durable nonce commit each)"
-              % (s, r[1].get("cpu_us_per_request", "n/a"), f, float(r[1]["connections"]) / f * 1e3 if f else 0, r[1]["connections"]))
+        print("- %s jobs: serve CPU %s us/request; fsync median %.2f ms, so at most %.0f requests/s on %s closed-loop connections (one durable nonce commit each); %s %% of the vCPUs' time stolen by the host meanwhile"
+              % (s, r[1].get("cpu_us_per_request", "n/a"), f, float(r[1]["connections"]) / f * 1e3 if f else 0, r[1]["connections"], r[1].get("steal_pct", "n/a")))
 big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare", "hyper"), get("moto")
 print()
 print("| goal | measured | met |")
@@ -476,13 +485,13 @@ goal("requests/s >= 20x moto", big[0] / moto[0] if big and moto else None, lambd
 ab = [(v, float(value), dict(f.split("=", 1) for f in detail.split(",") if "=" in f)) for p, v, j, value, unit, detail, load in rows if p == "ab"]
 if ab:
     print()
-    print("| A/B round | A requests/s | B requests/s | B/A | A / B CPU us per request | fsync ms (A, B) |")
-    print("|---|---|---|---|---|---|")
+    print("| A/B round | A requests/s | B requests/s | B/A | A / B p99 ms | A / B CPU us per request | A / B steal % | fsync ms (A, B) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in sorted({d["round"] for _, _, d in ab}, key=int):
         a = [(x, d) for v, x, d in ab if v == "A" and d["round"] == r]
         b = [(x, d) for v, x, d in ab if v == "B" and d["round"] == r]
         if a and b:
-            print("| %s | %.0f | %.0f | %.2f | %s / %s | %s, %s |" % (r, a[0][0], b[0][0], b[0][0] / a[0][0], a[0][1]["cpu_us_per_request"], b[0][1]["cpu_us_per_request"], a[0][1]["fsync_ms"], b[0][1]["fsync_ms"]))
+            print("| %s | %.0f | %.0f | %.2f | %s / %s | %s / %s | %s / %s | %s, %s |" % (r, a[0][0], b[0][0], b[0][0] / a[0][0], a[0][1]["p99_ms"], b[0][1]["p99_ms"], a[0][1]["cpu_us_per_request"], b[0][1]["cpu_us_per_request"], a[0][1].get("steal_pct", "n/a"), b[0][1].get("steal_pct", "n/a"), a[0][1]["fsync_ms"], b[0][1]["fsync_ms"]))
 m = get("metrics", "scrape")
 if m:
     print()

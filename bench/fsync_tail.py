@@ -4,7 +4,9 @@ fdatasync'ed N times, either appended (the file grows: every sync also writes th
 size, or commits it through the journal on a journaling file system) or written into zeros the
 file already has (the nonce log's zero tail: data only). Each case runs idle and beside BUSY
 busy loops (the API under load keeps both cores busy). Prints p50, p90, p99 and p99.9 in ms per
-case and round.
+case and round, and the share of the vCPUs' time the hypervisor stole meanwhile (/proc/stat): on
+this machine it steals only when both vCPUs are busy and the disk is written, in stalls of
+several ms, which is where the API's p99 on 16 connections comes from (BENCHMARKS.md).
 
     python3 bench/fsync_tail.py [DIR] [N] [ROUNDS] [BUSY]     # defaults: /var/tmp 3000 3 2
 """
@@ -35,6 +37,18 @@ def run(path, into_zeros, n):
     return [round(lat[int(len(lat) * q)] * 1000, 3) for q in (0.5, 0.9, 0.99, 0.999)]
 
 
+def cpu_ticks():
+    """(stolen, all) ticks of every vCPU so far."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return fields[7], sum(fields)
+
+
+def steal_pct(before, after):
+    total = after[1] - before[1]
+    return round(100.0 * (after[0] - before[0]) / total, 1) if total else 0.0
+
+
 def spin(stop):
     while not stop.is_set():
         pass
@@ -45,7 +59,7 @@ def main():
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     busy = int(sys.argv[4]) if len(sys.argv) > 4 else 2
-    print("case\tload\tround\tp50_ms\tp90_ms\tp99_ms\tp99.9_ms")
+    print("case\tload\tround\tp50_ms\tp90_ms\tp99_ms\tp99.9_ms\tsteal_pct")
     for load in ("idle", f"{busy} busy loops"):
         stop = multiprocessing.Event()
         spinners = []
@@ -56,8 +70,13 @@ def main():
         try:
             for r in range(1, rounds + 1):
                 for case, zeros in (("append", False), ("into zeros", True)):
+                    before = cpu_ticks()
                     q = run(os.path.join(d, f"fsync-tail-{os.getpid()}"), zeros, n)
-                    print(case, load, r, *q, sep="\t", flush=True)
+                    print(case, load, r, *q, steal_pct(before, cpu_ticks()), sep="\t", flush=True)
+                if load != "idle":
+                    before = cpu_ticks()
+                    time.sleep(2)
+                    print("no writes", load, r, "", "", "", "", steal_pct(before, cpu_ticks()), sep="\t", flush=True)
         finally:
             stop.set()
             for p in spinners:
