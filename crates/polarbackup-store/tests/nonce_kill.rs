@@ -5,6 +5,10 @@
 //! its environment), so it is a real process holding the log's lock, with writes in flight,
 //! when it dies.
 
+#[path = "contract/common.rs"]
+mod common;
+
+use common::t;
 use polarbackup_model::AccessKeyId;
 use polarbackup_store::prelude::*;
 use polarbackup_store::{NonceDone, SqliteStore};
@@ -16,11 +20,7 @@ use std::time::Duration;
 
 const DIR_ENV: &str = "POLARBACKUP_NONCE_WRITER_DIR";
 const ROUND_ENV: &str = "POLARBACKUP_NONCE_WRITER_ROUND";
-const EXPIRES: i64 = 1_800_000_900;
-
-fn t(s: i64) -> jiff::Timestamp {
-    jiff::Timestamp::from_second(s).expect("valid time")
-}
+const EXPIRES: i64 = 900;
 
 fn key() -> AccessKeyId {
     AccessKeyId::parse("k").expect("id")

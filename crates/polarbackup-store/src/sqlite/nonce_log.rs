@@ -12,8 +12,8 @@
 //! the log), extended by the write that finds it short: a frame then mostly overwrites blocks
 //! the file already has, so its `fdatasync` writes the data only, not the inode's new size (a
 //! second write, or a journal commit on a journaling file system: about a third of the sync's
-//! time here, `bench/fsync_tail.py`). Versions that wrote no tail read one as an unfinished frame of length 0
-//! and cut it off: the records are the same either way. A torn write is a prefix (a process
+//! time here, `bench/fsync_tail.py`). Versions that wrote no tail read one as an unfinished
+//! frame of length 0 and cut it off: the records are the same either way. A torn write is a prefix (a process
 //! died in it) followed by zeros, or after a machine crash any pieces of it past the last
 //! frame; either is cut off, while a bad frame with anything but zeros after it is damage.
 //!
@@ -67,7 +67,8 @@ pub(super) struct NonceLog {
     file: File,
     /// Where this handle's view of the frames ends (the next frame goes here).
     read_to: u64,
-    /// The file's length when this handle last looked (frames and the zero tail).
+    /// The file's length (frames and the zero tail): read when the lock is taken, then kept
+    /// by this handle's own writes while it holds the lock.
     len: u64,
     /// Whether the tail after `read_to` was found all zeros since the file was opened: until
     /// then it may hold pieces of a write torn by a crash.
@@ -109,7 +110,10 @@ impl NonceLog {
             self.file.lock()?;
             let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
             match self.file.metadata() {
-                Ok(m) if current == Some(m.ino()) => break,
+                Ok(m) if current == Some(m.ino()) => {
+                    self.len = m.len();
+                    break;
+                }
                 Ok(_) => {}
                 Err(e) => {
                     let _ = self.file.unlock();
@@ -129,14 +133,15 @@ impl NonceLog {
         out
     }
 
-    /// Writes the header of a new (or torn-at-birth) file, or checks the one there.
+    /// Writes the header of a new (or torn-at-birth) file, or checks the one there. Call under
+    /// the lock.
     fn ensure_header(&mut self) -> Result<()> {
-        let len = self.file.metadata()?.len();
-        if len < HEADER_LEN {
+        if self.len < HEADER_LEN {
             self.file.set_len(0)?;
             self.file.write_all_at(&header(), 0)?;
             self.file.sync_all()?;
             sync_dir(&self.path)?;
+            self.len = HEADER_LEN;
             return Ok(());
         }
         let mut header = [0u8; HEADER_LEN as usize];
@@ -150,8 +155,7 @@ impl NonceLog {
         if self.read_to == HEADER_LEN {
             self.ensure_header()?;
         }
-        let len = self.file.metadata()?.len();
-        self.len = len;
+        let len = self.len;
         if len <= self.read_to || (self.tail_checked && self.zero_head_at(self.read_to)?) {
             return Ok(());
         }
