@@ -16,7 +16,7 @@ use polarbackup_wire::{render, ApiError, Format};
 use tracing::{error, info};
 
 pub async fn backup_log(State(state): State<AppState>, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let request_id = crate::request_id::new();
     let id = req.uri().path().strip_prefix(PATH_PREFIX).unwrap_or("");
     let query = req.uri().query().unwrap_or("");
     match serve(&state, id, query, &request_id).await {

@@ -50,7 +50,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 
 pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let request_id = crate::request_id::new();
     // Until Format is known, errors are JSON, which every SDK parses.
     let mut format = Format::Json;
     // For the metrics: the action named, if the API knows it, whatever the outcome.

@@ -13,6 +13,7 @@ mod log_backups;
 mod metrics;
 mod parse_errors;
 mod released;
+mod request_id;
 
 use axum::routing::get;
 use axum::Router;

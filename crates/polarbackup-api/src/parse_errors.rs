@@ -60,7 +60,7 @@ fn replacement(buf: &[u8], host_id: &str) -> Option<Vec<u8>> {
     if head.contains("\r\n\r\n") || head.to_ascii_lowercase().contains("x-acs-request-id") {
         return None;
     }
-    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let request_id = crate::request_id::new();
     let rendered = render::error(&err, &request_id, host_id, Format::Json);
     let (_, code, _) = err.describe();
     info!(request_id = %request_id, status = rendered.status, code = %code, "request refused by the HTTP parser");

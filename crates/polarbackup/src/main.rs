@@ -25,6 +25,11 @@ mod verify;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's allocator: an API call allocates and frees a few hundred small
+/// buffers, and glibc's malloc, free and realloc are ~15 % of its CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Before any thread or file: everything this process creates is its owner's only.
     private::restrict_umask();
