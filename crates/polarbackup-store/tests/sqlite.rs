@@ -373,6 +373,69 @@ fn nonces_are_written_into_a_zero_tail() {
     assert_eq!(store.integrity_check().expect("check"), ["ok"]);
 }
 
+/// The log's reads leave its access time alone: under `relatime` a read after a write would
+/// update it, and the batch's `fdatasync` would then write the inode too.
+#[test]
+fn reading_the_log_leaves_its_access_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    assert!(store.use_nonce(&k, "a", t(900), t(0)).expect("nonce"));
+    let path = store.nonce_log_path().to_owned();
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("log")
+        .set_times(std::fs::FileTimes::new().set_accessed(long_ago))
+        .expect("set atime");
+    for i in 0..20 {
+        assert!(store
+            .use_nonce(&k, &format!("b{i}"), t(900), t(0))
+            .expect("nonce"));
+    }
+    assert!(!store.use_nonce(&k, "b3", t(900), t(0)).expect("replay"));
+    let accessed = std::fs::metadata(&path)
+        .expect("log")
+        .accessed()
+        .expect("atime");
+    assert_eq!(accessed, long_ago);
+    let modified = std::fs::metadata(&path)
+        .expect("log")
+        .modified()
+        .expect("mtime");
+    assert!(modified > long_ago, "the log was written");
+}
+
+/// The log's own stats ask for no timestamp. On Linux 6.13+ a stat that asks for one makes the
+/// next write take a new fine-grained time (which the batch's `fdatasync` must then write with
+/// the inode) instead of keeping the clock tick's: with the log asking in every batch, a
+/// write's mtime would always be later than the moment it started.
+#[test]
+fn the_logs_stats_leave_its_write_times_coarse() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let path = store.nonce_log_path().to_owned();
+    // A tick may fall between a write's start and its time: one try in ten is enough.
+    let coarse = (0..10).any(|i| {
+        // The test's own stat (below) asks: the first write after it takes a fine time.
+        assert!(store
+            .use_nonce(&k, &format!("a{i}"), t(900), t(0))
+            .expect("nonce"));
+        let started = std::time::SystemTime::now();
+        assert!(store
+            .use_nonce(&k, &format!("b{i}"), t(900), t(0))
+            .expect("nonce"));
+        let modified = std::fs::metadata(&path)
+            .expect("log")
+            .modified()
+            .expect("mtime");
+        modified < started
+    });
+    assert!(coarse, "every write took a fine-grained time");
+}
+
 /// A write cut off by a crash at the end of the log is no damage: nobody was answered for it,
 /// and the next write cuts it off, whether its start is there (a process died in it) or only
 /// later pieces of it, past a zero head (a machine crashed before its first block was

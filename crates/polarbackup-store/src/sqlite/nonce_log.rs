@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"PBNONCE\n";
@@ -108,10 +108,10 @@ impl NonceLog {
     pub(super) fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         loop {
             self.file.lock()?;
-            let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
-            match self.file.metadata() {
-                Ok(m) if current == Some(m.ino()) => {
-                    self.len = m.len();
+            let current = path_ino(&self.path).ok();
+            match ino_and_len(&self.file) {
+                Ok((ino, len)) if current == Some(ino) => {
+                    self.len = len;
                     break;
                 }
                 Ok(_) => {}
@@ -304,13 +304,7 @@ impl NonceLog {
         let mut tmp_name = self.path.clone().into_os_string();
         tmp_name.push(".compacting");
         let tmp = PathBuf::from(tmp_name);
-        let mut out = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut out = open_noatime(OpenOptions::new().create(true).truncate(true), &tmp)?;
         let mut frames = Frames::default();
         for r in &kept {
             frames.push(&r.key, &r.nonce, r.expires_at)?;
@@ -586,13 +580,41 @@ fn check_header(header: &[u8; HEADER_LEN as usize]) -> Result<()> {
 }
 
 fn open_file(path: &Path) -> Result<File> {
-    Ok(OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?)
+    Ok(open_noatime(
+        OpenOptions::new().create(true).truncate(false),
+        path,
+    )?)
+}
+
+// A batch's `fdatasync` writes the inode too (a second device write) whenever a timestamp
+// changed since the last one. So the log is opened without access-time updates (under
+// `relatime` a read after a write in the same clock tick updates it), and its per-batch stats
+// ask for no timestamp: once a stat has asked for one, Linux (6.13+, multigrain timestamps)
+// gives the next write a new fine-grained mtime instead of reusing the coarse tick's.
+
+/// Opens `path` read-write (0600, with `options`' creation flags) without access-time updates.
+/// `O_NOATIME` is only for the file's owner (or `CAP_FOWNER`): anyone else opens it as usual.
+fn open_noatime(options: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    options.read(true).write(true).mode(0o600);
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    match options.clone().custom_flags(noatime).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => options.open(path),
+        opened => opened,
+    }
+}
+
+/// The inode number and length of `file`, without asking for (and so marking) its times.
+fn ino_and_len(file: &File) -> std::io::Result<(u64, u64)> {
+    let mask = rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::SIZE;
+    let st = rustix::fs::statx(file, "", rustix::fs::AtFlags::EMPTY_PATH, mask)?;
+    Ok((st.stx_ino, st.stx_size))
+}
+
+/// The inode number `path` names now, without asking for its times.
+fn path_ino(path: &Path) -> std::io::Result<u64> {
+    let mask = rustix::fs::StatxFlags::INO;
+    let st = rustix::fs::statx(rustix::fs::CWD, path, rustix::fs::AtFlags::empty(), mask)?;
+    Ok(st.stx_ino)
 }
 
 /// Syncs the directory holding `path`, so a file created or renamed there stays.
