@@ -20,10 +20,17 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// All values of header `name` (ASCII case-insensitive), in received order.
     pub(crate) fn header_values(&self, name: &str) -> Vec<&'a str> {
+        self.header_iter(name).collect()
+    }
+
+    /// [`Self::header_values`] without collecting them.
+    pub(crate) fn header_iter<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
+    where
+        'a: 'n,
+    {
         self.headers
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
-            .collect()
     }
 }

@@ -60,9 +60,18 @@ impl Algorithm {
     /// even though the header is still called `x-acs-content-sha256`.
     fn hex_hash(self, data: &[u8]) -> String {
         match self {
-            Self::HmacSha256 | Self::RsaSha256 => hex::encode(Sha256::digest(data)),
-            Self::HmacSm3 => hex::encode(Sm3::digest(data)),
+            Self::HmacSha256 | Self::RsaSha256 => hex_lower(&Sha256::digest(data)),
+            Self::HmacSm3 => hex_lower(&Sm3::digest(data)),
         }
+    }
+}
+
+/// Lower-case hex of a 32-byte digest (`hex::encode` goes a char at a time).
+fn hex_lower(digest: &[u8]) -> String {
+    let mut out = [0u8; 64];
+    match hex::encode_to_slice(digest, &mut out) {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        Err(_) => hex::encode(digest),
     }
 }
 
@@ -114,7 +123,9 @@ pub(crate) fn parse_authorization(value: &str) -> Result<Authorization<'_>, Auth
             "SignedHeaders must be lower-case header names, sorted and unique",
         ));
     }
-    let signature = hex::decode(signature_hex).map_err(|_| incomplete("Signature is not hex"))?;
+    let mut signature = vec![0; signature_hex.len() / 2];
+    hex::decode_to_slice(signature_hex, &mut signature)
+        .map_err(|_| incomplete("Signature is not hex"))?;
     Ok(Authorization {
         algorithm,
         access_key_id,
@@ -125,10 +136,11 @@ pub(crate) fn parse_authorization(value: &str) -> Result<Authorization<'_>, Auth
 
 /// The only value of header `name`; absent or repeated is malformed.
 fn single_header<'a>(req: &Request<'a>, name: &str) -> Result<&'a str, AuthError> {
-    match req.header_values(name)[..] {
-        [v] => Ok(v.trim()),
-        [] => Err(incomplete(format!("header {name} is absent"))),
-        _ => Err(incomplete(format!("header {name} is repeated"))),
+    let mut values = req.header_iter(name);
+    match (values.next(), values.next()) {
+        (Some(v), None) => Ok(v.trim()),
+        (None, _) => Err(incomplete(format!("header {name} is absent"))),
+        (Some(_), Some(_)) => Err(incomplete(format!("header {name} is repeated"))),
     }
 }
 
@@ -138,16 +150,21 @@ pub(crate) fn canonical_headers(
     req: &Request<'_>,
     signed_headers: &str,
 ) -> Result<String, AuthError> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(512);
     for name in signed_headers.split(';') {
-        let mut values: Vec<&str> = req.header_values(name).into_iter().map(str::trim).collect();
-        if values.is_empty() {
-            return Err(incomplete(format!("signed header {name} is absent")));
-        }
-        values.sort_unstable();
+        let mut values = req.header_iter(name).map(str::trim);
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        match (values.next(), values.next()) {
+            (None, _) => return Err(incomplete(format!("signed header {name} is absent"))),
+            (Some(only), None) => out.push_str(only),
+            (Some(first), Some(second)) => {
+                let mut all = vec![first, second];
+                all.extend(values);
+                all.sort_unstable();
+                out.push_str(&all.join(","));
+            }
+        }
         out.push('\n');
     }
     Ok(out)
@@ -174,15 +191,15 @@ pub(crate) fn verify(
     keys: &dyn KeyLookup,
 ) -> Result<Verified, AuthError> {
     let auth = parse_authorization(authorization)?;
-    let signed: Vec<&str> = auth.signed_headers.split(';').collect();
+    let is_signed = |name: &str| auth.signed_headers.split(';').any(|n| n == name);
     for required in REQUIRED_SIGNED {
-        if !signed.contains(&required) {
+        if !is_signed(required) {
             return Err(incomplete(format!("header {required} is not signed")));
         }
     }
-    let security_token = match req.header_values(SECURITY_TOKEN).is_empty() {
+    let security_token = match req.header_iter(SECURITY_TOKEN).next().is_none() {
         true => None,
-        false if signed.contains(&SECURITY_TOKEN) => Some(single_header(req, SECURITY_TOKEN)?),
+        false if is_signed(SECURITY_TOKEN) => Some(single_header(req, SECURITY_TOKEN)?),
         false => return Err(incomplete(format!("header {SECURITY_TOKEN} is not signed"))),
     };
     let canonical_headers = canonical_headers(req, auth.signed_headers)?;

@@ -153,6 +153,13 @@ fn push_time(out: &mut String, t: jiff::Timestamp) {
 
 /// A JSON string literal exactly as `serde_json` writes a `Value::String`.
 fn json_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json escapes only these, which no value here (times, numbers, ids, names) has.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
