@@ -80,6 +80,10 @@ BENCH_TAG=api
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
+# The ab part makes its own store of the largest size, as the api part does: one per run.
+if [[ $PARTS == *,ab,* && $PARTS != ,ab, ]]; then
+    die "BENCH_PARTS=$BENCH_PARTS: the ab part runs alone (BENCH_PARTS=ab)"
+fi
 prepare_postgres_bench
 if [[ $PARTS == *,moto,* ]] && ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
     log "installing moto[server] (PyPI)"
