@@ -365,6 +365,14 @@ pub trait NonceStore: Send + Sync {
         let _ = (key, nonce, expires_at, now);
         Err(done)
     }
+
+    /// Reads the used nonces in now, where the store keeps them in memory (SQLite's log),
+    /// so that the first signed request after a start does not wait for it; returns how many
+    /// are remembered. A server calls it before it listens. The default (a store that keeps
+    /// none in memory) reads nothing and returns `None`.
+    fn load_nonces(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// Log backups: the log-backup policy, the archiver's lease on each cluster, the WAL objects

@@ -436,6 +436,36 @@ fn the_logs_stats_leave_its_write_times_coarse() {
     assert!(coarse, "every write took a fine-grained time");
 }
 
+/// `load_nonces` reads the log in before any nonce is used (a server calls it before it
+/// listens, so that its first signed request does not wait for a large log): it says how
+/// many nonces are remembered, and reports damage then.
+#[test]
+fn the_nonce_log_is_read_in_before_the_first_request() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    assert_eq!(store.load_nonces().expect("an empty log"), Some(0));
+    for i in 0..5 {
+        let nonce = format!("n{i}");
+        assert!(store.use_nonce(&k, &nonce, t(900), t(0)).expect("nonce"));
+    }
+    let path = store.nonce_log_path().to_owned();
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("open");
+    assert_eq!(store.load_nonces().expect("load"), Some(5));
+    assert!(!store.use_nonce(&k, "n2", t(900), t(1)).expect("replay"));
+    assert!(store.use_nonce(&k, "n5", t(900), t(1)).expect("nonce"));
+    assert_eq!(store.load_nonces().expect("again"), Some(6));
+    drop(store);
+    // The first frame's payload damaged, with whole frames after it.
+    let mut bytes = std::fs::read(&path).expect("log");
+    bytes[16 + 12] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("damage");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let e = store.load_nonces().expect_err("damage");
+    assert!(e.to_string().contains("damaged"), "{e}");
+}
+
 /// A write cut off by a crash at the end of the log is no damage: nobody was answered for it,
 /// and the next write cuts it off, whether its start is there (a process died in it) or only
 /// later pieces of it, past a zero head (a machine crashed before its first block was

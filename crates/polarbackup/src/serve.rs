@@ -16,7 +16,7 @@ use polarbackup_model::{AccessKeyId, Clock, SystemClock};
 use polarbackup_store::prelude::*;
 use std::io::Write;
 use std::sync::Arc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub fn run(args: ServeCommand) -> Result<()> {
     let settings = Settings::load(&args.settings)?;
@@ -42,6 +42,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Reads the used nonces in before listening, so the first signed requests do not wait for
+/// it (15 minutes of them at a high rate are hundreds of MB). A log that cannot be read is
+/// logged, not fatal: the server still starts, and every signed request fails until it is
+/// repaired, as it would after the first one.
+async fn load_nonces(store: &Arc<dyn Store>) {
+    let started = std::time::Instant::now();
+    let reading = store.clone();
+    match tokio::task::spawn_blocking(move || reading.load_nonces()).await {
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(n))) => info!(
+            nonces = n,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "nonces read in"
+        ),
+        Ok(Err(e)) => error!(error = %e, "the nonce log cannot be read: signed requests will fail"),
+        Err(e) => error!(error = %e, "reading the nonce log panicked"),
+    }
+}
+
 /// Which clock runs what. Without test controls both are the wall clock. With them, `service`
 /// is the clock `admin clock advance` moves forward: schedules, retention, job and set times,
 /// job history, download links' expiry, the scrub's period. `wall` stays the wall clock for
@@ -62,6 +81,7 @@ async fn serve(cfg: Settings, controls: Option<TestControls>) -> Result<()> {
     let store = tokio::task::spawn_blocking(move || opened.open_store())
         .await
         .context("opening the metadata store")??;
+    load_nonces(&store).await;
     let wall: Arc<dyn Clock> = Arc::new(SystemClock);
     let clocks = Clocks {
         service: match &controls {

@@ -215,6 +215,13 @@ fn a_used_nonce_stays_used_across_a_restart() {
     assert!(status.success(), "{status:?}\n{}", first.log());
 
     let second = Server::start(bin(), Some(&data), &[]);
+    // Read in before it listened, not by the first request.
+    let read_in = |log: String, n: u32| {
+        log.lines()
+            .any(|l| l.contains("nonces read in") && l.contains(&format!("nonces={n} ")))
+    };
+    assert!(read_in(first.log(), 0), "{}", first.log());
+    assert!(read_in(second.log(), 1), "{}", second.log());
     let results = sdk_batch(vec![
         with(
             request("raw", &second, &t, cluster(&t)),

@@ -103,6 +103,12 @@ impl NonceLog {
         Ok(log)
     }
 
+    /// Folds in every record the file holds now; returns how many nonces are remembered.
+    pub(super) fn load(&mut self) -> Result<u64> {
+        self.locked(|log| log.catch_up())?;
+        Ok(self.live.len() as u64)
+    }
+
     /// Runs `f` holding the log's lock, on the file the path names now (reopened, and read
     /// from the start, when compaction replaced it).
     pub(super) fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {

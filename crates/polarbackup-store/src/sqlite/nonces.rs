@@ -144,9 +144,13 @@ struct Row {
     now: Timestamp,
 }
 
+/// A caller of [`NonceCommitter::load`], answered once the log is read in.
+type Loaded = Box<dyn FnOnce(Result<u64>) + Send>;
+
 #[derive(Default)]
 struct Queue {
     pending: Vec<(Row, NonceDone)>,
+    loads: Vec<Loaded>,
     closed: bool,
     /// The committer is asleep on `changed`: only then does a new nonce wake it (a wake-up
     /// is a system call, and while it writes a batch the committer looks at the queue anyway).
@@ -185,25 +189,43 @@ impl NonceCommitter {
         now: Timestamp,
         done: NonceDone,
     ) {
-        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        if thread.is_none() {
-            match start(path, self.shared.clone()) {
-                Ok(t) => *thread = Some(t),
-                Err(e) => {
-                    drop(thread);
-                    return done(Err(e));
-                }
-            }
+        if let Err(e) = self.started(path) {
+            return done(Err(e));
         }
-        drop(thread);
         let row = Row {
             key: key.to_owned(),
             nonce: nonce.to_owned(),
             expires_at,
             now,
         };
+        self.push(|q| q.pending.push((row, done)));
+    }
+
+    /// Has the committer read the log in (opening it first), and waits for that.
+    pub(crate) fn load(&self, path: &Path) -> Result<u64> {
+        self.started(path)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.push(|q| {
+            q.loads.push(Box::new(move |answer| {
+                let _ = tx.send(answer);
+            }))
+        });
+        rx.recv().unwrap_or_else(|_| Err(committer_gone()))
+    }
+
+    /// Starts the committer's thread unless it runs.
+    fn started(&self, path: &Path) -> Result<()> {
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if thread.is_none() {
+            *thread = Some(start(path, self.shared.clone())?);
+        }
+        Ok(())
+    }
+
+    /// Adds to the queue with `add`, waking the committer if it sleeps.
+    fn push(&self, add: impl FnOnce(&mut Queue)) {
         let mut q = self.shared.lock();
-        q.pending.push((row, done));
+        add(&mut q);
         let idle = q.idle;
         drop(q);
         if idle {
@@ -237,17 +259,17 @@ fn start(path: &Path, shared: Arc<Shared>) -> Result<JoinHandle<()>> {
 fn run(shared: &Shared, path: &Path) {
     let mut log = None;
     loop {
-        let batch = {
+        let (batch, loads) = {
             let mut q = shared.lock();
-            while q.pending.is_empty() && !q.closed {
+            while q.pending.is_empty() && q.loads.is_empty() && !q.closed {
                 q.idle = true;
                 q = shared.changed.wait(q).unwrap_or_else(|e| e.into_inner());
                 q.idle = false;
             }
-            if q.pending.is_empty() {
+            if q.pending.is_empty() && q.loads.is_empty() {
                 return;
             }
-            std::mem::take(&mut q.pending)
+            (std::mem::take(&mut q.pending), std::mem::take(&mut q.loads))
         };
         // A panic (a bug) drops the batch's callbacks, which their callers see as an error;
         // the committer carries on with the next batch.
@@ -258,15 +280,24 @@ fn run(shared: &Shared, path: &Path) {
                     Ok(opened) => log.insert(opened),
                     // Every caller of the batch gets the failure; the next batch tries again.
                     Err(e) => {
-                        let e = e.to_string();
+                        let failed = || StoreError::Io(std::io::Error::other(e.to_string()));
                         for (_, done) in batch {
-                            done(Err(StoreError::Io(std::io::Error::other(e.clone()))));
+                            done(Err(failed()));
+                        }
+                        for loaded in loads {
+                            loaded(Err(failed()));
                         }
                         return;
                     }
                 },
             };
-            commit_batch(log, batch);
+            // Each its own answer: after the first, reading in is only a look at the end.
+            for loaded in loads {
+                loaded(log.load());
+            }
+            if !batch.is_empty() {
+                commit_batch(log, batch);
+            }
         }));
     }
 }
@@ -306,6 +337,10 @@ pub(crate) fn committer_gone() -> StoreError {
 }
 
 impl crate::NonceStore for super::SqliteStore {
+    fn load_nonces(&self) -> Result<Option<u64>> {
+        self.nonce_committer.load(&self.nonce_log).map(Some)
+    }
+
     fn use_nonce(
         &self,
         key: &polarbackup_model::AccessKeyId,
