@@ -25,6 +25,7 @@ pub mod faults;
 mod layout;
 mod manifest;
 mod ordered;
+mod pool;
 mod reader;
 mod remote;
 mod repo;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::codec::{self, Checksum};
 use crate::layout::{self, BACKUPS_DIR};
 use crate::manifest::{ChunkEntry, FileEntry, Manifest};
+use crate::pool::WriterPool;
 use crate::reader::ArchiveReader;
 use crate::remote::{local_layers, remote_layers};
 use crate::url::{RepoUrl, S3Credentials};
@@ -39,6 +40,8 @@ pub(crate) struct Inner {
     pub(crate) chunk_hook: ChunkHook,
     /// Set: an encrypted repository (every object sealed, every manifest keyed).
     pub(crate) key: Option<RepoKey>,
+    /// What its backup writers share (kept by `with_key`: the same storage and cores).
+    pub(crate) writers: Arc<WriterPool>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -84,12 +87,14 @@ impl Repo {
                 missing.join(", ")
             )));
         }
+        let writers = Arc::new(WriterPool::new(cfg.parallelism, cfg.chunk_size));
         Ok(Repo {
             inner: Arc::new(Inner {
                 op,
                 cfg,
                 chunk_hook: None,
                 key: None,
+                writers,
             }),
         })
     }
@@ -104,6 +109,7 @@ impl Repo {
                 cfg: self.inner.cfg.clone(),
                 chunk_hook: self.inner.chunk_hook.clone(),
                 key: Some(key),
+                writers: self.inner.writers.clone(),
             }),
         }
     }
@@ -161,6 +167,7 @@ impl Repo {
                 cfg: self.inner.cfg.clone(),
                 chunk_hook: Some(hook),
                 key: self.inner.key.clone(),
+                writers: self.inner.writers.clone(),
             }),
         }
     }

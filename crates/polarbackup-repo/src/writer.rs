@@ -1,8 +1,8 @@
 //! `BackupWriter`: chunks, compresses and stores archives in parallel, then commits the manifest.
 
 use opendal::Operator;
-use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::codec::{self, Checksum};
 use crate::config::MAX_CHUNK_SIZE;
@@ -12,15 +12,17 @@ use crate::manifest::{
     ENCRYPTED_FORMAT_VERSION, FORMAT_VERSION,
 };
 use crate::ordered::Ordered;
+use crate::pool::WriterPool;
 use crate::repo::{check_object, put_object, remove_backup_dir, ChunkHook, Repo};
 use crate::{RepoError, RepoKey};
 
 /// Writes one backup. Nothing is visible as a backup until `commit` writes the manifest.
 ///
-/// Memory is bounded: one chunk being filled plus at most twice `parallelism` chunks in
-/// flight, of which at most `parallelism` are being compressed at once (the others are being
-/// stored or read back, each keeping its raw bytes for the check); `write` waits
-/// (backpressure) when all are busy. Raw buffers are reused (`Spares`).
+/// Memory is bounded: one chunk being filled, plus at most twice `parallelism` chunks in
+/// flight over every writer of the repository (`WriterPool`), of which at most `parallelism`
+/// are being compressed at once (the others are being stored or read back, each keeping its
+/// raw bytes for the check); `write` waits (backpressure) when all are busy. Raw buffers are
+/// reused.
 /// After any error (or a cancelled call) the writer only accepts `abort`.
 pub struct BackupWriter {
     repo: Repo,
@@ -31,11 +33,8 @@ pub struct BackupWriter {
     open: Option<OpenArchive>,
     /// Chunks of the open archive being compressed and stored, oldest first.
     window: Ordered<ChunkEntry>,
-    /// Permits to compress: one per worker thread, so storing and reading back overlap
-    /// compression instead of holding a core's slot.
-    compressors: Arc<Semaphore>,
-    /// Chunk buffers whose chunks were stored and checked, for the next ones.
-    spares: Arc<Spares>,
+    /// The repository's compression slots, chunk slots and spare buffers.
+    pool: Arc<WriterPool>,
     raw_bytes: u64,
     stored_bytes: u64,
     /// Set while an operation runs and cleared when it succeeds, so an error or a dropped
@@ -64,45 +63,16 @@ struct ChunkJob {
     checksum: Checksum,
     hook: ChunkHook,
     key: Option<RepoKey>,
-    compressors: Arc<Semaphore>,
-    spares: Arc<Spares>,
-}
-
-/// Raw chunk buffers done with, kept for the next chunks: a new 8 MiB buffer costs a page
-/// fault for every 4 kB as it fills (the allocator hands such sizes back to the kernel when
-/// they are freed). At most `keep` are kept, the window's worth.
-struct Spares {
-    bufs: Mutex<Vec<Vec<u8>>>,
-    keep: usize,
-    size: usize,
-}
-
-impl Spares {
-    /// An empty buffer of `size` bytes' capacity, reused if one is spare.
-    fn take(&self) -> Vec<u8> {
-        self.bufs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.size))
-    }
-
-    fn give(&self, mut buf: Vec<u8>) {
-        if buf.capacity() != self.size {
-            return;
-        }
-        buf.clear();
-        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
-        if bufs.len() < self.keep {
-            bufs.push(buf);
-        }
-    }
+    pool: Arc<WriterPool>,
+    /// This chunk's room in the repository's chunks in flight, given back when it is done.
+    slot: OwnedSemaphorePermit,
 }
 
 impl BackupWriter {
     pub(crate) fn new(repo: Repo, backup_id: String, created_at: jiff::Timestamp) -> Self {
         let parallelism = repo.inner.cfg.parallelism;
-        let chunk_size = repo.inner.cfg.chunk_size;
+        let pool = repo.inner.writers.clone();
+        pool.enter();
         BackupWriter {
             repo,
             backup_id,
@@ -111,12 +81,7 @@ impl BackupWriter {
             files: Vec::new(),
             open: None,
             window: Ordered::new(parallelism * 2),
-            compressors: Arc::new(Semaphore::new(parallelism)),
-            spares: Arc::new(Spares {
-                bufs: Mutex::new(Vec::new()),
-                keep: parallelism * 2 + 1,
-                size: chunk_size,
-            }),
+            pool,
             raw_bytes: 0,
             stored_bytes: 0,
             broken: false,
@@ -158,7 +123,7 @@ impl BackupWriter {
         self.open = Some(OpenArchive {
             name: name.to_owned(),
             tablespace_location: tablespace_location.map(str::to_owned),
-            buf: self.spares.take(),
+            buf: self.pool.take(),
             next_seq: 0,
             raw_size: 0,
             chunks: Vec::new(),
@@ -189,15 +154,16 @@ impl BackupWriter {
             self.raw_bytes += n as u64;
             data = rest;
             if full {
-                let next = self.spares.take();
-                self.seal_chunk(next).await?;
+                self.seal_chunk(true).await?;
             }
         }
         Ok(())
     }
 
-    /// Hands the open archive's buffer to a worker (after waiting for a free slot).
-    async fn seal_chunk(&mut self, next_buf: Vec<u8>) -> Result<(), RepoError> {
+    /// Hands the open archive's buffer to a worker (after waiting for a free slot), and with
+    /// `more` takes a buffer for the next chunk: only then, so a writer waiting for room holds
+    /// no buffer but the full one.
+    async fn seal_chunk(&mut self, more: bool) -> Result<(), RepoError> {
         while self.window.is_full() {
             if let Some(done) = self.window.next().await {
                 self.record(done?)?;
@@ -206,6 +172,8 @@ impl BackupWriter {
         while let Some(done) = self.window.next_ready() {
             self.record(done?)?;
         }
+        let slot = self.pool.chunk_slot().await?;
+        let next_buf = if more { self.pool.take() } else { Vec::new() };
         let cfg = &self.repo.inner.cfg;
         let (level, checksum, op, hook, key) = (
             cfg.zstd_level,
@@ -215,8 +183,7 @@ impl BackupWriter {
             self.repo.inner.key.clone(),
         );
         let backup_id = self.backup_id.clone();
-        let compressors = self.compressors.clone();
-        let spares = self.spares.clone();
+        let pool = self.pool.clone();
         let open = self.open_archive()?;
         let job = ChunkJob {
             op,
@@ -228,8 +195,8 @@ impl BackupWriter {
             checksum,
             hook,
             key,
-            compressors,
-            spares,
+            pool,
+            slot,
         };
         open.next_seq += 1;
         self.window.spawn(store_chunk(job));
@@ -248,7 +215,7 @@ impl BackupWriter {
         self.open_archive()?;
         self.broken = true;
         if !self.open_archive()?.buf.is_empty() {
-            self.seal_chunk(Vec::new()).await?;
+            self.seal_chunk(false).await?;
         }
         while let Some(done) = self.window.next().await {
             self.record(done?)?;
@@ -435,6 +402,7 @@ impl BackupWriter {
 
 impl Drop for BackupWriter {
     fn drop(&mut self) {
+        self.pool.leave();
         if !self.consumed {
             // In-flight chunks are cancelled by `Ordered`; stored objects stay for cleanup.
             tracing::warn!(backup_id = %self.backup_id,
@@ -458,8 +426,8 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         checksum,
         hook,
         key,
-        compressors,
-        spares,
+        pool,
+        slot,
     } = job;
     let object = layout::chunk_object(&archive, seq);
     let before = move || {
@@ -467,9 +435,10 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
             hook(seq);
         }
     };
-    let sealing = (level, checksum, key, Some(compressors));
+    let sealing = (level, checksum, key, Some(pool.compressors()));
     let (entry, raw) = seal_and_store(&op, &backup_id, object, raw, sealing, before).await?;
-    spares.give(raw);
+    pool.give(raw);
+    drop(slot);
     Ok(entry)
 }
 
@@ -593,5 +562,61 @@ mod tests {
             back.extend_from_slice(&chunk);
         }
         assert_eq!(back, data);
+    }
+
+    /// Two backups at once share the repository's slots: no more compressions than cores, no
+    /// more chunk buffers than one per writer plus twice the cores in flight (each writer had
+    /// its own before, so two held twice as many), and no spare kept once both have ended.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_the_repositorys_slots_and_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RepoConfig {
+            chunk_size: 1000,
+            zstd_level: 1,
+            parallelism: 2,
+            ..RepoConfig::default()
+        };
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let hook = {
+            let (running, peak) = (running.clone(), peak.clone());
+            Arc::new(move |_seq: usize| {
+                peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+        };
+        let repo = Repo::open_fs(dir.path(), cfg)
+            .unwrap()
+            .with_chunk_hook(hook);
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let backup = |id: &'static str| {
+            let (repo, data) = (repo.clone(), data.clone());
+            tokio::spawn(async move {
+                let mut w = repo.begin(id, jiff::Timestamp::UNIX_EPOCH).await.unwrap();
+                w.start_archive("base.tar", None).await.unwrap();
+                for piece in data.chunks(700) {
+                    w.write(piece).await.unwrap();
+                }
+                w.finish_archive().await.unwrap();
+                w.commit(serde_json::Value::Null).await.unwrap();
+            })
+        };
+        let (a, b) = tokio::join!(backup("b1"), backup("b2"));
+        a.unwrap();
+        b.unwrap();
+
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "compressions at once");
+        let (spares, made) = repo.inner.writers.buffers();
+        assert!(made <= 2 + 4, "{made} chunk buffers for two writers");
+        assert_eq!(spares, 0, "spares kept after both writers ended");
+        for id in ["b1", "b2"] {
+            let mut reader = repo.open_archive(id, "base.tar").await.unwrap();
+            let mut back = Vec::new();
+            while let Some(chunk) = reader.next_chunk().await.unwrap() {
+                back.extend_from_slice(&chunk);
+            }
+            assert_eq!(back, data, "{id}");
+        }
     }
 }
