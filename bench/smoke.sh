@@ -24,7 +24,7 @@ step() { echo "==> bench smoke: $1 ($(date +%T))"; }
 step "bench/api.sh (api, bare, memory, metrics)"
 BENCH_BIN_DIR="$bins" BENCH_PARTS=api,bare,memory,metrics BENCH_API_SIZES="200 1000" \
     BENCH_API_CLUSTERS=40 BENCH_API_HOT=5 BENCH_API_SECONDS=1 BENCH_API_WARMUP=1 \
-    BENCH_MEM_SCALE=1 BENCH_MEM_VARIANTS=default bash bench/api.sh >"$results/api.log" 2>&1 \
+    BENCH_MEM_SCALE=1 BENCH_MEM_VARIANTS="default bin:$bins default bin:$bins" bash bench/api.sh >"$results/api.log" 2>&1 \
     || { tail -40 "$results/api.log" >&2; exit 1; }
 
 step "bench/incremental.sh (PostgreSQL 15 and 18)"
