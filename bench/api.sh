@@ -353,13 +353,12 @@ mem_run() {
 local variant="$1" clusters="$2" envs=() cluster mem peak=0 pids=() r i tag bin="$BIN"
 case "$variant" in
     default) ;;
-    bin:*)
-        bin="$WORK/bin/polarbackup-mem-$RANDOM"
-        cp "${variant#bin:}/polarbackup" "$bin"
-        ;;
+    bin:*) bin="$WORK/bin/polarbackup-mem-${variant//[^A-Za-z0-9]/-}" ;;
     *) envs=("$variant") ;;
 esac
 tag="${variant//[^A-Za-z0-9]/-}"
+# A build named again is the copy made for its first variant.
+[ -e "$bin" ] || cp "${variant#bin:}/polarbackup" "$bin"
 BIN="$bin" serve "mem-$tag" "$DATA" "${envs[@]}" -- --workers 2
 sleep 5
 mem="$(proc_mem "$PB_PID")"
@@ -455,11 +454,12 @@ python3 - "$TSV" "$SIZES" >"$RESULTS_DIR/$STAMP-api.summary.md" <<'PY'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if not l.startswith("#")][1:]
 sizes = sys.argv[2].split()
+def details(detail):
+    return dict(f.split("=", 1) for f in detail.split(",") if "=" in f)
 def get(part, variant=None, jobs=None):
     for p, v, j, value, unit, detail, load in rows:
         if p == part and (variant is None or v == variant) and (jobs is None or j == jobs):
-            d = dict(f.split("=", 1) for f in detail.split(",") if "=" in f)
-            return float(value), d, load
+            return float(value), details(detail), load
     return None
 def fmt(x, spec="%.2f"):
     return spec % x if x is not None else "n/a"
@@ -520,7 +520,7 @@ if m:
           % (m[1]["clusters"], sizes[-1], m[0], m[1]["min_ms"], m[1]["max_ms"], m[1]["bytes"], m[1]["series"], m[1]["rss_after_kib"]))
 for p, variant, j, value, unit, detail, load in rows:
     if p == "memory":
-        env = dict(f.split("=", 1) for f in detail.split(",") if "=" in f)["env"]
+        env = details(detail)["env"]
         name = ("serve RSS idle, %s jobs" if variant.startswith("idle") else "serve peak RSS, two backups, %s jobs") % sizes[-1]
         goal("%s (%s) < 200 MiB" % (name, env), float(value), lambda x: x < 200, "%.0f MiB")
 PY

@@ -437,6 +437,7 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
     };
     let sealing = (level, checksum, key, Some(pool.compressors()));
     let (entry, raw) = seal_and_store(&op, &backup_id, object, raw, sealing, before).await?;
+    // The buffer goes back before the slot, so the writer that gets the slot reuses it.
     pool.give(raw);
     drop(slot);
     Ok(entry)
@@ -506,27 +507,13 @@ mod tests {
     #[tokio::test]
     async fn chunks_compress_in_parallel_and_are_recorded_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = RepoConfig {
-            chunk_size: 1000,
-            zstd_level: 1,
-            parallelism: 3,
-            ..RepoConfig::default()
-        };
-        let running = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let finished = Arc::new(Mutex::new(Vec::new()));
-        let hook = {
-            let (running, peak, finished) = (running.clone(), peak.clone(), finished.clone());
-            Arc::new(move |seq: usize| {
-                peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(if seq == 0 { 300 } else { 30 }));
-                running.fetch_sub(1, Ordering::SeqCst);
-                finished.lock().unwrap().push(seq);
-            })
-        };
-        let repo = Repo::open_fs(dir.path(), cfg)
-            .unwrap()
-            .with_chunk_hook(hook);
+        let Slowed {
+            repo,
+            peak,
+            finished,
+        } = slowed_repo(dir.path(), 3, |seq| {
+            Duration::from_millis(if seq == 0 { 300 } else { 30 })
+        });
         let data: Vec<u8> = (0..7500u32).map(|i| (i * 7 % 251) as u8).collect();
 
         let mut w = repo.begin("b1", jiff::Timestamp::UNIX_EPOCH).await.unwrap();
@@ -556,12 +543,7 @@ mod tests {
             .collect();
         assert_eq!(objects, expected);
 
-        let mut reader = repo.open_archive("b1", "base.tar").await.unwrap();
-        let mut back = Vec::new();
-        while let Some(chunk) = reader.next_chunk().await.unwrap() {
-            back.extend_from_slice(&chunk);
-        }
-        assert_eq!(back, data);
+        assert_eq!(read_archive(&repo, "b1").await, data);
     }
 
     /// Two backups at once share the repository's slots: no more compressions than cores, no
@@ -570,25 +552,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_share_the_repositorys_slots_and_buffers() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = RepoConfig {
-            chunk_size: 1000,
-            zstd_level: 1,
-            parallelism: 2,
-            ..RepoConfig::default()
-        };
-        let running = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let hook = {
-            let (running, peak) = (running.clone(), peak.clone());
-            Arc::new(move |_seq: usize| {
-                peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(20));
-                running.fetch_sub(1, Ordering::SeqCst);
-            })
-        };
-        let repo = Repo::open_fs(dir.path(), cfg)
-            .unwrap()
-            .with_chunk_hook(hook);
+        let Slowed { repo, peak, .. } = slowed_repo(dir.path(), 2, |_| Duration::from_millis(20));
         let data: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 251) as u8).collect();
         let backup = |id: &'static str| {
             let (repo, data) = (repo.clone(), data.clone());
@@ -611,12 +575,56 @@ mod tests {
         assert!(made <= 2 + 4, "{made} chunk buffers for two writers");
         assert_eq!(spares, 0, "spares kept after both writers ended");
         for id in ["b1", "b2"] {
-            let mut reader = repo.open_archive(id, "base.tar").await.unwrap();
-            let mut back = Vec::new();
-            while let Some(chunk) = reader.next_chunk().await.unwrap() {
-                back.extend_from_slice(&chunk);
-            }
-            assert_eq!(back, data, "{id}");
+            assert_eq!(read_archive(&repo, id).await, data, "{id}");
         }
+    }
+
+    /// A repository with 1000-byte chunks whose compressions sleep `delay(seq)` first (the
+    /// chunk hook), counting the most at once and the order they finished in.
+    struct Slowed {
+        repo: Repo,
+        peak: Arc<AtomicUsize>,
+        finished: Arc<Mutex<Vec<usize>>>,
+    }
+
+    fn slowed_repo(
+        dir: &std::path::Path,
+        parallelism: usize,
+        delay: impl Fn(usize) -> Duration + Send + Sync + 'static,
+    ) -> Slowed {
+        let cfg = RepoConfig {
+            chunk_size: 1000,
+            zstd_level: 1,
+            parallelism,
+            ..RepoConfig::default()
+        };
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(Mutex::new(Vec::new()));
+        let hook = {
+            let (peak, finished) = (peak.clone(), finished.clone());
+            Arc::new(move |seq: usize| {
+                peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                std::thread::sleep(delay(seq));
+                running.fetch_sub(1, Ordering::SeqCst);
+                finished.lock().unwrap().push(seq);
+            })
+        };
+        let repo = Repo::open_fs(dir, cfg).unwrap().with_chunk_hook(hook);
+        Slowed {
+            repo,
+            peak,
+            finished,
+        }
+    }
+
+    /// The archive `base.tar` of backup `id`, read back whole.
+    async fn read_archive(repo: &Repo, id: &str) -> Vec<u8> {
+        let mut reader = repo.open_archive(id, "base.tar").await.unwrap();
+        let mut back = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await.unwrap() {
+            back.extend_from_slice(&chunk);
+        }
+        back
     }
 }
