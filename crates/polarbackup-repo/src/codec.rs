@@ -174,17 +174,54 @@ pub(crate) fn check(
     key: Option<&RepoKey>,
     raw: Option<&[u8]>,
 ) -> Result<(), RepoError> {
-    use std::io::Read;
-    let alg = want.checksum.as_str();
     let compressed = compressed_of(object, stored, want, key)?;
     let bad =
         |e: std::io::Error| RepoError::corrupt(object, format!("zstd decompression failed: {e}"));
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(&compressed[..]).map_err(bad)?;
+    CHECKER.with_borrow_mut(|slot| {
+        let (context, buf) = match slot {
+            Some(reused) => reused,
+            None => {
+                let context = zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
+                    bad(std::io::Error::other(
+                        "no memory for a decompression context",
+                    ))
+                })?;
+                slot.insert((context, vec![0u8; CHECK_PIECE]))
+            }
+        };
+        // `with_context` starts a new frame whatever the context's last use left.
+        let decoder = zstd::stream::read::Decoder::with_context(&compressed[..], context);
+        check_decoded(object, decoder, buf, want, raw)
+    })
+}
+
+/// The size of the pieces [`check`] decompresses into.
+const CHECK_PIECE: usize = 256 * 1024;
+
+thread_local! {
+    /// Each thread's streaming decompression context and piece buffer for [`check`]: a new
+    /// context allocates and first touches its window (hundreds of KiB) at its first frame,
+    /// which for every chunk a writer read back was a seventh of the pages a backup touched
+    /// and a tenth of the check's time (an 8 MiB chunk: 4.3–4.7 ms, now 3.7–4.0).
+    static CHECKER: std::cell::RefCell<Option<(zstd::zstd_safe::DCtx<'static>, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// [`check`]'s comparison of the decompressed stream with `raw` or with the raw digest.
+fn check_decoded(
+    object: &str,
+    mut decoder: impl std::io::Read,
+    buf: &mut [u8],
+    want: &Expected<'_>,
+    raw: Option<&[u8]>,
+) -> Result<(), RepoError> {
+    let alg = want.checksum.as_str();
+    let bad =
+        |e: std::io::Error| RepoError::corrupt(object, format!("zstd decompression failed: {e}"));
     let mut hasher = Hasher::new(want.checksum);
-    let mut buf = vec![0u8; 256 * 1024];
     let mut raw_size = 0u64;
     loop {
-        let n = decoder.read(&mut buf).map_err(bad)?;
+        let n = decoder.read(buf).map_err(bad)?;
         if n == 0 {
             break;
         }
@@ -468,5 +505,32 @@ mod tests {
             open("o", &s.stored, &small, None),
             Err(RepoError::Corrupt { .. })
         ));
+    }
+
+    /// The thread's reused context starts each check on a new frame: a check that stopped
+    /// early (more raw bytes than the manifest says) leaves nothing behind for the next.
+    #[test]
+    fn a_check_that_stopped_early_leaves_nothing_for_the_next() {
+        let first: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        let second: Vec<u8> = (0..700_000u32).map(|i| (i % 13) as u8).collect();
+        let (a, b) = (
+            seal(&first, 1, Checksum::Blake3, None).unwrap(),
+            seal(&second, 1, Checksum::Blake3, None).unwrap(),
+        );
+        let short = Expected {
+            raw_size: 1000,
+            ..expected(&a, Checksum::Blake3)
+        };
+        let err = check("a", &a.stored, &short, None, None).unwrap_err();
+        assert!(err.to_string().contains("raw size is over"), "{err}");
+        check("b", &b.stored, &expected(&b, Checksum::Blake3), None, None).unwrap();
+        check(
+            "b",
+            &b.stored,
+            &expected(&b, Checksum::Blake3),
+            None,
+            Some(&second),
+        )
+        .unwrap();
     }
 }
