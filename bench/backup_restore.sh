@@ -218,7 +218,7 @@ DISK="$(df -h --output=source,size "$WORK" | tail -1 | tr -s ' ')"
 ROTA="$(cat "/sys/block/$(basename "$(df --output=source "$WORK" | tail -1)")/queue/rotational" 2>/dev/null || echo '?')"
 {
     echo "# polarbackup backup/restore benchmark, $(date -Iseconds)"
-    echo "# commit=$COMMIT modified_source_files=$DIRTY"
+    echo "# commit=$COMMIT modified_source_files=$DIRTY binary=${BENCH_BIN:-release build}"
     echo "# machine: nproc=$(nproc) mem_gib=$MEM_GIB cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\" disk=\"$DISK rotational=$ROTA\" kernel=$(uname -r)"
     echo "# postgres=$("$PGBIN/postgres" --version | awk '{print $3}') pgbackrest=$(pgbackrest version | awk '{print $2}') polarbackup=$("$BIN" --version | awk '{print $2}')"
     echo "# data: pgbench scale=$SCALE, rnd rows=$ROWS; database/accounts/rnd sizes: $SIZES; data_bytes_excl_pg_wal=$DATA_BYTES"
