@@ -2,8 +2,8 @@
 explicitly, so Selenium Manager never downloads anything) and checks what a person would see.
 
 Reads its settings as JSON on stdin:
-  {"base": "http://127.0.0.1:PORT", "key_id", "secret", "ram_key_id", "ram_secret",
-   "cluster", "shots": DIR, "target_dir": DIR}
+  {"base": "http://127.0.0.1:PORT", "key_id", "secret", "wrong_secret", "ram_key_id",
+   "ram_secret", "cluster", "shots": DIR, "target_dir": DIR, "target_dir_time": DIR}
 Prints one JSON object on stdout with what it saw (job and set ids, the progress it watched,
 the policy it set, the codes of the refusals), for the Rust test to check against the SDK.
 Every check failing here exits non-zero with a screenshot of the moment (`failure.png`).
@@ -172,10 +172,7 @@ try:
     driver.get(f"{base}/console")
 
     # --- a wrong secret is refused, and nothing is kept ---
-    # The first character changed, never to itself (a secret starting with "x" once made
-    # this the right one).
-    secret = cfg["secret"]
-    sign_in(cfg["key_id"], ("y" if secret.startswith("x") else "x") + secret[1:])
+    sign_in(cfg["key_id"], cfg["wrong_secret"])
     code, text = error_code("#login-error")
     result["wrong_secret"] = {"code": code, "text": text}
     check(csss("#login-form"), "a wrong secret got past the sign-in form")

@@ -175,36 +175,22 @@ pub(crate) fn check(
     raw: Option<&[u8]>,
 ) -> Result<(), RepoError> {
     let compressed = compressed_of(object, stored, want, key)?;
-    let bad =
-        |e: std::io::Error| RepoError::corrupt(object, format!("zstd decompression failed: {e}"));
-    CHECKER.with_borrow_mut(|slot| {
-        let (context, buf) = match slot {
-            Some(reused) => reused,
-            None => {
-                let context = zstd::zstd_safe::DCtx::try_create().ok_or_else(|| {
-                    bad(std::io::Error::other(
-                        "no memory for a decompression context",
-                    ))
-                })?;
-                slot.insert((context, vec![0u8; CHECK_PIECE]))
-            }
-        };
+    with_decompressor(object, |context, piece| {
+        if piece.is_empty() {
+            piece.resize(CHECK_PIECE, 0);
+        }
         // `with_context` starts a new frame whatever the context's last use left.
         let decoder = zstd::stream::read::Decoder::with_context(&compressed[..], context);
-        check_decoded(object, decoder, buf, want, raw)
+        check_decoded(object, decoder, piece, want, raw)
     })
 }
 
 /// The size of the pieces [`check`] decompresses into.
 const CHECK_PIECE: usize = 256 * 1024;
 
-thread_local! {
-    /// Each thread's streaming decompression context and piece buffer for [`check`]: a new
-    /// context allocates and first touches its window (hundreds of KiB) at its first frame,
-    /// which for every chunk a writer read back was a seventh of the pages a backup touched
-    /// and a tenth of the check's time (an 8 MiB chunk: 4.3–4.7 ms, now 3.7–4.0).
-    static CHECKER: std::cell::RefCell<Option<(zstd::zstd_safe::DCtx<'static>, Vec<u8>)>> =
-        const { std::cell::RefCell::new(None) };
+/// What a stored object that zstd cannot decompress is.
+pub(crate) fn zstd_failed(object: &str, e: impl std::fmt::Display) -> RepoError {
+    RepoError::corrupt(object, format!("zstd decompression failed: {e}"))
 }
 
 /// [`check`]'s comparison of the decompressed stream with `raw` or with the raw digest.
@@ -216,12 +202,10 @@ fn check_decoded(
     raw: Option<&[u8]>,
 ) -> Result<(), RepoError> {
     let alg = want.checksum.as_str();
-    let bad =
-        |e: std::io::Error| RepoError::corrupt(object, format!("zstd decompression failed: {e}"));
     let mut hasher = Hasher::new(want.checksum);
     let mut raw_size = 0u64;
     loop {
-        let n = decoder.read(buf).map_err(bad)?;
+        let n = decoder.read(buf).map_err(|e| zstd_failed(object, e))?;
         if n == 0 {
             break;
         }
@@ -319,10 +303,35 @@ pub(crate) fn open(
     open_into(object, stored, want, key, Vec::new())
 }
 
+/// A thread's decompression context, and [`check`]'s piece buffer (empty until it checks).
+type Decompressor = (zstd::zstd_safe::DCtx<'static>, Vec<u8>);
+
 thread_local! {
-    /// Each thread's decompression context, reused like [`COMPRESSOR`].
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+    /// Each thread's decompression context, reused like [`COMPRESSOR`] by whole-object reads
+    /// ([`open_into`]) and streamed checks ([`check`]): a new context allocates and first
+    /// touches its window (hundreds of KiB) at its first frame, which for every chunk a writer
+    /// read back was a seventh of the pages a backup touched and a tenth of the check's time
+    /// (an 8 MiB chunk: 4.3–4.7 ms, now 3.7–4.0).
+    static DECOMPRESSOR: std::cell::RefCell<Option<Decompressor>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's [`DECOMPRESSOR`], made at its first use.
+fn with_decompressor<T>(
+    object: &str,
+    f: impl FnOnce(&mut zstd::zstd_safe::DCtx<'static>, &mut Vec<u8>) -> Result<T, RepoError>,
+) -> Result<T, RepoError> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let (context, piece) = match slot {
+            Some(reused) => reused,
+            None => {
+                let context = zstd::zstd_safe::DCtx::try_create()
+                    .ok_or_else(|| zstd_failed(object, "no memory for a decompression context"))?;
+                slot.insert((context, Vec::new()))
+            }
+        };
+        f(context, piece)
+    })
 }
 
 /// [`open`], decompressing into `buf` (its contents are dropped; its capacity is reused, so a
@@ -344,16 +353,10 @@ pub(crate) fn open_into(
     if buf.capacity() < cap {
         buf = Vec::with_capacity(cap);
     }
-    let bad =
-        |e: std::io::Error| RepoError::corrupt(object, format!("zstd decompression failed: {e}"));
-    DECOMPRESSOR.with_borrow_mut(|slot| {
-        let decompressor = match slot {
-            Some(d) => d,
-            None => slot.insert(zstd::bulk::Decompressor::new().map_err(bad)?),
-        };
-        decompressor
-            .decompress_to_buffer(&compressed[..], &mut buf)
-            .map_err(bad)
+    with_decompressor(object, |context, _| {
+        context
+            .decompress(&mut buf, &compressed[..])
+            .map_err(|code| zstd_failed(object, zstd::zstd_safe::get_error_name(code)))
     })?;
     let raw = buf;
     if raw.len() as u64 != want.raw_size {

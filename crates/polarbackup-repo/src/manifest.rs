@@ -224,7 +224,7 @@ impl Manifest {
             .map_err(|_| RepoError::corrupt(object, "sealed manifest is not hex"))?;
         let compressed = key.open(object, &sealed)?;
         let json = zstd::stream::decode_all(&compressed[..])
-            .map_err(|e| RepoError::corrupt(object, format!("zstd decompression failed: {e}")))?;
+            .map_err(|e| crate::codec::zstd_failed(object, e))?;
         let manifest = Manifest::from_json(&json, object)?;
         if manifest.backup_id != envelope.backup_id
             || manifest.encryption.as_ref() != Some(&envelope.encryption)

@@ -126,9 +126,8 @@ impl Repo {
                     )))
                 }
             };
-            let raw = zstd::bulk::decompress(&stored, raw_size as usize).map_err(|e| {
-                RepoError::corrupt(&owned_key, format!("zstd decompression failed: {e}"))
-            })?;
+            let raw = zstd::bulk::decompress(&stored, raw_size as usize)
+                .map_err(|e| crate::codec::zstd_failed(&owned_key, e))?;
             if raw.len() as u64 != raw_size {
                 return Err(RepoError::corrupt(
                     &owned_key,

@@ -186,10 +186,18 @@ fn the_console_in_a_real_browser() {
     assert_eq!((status, body.as_str()), (304, ""));
     assert_eq!(get(&server, "/console/nothing.js").0, 404);
 
+    // A wrong secret, for the browser and the SDK alike: the first character changed, never
+    // to itself.
+    let first = if t.secret.starts_with('x') { 'y' } else { 'x' };
+    let wrong = Tenant {
+        secret: format!("{first}{}", &t.secret[1..]),
+        ..t.clone()
+    };
     let report = browse(&json!({
         "base": format!("http://{}", server.addr),
         "key_id": t.key_id,
         "secret": t.secret,
+        "wrong_secret": wrong.secret,
         "ram_key_id": reader.key_id,
         "ram_secret": reader.secret,
         "cluster": c,
@@ -199,13 +207,7 @@ fn the_console_in_a_real_browser() {
     }));
     eprintln!("browser report: {report:#}");
 
-    // A wrong secret (the same as the browser's: its first character changed, never to
-    // itself): refused as the API refuses it.
-    let first = if t.secret.starts_with('x') { 'y' } else { 'x' };
-    let wrong = Tenant {
-        secret: format!("{first}{}", &t.secret[1..]),
-        ..t.clone()
-    };
+    // The wrong secret: refused as the API refuses it.
     let sdk_wrong = call_v3(
         &server,
         &wrong,
