@@ -19,6 +19,7 @@
 mod codec;
 mod config;
 mod crypt;
+mod direct;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;

@@ -7,6 +7,7 @@ use opendal::{ErrorKind, Operator};
 use serde::Serialize;
 
 use crate::codec::{self, Checksum};
+use crate::direct::DirectFs;
 use crate::layout::{self, BACKUPS_DIR};
 use crate::manifest::{ChunkEntry, FileEntry, Manifest};
 use crate::pool::WriterPool;
@@ -42,6 +43,8 @@ pub(crate) struct Inner {
     pub(crate) key: Option<RepoKey>,
     /// What its backup writers share (kept by `with_key`: the same storage and cores).
     pub(crate) writers: Arc<WriterPool>,
+    /// A local directory's chunk objects go around the page cache (`open_fs` only).
+    pub(crate) direct: Option<Arc<DirectFs>>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -69,6 +72,14 @@ impl Repo {
     /// A repository on any opendal storage. The operator must be able to read, write, stat,
     /// list and delete; `rename` is used for the manifest where the storage has it.
     pub fn new(op: Operator, cfg: RepoConfig) -> Result<Repo, RepoError> {
+        Repo::build(op, cfg, None)
+    }
+
+    fn build(
+        op: Operator,
+        cfg: RepoConfig,
+        direct: Option<Arc<DirectFs>>,
+    ) -> Result<Repo, RepoError> {
         cfg.validate()?;
         let cap = op.info().capability();
         let missing: Vec<&str> = [
@@ -95,6 +106,7 @@ impl Repo {
                 chunk_hook: None,
                 key: None,
                 writers,
+                direct,
             }),
         })
     }
@@ -110,6 +122,7 @@ impl Repo {
                 chunk_hook: self.inner.chunk_hook.clone(),
                 key: Some(key),
                 writers: self.inner.writers.clone(),
+                direct: self.inner.direct.clone(),
             }),
         }
     }
@@ -126,7 +139,8 @@ impl Repo {
         })?;
         let op = Operator::new(opendal::services::Fs::default().root(root))
             .map_err(|e| RepoError::storage(root, e))?;
-        Repo::new(local_layers(op, &cfg), cfg)
+        let direct = DirectFs::new(Path::new(root), cfg.local_timeout);
+        Repo::build(local_layers(op, &cfg), cfg, Some(Arc::new(direct)))
     }
 
     /// `open_fs` under a [`crate::faults::FaultLayer`]: test-only, for fault injection.
@@ -168,6 +182,7 @@ impl Repo {
                 chunk_hook: Some(hook),
                 key: self.inner.key.clone(),
                 writers: self.inner.writers.clone(),
+                direct: self.inner.direct.clone(),
             }),
         }
     }

@@ -6,6 +6,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::codec::{self, Checksum};
 use crate::config::MAX_CHUNK_SIZE;
+use crate::direct::{self, Direct, DirectFs};
 use crate::layout;
 use crate::manifest::{
     ArchiveEntry, ChunkEntry, Compression, Encryption, FileEntry, Manifest, Totals,
@@ -55,6 +56,7 @@ struct OpenArchive {
 /// Everything one chunk task needs, owned, so it can run on its own.
 struct ChunkJob {
     op: Operator,
+    direct: Option<Arc<DirectFs>>,
     backup_id: String,
     archive: String,
     seq: usize,
@@ -175,10 +177,11 @@ impl BackupWriter {
         let slot = self.pool.chunk_slot().await?;
         let next_buf = if more { self.pool.take() } else { Vec::new() };
         let cfg = &self.repo.inner.cfg;
-        let (level, checksum, op, hook, key) = (
+        let (level, checksum, op, direct, hook, key) = (
             cfg.zstd_level,
             cfg.checksum,
             self.repo.inner.op.clone(),
+            self.repo.inner.direct.clone(),
             self.repo.inner.chunk_hook.clone(),
             self.repo.inner.key.clone(),
         );
@@ -187,6 +190,7 @@ impl BackupWriter {
         let open = self.open_archive()?;
         let job = ChunkJob {
             op,
+            direct,
             backup_id,
             archive: open.name.clone(),
             seq: open.next_seq,
@@ -255,7 +259,7 @@ impl BackupWriter {
         let object = layout::file_object(name);
         let cfg = &self.repo.inner.cfg;
         let (entry, _) = seal_and_store(
-            &self.repo.inner.op,
+            (&self.repo.inner.op, self.repo.inner.direct.clone()),
             &self.backup_id,
             object,
             data.to_vec(),
@@ -418,6 +422,7 @@ type Sealing = (i32, Checksum, Option<RepoKey>, Option<Arc<Semaphore>>);
 async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
     let ChunkJob {
         op,
+        direct,
         backup_id,
         archive,
         seq,
@@ -436,7 +441,8 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
         }
     };
     let sealing = (level, checksum, key, Some(pool.compressors()));
-    let (entry, raw) = seal_and_store(&op, &backup_id, object, raw, sealing, before).await?;
+    let storage = (&op, direct);
+    let (entry, raw) = seal_and_store(storage, &backup_id, object, raw, sealing, before).await?;
     // The buffer goes back before the slot, so the writer that gets the slot reuses it.
     pool.give(raw);
     drop(slot);
@@ -450,7 +456,7 @@ async fn store_chunk(job: ChunkJob) -> Result<ChunkEntry, RepoError> {
 /// `raw` back for reuse. Each object is so verified while later ones are still being
 /// compressed, instead of in a pass after the commit.
 async fn seal_and_store(
-    op: &Operator,
+    (op, direct): (&Operator, Option<Arc<DirectFs>>),
     backup_id: &str,
     object: String,
     raw: Vec<u8>,
@@ -481,17 +487,57 @@ async fn seal_and_store(
     .await
     .map_err(RepoError::join)??;
     drop(permit);
-    let stored_size = sealed.stored.len() as u64;
-    put_object(op, &path, sealed.stored).await?;
     let entry = ChunkEntry {
         object,
         raw_size: sealed.raw_size,
-        stored_size,
+        stored_size: sealed.stored.len() as u64,
         raw_hash: sealed.raw_hash,
         stored_hash: sealed.stored_hash,
     };
+    let (stored, raw) = match direct.filter(|d| d.usable()) {
+        Some(d) => {
+            let want = (entry.clone(), checksum, read_key.clone());
+            match store_direct(d, path.clone(), sealed.stored, want, raw).await? {
+                Ok(raw) => return Ok((entry, raw)),
+                Err(refused) => refused,
+            }
+        }
+        None => (sealed.stored, raw),
+    };
+    put_object(op, &path, stored).await?;
     let raw = check_object(op, path, entry.clone(), checksum, read_key, raw).await?;
     Ok((entry, raw))
+}
+
+/// [`seal_and_store`]'s store and read-back check through [`DirectFs`], on the blocking pool:
+/// `raw` back for reuse, or both buffers back when the file system refused direct I/O.
+async fn store_direct(
+    direct: Arc<DirectFs>,
+    path: String,
+    stored: Vec<u8>,
+    (want, checksum, key): (ChunkEntry, Checksum, Option<RepoKey>),
+    raw: Vec<u8>,
+) -> Result<Result<Vec<u8>, (Vec<u8>, Vec<u8>)>, RepoError> {
+    // Two storage calls' worth: the write (with its sync) and the read-back.
+    let limit = direct.timeout * 2;
+    let at = path.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let expected = want.expected(checksum);
+        let done = direct.store_and_read(&path, &stored, |read| {
+            codec::check(&path, read, &expected, key.as_ref(), Some(&raw))
+        })?;
+        Ok(match done {
+            Direct::Checked(()) => Ok(raw),
+            Direct::Refused => Err((stored, raw)),
+        })
+    });
+    match tokio::time::timeout(limit, task).await {
+        Ok(joined) => joined.map_err(RepoError::join)?,
+        Err(_) => Err(direct::io_error(
+            &at,
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "storage call timed out"),
+        )),
+    }
 }
 
 #[cfg(test)]
