@@ -2,17 +2,20 @@
 //! fsynced on others as soon as each is complete.
 //!
 //! The thread reading the tar stream only parses headers and hands file contents over as
-//! pieces of the archive's verified chunks (`Bytes` slices, no copy): the writers' `write(2)`
-//! is the only copy of a file's bytes after decompression. Small files go in batches; a large
-//! file is streamed to one writer piece by piece, its writeback flushed as it grows, so its
-//! final fsync waits only for the tail. Every finished file goes to the [`Syncer`].
+//! pieces of the archive's verified chunks (`Bytes` slices, no copy). Small files go in
+//! batches, written with `write(2)`; a large file is streamed to one writer piece by piece,
+//! gathered into aligned blocks written with `O_DIRECT` (or, where the file system refuses
+//! that, written buffered with its writeback flushed as it grows), so its final fsync waits
+//! only for the tail. Every finished file goes to the [`Syncer`].
 
 use crate::EngineError;
 use bytes::Bytes;
+use polarbackup_repo::{open_direct, write_direct, AlignedBuf};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -355,7 +358,8 @@ fn write_error(meta: &FileMeta, e: std::io::Error) -> EngineError {
     EngineError::Restore(format!("writing {}: {e}", meta.path.display()))
 }
 
-/// Writes a streamed file as its pieces arrive, having what it wrote so far flushed every
+/// Writes a streamed file as its pieces arrive: around the page cache ([`Sink`]) where the
+/// file system allows, else buffered with what it wrote so far flushed every
 /// `WRITEBACK_EVERY` bytes on a sync thread, so its final fsync waits only for the tail;
 /// `None` when the feed stopped before its end.
 fn stream_file(
@@ -365,26 +369,101 @@ fn stream_file(
     free: &Sender<u64>,
     syncer: &Syncer,
 ) -> std::io::Result<Option<File>> {
-    let mut file = create(meta)?;
+    let mut sink = Sink::create(meta)?;
     let (mut written, mut flushed) = (0u64, 0u64);
     while written < size {
         // The feed stops sending only when the restore failed: this file is never used.
         let Ok((piece, chunk)) = pieces.recv() else {
             return Ok(None);
         };
-        let wrote = file.write_all(&piece);
+        let wrote = sink.write(&piece);
         // The piece (with the last one, its chunk) is let go before its token goes back.
         let n = piece.len();
         drop(piece);
         let _ = free.send(chunk);
         wrote?;
         written += n as u64;
-        if written - flushed >= WRITEBACK_EVERY {
-            syncer.data(file.try_clone()?, meta.path.clone());
-            flushed = written;
+        if let Sink::Buffered(file) = &sink {
+            if written - flushed >= WRITEBACK_EVERY {
+                syncer.data(file.try_clone()?, meta.path.clone());
+                flushed = written;
+            }
         }
     }
-    finish_file(file, meta).map(Some)
+    finish_file(sink.finish(written)?, meta).map(Some)
+}
+
+/// Bytes a direct writer gathers before each write.
+const DIRECT_WRITE: usize = 8 << 20;
+
+thread_local! {
+    /// A writer thread's gathering buffer for direct writes, kept from file to file.
+    static STAGE: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
+}
+
+/// Where a streamed file's bytes go. Direct: gathered into whole aligned blocks and written
+/// with `O_DIRECT`, so a restore neither copies into freshly allocated cache pages (most of a
+/// buffered write's CPU on a VM that hands free pages back to its host) nor evicts what the
+/// host has cached; a last part block goes through the page cache ([`write_direct`]).
+enum Sink {
+    Direct {
+        file: File,
+        /// Bytes written to the file (whole blocks) and gathered in `STAGE` after them.
+        at: u64,
+        gathered: usize,
+    },
+    Buffered(File),
+}
+
+impl Sink {
+    /// The new file at `meta.path`, reopened for direct writes if the file system allows.
+    fn create(meta: &FileMeta) -> std::io::Result<Sink> {
+        let file = create(meta)?;
+        let direct = open_direct(&meta.path, std::fs::OpenOptions::new().write(true))?;
+        Ok(match direct {
+            Some(file) => Sink::Direct {
+                file,
+                at: 0,
+                gathered: 0,
+            },
+            None => Sink::Buffered(file),
+        })
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        let (file, at, gathered) = match self {
+            Sink::Buffered(file) => return file.write_all(data),
+            Sink::Direct { file, at, gathered } => (file, at, gathered),
+        };
+        STAGE.with_borrow_mut(|stage| {
+            let buf = stage.blocks(DIRECT_WRITE)?;
+            while !data.is_empty() {
+                let n = (DIRECT_WRITE - *gathered).min(data.len());
+                buf[*gathered..*gathered + n].copy_from_slice(&data[..n]);
+                (*gathered, data) = (*gathered + n, &data[n..]);
+                if *gathered == DIRECT_WRITE {
+                    file.write_all_at(buf, *at)?;
+                    (*at, *gathered) = (*at + DIRECT_WRITE as u64, 0);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes what is gathered (the file then has its `size` bytes): the file.
+    fn finish(self, size: u64) -> std::io::Result<File> {
+        let (file, at, gathered) = match self {
+            Sink::Buffered(file) => return Ok(file),
+            Sink::Direct { file, at, gathered } => (file, at, gathered),
+        };
+        if gathered > 0 {
+            STAGE.with_borrow_mut(|stage| {
+                write_direct(&file, stage.blocks(gathered)?, gathered, at)
+            })?;
+        }
+        debug_assert_eq!(at + gathered as u64, size);
+        Ok(file)
+    }
 }
 
 fn create(meta: &FileMeta) -> std::io::Result<File> {
@@ -601,8 +680,9 @@ mod tests {
     #[test]
     fn writers_write_small_and_large_files_with_their_mode_and_time() {
         let dir = tempfile::tempdir().unwrap();
-        // Sizes around the batch and piece boundaries, one large enough to be flushed on
-        // its way, and several batches' worth of files.
+        // Sizes around the batch and piece boundaries, around a direct write's and in no
+        // whole block (the padding cut off), one large enough to be flushed on its way (when
+        // buffered), and several batches' worth of files.
         let sizes = [
             0,
             1,
@@ -611,6 +691,8 @@ mod tests {
             PIECE,
             PIECE + 1,
             3 * PIECE + 7,
+            DIRECT_WRITE - 1,
+            2 * DIRECT_WRITE + 12_345,
             40 << 20,
         ];
         let mut expected = Vec::new();

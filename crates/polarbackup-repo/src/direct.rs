@@ -4,8 +4,8 @@
 //! host, each such page is faulted in again: most of the CPU of a buffered write here), and
 //! the read-back check reads what the device holds, not what the cache does.
 //!
-//! Both directions go through one page-aligned buffer per thread; the object is written
-//! padded to a whole block and then cut to its length. A file system that refuses `O_DIRECT`
+//! Both directions go through one page-aligned buffer per thread; an object's last part
+//! block, if any, is written through the page cache ([`write_direct`]). A file system that refuses `O_DIRECT`
 //! (`EINVAL` at open) is remembered, and its objects go through opendal as before.
 
 use crate::error::RepoError;
@@ -16,12 +16,65 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// The alignment of buffers, offsets and lengths: the largest logical block size in use.
-const ALIGN: usize = 4096;
+/// The alignment `O_DIRECT` needs here of buffers, offsets and lengths: the largest logical
+/// block size in use.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// A buffer for `O_DIRECT` transfers, aligned without unsafe code: a zeroed vector a block
+/// longer than asked, used from its first block boundary. Kept and reused, its pages are
+/// faulted in once.
+#[derive(Debug, Default)]
+pub struct AlignedBuf {
+    bytes: Vec<u8>,
+}
+
+impl AlignedBuf {
+    /// The buffer's first `len` bytes rounded up to whole blocks, starting on a block
+    /// boundary (grown, zeroed, when it is shorter).
+    pub fn blocks(&mut self, len: usize) -> std::io::Result<&mut [u8]> {
+        let padded = len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        if self.bytes.len() < padded + DIRECT_ALIGN {
+            // Whole mebibytes: objects of slightly varying sizes do not each make a new one.
+            self.bytes = vec![0; (padded + DIRECT_ALIGN).next_multiple_of(1 << 20)];
+        }
+        let start = self.bytes.as_ptr().align_offset(DIRECT_ALIGN);
+        self.bytes
+            .get_mut(start..start.saturating_add(padded))
+            .ok_or_else(|| std::io::Error::other("no aligned buffer"))
+    }
+}
+
+/// Opens `path` with `options` and `O_DIRECT`: `None` when the file system refuses direct
+/// I/O (`EINVAL`; with `create`, the file may have been created before the refusal).
+pub fn open_direct(path: &Path, options: &mut OpenOptions) -> std::io::Result<Option<File>> {
+    match options
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(None),
+        opened => opened.map(Some),
+    }
+}
+
+/// Writes the first `len` bytes of `blocks` (an [`AlignedBuf`] slice) at `at` (a block
+/// boundary) of `file`, opened with `O_DIRECT`: the whole blocks directly, then any rest
+/// (less than a block) with `O_DIRECT` cleared, through the page cache. (A padded last block
+/// cut back by a truncate would make the file system read that block back from the device
+/// first.) The file is no longer direct after a rest.
+pub fn write_direct(file: &File, blocks: &[u8], len: usize, at: u64) -> std::io::Result<()> {
+    let whole = len / DIRECT_ALIGN * DIRECT_ALIGN;
+    file.write_all_at(&blocks[..whole], at)?;
+    if len > whole {
+        let flags = rustix::fs::fcntl_getfl(file)?;
+        rustix::fs::fcntl_setfl(file, flags - rustix::fs::OFlags::DIRECT)?;
+        file.write_all_at(&blocks[whole..len], at + whole as u64)?;
+    }
+    Ok(())
+}
 
 thread_local! {
-    /// This thread's transfer buffer: kept, so its pages are faulted in once, not per object.
-    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// This thread's transfer buffer for repository objects.
+    static BUF: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
 }
 
 /// The directory of a local repository, for direct I/O of its chunk objects.
@@ -71,23 +124,16 @@ impl DirectFs {
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let file = match open(
-            &full,
-            OpenOptions::new().write(true).create(true).truncate(true),
-        ) {
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                self.refused.store(true, Ordering::Relaxed);
-                return Ok(Direct::Refused);
-            }
-            opened => opened.map_err(io)?,
+        let mut options = OpenOptions::new();
+        let Some(file) =
+            open_direct(&full, options.write(true).create(true).truncate(true)).map_err(io)?
+        else {
+            self.refused.store(true, Ordering::Relaxed);
+            return Ok(Direct::Refused);
         };
         with_aligned(stored.len(), |buf| {
             buf[..stored.len()].copy_from_slice(stored);
-            buf[stored.len()..].fill(0);
-            file.write_all_at(buf, 0)?;
-            if buf.len() != stored.len() {
-                file.set_len(stored.len() as u64)?;
-            }
+            write_direct(&file, buf, stored.len(), 0)?;
             file.sync_all()
         })
         .map_err(io)?;
@@ -111,7 +157,10 @@ pub(crate) fn io_error(path: &str, e: std::io::Error) -> RepoError {
 /// thread's buffer (cleared first, so nothing of the write survives in it unread).
 fn read_back(full: &Path, path: &str, len: usize) -> Result<(), RepoError> {
     let io = |e| io_error(path, e);
-    let file = open(full, OpenOptions::new().read(true)).map_err(io)?;
+    let refused = || std::io::Error::other("O_DIRECT refused after the object was written");
+    let file = open_direct(full, OpenOptions::new().read(true))
+        .and_then(|f| f.ok_or_else(refused))
+        .map_err(io)?;
     let found = file.metadata().map_err(io)?.len();
     if found != len as u64 {
         return Err(RepoError::corrupt(
@@ -140,28 +189,12 @@ fn read_back(full: &Path, path: &str, len: usize) -> Result<(), RepoError> {
     }
 }
 
-fn open(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
-    options
-        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(path)
-}
-
 /// Runs `f` on this thread's buffer as an aligned slice of `len` rounded up to a block.
 fn with_aligned<T>(
     len: usize,
     f: impl FnOnce(&mut [u8]) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
-    let padded = len.div_ceil(ALIGN) * ALIGN;
-    BUF.with_borrow_mut(|buf| {
-        if buf.len() < padded + ALIGN {
-            *buf = vec![0; padded + ALIGN];
-        }
-        let start = buf.as_ptr().align_offset(ALIGN);
-        match buf.get_mut(start..start + padded) {
-            Some(aligned) => f(aligned),
-            None => Err(std::io::Error::other("no aligned buffer")),
-        }
-    })
+    BUF.with_borrow_mut(|buf| f(buf.blocks(len)?))
 }
 
 #[cfg(test)]
