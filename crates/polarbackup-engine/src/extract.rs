@@ -397,8 +397,8 @@ fn stream_file(
 const DIRECT_WRITE: usize = 8 << 20;
 
 thread_local! {
-    /// A writer thread's gathering buffer for direct writes, kept from file to file.
-    static STAGE: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
+    /// A writer thread's gathering buffers for direct writes, kept from file to file.
+    static SPARES: RefCell<Vec<AlignedBuf>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Where a streamed file's bytes go. Direct: gathered into whole aligned blocks and written
@@ -406,13 +406,21 @@ thread_local! {
 /// buffered write's CPU on a VM that hands free pages back to its host) nor evicts what the
 /// host has cached; a last part block goes through the page cache ([`write_direct`]).
 enum Sink {
-    Direct {
-        file: File,
-        /// Bytes written to the file (whole blocks) and gathered in `STAGE` after them.
-        at: u64,
-        gathered: usize,
-    },
+    Direct(DirectSink),
     Buffered(File),
+}
+
+/// A file written in `DIRECT_WRITE` blocks, each on a thread of its own while the next one is
+/// gathered: the device's write overlaps the copy into the other buffer.
+struct DirectSink {
+    file: Arc<File>,
+    /// Bytes handed to block writes so far.
+    at: u64,
+    /// The block being gathered, and how much of it is.
+    block: AlignedBuf,
+    gathered: usize,
+    /// The last full block's write: its buffer back when it is done.
+    writing: Option<std::thread::JoinHandle<std::io::Result<AlignedBuf>>>,
 }
 
 impl Sink {
@@ -421,49 +429,85 @@ impl Sink {
         let file = create(meta)?;
         let direct = open_direct(&meta.path, std::fs::OpenOptions::new().write(true))?;
         Ok(match direct {
-            Some(file) => Sink::Direct {
-                file,
+            Some(file) => Sink::Direct(DirectSink {
+                file: Arc::new(file),
                 at: 0,
+                block: spare(),
                 gathered: 0,
-            },
+                writing: None,
+            }),
             None => Sink::Buffered(file),
         })
     }
 
     fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
-        let (file, at, gathered) = match self {
+        let d = match self {
             Sink::Buffered(file) => return file.write_all(data),
-            Sink::Direct { file, at, gathered } => (file, at, gathered),
+            Sink::Direct(d) => d,
         };
-        STAGE.with_borrow_mut(|stage| {
-            let buf = stage.blocks(DIRECT_WRITE)?;
-            while !data.is_empty() {
-                let n = (DIRECT_WRITE - *gathered).min(data.len());
-                buf[*gathered..*gathered + n].copy_from_slice(&data[..n]);
-                (*gathered, data) = (*gathered + n, &data[n..]);
-                if *gathered == DIRECT_WRITE {
-                    file.write_all_at(buf, *at)?;
-                    (*at, *gathered) = (*at + DIRECT_WRITE as u64, 0);
-                }
+        while !data.is_empty() {
+            let n = (DIRECT_WRITE - d.gathered).min(data.len());
+            d.block.blocks(DIRECT_WRITE)?[d.gathered..d.gathered + n].copy_from_slice(&data[..n]);
+            (d.gathered, data) = (d.gathered + n, &data[n..]);
+            if d.gathered == DIRECT_WRITE {
+                let next = match d.writing.take() {
+                    Some(w) => joined(w)?,
+                    None => spare(),
+                };
+                let (file, at) = (d.file.clone(), d.at);
+                let mut full = std::mem::replace(&mut d.block, next);
+                let write = move || {
+                    file.write_all_at(full.blocks(DIRECT_WRITE)?, at)?;
+                    Ok(full)
+                };
+                let named = std::thread::Builder::new().name("restore-direct".into());
+                d.writing = Some(named.spawn(write)?);
+                (d.at, d.gathered) = (d.at + DIRECT_WRITE as u64, 0);
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
-    /// Writes what is gathered (the file then has its `size` bytes): the file.
+    /// Waits for the last block's write and writes what is gathered (the file then has its
+    /// `size` bytes): the file.
     fn finish(self, size: u64) -> std::io::Result<File> {
-        let (file, at, gathered) = match self {
+        let mut d = match self {
             Sink::Buffered(file) => return Ok(file),
-            Sink::Direct { file, at, gathered } => (file, at, gathered),
+            Sink::Direct(d) => d,
         };
-        if gathered > 0 {
-            STAGE.with_borrow_mut(|stage| {
-                write_direct(&file, stage.blocks(gathered)?, gathered, at)
-            })?;
+        if let Some(w) = d.writing.take() {
+            keep(joined(w)?);
         }
-        debug_assert_eq!(at + gathered as u64, size);
-        Ok(file)
+        let gathered = d.gathered;
+        if gathered > 0 {
+            write_direct(&d.file, d.block.blocks(gathered)?, gathered, d.at)?;
+        }
+        debug_assert_eq!(d.at + gathered as u64, size);
+        keep(std::mem::take(&mut d.block));
+        // The block writes have ended, so this is the only handle left.
+        Arc::try_unwrap(d.file)
+            .map_err(|_| std::io::Error::other("a block write still holds the file"))
     }
+}
+
+/// A gathering buffer: one this thread kept, or a new one.
+fn spare() -> AlignedBuf {
+    SPARES.with_borrow_mut(|s| s.pop()).unwrap_or_default()
+}
+
+/// Keeps `buf` for this thread's next direct file (two at most: one gathering, one writing).
+fn keep(buf: AlignedBuf) {
+    SPARES.with_borrow_mut(|s| {
+        if s.len() < 2 {
+            s.push(buf);
+        }
+    });
+}
+
+/// A block write's result, its buffer back.
+fn joined(w: std::thread::JoinHandle<std::io::Result<AlignedBuf>>) -> std::io::Result<AlignedBuf> {
+    w.join()
+        .map_err(|_| std::io::Error::other("a block write panicked"))?
 }
 
 fn create(meta: &FileMeta) -> std::io::Result<File> {
