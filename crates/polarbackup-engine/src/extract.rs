@@ -725,8 +725,8 @@ mod tests {
     fn writers_write_small_and_large_files_with_their_mode_and_time() {
         let dir = tempfile::tempdir().unwrap();
         // Sizes around the batch and piece boundaries, around a direct write's and in no
-        // whole block (the padding cut off), one large enough to be flushed on its way (when
-        // buffered), and several batches' worth of files.
+        // whole block (the last part block written through the page cache), one large enough
+        // to be flushed on its way (when buffered), and several batches' worth of files.
         let sizes = [
             0,
             1,

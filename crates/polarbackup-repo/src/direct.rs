@@ -5,8 +5,10 @@
 //! the read-back check reads what the device holds, not what the cache does.
 //!
 //! Both directions go through one page-aligned buffer per thread; an object's last part
-//! block, if any, is written through the page cache ([`write_direct`]). A file system that refuses `O_DIRECT`
-//! (`EINVAL` at open) is remembered, and its objects go through opendal as before.
+//! block, if any, is written through the page cache ([`write_direct`]). A file system that
+//! refuses `O_DIRECT` (`EINVAL` at open) is remembered, and its objects go through opendal as
+//! before. [`AlignedBuf`], [`open_direct`] and [`write_direct`] are public for the restore's
+//! file writers, which write around the page cache the same way.
 
 use crate::error::RepoError;
 use std::cell::RefCell;
