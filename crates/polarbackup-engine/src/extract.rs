@@ -724,6 +724,21 @@ mod tests {
     #[test]
     fn writers_write_small_and_large_files_with_their_mode_and_time() {
         let dir = tempfile::tempdir().unwrap();
+        write_files_and_check(dir.path());
+    }
+
+    /// The same on a file system without `O_DIRECT` (ramfs): large files written buffered.
+    #[test]
+    fn writers_write_buffered_where_direct_io_is_refused() {
+        let disk = polarbackup_testkit::Tmpfs::ramfs();
+        let probe = disk.path().join("probe");
+        let refused = open_direct(&probe, std::fs::OpenOptions::new().write(true).create(true));
+        assert!(matches!(refused, Ok(None)), "{refused:?}");
+        write_files_and_check(disk.path());
+    }
+
+    /// Writes files of many sizes (and modes and times) under `dir` and checks each.
+    fn write_files_and_check(dir: &std::path::Path) {
         // Sizes around the batch and piece boundaries, around a direct write's and in no
         // whole block (the last part block written through the page cache), one large enough
         // to be flushed on its way (when buffered), and several batches' worth of files.
@@ -744,7 +759,7 @@ mod tests {
         with_writers(2, &syncer, |feed| {
             for (i, &size) in sizes.iter().chain(&[4096; 600]).enumerate() {
                 let data: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
-                let path = dir.path().join(format!("f{i}"));
+                let path = dir.join(format!("f{i}"));
                 let mode = if i % 2 == 0 { 0o600 } else { 0o640 };
                 // Chunk sizes that cut files anywhere: inside a small file, between
                 // pieces, and in a large file many times.

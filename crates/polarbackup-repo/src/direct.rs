@@ -256,6 +256,40 @@ mod tests {
         assert!(err.to_string().contains("has 6000 bytes"), "{err}");
     }
 
+    /// On a file system without `O_DIRECT` (ramfs) nothing is checked, the refusal is
+    /// remembered, and a repository there still stores and reads back through opendal.
+    #[tokio::test]
+    async fn a_file_system_without_direct_io_falls_back_to_buffered_writes() {
+        let disk = polarbackup_testkit::Tmpfs::ramfs();
+        let d = direct(disk.path());
+        let out = d.store_and_read("a", b"abc", |_| -> Result<(), RepoError> {
+            panic!("nothing was stored to check")
+        });
+        assert!(matches!(out, Ok(Direct::Refused)), "{out:?}");
+        assert!(!d.usable());
+
+        let cfg = crate::RepoConfig {
+            chunk_size: 5000,
+            ..Default::default()
+        };
+        let repo = crate::Repo::open_fs(disk.path(), cfg).unwrap();
+        let data: Vec<u8> = (0..12_345u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut w = repo.begin("b1", jiff::Timestamp::UNIX_EPOCH).await.unwrap();
+        w.start_archive("base.tar", None).await.unwrap();
+        w.write(&data).await.unwrap();
+        w.finish_archive().await.unwrap();
+        w.commit(serde_json::Value::Null).await.unwrap();
+        let direct = repo.inner.direct.as_ref().expect("a local repository");
+        assert!(!direct.usable(), "the refusal is remembered");
+        let mut reader = repo.open_archive("b1", "base.tar").await.unwrap();
+        let mut back = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await.unwrap() {
+            back.extend_from_slice(&chunk);
+        }
+        assert_eq!(back, data);
+        repo.verify("b1", &mut |_, _| {}).await.unwrap();
+    }
+
     /// A failed check is the caller's error, unchanged.
     #[test]
     fn a_failed_check_is_returned() {

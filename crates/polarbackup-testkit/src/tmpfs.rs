@@ -1,4 +1,5 @@
-//! `Tmpfs`: a small RAM file system mounted for one test, to fill a disk for real; unmounted on Drop.
+//! `Tmpfs`: a small RAM file system mounted for one test, to fill a disk for real (or a ramfs,
+//! which refuses `O_DIRECT`); unmounted on Drop.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,24 +14,13 @@ impl Tmpfs {
     /// Mounts `size_mib` MiB. Panics with the reason if it cannot: a full-disk test that
     /// cannot fill a disk must fail, not pass.
     pub fn mount(size_mib: u32) -> Tmpfs {
-        let dir = tempfile::Builder::new()
-            .prefix("pbtmpfs")
-            .tempdir()
-            .expect("create a mount point");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m,mode=0700")])
-            .arg("tmpfs")
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "cannot mount a {size_mib} MiB tmpfs on {} (the full-disk test needs root and \
-             CAP_SYS_ADMIN): {}",
-            dir.path().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
+        mount_fs("tmpfs", &format!("size={size_mib}m,mode=0700"))
+    }
+
+    /// A ramfs instead: no size limit, and no `O_DIRECT` (opening a file with it answers
+    /// `EINVAL`), for the tests of what falls back to buffered I/O. Panics if it cannot mount.
+    pub fn ramfs() -> Tmpfs {
+        mount_fs("ramfs", "mode=0700")
     }
 
     pub fn path(&self) -> &Path {
@@ -64,6 +54,25 @@ impl Tmpfs {
             .and_then(|l| l.trim().parse().ok())
             .expect("df prints the bytes used")
     }
+}
+
+fn mount_fs(fstype: &str, options: &str) -> Tmpfs {
+    let dir = tempfile::Builder::new()
+        .prefix("pbtmpfs")
+        .tempdir()
+        .expect("create a mount point");
+    let out = Command::new("mount")
+        .args(["-t", fstype, "-o", options, fstype])
+        .arg(dir.path())
+        .output()
+        .expect("run mount");
+    assert!(
+        out.status.success(),
+        "cannot mount a {fstype} on {} (the test needs root and CAP_SYS_ADMIN): {}",
+        dir.path().display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Tmpfs { dir }
 }
 
 impl Drop for Tmpfs {
