@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use polarbackup_model::{JobMode, JobStatus};
-use polarbackup_testkit::{checks, request, sdk, sdk_batch, Server, Tenant};
+use polarbackup_testkit::{checks, request, sdk, sdk_batch, Server, Tenant, Tmpfs};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -518,77 +518,24 @@ fn requests_hyper_refuses_are_answered_in_the_api_error_shape() {
     assert_eq!(status, 200);
 }
 
-/// A small tmpfs mounted for one test and unmounted when dropped (after anything using it).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Panics with the reason if the mount fails (the tests run as root).
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::Builder::new()
-            .prefix("polarbackup-tmpfs-")
-            .tempdir()
-            .expect("create a mount point");
-        let out = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "cannot mount a tmpfs on {} (this test needs root): {}",
-            dir.path().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
-    /// Writes zeros into `name` until the file system is full.
-    fn fill(&self, name: &str) {
-        let mut f = std::fs::File::create(self.path().join(name)).expect("create the filler");
-        let block = vec![0u8; 64 * 1024];
-        loop {
-            match f.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(e) => panic!("filling the tmpfs: {e}"),
-            }
-        }
-        let _ = f.sync_all();
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // Still busy: detach it so the mount does not outlive the test.
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
+/// Writes zeros into `name` on `disk` until the file system is full.
+fn fill(disk: &Tmpfs, name: &str) {
+    let mut f = std::fs::File::create(disk.path().join(name)).expect("create the filler");
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling the tmpfs: {e}"),
         }
     }
+    let _ = f.sync_all();
 }
 
 #[test]
 fn a_full_disk_answers_503_and_reads_keep_working() {
-    let disk = Tmpfs::mount("32m");
+    let disk = Tmpfs::mount(32);
     let server = Server::builder(bin())
         .data_dir(&disk.path().join("data"))
         .start();
@@ -615,7 +562,7 @@ fn a_full_disk_answers_503_and_reads_keep_working() {
     ok_jobs(&before[0]);
     assert_eq!(before[1]["status"], 200, "{:#}", before[1]);
 
-    disk.fill("filler");
+    fill(&disk, "filler");
     // Writes (and the nonce every signed call appends) go on in room the files already hold
     // (SQLite reuses its WAL, the nonce log writes into its zero tail), so calls may succeed
     // for a while; each is answered 200 or 503, and 503 comes once that room is used up.
