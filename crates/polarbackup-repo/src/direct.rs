@@ -133,17 +133,17 @@ impl DirectFs {
             self.refused.store(true, Ordering::Relaxed);
             return Ok(Direct::Refused);
         };
-        with_aligned(stored.len(), |buf| {
-            buf[..stored.len()].copy_from_slice(stored);
-            write_direct(&file, buf, stored.len(), 0)?;
-            file.sync_all()
+        let len = stored.len();
+        BUF.with_borrow_mut(|aligned| {
+            let buf = aligned.blocks(len).map_err(io)?;
+            buf[..len].copy_from_slice(stored);
+            write_direct(&file, buf, len, 0)
+                .and_then(|()| file.sync_all())
+                .map_err(io)?;
+            drop(file);
+            read_back(&full, path, buf, len)?;
+            check(&buf[..len]).map(Direct::Checked)
         })
-        .map_err(io)?;
-        drop(file);
-        read_back(&full, path, stored.len())?;
-        with_aligned(stored.len(), |buf| Ok(check(&buf[..stored.len()])))
-            .map_err(io)?
-            .map(Direct::Checked)
     }
 }
 
@@ -155,9 +155,10 @@ pub(crate) fn io_error(path: &str, e: std::io::Error) -> RepoError {
     }
 }
 
-/// Reads the object `path` at `full`, which must hold `len` bytes, from the device into this
-/// thread's buffer (cleared first, so nothing of the write survives in it unread).
-fn read_back(full: &Path, path: &str, len: usize) -> Result<(), RepoError> {
+/// Reads the object `path` at `full`, which must hold `len` bytes, from the device into
+/// `buf` (an [`AlignedBuf`] slice, cleared first, so nothing of the write survives in it
+/// unread).
+fn read_back(full: &Path, path: &str, buf: &mut [u8], len: usize) -> Result<(), RepoError> {
     let io = |e| io_error(path, e);
     let refused = || std::io::Error::other("O_DIRECT refused after the object was written");
     let file = open_direct(full, OpenOptions::new().read(true))
@@ -170,18 +171,14 @@ fn read_back(full: &Path, path: &str, len: usize) -> Result<(), RepoError> {
             format!("object has {found} bytes after its write of {len}"),
         ));
     }
-    let got = with_aligned(len, |buf| {
-        buf.fill(0);
-        let mut got = 0;
-        while got < len {
-            match file.read_at(&mut buf[got..], got as u64)? {
-                0 => break,
-                n => got += n,
-            }
+    buf.fill(0);
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], got as u64).map_err(io)? {
+            0 => break,
+            n => got += n,
         }
-        Ok(got)
-    })
-    .map_err(io)?;
+    }
     match got >= len {
         true => Ok(()),
         false => Err(RepoError::corrupt(
@@ -189,14 +186,6 @@ fn read_back(full: &Path, path: &str, len: usize) -> Result<(), RepoError> {
             format!("object read back short: {got} of {len} bytes"),
         )),
     }
-}
-
-/// Runs `f` on this thread's buffer as an aligned slice of `len` rounded up to a block.
-fn with_aligned<T>(
-    len: usize,
-    f: impl FnOnce(&mut [u8]) -> std::io::Result<T>,
-) -> std::io::Result<T> {
-    BUF.with_borrow_mut(|buf| f(buf.blocks(len)?))
 }
 
 #[cfg(test)]
@@ -245,14 +234,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("obj");
         std::fs::write(&path, [5u8; 6000]).unwrap();
-        read_back(&path, "obj", 6000).unwrap();
-        with_aligned(6000, |buf| {
-            assert!(buf[..6000].iter().all(|b| *b == 5));
-            assert!(buf[6000..].iter().all(|b| *b == 0));
-            Ok(())
-        })
-        .unwrap();
-        let err = read_back(&path, "obj", 6001).unwrap_err();
+        let mut aligned = AlignedBuf::default();
+        let buf = aligned.blocks(6000).unwrap();
+        read_back(&path, "obj", buf, 6000).unwrap();
+        assert!(buf[..6000].iter().all(|b| *b == 5));
+        assert!(buf[6000..].iter().all(|b| *b == 0));
+        let err = read_back(&path, "obj", aligned.blocks(6001).unwrap(), 6001).unwrap_err();
         assert!(err.to_string().contains("has 6000 bytes"), "{err}");
     }
 
