@@ -361,11 +361,7 @@ impl Repo {
     pub async fn delete(&self, backup_id: &str) -> Result<(), RepoError> {
         layout::check_name("backup id", backup_id)?;
         let manifest = layout::manifest_path(backup_id);
-        self.inner
-            .op
-            .delete(&manifest)
-            .await
-            .map_err(|e| RepoError::storage(&manifest, e))?;
+        delete_path(&self.inner.op, &manifest, false).await?;
         remove_backup_dir(&self.inner.op, backup_id).await
     }
 
@@ -404,10 +400,7 @@ impl Repo {
 /// elsewhere those deletes find nothing, which succeeds.
 pub(crate) async fn remove_backup_dir(op: &Operator, backup_id: &str) -> Result<(), RepoError> {
     let dir = layout::backup_dir(backup_id);
-    op.delete_with(&dir)
-        .recursive(true)
-        .await
-        .map_err(|e| RepoError::storage(&dir, e))?;
+    delete_path(op, &dir, true).await?;
     let folders = match op.list(&dir).await {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -416,14 +409,32 @@ pub(crate) async fn remove_backup_dir(op: &Operator, backup_id: &str) -> Result<
     // Names are single path components (`layout::check_name`): one level of folders.
     for folder in folders.iter().filter(|e| e.metadata().is_dir()) {
         if folder.path() != dir {
-            op.delete(folder.path())
-                .await
-                .map_err(|e| RepoError::storage(folder.path(), e))?;
+            delete_path(op, folder.path(), false).await?;
         }
     }
-    op.delete(&dir)
-        .await
-        .map_err(|e| RepoError::storage(&dir, e))
+    delete_path(op, &dir, false).await
+}
+
+/// Deletes an object (or, `recursive`, everything under a prefix); one already gone succeeds.
+/// Another process may be removing the same things (a running server and `cluster delete`
+/// both release a deleted cluster's data), and opendal's file system backend stats before it
+/// removes, so an object removed in between fails with `NotFound`: that is success, but for a
+/// recursive delete, which may have stopped midway, so it goes over the prefix again.
+pub(crate) async fn delete_path(
+    op: &Operator,
+    path: &str,
+    recursive: bool,
+) -> Result<(), RepoError> {
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        match op.delete_with(path).recursive(recursive).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound && !recursive => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound && attempt < ATTEMPTS => attempt += 1,
+            Err(e) => return Err(RepoError::storage(path, e)),
+        }
+    }
 }
 
 /// Stores one data object (a chunk, side file or WAL object) durably: in parts, several at

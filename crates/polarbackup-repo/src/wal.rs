@@ -5,7 +5,7 @@
 
 use crate::crypt;
 use crate::layout;
-use crate::repo::{put_object, Repo};
+use crate::repo::{delete_path, put_object, Repo};
 use crate::RepoError;
 use opendal::ErrorKind;
 
@@ -149,11 +149,7 @@ impl Repo {
     /// Removes a WAL object; removing a missing one succeeds.
     pub async fn delete_wal(&self, key: &str) -> Result<(), RepoError> {
         check_key(key)?;
-        self.inner
-            .op
-            .delete(key)
-            .await
-            .map_err(|e| RepoError::storage(key, e))
+        delete_path(&self.inner.op, key, false).await
     }
 
     /// Every WAL object key of a cluster, for the orphan sweep.

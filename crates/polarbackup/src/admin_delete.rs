@@ -174,8 +174,8 @@ fn release_log_backup(
 }
 
 /// Removes the repository data of the cluster's sets hidden for deletion, then their rows. A
-/// running server may be doing the same: both are idempotent, so a failed attempt (the other
-/// process removed a file first) is retried.
+/// running server may be doing the same: both are idempotent (the repository's deletes succeed
+/// on what the other removed first), and a failed attempt (a storage error) is retried.
 fn remove_deleted_data(
     runtime: &tokio::runtime::Runtime,
     store: Arc<dyn Store>,

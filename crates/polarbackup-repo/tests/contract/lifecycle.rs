@@ -1,7 +1,7 @@
 //! A set's life: abort, a crash before the manifest, delete (manifest first, idempotent),
 //! and the listing cleanup works from.
 
-use polarbackup_repo::RepoError;
+use polarbackup_repo::{Repo, RepoError};
 
 use crate::common::*;
 use crate::faults::{Call, Faults};
@@ -133,4 +133,42 @@ pub async fn listing_finds_every_set_and_nothing_else(make: MakeBackend) {
     let err = repo.begin("d4", CREATED_AT).await.map(drop).unwrap_err();
     assert!(matches!(err, RepoError::Storage { .. }), "{err}");
     assert_eq!(repo.list_backup_ids().await.unwrap(), ["a1", "b2"]);
+}
+
+/// Two processes may remove the same data at once (a running server and `cluster delete`
+/// both release a deleted cluster's sets and WAL): both succeed, whichever removes an object
+/// first, and nothing is left.
+pub async fn two_deleters_of_the_same_data_both_succeed(make: MakeBackend) {
+    let (backend, repo) = repo(make);
+    for round in 0..3 {
+        let mut w = repo.begin(ID, CREATED_AT).await.unwrap();
+        write_archive(&mut w, "base.tar", None, &random(150 * 1024, round)).await;
+        w.commit(serde_json::json!({})).await.unwrap();
+        let mut keys = Vec::new();
+        for i in 0..150 {
+            let name = format!("00000001000000000000{i:04X}");
+            keys.push(
+                repo.put_wal("pc-1", &name, random(100, i))
+                    .await
+                    .unwrap()
+                    .key,
+            );
+        }
+        let deleter = |repo: Repo, keys: Vec<String>| {
+            tokio::spawn(async move {
+                repo.delete(ID).await?;
+                for key in &keys {
+                    repo.delete_wal(key).await?;
+                }
+                Ok::<_, RepoError>(())
+            })
+        };
+        let first = deleter(repo.clone(), keys.clone());
+        let second = deleter(repo.clone(), keys.into_iter().rev().collect());
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert!(objects(&backend.op, ID).await.is_empty(), "round {round}");
+        assert!(repo.list_backup_ids().await.unwrap().is_empty());
+        assert!(repo.list_wal("pc-1").await.unwrap().is_empty());
+    }
 }

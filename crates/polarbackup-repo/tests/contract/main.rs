@@ -78,6 +78,7 @@ macro_rules! every_case {
                 lifecycle::a_crash_before_the_manifest_leaves_an_incomplete_set,
                 lifecycle::delete_removes_the_manifest_first_and_is_idempotent,
                 lifecycle::listing_finds_every_set_and_nothing_else,
+                lifecycle::two_deleters_of_the_same_data_both_succeed,
                 failures::a_failing_write_never_yields_a_manifest_of_missing_data,
                 failures::a_failing_read_never_passes_verify,
                 failures::an_object_corrupted_on_its_way_fails_its_write,
