@@ -208,7 +208,18 @@ async fn answer_on_this_thread(state: &AppState, call: Call, request_id: &str) -
         let action = route(&call)?;
         Ok((action, signed(state, &call, action, request_id)?))
     })?;
-    let fresh = use_nonce(state, &signed).await;
+    // DescribeBackupTasks changes nothing: its nonce need not be durable before it is
+    // answered, only recorded (`NonceStore::use_nonce_unsynced`).
+    let unsynced = (action == Action::DescribeBackupTasks)
+        .then(|| {
+            let (key, nonce, expires_at, now) = signed.nonce();
+            state.store.use_nonce_unsynced(key, nonce, expires_at, now)
+        })
+        .flatten();
+    let fresh = match unsynced {
+        Some(fresh) => fresh,
+        None => use_nonce(state, &signed).await,
+    };
     let caller = guarded(request_id, || {
         authorized(state, signed, fresh, action, &call, request_id)
     })?;

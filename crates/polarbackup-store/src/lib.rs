@@ -366,6 +366,24 @@ pub trait NonceStore: Send + Sync {
         Err(done)
     }
 
+    /// [`NonceStore::use_nonce`] at once, on the caller's thread, without waiting for the
+    /// nonce's sync, where the store can: `Some(answer)`, the nonce recorded so that every
+    /// handle refuses it from then on and a killed process forgets none, made durable within
+    /// a few milliseconds (SQLite, while its committer holds a lease on the nonce log); only
+    /// a machine crash within them can forget it. Only for calls that change nothing, since
+    /// the work is done before the nonce is durable. `None` (this default, or SQLite without a
+    /// lease, which it then takes): use `queue_nonce` or `use_nonce`. Never blocks.
+    fn use_nonce_unsynced(
+        &self,
+        key: &AccessKeyId,
+        nonce: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Option<Result<bool>> {
+        let _ = (key, nonce, expires_at, now);
+        None
+    }
+
     /// Reads the used nonces in now, where the store keeps them in memory (SQLite's log),
     /// so that the first signed request after a start does not wait for it; returns how many
     /// are remembered. A server calls it before it listens. The default (a store that keeps

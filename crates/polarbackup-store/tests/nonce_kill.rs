@@ -1,5 +1,6 @@
 //! Processes killed (SIGKILL) while they write nonces: every nonce a writer was answered for
-//! is refused afterwards, and what the dead writers left reads back with no damage.
+//! is refused afterwards (those used unsynced, under the committer's lease, too), and what the
+//! dead writers left reads back with no damage.
 //!
 //! The writer is this test binary run again, the test itself in the writer's part (told so by
 //! its environment), so it is a real process holding the log's lock, with writes in flight,
@@ -44,6 +45,27 @@ fn writer(dir: &std::ffi::OsStr, round: &str) {
                 for i in 0.. {
                     let name = format!("{round}-{thread}-{i}-{}", "p".repeat(i % 300));
                     let fresh = store.use_nonce(&key(), &name, t(EXPIRES), t(EXPIRES - 900));
+                    assert!(fresh.expect("nonce"), "{name} was used before");
+                    print(&name);
+                }
+            });
+        }
+        // Calls that change nothing: used without waiting for a sync, under the committer's
+        // lease (a queued use when there is none, which asks for one).
+        for thread in 0..2 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0.. {
+                    let mut name = format!("{round}-u{thread}-{i}");
+                    let (expires, now) = (t(EXPIRES), t(EXPIRES - 900));
+                    let fresh = match store.use_nonce_unsynced(&key(), &name, expires, now) {
+                        Some(fresh) => fresh,
+                        // Not used: queued under another name, so the names tell them apart.
+                        None => {
+                            name.push_str("-queued");
+                            store.use_nonce(&key(), &name, expires, now)
+                        }
+                    };
                     assert!(fresh.expect("nonce"), "{name} was used before");
                     print(&name);
                 }
@@ -155,4 +177,13 @@ fn killed_writers_lose_no_answered_nonce() {
             .use_nonce(&key(), &fresh, t(EXPIRES), t(EXPIRES - 899))
             .expect("nonce"));
     }
+    let unsynced = answered
+        .iter()
+        .filter(|n| n.contains("-u") && !n.ends_with("-queued"))
+        .count();
+    eprintln!(
+        "{unsynced} of {} answered nonces were used unsynced",
+        answered.len()
+    );
+    assert!(unsynced > 0, "no nonce was used unsynced");
 }

@@ -245,6 +245,118 @@ fn nonces_survive_a_restart() {
         .expect("replay"));
 }
 
+/// Uses `name` the way a call that changes nothing does: without waiting for a sync, under
+/// the committer's lease; where there is none, a queued use of a filler nonce gets one taken.
+fn unsynced(store: &SqliteStore, name: &str, now: i64) -> bool {
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    static FILLERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        if let Some(fresh) = store.use_nonce_unsynced(&k, name, t(900), t(now)) {
+            return fresh.expect("nonce");
+        }
+        let n = FILLERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let filler = format!("filler-{n}");
+        assert!(store
+            .use_nonce(&k, &filler, t(900), t(now))
+            .expect("filler"));
+    }
+}
+
+/// A nonce used without waiting for its sync is refused from then on: by the same handle,
+/// unsynced or queued, by another handle (which gets the log's lock once the lease ends, while
+/// this one keeps using nonces), and after a restart.
+#[test]
+fn unsynced_nonces_are_used_once_across_handles() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let other = SqliteStore::open(dir.path()).expect("another handle");
+    // The first asks for a lease: not used.
+    assert!(store.use_nonce_unsynced(&k, "a", t(900), t(0)).is_none());
+    assert!(unsynced(&store, "a", 0));
+    assert!(!unsynced(&store, "a", 1));
+    assert!(!store.use_nonce(&k, "a", t(900), t(1)).expect("queued"));
+    assert!(!other
+        .use_nonce(&k, "a", t(900), t(1))
+        .expect("other handle"));
+    assert!(other
+        .use_nonce(&k, "b", t(900), t(1))
+        .expect("other handle"));
+    assert!(!unsynced(&store, "b", 1));
+
+    // One thread keeps using nonces unsynced; the other handle is not kept out meanwhile.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (used, others) = std::thread::scope(|s| {
+        let busy = s.spawn(|| {
+            let mut used = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = format!("busy-{}", used.len());
+                assert!(unsynced(&store, &name, 2), "{name}");
+                used.push(name);
+            }
+            used
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (other, k) = (&other, &k);
+        s.spawn(move || {
+            for i in 0..50 {
+                let name = format!("other-{i}");
+                assert!(other.use_nonce(k, &name, t(900), t(2)).expect("nonce"));
+            }
+            let _ = tx.send(());
+        });
+        let waited = rx.recv_timeout(std::time::Duration::from_secs(60));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(waited.is_ok(), "the other handle was kept out of the log");
+        (busy.join().expect("busy"), 50)
+    });
+    assert!(used.len() > others, "{} used unsynced", used.len());
+    for name in used.iter().step_by(97).chain(used.last()) {
+        assert!(
+            !other.use_nonce(&k, name, t(900), t(3)).expect("nonce"),
+            "{name}"
+        );
+    }
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("reopen");
+    for name in used.iter().step_by(101).chain([&"a".to_owned()]) {
+        assert!(!unsynced(&store, name, 3), "{name} after a restart");
+    }
+    assert_eq!(store.integrity_check().expect("check"), ["ok"]);
+}
+
+/// Threads of one handle giving the same nonces, some unsynced and some queued (the API's
+/// DescribeBackupTasks and its other actions): each nonce is accepted exactly once.
+#[test]
+fn a_nonce_given_unsynced_and_queued_at_once_is_accepted_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let k = polarbackup_model::AccessKeyId::parse("k").expect("id");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let start = std::sync::Barrier::new(4);
+    let accepted: usize = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let (store, start, k) = (&store, &start, &k);
+                s.spawn(move || {
+                    start.wait();
+                    (0..300)
+                        .filter(|n| {
+                            let name = format!("race-{n}");
+                            if i % 2 == 0 {
+                                unsynced(store, &name, 1)
+                            } else {
+                                store.use_nonce(k, &name, t(900), t(1)).expect("nonce")
+                            }
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("thread")).sum()
+    });
+    assert_eq!(accepted, 300);
+}
+
 /// Queues `n` nonces `{prefix}-{i}` without waiting (the committer takes them in a few large
 /// batches): the answers, as they come.
 fn queue_all(

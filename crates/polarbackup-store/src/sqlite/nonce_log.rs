@@ -80,6 +80,11 @@ pub(super) struct NonceLog {
     /// The latest batch's earliest caller's now (seconds): compaction drops what expired
     /// before it.
     last_now: i64,
+    /// This handle holds the lock between calls ([`NonceLog::lease`]): nobody else writes,
+    /// so a nonce is decided from the set alone and written without a sync.
+    leased: bool,
+    /// Written since the last sync (by [`NonceLog::use_leased`]).
+    unsynced: bool,
 }
 
 impl NonceLog {
@@ -98,6 +103,8 @@ impl NonceLog {
             hasher: RandomState::new(),
             next_prune: i64::MIN,
             last_now: i64::MIN,
+            leased: false,
+            unsynced: false,
         };
         log.locked(|log| log.ensure_header())?;
         Ok(log)
@@ -111,7 +118,20 @@ impl NonceLog {
 
     /// Runs `f` holding the log's lock, on the file the path names now (reopened, and read
     /// from the start, when compaction replaced it).
+    /// Under a lease the lock is already held, and stays.
     pub(super) fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.leased {
+            return f(self);
+        }
+        self.lock()?;
+        let out = f(self);
+        let _ = self.file.unlock();
+        out
+    }
+
+    /// Takes the lock on the file the path names now (reopened, and read from the start, when
+    /// compaction replaced it).
+    fn lock(&mut self) -> Result<()> {
         loop {
             self.file.lock()?;
             let current = path_ino(&self.path).ok();
@@ -134,9 +154,77 @@ impl NonceLog {
             self.records = 0;
             self.live.clear();
         }
-        let out = f(self);
+        Ok(())
+    }
+
+    /// Takes the lock and keeps it, caught up, until [`NonceLog::release`]: meanwhile
+    /// [`NonceLog::use_leased`] decides nonces from the set alone and writes them unsynced.
+    pub(super) fn lease(&mut self) -> Result<()> {
+        if self.leased {
+            return Ok(());
+        }
+        self.lock()?;
+        if let Err(e) = self.catch_up() {
+            let _ = self.file.unlock();
+            return Err(e);
+        }
+        self.leased = true;
+        Ok(())
+    }
+
+    /// Whether this handle holds a lease.
+    pub(super) fn is_leased(&self) -> bool {
+        self.leased
+    }
+
+    /// Syncs what was written under the lease, then gives the lock up. The lock goes even when
+    /// the sync fails (the error is returned): the nonces are in the file for every handle to
+    /// see, and the next sync of the file makes them durable.
+    pub(super) fn release(&mut self) -> Result<()> {
+        if !self.leased {
+            return Ok(());
+        }
+        let synced = if self.unsynced {
+            self.file.sync_data()
+        } else {
+            Ok(())
+        };
+        self.unsynced = synced.is_err();
+        self.leased = false;
         let _ = self.file.unlock();
-        out
+        Ok(synced?)
+    }
+
+    /// Uses one nonce under a lease, without a sync: `None` without a lease. The nonce is
+    /// written (every handle that takes the lock next sees it, and a killed process forgets
+    /// none) before the answer, and synced by [`NonceLog::release`]. Nothing is used on error.
+    pub(super) fn use_leased(
+        &mut self,
+        key: &str,
+        nonce: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Option<Result<bool>> {
+        if !self.leased {
+            return None;
+        }
+        // A minute early: callers on other threads may read a clock a moment behind this one.
+        self.prune(now.saturating_sub(PRUNE_EVERY));
+        let h = self.hash(key, nonce);
+        if self.live.get(&h).is_some_and(|&e| e >= now) {
+            return Some(Ok(false));
+        }
+        let mut frames = Frames::default();
+        if let Err(e) = frames.push(key, nonce, expires_at) {
+            return Some(Err(e));
+        }
+        if let Err(e) = self.write(frames.finish(), false) {
+            return Some(Err(e));
+        }
+        self.live.insert(h, expires_at);
+        self.records += 1;
+        self.last_now = self.last_now.max(now);
+        Some(Ok(true))
     }
 
     /// Writes the header of a new (or torn-at-birth) file, or checks the one there. Call under
@@ -197,49 +285,71 @@ impl NonceLog {
     /// twice in a batch is fresh the first time only. Nothing is answered on error, and the
     /// set is left as the file has it.
     pub(super) fn use_batch(&mut self, batch: &[(&str, &str, i64, i64)]) -> Result<Vec<bool>> {
-        self.locked(|log| {
-            log.catch_up()?;
-            // The earliest caller's now: a nonce still in use for any caller stays in the set.
-            let now = batch.iter().map(|b| b.3).min().unwrap_or(i64::MIN);
-            log.prune(now);
-            let mut fresh = Vec::with_capacity(batch.len());
-            let mut written = Vec::new();
-            let mut frames = Frames::default();
-            let mut decided = Ok(());
-            for &(key, nonce, expires_at, now) in batch {
-                let h = log.hash(key, nonce);
-                let used = log.live.get(&h).is_some_and(|&e| e >= now);
-                if !used {
-                    decided = frames.push(key, nonce, expires_at);
-                    if decided.is_err() {
-                        break;
-                    }
-                    written.push((h, log.live.insert(h, expires_at)));
+        self.locked(|log| log.decide(batch, true))
+    }
+
+    /// [`NonceLog::use_batch`] under a lease, written but not synced: the caller syncs (a clone
+    /// of [`NonceLog::file`], without holding this handle) before it answers anyone. `None`
+    /// without a lease.
+    pub(super) fn use_batch_leased(
+        &mut self,
+        batch: &[(&str, &str, i64, i64)],
+    ) -> Option<Result<Vec<bool>>> {
+        self.leased.then(|| self.decide(batch, false))
+    }
+
+    /// A second handle on the file, to sync it without holding this one.
+    pub(super) fn file(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// The body of [`NonceLog::use_batch`], under the lock, synced only if `sync`.
+    fn decide(&mut self, batch: &[(&str, &str, i64, i64)], sync: bool) -> Result<Vec<bool>> {
+        self.catch_up()?;
+        // The earliest caller's now: a nonce still in use for any caller stays in the set.
+        let now = batch.iter().map(|b| b.3).min().unwrap_or(i64::MIN);
+        self.prune(now);
+        let mut fresh = Vec::with_capacity(batch.len());
+        let mut written = Vec::new();
+        let mut frames = Frames::default();
+        let mut decided = Ok(());
+        for &(key, nonce, expires_at, now) in batch {
+            let h = self.hash(key, nonce);
+            let used = self.live.get(&h).is_some_and(|&e| e >= now);
+            if !used {
+                decided = frames.push(key, nonce, expires_at);
+                if decided.is_err() {
+                    break;
                 }
-                fresh.push(!used);
+                written.push((h, self.live.insert(h, expires_at)));
             }
-            // Nothing of the batch is used unless all of it is written.
-            if let Err(e) = decided.and_then(|()| log.append(frames.finish())) {
-                for (h, before) in written.into_iter().rev() {
-                    match before {
-                        Some(e) => log.live.insert(h, e),
-                        None => log.live.remove(&h),
-                    };
-                }
-                return Err(e);
+            fresh.push(!used);
+        }
+        // Nothing of the batch is used unless all of it is written.
+        if let Err(e) = decided.and_then(|()| self.write(frames.finish(), sync)) {
+            for (h, before) in written.into_iter().rev() {
+                match before {
+                    Some(e) => self.live.insert(h, e),
+                    None => self.live.remove(&h),
+                };
             }
-            log.records += fresh.iter().filter(|f| **f).count() as u64;
-            log.last_now = log.last_now.max(now);
-            Ok(fresh)
-        })
+            return Err(e);
+        }
+        self.records += fresh.iter().filter(|f| **f).count() as u64;
+        self.last_now = self.last_now.max(now);
+        Ok(fresh)
     }
 
     /// Compacts the log once it holds more than twice the live records (and enough to be
     /// worth it), dropping what expired before the latest batch. Called after a batch's
     /// callers were answered, so none waits for it; a failed compaction leaves the log as it
-    /// was.
+    /// was. Not under a lease: compaction moves the handle to a new file, which it has not
+    /// locked.
     pub(super) fn compact_if_due(&mut self) -> Result<()> {
-        if self.records <= COMPACT_MIN_RECORDS || self.records <= 2 * self.live.len() as u64 {
+        if self.leased
+            || self.records <= COMPACT_MIN_RECORDS
+            || self.records <= 2 * self.live.len() as u64
+        {
             return Ok(());
         }
         self.locked(|log| {
@@ -252,8 +362,14 @@ impl NonceLog {
     }
 
     /// Writes `frames` (whole frames, [`Frames`]) at the end of the log, extending the zero
-    /// tail when due, and syncs them. Call under the lock, caught up.
-    fn append(&mut self, mut frames: Vec<u8>) -> Result<()> {
+    /// tail when due, and syncs them (and whatever was written unsynced before). Call under
+    /// the lock, caught up.
+    fn append(&mut self, frames: Vec<u8>) -> Result<()> {
+        self.write(frames, true)
+    }
+
+    /// [`NonceLog::append`], synced only if `sync`.
+    fn write(&mut self, mut frames: Vec<u8>, sync: bool) -> Result<()> {
         if frames.is_empty() {
             return Ok(());
         }
@@ -264,7 +380,7 @@ impl NonceLog {
         let written = self
             .file
             .write_all_at(&frames, self.read_to)
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Whatever reached the file is an unfinished frame: cut it off now if we can
             // (else the next writer does).
@@ -275,6 +391,7 @@ impl NonceLog {
         }
         self.len = self.len.max(self.read_to + frames.len() as u64);
         self.read_to = end;
+        self.unsynced = !sync;
         Ok(())
     }
 

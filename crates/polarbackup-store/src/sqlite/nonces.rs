@@ -12,6 +12,17 @@
 //! retried one nonce at a time, so each caller gets its own answer (out of space stays out of
 //! space).
 //!
+//! Calls that change nothing may use a nonce without waiting for a sync
+//! ([`NonceStore::use_nonce_unsynced`]): while asked for, the committer holds the log's lock
+//! between batches (a lease of at most [`LEASE`]), and such a call decides its nonce on its own
+//! thread from the set alone and writes it to the file before it is answered, so every handle
+//! refuses it from then on and a killed process forgets none; the committer syncs those writes
+//! when the lease ends, before the lock goes to anyone else. Only a machine crash within a
+//! lease can forget such a nonce, and only of a call that read. A lease ends after [`LEASE`],
+//! and the next starts no sooner than [`BETWEEN_LEASES`] later, so other handles wait for the
+//! lock no longer than a lease. Batches queued meanwhile are written holding the handle only
+//! briefly and synced without it, so the unsynced uses go on during their syncs.
+//!
 //! Older versions kept nonces in the metadata file (`legacy_nonces` since migration 15) and
 //! then in a SQLite file of their own (`<metadata file>-nonces`): both are moved into the log
 //! at open, synced there before they are deleted, so a nonce used before the upgrade is still
@@ -26,8 +37,17 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the committer holds the log's lock for unsynced uses at most: the longest a
+/// machine crash can forget such a nonce, and another handle waits for the lock.
+pub(crate) const LEASE: Duration = Duration::from_millis(25);
+/// How long after a lease ends the committer takes the next at the earliest, so another
+/// handle waiting for the lock gets it in between.
+const BETWEEN_LEASES: Duration = Duration::from_millis(1);
 
 /// `<main>` with `suffix` appended to its file name.
 fn beside(main: &Path, suffix: &str) -> PathBuf {
@@ -161,12 +181,26 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     changed: Condvar,
+    /// The committer's handle on the log, opened by it; callers of unsynced uses reach it only
+    /// when nobody holds it (never waiting behind a sync).
+    log: Mutex<Option<NonceLog>>,
+    /// An unsynced use found no lease: the committer takes one after its next batch.
+    lease_wanted: AtomicBool,
+    /// The committer holds a lease (set and cleared holding `log`): an unsynced use waits for
+    /// `log` only then, when nobody holds it for longer than a write, or a sync once a lease.
+    leased: AtomicBool,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Nothing in `Queue` is left half-updated by a panic: reuse a poisoned lock.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log(&self) -> MutexGuard<'_, Option<NonceLog>> {
+        // A panic between a write and its bookkeeping leaves at most a frame the set does not
+        // hold: the nonce is refused by other handles, accepted once more by this one.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -199,6 +233,29 @@ impl NonceCommitter {
             now,
         };
         self.push(|q| q.pending.push((row, done)));
+    }
+
+    /// Uses a nonce on the caller's thread without waiting for a sync, while the committer
+    /// holds a lease; `None` (the caller queues instead) without one.
+    pub(crate) fn use_unsynced(
+        &self,
+        key: &str,
+        nonce: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Option<Result<bool>> {
+        let answer = if self.shared.leased.load(Ordering::Acquire) {
+            self.shared
+                .log()
+                .as_mut()
+                .and_then(|log| log.use_leased(key, nonce, secs(expires_at), secs(now)))
+        } else {
+            None
+        };
+        if answer.is_none() {
+            self.shared.lease_wanted.store(true, Ordering::Relaxed);
+        }
+        answer
     }
 
     /// Has the committer read the log in (opening it first), and waits for that.
@@ -257,27 +314,63 @@ fn start(path: &Path, shared: Arc<Shared>) -> Result<JoinHandle<()>> {
 }
 
 fn run(shared: &Shared, path: &Path) {
-    let mut log = None;
+    // When the lease was taken, and when the last one ended.
+    let mut leased_at: Option<Instant> = None;
+    let mut released_at: Option<Instant> = None;
     loop {
-        let (batch, loads) = {
+        let (batch, loads, closed) = {
             let mut q = shared.lock();
             while q.pending.is_empty() && q.loads.is_empty() && !q.closed {
                 q.idle = true;
-                q = shared.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+                match leased_at.map(|at| LEASE.saturating_sub(at.elapsed())) {
+                    None => q = shared.changed.wait(q).unwrap_or_else(|e| e.into_inner()),
+                    Some(left) if !left.is_zero() => {
+                        q = shared
+                            .changed
+                            .wait_timeout(q, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                    Some(_) => {
+                        q.idle = false;
+                        break;
+                    }
+                }
                 q.idle = false;
             }
-            if q.pending.is_empty() && q.loads.is_empty() {
-                return;
-            }
-            (std::mem::take(&mut q.pending), std::mem::take(&mut q.loads))
+            (
+                std::mem::take(&mut q.pending),
+                std::mem::take(&mut q.loads),
+                q.closed,
+            )
         };
+        let mut guard = shared.log();
+        // What was used under the lease is synced before the lock goes.
+        if leased_at.is_some_and(|at| closed || at.elapsed() >= LEASE) {
+            shared.leased.store(false, Ordering::Release);
+            if let Some(log) = guard.as_mut() {
+                let _ = log.release();
+            }
+            leased_at = None;
+            released_at = Some(Instant::now());
+        }
+        if batch.is_empty() && loads.is_empty() && closed {
+            return;
+        }
+        if leased_at.is_some() && loads.is_empty() {
+            drop(guard);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                commit_leased(shared, batch);
+            }));
+            continue;
+        }
         // A panic (a bug) drops the batch's callbacks, which their callers see as an error;
         // the committer carries on with the next batch.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let log = match &mut log {
+            let log = match &mut *guard {
                 Some(log) => log,
                 None => match NonceLog::open(path) {
-                    Ok(opened) => log.insert(opened),
+                    Ok(opened) => guard.insert(opened),
                     // Every caller of the batch gets the failure; the next batch tries again.
                     Err(e) => {
                         let failed = || StoreError::Io(std::io::Error::other(e.to_string()));
@@ -298,7 +391,15 @@ fn run(shared: &Shared, path: &Path) {
             if !batch.is_empty() {
                 commit_batch(log, batch);
             }
+            let rested = released_at.is_none_or(|at| at.elapsed() >= BETWEEN_LEASES);
+            if !closed && rested && shared.lease_wanted.swap(false, Ordering::Relaxed) {
+                let _ = log.lease();
+            }
         }));
+        if leased_at.is_none() && guard.as_ref().is_some_and(NonceLog::is_leased) {
+            leased_at = Some(Instant::now());
+            shared.leased.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -322,6 +423,39 @@ fn commit_batch(log: &mut NonceLog, batch: Vec<(Row, NonceDone)>) {
     }
     // Every caller is answered: none waits for the rewrite.
     let _ = log.compact_if_due();
+}
+
+/// A batch under the lease: decided and written holding the handle only briefly, then synced
+/// without it, so unsynced uses go on meanwhile; each caller is answered after the sync.
+fn commit_leased(shared: &Shared, batch: Vec<(Row, NonceDone)>) {
+    let (rows, dones): (Vec<Row>, Vec<NonceDone>) = batch.into_iter().unzip();
+    let (answers, file) = {
+        let mut guard = shared.log();
+        let Some(log) = guard.as_mut() else {
+            return;
+        };
+        let answers: Vec<Result<bool>> = match log.use_batch_leased(&uses(&rows)) {
+            Some(Ok(fresh)) => fresh.into_iter().map(Ok).collect(),
+            // Nothing written: each alone, so each caller gets its own answer.
+            _ => rows
+                .iter()
+                .map(
+                    |row| match log.use_batch_leased(&uses(std::slice::from_ref(row))) {
+                        Some(answer) => answer.map(|f| f[0]),
+                        None => Err(committer_gone()),
+                    },
+                )
+                .collect(),
+        };
+        (answers, log.file())
+    };
+    let synced = file.and_then(|f| f.sync_data());
+    for (done, answer) in dones.into_iter().zip(answers) {
+        done(match &synced {
+            Ok(()) => answer,
+            Err(e) => Err(StoreError::Io(std::io::Error::new(e.kind(), e.to_string()))),
+        });
+    }
 }
 
 /// The log's view of `rows`: key, nonce, expiry and the caller's now (seconds).
@@ -370,5 +504,16 @@ impl crate::NonceStore for super::SqliteStore {
         self.nonce_committer
             .queue(&self.nonce_log, key.as_str(), nonce, expires_at, now, done);
         Ok(())
+    }
+
+    fn use_nonce_unsynced(
+        &self,
+        key: &polarbackup_model::AccessKeyId,
+        nonce: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Option<Result<bool>> {
+        self.nonce_committer
+            .use_unsynced(key.as_str(), nonce, expires_at, now)
     }
 }
