@@ -13,6 +13,7 @@ mod executor;
 mod job_watch;
 mod locations;
 mod log_reader;
+mod log_sink;
 mod metrics;
 mod private;
 mod restore;

@@ -7,6 +7,7 @@ use crate::cli::ServeCommand;
 use crate::config;
 use crate::executor::PgExecutor;
 use crate::log_reader::RepoLogReader;
+use crate::log_sink::BatchedWriter;
 use crate::settings::Settings;
 use crate::test_controls::TestControls;
 use anyhow::{Context, Result};
@@ -20,26 +21,40 @@ use tracing::{error, info, warn};
 
 pub fn run(args: ServeCommand) -> Result<()> {
     let settings = Settings::load(&args.settings)?;
-    init_logging(settings.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let log = init_logging(settings.log_format);
+    let served = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    let controls = args.test_controls.then(TestControls::new);
-    runtime.block_on(serve(settings, controls))
+        .context("starting the async runtime")
+        .and_then(|runtime| {
+            let controls = args.test_controls.then(TestControls::new);
+            runtime.block_on(serve(settings, controls))
+        });
+    log.close();
+    served
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a [`BatchedWriter`] (one `write` every few milliseconds), which
+/// a panic flushes before it is reported.
+fn init_logging(format: LogFormat) -> BatchedWriter {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POLARBACKUP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let writer = BatchedWriter::new(std::io::stderr(), crate::log_sink::GATHER);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer.clone())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    let on_panic = writer.clone();
+    let reported = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        on_panic.flush();
+        reported(info);
+    }));
+    writer
 }
 
 /// Reads the used nonces in before listening, so the first signed requests do not wait for

@@ -1,0 +1,226 @@
+//! The server's log writer: each event is appended to a buffer that a thread of its own writes
+//! out every few milliseconds in one system call, so a busy API does not make a `write` per
+//! request line (a tenth of a DescribeBackupTasks call's CPU went to its log line's `write`).
+//! The buffer is bounded: past [`MAX_BUFFERED`] an event writes everything itself, in order,
+//! so a stalled stderr holds up the server as it did before. What is buffered is written when
+//! the sink is flushed (at exit, on a panic) or dropped.
+
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How long the writer thread lets lines gather before it writes them.
+pub const GATHER: Duration = Duration::from_millis(5);
+/// The most bytes kept waiting.
+const MAX_BUFFERED: usize = 1 << 20;
+
+struct State {
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A buffer of whole events stays usable after a panic elsewhere.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `bytes` out. Called with the state locked by everyone but the writer thread, so
+    /// events leave in the order they came.
+    fn write_out(&self, bytes: &[u8]) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        // Nowhere to report a failed log write: the line is lost, as with `eprintln!`.
+        let _ = out.write_all(bytes).and_then(|()| out.flush());
+    }
+}
+
+/// A `MakeWriter` for `tracing_subscriber` (cheap to clone: every clone shares the buffer).
+#[derive(Clone)]
+pub struct BatchedWriter {
+    shared: Arc<Shared>,
+}
+
+impl BatchedWriter {
+    /// A writer to `out` with its writer thread started; lines reach `out` within `gather`.
+    pub fn new(out: impl Write + Send + 'static, gather: Duration) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                buf: Vec::new(),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            out: Mutex::new(Box::new(out)),
+        });
+        let thread = shared.clone();
+        let started = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || run(&thread, gather));
+        if started.is_err() {
+            // Without the thread every event writes itself.
+            shared.state().closed = true;
+        }
+        Self { shared }
+    }
+
+    /// Writes out everything buffered now.
+    pub fn flush(&self) {
+        let mut state = self.shared.state();
+        let buf = std::mem::take(&mut state.buf);
+        self.shared.write_out(&buf);
+    }
+
+    /// Flushes and stops the writer thread; later events are written as they come.
+    pub fn close(&self) {
+        let mut state = self.shared.state();
+        state.closed = true;
+        let buf = std::mem::take(&mut state.buf);
+        self.shared.write_out(&buf);
+        drop(state);
+        self.shared.wake.notify_one();
+    }
+
+    fn append(&self, event: &[u8]) {
+        let mut state = self.shared.state();
+        if state.closed || state.buf.len() + event.len() > MAX_BUFFERED {
+            let buf = std::mem::take(&mut state.buf);
+            self.shared.write_out(&buf);
+            self.shared.write_out(event);
+            return;
+        }
+        let was_empty = state.buf.is_empty();
+        state.buf.extend_from_slice(event);
+        drop(state);
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+/// The writer thread: waits for a first line, lets more gather, writes them all.
+fn run(shared: &Shared, gather: Duration) {
+    let mut spare = Vec::new();
+    loop {
+        let mut state = shared.state();
+        while state.buf.is_empty() && !state.closed {
+            state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.closed {
+            return;
+        }
+        drop(state);
+        std::thread::sleep(gather);
+        let mut state = shared.state();
+        std::mem::swap(&mut state.buf, &mut spare);
+        // Written holding the state, so an event writing itself meanwhile comes after these.
+        shared.write_out(&spare);
+        drop(state);
+        spare.clear();
+    }
+}
+
+/// One event's writer: `tracing_subscriber` formats an event whole and writes it in one call.
+pub struct EventWriter<'a>(&'a BatchedWriter);
+
+impl Write for EventWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.append(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedWriter {
+    type Writer = EventWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EventWriter(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// An output the test reads back.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Seen {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seen {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn lines(n: usize, from: usize) -> String {
+        (from..from + n).map(|i| format!("line {i}\n")).collect()
+    }
+
+    fn emit(w: &BatchedWriter, n: usize, from: usize) {
+        use tracing_subscriber::fmt::MakeWriter;
+        for i in from..from + n {
+            w.make_writer()
+                .write_all(format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn lines_arrive_whole_and_in_order_within_the_gathering_time() {
+        let seen = Seen::default();
+        let w = BatchedWriter::new(seen.clone(), Duration::from_millis(20));
+        emit(&w, 100, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.text() != lines(100, 0) {
+            assert!(Instant::now() < deadline, "got {:?}", seen.text());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn flush_writes_everything_at_once() {
+        let seen = Seen::default();
+        let w = BatchedWriter::new(seen.clone(), Duration::from_secs(3600));
+        emit(&w, 10, 0);
+        w.flush();
+        assert_eq!(seen.text(), lines(10, 0));
+        w.close();
+        emit(&w, 3, 10);
+        assert_eq!(seen.text(), lines(13, 0), "after close every line writes itself");
+    }
+
+    #[test]
+    fn past_the_bound_an_event_writes_what_waits_first() {
+        let seen = Seen::default();
+        let w = BatchedWriter::new(seen.clone(), Duration::from_secs(3600));
+        let big = "x".repeat(MAX_BUFFERED / 2);
+        let events = [format!("{big}1\n"), format!("{big}2\n"), "3\n".to_owned()];
+        for e in &events {
+            use tracing_subscriber::fmt::MakeWriter;
+            w.make_writer().write_all(e.as_bytes()).unwrap();
+        }
+        // The second did not fit: it wrote the first and itself; the third waits.
+        assert_eq!(seen.text(), format!("{}{}", events[0], events[1]));
+        w.flush();
+        assert_eq!(seen.text(), events.concat());
+    }
+}
