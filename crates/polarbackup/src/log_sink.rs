@@ -1,9 +1,11 @@
-//! The server's log writer: each event is appended to a buffer that a thread of its own writes
-//! out every few milliseconds in one system call, so a busy API does not make a `write` per
-//! request line (a tenth of a DescribeBackupTasks call's CPU went to its log line's `write`).
-//! The buffer is bounded: past [`MAX_BUFFERED`] an event writes everything itself, in order,
-//! so a stalled stderr holds up the server as it did before. What is buffered is written when
-//! the sink is flushed (at exit, on a panic) or dropped.
+//! The server's log writer. The API's access lines (one per request) are appended to a buffer
+//! that a thread of its own writes out every few milliseconds in one system call, so a busy
+//! API does not make a `write` per request (a twentieth of a DescribeBackupTasks call's CPU).
+//! Every other line is written before its logging call returns, after what waits in the
+//! buffer, so lines keep their order and tests and operators read a line as soon as what it
+//! reports has happened. The buffer is bounded: past [`MAX_BUFFERED`] a line writes everything
+//! itself, so a stalled stderr holds up the server as it did before. What is buffered is
+//! written when the sink is flushed (at exit, on a panic) or closed.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -40,15 +42,20 @@ impl Shared {
     }
 }
 
+/// Which events wait in the buffer.
+pub type Batched = fn(&tracing::Metadata<'_>) -> bool;
+
 /// A `MakeWriter` for `tracing_subscriber` (cheap to clone: every clone shares the buffer).
 #[derive(Clone)]
 pub struct BatchedWriter {
     shared: Arc<Shared>,
+    batched: Batched,
 }
 
 impl BatchedWriter {
-    /// A writer to `out` with its writer thread started; lines reach `out` within `gather`.
-    pub fn new(out: impl Write + Send + 'static, gather: Duration) -> Self {
+    /// A writer to `out` with its writer thread started; the lines of events `batched` picks
+    /// reach `out` within `gather`, the others at once.
+    pub fn new(out: impl Write + Send + 'static, gather: Duration, batched: Batched) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 buf: Vec::new(),
@@ -65,7 +72,7 @@ impl BatchedWriter {
             // Without the thread every event writes itself.
             shared.state().closed = true;
         }
-        Self { shared }
+        Self { shared, batched }
     }
 
     /// Writes out everything buffered now.
@@ -85,11 +92,13 @@ impl BatchedWriter {
         self.shared.wake.notify_one();
     }
 
-    fn append(&self, event: &[u8]) {
+    fn append(&self, event: &[u8], batched: bool) {
         let mut state = self.shared.state();
-        if state.closed || state.buf.len() + event.len() > MAX_BUFFERED {
-            let buf = std::mem::take(&mut state.buf);
-            self.shared.write_out(&buf);
+        if !batched || state.closed || state.buf.len() + event.len() > MAX_BUFFERED {
+            if !state.buf.is_empty() {
+                let buf = std::mem::take(&mut state.buf);
+                self.shared.write_out(&buf);
+            }
             self.shared.write_out(event);
             return;
         }
@@ -125,11 +134,14 @@ fn run(shared: &Shared, gather: Duration) {
 }
 
 /// One event's writer: `tracing_subscriber` formats an event whole and writes it in one call.
-pub struct EventWriter<'a>(&'a BatchedWriter);
+pub struct EventWriter<'a> {
+    sink: &'a BatchedWriter,
+    batched: bool,
+}
 
 impl Write for EventWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.append(buf);
+        self.sink.append(buf, self.batched);
         Ok(buf.len())
     }
 
@@ -142,7 +154,17 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedWriter {
     type Writer = EventWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        EventWriter(self)
+        EventWriter {
+            sink: self,
+            batched: false,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        EventWriter {
+            sink: self,
+            batched: (self.batched)(meta),
+        }
     }
 }
 
@@ -176,18 +198,25 @@ mod tests {
     }
 
     fn emit(w: &BatchedWriter, n: usize, from: usize) {
-        use tracing_subscriber::fmt::MakeWriter;
         for i in from..from + n {
-            w.make_writer()
-                .write_all(format!("line {i}\n").as_bytes())
-                .unwrap();
+            event(w, &format!("line {i}\n"), true);
         }
+    }
+
+    fn event(w: &BatchedWriter, line: &str, batched: bool) {
+        EventWriter { sink: w, batched }
+            .write_all(line.as_bytes())
+            .unwrap();
+    }
+
+    fn all(_: &tracing::Metadata<'_>) -> bool {
+        true
     }
 
     #[test]
     fn lines_arrive_whole_and_in_order_within_the_gathering_time() {
         let seen = Seen::default();
-        let w = BatchedWriter::new(seen.clone(), Duration::from_millis(20));
+        let w = BatchedWriter::new(seen.clone(), Duration::from_millis(20), all);
         emit(&w, 100, 0);
         let deadline = Instant::now() + Duration::from_secs(10);
         while seen.text() != lines(100, 0) {
@@ -197,26 +226,41 @@ mod tests {
     }
 
     #[test]
+    fn a_line_not_batched_is_written_at_once_after_those_waiting() {
+        let seen = Seen::default();
+        let w = BatchedWriter::new(seen.clone(), Duration::from_secs(3600), all);
+        emit(&w, 5, 0);
+        assert_eq!(seen.text(), "");
+        event(&w, "line 5\n", false);
+        assert_eq!(seen.text(), lines(6, 0));
+        event(&w, "line 6\n", false);
+        assert_eq!(seen.text(), lines(7, 0));
+    }
+
+    #[test]
     fn flush_writes_everything_at_once() {
         let seen = Seen::default();
-        let w = BatchedWriter::new(seen.clone(), Duration::from_secs(3600));
+        let w = BatchedWriter::new(seen.clone(), Duration::from_secs(3600), all);
         emit(&w, 10, 0);
         w.flush();
         assert_eq!(seen.text(), lines(10, 0));
         w.close();
         emit(&w, 3, 10);
-        assert_eq!(seen.text(), lines(13, 0), "after close every line writes itself");
+        assert_eq!(
+            seen.text(),
+            lines(13, 0),
+            "after close every line writes itself"
+        );
     }
 
     #[test]
     fn past_the_bound_an_event_writes_what_waits_first() {
         let seen = Seen::default();
-        let w = BatchedWriter::new(seen.clone(), Duration::from_secs(3600));
+        let w = BatchedWriter::new(seen.clone(), Duration::from_secs(3600), all);
         let big = "x".repeat(MAX_BUFFERED / 2);
         let events = [format!("{big}1\n"), format!("{big}2\n"), "3\n".to_owned()];
         for e in &events {
-            use tracing_subscriber::fmt::MakeWriter;
-            w.make_writer().write_all(e.as_bytes()).unwrap();
+            event(&w, e, true);
         }
         // The second did not fit: it wrote the first and itself; the third waits.
         assert_eq!(seen.text(), format!("{}{}", events[0], events[1]));

@@ -34,12 +34,16 @@ pub fn run(args: ServeCommand) -> Result<()> {
     served
 }
 
-/// Logs go to stderr through a [`BatchedWriter`] (one `write` every few milliseconds), which
-/// a panic flushes before it is reported.
+/// Logs go to stderr through a [`BatchedWriter`]: the API's access lines (the front door's
+/// only INFO event) in one `write` every few milliseconds, every other line at once. A panic
+/// flushes it before it is reported.
 fn init_logging(format: LogFormat) -> BatchedWriter {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POLARBACKUP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let writer = BatchedWriter::new(std::io::stderr(), crate::log_sink::GATHER);
+    let access_line = |meta: &tracing::Metadata<'_>| {
+        *meta.level() == tracing::Level::INFO && meta.target() == "polarbackup_api::front_door"
+    };
+    let writer = BatchedWriter::new(std::io::stderr(), crate::log_sink::GATHER, access_line);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer.clone())
