@@ -177,27 +177,33 @@ impl NonceLog {
         self.leased
     }
 
-    /// Syncs what was written under the lease, then gives the lock up. The lock goes even when
-    /// the sync fails (the error is returned): the nonces are in the file for every handle to
-    /// see, and the next sync of the file makes them durable.
-    pub(super) fn release(&mut self) -> Result<()> {
-        if !self.leased {
-            return Ok(());
-        }
-        let synced = if self.unsynced {
-            self.file.sync_data()
-        } else {
+    /// Ends the lease's unsynced uses ([`NonceLog::use_leased`] answers `None` from now on) but
+    /// keeps the lock: returns a second handle on the file, to sync what was written under the
+    /// lease without holding this one, or `None` when there is nothing to sync. Then
+    /// [`NonceLog::unlock_after_lease`].
+    pub(super) fn end_lease(&mut self) -> Option<std::io::Result<File>> {
+        let ended = std::mem::replace(&mut self.leased, false);
+        (ended && self.unsynced).then(|| self.file.try_clone())
+    }
+
+    /// Gives the lock up after [`NonceLog::end_lease`], once the lease's writes were synced
+    /// (`synced`; else they are synced here). The lock goes even when that sync fails: the
+    /// nonces are in the file for every handle to see, and the next sync of the file makes
+    /// them durable.
+    pub(super) fn unlock_after_lease(&mut self, synced: bool) -> Result<()> {
+        let synced = if synced || !self.unsynced {
             Ok(())
+        } else {
+            self.file.sync_data()
         };
         self.unsynced = synced.is_err();
-        self.leased = false;
         let _ = self.file.unlock();
         Ok(synced?)
     }
 
     /// Uses one nonce under a lease, without a sync: `None` without a lease. The nonce is
     /// written (every handle that takes the lock next sees it, and a killed process forgets
-    /// none) before the answer, and synced by [`NonceLog::release`]. Nothing is used on error.
+    /// none) before the answer, and synced when the lease ends. Nothing is used on error.
     pub(super) fn use_leased(
         &mut self,
         key: &str,

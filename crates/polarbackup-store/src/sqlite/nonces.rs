@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,8 @@ pub(crate) const LEASE: Duration = Duration::from_millis(25);
 /// How long after a lease ends the committer takes the next at the earliest, so another
 /// handle waiting for the lock gets it in between.
 const BETWEEN_LEASES: Duration = Duration::from_millis(1);
+/// How many times an unsynced use tries for the handle before it queues instead.
+const SPINS: usize = 100;
 
 /// `<main>` with `suffix` appended to its file name.
 fn beside(main: &Path, suffix: &str) -> PathBuf {
@@ -186,8 +188,8 @@ struct Shared {
     log: Mutex<Option<NonceLog>>,
     /// An unsynced use found no lease: the committer takes one after its next batch.
     lease_wanted: AtomicBool,
-    /// The committer holds a lease (set and cleared holding `log`): an unsynced use waits for
-    /// `log` only then, when nobody holds it for longer than a write, or a sync once a lease.
+    /// The committer holds a lease (set once it is taken, cleared before it ends): only then
+    /// does an unsynced use try for `log`.
     leased: AtomicBool,
 }
 
@@ -201,6 +203,20 @@ impl Shared {
         // A panic between a write and its bookkeeping leaves at most a frame the set does not
         // hold: the nonce is refused by other handles, accepted once more by this one.
         self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `log` for a caller on an async thread, which never waits for it longer than another
+    /// such call holds it (a few µs of spinning): `None` while the committer works on it
+    /// longer (a batch's write, a prune of the set, the end of a lease).
+    fn try_log(&self) -> Option<MutexGuard<'_, Option<NonceLog>>> {
+        for _ in 0..SPINS {
+            match self.log.try_lock() {
+                Ok(log) => return Some(log),
+                Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+                Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
+            }
+        }
+        None
     }
 }
 
@@ -236,7 +252,8 @@ impl NonceCommitter {
     }
 
     /// Uses a nonce on the caller's thread without waiting for a sync, while the committer
-    /// holds a lease; `None` (the caller queues instead) without one.
+    /// holds a lease; `None` (the caller queues instead) without one, or while the committer
+    /// works on the handle.
     pub(crate) fn use_unsynced(
         &self,
         key: &str,
@@ -246,7 +263,7 @@ impl NonceCommitter {
     ) -> Option<Result<bool>> {
         let answer = if self.shared.leased.load(Ordering::Acquire) {
             self.shared
-                .log()
+                .try_log()?
                 .as_mut()
                 .and_then(|log| log.use_leased(key, nonce, secs(expires_at), secs(now)))
         } else {
@@ -345,11 +362,17 @@ fn run(shared: &Shared, path: &Path) {
             )
         };
         let mut guard = shared.log();
-        // What was used under the lease is synced before the lock goes.
-        if leased_at.is_some_and(|at| closed || at.elapsed() >= LEASE) {
+        // What was used under the lease is synced before the lock goes; reading in ends it too
+        // (it syncs holding the handle).
+        if leased_at.is_some_and(|at| closed || !loads.is_empty() || at.elapsed() >= LEASE) {
             shared.leased.store(false, Ordering::Release);
+            let file = guard.as_mut().and_then(NonceLog::end_lease);
+            // Synced without holding the handle: a call finding it held does not wait.
+            drop(guard);
+            let synced = file.is_some_and(|f| f.and_then(|f| f.sync_data()).is_ok());
+            guard = shared.log();
             if let Some(log) = guard.as_mut() {
-                let _ = log.release();
+                let _ = log.unlock_after_lease(synced);
             }
             leased_at = None;
             released_at = Some(Instant::now());
@@ -357,11 +380,13 @@ fn run(shared: &Shared, path: &Path) {
         if batch.is_empty() && loads.is_empty() && closed {
             return;
         }
-        if leased_at.is_some() && loads.is_empty() {
+        if leased_at.is_some() {
             drop(guard);
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                commit_leased(shared, batch);
-            }));
+            if !batch.is_empty() {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    commit_leased(shared, batch);
+                }));
+            }
             continue;
         }
         // A panic (a bug) drops the batch's callbacks, which their callers see as an error;
