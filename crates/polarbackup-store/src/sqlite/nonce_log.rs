@@ -214,8 +214,8 @@ impl NonceLog {
         if !self.leased {
             return None;
         }
-        // A minute early: callers on other threads may read a clock a moment behind this one.
-        self.prune(now.saturating_sub(PRUNE_EVERY));
+        // No pruning here (it walks the whole set): the committer's batches do it, and one
+        // comes at least once a lease.
         let h = self.hash(key, nonce);
         if self.live.get(&h).is_some_and(|&e| e >= now) {
             return Some(Ok(false));
