@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use authz::RamMode;
+pub use front_door::ACCESS_LOG_TARGET;
 pub use http::HttpSettings;
 
 /// RAM enforcement settings.

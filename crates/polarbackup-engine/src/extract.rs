@@ -10,7 +10,7 @@
 
 use crate::EngineError;
 use bytes::Bytes;
-use polarbackup_repo::{open_direct, write_direct, AlignedBuf};
+use polarbackup_repo::{set_direct, write_direct, AlignedBuf};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -424,19 +424,18 @@ struct DirectSink {
 }
 
 impl Sink {
-    /// The new file at `meta.path`, reopened for direct writes if the file system allows.
+    /// The new file at `meta.path`, written directly if the file system allows.
     fn create(meta: &FileMeta) -> std::io::Result<Sink> {
         let file = create(meta)?;
-        let direct = open_direct(&meta.path, std::fs::OpenOptions::new().write(true))?;
-        Ok(match direct {
-            Some(file) => Sink::Direct(DirectSink {
+        Ok(match set_direct(&file)? {
+            true => Sink::Direct(DirectSink {
                 file: Arc::new(file),
                 at: 0,
                 block: spare(),
                 gathered: 0,
                 writing: None,
             }),
-            None => Sink::Buffered(file),
+            false => Sink::Buffered(file),
         })
     }
 
@@ -732,7 +731,10 @@ mod tests {
     fn writers_write_buffered_where_direct_io_is_refused() {
         let disk = polarbackup_testkit::Tmpfs::ramfs();
         let probe = disk.path().join("probe");
-        let refused = open_direct(&probe, std::fs::OpenOptions::new().write(true).create(true));
+        let refused = polarbackup_repo::open_direct(
+            &probe,
+            std::fs::OpenOptions::new().write(true).create(true),
+        );
         assert!(matches!(refused, Ok(None)), "{refused:?}");
         write_files_and_check(disk.path());
     }

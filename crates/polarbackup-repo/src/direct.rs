@@ -7,7 +7,7 @@
 //! Both directions go through one page-aligned buffer per thread; an object's last part
 //! block, if any, is written through the page cache ([`write_direct`]). A file system that
 //! refuses `O_DIRECT` (`EINVAL` at open) is remembered, and its objects go through opendal as
-//! before. [`AlignedBuf`], [`open_direct`] and [`write_direct`] are public for the restore's
+//! before. [`AlignedBuf`], [`open_direct`], [`set_direct`] and [`write_direct`] are public for the restore's
 //! file writers, which write around the page cache the same way.
 
 use crate::error::RepoError;
@@ -55,6 +55,17 @@ pub fn open_direct(path: &Path, options: &mut OpenOptions) -> std::io::Result<Op
     {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(None),
         opened => opened.map(Some),
+    }
+}
+
+/// Turns `O_DIRECT` on for an open `file`: false when its file system refuses direct I/O
+/// (`EINVAL`), the file then unchanged.
+pub fn set_direct(file: &File) -> std::io::Result<bool> {
+    let flags = rustix::fs::fcntl_getfl(file)?;
+    match rustix::fs::fcntl_setfl(file, flags | rustix::fs::OFlags::DIRECT) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::INVAL) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

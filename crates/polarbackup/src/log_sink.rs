@@ -33,12 +33,20 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `bytes` out. Called with the state locked by everyone but the writer thread, so
-    /// events leave in the order they came.
+    /// Writes `bytes` out. Called with the state locked, so events leave in the order they
+    /// came.
     fn write_out(&self, bytes: &[u8]) {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         // Nowhere to report a failed log write: the line is lost, as with `eprintln!`.
         let _ = out.write_all(bytes).and_then(|()| out.flush());
+    }
+
+    /// Writes out what `state` (locked) holds and empties it, keeping its capacity.
+    fn drain(&self, state: &mut State) {
+        if !state.buf.is_empty() {
+            self.write_out(&state.buf);
+            state.buf.clear();
+        }
     }
 }
 
@@ -77,17 +85,14 @@ impl BatchedWriter {
 
     /// Writes out everything buffered now.
     pub fn flush(&self) {
-        let mut state = self.shared.state();
-        let buf = std::mem::take(&mut state.buf);
-        self.shared.write_out(&buf);
+        self.shared.drain(&mut self.shared.state());
     }
 
     /// Flushes and stops the writer thread; later events are written as they come.
     pub fn close(&self) {
         let mut state = self.shared.state();
         state.closed = true;
-        let buf = std::mem::take(&mut state.buf);
-        self.shared.write_out(&buf);
+        self.shared.drain(&mut state);
         drop(state);
         self.shared.wake.notify_one();
     }
@@ -95,10 +100,7 @@ impl BatchedWriter {
     fn append(&self, event: &[u8], batched: bool) {
         let mut state = self.shared.state();
         if !batched || state.closed || state.buf.len() + event.len() > MAX_BUFFERED {
-            if !state.buf.is_empty() {
-                let buf = std::mem::take(&mut state.buf);
-                self.shared.write_out(&buf);
-            }
+            self.shared.drain(&mut state);
             self.shared.write_out(event);
             return;
         }
@@ -113,7 +115,6 @@ impl BatchedWriter {
 
 /// The writer thread: waits for a first line, lets more gather, writes them all.
 fn run(shared: &Shared, gather: Duration) {
-    let mut spare = Vec::new();
     loop {
         let mut state = shared.state();
         while state.buf.is_empty() && !state.closed {
@@ -124,12 +125,8 @@ fn run(shared: &Shared, gather: Duration) {
         }
         drop(state);
         std::thread::sleep(gather);
-        let mut state = shared.state();
-        std::mem::swap(&mut state.buf, &mut spare);
         // Written holding the state, so an event writing itself meanwhile comes after these.
-        shared.write_out(&spare);
-        drop(state);
-        spare.clear();
+        shared.drain(&mut shared.state());
     }
 }
 

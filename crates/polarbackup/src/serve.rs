@@ -11,7 +11,7 @@ use crate::log_sink::BatchedWriter;
 use crate::settings::Settings;
 use crate::test_controls::TestControls;
 use anyhow::{Context, Result};
-use polarbackup_api::{AppState, DiagnosticKey, LinkSecret, RamMode};
+use polarbackup_api::{AppState, DiagnosticKey, LinkSecret, RamMode, ACCESS_LOG_TARGET};
 use polarbackup_jobs::{CancellationToken, PoolClocks};
 use polarbackup_model::{AccessKeyId, Clock, SystemClock};
 use polarbackup_store::prelude::*;
@@ -34,14 +34,14 @@ pub fn run(args: ServeCommand) -> Result<()> {
     served
 }
 
-/// Logs go to stderr through a [`BatchedWriter`]: the API's access lines (the front door's
-/// only INFO event) in one `write` every few milliseconds, every other line at once. A panic
-/// flushes it before it is reported.
+/// Logs go to stderr through a [`BatchedWriter`]: the API's access lines (INFO events of
+/// [`ACCESS_LOG_TARGET`]) in one `write` every few milliseconds, every other line at once. A
+/// panic flushes it before it is reported.
 fn init_logging(format: LogFormat) -> BatchedWriter {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POLARBACKUP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let access_line = |meta: &tracing::Metadata<'_>| {
-        *meta.level() == tracing::Level::INFO && meta.target() == "polarbackup_api::front_door"
+        *meta.level() == tracing::Level::INFO && meta.target() == ACCESS_LOG_TARGET
     };
     let writer = BatchedWriter::new(std::io::stderr(), crate::log_sink::GATHER, access_line);
     let builder = tracing_subscriber::fmt()

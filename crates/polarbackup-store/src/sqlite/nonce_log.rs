@@ -83,7 +83,7 @@ pub(super) struct NonceLog {
     /// This handle holds the lock between calls ([`NonceLog::lease`]): nobody else writes,
     /// so a nonce is decided from the set alone and written without a sync.
     leased: bool,
-    /// Written since the last sync (by [`NonceLog::use_leased`]).
+    /// Written since the last sync (under a lease).
     unsynced: bool,
 }
 
@@ -116,9 +116,8 @@ impl NonceLog {
         Ok(self.live.len() as u64)
     }
 
-    /// Runs `f` holding the log's lock, on the file the path names now (reopened, and read
-    /// from the start, when compaction replaced it).
-    /// Under a lease the lock is already held, and stays.
+    /// Runs `f` holding the log's lock ([`NonceLog::lock`]); under a lease the lock is already
+    /// held, and stays.
     pub(super) fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         if self.leased {
             return f(self);
@@ -157,7 +156,7 @@ impl NonceLog {
         Ok(())
     }
 
-    /// Takes the lock and keeps it, caught up, until [`NonceLog::release`]: meanwhile
+    /// Takes the lock and keeps it, caught up, until [`NonceLog::end_lease`]: meanwhile
     /// [`NonceLog::use_leased`] decides nonces from the set alone and writes them unsynced.
     pub(super) fn lease(&mut self) -> Result<()> {
         if self.leased {
@@ -214,23 +213,12 @@ impl NonceLog {
         if !self.leased {
             return None;
         }
-        // No pruning here (it walks the whole set): the committer's batches do it, and one
-        // comes at least once a lease.
-        let h = self.hash(key, nonce);
-        if self.live.get(&h).is_some_and(|&e| e >= now) {
-            return Some(Ok(false));
-        }
-        let mut frames = Frames::default();
-        if let Err(e) = frames.push(key, nonce, expires_at) {
-            return Some(Err(e));
-        }
-        if let Err(e) = self.write(frames.finish(), false) {
-            return Some(Err(e));
-        }
-        self.live.insert(h, expires_at);
-        self.records += 1;
-        self.last_now = self.last_now.max(now);
-        Some(Ok(true))
+        // Neither a catch-up (nobody else writes) nor a prune (it walks the whole set): the
+        // committer's batches prune, and one comes at least once a lease.
+        Some(
+            self.record(&[(key, nonce, expires_at, now)], false)
+                .map(|f| f[0]),
+        )
     }
 
     /// Writes the header of a new (or torn-at-birth) file, or checks the one there. Call under
@@ -313,8 +301,14 @@ impl NonceLog {
     fn decide(&mut self, batch: &[(&str, &str, i64, i64)], sync: bool) -> Result<Vec<bool>> {
         self.catch_up()?;
         // The earliest caller's now: a nonce still in use for any caller stays in the set.
-        let now = batch.iter().map(|b| b.3).min().unwrap_or(i64::MIN);
-        self.prune(now);
+        self.prune(earliest(batch));
+        self.record(batch, sync)
+    }
+
+    /// Checks `batch` against the set as it stands and writes the fresh ones (synced only if
+    /// `sync`): whether each was fresh. Nothing of the batch is used unless all of it is
+    /// written.
+    fn record(&mut self, batch: &[(&str, &str, i64, i64)], sync: bool) -> Result<Vec<bool>> {
         let mut fresh = Vec::with_capacity(batch.len());
         let mut written = Vec::new();
         let mut frames = Frames::default();
@@ -331,7 +325,6 @@ impl NonceLog {
             }
             fresh.push(!used);
         }
-        // Nothing of the batch is used unless all of it is written.
         if let Err(e) = decided.and_then(|()| self.write(frames.finish(), sync)) {
             for (h, before) in written.into_iter().rev() {
                 match before {
@@ -342,7 +335,7 @@ impl NonceLog {
             return Err(e);
         }
         self.records += fresh.iter().filter(|f| **f).count() as u64;
-        self.last_now = self.last_now.max(now);
+        self.last_now = self.last_now.max(earliest(batch));
         Ok(fresh)
     }
 
@@ -458,6 +451,11 @@ impl NonceLog {
     fn hash(&self, key: &str, nonce: &str) -> u64 {
         hash(&self.hasher, key, nonce)
     }
+}
+
+/// The earliest caller's now of a batch.
+fn earliest(batch: &[(&str, &str, i64, i64)]) -> i64 {
+    batch.iter().map(|b| b.3).min().unwrap_or(i64::MIN)
 }
 
 /// Every record of the log at `path`, read under a shared lock (an unfinished frame at the end

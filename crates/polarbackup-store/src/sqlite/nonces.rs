@@ -362,18 +362,9 @@ fn run(shared: &Shared, path: &Path) {
             )
         };
         let mut guard = shared.log();
-        // What was used under the lease is synced before the lock goes; reading in ends it too
-        // (it syncs holding the handle).
+        // Reading in ends a lease too (it syncs holding the handle).
         if leased_at.is_some_and(|at| closed || !loads.is_empty() || at.elapsed() >= LEASE) {
-            shared.leased.store(false, Ordering::Release);
-            let file = guard.as_mut().and_then(NonceLog::end_lease);
-            // Synced without holding the handle: a call finding it held does not wait.
-            drop(guard);
-            let synced = file.is_some_and(|f| f.and_then(|f| f.sync_data()).is_ok());
-            guard = shared.log();
-            if let Some(log) = guard.as_mut() {
-                let _ = log.unlock_after_lease(synced);
-            }
+            guard = end_lease(shared, guard);
             leased_at = None;
             released_at = Some(Instant::now());
         }
@@ -428,23 +419,27 @@ fn run(shared: &Shared, path: &Path) {
     }
 }
 
+/// Ends the lease: what was used under it is synced, without holding the handle (a call
+/// finding it held does not wait), before the lock goes. Returns the handle held again.
+fn end_lease<'a>(
+    shared: &'a Shared,
+    mut guard: MutexGuard<'a, Option<NonceLog>>,
+) -> MutexGuard<'a, Option<NonceLog>> {
+    shared.leased.store(false, Ordering::Release);
+    let file = guard.as_mut().and_then(NonceLog::end_lease);
+    drop(guard);
+    let synced = file.is_some_and(|f| f.and_then(|f| f.sync_data()).is_ok());
+    let mut guard = shared.log();
+    if let Some(log) = guard.as_mut() {
+        let _ = log.unlock_after_lease(synced);
+    }
+    guard
+}
+
 fn commit_batch(log: &mut NonceLog, batch: Vec<(Row, NonceDone)>) {
     let (rows, dones): (Vec<Row>, Vec<NonceDone>) = batch.into_iter().unzip();
-    match log.use_batch(&uses(&rows)) {
-        Ok(fresh) => {
-            for (done, fresh) in dones.into_iter().zip(fresh) {
-                done(Ok(fresh));
-            }
-        }
-        // Nothing written: each alone, so each caller gets its own answer.
-        Err(_) => {
-            for (row, done) in rows.iter().zip(dones) {
-                done(
-                    log.use_batch(&uses(std::slice::from_ref(row)))
-                        .map(|f| f[0]),
-                );
-            }
-        }
+    for (done, answer) in dones.into_iter().zip(answers(&rows, |b| log.use_batch(b))) {
+        done(answer);
     }
     // Every caller is answered: none waits for the rewrite.
     let _ = log.compact_if_due();
@@ -459,19 +454,10 @@ fn commit_leased(shared: &Shared, batch: Vec<(Row, NonceDone)>) {
         let Some(log) = guard.as_mut() else {
             return;
         };
-        let answers: Vec<Result<bool>> = match log.use_batch_leased(&uses(&rows)) {
-            Some(Ok(fresh)) => fresh.into_iter().map(Ok).collect(),
-            // Nothing written: each alone, so each caller gets its own answer.
-            _ => rows
-                .iter()
-                .map(
-                    |row| match log.use_batch_leased(&uses(std::slice::from_ref(row))) {
-                        Some(answer) => answer.map(|f| f[0]),
-                        None => Err(committer_gone()),
-                    },
-                )
-                .collect(),
-        };
+        let answers = answers(&rows, |b| {
+            log.use_batch_leased(b)
+                .unwrap_or_else(|| Err(committer_gone()))
+        });
         (answers, log.file())
     };
     let synced = file.and_then(|f| f.sync_data());
@@ -480,6 +466,21 @@ fn commit_leased(shared: &Shared, batch: Vec<(Row, NonceDone)>) {
             Ok(()) => answer,
             Err(e) => Err(StoreError::Io(std::io::Error::new(e.kind(), e.to_string()))),
         });
+    }
+}
+
+/// Each row's answer from `decide` (a use of a batch): the whole batch at once, or, when that
+/// failed (nothing written), each row alone, so each caller gets its own answer.
+fn answers(
+    rows: &[Row],
+    mut decide: impl FnMut(&[(&str, &str, i64, i64)]) -> Result<Vec<bool>>,
+) -> Vec<Result<bool>> {
+    match decide(&uses(rows)) {
+        Ok(fresh) => fresh.into_iter().map(Ok).collect(),
+        Err(_) => rows
+            .iter()
+            .map(|row| decide(&uses(std::slice::from_ref(row))).map(|f| f[0]))
+            .collect(),
     }
 }
 
