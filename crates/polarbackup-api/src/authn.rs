@@ -8,6 +8,7 @@ use polarbackup_model::{AccessKeyId, AccountId, Cluster, DbClusterId, KeyKind, R
 use polarbackup_store::{Attachment, CallerRecords, ReadMark, StoreError};
 use polarbackup_wire::{ApiError, Params};
 use std::cell::RefCell;
+use std::sync::Arc;
 
 /// Who is calling, once the signature checks out.
 #[derive(Debug, Clone)]
@@ -17,11 +18,11 @@ pub struct Caller {
     /// The RAM user behind the key; `None` for the account's own keys.
     pub user: Option<RamUser>,
     /// The policies attached to `user`, read with the key.
-    pub attachments: Vec<Attachment>,
+    pub attachments: Arc<[Attachment]>,
     /// The cluster the call names (its `DBClusterId`, when well-formed) as read with the key:
     /// `None` inside when it is not stored. Authorization and the handler's ownership check
     /// use it instead of reading it again.
-    pub named_cluster: Option<(DbClusterId, Option<Cluster>)>,
+    pub named_cluster: Option<(DbClusterId, Option<Arc<Cluster>>)>,
     /// Where the store stood when the records were read, for the call's later reads.
     pub mark: Option<ReadMark>,
     pub source_ip: Option<std::net::IpAddr>,
@@ -32,7 +33,7 @@ impl Caller {
     /// The cluster `id` as read with the key, if the call named that one.
     pub fn cluster_read_with_key(&self, id: &DbClusterId) -> Option<Option<&Cluster>> {
         match &self.named_cluster {
-            Some((named, cluster)) if named == id => Some(cluster.as_ref()),
+            Some((named, cluster)) if named == id => Some(cluster.as_deref()),
             _ => None,
         }
     }
@@ -105,7 +106,7 @@ pub struct Incoming<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub params: &'a Params,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
 }
 
@@ -157,7 +158,7 @@ pub fn check_signature(
     let user_agent = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
-        .map(|(_, v)| v.clone());
+        .map(|(_, v)| (*v).to_owned());
     Ok(Signed {
         records,
         cluster,

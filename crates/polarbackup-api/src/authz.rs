@@ -104,7 +104,7 @@ fn user_policies(caller: &Caller) -> Vec<AttachedPolicy> {
         return Vec::new();
     }
     let mut out = Vec::with_capacity(caller.attachments.len());
-    for a in &caller.attachments {
+    for a in caller.attachments.iter() {
         match (a.kind, &a.document) {
             (PolicyKind::System, _) => match system_policy(&a.name) {
                 Some(p) => out.push(p),
@@ -127,6 +127,21 @@ fn user_policies(caller: &Caller) -> Vec<AttachedPolicy> {
     out
 }
 
+/// The condition keys of a call: what the server knows of every request, as `admin ram
+/// simulate` fills it (plain HTTP only).
+fn request_context(state: &AppState, caller: &Caller) -> Context {
+    let mut context = Context::new()
+        .with_request_defaults(state.request_clock.now(), false)
+        .with_access_id(caller.access_key_id.as_str());
+    if let Some(ip) = caller.source_ip {
+        context = context.with_source_ip(ip);
+    }
+    if let Some(ua) = &caller.user_agent {
+        context = context.with_user_agent(ua);
+    }
+    context
+}
+
 pub fn authorize(
     state: &AppState,
     caller: &Caller,
@@ -143,22 +158,20 @@ pub fn authorize(
     }
     let ram_action = action.ram_action();
     let resource = resource_arn(state, caller, action, params)?;
-    // Plain HTTP only; `admin ram simulate` fills the same defaults.
-    let mut context = Context::new()
-        .with_request_defaults(state.request_clock.now(), false)
-        .with_access_id(caller.access_key_id.as_str());
-    if let Some(ip) = caller.source_ip {
-        context = context.with_source_ip(ip);
-    }
-    if let Some(ua) = &caller.user_agent {
-        context = context.with_user_agent(ua);
-    }
+    let policies = user_policies(caller);
+    // Only conditions read the context (the decision and its diagnostic alike), and building
+    // it costs more than most decisions: policies without any are evaluated without it.
+    let context = if policies.iter().any(|p| p.policy.has_conditions()) {
+        request_context(state, caller)
+    } else {
+        Context::new()
+    };
     let request = RamRequest {
         action: &ram_action,
         resource: &resource,
         context: &context,
     };
-    let decision = evaluate(&request, &user_policies(caller));
+    let decision = evaluate(&request, &policies);
     if decision.effect == DecisionEffect::Allow {
         return Ok(());
     }

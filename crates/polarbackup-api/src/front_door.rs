@@ -1,5 +1,6 @@
 //! One RPC call from bytes to response: read, authenticate, dispatch, render.
 
+use crate::headers::Headers;
 use crate::{authn, authz, handlers, AppState};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -19,18 +20,19 @@ struct Call {
     method: String,
     path: String,
     params: Params,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: Bytes,
 }
 
 impl Call {
-    fn incoming(&self) -> authn::Incoming<'_> {
+    /// The call as authentication reads it, its headers as [`Headers::pairs`].
+    fn incoming<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> authn::Incoming<'a> {
         authn::Incoming {
             source_ip: self.peer,
             method: self.method.as_str(),
             path: &self.path,
             params: &self.params,
-            headers: &self.headers,
+            headers,
             body: &self.body,
         }
     }
@@ -52,21 +54,40 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The RPC endpoint as the router's fallback (every path but `/`, which
+/// [`crate::http::serve`] hands to [`answer`] without routing).
 pub async fn rpc(State(state): State<AppState>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    answer(&state, peer, req).await
+}
+
+/// One RPC call, from `peer`, answered.
+pub(crate) async fn answer<B>(
+    state: &AppState,
+    peer: Option<std::net::IpAddr>,
+    req: axum::http::Request<B>,
+) -> Response
+where
+    B: axum::body::HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let started = Instant::now();
     let request_id = crate::request_id::new();
     // Until Format is known, errors are JSON, which every SDK parses.
     let mut format = Format::Json;
     // For the metrics: the action named, if the API knows it, whatever the outcome.
     let mut named = None;
-    let outcome = match read(&state, req).await {
+    let outcome = match read(state, peer, req).await {
         Ok(call) => {
             format = Format::parse(call.params.get("Format")).unwrap_or_default();
             if state.metrics.is_some() {
                 named = action_named(&call).and_then(|a| Action::parse(a).ok());
             }
             if state.store.local_reads() {
-                answer_on_this_thread(&state, call, &request_id).await
+                answer_on_this_thread(state, call, &request_id).await
             } else {
                 let st = state.clone();
                 let rid = request_id.clone();
@@ -124,12 +145,16 @@ pub(crate) fn respond(rendered: render::Rendered, request_id: &str) -> Response 
 }
 
 /// Reads method, path, headers and a bounded body; decodes query and form parameters.
-async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
+async fn read<B>(
+    state: &AppState,
+    peer: Option<std::net::IpAddr>,
+    req: axum::http::Request<B>,
+) -> Result<Call, ApiError>
+where
+    B: axum::body::HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let (parts, body) = req.into_parts();
-    let peer = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
     if parts.method != Method::GET && parts.method != Method::POST {
         return Err(ApiError::UnsupportedHttpMethod);
     }
@@ -168,16 +193,7 @@ async fn read(state: &AppState, req: Request) -> Result<Call, ApiError> {
         parts.uri.query().unwrap_or(""),
         is_form.then_some(&body[..]),
     );
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = Headers::from_map(&parts.headers);
     Ok(Call {
         peer,
         method: parts.method.as_str().to_owned(),
@@ -301,10 +317,7 @@ fn action_named(call: &Call) -> Option<&str> {
 }
 
 fn header<'a>(call: &'a Call, name: &str) -> Option<&'a str> {
-    call.headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    call.headers.get(name)
 }
 
 /// The handler, its internal errors logged.
@@ -344,7 +357,8 @@ fn signed(
     action: Action,
     request_id: &str,
 ) -> Result<authn::Signed, ApiError> {
-    authn::check_signature(state, &call.incoming(), named_cluster(call, action))
+    let headers = call.headers.pairs();
+    authn::check_signature(state, &call.incoming(&headers), named_cluster(call, action))
         .inspect_err(|e| log_refusal(request_id, e))
 }
 

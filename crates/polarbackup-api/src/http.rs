@@ -3,13 +3,12 @@
 //! RAM's `acs:SourceIp`, and a graceful shutdown that lets in-flight requests finish.
 
 use crate::parse_errors::ShapedErrors;
-use crate::{router, AppState};
+use crate::{front_door, router, AppState};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +38,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let host_id: Arc<str> = state.config.host_id.as_str().into();
-    serve_router(listener, router(state), settings, host_id, shutdown).await
+    let app = router(state.clone());
+    serve_router(listener, app, Some(state), settings, host_id, shutdown).await
 }
 
 /// Serves `GET /metrics` (`--metrics-listen`) on `listener` until `shutdown`: the Prometheus
@@ -55,12 +55,17 @@ pub async fn serve_metrics(
     let app = Router::new()
         .route("/metrics", axum::routing::get(crate::metrics::scrape))
         .with_state(metrics);
-    serve_router(listener, app, settings, host_id, shutdown).await
+    serve_router(listener, app, None, settings, host_id, shutdown).await
 }
 
+/// `rpc`: the API's state, when `/` is its RPC endpoint. Calls there are answered without
+/// the router, which would only find no route for them and call its fallback, the same
+/// [`front_door::answer`] (routing, the peer's extension and the boxed body were a twentieth
+/// of DescribeBackupTasks' CPU).
 async fn serve_router(
     listener: TcpListener,
     app: Router,
+    rpc: Option<AppState>,
     settings: HttpSettings,
     host_id: Arc<str>,
     shutdown: impl Future<Output = ()>,
@@ -85,14 +90,19 @@ async fn serve_router(
             },
         };
         let _ = stream.set_nodelay(true);
-        let svc = app
-            .clone()
-            .map_request(move |mut req: hyper::Request<Incoming>| {
+        let (app, rpc) = (app.clone(), rpc.clone());
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let (app, rpc) = (app.clone(), rpc.clone());
+            async move {
+                if let Some(state) = rpc.filter(|_| req.uri().path() == "/") {
+                    return Ok(front_door::answer(&state, Some(peer.ip()), req).await);
+                }
                 req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
+                app.oneshot(req).await
+            }
+        });
         let io = TokioIo::new(ShapedErrors::new(stream, host_id.clone()));
-        let conn = http.serve_connection(io, TowerToHyperService::new(svc));
+        let conn = http.serve_connection(io, svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -159,6 +169,7 @@ mod tests {
         let task = tokio::spawn(serve_router(
             listener,
             app,
+            None,
             settings,
             "test-host".into(),
             async {

@@ -8,6 +8,7 @@ mod console;
 mod download;
 mod front_door;
 mod handlers;
+mod headers;
 pub mod http;
 mod log_backups;
 mod metrics;

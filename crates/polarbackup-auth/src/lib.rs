@@ -112,12 +112,20 @@ mod testutil {
     pub(crate) fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|&(k, v)| (k.into(), v.into())).collect()
     }
+
+    /// Owned headers as a [`crate::Request`] borrows them.
+    pub(crate) fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{owned, Keys};
+    use crate::testutil::{borrowed, owned, Keys};
 
     #[test]
     fn max_clock_skew_is_fifteen_minutes() {
@@ -132,7 +140,7 @@ mod tests {
             path: "/",
             query: &[],
             form: &[],
-            headers: &headers,
+            headers: &borrowed(&headers),
             body: b"",
         };
         assert_eq!(
@@ -152,7 +160,7 @@ mod tests {
             path: "/",
             query: &[],
             form: &[],
-            headers: &headers,
+            headers: &borrowed(&headers),
             body: b"",
         };
         assert!(matches!(

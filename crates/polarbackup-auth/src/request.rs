@@ -12,7 +12,7 @@ pub struct Request<'a> {
     /// Parameters of an `application/x-www-form-urlencoded` body, decoded; empty if none.
     pub form: &'a [(String, String)],
     /// Headers with names in any case and values as received; names may repeat.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     /// The raw (de-chunked) body.
     pub body: &'a [u8],
 }
@@ -31,6 +31,6 @@ impl<'a> Request<'a> {
         self.headers
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| *v)
     }
 }

@@ -22,6 +22,8 @@ const REQUIRED_SIGNED: [&str; 6] = [
     "x-acs-content-sha256",
 ];
 const SECURITY_TOKEN: &str = "x-acs-security-token";
+/// The SHA-256 of no bytes: the payload hash of every request without a body.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Algorithm {
@@ -60,6 +62,7 @@ impl Algorithm {
     /// even though the header is still called `x-acs-content-sha256`.
     fn hex_hash(self, data: &[u8]) -> String {
         match self {
+            Self::HmacSha256 | Self::RsaSha256 if data.is_empty() => EMPTY_SHA256.to_owned(),
             Self::HmacSha256 | Self::RsaSha256 => hex_lower(&Sha256::digest(data)),
             Self::HmacSm3 => hex_lower(&Sm3::digest(data)),
         }
@@ -302,9 +305,8 @@ pub(crate) fn parse_public_key(pem: &str) -> Option<RsaPublicKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{owned, Keys};
+    use crate::testutil::{borrowed, owned, Keys};
 
-    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const EMPTY_SM3: &str = "1ab21d8355cfa17f8e61194831e81a8f22bec8c728fefb747ed035eb5082aa2b";
     const SIGNED: &str =
         "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version";
@@ -344,7 +346,7 @@ mod tests {
             path: "/",
             query: &query,
             form: &[],
-            headers,
+            headers: &borrowed(headers),
             body,
         };
         crate::verify(&req, now(), &Keys)
@@ -372,7 +374,7 @@ mod tests {
             path: "/",
             query: &query,
             form: &[],
-            headers: &headers,
+            headers: &borrowed(&headers),
             body: b"",
         };
         let ch = canonical_headers(&req, SIGNED).unwrap();
@@ -409,6 +411,7 @@ mod tests {
 
     #[test]
     fn empty_hashes() {
+        assert_eq!(hex_lower(&Sha256::digest(b"")), EMPTY_SHA256);
         assert_eq!(Algorithm::HmacSha256.hex_hash(b""), EMPTY_SHA256);
         assert_eq!(Algorithm::RsaSha256.hex_hash(b""), EMPTY_SHA256);
         assert_eq!(Algorithm::HmacSm3.hex_hash(b""), EMPTY_SM3);
@@ -438,7 +441,7 @@ mod tests {
             path: "/",
             query: &[],
             form: &[],
-            headers: &headers,
+            headers: &borrowed(&headers),
             body: b"",
         };
         assert_eq!(
@@ -641,7 +644,7 @@ mod tests {
             path: "/",
             query: &query,
             form: &[],
-            headers: &headers,
+            headers: &borrowed(&headers),
             body: b"",
         };
         let cr = canonical_request(

@@ -557,3 +557,16 @@ fn messages_are_specific() {
     let msg = err(r#"{"Version":"2","Statement":[]}"#).to_string();
     assert_eq!(msg, "Version must be \"1\", found \"2\".");
 }
+
+#[test]
+fn has_conditions_tells_whether_any_statement_reads_the_context() {
+    assert!(!Policy::parse(&one(OK)).unwrap().has_conditions());
+    // An empty Condition block has no condition to read anything with.
+    assert!(!Policy::parse(&with_condition("{}"))
+        .unwrap()
+        .has_conditions());
+    let second_has_one = format!(
+        r#"{{"Version":"1","Statement":[{{{OK}}},{{{OK},"Condition":{{"Bool":{{"acs:SecureTransport":"true"}}}}}}]}}"#
+    );
+    assert!(Policy::parse(&second_has_one).unwrap().has_conditions());
+}

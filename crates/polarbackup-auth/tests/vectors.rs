@@ -24,13 +24,13 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn request(&self) -> Request<'_> {
+    fn request<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
         Request {
             method: &self.method,
             path: &self.path,
             query: &self.query,
             form: &self.form,
-            headers: &self.headers,
+            headers,
             body: &self.body,
         }
     }
@@ -169,7 +169,12 @@ fn check(
     now: Timestamp,
     keys: &dyn KeyLookup,
 ) -> Result<polarbackup_auth::Verified, AuthError> {
-    verify(&p.request(), now, keys)
+    let headers: Vec<(&str, &str)> = p
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    verify(&p.request(&headers), now, keys)
 }
 
 fn vector_files() -> Vec<(String, Vec<u8>)> {

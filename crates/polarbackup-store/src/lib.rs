@@ -82,8 +82,8 @@ pub trait Store:
         Ok(Some(CallerRecords {
             key,
             user,
-            attachments,
-            cluster,
+            attachments: attachments.into(),
+            cluster: cluster.map(std::sync::Arc::new),
             mark: None,
         }))
     }

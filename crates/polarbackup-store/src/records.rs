@@ -7,6 +7,7 @@ use polarbackup_model::{
     AccessKey, AccountId, BackupJob, BackupJobId, BackupKind, BackupSet, BackupSetStatus, Cluster,
     ClusterStatus, DbClusterId, JobMode, LogBackupPolicy, RamUser, WalGap, WalObject,
 };
+use std::sync::Arc;
 
 /// What authenticating and authorizing one call reads, in one snapshot
 /// ([`crate::Store::caller_records`]): the key, its RAM user and that user's policies, and the
@@ -17,10 +18,11 @@ pub struct CallerRecords {
     /// The key's RAM user; `None` for an account's own key, and for a user key whose user is
     /// gone (which must then not act at all).
     pub user: Option<RamUser>,
-    /// The policies attached to `user` (none without one).
-    pub attachments: Vec<Attachment>,
+    /// The policies attached to `user` (none without one). Shared, as is `cluster`: the
+    /// records of a key are handed out for every call it signs.
+    pub attachments: Arc<[Attachment]>,
     /// The cluster asked about, in any account and any state; `None` when it is not stored.
-    pub cluster: Option<Cluster>,
+    pub cluster: Option<Arc<Cluster>>,
     /// Where the handle that read them stood (a backend that keeps reads in memory): a later
     /// read of the same call ([`crate::JobStore::list_jobs_read_with`]) may skip the check for
     /// changes made since while the handle still stands there.

@@ -14,6 +14,7 @@ mod job_watch;
 mod locations;
 mod log_reader;
 mod log_sink;
+mod log_time;
 mod metrics;
 mod private;
 mod restore;

@@ -47,6 +47,7 @@ fn init_logging(format: LogFormat) -> BatchedWriter {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer.clone())
+        .with_timer(crate::log_time::LogTime)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),

@@ -140,4 +140,9 @@ impl Policy {
     pub fn statements(&self) -> &[Statement] {
         &self.statements
     }
+
+    /// Whether any statement has a `Condition`: only those read a request's context.
+    pub fn has_conditions(&self) -> bool {
+        self.statements.iter().any(|s| !s.conditions.is_empty())
+    }
 }

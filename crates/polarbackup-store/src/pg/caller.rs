@@ -55,8 +55,8 @@ impl PgStore {
             Ok(Some(CallerRecords {
                 key,
                 user,
-                attachments,
-                cluster,
+                attachments: attachments.into(),
+                cluster: cluster.map(std::sync::Arc::new),
                 mark: None,
             }))
         })

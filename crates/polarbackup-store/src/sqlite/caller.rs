@@ -52,8 +52,8 @@ impl SqliteStore {
             Ok(Some(CallerRecords {
                 key,
                 user,
-                attachments,
-                cluster,
+                attachments: attachments.into(),
+                cluster: cluster.map(std::sync::Arc::new),
                 mark: None,
             }))
         })

@@ -117,13 +117,13 @@ impl Raw {
         }
     }
 
-    fn request(&self) -> Request<'_> {
+    fn request<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> Request<'a> {
         Request {
             method: &self.method,
             path: &self.path,
             query: &self.query,
             form: &self.form,
-            headers: &self.headers,
+            headers,
             body: &self.body,
         }
     }
@@ -153,7 +153,12 @@ impl Raw {
             .headers
             .iter()
             .any(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.contains("RSA"));
-        let _ = verify(&self.request(), self.now(), &FixedKey { rsa });
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let _ = verify(&self.request(&headers), self.now(), &FixedKey { rsa });
     }
 }
 
