@@ -1,9 +1,9 @@
 //! The time that opens each log line, as `tracing_subscriber`'s default timer writes it
 //! (`2026-12-04T20:45:39.123456Z`), the date and time of day formatted once per second.
 
+use polarbackup_model::{Clock, SystemClock};
 use std::cell::RefCell;
 use std::fmt::{self, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
@@ -14,8 +14,9 @@ pub struct LogTime;
 
 impl FormatTime for LogTime {
     fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(since_epoch) => write_time(w, since_epoch),
+        let now = SystemClock.now();
+        match u64::try_from(now.as_second()) {
+            Ok(second) => write_time(w, second, now.subsec_microsecond().unsigned_abs()),
             // A clock before 1970: the default timer knows how to write that.
             Err(_) => tracing_subscriber::fmt::time::SystemTime.format_time(w),
         }
@@ -27,9 +28,8 @@ thread_local! {
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-/// `since_epoch` as RFC 3339 in UTC with microseconds.
-fn write_time(w: &mut impl Write, since_epoch: Duration) -> fmt::Result {
-    let second = since_epoch.as_secs();
+/// `second` (since the epoch) and `micros` past it as RFC 3339 in UTC with microseconds.
+fn write_time(w: &mut impl Write, second: u64, micros: u32) -> fmt::Result {
     SECOND.with(|cached| {
         let mut cached = cached.borrow_mut();
         if cached.0 != second {
@@ -55,7 +55,7 @@ fn write_time(w: &mut impl Write, since_epoch: Duration) -> fmt::Result {
         w.write_str(&cached.1)
     })?;
     let mut fraction = *b".000000Z";
-    let mut micros = since_epoch.subsec_micros();
+    let mut micros = micros;
     for digit in fraction[1..7].iter_mut().rev() {
         *digit = b'0' + (micros % 10) as u8;
         micros /= 10;
@@ -68,9 +68,9 @@ fn write_time(w: &mut impl Write, since_epoch: Duration) -> fmt::Result {
 mod tests {
     use super::*;
 
-    fn written(since_epoch: Duration) -> String {
+    fn written((second, micros): (u64, u32)) -> String {
         let mut out = String::new();
-        write_time(&mut out, since_epoch).expect("writes");
+        write_time(&mut out, second, micros).expect("writes");
         out
     }
 
@@ -78,30 +78,18 @@ mod tests {
     fn writes_what_the_default_timer_writes() {
         // The default timer's format: four-digit year, microseconds, `Z`.
         let cases = [
-            (Duration::new(0, 0), "1970-01-01T00:00:00.000000Z"),
-            (
-                Duration::new(1_796_428_799, 999_999_999),
-                "2026-12-04T23:59:59.999999Z",
-            ),
-            (
-                Duration::new(1_796_428_799, 0),
-                "2026-12-04T23:59:59.000000Z",
-            ),
-            (
-                Duration::new(1_796_428_800, 1_000),
-                "2026-12-05T00:00:00.000001Z",
-            ),
-            (
-                Duration::new(951_782_400, 123_456_789),
-                "2000-02-29T00:00:00.123456Z",
-            ),
+            ((0, 0), "1970-01-01T00:00:00.000000Z"),
+            ((1_796_428_799, 999_999), "2026-12-04T23:59:59.999999Z"),
+            ((1_796_428_799, 0), "2026-12-04T23:59:59.000000Z"),
+            ((1_796_428_800, 1), "2026-12-05T00:00:00.000001Z"),
+            ((951_782_400, 123_456), "2000-02-29T00:00:00.123456Z"),
         ];
         // Twice over, each case twice in a row (the second from the cache), the order going
         // back in time as well as forward.
         for _ in 0..2 {
-            for (since_epoch, text) in cases {
-                assert_eq!(written(since_epoch), text);
-                assert_eq!(written(since_epoch), text);
+            for (at, text) in cases {
+                assert_eq!(written(at), text);
+                assert_eq!(written(at), text);
             }
         }
     }
@@ -113,7 +101,7 @@ mod tests {
             .format_time(&mut Writer::new(&mut out))
             .expect("writes");
         let t: jiff::Timestamp = out.parse().expect("RFC 3339");
-        let skew = jiff::Timestamp::now().duration_since(t);
+        let skew = SystemClock.now().duration_since(t);
         assert!(skew.abs() < jiff::SignedDuration::from_secs(5), "{out}");
         assert_eq!(out.len(), "2026-12-04T20:45:39.123456Z".len(), "{out}");
     }
