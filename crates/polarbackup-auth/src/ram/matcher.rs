@@ -44,6 +44,9 @@ pub(crate) fn glob(
 
 /// Case-insensitive char comparison (Unicode lower-casing, not only ASCII).
 pub(crate) fn eq_ignore_case(a: char, b: char) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(&b);
+    }
     a == b || a.to_lowercase().eq(b.to_lowercase())
 }
 
@@ -148,19 +151,33 @@ impl ResourcePattern {
         let Some(pattern) = &self.segments else {
             return true;
         };
-        let Some(subject) = arn_segments(resource) else {
+        // The subject's characters on the stack when they fit (an ARN does), so a call
+        // evaluated against a policy allocates nothing here.
+        let mut stack = ['\0'; 192];
+        let mut heap = Vec::new();
+        let n = resource.chars().count();
+        let all: &mut [char] = if n <= stack.len() {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, '\0');
+            &mut heap
+        };
+        for (slot, c) in all.iter_mut().zip(resource.chars()) {
+            *slot = c;
+        }
+        let Some(subject) = char_segments(all) else {
             return false;
         };
         let ci = |p: char, s: char, _: usize| eq_ignore_case(p, s);
         let cs = |p: char, s: char, _: usize| p == s;
-        let relative = chars(subject[4]);
+        let relative = subject[4];
         // Without a `/` there is no type token, so the whole id is case-sensitive.
         let type_end = relative.iter().position(|&c| c == '/').unwrap_or(0);
-        glob(&pattern[0], &chars(subject[0]), ci)
-            && glob(&pattern[1], &chars(subject[1]), ci)
-            && glob(&pattern[2], &chars(subject[2]), cs)
-            && glob(&pattern[3], &chars(subject[3]), cs)
-            && glob(&pattern[4], &relative, |p, s, i| {
+        glob(&pattern[0], subject[0], ci)
+            && glob(&pattern[1], subject[1], ci)
+            && glob(&pattern[2], subject[2], cs)
+            && glob(&pattern[3], subject[3], cs)
+            && glob(&pattern[4], relative, |p, s, i| {
                 if i < type_end {
                     eq_ignore_case(p, s)
                 } else {
@@ -168,6 +185,12 @@ impl ResourcePattern {
                 }
             })
     }
+}
+
+/// [`arn_segments`] over characters: split at the first four `:`.
+fn char_segments(all: &[char]) -> Option<[&[char]; 5]> {
+    let mut it = all.splitn(5, |&c| c == ':');
+    Some([it.next()?, it.next()?, it.next()?, it.next()?, it.next()?])
 }
 
 #[cfg(test)]
@@ -268,5 +291,19 @@ mod tests {
         let p = ResourcePattern::new("acs:polardb:cn-*:123:dbcluster/*").unwrap();
         assert!(!p.matches("acs:polardb:cn-x:999:123:dbcluster/a"));
         assert!(p.matches("acs:polardb:cn-x:123:dbcluster/a"));
+    }
+
+    #[test]
+    fn resources_longer_than_the_stack_buffer_match_alike() {
+        let p = ResourcePattern::new("acs:polardb:*:123:dbcluster/pc-*é").unwrap();
+        for len in [150, 191, 192, 193, 400] {
+            let head = "acs:polardb:r:123:DBCluster/pc-";
+            let id = "x".repeat(len - head.chars().count() - 1);
+            let resource = format!("{head}{id}é");
+            assert_eq!(resource.chars().count(), len);
+            assert!(p.matches(&resource), "{len}");
+            assert!(!p.matches(&resource.replace(":123:", ":124:")), "{len}");
+            assert!(!p.matches(&format!("{resource}x")), "{len}");
+        }
     }
 }
