@@ -268,9 +268,10 @@ for size in $SIZES; do
     # The limit right after, at the machine's load of the moment: the ratio compares like
     # with like even when other work comes and goes.
     bare_start
+    cpu0="$(proc_cpu "$BARE_PID")"
     out="$(POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$BARE_ENDPOINT" --key-id "$KEY_ID" \
         --vary "DBClusterId=$WORK/hot.txt")" || { echo "$out" >&2; die "load generator failed on bare"; }
-    api_row bare hyper-after "$size" "$out"
+    api_row bare hyper-after "$size" "$out" "cpu_us_per_request=$(cpu_per_request "$cpu0" "$(proc_cpu "$BARE_PID")" "$out")"
     stop_pid "$BARE_PID" TERM "bare server"
 done
 # Every stored job of a few clusters (history included), read back with a history long enough.
@@ -284,12 +285,13 @@ stop_serve
 # ------------------------------------------------------------------------------------------
 # B. The limit: hyper answering the same body, no work.
 bare_part() {
-local out endpoint
+local out endpoint cpu0
 bare_start
 endpoint="$BARE_ENDPOINT"
+cpu0="$(proc_cpu "$BARE_PID")"
 out="$(POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$endpoint" --key-id "$KEY_ID" \
     --vary "DBClusterId=$WORK/hot.txt")" || { echo "$out" >&2; die "load generator failed on bare"; }
-api_row bare hyper "-" "$out"
+api_row bare hyper "-" "$out" "cpu_us_per_request=$(cpu_per_request "$cpu0" "$(proc_cpu "$BARE_PID")" "$out")"
 if [ "$LAT_CONNECTIONS" != 0 ]; then
     out="$(CONNS="$LAT_CONNECTIONS" POLARBACKUP_BENCH_KEY_SECRET="$KEY_SECRET" loadgen --target "$endpoint" \
         --key-id "$KEY_ID" --vary "DBClusterId=$WORK/hot.txt")" || { echo "$out" >&2; die "load generator failed on bare"; }
@@ -487,6 +489,10 @@ for s in sizes:
         f = float(r[1]["fsync_ms"])
         print("- %s jobs: serve CPU %s us/request; fsync median %.2f ms, so at most %.0f requests/s on %s closed-loop connections (one durable nonce commit each); %s %% of the vCPUs' time stolen by the host meanwhile"
               % (s, r[1].get("cpu_us_per_request", "n/a"), f, float(r[1]["connections"]) / f * 1e3 if f else 0, r[1]["connections"], r[1].get("steal_pct", "n/a")))
+    b = get("bare", "hyper-after", s)
+    if b and "cpu_us_per_request" in b[1]:
+        # The generator is one thread: where it is the limit, requests/s alone flatters the API.
+        print("- bare hyper right after the %s-job run: its CPU %s us/request" % (s, b[1]["cpu_us_per_request"]))
 big, small, bare, moto = get("api", "serve", sizes[-1]), get("api", "serve", sizes[0]), get("bare", "hyper"), get("moto")
 print()
 print("| goal | measured | met |")
