@@ -60,7 +60,7 @@ pub async fn serve_metrics(
 
 /// `rpc`: the API's state, when `/` is its RPC endpoint. Calls there are answered without
 /// the router, which would only find no route for them and call its fallback, the same
-/// [`front_door::answer`] (routing, the peer's extension and the boxed body were a twentieth
+/// [`front_door::answer`] (routing, the peer's extension and the boxed body were a few %
 /// of DescribeBackupTasks' CPU).
 async fn serve_router(
     listener: TcpListener,
