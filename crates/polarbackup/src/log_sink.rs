@@ -33,12 +33,16 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The output, taken only with the state locked or by the writer thread right after it
+    /// let the state go (always state first, then output).
+    fn out(&self) -> MutexGuard<'_, Box<dyn Write + Send>> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Writes `bytes` out. Called with the state locked, so events leave in the order they
     /// came.
     fn write_out(&self, bytes: &[u8]) {
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        // Nowhere to report a failed log write: the line is lost, as with `eprintln!`.
-        let _ = out.write_all(bytes).and_then(|()| out.flush());
+        write_to(&mut self.out(), bytes);
     }
 
     /// Writes out what `state` (locked) holds and empties it, keeping its capacity.
@@ -115,6 +119,7 @@ impl BatchedWriter {
 
 /// The writer thread: waits for a first line, lets more gather, writes them all.
 fn run(shared: &Shared, gather: Duration) {
+    let mut batch = Vec::new();
     loop {
         let mut state = shared.state();
         while state.buf.is_empty() && !state.closed {
@@ -125,9 +130,23 @@ fn run(shared: &Shared, gather: Duration) {
         }
         drop(state);
         std::thread::sleep(gather);
-        // Written holding the state, so an event writing itself meanwhile comes after these.
-        shared.drain(&mut shared.state());
+        // The batch leaves the buffer, and the output is taken before the state is let go: an
+        // event writing itself meanwhile waits for the output, so it still comes after these,
+        // while the lines batched meanwhile wait for nothing (they did wait for the whole
+        // `write` when it was made holding the state).
+        let mut state = shared.state();
+        std::mem::swap(&mut state.buf, &mut batch);
+        let mut out = shared.out();
+        drop(state);
+        write_to(&mut out, &batch);
+        drop(out);
+        batch.clear();
     }
+}
+
+fn write_to(out: &mut Box<dyn Write + Send>, bytes: &[u8]) {
+    // Nowhere to report a failed log write: the line is lost, as with `eprintln!`.
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
 }
 
 /// One event's writer: `tracing_subscriber` formats an event whole and writes it in one call.
@@ -220,6 +239,63 @@ mod tests {
             assert!(Instant::now() < deadline, "got {:?}", seen.text());
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// An output whose writes wait until the test opens the gate, saying when one waits.
+    struct Gate {
+        seen: Seen,
+        waiting: std::sync::mpsc::Sender<()>,
+        open: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.waiting.send(());
+            let (open, opened) = &*self.open;
+            let mut is_open = open.lock().unwrap();
+            while !*is_open {
+                is_open = opened.wait(is_open).unwrap();
+            }
+            self.seen.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_batched_while_a_batch_is_written_do_not_wait_for_it() {
+        let seen = Seen::default();
+        let (waiting, writing) = std::sync::mpsc::channel();
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let gate = Gate {
+            seen: seen.clone(),
+            waiting,
+            open: open.clone(),
+        };
+        let w = BatchedWriter::new(gate, Duration::from_millis(1), all);
+        emit(&w, 1, 0);
+        writing
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer thread writes the first line");
+        // The first batch is held in its write: more lines are batched all the same.
+        let (done, batched) = std::sync::mpsc::channel();
+        let more = w.clone();
+        std::thread::spawn(move || {
+            emit(&more, 100, 1);
+            let _ = done.send(());
+        });
+        batched
+            .recv_timeout(Duration::from_secs(10))
+            .expect("lines batched during a write do not wait for it");
+        // A line written at once waits for the output, so it comes after the batch.
+        let at_once = w.clone();
+        let direct = std::thread::spawn(move || event(&at_once, "line 101\n", false));
+        let (is_open, opened) = &*open;
+        *is_open.lock().unwrap() = true;
+        opened.notify_all();
+        direct.join().unwrap();
+        assert_eq!(seen.text(), lines(102, 0));
     }
 
     #[test]
