@@ -39,7 +39,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let host_id: Arc<str> = state.config.host_id.as_str().into();
     let app = router(state.clone());
-    serve_router(listener, app, Some(state), settings, host_id, shutdown).await
+    serve_router(
+        listener,
+        app,
+        Some(Arc::new(state)),
+        settings,
+        host_id,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves `GET /metrics` (`--metrics-listen`) on `listener` until `shutdown`: the Prometheus
@@ -65,7 +73,7 @@ pub async fn serve_metrics(
 async fn serve_router(
     listener: TcpListener,
     app: Router,
-    rpc: Option<AppState>,
+    rpc: Option<Arc<AppState>>,
     settings: HttpSettings,
     host_id: Arc<str>,
     shutdown: impl Future<Output = ()>,
@@ -92,13 +100,19 @@ async fn serve_router(
         let _ = stream.set_nodelay(true);
         let (app, rpc) = (app.clone(), rpc.clone());
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            let (app, rpc) = (app.clone(), rpc.clone());
+            // Only what the request goes to is cloned: the state's one count, or the router.
+            let to = match &rpc {
+                Some(state) if req.uri().path() == "/" => Ok(state.clone()),
+                _ => Err(app.clone()),
+            };
             async move {
-                if let Some(state) = rpc.filter(|_| req.uri().path() == "/") {
-                    return Ok(front_door::answer(&state, Some(peer.ip()), req).await);
+                match to {
+                    Ok(state) => Ok(front_door::answer(&state, Some(peer.ip()), req).await),
+                    Err(app) => {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        app.oneshot(req).await
+                    }
                 }
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.oneshot(req).await
             }
         });
         let io = TokioIo::new(ShapedErrors::new(stream, host_id.clone()));

@@ -730,12 +730,9 @@ mod tests {
     #[test]
     fn writers_write_buffered_where_direct_io_is_refused() {
         let disk = polarbackup_testkit::Tmpfs::ramfs();
-        let probe = disk.path().join("probe");
-        let refused = polarbackup_repo::open_direct(
-            &probe,
-            std::fs::OpenOptions::new().write(true).create(true),
-        );
-        assert!(matches!(refused, Ok(None)), "{refused:?}");
+        let probe = File::create(disk.path().join("probe")).expect("probe");
+        let refused = set_direct(&probe);
+        assert!(matches!(refused, Ok(false)), "{refused:?}");
         write_files_and_check(disk.path());
     }
 

@@ -7,7 +7,7 @@
 //! Both directions go through one page-aligned buffer per thread; an object's last part
 //! block, if any, is written through the page cache ([`write_direct`]). A file system that
 //! refuses `O_DIRECT` (`EINVAL` at open) is remembered, and its objects go through opendal as
-//! before. [`AlignedBuf`], [`open_direct`], [`set_direct`] and [`write_direct`] are public for the restore's
+//! before. [`AlignedBuf`], [`set_direct`] and [`write_direct`] are public for the restore's
 //! file writers, which write around the page cache the same way.
 
 use crate::error::RepoError;
@@ -48,7 +48,7 @@ impl AlignedBuf {
 
 /// Opens `path` with `options` and `O_DIRECT`: `None` when the file system refuses direct
 /// I/O (`EINVAL`; with `create`, the file may have been created before the refusal).
-pub fn open_direct(path: &Path, options: &mut OpenOptions) -> std::io::Result<Option<File>> {
+pub(crate) fn open_direct(path: &Path, options: &mut OpenOptions) -> std::io::Result<Option<File>> {
     match options
         .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
         .open(path)

@@ -37,7 +37,7 @@ mod writer;
 pub use codec::Checksum;
 pub use config::{RepoConfig, MAX_CHUNK_SIZE};
 pub use crypt::{RepoKey, MIN_KEY_LEN};
-pub use direct::{open_direct, set_direct, write_direct, AlignedBuf, DIRECT_ALIGN};
+pub use direct::{set_direct, write_direct, AlignedBuf, DIRECT_ALIGN};
 pub use error::RepoError;
 pub use manifest::{
     ArchiveEntry, ChunkEntry, Compression, Encryption, FileEntry, Manifest, Totals,
