@@ -8,7 +8,7 @@
 #   2. A throwaway PostgreSQL 15 cluster (initdb --data-checksums, as user postgres) on a free
 #      loopback port, archiving through pgBackRest, loaded with pgbench data plus a poorly
 #      compressible md5 table (BENCH_SIZE_MB in total, default 1536).
-#   3. Backups, each BENCH_RUNS times warm plus one cold run (page cache dropped) per tool:
+#   3. Backups, each BENCH_RUNS times warm plus BENCH_COLD cold runs (page cache dropped) per tool:
 #        polarbackup  CreateBackup via the official Python SDK, polled with DescribeBackupTasks
 #                     until Finished; timed to the server's commit of the Finished job (its
 #                     "backup finished" log line), not to the poll that saw it
@@ -28,7 +28,8 @@
 #   BENCH_SIZE_MB=1536        total data size; 65 % pgbench (-s), 35 % md5 text table
 #   BENCH_RUNS=3              warm runs per backup variant
 #   BENCH_RESTORE_RUNS=2      runs per restore variant
-#   BENCH_COLD=1              one extra cold-cache run per backup variant (0 to skip)
+#   BENCH_COLD=1              cold-cache rounds after the warm ones (page cache dropped before
+#                             each backup; 0 to skip); their medians give the cold ratios
 #   BENCH_MAX_LOAD=1.0        wait (up to BENCH_WAIT_LOAD_SECS=600) for the 1-min load to drop
 #                             below this before measuring; the load is recorded either way
 #   BENCH_POLL_INTERVAL=0.2   DescribeBackupTasks polling interval, seconds (the time Finished
@@ -371,18 +372,19 @@ for run in $(seq 1 "$RUNS"); do
     pgbb_backup client-zstd1 "$run" warm
     pgbr_backup "$run" warm
 done
-if [ "$COLD" = 1 ] && ! { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
-    log "cannot write /proc/sys/vm/drop_caches here; skipping the cold round"
+case "$COLD" in ''|*[!0-9]*) die "BENCH_COLD must be a number of rounds, not '$COLD'" ;; esac
+if [ "$COLD" -gt 0 ] && ! { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+    log "cannot write /proc/sys/vm/drop_caches here; skipping the cold rounds"
     COLD=0
 fi
-if [ "$COLD" = 1 ]; then
-    log "--- backup round cold (page cache dropped before each)"
+for run in $(seq 1 "$COLD"); do
+    log "--- backup round cold $run/$COLD (page cache dropped before each)"
     cpu_probe
-    pb_backup c1 cold
-    pgbb_backup none c1 cold
-    pgbb_backup client-zstd1 c1 cold
-    pgbr_backup c1 cold
-fi
+    pb_backup "c$run" cold
+    pgbb_backup none "c$run" cold
+    pgbb_backup client-zstd1 "c$run" cold
+    pgbr_backup "c$run" cold
+done
 
 # ------------------------------------------------------------------------------------------
 # 3d. restores into an empty directory (warm: the backup was just written or read)

@@ -35,6 +35,9 @@ step "bench/backup_restore.sh"
 BENCH_BIN="$bins/polarbackup" BENCH_SIZE_MB=48 BENCH_RUNS=1 BENCH_RESTORE_RUNS=1 BENCH_COLD=0 \
     bash bench/backup_restore.sh >"$results/backup_restore.log" 2>&1 \
     || { tail -40 "$results/backup_restore.log" >&2; exit 1; }
+step "bench/page_delta.sh"
+BENCH_SCALE=1 bash bench/page_delta.sh >"$results/page_delta.log" 2>&1 \
+    || { tail -40 "$results/page_delta.log" >&2; exit 1; }
 step "bench/fsync_tail.py"
 python3 bench/fsync_tail.py "$results" 50 1 1 >"$results/fsync_tail.log" 2>&1 \
     || { tail -40 "$results/fsync_tail.log" >&2; exit 1; }

@@ -91,6 +91,8 @@ PY_PACKAGES=(
     # WebDriver bindings the console's browser tests drive Chromium with (its chromedriver is
     # Debian's, named explicitly, so Selenium Manager never downloads one).
     "selenium:selenium==4.51.0"
+    # zstd for bench/page_delta.py (the delta encodings of changed pages it measures).
+    "zstandard:zstandard==0.25.0"
 )
 
 missing=()
