@@ -299,7 +299,7 @@ fn route(call: &Call) -> Result<Action, ApiError> {
     let version = call
         .params
         .get("Version")
-        .or_else(|| header(call, "x-acs-version"))
+        .or_else(|| call.headers.get("x-acs-version"))
         .filter(|v| !v.is_empty())
         .ok_or(ApiError::MissingParameter("Version"))?;
     if version != API_VERSION {
@@ -312,12 +312,8 @@ fn route(call: &Call) -> Result<Action, ApiError> {
 fn action_named(call: &Call) -> Option<&str> {
     call.params
         .get("Action")
-        .or_else(|| header(call, "x-acs-action"))
+        .or_else(|| call.headers.get("x-acs-action"))
         .filter(|a| !a.is_empty())
-}
-
-fn header<'a>(call: &'a Call, name: &str) -> Option<&'a str> {
-    call.headers.get(name)
 }
 
 /// The handler, its internal errors logged.
@@ -328,7 +324,14 @@ fn dispatch(
     call: &Call,
     request_id: &str,
 ) -> Result<Answer, ApiError> {
-    handlers::dispatch(state, action, caller, &call.params, header(call, "host")).inspect_err(|e| {
+    handlers::dispatch(
+        state,
+        action,
+        caller,
+        &call.params,
+        call.headers.get("host"),
+    )
+    .inspect_err(|e| {
         if *e == ApiError::Internal {
             error!(
                 request_id,

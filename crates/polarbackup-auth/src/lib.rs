@@ -20,7 +20,7 @@ pub use encode::percent_encode;
 pub use error::AuthError;
 pub use keys::{KeyLookup, KeyMaterial, KeyRecord};
 pub use link::{sign_link, verify_link};
-pub use request::Request;
+pub use request::{borrow_headers, Request};
 pub use time::MAX_CLOCK_SKEW;
 
 /// Whether `pem` is an RSA public key the V3 verifier can use (SubjectPublicKeyInfo or PKCS#1).
@@ -112,20 +112,12 @@ mod testutil {
     pub(crate) fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|&(k, v)| (k.into(), v.into())).collect()
     }
-
-    /// Owned headers as a [`crate::Request`] borrows them.
-    pub(crate) fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{borrowed, owned, Keys};
+    use crate::testutil::{owned, Keys};
 
     #[test]
     fn max_clock_skew_is_fifteen_minutes() {
@@ -140,7 +132,7 @@ mod tests {
             path: "/",
             query: &[],
             form: &[],
-            headers: &borrowed(&headers),
+            headers: &borrow_headers(&headers),
             body: b"",
         };
         assert_eq!(
@@ -160,7 +152,7 @@ mod tests {
             path: "/",
             query: &[],
             form: &[],
-            headers: &borrowed(&headers),
+            headers: &borrow_headers(&headers),
             body: b"",
         };
         assert!(matches!(

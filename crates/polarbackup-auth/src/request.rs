@@ -17,6 +17,15 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
+/// Owned (name, value) headers as [`Request::headers`] borrows them, for callers that keep
+/// headers as `String`s (captured requests, the fuzz harness, tests).
+pub fn borrow_headers(owned: &[(String, String)]) -> Vec<(&str, &str)> {
+    owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
 impl<'a> Request<'a> {
     /// All values of header `name` (ASCII case-insensitive), in received order.
     pub(crate) fn header_values(&self, name: &str) -> Vec<&'a str> {

@@ -305,7 +305,8 @@ pub(crate) fn parse_public_key(pem: &str) -> Option<RsaPublicKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{borrowed, owned, Keys};
+    use crate::borrow_headers;
+    use crate::testutil::{owned, Keys};
 
     const EMPTY_SM3: &str = "1ab21d8355cfa17f8e61194831e81a8f22bec8c728fefb747ed035eb5082aa2b";
     const SIGNED: &str =
@@ -346,7 +347,7 @@ mod tests {
             path: "/",
             query: &query,
             form: &[],
-            headers: &borrowed(headers),
+            headers: &borrow_headers(headers),
             body,
         };
         crate::verify(&req, now(), &Keys)
@@ -374,7 +375,7 @@ mod tests {
             path: "/",
             query: &query,
             form: &[],
-            headers: &borrowed(&headers),
+            headers: &borrow_headers(&headers),
             body: b"",
         };
         let ch = canonical_headers(&req, SIGNED).unwrap();
@@ -441,7 +442,7 @@ mod tests {
             path: "/",
             query: &[],
             form: &[],
-            headers: &borrowed(&headers),
+            headers: &borrow_headers(&headers),
             body: b"",
         };
         assert_eq!(
@@ -644,7 +645,7 @@ mod tests {
             path: "/",
             query: &query,
             form: &[],
-            headers: &borrowed(&headers),
+            headers: &borrow_headers(&headers),
             body: b"",
         };
         let cr = canonical_request(

@@ -3,7 +3,9 @@
 use std::{fs, path::PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
-use polarbackup_auth::{verify, AuthError, KeyLookup, KeyMaterial, KeyRecord, Request, Scheme};
+use polarbackup_auth::{
+    borrow_headers, verify, AuthError, KeyLookup, KeyMaterial, KeyRecord, Request, Scheme,
+};
 use polarbackup_testkit::http::{find, RawRequest};
 use rsa::{pkcs1::EncodeRsaPublicKey, pkcs8::DecodePublicKey, RsaPublicKey};
 
@@ -169,12 +171,7 @@ fn check(
     now: Timestamp,
     keys: &dyn KeyLookup,
 ) -> Result<polarbackup_auth::Verified, AuthError> {
-    let headers: Vec<(&str, &str)> = p
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    verify(&p.request(&headers), now, keys)
+    verify(&p.request(&borrow_headers(&p.headers)), now, keys)
 }
 
 fn vector_files() -> Vec<(String, Vec<u8>)> {

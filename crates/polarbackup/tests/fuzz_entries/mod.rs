@@ -5,7 +5,9 @@
 
 use jiff::Timestamp;
 use polarbackup_auth::ram::{Context, Policy};
-use polarbackup_auth::{percent_encode, verify, KeyLookup, KeyMaterial, KeyRecord, Request};
+use polarbackup_auth::{
+    borrow_headers, percent_encode, verify, KeyLookup, KeyMaterial, KeyRecord, Request,
+};
 use polarbackup_testkit::http::RawRequest;
 use polarbackup_wire::Params;
 
@@ -153,11 +155,7 @@ impl Raw {
             .headers
             .iter()
             .any(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.contains("RSA"));
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = borrow_headers(&self.headers);
         let _ = verify(&self.request(&headers), self.now(), &FixedKey { rsa });
     }
 }
