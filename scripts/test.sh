@@ -12,6 +12,11 @@ cargo fmt --all -- --check
 echo "==> cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The cargo-fuzz targets are their own workspace (fuzz/), run by bench/fuzz.sh on nightly;
+# checked here on stable so that they keep building with the crates they fuzz.
+echo "==> cargo check --locked --all-targets in fuzz/"
+(cd fuzz && cargo check --quiet --locked --all-targets)
+
 echo "==> cargo test --workspace"
 cargo test --workspace
 
