@@ -13,6 +13,8 @@
 #                  AB_EVERY=0.025 s during each backup (bench/cpu_timeline.py), written next
 #                  to the results as <stamp>-<label>-<round>.timeline.tsv
 #   AB_POLL=0.05   DescribeBackupTasks polling interval, seconds
+#   AB_COLD=0      1: drop the page cache before every backup (PostgreSQL then reads its files
+#                  from disk, on the cores the backup needs)
 #   AB_RESULTS_DIR=bench/results   where <stamp>.ab.tsv goes
 # The servers run with --log-backup off --scheduler off --scrub-days 0: each round registers a
 # cluster, and with log backup on every one of them would keep a WAL archiver (a walsender) busy
@@ -27,6 +29,7 @@ ROUNDS="${AB_ROUNDS:-8}"
 TIMELINE="${AB_TIMELINE:-0}"
 EVERY="${AB_EVERY:-0.025}"
 POLL="${AB_POLL:-0.05}"
+COLD="${AB_COLD:-0}"
 PGBIN=/usr/lib/postgresql/15/bin
 BENCH_TAG=ab
 # shellcheck source=bench/lib.sh
@@ -81,6 +84,7 @@ backup() { # label round
         --account "${ACCOUNT[$label]}" --region cn-hangzhou --engine postgresql --host 127.0.0.1 \
         --port "$PORT" --user postgres --database postgres --description "ab $round" | json_field DBClusterId)"
     sync
+    [ "$COLD" = 1 ] && echo 3 >/proc/sys/vm/drop_caches
     sleep 1
     l="$(cut -d' ' -f1 /proc/loadavg)"
     if [ "$TIMELINE" = 1 ]; then

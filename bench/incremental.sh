@@ -14,7 +14,7 @@
 #      b. polarbackup full: `polarbackup admin backup --type full --wait` (the server's worker
 #         runs it); pgBackRest --type=full (zst level 1, process-max=2, start-fast, as in
 #         bench/backup_restore.sh);
-#      c. the change: pgbench -n -t N, N = BENCH_CHANGE_PCT (default 1) % of pgbench_accounts'
+#      c. the change: pgbench -n -t N, N = BENCH_CHANGE_TX, or BENCH_CHANGE_PCT (default 1) % of pgbench_accounts'
 #         rows; then how much it touched: distinct accounts updated, the heap pages they were on,
 #         and (17+) the distinct relation blocks in PostgreSQL's WAL summaries between the two
 #         backups;
@@ -39,6 +39,8 @@
 # Settings (environment):
 #   BENCH_SCALE=100           pgbench scale (15 MiB per unit)
 #   BENCH_CHANGE_PCT=1        pgbench transactions, as a percentage of pgbench_accounts' rows
+#   BENCH_CHANGE_TX=          pgbench transactions, as a number (instead of BENCH_CHANGE_PCT);
+#                             1000 at scale 100 change about 1 % of the database's blocks
 #   BENCH_VERSIONS="15 18"    PostgreSQL majors (15: /usr/lib/postgresql/15/bin; others:
 #                             /var/cache/polarbackup/pg/<major>/bin, scripts/install-deps.sh --old-postgres)
 #   BENCH_BIN=                a polarbackup binary to use instead of building one
@@ -51,6 +53,8 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 SCALE="${BENCH_SCALE:-100}"
 CHANGE_PCT="${BENCH_CHANGE_PCT:-1}"
+CHANGE_TX="${BENCH_CHANGE_TX:-}"
+[ -z "$CHANGE_TX" ] || [[ "$CHANGE_TX" =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_CHANGE_TX must be a positive number" >&2; exit 2; }
 VERSIONS="${BENCH_VERSIONS:-15 18}"
 KEEP="${BENCH_KEEP:-0}"
 PSQL_BIN=/usr/lib/postgresql/15/bin/psql # the 18 build has no psql; SQL is the same
@@ -116,7 +120,7 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# polarbackup incremental benchmark, $(date -Iseconds)"
     echo "# commit=$COMMIT modified_source_files=$DIRTY"
     echo "# machine: nproc=$(nproc) mem_gib=$(awk '/MemTotal/{printf "%.1f", $2/1048576}' /proc/meminfo) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\" kernel=$(uname -r)"
-    echo "# pgbackrest=$(pgbackrest version | awk '{print $2}') polarbackup=$("$BIN" --version | awk '{print $2}') scale=$SCALE change_pct=$CHANGE_PCT"
+    echo "# pgbackrest=$(pgbackrest version | awk '{print $2}') polarbackup=$("$BIN" --version | awk '{print $2}') scale=$SCALE change_pct=$CHANGE_PCT change_tx=${CHANGE_TX:-}"
     echo "# load average (1/5/15 min) at start: $LOAD_START"
     printf 'tool\tpg\tkind\twall_s\tjob_s\ttransferred_bytes\tstored_bytes\tstored_data_bytes\tload1\tnotes\n'
 } >"$TSV"
@@ -277,7 +281,7 @@ EOF
     local full_lsn="$PB_START_LSN"
     if [ "$pgbr_ok" = 1 ]; then pgbr_backup "$major" full full; fi
 
-    n=$(( rows * CHANGE_PCT / 100 ))
+    n="${CHANGE_TX:-$(( rows * CHANGE_PCT / 100 ))}"
     log "--- the change: pgbench -n -t $n"
     t0=$EPOCHREALTIME
     as_pg env PGOPTIONS="-c synchronous_commit=off" "$pgbin/pgbench" -n -t "$n" -h "$WORK/sock" -p "$port" \
