@@ -138,36 +138,39 @@ pub async fn backup(req: BackupRequest<'_>) -> Result<BackupSummary, EngineError
     };
 
     let mut writer = req.repo.begin(req.backup_id, req.clock.now()).await?;
+    let scratch = req.scratch.join(format!("wal-{}", req.backup_id));
     let result = async {
-        let streamed =
-            stream_data(&req, deadline, &mut data_conn, &mut writer, base.as_ref()).await?;
-        let scratch = req.scratch.join(format!("wal-{}", req.backup_id));
         tokio::fs::create_dir_all(&scratch).await?;
-        let wal = async {
-            let collected = wal::collect(
+        // The WAL streams beside the data files, from the start point on, as BASE_BACKUP
+        // reports it: the server need not keep it, and little is left after the data.
+        let (reporter, points) = wal::points();
+        let (streamed, collected) = tokio::try_join!(
+            stream_data(
+                &req,
+                deadline,
+                &mut data_conn,
+                &mut writer,
+                base.as_ref(),
+                reporter,
+            ),
+            wal::collect(
                 wal_conn,
                 &slot,
-                streamed.start_lsn,
-                streamed.end_lsn,
-                streamed.timeline,
+                points,
                 seg_size,
                 &scratch,
                 req.cancel,
                 req.clock.clone(),
                 deadline,
-            )
-            .await?;
-            writer.start_archive("pg_wal.tar", None).await?;
-            wal::store_tar(&mut writer, &collected.files, req.clock.now()).await?;
-            writer.finish_archive().await?;
-            Ok::<_, EngineError>(collected.server_time)
-        }
-        .await;
-        let _ = tokio::fs::remove_dir_all(&scratch).await;
-        let server_time = wal?;
-        Ok::<_, EngineError>((streamed, server_time))
+            ),
+        )?;
+        writer.start_archive("pg_wal.tar", None).await?;
+        wal::store_tar(&mut writer, &collected.files, req.clock.now()).await?;
+        writer.finish_archive().await?;
+        Ok::<_, EngineError>((streamed, collected.server_time))
     }
     .await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
     let (streamed, server_time) = match result {
         Ok(s) => s,
         Err(e) => {
@@ -245,6 +248,7 @@ async fn stream_data(
     conn: &mut ReplicationConn,
     writer: &mut BackupWriter,
     base: Option<&Base>,
+    mut wal_points: wal::Reporter,
 ) -> Result<Streamed, EngineError> {
     let opts = BaseBackupOptions {
         label: format!("polarbackup {}", req.backup_id),
@@ -306,6 +310,7 @@ async fn stream_data(
                 timeline,
             } => {
                 start = Some((start_lsn, timeline));
+                wal_points.started(start_lsn, timeline);
                 req.progress
                     .report(Phase::Uploading { done: 0, total: 1 })
                     .await;
@@ -362,6 +367,7 @@ async fn stream_data(
             }
             BackupEvent::ManifestData(bytes) => manifest.extend_from_slice(&bytes),
             BackupEvent::Finished { end_lsn, timeline } => {
+                wal_points.finished(end_lsn, timeline);
                 let (start_lsn, _) = start.ok_or_else(|| {
                     EngineError::Stream("BASE_BACKUP did not report its start".into())
                 })?;

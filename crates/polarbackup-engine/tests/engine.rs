@@ -1,5 +1,6 @@
-//! The engine end to end against a real PostgreSQL: backup into a real repository, the
-//! Checking phase catching corruption, permission failures, and restore.
+//! The engine end to end against a real PostgreSQL: backup into a real repository (its WAL
+//! streamed beside the data files), the Checking phase catching corruption, permission
+//! failures, and restore.
 
 mod common;
 
@@ -292,4 +293,147 @@ async fn backs_up_over_verified_tls_with_scram() {
     untrusted.tls_ca_file = None;
     let err = run(&env, &untrusted, "1006", &sink).await.unwrap_err();
     assert!(matches!(err, EngineError::Connect(_)), "{err}");
+}
+
+/// Pauses the backup's data stream when it reports `Uploading` first, and meanwhile watches
+/// the backup's slot: taken by a walsender, and moving past WAL written during the pause.
+struct Watcher {
+    cluster: Arc<Cluster>,
+    slot_prefix: String,
+    seen: Mutex<Option<(bool, bool)>>,
+}
+
+impl Watcher {
+    /// The backup's slot as `(active, restart_lsn >= lsn)`, if it exists.
+    async fn slot(&self, lsn: &str) -> Option<(bool, bool)> {
+        let (cluster, sql) = (
+            self.cluster.clone(),
+            format!(
+                "SELECT active, restart_lsn >= '{lsn}' FROM pg_replication_slots \
+                 WHERE slot_name LIKE '{}%'",
+                self.slot_prefix
+            ),
+        );
+        let row = tokio::task::spawn_blocking(move || cluster.psql(&sql))
+            .await
+            .unwrap();
+        let mut cols = row.trim().split('|');
+        match (cols.next(), cols.next()) {
+            (Some(active), Some(past)) => Some((active == "t", past == "t")),
+            _ => None,
+        }
+    }
+
+    /// Polls `slot(lsn)` for up to 20 s until `done` holds.
+    async fn wait(&self, lsn: &str, done: impl Fn((bool, bool)) -> bool) -> bool {
+        for _ in 0..400 {
+            if self.slot(lsn).await.is_some_and(&done) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+impl ProgressSink for Watcher {
+    fn report(&self, phase: Phase) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if !matches!(phase, Phase::Uploading { .. }) || self.seen.lock().unwrap().is_some() {
+                return;
+            }
+            let streaming = self.wait("0/0", |(active, _)| active).await;
+            // Two segments' worth of switches while no data file moves: their WAL must come
+            // through the slot now, and be released, not kept until the data is done.
+            let cluster = self.cluster.clone();
+            let lsn = tokio::task::spawn_blocking(move || {
+                cluster.psql(
+                    "CREATE TABLE during_1007 AS SELECT g FROM generate_series(1, 1000) g;\n\
+                     SELECT pg_switch_wal();\n\
+                     INSERT INTO during_1007 SELECT g FROM generate_series(1, 1000) g;\n\
+                     SELECT pg_switch_wal();\n\
+                     SELECT pg_current_wal_lsn();",
+                )
+            })
+            .await
+            .unwrap();
+            let lsn = lsn.lines().last().unwrap().trim().to_string();
+            let released = self.wait(&lsn, |(_, past)| past).await;
+            *self.seen.lock().unwrap() = Some((streaming, released));
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_streams_and_is_released_while_the_data_files_stream() {
+    let cluster = Cluster::shared();
+    let env = env();
+    let watcher = Watcher {
+        cluster: cluster.clone(),
+        slot_prefix: "polarbackup\\_1007\\_".into(),
+        seen: Mutex::new(None),
+    };
+    let summary = backup(BackupRequest {
+        backup_id: "1007",
+        source: &source(&cluster, SUPERUSER),
+        repo: &env.repo,
+        scratch: env.dir.path(),
+        progress: &watcher,
+        cancel: &CancellationToken::new(),
+        clock: Arc::new(ManualClock::new(service_time())),
+        stall: polarbackup_engine::DEFAULT_STALL,
+        parent: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        *watcher.seen.lock().unwrap(),
+        Some((true, true)),
+        "(a walsender had the slot, the slot moved past the WAL written) while the data waited"
+    );
+    // The WAL of the pause spans three segments; the set holds them all, and they verify.
+    let wal = env
+        .repo
+        .manifest("1007")
+        .await
+        .unwrap()
+        .unwrap()
+        .archives
+        .into_iter()
+        .find(|a| a.name == "pg_wal.tar")
+        .unwrap();
+    assert!(wal.raw_size >= 3 * 16 * 1024 * 1024, "{}", wal.raw_size);
+    assert!(summary.end_lsn > summary.start_lsn);
+    let target = env.dir.path().join("restored");
+    let ts = env.dir.path().join("ts-restored");
+    let mapping = [(cluster.tablespace_dir.display().to_string(), ts)];
+    restore(RestoreRequest {
+        repo: &env.repo,
+        backup_id: "1007",
+        target: &target,
+        tablespace_mapping: &mapping,
+        progress: &|_: u64, _: u64| {},
+        keep_partial: false,
+    })
+    .await
+    .unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(env.dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(cluster.bin("pg_verifybackup"))
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_verifybackup: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.psql("DROP TABLE during_1007");
 }
