@@ -88,6 +88,28 @@ fn db_now(cluster: &Cluster) -> jiff::Timestamp {
     jiff::Timestamp::from_microsecond(micros.trim().parse().unwrap()).unwrap()
 }
 
+/// `pg_verifybackup` (as `postgres`, who is given the test's directory) passes on `target`.
+fn assert_verifies(cluster: &Cluster, env: &Env, target: &Path) {
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(env.dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(cluster.bin("pg_verifybackup"))
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_verifybackup: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn run(
     env: &Env,
     src: &ConnectConfig,
@@ -193,24 +215,7 @@ async fn backup_reports_every_phase_and_restores_a_verifiable_directory() {
         .unwrap()
         .path();
     assert_eq!(std::fs::read_link(link).unwrap(), ts);
-    let chown = std::process::Command::new("chown")
-        .args(["-R", "postgres"])
-        .arg(env.dir.path())
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let out = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(cluster.bin("pg_verifybackup"))
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_verifybackup: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_verifies(&cluster, &env, &target);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,23 +422,6 @@ async fn the_wal_streams_and_is_released_while_the_data_files_stream() {
     })
     .await
     .unwrap();
-    let chown = std::process::Command::new("chown")
-        .args(["-R", "postgres"])
-        .arg(env.dir.path())
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let out = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(cluster.bin("pg_verifybackup"))
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg_verifybackup: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_verifies(&cluster, &env, &target);
     cluster.psql("DROP TABLE during_1007");
 }
