@@ -114,9 +114,7 @@ AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --
 
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench/results}"
 mkdir -p "$RESULTS_DIR"
-STAMP="$(date +%Y-%m-%d-%H%M)"
-# A second run started in the same minute keeps the first one's results: seconds in its name.
-[ -e "$RESULTS_DIR/$STAMP-api.tsv" ] && STAMP="$(date +%Y-%m-%d-%H%M%S)"
+STAMP="$(results_stamp "$RESULTS_DIR" -api)"
 TSV="$RESULTS_DIR/$STAMP-api.tsv"
 {
     echo "# polarbackup API benchmark (issue 13), $(date -Iseconds), commit=$COMMIT binaries=${BENCH_BIN_DIR:-release build}"

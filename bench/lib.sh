@@ -74,6 +74,15 @@ serve() {
 }
 stop_serve() { stop_pid "$PB_PID" TERM "polarbackup serve"; }
 
+# results_stamp DIR SUFFIX: the name a run's results take in DIR, <date>-HHMM; with seconds when
+# DIR already has <date>-HHMM<SUFFIX>.tsv, so a second run in the same minute keeps the first's.
+results_stamp() {
+    local stamp
+    stamp="$(date +%Y-%m-%d-%H%M)"
+    [ -e "$1/$stamp$2.tsv" ] && stamp="$(date +%Y-%m-%d-%H%M%S)"
+    printf '%s' "$stamp"
+}
+
 # On exit, interrupt or termination: stops every process in PIDS and removes WORK (unless KEEP=1),
 # keeping the exit status. Sets WORK and PIDS empty; the caller fills them.
 cleanup_on_exit() {

@@ -32,9 +32,8 @@ BENCH_TAG=bench-delta
 
 prepare_postgres_bench # as root: scripts/install-deps.sh (PostgreSQL 15, zstandard for the analysis)
 
+cleanup_on_exit
 WORK="$(mktemp -d "${BENCH_WORK_PARENT:-/var/tmp}/polarbackup-bench-delta.XXXXXX")"
-PG_PID=""
-trap '[ -n "$PG_PID" ] && stop_pid "$PG_PID" INT "PostgreSQL"; rm -rf "$WORK"' EXIT
 chmod 755 "$WORK"
 mkdir -p "$WORK/home" "$WORK/sock"
 chown -R postgres:postgres "$WORK"
@@ -44,12 +43,11 @@ PGDATA="$WORK/pgdata"
 PSQL=(as_pg "$PGBIN/psql" -X -q -At -h "$WORK/sock" -U postgres postgres)
 start() {
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/pg.log" -w -t 120 start >/dev/null
-    PG_PID="$(head -1 "$PGDATA/postmaster.pid")"
+    PIDS+=("$(head -1 "$PGDATA/postmaster.pid")")
 }
 stop() {
     "${PSQL[@]}" -c CHECKPOINT
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -w -t 120 stop >/dev/null
-    PG_PID=""
+    stop_tracked "$(head -1 "$PGDATA/postmaster.pid")" INT "PostgreSQL"
 }
 
 as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust --no-locale -E UTF8 --data-checksums >/dev/null

@@ -214,8 +214,7 @@ wait_low_load() {
 # results
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench/results}"
 mkdir -p "$RESULTS_DIR"
-STAMP="$(date +%Y-%m-%d-%H%M)-wal"
-[ -e "$RESULTS_DIR/$STAMP.tsv" ] && STAMP="$(date +%Y-%m-%d-%H%M%S)-wal"
+STAMP="$(results_stamp "$RESULTS_DIR" -wal)-wal"
 TSV="$RESULTS_DIR/$STAMP.tsv"
 COLS=(tool round order load1 probe_s tps wal_mib gen_mib_s arch_mib_s arch_to_drained_mib_s
     max_lag_mib max_lag_s rpo_p50_s rpo_p99_s rpo_max_s probes probes_not_durable drain_s tail_durable_s

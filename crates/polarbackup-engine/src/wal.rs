@@ -1,7 +1,7 @@
 //! The WAL that makes a base backup consistent: streamed through the backup's temporary slot
 //! while the data files stream (as `pg_basebackup -Xs` does), then stored as `pg_wal.tar`.
 
-use crate::pg::{Lsn, ReplicationConn, WalEvent, WalSegmentWriter, WalStream};
+use crate::pg::{Lsn, PgError, ReplicationConn, WalEvent, WalSegmentWriter, WalStream};
 use crate::stall::Deadline;
 use crate::EngineError;
 use jiff::Timestamp;
@@ -88,7 +88,6 @@ pub async fn collect(
     clock: Arc<dyn Clock>,
     deadline: Deadline,
 ) -> Result<Collected, EngineError> {
-    let stream_err = |e| EngineError::from_pg(e, false);
     let no_end = || EngineError::Stream("the data stream ended without an end point".into());
     let (start, timeline) = tokio::select! {
         () = cancel.cancelled() => return Err(EngineError::Cancelled),
@@ -154,6 +153,11 @@ pub async fn collect(
     Ok(Collected { files, server_time })
 }
 
+/// A failure of the WAL stream or its files: the server was reached, so not a connection failure.
+fn stream_err(e: PgError) -> EngineError {
+    EngineError::from_pg(e, false)
+}
+
 /// Writes one event's WAL and confirms what is complete; `false` when the stream ended.
 async fn receive(
     stream: &mut WalStream,
@@ -161,7 +165,6 @@ async fn receive(
     files: &mut Vec<PathBuf>,
     event: Option<WalEvent>,
 ) -> Result<bool, EngineError> {
-    let stream_err = |e| EngineError::from_pg(e, false);
     match event {
         Some(WalEvent::Data { start, data }) => {
             let completed = writer.write(start, &data).await.map_err(stream_err)?;
